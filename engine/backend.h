@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+// The compute backend interface. Model code (engine/model.h) expresses the forward pass only through
+// these calls, so a backend that owns device memory and a stream (CUDA) implements the same ops
+// asynchronously without any change to the model: buffers and weights are opaque handles, ops are
+// enqueued in call order, and host-visible results exist only after CopyToHost + Synchronize.
+//
+// The CPU backend executes every op synchronously on the calling thread plus its thread pool.
+// Thread-safety: a Backend is driven by one thread at a time (the engine thread of its process).
+#ifndef VERDICT_ENGINE_BACKEND_H_
+#define VERDICT_ENGINE_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "engine/dtype.h"
+#include "engine/io/weight_source.h"
+
+namespace verdict::engine {
+
+// Backend-owned memory (host RAM for the CPU backend, device memory for CUDA).
+class DeviceBuffer {
+ public:
+  virtual ~DeviceBuffer() = default;
+  virtual size_t size_bytes() const = 0;
+  // Opaque address usable in TensorView; only the owning backend dereferences it.
+  virtual void* data() = 0;
+};
+
+// A 2-D row-major view [rows, cols] of f32 activations in backend memory (row stride in elements).
+struct TensorView {
+  float* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t stride = 0;
+
+  TensorView Rows(int64_t first, int64_t count) const {
+    return TensorView{data + first * stride, count, cols, stride};
+  }
+  TensorView Cols(int64_t first, int64_t count) const {
+    return TensorView{data + first, rows, count, stride};
+  }
+};
+
+// A weight resident on the backend: 2-D [rows, cols] (a linear layer's [out, in]) or 1-D (cols only,
+// rows == 1) in its storage dtype. Immutable once uploaded.
+class DeviceWeight {
+ public:
+  virtual ~DeviceWeight() = default;
+  virtual DType dtype() const = 0;
+  virtual int64_t rows() const = 0;
+  virtual int64_t cols() const = 0;
+  virtual size_t size_bytes() const = 0;
+};
+
+// Per-sequence key/value storage for a range of layers: [layers][capacity][kv_heads * head_dim] for
+// keys and values. Length bookkeeping lives in KvCache (engine/kv_cache.h); this is only memory.
+class KvStorage {
+ public:
+  virtual ~KvStorage() = default;
+  virtual int64_t capacity() const = 0;
+  virtual size_t size_bytes() const = 0;
+};
+
+struct KvShape {
+  int64_t num_layers = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+};
+
+// One sequence's slice of a ragged batch for attention: its new tokens occupy rows
+// [row_begin, row_begin + num_tokens) of the batch and positions [start_pos, start_pos + num_tokens).
+struct AttentionSequence {
+  KvStorage* kv = nullptr;
+  int64_t row_begin = 0;
+  int64_t num_tokens = 0;
+  int64_t start_pos = 0;
+};
+
+// Precomputed rotary-embedding frequencies of one model.
+struct RopeParams {
+  std::vector<float> inv_freq;  // [head_dim / 2]
+  bool interleaved = false;     // pairs (2i, 2i+1) instead of (i, i + d/2)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual absl::string_view name() const = 0;
+
+  // --- memory ---------------------------------------------------------------------------------
+  // Errors: kResourceExhausted when the backend is out of memory.
+  virtual absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) = 0;
+  // Makes a checkpoint tensor available to ops. The CPU backend keeps a zero-copy view into the
+  // memory map (the WeightSource must outlive the weight); 16-bit and q8_0 weights stay as stored.
+  // `as_rows`/`as_cols` reinterpret the shape (e.g. a 1-D norm weight is [1, n]).
+  virtual absl::StatusOr<std::unique_ptr<DeviceWeight>> UploadWeight(const WeightTensor& tensor,
+                                                                     int64_t as_rows,
+                                                                     int64_t as_cols) = 0;
+  virtual absl::StatusOr<std::unique_ptr<KvStorage>> AllocateKv(const KvShape& shape,
+                                                                int64_t capacity) = 0;
+  // Asynchronous copies (ordered with ops). `dst`/`src` host memory must stay valid until the
+  // next Synchronize().
+  virtual void CopyToDevice(const float* host, TensorView dst) = 0;
+  virtual void CopyToHost(TensorView src, float* host) = 0;
+  // Waits for all enqueued work. Returns the first asynchronous error, if any.
+  virtual absl::Status Synchronize() = 0;
+
+  // --- ops (enqueued in order; all shapes are validated by the caller) -------------------------
+  // out[i, :] = table[ids[i], :] as f32.
+  virtual void Embed(const DeviceWeight& table, absl::Span<const int32_t> ids, TensorView out) = 0;
+  // out = rms_norm(x) * weight (weight 1-D, f32 after upload).
+  virtual void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) = 0;
+  // out[m, n] (+)= sum_k x[m, k] * w[n, k].
+  virtual void MatMul(TensorView x, const DeviceWeight& w, TensorView out, bool accumulate) = 0;
+  // x[m, :] += bias (1-D).
+  virtual void AddBias(TensorView x, const DeviceWeight& bias) = 0;
+  // Applies rotary embedding in place to `num_heads` heads of `head_dim` in each row of x, row i at
+  // position positions[i].
+  virtual void Rope(TensorView x, int64_t num_heads, int64_t head_dim,
+                    absl::Span<const int32_t> positions, const RopeParams& rope) = 0;
+  // Writes the rows' keys and values into each sequence's storage at its positions for `layer`,
+  // then computes causal grouped-query attention of q over positions [0, start_pos + i] of the same
+  // sequence. q/out: [tokens, num_heads * head_dim]; k/v: [tokens, num_kv_heads * head_dim].
+  virtual void Attention(TensorView q, TensorView k, TensorView v, int64_t layer,
+                         absl::Span<const AttentionSequence> sequences, int64_t num_heads,
+                         int64_t num_kv_heads, int64_t head_dim, TensorView out) = 0;
+  // out = silu(gate) * up, elementwise.
+  virtual void SiluMul(TensorView gate, TensorView up, TensorView out) = 0;
+  // y += x, elementwise.
+  virtual void Add(TensorView x, TensorView y) = 0;
+  // dst[i, :] = src[rows[i], :].
+  virtual void GatherRows(TensorView src, absl::Span<const int32_t> rows, TensorView dst) = 0;
+  // Copies kv entries [from, from + count) of `from_storage` to `to_storage` (same shape): used to
+  // fork a sequence (prefix sharing).
+  virtual void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) = 0;
+};
+
+struct CpuBackendOptions {
+  int num_threads = 0;  // 0: all hardware threads
+};
+std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options);
+
+}  // namespace verdict::engine
+
+#endif  // VERDICT_ENGINE_BACKEND_H_

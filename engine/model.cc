@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/model.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/rope.h"
+
+namespace verdict::engine {
+
+struct ModelSlice::Layer {
+  std::unique_ptr<DeviceWeight> attn_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias;
+  std::unique_ptr<DeviceWeight> mlp_norm, gate, up, down, gate_bias, up_bias, down_bias;
+};
+
+namespace {
+
+// Tensor names in the two checkpoint families.
+struct Names {
+  bool gguf;
+  std::string Embedding() const { return gguf ? "token_embd.weight" : "model.embed_tokens.weight"; }
+  std::string FinalNorm() const { return gguf ? "output_norm.weight" : "model.norm.weight"; }
+  std::string LmHead() const { return gguf ? "output.weight" : "lm_head.weight"; }
+  std::string Layer(int64_t i, const char* hf, const char* gguf_name, const char* suffix) const {
+    return gguf ? absl::StrCat("blk.", i, ".", gguf_name, ".", suffix)
+                : absl::StrCat("model.layers.", i, ".", hf, ".", suffix);
+  }
+};
+
+class WeightUploader {
+ public:
+  WeightUploader(const WeightSource& source, Backend* backend) : source_(source), backend_(backend) {}
+
+  // Uploads `name` after checking its shape is [rows, cols] (1-D tensors: rows == 1).
+  absl::StatusOr<std::unique_ptr<DeviceWeight>> Get(const std::string& name, int64_t rows,
+                                                    int64_t cols) {
+    const WeightTensor* t = source_.Find(name);
+    if (t == nullptr) {
+      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
+    }
+    const bool one_d = rows == 1;
+    const bool shape_ok =
+        one_d ? (t->shape.size() == 1 && t->shape[0] == cols)
+              : (t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols);
+    if (!shape_ok) {
+      std::string got;
+      for (int64_t d : t->shape) absl::StrAppend(&got, got.empty() ? "" : ", ", d);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' has shape [", got, "], expected ",
+          one_d ? absl::StrCat("[", cols, "]") : absl::StrCat("[", rows, ", ", cols, "]")));
+    }
+    if (t->dtype == DType::kI32) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has integer dtype"));
+    }
+    if (t->dtype == DType::kQ8_0 && (one_d || cols % kQ8_0BlockSize != 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' is q8_0 but its rows are not multiples of 32"));
+    }
+    VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(*t, rows, cols));
+    bytes_ += t->nbytes;
+    params_ += t->num_elements();
+    return w;
+  }
+
+  // Like Get, but a missing tensor is fine (returns nullptr).
+  absl::StatusOr<std::unique_ptr<DeviceWeight>> GetOptional(const std::string& name, int64_t rows,
+                                                            int64_t cols) {
+    if (source_.Find(name) == nullptr) return std::unique_ptr<DeviceWeight>();
+    return Get(name, rows, cols);
+  }
+
+  size_t bytes() const { return bytes_; }
+  int64_t params() const { return params_; }
+
+ private:
+  const WeightSource& source_;
+  Backend* backend_;
+  size_t bytes_ = 0;
+  int64_t params_ = 0;
+};
+
+absl::Status ValidateConfig(const LlamaConfig& c) {
+  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 ||
+      c.num_heads <= 0 || c.num_kv_heads <= 0 || c.head_dim <= 0) {
+    return absl::InvalidArgumentError("model config has a non-positive size");
+  }
+  if (c.num_heads % c.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("num_heads ", c.num_heads,
+                                                   " is not a multiple of num_kv_heads ", c.num_kv_heads));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ModelSlice::ModelSlice(const LlamaConfig& config, int64_t layer_begin, int64_t layer_end,
+                       Backend* backend)
+    : config_(config), layer_begin_(layer_begin), layer_end_(layer_end), backend_(backend) {}
+
+ModelSlice::~ModelSlice() = default;
+
+absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig& config,
+                                                               const WeightSource& weights,
+                                                               SliceRange range, Backend* backend) {
+  VERDICT_RETURN_IF_ERROR(ValidateConfig(config));
+  const int64_t end = range.layer_end < 0 ? config.num_layers : range.layer_end;
+  if (range.layer_begin < 0 || range.layer_begin >= end || end > config.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid layer range [", range.layer_begin, ", ",
+                                                   end, ") for a model of ", config.num_layers,
+                                                   " layers"));
+  }
+  std::unique_ptr<ModelSlice> slice(new ModelSlice(config, range.layer_begin, end, backend));
+  const Names names{weights.Format() == "gguf"};
+  const LlamaConfig& c = config;
+  const int64_t q_dim = c.num_heads * c.head_dim;
+  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  WeightUploader up(weights, backend);
+
+  std::vector<float> freq_divisors;
+  if (const WeightTensor* rf = weights.Find("rope_freqs.weight"); rf != nullptr) {
+    if (rf->dtype != DType::kF32) return absl::InvalidArgumentError("rope_freqs.weight must be f32");
+    const float* f = reinterpret_cast<const float*>(rf->data);
+    freq_divisors.assign(f, f + rf->num_elements());
+  }
+  VERDICT_ASSIGN_OR_RETURN(slice->rope_, ComputeRopeParams(c, freq_divisors));
+
+  if (slice->is_first()) {
+    VERDICT_ASSIGN_OR_RETURN(slice->embedding_, up.Get(names.Embedding(), c.vocab_size, c.hidden_size));
+  }
+  for (int64_t i = slice->layer_begin_; i < end; ++i) {
+    auto layer = std::make_unique<Layer>();
+    auto name = [&](const char* hf, const char* gguf, const char* suffix = "weight") {
+      return names.Layer(i, hf, gguf, suffix);
+    };
+    VERDICT_ASSIGN_OR_RETURN(layer->attn_norm, up.Get(name("input_layernorm", "attn_norm"), 1, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->q, up.Get(name("self_attn.q_proj", "attn_q"), q_dim, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->k, up.Get(name("self_attn.k_proj", "attn_k"), kv_dim, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->v, up.Get(name("self_attn.v_proj", "attn_v"), kv_dim, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->o, up.Get(name("self_attn.o_proj", "attn_output"), c.hidden_size, q_dim));
+    VERDICT_ASSIGN_OR_RETURN(layer->q_bias, up.GetOptional(name("self_attn.q_proj", "attn_q", "bias"), 1, q_dim));
+    VERDICT_ASSIGN_OR_RETURN(layer->k_bias, up.GetOptional(name("self_attn.k_proj", "attn_k", "bias"), 1, kv_dim));
+    VERDICT_ASSIGN_OR_RETURN(layer->v_bias, up.GetOptional(name("self_attn.v_proj", "attn_v", "bias"), 1, kv_dim));
+    VERDICT_ASSIGN_OR_RETURN(layer->o_bias, up.GetOptional(name("self_attn.o_proj", "attn_output", "bias"), 1, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->mlp_norm, up.Get(name("post_attention_layernorm", "ffn_norm"), 1, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->gate, up.Get(name("mlp.gate_proj", "ffn_gate"), c.intermediate_size, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->up, up.Get(name("mlp.up_proj", "ffn_up"), c.intermediate_size, c.hidden_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->down, up.Get(name("mlp.down_proj", "ffn_down"), c.hidden_size, c.intermediate_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->gate_bias, up.GetOptional(name("mlp.gate_proj", "ffn_gate", "bias"), 1, c.intermediate_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->up_bias, up.GetOptional(name("mlp.up_proj", "ffn_up", "bias"), 1, c.intermediate_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->down_bias, up.GetOptional(name("mlp.down_proj", "ffn_down", "bias"), 1, c.hidden_size));
+    slice->layers_.push_back(std::move(layer));
+  }
+  if (slice->is_last()) {
+    VERDICT_ASSIGN_OR_RETURN(slice->final_norm_, up.Get(names.FinalNorm(), 1, c.hidden_size));
+    const bool has_head = weights.Find(names.LmHead()) != nullptr;
+    if (has_head) {
+      VERDICT_ASSIGN_OR_RETURN(slice->lm_head_, up.Get(names.LmHead(), c.vocab_size, c.hidden_size));
+      slice->lm_head_view_ = slice->lm_head_.get();
+    } else if (c.tie_word_embeddings || names.gguf) {  // GGUF omits output.weight when tied
+      if (slice->embedding_ != nullptr) {
+        slice->lm_head_view_ = slice->embedding_.get();
+      } else {
+        VERDICT_ASSIGN_OR_RETURN(slice->lm_head_, up.Get(names.Embedding(), c.vocab_size, c.hidden_size));
+        slice->lm_head_view_ = slice->lm_head_.get();
+      }
+    } else {
+      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", names.LmHead(),
+                                              "' and tie_word_embeddings is false"));
+    }
+  }
+  slice->weight_bytes_ = up.bytes();
+  slice->num_parameters_ = up.params();
+  return slice;
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> ModelSlice::NewKvCache(int64_t capacity) const {
+  if (capacity > config_.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache capacity ", capacity,
+                                                   " exceeds the model's context length ",
+                                                   config_.max_position_embeddings));
+  }
+  return KvCache::Create(backend_,
+                         KvShape{layer_end_ - layer_begin_, config_.num_kv_heads, config_.head_dim},
+                         capacity);
+}
+
+absl::Status ModelSlice::Validate(const ForwardBatch& batch, int64_t* total_tokens) const {
+  if (batch.sequences.empty()) return absl::InvalidArgumentError("empty batch");
+  int64_t total = 0;
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    const SequenceInput& seq = batch.sequences[s];
+    if (seq.cache == nullptr || seq.num_tokens <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, " of the batch has no cache or no new tokens"));
+    }
+    const KvShape& shape = seq.cache->shape();
+    if (shape.num_layers != layer_end_ - layer_begin_ || shape.num_kv_heads != config_.num_kv_heads ||
+        shape.head_dim != config_.head_dim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, " has a KV cache made for another model slice"));
+    }
+    if (seq.cache->length() + seq.num_tokens > config_.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sequence ", s, " would reach ", seq.cache->length() + seq.num_tokens,
+          " positions, over the model's context length ", config_.max_position_embeddings));
+    }
+    VERDICT_RETURN_IF_ERROR(seq.cache->CheckRoom(seq.num_tokens));
+    for (size_t other = 0; other < s; ++other) {
+      if (batch.sequences[other].cache == seq.cache) {
+        return absl::InvalidArgumentError("the same KV cache appears twice in one batch");
+      }
+    }
+    total += seq.num_tokens;
+  }
+  if (is_first()) {
+    if (static_cast<int64_t>(batch.token_ids.size()) != total) {
+      return absl::InvalidArgumentError(absl::StrCat("batch has ", batch.token_ids.size(),
+                                                     " token ids for ", total, " positions"));
+    }
+    for (int32_t id : batch.token_ids) {
+      if (id < 0 || id >= config_.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", id, " is out of range [0, ", config_.vocab_size, ")"));
+      }
+    }
+  } else if (static_cast<int64_t>(batch.activations.size()) != total * config_.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("batch has ", batch.activations.size(),
+                                                   " activation values, expected ", total, " x ",
+                                                   config_.hidden_size));
+  }
+  *total_tokens = total;
+  return absl::OkStatus();
+}
+
+absl::Status ModelSlice::EnsureWorkspace(int64_t tokens) {
+  if (tokens <= workspace_tokens_) return absl::OkStatus();
+  const LlamaConfig& c = config_;
+  // x, normed, gathered, q, attn, k, v, gate, up per token.
+  const int64_t per_token = 3 * c.hidden_size + 2 * c.num_heads * c.head_dim +
+                            2 * c.num_kv_heads * c.head_dim + 2 * c.intermediate_size;
+  VERDICT_ASSIGN_OR_RETURN(workspace_, backend_->Allocate(tokens * per_token * sizeof(float)));
+  workspace_tokens_ = tokens;
+  return absl::OkStatus();
+}
+
+absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* result) {
+  int64_t n = 0;
+  VERDICT_RETURN_IF_ERROR(Validate(batch, &n));
+  VERDICT_RETURN_IF_ERROR(EnsureWorkspace(n));
+  const LlamaConfig& c = config_;
+  const int64_t q_dim = c.num_heads * c.head_dim;
+  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+
+  float* base = static_cast<float*>(workspace_->data());
+  auto carve = [&](int64_t cols) {
+    TensorView view{base, n, cols, cols};
+    base += n * cols;
+    return view;
+  };
+  TensorView x = carve(c.hidden_size);
+  TensorView normed = carve(c.hidden_size);
+  TensorView gathered = carve(c.hidden_size);
+  TensorView q = carve(q_dim);
+  TensorView attn = carve(q_dim);
+  TensorView k = carve(kv_dim);
+  TensorView v = carve(kv_dim);
+  TensorView gate = carve(c.intermediate_size);
+  TensorView up = carve(c.intermediate_size);
+
+  std::vector<int32_t> positions(n);
+  std::vector<AttentionSequence> attention_seqs;
+  attention_seqs.reserve(batch.sequences.size());
+  int64_t row = 0;
+  for (const SequenceInput& seq : batch.sequences) {
+    attention_seqs.push_back({seq.cache->storage(), row, seq.num_tokens, seq.cache->length()});
+    for (int64_t i = 0; i < seq.num_tokens; ++i) {
+      positions[row + i] = static_cast<int32_t>(seq.cache->length() + i);
+    }
+    row += seq.num_tokens;
+  }
+
+  if (is_first()) {
+    backend_->Embed(*embedding_, batch.token_ids, x);
+  } else {
+    backend_->CopyToDevice(batch.activations.data(), x);
+  }
+
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& L = *layers_[li];
+    backend_->RmsNorm(x, *L.attn_norm, c.rms_norm_eps, normed);
+    backend_->MatMul(normed, *L.q, q, false);
+    backend_->MatMul(normed, *L.k, k, false);
+    backend_->MatMul(normed, *L.v, v, false);
+    if (L.q_bias) backend_->AddBias(q, *L.q_bias);
+    if (L.k_bias) backend_->AddBias(k, *L.k_bias);
+    if (L.v_bias) backend_->AddBias(v, *L.v_bias);
+    backend_->Rope(q, c.num_heads, c.head_dim, positions, rope_);
+    backend_->Rope(k, c.num_kv_heads, c.head_dim, positions, rope_);
+    backend_->Attention(q, k, v, static_cast<int64_t>(li), attention_seqs, c.num_heads,
+                        c.num_kv_heads, c.head_dim, attn);
+    backend_->MatMul(attn, *L.o, x, /*accumulate=*/true);  // residual add fused
+    if (L.o_bias) backend_->AddBias(x, *L.o_bias);
+
+    backend_->RmsNorm(x, *L.mlp_norm, c.rms_norm_eps, normed);
+    backend_->MatMul(normed, *L.gate, gate, false);
+    backend_->MatMul(normed, *L.up, up, false);
+    if (L.gate_bias) backend_->AddBias(gate, *L.gate_bias);
+    if (L.up_bias) backend_->AddBias(up, *L.up_bias);
+    backend_->SiluMul(gate, up, gate);
+    backend_->MatMul(gate, *L.down, x, /*accumulate=*/true);
+    if (L.down_bias) backend_->AddBias(x, *L.down_bias);
+  }
+
+  result->activations.clear();
+  result->logits.clear();
+  result->hidden.clear();
+  result->output_rows.clear();
+  if (!is_last()) {
+    result->activations.resize(n * c.hidden_size);
+    backend_->CopyToHost(x, result->activations.data());
+  } else {
+    if (batch.outputs == ForwardBatch::Outputs::kAll) {
+      for (int64_t r = 0; r < n; ++r) result->output_rows.push_back(static_cast<int32_t>(r));
+    } else {
+      for (const AttentionSequence& s : attention_seqs) {
+        result->output_rows.push_back(static_cast<int32_t>(s.row_begin + s.num_tokens - 1));
+      }
+    }
+    const int64_t m = static_cast<int64_t>(result->output_rows.size());
+    TensorView selected = normed.Rows(0, m);
+    if (m == n) {
+      backend_->RmsNorm(x, *final_norm_, c.rms_norm_eps, normed);
+    } else {
+      backend_->GatherRows(x, result->output_rows, gathered.Rows(0, m));
+      backend_->RmsNorm(gathered.Rows(0, m), *final_norm_, c.rms_norm_eps, selected);
+    }
+    VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> logits_buffer,
+                             backend_->Allocate(m * c.vocab_size * sizeof(float)));
+    TensorView logits{static_cast<float*>(logits_buffer->data()), m, c.vocab_size, c.vocab_size};
+    backend_->MatMul(selected, *lm_head_view_, logits, false);
+    result->hidden.resize(m * c.hidden_size);
+    result->logits.resize(m * c.vocab_size);
+    backend_->CopyToHost(selected, result->hidden.data());
+    backend_->CopyToHost(logits, result->logits.data());
+  }
+  VERDICT_RETURN_IF_ERROR(backend_->Synchronize());
+  for (const SequenceInput& seq : batch.sequences) seq.cache->Advance(seq.num_tokens);
+  return absl::OkStatus();
+}
+
+}  // namespace verdict::engine

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+// A Llama-family decoder slice: layers [layer_begin, layer_end) of a model, plus the token
+// embedding when the slice starts at layer 0 and the final norm + LM head when it ends at the last
+// layer. A whole model is the slice [0, num_layers). One Forward() runs a ragged batch: several
+// sequences, each with any number of new tokens on top of its KV cache (prefill, decode and
+// verification blocks alike), sharing every matrix product across all tokens of the batch.
+//
+// Weights are immutable after Create(); per-sequence state lives in KvCache objects. A ModelSlice
+// and its caches are used from one thread at a time (the engine thread).
+#ifndef VERDICT_ENGINE_MODEL_H_
+#define VERDICT_ENGINE_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/backend.h"
+#include "engine/io/weight_source.h"
+#include "engine/kv_cache.h"
+#include "engine/model_config.h"
+
+namespace verdict::engine {
+
+struct SliceRange {
+  int64_t layer_begin = 0;
+  int64_t layer_end = -1;  // -1: up to the last layer
+};
+
+// One sequence of a batch: `num_tokens` new positions appended after cache->length().
+struct SequenceInput {
+  KvCache* cache = nullptr;
+  int64_t num_tokens = 0;
+};
+
+struct ForwardBatch {
+  std::vector<SequenceInput> sequences;
+  // First slice: the new token ids of all sequences, concatenated in sequence order.
+  absl::Span<const int32_t> token_ids;
+  // Other slices: incoming activations [total tokens, hidden_size], row-major.
+  absl::Span<const float> activations;
+  // Last slice: which batch rows need logits and hidden states. kAll for scoring/verification,
+  // kLastOfEachSequence for plain generation (saves the LM head on prompt tokens).
+  enum class Outputs { kAll, kLastOfEachSequence };
+  Outputs outputs = Outputs::kAll;
+};
+
+struct ForwardResult {
+  // Non-last slices: activations [total tokens, hidden_size] for the next slice.
+  std::vector<float> activations;
+  // Last slice: for each output row (batch order), logits [vocab_size] and the final-layer hidden
+  // state after the final norm [hidden_size] (the judge's input).
+  std::vector<float> logits;
+  std::vector<float> hidden;
+  std::vector<int32_t> output_rows;  // batch row of each output
+};
+
+class ModelSlice {
+ public:
+  // Loads the slice's weights from `weights` (Hugging Face or GGUF tensor names) onto `backend`.
+  // `weights` and `backend` must outlive the slice. Errors: kInvalidArgument for a bad layer range,
+  // kNotFound for a missing tensor, kInvalidArgument for a tensor of the wrong shape or a dtype
+  // the backend cannot use.
+  static absl::StatusOr<std::unique_ptr<ModelSlice>> Create(const LlamaConfig& config,
+                                                            const WeightSource& weights,
+                                                            SliceRange range, Backend* backend);
+  ~ModelSlice();
+
+  const LlamaConfig& config() const { return config_; }
+  int64_t layer_begin() const { return layer_begin_; }
+  int64_t layer_end() const { return layer_end_; }
+  bool is_first() const { return layer_begin_ == 0; }
+  bool is_last() const { return layer_end_ == config_.num_layers; }
+  // Bytes of weights this slice reads per forward pass (all its matrices once).
+  size_t weight_bytes() const { return weight_bytes_; }
+  int64_t num_parameters() const { return num_parameters_; }
+
+  // A KV cache for this slice's layers holding up to `capacity` positions
+  // (capacity <= max_position_embeddings).
+  absl::StatusOr<std::unique_ptr<KvCache>> NewKvCache(int64_t capacity) const;
+
+  // Runs the batch. On success every sequence's cache has grown by its num_tokens.
+  // Errors (nothing is computed and every cache is unchanged):
+  //   kInvalidArgument: empty batch, token id out of range, wrong number of ids/activations, a
+  //     sequence whose positions would pass max_position_embeddings, a cache of another slice;
+  //   kResourceExhausted: a cache without room for its new tokens.
+  absl::Status Forward(const ForwardBatch& batch, ForwardResult* result);
+
+ private:
+  struct Layer;
+  ModelSlice(const LlamaConfig& config, int64_t layer_begin, int64_t layer_end, Backend* backend);
+  absl::Status Validate(const ForwardBatch& batch, int64_t* total_tokens) const;
+  absl::Status EnsureWorkspace(int64_t tokens);
+
+  LlamaConfig config_;
+  int64_t layer_begin_;
+  int64_t layer_end_;
+  Backend* backend_;
+  RopeParams rope_;
+  std::unique_ptr<DeviceWeight> embedding_;   // first slice
+  std::unique_ptr<DeviceWeight> final_norm_;  // last slice
+  std::unique_ptr<DeviceWeight> lm_head_;     // last slice (untied)
+  const DeviceWeight* lm_head_view_ = nullptr;  // lm_head_ or the tied embedding
+  std::vector<std::unique_ptr<Layer>> layers_;
+  size_t weight_bytes_ = 0;
+  int64_t num_parameters_ = 0;
+
+  // Activation workspace, grown on demand (one buffer, carved into views).
+  std::unique_ptr<DeviceBuffer> workspace_;
+  int64_t workspace_tokens_ = 0;
+};
+
+}  // namespace verdict::engine
+
+#endif  // VERDICT_ENGINE_MODEL_H_

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// Token sampling from logits: greedy, temperature, top-k, top-p (applied in that order, as Hugging
+// Face's generate does), seeded and reproducible: the same seed and logits give the same tokens on
+// every platform (the RNG is std::mt19937_64, whose sequence is fixed by the standard, and the
+// uniform draw is computed by us, not by a library distribution).
+// A Sampler is not thread-safe; use one per sequence.
+#ifndef VERDICT_ENGINE_SAMPLER_H_
+#define VERDICT_ENGINE_SAMPLER_H_
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace verdict::engine {
+
+struct SamplingParams {
+  float temperature = 0.0f;  // <= 0: greedy (argmax)
+  int64_t top_k = 0;         // <= 0: disabled
+  float top_p = 1.0f;        // >= 1: disabled
+  uint64_t seed = 0;
+
+  bool greedy() const { return temperature <= 0.0f; }
+};
+
+// kInvalidArgument for NaN/negative temperature, top_p outside (0, 1], and the like.
+absl::Status ValidateSamplingParams(const SamplingParams& params);
+
+// Index of the largest logit (the first on ties, like torch.argmax).
+int32_t Argmax(absl::Span<const float> logits);
+
+// The distribution the sampler draws from: softmax(logits / temperature) restricted to the top-k and
+// then to the smallest top-p nucleus, renormalised. Written as a dense vector over the vocabulary.
+// For greedy params this is one-hot on the argmax. Speculative verification uses these
+// probabilities. REQUIRES: ValidateSamplingParams(params).ok().
+void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& params,
+                          std::vector<float>* probs);
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+  // Draws the next token. Errors: kInvalidArgument for empty logits or logits with NaN.
+  absl::StatusOr<int32_t> Sample(absl::Span<const float> logits);
+
+  // A uniform draw in [0, 1) with 53 random bits from the sampler's stream.
+  double Uniform();
+
+  // Draws an index from a probability vector (need not be normalised).
+  int32_t SampleFrom(absl::Span<const float> probs);
+
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::vector<float> probs_;
+};
+
+}  // namespace verdict::engine
+
+#endif  // VERDICT_ENGINE_SAMPLER_H_

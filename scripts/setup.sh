@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs everything a fresh Debian 12 machine needs to build, test and run Verdict:
+# Debian packages (compiler toolchain and C++ libraries) and a Python virtualenv (.venv) with the
+# pinned tools of tools/requirements.txt. Idempotent, and quiet when everything is present.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+apt_packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libabsl-dev            # Status/StatusOr, strings, containers, synchronization
+  nlohmann-json3-dev     # JSON: safetensors headers, config.json, tokenizer.json, CLI output
+  libcli11-dev           # the verdict command line
+  libgtest-dev libgmock-dev  # unit tests
+  libbenchmark-dev       # micro-benchmarks (bench/)
+  libopenblas-dev        # sgemm for large (prefill) matrix products
+  python3 python3-venv python3-pip
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+venv="$repo/.venv"
+req="$repo/tools/requirements.txt"
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "setup: creating the Python virtualenv $venv (pinned tools/requirements.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi

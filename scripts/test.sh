@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The one test command: installs what is missing, builds, and runs every CTest test that a
+# machine without a GPU can run (labels: unit; GPU tests skip themselves).
+# Extra arguments go to ctest (e.g. scripts/test.sh -R tokenizer).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$repo/scripts/setup.sh"
+bash "$repo/scripts/build.sh"
+cd "${BUILD_DIR:-$repo/build}"
+ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@"
