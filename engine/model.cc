@@ -171,6 +171,10 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
     }
   }
   slice->weight_bytes_ = up.bytes();
+  slice->streamed_weight_bytes_ = up.bytes();
+  if (slice->embedding_ != nullptr && slice->lm_head_view_ != slice->embedding_.get()) {
+    slice->streamed_weight_bytes_ -= slice->embedding_->size_bytes();
+  }
   slice->num_parameters_ = up.params();
   return slice;
 }

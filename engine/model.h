@@ -75,6 +75,9 @@ class ModelSlice {
   bool is_last() const { return layer_end_ == config_.num_layers; }
   // Bytes of weights this slice reads per forward pass (all its matrices once).
   size_t weight_bytes() const { return weight_bytes_; }
+  // Bytes of weights one decode step streams from memory: every matrix except an untied input
+  // embedding, of which a step reads one row. The memory-bandwidth floor of decoding.
+  size_t streamed_weight_bytes() const { return streamed_weight_bytes_; }
   int64_t num_parameters() const { return num_parameters_; }
 
   // A KV cache for this slice's layers holding up to `capacity` positions
@@ -105,6 +108,7 @@ class ModelSlice {
   const DeviceWeight* lm_head_view_ = nullptr;  // lm_head_ or the tied embedding
   std::vector<std::unique_ptr<Layer>> layers_;
   size_t weight_bytes_ = 0;
+  size_t streamed_weight_bytes_ = 0;
   int64_t num_parameters_ = 0;
 
   // Activation workspace, grown on demand (one buffer, carved into views).

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/model_loader.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/io/gguf.h"
+#include "engine/io/model_config_loader.h"
+#include "engine/io/safetensors.h"
+#include "engine/tokenizer/gguf_tokenizer.h"
+
+namespace verdict::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadTextFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+absl::Status Annotate(const absl::Status& status, const fs::path& file) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(file.string(), ": ", status.message()));
+}
+
+absl::StatusOr<LoadedModel> LoadHfDirectory(const fs::path& dir) {
+  LoadedModel model;
+  model.path = dir.string();
+  model.format = "safetensors";
+  const fs::path config_path = dir / "config.json";
+  VERDICT_ASSIGN_OR_RETURN(std::string config_text, ReadTextFile(config_path));
+  auto config = ParseHfConfig(config_text);
+  if (!config.ok()) return Annotate(config.status(), config_path);
+  model.config = *std::move(config);
+
+  const fs::path generation_path = dir / "generation_config.json";
+  if (fs::exists(generation_path)) {
+    VERDICT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(generation_path));
+    auto generation = ParseGenerationConfig(text);
+    if (!generation.ok()) return Annotate(generation.status(), generation_path);
+    model.generation = *std::move(generation);
+  }
+  VERDICT_ASSIGN_OR_RETURN(model.weights, OpenSafetensors(dir.string()));
+
+  const fs::path tokenizer_path = dir / "tokenizer.json";
+  if (fs::exists(tokenizer_path)) {
+    auto tokenizer = LoadHfTokenizer(tokenizer_path.string());
+    if (!tokenizer.ok()) return Annotate(tokenizer.status(), tokenizer_path);
+    model.tokenizer = *std::move(tokenizer);
+  } else {
+    model.tokenizer_error = absl::StrCat("no tokenizer.json in ", dir.string());
+  }
+  return model;
+}
+
+absl::StatusOr<LoadedModel> LoadGgufFile(const fs::path& file) {
+  LoadedModel model;
+  model.path = file.string();
+  model.format = "gguf";
+  auto gguf = GgufFile::Open(file.string());
+  if (!gguf.ok()) return Annotate(gguf.status(), file);
+  auto config = ConfigFromGguf(**gguf);
+  if (!config.ok()) return Annotate(config.status(), file);
+  model.config = *std::move(config);
+  auto tokenizer = LoadGgufTokenizer(**gguf);
+  if (tokenizer.ok()) {
+    model.tokenizer = *std::move(tokenizer);
+  } else {
+    model.tokenizer_error = std::string(tokenizer.status().message());
+  }
+  model.weights = *std::move(gguf);
+  return model;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path) {
+  const fs::path p(path);
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return absl::NotFoundError(absl::StrCat("no such model path: ", path));
+  if (fs::is_directory(p, ec)) {
+    // A directory holding a single GGUF file is accepted too.
+    if (!fs::exists(p / "config.json")) {
+      std::vector<fs::path> ggufs;
+      for (const auto& entry : fs::directory_iterator(p, ec)) {
+        if (entry.path().extension() == ".gguf") ggufs.push_back(entry.path());
+      }
+      if (ggufs.size() == 1) return LoadGgufFile(ggufs[0]);
+      return absl::NotFoundError(absl::StrCat(
+          path, " has no config.json (a Hugging Face model directory) and ",
+          ggufs.empty() ? "no .gguf file" : "several .gguf files; name one"));
+    }
+    return LoadHfDirectory(p);
+  }
+  if (p.extension() == ".gguf") return LoadGgufFile(p);
+  if (p.extension() == ".safetensors" || p.filename() == "config.json") {
+    return LoadHfDirectory(p.parent_path());
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, " is neither a Hugging Face model directory nor a .gguf file"));
+}
+
+std::vector<int32_t> StopTokenIds(const LoadedModel& model) {
+  std::vector<int32_t> ids;
+  auto add = [&](int64_t id) {
+    if (id >= 0 && id < model.config.vocab_size &&
+        std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      ids.push_back(static_cast<int32_t>(id));
+    }
+  };
+  for (int64_t id : model.config.eos_token_ids) add(id);
+  for (int64_t id : model.generation.eos_token_ids) add(id);
+  if (model.tokenizer != nullptr) {
+    for (int32_t id : model.tokenizer->eos_ids()) add(id);
+    for (const char* name : {"<|eot_id|>", "<|eom_id|>"}) {
+      if (auto id = model.tokenizer->TokenToId(name)) add(*id);
+    }
+  }
+  return ids;
+}
+
+}  // namespace verdict::engine

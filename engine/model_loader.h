@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// Opens a model as users bring it: a Hugging Face directory (config.json, *.safetensors single or
+// sharded with an index, tokenizer.json, optional generation_config.json) or a GGUF file (weights,
+// architecture and vocabulary in one file). Weights stay memory-mapped.
+// The returned LoadedModel is immutable; safe to share between threads for reading.
+#ifndef VERDICT_ENGINE_MODEL_LOADER_H_
+#define VERDICT_ENGINE_MODEL_LOADER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/io/weight_source.h"
+#include "engine/model_config.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace verdict::engine {
+
+struct LoadedModel {
+  std::string path;
+  std::string format;  // "safetensors" or "gguf"
+  LlamaConfig config;
+  GenerationDefaults generation;
+  std::unique_ptr<WeightSource> weights;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the model ships none
+  std::string tokenizer_error;           // why `tokenizer` is null
+};
+
+// Errors: kNotFound (path or a required file missing), kInvalidArgument (malformed file, unsupported
+// architecture or dtype; the message names the file and the problem).
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path);
+
+// The token ids that end generation: the tokenizer's eos ids, the config's and the generation
+// config's eos ids, and for chat models the end-of-turn token.
+std::vector<int32_t> StopTokenIds(const LoadedModel& model);
+
+}  // namespace verdict::engine
+
+#endif  // VERDICT_ENGINE_MODEL_LOADER_H_

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared helpers of the `verdict` subcommands: loading a model with a one-line error, reporting
+// errors, parsing id lists. Single-threaded (the CLI's main thread).
+#ifndef VERDICT_SERVICES_CLI_CLI_UTIL_H_
+#define VERDICT_SERVICES_CLI_CLI_UTIL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/model.h"
+#include "engine/model_loader.h"
+
+namespace verdict::cli {
+
+// Prints "verdict: <message>" on one line to stderr and returns the process exit code (1).
+int ReportError(const absl::Status& status);
+
+// A loaded whole model on the CPU backend.
+struct ReadyModel {
+  engine::LoadedModel loaded;
+  std::unique_ptr<engine::Backend> backend;
+  std::unique_ptr<engine::ModelSlice> model;
+};
+absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads);
+
+// "1,2, 3" -> {1, 2, 3}. Errors: kInvalidArgument naming the bad entry.
+absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const std::string& text);
+
+}  // namespace verdict::cli
+
+#endif  // VERDICT_SERVICES_CLI_CLI_UTIL_H_

@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
+// The subcommands of the `verdict` command line. Each Add*Command registers its options on `app`
+// and, when the subcommand is chosen, runs it and stores the process exit code in *exit_code.
+#ifndef VERDICT_SERVICES_CLI_COMMANDS_H_
+#define VERDICT_SERVICES_CLI_COMMANDS_H_
+
+#include "CLI/CLI.hpp"
+
+namespace verdict::cli {
+
+void AddGenerateCommand(CLI::App& app, int* exit_code);
+void AddScoreCommand(CLI::App& app, int* exit_code);
+void AddInspectCommand(CLI::App& app, int* exit_code);
+void AddBenchCommand(CLI::App& app, int* exit_code);
+void AddTokenizeCommand(CLI::App& app, int* exit_code);
+
+}  // namespace verdict::cli
+
+#endif  // VERDICT_SERVICES_CLI_COMMANDS_H_

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+// verdict generate: stream text from one model (prompt -> prefill -> sampled decode).
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "engine/generator.h"
+#include "engine/tokenizer/chat_format.h"
+#include "engine/tokenizer/detokenizer.h"
+#include "services/cli/cli_util.h"
+#include "services/cli/commands.h"
+
+namespace verdict::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model;
+  std::string prompt;
+  std::string system;
+  int64_t max_tokens = 128;
+  std::optional<float> temperature;
+  std::optional<int64_t> top_k;
+  std::optional<float> top_p;
+  uint64_t seed = 0;
+  bool chat = false;
+  int threads = 0;
+  bool quiet = false;
+};
+
+absl::Status RunGenerate(const GenerateFlags& flags) {
+  VERDICT_ASSIGN_OR_RETURN(ReadyModel ready, OpenModel(flags.model, flags.threads));
+  const engine::Tokenizer* tokenizer = ready.loaded.tokenizer.get();
+  if (tokenizer == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model has no usable tokenizer: ", ready.loaded.tokenizer_error));
+  }
+  std::vector<int32_t> prompt;
+  if (flags.chat) {
+    std::vector<engine::ChatMessage> messages;
+    if (!flags.system.empty()) messages.push_back({"system", flags.system});
+    messages.push_back({"user", flags.prompt});
+    VERDICT_ASSIGN_OR_RETURN(prompt, engine::EncodeLlama3Chat(*tokenizer, messages,
+                                                              /*add_generation_prompt=*/true));
+  } else {
+    VERDICT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(flags.prompt, {/*add_bos=*/true,
+                                                                       /*parse_special=*/false}));
+  }
+  // Sampling: explicit flags win, then the checkpoint's generation_config.json, then greedy.
+  const engine::GenerationDefaults& defaults = ready.loaded.generation;
+  engine::GenerateOptions options;
+  options.max_new_tokens = flags.max_tokens;
+  const bool checkpoint_samples = defaults.has_do_sample && defaults.do_sample;
+  options.sampling.temperature =
+      flags.temperature.value_or(checkpoint_samples && defaults.temperature > 0 ? defaults.temperature : 0.0f);
+  options.sampling.top_k = flags.top_k.value_or(checkpoint_samples && defaults.top_k > 0 ? defaults.top_k : 0);
+  options.sampling.top_p = flags.top_p.value_or(checkpoint_samples && defaults.top_p > 0 ? defaults.top_p : 1.0f);
+  options.sampling.seed = flags.seed;
+  options.stop_token_ids = engine::StopTokenIds(ready.loaded);
+
+  engine::IncrementalDetokenizer detokenizer(tokenizer);
+  if (!flags.chat) std::fputs(flags.prompt.c_str(), stdout);
+  std::fflush(stdout);
+  const std::vector<int32_t> stops = options.stop_token_ids;
+  options.on_token = [&](int32_t token) {
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) return true;
+    const std::string text = detokenizer.Push(token);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  VERDICT_ASSIGN_OR_RETURN(engine::GenerateResult result,
+                           engine::Generate(*ready.model, prompt, options));
+  const std::string tail = detokenizer.Flush();
+  std::fwrite(tail.data(), 1, tail.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  if (!flags.quiet) {
+    const double prefill_s = absl::ToDoubleSeconds(result.prefill_time);
+    const double decode_s = absl::ToDoubleSeconds(result.decode_time);
+    const size_t decoded = result.tokens.empty() ? 0 : result.tokens.size() - 1;
+    std::fprintf(stderr,
+                 "[verdict] prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens, "
+                 "decode %.1f tok/s; stop: %s\n",
+                 prompt.size(), prefill_s, prompt.size() / std::max(prefill_s, 1e-9),
+                 result.tokens.size(), decoded / std::max(decode_s, 1e-9),
+                 result.stopped_by_token ? "stop token" : "max tokens");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddGenerateCommand(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt, streaming to stdout");
+  cmd->add_option("--model", flags->model, "Hugging Face model directory or .gguf file")->required();
+  cmd->add_option("--prompt", flags->prompt, "Prompt text")->required();
+  cmd->add_option("--max-tokens", flags->max_tokens, "Maximum new tokens")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--temperature", flags->temperature, "Sampling temperature (0 = greedy)");
+  cmd->add_option("--top-k", flags->top_k, "Keep the k most likely tokens (0 = off)");
+  cmd->add_option("--top-p", flags->top_p, "Nucleus sampling mass (1 = off)");
+  cmd->add_option("--seed", flags->seed, "Random seed (sampling is reproducible)")->capture_default_str();
+  cmd->add_flag("--chat", flags->chat, "Wrap the prompt in the Llama-3 chat format");
+  cmd->add_option("--system", flags->system, "System message (with --chat)");
+  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
+  cmd->add_flag("--quiet", flags->quiet, "No statistics on stderr");
+  cmd->callback([flags, exit_code] {
+    absl::Status status = RunGenerate(*flags);
+    *exit_code = status.ok() ? 0 : ReportError(status);
+  });
+}
+
+}  // namespace verdict::cli
