@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: Apache-2.0
+// AVX2 + FMA + F16C matrix-product kernels. This file alone is compiled with -mavx2 -mfma -mf16c;
+// nothing here may run before matmul.cc has checked that the CPU supports those extensions.
+//
+// Weights are converted to f32 in registers: bf16 by zero-extending to 32 bits and shifting left by
+// 16, f16 with vcvtph2ps, q8_0 by sign-extending int8 to int32, converting to f32 and multiplying by
+// the block scale (exact: an 8-bit integer times an 11-bit-mantissa scale fits in f32).
+#include <immintrin.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "common/check.h"
+#include "engine/kernels/matmul_internal.h"
+
+namespace verdict::engine::matmul_internal {
+namespace {
+
+// ---- Loading 8 weights of one row as f32 -------------------------------------------------------
+
+struct NoBlock {};
+
+struct F32Rows {
+  using Block = NoBlock;
+  static Block BeginBlock(const uint8_t*, int64_t) { return {}; }
+  static __m256 Load8(const uint8_t* row, int64_t k, const Block&) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  }
+};
+
+struct Bf16Rows {
+  using Block = NoBlock;
+  static Block BeginBlock(const uint8_t*, int64_t) { return {}; }
+  static __m256 Load8(const uint8_t* row, int64_t k, const Block&) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+  }
+};
+
+struct F16Rows {
+  using Block = NoBlock;
+  static Block BeginBlock(const uint8_t*, int64_t) { return {}; }
+  static __m256 Load8(const uint8_t* row, int64_t k, const Block&) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+  }
+};
+
+struct Q8Rows {
+  struct Block {
+    __m256 scale;
+    const uint8_t* qs;  // the 32 int8 of the block
+  };
+  // REQUIRES: k % 32 == 0.
+  static Block BeginBlock(const uint8_t* row, int64_t k) {
+    const uint8_t* block = row + (k / kQ8_0BlockSize) * sizeof(BlockQ8_0);
+    uint16_t scale_bits;
+    std::memcpy(&scale_bits, block, sizeof(scale_bits));
+    const __m128 scale = _mm_cvtph_ps(_mm_cvtsi32_si128(scale_bits));
+    return {_mm256_broadcastss_ps(scale), block + 2};
+  }
+  static __m256 Load8(const uint8_t*, int64_t k, const Block& b) {
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + (k & 31)));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), b.scale);
+  }
+};
+
+// ---- Small helpers -----------------------------------------------------------------------------
+
+// Local on purpose: an out-of-line instance of a shared inline template (std::min) compiled here
+// could be picked by the linker for generic code and execute AVX instructions on an older CPU.
+inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+alignas(32) constexpr int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                 0,  0,  0,  0,  0,  0,  0,  0};
+
+// Lanes [0, len) set, 0 <= len <= 8.
+inline __m256i TailMask(int64_t len) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - len));
+}
+
+// {sum(a0), sum(a1), sum(a2), sum(a3)}.
+inline __m128 Reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 t0 = _mm256_hadd_ps(a0, a1);
+  const __m256 t1 = _mm256_hadd_ps(a2, a3);
+  const __m256 t2 = _mm256_hadd_ps(t0, t1);
+  return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
+}
+
+// Reduces acc[r] (r < R) and stores (or adds) the R sums into y[0, R).
+template <int R>
+inline void StoreSums(const __m256* acc, float* y, bool add) {
+  const __m256 z = _mm256_setzero_ps();
+  const __m128 s = Reduce4(acc[0], R > 1 ? acc[1] : z, R > 2 ? acc[2] : z, R > 3 ? acc[3] : z);
+  if constexpr (R == 4) {
+    _mm_storeu_ps(y, add ? _mm_add_ps(_mm_loadu_ps(y), s) : s);
+  } else {
+    alignas(16) float tmp[4];
+    _mm_store_ps(tmp, s);
+    for (int r = 0; r < R; ++r) y[r] = add ? y[r] + tmp[r] : tmp[r];
+  }
+}
+
+template <class L>
+constexpr int ElemBytes() {
+  if constexpr (std::is_same_v<L, F32Rows>) {
+    return 4;
+  } else {
+    return 2;
+  }
+}
+
+// ---- Direct kernel: R weight rows x T tokens, whole K, weights converted in registers ----------
+
+// y[t * ldy + r] (+)= dot(x[t * ldx + :K], w_row_r[:K]) for r < R, t < T.
+template <class L, int R, int T>
+void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx, int64_t k_len,
+                float* y, int64_t ldy, bool add) {
+  constexpr int U = T == 1 ? 2 : 1;  // independent accumulators per output (FMA latency)
+  __m256 acc[T][U][R];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+#pragma GCC unroll 16
+    for (int u = 0; u < U; ++u) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[t][u][r] = _mm256_setzero_ps();
+    }
+  }
+  const uint8_t* rows[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) rows[r] = w0 + r * row_bytes;
+
+  int64_t k = 0;
+  for (; k + 32 <= k_len; k += 32) {
+    typename L::Block blk[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) blk[r] = L::BeginBlock(rows[r], k);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      __m256 xv[T];
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + k + 8 * j);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = L::Load8(rows[r], k + 8 * j, blk[r]);
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+          acc[t][j % U][r] = _mm256_fmadd_ps(wv, xv[t], acc[t][j % U][r]);
+        }
+      }
+    }
+  }
+  if constexpr (!std::is_same_v<L, Q8Rows>) {
+    // K % 32 tail: whole vectors, then a zero-padded partial one.
+    for (; k < k_len; k += 8) {
+      const int64_t len = MinI64(8, k_len - k);
+      __m256 xv[T];
+      __m256 wv[R];
+      if (len == 8) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) wv[r] = L::Load8(rows[r], k, {});
+      } else {
+        const __m256i mask = TailMask(len);
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) xv[t] = _mm256_maskload_ps(x + t * ldx + k, mask);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          alignas(32) uint8_t tmp[32] = {};
+          std::memcpy(tmp, rows[r] + k * ElemBytes<L>(), len * ElemBytes<L>());
+          wv[r] = L::Load8(tmp, 0, {});
+        }
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) acc[t][0][r] = _mm256_fmadd_ps(wv[r], xv[t], acc[t][0][r]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    if constexpr (U == 2) {
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[t][0][r] = _mm256_add_ps(acc[t][0][r], acc[t][1][r]);
+    }
+    StoreSums<R>(acc[t][0], y + t * ldy, add);
+  }
+}
+
+template <class L>
+void DirectRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
+  using TileFn = void (*)(const uint8_t*, size_t, const float*, int64_t, int64_t, float*, int64_t,
+                          bool);
+  static constexpr TileFn kTiles[4][3] = {
+      {&DirectTile<L, 1, 1>, &DirectTile<L, 1, 2>, &DirectTile<L, 1, 3>},
+      {&DirectTile<L, 2, 1>, &DirectTile<L, 2, 2>, &DirectTile<L, 2, 3>},
+      {&DirectTile<L, 3, 1>, &DirectTile<L, 3, 2>, &DirectTile<L, 3, 3>},
+      {&DirectTile<L, 4, 1>, &DirectTile<L, 4, 2>, &DirectTile<L, 4, 3>},
+  };
+  for (int64_t n = n_begin; n < n_end; n += 4) {
+    const int r = static_cast<int>(MinI64(4, n_end - n));
+    for (int64_t t = 0; t < a.m; t += 3) {
+      const int tt = static_cast<int>(MinI64(3, a.m - t));
+      kTiles[r - 1][tt - 1](a.w + static_cast<size_t>(n) * a.row_bytes, a.row_bytes,
+                            a.x + t * a.ldx, a.ldx, a.k, a.y + t * a.ldy + n, a.ldy, a.accumulate);
+    }
+  }
+}
+
+// ---- Row conversion ----------------------------------------------------------------------------
+
+template <class L>
+void ConvertRowT(const uint8_t* row, int64_t k0, int64_t count, float* out) {
+  int64_t k = k0;
+  const int64_t end = k0 + count;
+  for (; k + 32 <= end; k += 32) {
+    const typename L::Block blk = L::BeginBlock(row, k);
+    _mm256_storeu_ps(out + (k - k0), L::Load8(row, k, blk));
+    _mm256_storeu_ps(out + (k - k0) + 8, L::Load8(row, k + 8, blk));
+    _mm256_storeu_ps(out + (k - k0) + 16, L::Load8(row, k + 16, blk));
+    _mm256_storeu_ps(out + (k - k0) + 24, L::Load8(row, k + 24, blk));
+  }
+  if constexpr (!std::is_same_v<L, Q8Rows>) {
+    for (; k + 8 <= end; k += 8) _mm256_storeu_ps(out + (k - k0), L::Load8(row, k, {}));
+    if (k < end) {
+      alignas(32) uint8_t tmp[32] = {};
+      std::memcpy(tmp, row + k * ElemBytes<L>(), (end - k) * ElemBytes<L>());
+      alignas(32) float f[8];
+      _mm256_store_ps(f, L::Load8(tmp, 0, {}));
+      std::memcpy(out + (k - k0), f, (end - k) * sizeof(float));
+    }
+  }
+}
+
+void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, float* out) {
+  switch (dtype) {
+    case DType::kF32: ConvertRowT<F32Rows>(row, k0, count, out); return;
+    case DType::kBF16: ConvertRowT<Bf16Rows>(row, k0, count, out); return;
+    case DType::kF16: ConvertRowT<F16Rows>(row, k0, count, out); return;
+    case DType::kQ8_0: ConvertRowT<Q8Rows>(row, k0, count, out); return;
+    case DType::kI32: break;
+  }
+  VERDICT_CHECK_MSG(false, "unsupported weight dtype");
+}
+
+// ---- Panel kernel: f32 panel in L1, register-blocked R x T tiles -------------------------------
+
+constexpr int64_t kPanelRows = 16;
+constexpr int64_t kPanelK = 256;  // multiple of 32 (q8_0 blocks)
+
+// y[t * ldy + r] (+)= dot(x[t * ldx + :k_len], panel[r * kPanelK + :k_len]) for r < R, t < T.
+// The panel is zero-padded up to a multiple of 8; x is read with a mask past k_len.
+template <int R, int T>
+void PanelTile(const float* panel, const float* x, int64_t ldx, int64_t k_len, float* y,
+               int64_t ldy, bool add) {
+  __m256 acc[T][R];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm256_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 8 <= k_len; k += 8) {
+    __m256 xv[T];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_load_ps(panel + r * kPanelK + k);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) acc[t][r] = _mm256_fmadd_ps(wv, xv[t], acc[t][r]);
+    }
+  }
+  if (k < k_len) {
+    const __m256i mask = TailMask(k_len - k);
+    __m256 xv[T];
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) xv[t] = _mm256_maskload_ps(x + t * ldx + k, mask);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = _mm256_load_ps(panel + r * kPanelK + k);
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) acc[t][r] = _mm256_fmadd_ps(wv, xv[t], acc[t][r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) StoreSums<R>(acc[t], y + t * ldy, add);
+}
+
+template <class L>
+void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
+  using TileFn = void (*)(const float*, const float*, int64_t, int64_t, float*, int64_t, bool);
+  static constexpr TileFn kTiles[4][3] = {
+      {&PanelTile<1, 1>, &PanelTile<1, 2>, &PanelTile<1, 3>},
+      {&PanelTile<2, 1>, &PanelTile<2, 2>, &PanelTile<2, 3>},
+      {&PanelTile<3, 1>, &PanelTile<3, 2>, &PanelTile<3, 3>},
+      {&PanelTile<4, 1>, &PanelTile<4, 2>, &PanelTile<4, 3>},
+  };
+  alignas(64) float panel[kPanelRows * kPanelK];
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelRows) {
+    const int64_t p = MinI64(kPanelRows, n_end - n0);
+    for (int64_t k0 = 0; k0 < a.k; k0 += kPanelK) {
+      const int64_t kc = MinI64(kPanelK, a.k - k0);
+      const int64_t kc_padded = (kc + 7) & ~int64_t{7};
+      for (int64_t r = 0; r < p; ++r) {
+        float* dst = panel + r * kPanelK;
+        ConvertRowT<L>(a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
+        for (int64_t i = kc; i < kc_padded; ++i) dst[i] = 0.0f;
+      }
+      const bool add = a.accumulate || k0 > 0;
+      for (int64_t t0 = 0; t0 < a.m; t0 += 3) {
+        const int tt = static_cast<int>(MinI64(3, a.m - t0));
+        const float* xt = a.x + t0 * a.ldx + k0;
+        float* yt = a.y + t0 * a.ldy + n0;
+        for (int64_t r0 = 0; r0 < p; r0 += 4) {
+          const int rr = static_cast<int>(MinI64(4, p - r0));
+          kTiles[rr - 1][tt - 1](panel + r0 * kPanelK, xt, a.ldx, kc, yt + r0, a.ldy, add);
+        }
+      }
+    }
+  }
+}
+
+// ---- Dispatch on dtype -------------------------------------------------------------------------
+
+void DirectAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.dtype) {
+    case DType::kF32: DirectRows<F32Rows>(a, n_begin, n_end); return;
+    case DType::kBF16: DirectRows<Bf16Rows>(a, n_begin, n_end); return;
+    case DType::kF16: DirectRows<F16Rows>(a, n_begin, n_end); return;
+    case DType::kQ8_0: DirectRows<Q8Rows>(a, n_begin, n_end); return;
+    case DType::kI32: break;
+  }
+  VERDICT_CHECK_MSG(false, "unsupported weight dtype");
+}
+
+void PanelAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
+  switch (a.dtype) {
+    case DType::kF32: PanelRows<F32Rows>(a, n_begin, n_end); return;
+    case DType::kBF16: PanelRows<Bf16Rows>(a, n_begin, n_end); return;
+    case DType::kF16: PanelRows<F16Rows>(a, n_begin, n_end); return;
+    case DType::kQ8_0: PanelRows<Q8Rows>(a, n_begin, n_end); return;
+    case DType::kI32: break;
+  }
+  VERDICT_CHECK_MSG(false, "unsupported weight dtype");
+}
+
+}  // namespace
+
+const KernelTable* Avx2Kernels() {
+  static constexpr KernelTable kTable = {&DirectAvx2, &PanelAvx2, &ConvertRowAvx2};
+  return &kTable;
+}
+
+}  // namespace verdict::engine::matmul_internal
