@@ -42,10 +42,9 @@ void AddedTokenMatcher::Trie::Insert(absl::string_view s, int32_t token) {
   for (char ch : s) {
     const auto b = static_cast<uint8_t>(ch);
     auto& children = nodes[node].children;
-    auto it = std::lower_bound(children.begin(), children.end(), b,
-                               [](const std::pair<uint8_t, int32_t>& e, uint8_t v) {
-                                 return e.first < v;
-                               });
+    auto it = std::lower_bound(
+        children.begin(), children.end(), b,
+        [](const std::pair<uint8_t, int32_t>& e, uint8_t v) { return e.first < v; });
     if (it != children.end() && it->first == b) {
       node = it->second;
     } else {
@@ -66,10 +65,9 @@ int32_t AddedTokenMatcher::Trie::LongestMatch(absl::string_view s, size_t* len) 
   for (size_t i = 0; i < s.size(); ++i) {
     const auto b = static_cast<uint8_t>(s[i]);
     const auto& children = nodes[node].children;
-    auto it = std::lower_bound(children.begin(), children.end(), b,
-                               [](const std::pair<uint8_t, int32_t>& e, uint8_t v) {
-                                 return e.first < v;
-                               });
+    auto it = std::lower_bound(
+        children.begin(), children.end(), b,
+        [](const std::pair<uint8_t, int32_t>& e, uint8_t v) { return e.first < v; });
     if (it == children.end() || it->first != b) break;
     node = it->second;
     if (nodes[node].token >= 0) {

@@ -51,7 +51,7 @@ class AddedTokenMatcher {
   struct Trie {
     struct Node {
       std::vector<std::pair<uint8_t, int32_t>> children;  // sorted by byte
-      int32_t token = -1;                                  // index into tokens_
+      int32_t token = -1;                                 // index into tokens_
     };
     std::vector<Node> nodes;
     std::array<bool, 256> first_byte{};

@@ -29,9 +29,13 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     const auto b = model->Find(right);
     const auto merged = model->Find(absl::StrCat(left, right));
     if (!a || !b || !merged) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "merge #", rank, " (\"", left, "\" \"", right, "\") uses a token that is not in the ",
-          "vocabulary: \"", !a ? left : !b ? right : absl::StrCat(left, right), "\""));
+      return absl::InvalidArgumentError(absl::StrCat("merge #", rank, " (\"", left, "\" \"", right,
+                                                     "\") uses a token that is not in the ",
+                                                     "vocabulary: \"",
+                                                     !a   ? left
+                                                     : !b ? right
+                                                          : absl::StrCat(left, right),
+                                                     "\""));
     }
     // Like HF, a repeated pair takes its last rank.
     model->merges_[PairKey(*a, *b)] = {static_cast<int32_t>(rank), *merged};

@@ -40,7 +40,8 @@ class BpeModel {
   // Errors: InvalidArgument if a merge names a token that is not in the vocabulary or whose
   // concatenation is not. A token spelled twice keeps its first id.
   static absl::StatusOr<std::unique_ptr<BpeModel>> Create(
-      std::vector<std::string> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
+      std::vector<std::string> vocab,
+      const std::vector<std::pair<std::string, std::string>>& merges,
       const BpeModelOptions& options);
 
   // Appends the tokens of `word` (non-empty, in the model's alphabet) to *out.

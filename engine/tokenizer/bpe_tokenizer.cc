@@ -64,7 +64,8 @@ class BpeTokenizer final : public internal::TokenizerBase {
     auto decode_token = [&config](absl::string_view token) -> std::string {
       if (config.byte_level) return ByteLevelToBytes(token);
       if (config.decoder_byte_fallback) {
-        if (int byte = internal::ParseByteToken(token); byte >= 0) return std::string(1, static_cast<char>(byte));
+        if (int byte = internal::ParseByteToken(token); byte >= 0)
+          return std::string(1, static_cast<char>(byte));
       }
       if (config.decoder_replace_metaspace) return absl::StrReplaceAll(token, {{kMetaspace, " "}});
       return std::string(token);
@@ -77,9 +78,9 @@ class BpeTokenizer final : public internal::TokenizerBase {
       tables.special[t.id] = t.special;
       if (tables.spelling[t.id].empty()) tables.spelling[t.id] = t.content;
     }
-    VERDICT_ASSIGN_OR_RETURN(tokenizer->model_,
-                             BpeModel::Create(std::move(config.vocab), config.merges,
-                                              config.model_options));
+    VERDICT_ASSIGN_OR_RETURN(
+        tokenizer->model_,
+        BpeModel::Create(std::move(config.vocab), config.merges, config.model_options));
     tables.added_tokens = std::move(config.added_tokens);
     tables.prefix_ids = std::move(config.prefix_ids);
     tables.suffix_ids = std::move(config.suffix_ids);

@@ -41,12 +41,13 @@ absl::StatusOr<Llama3ChatFormat> Llama3ChatFormat::Create(const Tokenizer* token
     absl::string_view name;
     int32_t* id;
   };
-  for (const Required& r : {Required{kBos, &format.bos_}, Required{kStartHeader, &format.start_header_},
-                            Required{kEndHeader, &format.end_header_}, Required{kEot, &format.eot_}}) {
+  for (const Required& r :
+       {Required{kBos, &format.bos_}, Required{kStartHeader, &format.start_header_},
+        Required{kEndHeader, &format.end_header_}, Required{kEot, &format.eot_}}) {
     auto id = tokenizer->TokenToId(r.name);
     if (!id) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the tokenizer has no ", r.name, " token: not a Llama-3 chat vocabulary"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the tokenizer has no ", r.name, " token: not a Llama-3 chat vocabulary"));
     }
     *r.id = *id;
   }
@@ -85,7 +86,8 @@ absl::StatusOr<std::vector<int32_t>> Llama3ChatFormat::Encode(
     ids.push_back(start_header_);
     VERDICT_RETURN_IF_ERROR(append(messages[i].role));
     ids.push_back(end_header_);
-    VERDICT_RETURN_IF_ERROR(append(absl::StrCat("\n\n", TrimPythonWhitespace(messages[i].content))));
+    VERDICT_RETURN_IF_ERROR(
+        append(absl::StrCat("\n\n", TrimPythonWhitespace(messages[i].content))));
     ids.push_back(eot_);
   }
   if (add_generation_prompt) {

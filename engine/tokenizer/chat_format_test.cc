@@ -26,7 +26,7 @@ std::unique_ptr<Tokenizer> Llama3Toy() {
   ToyBpe toy;
   toy.merges = {{"\n", "\n"}, {"u", "s"}, {"us", "er"}, {"e", "r"}};
   toy.specials = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>"};
+                  "<|end_header_id|>", "<|eom_id|>",      "<|eot_id|>"};
   return MakeToyBpe(toy, 260);
 }
 
@@ -87,8 +87,7 @@ TEST(ChatFormatTest, RequiresHeaderTokens) {
   EXPECT_THAT(Llama3ChatFormat::Create(tok.get()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("<|start_header_id|>")));
   ASSERT_OK_AND_ASSIGN(auto spm, CreateSpmTokenizer(ToySpmVocab()));
-  EXPECT_THAT(Llama3ChatFormat::Create(spm.get()),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Llama3ChatFormat::Create(spm.get()), StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
 TEST(ChatFormatTest, TrimsLikePython) {

@@ -97,8 +97,9 @@ TEST_F(DetokenizerTest, OutOfRangeLeavesStateUnchanged) {
 TEST_F(DetokenizerTest, StreamEqualsDecodeForRandomInput) {
   const uint32_t seed = 12345;
   std::mt19937 rng(seed);
-  const std::vector<std::string> atoms = {"a", " ", "\xC3\xA9", "\xE4\xB8\xAD", "\xF0\x9F\x98\x80",
-                                          "\xE2\x80\x8D", "\x80", "\xFF", "\xE2\x82", "\xF0\x9F"};
+  const std::vector<std::string> atoms = {
+      "a",    " ",    "\xC3\xA9", "\xE4\xB8\xAD", "\xF0\x9F\x98\x80", "\xE2\x80\x8D",
+      "\x80", "\xFF", "\xE2\x82", "\xF0\x9F"};
   for (int round = 0; round < 500; ++round) {
     std::vector<int32_t> ids;
     const int n = 1 + static_cast<int>(rng() % 12);

@@ -38,8 +38,8 @@ absl::StatusOr<std::vector<int32_t>> TokenTypes(const GgufFile& gguf, size_t n) 
   if (gguf.FindMetadata(Key("token_type")) == nullptr) return types;
   VERDICT_ASSIGN_OR_RETURN(std::vector<int64_t> raw, gguf.GetIntArray(Key("token_type")));
   if (raw.size() != n) {
-    return absl::InvalidArgumentError(absl::StrCat(Key("token_type"), " has ", raw.size(),
-                                                   " entries for ", n, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(Key("token_type"), " has ", raw.size(), " entries for ", n, " tokens"));
   }
   types.reserve(n);
   for (int64_t t : raw) types.push_back(static_cast<int32_t>(t));
@@ -73,8 +73,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& ggu
   VERDICT_ASSIGN_OR_RETURN(const int32_t eot, OptionalId(gguf, "eot_token_id"));
   VERDICT_ASSIGN_OR_RETURN(const int32_t eom, OptionalId(gguf, "eom_token_id"));
   for (auto [what, id] : {std::pair<const char*, int32_t>{"bos_token_id", bos},
-                          {"eos_token_id", eos}, {"unknown_token_id", unk},
-                          {"eot_token_id", eot}, {"eom_token_id", eom}}) {
+                          {"eos_token_id", eos},
+                          {"unknown_token_id", unk},
+                          {"eot_token_id", eot},
+                          {"eom_token_id", eom}}) {
     VERDICT_RETURN_IF_ERROR(CheckRange(Key(what), id, n));
   }
 
@@ -118,8 +120,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& ggu
     VERDICT_ASSIGN_OR_RETURN(vocab.add_bos, OptionalBool(gguf, "add_bos_token", default_add_bos));
     vocab.bos_id = bos;
     for (int32_t id : {eos, eot, eom}) {
-      if (id >= 0 && std::find(vocab.eos_ids.begin(), vocab.eos_ids.end(), id) ==
-                         vocab.eos_ids.end()) {
+      if (id >= 0 &&
+          std::find(vocab.eos_ids.begin(), vocab.eos_ids.end(), id) == vocab.eos_ids.end()) {
         vocab.eos_ids.push_back(id);
       }
     }

@@ -169,20 +169,23 @@ TEST(GgufTokenizerTest, ErrorsNameTheProblem) {
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("bert")));
 
   GgufBuilder pre;
-  pre.Str("tokenizer.ggml.model", "gpt2").Str("tokenizer.ggml.pre", "qwen2")
+  pre.Str("tokenizer.ggml.model", "gpt2")
+      .Str("tokenizer.ggml.pre", "qwen2")
       .Strings("tokenizer.ggml.tokens", {"a"});
   ASSERT_OK_AND_ASSIGN(gguf, pre.Parse());
   EXPECT_THAT(LoadGgufTokenizer(*gguf),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("qwen2")));
 
   GgufBuilder short_types;
-  short_types.Str("tokenizer.ggml.model", "llama").Strings("tokenizer.ggml.tokens", {"a", "b"})
+  short_types.Str("tokenizer.ggml.model", "llama")
+      .Strings("tokenizer.ggml.tokens", {"a", "b"})
       .Ints("tokenizer.ggml.token_type", {1});
   ASSERT_OK_AND_ASSIGN(gguf, short_types.Parse());
   EXPECT_THAT(LoadGgufTokenizer(*gguf), StatusIs(absl::StatusCode::kInvalidArgument));
 
   GgufBuilder bad_id;
-  bad_id.Str("tokenizer.ggml.model", "llama").Strings("tokenizer.ggml.tokens", {"a"})
+  bad_id.Str("tokenizer.ggml.model", "llama")
+      .Strings("tokenizer.ggml.tokens", {"a"})
       .U32("tokenizer.ggml.bos_token_id", 7);
   ASSERT_OK_AND_ASSIGN(gguf, bad_id.Parse());
   EXPECT_THAT(LoadGgufTokenizer(*gguf),

@@ -88,8 +88,8 @@ absl::Status AddPreTokenizer(const Json& p, PreTokenizer* out, bool* byte_level_
   if (!p.is_object()) return Malformed("pre_tokenizer is not an object");
   const std::string type = TypeOf(p);
   if (*byte_level_seen) {
-    return absl::UnimplementedError(absl::StrCat(
-        "unsupported tokenizer.json pre_tokenizer: \"", type, "\" after ByteLevel"));
+    return absl::UnimplementedError(
+        absl::StrCat("unsupported tokenizer.json pre_tokenizer: \"", type, "\" after ByteLevel"));
   }
   if (type == "Sequence") {
     auto list = p.find("pretokenizers");
@@ -255,9 +255,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFromParsed(const Json& root,
   std::string model_type = TypeOf(model);
   if (model_type == "<no type>" && model.contains("merges")) model_type = "BPE";
   if (model_type != "BPE") {
-    return absl::UnimplementedError(
-        absl::StrCat("unsupported tokenizer.json model type \"", model_type,
-                     "\" (only BPE is supported)"));
+    return absl::UnimplementedError(absl::StrCat("unsupported tokenizer.json model type \"",
+                                                 model_type, "\" (only BPE is supported)"));
   }
   BpeTokenizerConfig config;
   if (auto normalizer = root.find("normalizer"); normalizer != root.end()) {
@@ -284,8 +283,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFromParsed(const Json& root,
   for (auto it = vocab_it->begin(); it != vocab_it->end(); ++it) {
     const auto id = it.value().get<int32_t>();
     if (!config.vocab[id].empty()) {
-      return Malformed(absl::StrCat("id ", id, " is used by \"", config.vocab[id], "\" and \"",
-                                    it.key(), "\""));
+      return Malformed(
+          absl::StrCat("id ", id, " is used by \"", config.vocab[id], "\" and \"", it.key(), "\""));
     }
     if (it.key().empty()) return Malformed("empty token in vocab");
     config.vocab[id] = it.key();
@@ -323,7 +322,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadFromParsed(const Json& root,
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     auto it = model.find(key);
-    if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
+    if (it != model.end() && !it->is_null() &&
+        !(it->is_string() && it->get<std::string>().empty())) {
       return absl::UnimplementedError(
           absl::StrCat("unsupported tokenizer.json BPE option \"", key, "\""));
     }

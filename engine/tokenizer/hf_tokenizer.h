@@ -42,8 +42,8 @@ struct HfTokenizerOptions {
 // malformed (missing/mistyped fields, merges naming unknown tokens, unknown override tokens);
 // Unimplemented for a model type, normalizer, pre-tokenizer, regex, post-processor or decoder
 // that is not supported (the message names it).
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(
-    const std::string& path, const HfTokenizerOptions& options = {});
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizer(const std::string& path,
+                                                           const HfTokenizerOptions& options = {});
 
 // Same, from the JSON text itself.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadHfTokenizerFromJson(

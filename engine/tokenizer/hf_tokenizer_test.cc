@@ -106,12 +106,20 @@ TEST(HfTokenizerTest, OverridesBosAndEos) {
 
 TEST(HfTokenizerTest, AddedTokenFlags) {
   Json j = ToyLlama3();
-  j["added_tokens"].push_back(
-      {{"id", 11}, {"content", "[M]"}, {"lstrip", true}, {"rstrip", true}, {"special", false},
-       {"single_word", false}, {"normalized", false}});
-  j["added_tokens"].push_back(
-      {{"id", 12}, {"content", "ab"}, {"single_word", true}, {"special", false},
-       {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+  j["added_tokens"].push_back({{"id", 11},
+                               {"content", "[M]"},
+                               {"lstrip", true},
+                               {"rstrip", true},
+                               {"special", false},
+                               {"single_word", false},
+                               {"normalized", false}});
+  j["added_tokens"].push_back({{"id", 12},
+                               {"content", "ab"},
+                               {"single_word", true},
+                               {"special", false},
+                               {"lstrip", false},
+                               {"rstrip", false},
+                               {"normalized", false}});
   ASSERT_OK_AND_ASSIGN(auto tok, Load(j));
   // [M] swallows the spaces around it; single-word "ab" only matches as a whole word.
   ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids, tok->Encode("a  [M]  b", {}));

@@ -187,8 +187,7 @@ absl::StatusOr<SplitBehavior> ParseSplitBehavior(absl::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown split behavior \"", name, "\""));
 }
 
-size_t MatchPreTokenizerRegex(PreTokenizerRegex regex, const std::vector<Char>& chars,
-                              size_t pos) {
+size_t MatchPreTokenizerRegex(PreTokenizerRegex regex, const std::vector<Char>& chars, size_t pos) {
   if (pos >= chars.size()) return pos;
   return regex == PreTokenizerRegex::kLlama3 ? MatchLlama3(chars, pos) : MatchGpt2(chars, pos);
 }
@@ -202,8 +201,7 @@ void PreTokenizer::AddRegexSplit(PreTokenizerRegex regex, SplitBehavior behavior
   steps_.push_back(std::move(step));
 }
 
-void PreTokenizer::AddLiteralSplit(absl::string_view literal, SplitBehavior behavior,
-                                   bool invert) {
+void PreTokenizer::AddLiteralSplit(absl::string_view literal, SplitBehavior behavior, bool invert) {
   Step step;
   step.kind = StepKind::kLiteral;
   step.literal = std::string(literal);

@@ -42,8 +42,14 @@ TEST(PreTokenizerTest, Llama3RegexHardCases) {
       {" \t\n x", {" \t\n", " x"}},
       {"x  ", {"x", "  "}},
       {"hello world", {"hello", " world"}},
-      {"\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E text", {"\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", " text"}},
-      {"a\xF0\x9F\x98\x80" "b \xF0\x9F\x98\x80 ", {"a", "\xF0\x9F\x98\x80" "b", " \xF0\x9F\x98\x80", " "}},
+      {"\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E text",
+       {"\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E", " text"}},
+      {"a\xF0\x9F\x98\x80"
+       "b \xF0\x9F\x98\x80 ",
+       {"a",
+        "\xF0\x9F\x98\x80"
+        "b",
+        " \xF0\x9F\x98\x80", " "}},
       {"na\xC3\xAFve \xC2\xBD x\xC2\xB2", {"na\xC3\xAFve", " ", "\xC2\xBD", " x", "\xC2\xB2"}},
       {"foo!!\n\nbar", {"foo", "!!\n\n", "bar"}},
       {"a\r\n\r\nb", {"a", "\r\n\r\n", "b"}},
@@ -61,10 +67,13 @@ TEST(PreTokenizerTest, Llama3RegexHardCases) {
 TEST(PreTokenizerTest, Gpt2RegexHardCases) {
   const PreTokenizer p = RegexOnly(PreTokenizerRegex::kGpt2);
   const std::vector<Case> cases = {
-      {"I'm you're WE'VE they'LL", {"I", "'m", " you", "'re", " WE", "'", "VE", " they", "'", "LL"}},
+      {"I'm you're WE'VE they'LL",
+       {"I", "'m", " you", "'re", " WE", "'", "VE", " they", "'", "LL"}},
       {"1234567 89", {"1234567", " 89"}},
       {"  \n\n  x", {"  \n\n ", " x"}},
-      {"a\xF0\x9F\x98\x80" "b \xF0\x9F\x98\x80 ", {"a", "\xF0\x9F\x98\x80", "b", " \xF0\x9F\x98\x80", " "}},
+      {"a\xF0\x9F\x98\x80"
+       "b \xF0\x9F\x98\x80 ",
+       {"a", "\xF0\x9F\x98\x80", "b", " \xF0\x9F\x98\x80", " "}},
       {"foo!!\n\nbar", {"foo", "!!", "\n", "\n", "bar"}},
       {"a\r\n\r\nb", {"a", "\r\n\r", "\n", "b"}},
       {"'hello", {"'", "hello"}},
@@ -78,21 +87,35 @@ TEST(PreTokenizerTest, Gpt2RegexHardCases) {
 
 TEST(PreTokenizerTest, InvalidUtf8IsSplitNotDropped) {
   const PreTokenizer p = RegexOnly(PreTokenizerRegex::kLlama3);
-  std::vector<std::string> pieces = Split(p, "ab\xFF" "cd \x80\x80!");
+  std::vector<std::string> pieces = Split(p,
+                                          "ab\xFF"
+                                          "cd \x80\x80!");
   std::string joined;
   for (const std::string& s : pieces) joined += s;
-  EXPECT_EQ(joined, "ab\xFF" "cd \x80\x80!");
-  EXPECT_THAT(pieces, ElementsAre("ab", "\xFF" "cd", " \x80\x80!"));
+  EXPECT_EQ(joined,
+            "ab\xFF"
+            "cd \x80\x80!");
+  EXPECT_THAT(pieces, ElementsAre("ab",
+                                  "\xFF"
+                                  "cd",
+                                  " \x80\x80!"));
 }
 
 TEST(PreTokenizerTest, DigitsIndividualAndContiguous) {
   PreTokenizer individual;
   individual.AddDigits(true);
-  EXPECT_THAT(Split(individual, "ab12c\xD9\xA3" "4"),
+  EXPECT_THAT(Split(individual,
+                    "ab12c\xD9\xA3"
+                    "4"),
               ElementsAre("ab", "1", "2", "c", "\xD9\xA3", "4"));
   PreTokenizer contiguous;
   contiguous.AddDigits(false);
-  EXPECT_THAT(Split(contiguous, "ab12c\xD9\xA3" "4"), ElementsAre("ab", "12", "c", "\xD9\xA3" "4"));
+  EXPECT_THAT(Split(contiguous,
+                    "ab12c\xD9\xA3"
+                    "4"),
+              ElementsAre("ab", "12", "c",
+                          "\xD9\xA3"
+                          "4"));
 }
 
 TEST(PreTokenizerTest, SplitBehaviorsMatchHuggingFace) {
@@ -103,10 +126,14 @@ TEST(PreTokenizerTest, SplitBehaviorsMatchHuggingFace) {
   };
   const std::vector<B> cases = {
       {SplitBehavior::kRemoved, {"a", "b", "c"}, {"-", "-", "-", "-"}},
-      {SplitBehavior::kIsolated, {"a", "-", "b", "-", "-", "c", "-"}, {"a", "-", "b", "-", "-", "c", "-"}},
+      {SplitBehavior::kIsolated,
+       {"a", "-", "b", "-", "-", "c", "-"},
+       {"a", "-", "b", "-", "-", "c", "-"}},
       {SplitBehavior::kMergedWithPrevious, {"a-", "b-", "-", "c-"}, {"a", "-b", "-", "-c", "-"}},
       {SplitBehavior::kMergedWithNext, {"a", "-b", "-", "-c", "-"}, {"a-", "b-", "-", "c-"}},
-      {SplitBehavior::kContiguous, {"a", "-", "b", "--", "c", "-"}, {"a", "-", "b", "--", "c", "-"}},
+      {SplitBehavior::kContiguous,
+       {"a", "-", "b", "--", "c", "-"},
+       {"a", "-", "b", "--", "c", "-"}},
   };
   for (const B& c : cases) {
     PreTokenizer plain, inverted;

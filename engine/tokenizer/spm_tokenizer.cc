@@ -109,11 +109,11 @@ class SpmTokenizer final : public internal::TokenizerBase {
   };
 
   // Emits the tokens for one final symbol.
-  absl::Status Resegment(absl::string_view piece,
-                         const absl::flat_hash_map<absl::string_view,
-                                                   std::pair<absl::string_view, absl::string_view>>&
-                             rev_merge,
-                         std::vector<int32_t>* out) const;
+  absl::Status Resegment(
+      absl::string_view piece,
+      const absl::flat_hash_map<absl::string_view, std::pair<absl::string_view, absl::string_view>>&
+          rev_merge,
+      std::vector<int32_t>* out) const;
 
   SpmVocab vocab_;
   // Pieces that merging may produce: normal, user-defined, unused and undefined tokens.
@@ -169,8 +169,8 @@ absl::Status SpmTokenizer::EncodeText(absl::string_view raw, bool after_token,
     size_t len = unicode::DecodeOne(absl::string_view(text).substr(pos), &cp);
     if (len == 0) len = 1;
     const auto index = static_cast<int32_t>(symbols.size());
-    symbols.push_back({static_cast<uint32_t>(pos), static_cast<uint32_t>(len), index - 1,
-                       index + 1});
+    symbols.push_back(
+        {static_cast<uint32_t>(pos), static_cast<uint32_t>(len), index - 1, index + 1});
     pos += len;
   }
   if (symbols.empty()) return absl::OkStatus();

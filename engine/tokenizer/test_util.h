@@ -74,12 +74,27 @@ inline SpmVocab ToySpmVocab(bool with_bytes = true, bool with_unk = true) {
     for (int b = 0; b < 256; ++b) add(absl::StrFormat("<0x%02X>", b), 0, kSpmTokenByte);
   }
   const std::vector<std::pair<std::string, float>> pieces = {
-      {"\xE2\x96\x81", -1},        {"h", -2},       {"e", -3},           {"l", -4},
-      {"o", -5},                   {"w", -6},       {"r", -7},           {"d", -8},
-      {"\xE2\x96\x81h", -10},      {"ll", -11},     {"he", -12},         {"llo", -13},
-      {"\xE2\x96\x81he", -14},     {"hello", -15},  {"\xE2\x96\x81hello", -16},
-      {"\xE2\x96\x81w", -17},      {"or", -18},     {"\xE2\x96\x81wor", -19},
-      {"\xE2\x96\x81world", -20},  {"ld", -21},     {"\xE2\x96\x81\xE2\x96\x81", -22},
+      {"\xE2\x96\x81", -1},
+      {"h", -2},
+      {"e", -3},
+      {"l", -4},
+      {"o", -5},
+      {"w", -6},
+      {"r", -7},
+      {"d", -8},
+      {"\xE2\x96\x81h", -10},
+      {"ll", -11},
+      {"he", -12},
+      {"llo", -13},
+      {"\xE2\x96\x81he", -14},
+      {"hello", -15},
+      {"\xE2\x96\x81hello", -16},
+      {"\xE2\x96\x81w", -17},
+      {"or", -18},
+      {"\xE2\x96\x81wor", -19},
+      {"\xE2\x96\x81world", -20},
+      {"ld", -21},
+      {"\xE2\x96\x81\xE2\x96\x81", -22},
   };
   for (const auto& [p, s] : pieces) add(p, s, kSpmTokenNormal);
   v.bos_id = 1;

@@ -46,9 +46,13 @@ class Tokenizer {
                                                       const EncodeOptions& options) const = 0;
 
   // Decodes `ids` to text, as Hugging Face's decode does: the tokens' bytes are concatenated and
-  // every maximal invalid UTF-8 subsequence becomes U+FFFD. Special tokens are rendered as their
-  // text (e.g. "<|eot_id|>") unless `skip_special`. SentencePiece vocabularies drop the leading
-  // space of the result (the "▁" prefix encoding added).
+  // every maximal invalid UTF-8 subsequence becomes U+FFFD (Rust's from_utf8_lossy, exactly HF's
+  // byte-level decoder). Special tokens are rendered as their text (e.g. "<|eot_id|>") unless
+  // `skip_special`. SentencePiece vocabularies drop the leading space of the result (the "▁"
+  // prefix encoding added). Known difference: for <0xNN> byte tokens that do not form valid
+  // UTF-8, HF's ByteFallback decoder gives one U+FFFD per byte of the whole byte run (and
+  // sentencepiece one per invalid byte); we use the from_utf8_lossy rule everywhere, so that
+  // IncrementalDetokenizer can reproduce Decode() exactly while streaming.
   // Errors: InvalidArgument naming the id and the vocabulary size if an id is out of range.
   virtual absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
                                              bool skip_special) const = 0;

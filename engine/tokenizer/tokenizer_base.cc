@@ -59,6 +59,9 @@ absl::Status TokenizerBase::Init(TokenTables tables) {
       spelling_to_id_.emplace(tables.spelling[id], static_cast<int32_t>(id));
     }
   }
+  // Like HF's token_to_id, an added token's content names it even if the model vocabulary
+  // spells that id differently.
+  for (const AddedToken& t : tables.added_tokens) spelling_to_id_.insert_or_assign(t.content, t.id);
   matcher_ = AddedTokenMatcher(tables.added_tokens);
   tables_ = std::move(tables);
   return absl::OkStatus();

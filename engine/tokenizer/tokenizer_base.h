@@ -41,8 +41,7 @@ class TokenizerBase : public Tokenizer {
  public:
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
                                               const EncodeOptions& options) const final;
-  absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids,
-                                     bool skip_special) const final;
+  absl::StatusOr<std::string> Decode(absl::Span<const int32_t> ids, bool skip_special) const final;
   absl::StatusOr<std::string> TokenBytes(int32_t id) const final;
   int32_t vocab_size() const final { return static_cast<int32_t>(tables_.bytes.size()); }
   int32_t bos_id() const final { return tables_.bos_id; }

@@ -166,9 +166,14 @@ int Main(int argc, char** argv) {
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;
     const Json request = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    absl::StatusOr<Json> reply = request.is_discarded()
-                                     ? absl::InvalidArgumentError("request is not valid JSON")
-                                     : Handle(**tokenizer, request);
+    absl::StatusOr<Json> reply = absl::InvalidArgumentError("request is not valid JSON");
+    if (!request.is_discarded()) {
+      try {
+        reply = Handle(**tokenizer, request);
+      } catch (const Json::exception& e) {  // a field of the wrong type
+        reply = absl::InvalidArgumentError(e.what());
+      }
+    }
     Json out;
     if (reply.ok()) {
       out = *std::move(reply);

@@ -17,26 +17,26 @@ TEST(UnicodeTest, ClassesMatchTheRegexEngine) {
   EXPECT_EQ(ClassOf('\v'), CharClass::kWhitespace);
   EXPECT_EQ(ClassOf('!'), CharClass::kOther);
   EXPECT_EQ(ClassOf('_'), CharClass::kOther);
-  EXPECT_EQ(ClassOf(0x1C), CharClass::kOther);        // not White_Space
-  EXPECT_EQ(ClassOf(0x85), CharClass::kWhitespace);   // NEL
-  EXPECT_EQ(ClassOf(0xA0), CharClass::kWhitespace);   // NBSP
-  EXPECT_EQ(ClassOf(0xAA), CharClass::kLetter);       // ª (Lo)
-  EXPECT_EQ(ClassOf(0xB2), CharClass::kNumber);       // ² (No)
-  EXPECT_EQ(ClassOf(0xBD), CharClass::kNumber);       // ½
-  EXPECT_EQ(ClassOf(0xE9), CharClass::kLetter);       // é
-  EXPECT_EQ(ClassOf(0x0301), CharClass::kOther);      // combining acute (Mn)
-  EXPECT_EQ(ClassOf(0x0663), CharClass::kNumber);     // Arabic-Indic three
-  EXPECT_EQ(ClassOf(0x2167), CharClass::kNumber);     // Roman numeral eight (Nl)
-  EXPECT_EQ(ClassOf(0x180E), CharClass::kOther);      // Mongolian vowel separator: no longer space
-  EXPECT_EQ(ClassOf(0x200B), CharClass::kOther);      // zero width space: not White_Space
+  EXPECT_EQ(ClassOf(0x1C), CharClass::kOther);       // not White_Space
+  EXPECT_EQ(ClassOf(0x85), CharClass::kWhitespace);  // NEL
+  EXPECT_EQ(ClassOf(0xA0), CharClass::kWhitespace);  // NBSP
+  EXPECT_EQ(ClassOf(0xAA), CharClass::kLetter);      // ª (Lo)
+  EXPECT_EQ(ClassOf(0xB2), CharClass::kNumber);      // ² (No)
+  EXPECT_EQ(ClassOf(0xBD), CharClass::kNumber);      // ½
+  EXPECT_EQ(ClassOf(0xE9), CharClass::kLetter);      // é
+  EXPECT_EQ(ClassOf(0x0301), CharClass::kOther);     // combining acute (Mn)
+  EXPECT_EQ(ClassOf(0x0663), CharClass::kNumber);    // Arabic-Indic three
+  EXPECT_EQ(ClassOf(0x2167), CharClass::kNumber);    // Roman numeral eight (Nl)
+  EXPECT_EQ(ClassOf(0x180E), CharClass::kOther);     // Mongolian vowel separator: no longer space
+  EXPECT_EQ(ClassOf(0x200B), CharClass::kOther);     // zero width space: not White_Space
   EXPECT_EQ(ClassOf(0x2028), CharClass::kWhitespace);
   EXPECT_EQ(ClassOf(0x3000), CharClass::kWhitespace);
-  EXPECT_EQ(ClassOf(0x4E2D), CharClass::kLetter);     // 中
-  EXPECT_EQ(ClassOf(0xAC00), CharClass::kLetter);     // 가
-  EXPECT_EQ(ClassOf(0x1F600), CharClass::kOther);     // emoji
-  EXPECT_EQ(ClassOf(0x31350), CharClass::kLetter);    // CJK Ext H (Unicode 15)
-  EXPECT_EQ(ClassOf(0x105C0), CharClass::kLetter);    // Todhri (Unicode 16)
-  EXPECT_EQ(ClassOf(0x2FFFF), CharClass::kOther);     // unassigned
+  EXPECT_EQ(ClassOf(0x4E2D), CharClass::kLetter);   // 中
+  EXPECT_EQ(ClassOf(0xAC00), CharClass::kLetter);   // 가
+  EXPECT_EQ(ClassOf(0x1F600), CharClass::kOther);   // emoji
+  EXPECT_EQ(ClassOf(0x31350), CharClass::kLetter);  // CJK Ext H (Unicode 15)
+  EXPECT_EQ(ClassOf(0x105C0), CharClass::kLetter);  // Todhri (Unicode 16)
+  EXPECT_EQ(ClassOf(0x2FFFF), CharClass::kOther);   // unassigned
   EXPECT_EQ(ClassOf(0x10FFFF), CharClass::kOther);
   EXPECT_EQ(ClassOf(kInvalidCodePoint), CharClass::kOther);
 }
@@ -79,10 +79,12 @@ std::string Lossy(const std::string& bytes) {
 TEST(UnicodeTest, LossyReplacesMaximalSubparts) {
   const std::string r = "\xEF\xBF\xBD";
   EXPECT_EQ(Lossy("ok \xE2\x82\xAC"), "ok \xE2\x82\xAC");
-  EXPECT_EQ(Lossy("\xE2\x82"), r);                     // one truncated sequence: one U+FFFD
-  EXPECT_EQ(Lossy("\xF0\x9F\x98" "A"), r + "A");
-  EXPECT_EQ(Lossy("\xC0\xAF"), r + r);                 // C0 can never start a sequence
-  EXPECT_EQ(Lossy("\xED\xA0\x80"), r + r + r);         // surrogates: each byte
+  EXPECT_EQ(Lossy("\xE2\x82"), r);  // one truncated sequence: one U+FFFD
+  EXPECT_EQ(Lossy("\xF0\x9F\x98"
+                  "A"),
+            r + "A");
+  EXPECT_EQ(Lossy("\xC0\xAF"), r + r);          // C0 can never start a sequence
+  EXPECT_EQ(Lossy("\xED\xA0\x80"), r + r + r);  // surrogates: each byte
   EXPECT_EQ(Lossy("\xE2\xE2\x82\xAC"), r + "\xE2\x82\xAC");
   EXPECT_EQ(Lossy("\xFF\xFE"), r + r);
 }
