@@ -55,7 +55,7 @@ TEST(SamplerTest, TopPKeepsTheSmallestNucleusReachingP) {
   // Probabilities 0.5, 0.3, 0.15, 0.05 (log-space logits).
   const std::vector<float> logits = {std::log(0.3f), std::log(0.05f), std::log(0.5f), std::log(0.15f)};
   std::vector<float> probs;
-  SamplingDistribution(logits, {1.0f, 0, 0.8f, 0}, &probs);  // 0.5 + 0.3 reaches 0.8
+  SamplingDistribution(logits, {1.0f, 0, 0.75f, 0}, &probs);  // 0.5 + 0.3 reaches 0.75
   EXPECT_NEAR(probs[2], 0.5 / 0.8, 1e-5);
   EXPECT_NEAR(probs[0], 0.3 / 0.8, 1e-5);
   EXPECT_EQ(probs[1], 0.0f);

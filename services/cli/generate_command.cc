@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // verdict generate: stream text from one model (prompt -> prefill -> sampled decode).
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -42,8 +43,9 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     std::vector<engine::ChatMessage> messages;
     if (!flags.system.empty()) messages.push_back({"system", flags.system});
     messages.push_back({"user", flags.prompt});
-    VERDICT_ASSIGN_OR_RETURN(prompt, engine::EncodeLlama3Chat(*tokenizer, messages,
-                                                              /*add_generation_prompt=*/true));
+    VERDICT_ASSIGN_OR_RETURN(engine::Llama3ChatFormat chat,
+                             engine::Llama3ChatFormat::Create(tokenizer));
+    VERDICT_ASSIGN_OR_RETURN(prompt, chat.Encode(messages, /*add_generation_prompt=*/true));
   } else {
     VERDICT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(flags.prompt, {/*add_bos=*/true,
                                                                        /*parse_special=*/false}));
@@ -64,15 +66,21 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   if (!flags.chat) std::fputs(flags.prompt.c_str(), stdout);
   std::fflush(stdout);
   const std::vector<int32_t> stops = options.stop_token_ids;
+  absl::Status stream_status;
   options.on_token = [&](int32_t token) {
     if (std::find(stops.begin(), stops.end(), token) != stops.end()) return true;
-    const std::string text = detokenizer.Push(token);
-    std::fwrite(text.data(), 1, text.size(), stdout);
+    absl::StatusOr<std::string> text = detokenizer.Add(token);
+    if (!text.ok()) {
+      stream_status = text.status();
+      return false;
+    }
+    std::fwrite(text->data(), 1, text->size(), stdout);
     std::fflush(stdout);
     return true;
   };
   VERDICT_ASSIGN_OR_RETURN(engine::GenerateResult result,
                            engine::Generate(*ready.model, prompt, options));
+  VERDICT_RETURN_IF_ERROR(stream_status);
   const std::string tail = detokenizer.Flush();
   std::fwrite(tail.data(), 1, tail.size(), stdout);
   std::fputc('\n', stdout);

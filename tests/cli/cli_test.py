@@ -31,6 +31,16 @@ def run(*args, timeout=120):
     return subprocess.run([VERDICT, *args], capture_output=True, timeout=timeout)
 
 
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def log_softmax(x):
     x = x.astype(np.float64)
     m = x.max(axis=-1, keepdims=True)
@@ -145,14 +155,14 @@ class BadInputTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             d = self.copy_fixture(tmp)
             f = os.path.join(d, "model.safetensors")
-            data = open(f, "rb").read()
-            open(f, "wb").write(data[: len(data) // 2])
+            data = read_bytes(f)
+            write_bytes(f, data[: len(data) // 2])
             self.assert_clean_error(run("score", "--model", d, "--token-ids", "1,2"))
-            open(f, "wb").write(struct.pack("<Q", 1 << 40) + data[8:])
+            write_bytes(f, struct.pack("<Q", 1 << 40) + data[8:])
             self.assert_clean_error(run("score", "--model", d, "--token-ids", "1,2"))
             header_len = struct.unpack("<Q", data[:8])[0]
             header = data[8:8 + header_len].replace(b'"F32"', b'"F8_E4M3"', 1)
-            open(f, "wb").write(data[:8] + header + data[8 + header_len:])
+            write_bytes(f, data[:8] + header + data[8 + header_len:])
             self.assert_clean_error(run("score", "--model", d, "--token-ids", "1,2"))
             os.remove(f)
             self.assert_clean_error(run("score", "--model", d, "--token-ids", "1,2"))
@@ -161,13 +171,13 @@ class BadInputTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             d = self.copy_fixture(tmp)
             cfg = os.path.join(d, "config.json")
-            open(cfg, "w").write('{"hidden_size": 64,')
+            write_bytes(cfg, b'{"hidden_size": 64,')
             self.assert_clean_error(run("inspect", "--model", d))
             g = os.path.join(tmp, "bad.gguf")
-            data = open(os.path.join(FIXTURES, "llama2_mha", "llama2_mha-f32.gguf"), "rb").read()
-            open(g, "wb").write(b"GGUF" + struct.pack("<I", 99) + data[8:])
+            data = read_bytes(os.path.join(FIXTURES, "llama2_mha", "llama2_mha-f32.gguf"))
+            write_bytes(g, b"GGUF" + struct.pack("<I", 99) + data[8:])
             self.assert_clean_error(run("inspect", "--model", g))
-            open(g, "wb").write(data[:100])
+            write_bytes(g, data[:100])
             self.assert_clean_error(run("inspect", "--model", g))
 
     def test_bad_token_ids_and_long_prompts(self):
