@@ -57,9 +57,6 @@ class BpeTokenizer final : public internal::TokenizerBase {
     tables.spelling.resize(size);
     tables.bytes.resize(size);
     tables.special.assign(size, false);
-    if (config.decoder_strip_leading > 1) {
-      return absl::UnimplementedError("stripping more than one leading space when decoding");
-    }
     // HF runs added tokens through the decoder too (ASCII ones come out unchanged).
     auto decode_token = [&config](absl::string_view token) -> std::string {
       if (config.byte_level) return ByteLevelToBytes(token);
@@ -73,8 +70,21 @@ class BpeTokenizer final : public internal::TokenizerBase {
     for (size_t id = 0; id < config.vocab.size(); ++id) {
       tables.bytes[id] = decode_token(config.vocab[id]);
     }
+    if (config.decoder_start != BpeTokenizerConfig::DecoderStart::kKeep) {
+      tables.start_bytes = tables.bytes;
+      for (size_t id = 0; id < config.vocab.size(); ++id) {
+        std::string& b = tables.start_bytes[id];
+        if (config.decoder_start == BpeTokenizerConfig::DecoderStart::kStripOneSpace) {
+          if (!b.empty() && b[0] == ' ') b.erase(0, 1);
+        } else if (internal::ParseByteToken(config.vocab[id]) < 0 ||
+                   !config.decoder_byte_fallback) {
+          b = decode_token(absl::StrReplaceAll(config.vocab[id], {{kMetaspace, ""}}));
+        }
+      }
+    }
     for (const AddedToken& t : config.added_tokens) {
       tables.bytes[t.id] = decode_token(t.content);
+      if (!tables.start_bytes.empty()) tables.start_bytes[t.id] = tables.bytes[t.id];
       tables.special[t.id] = t.special;
       if (tables.spelling[t.id].empty()) tables.spelling[t.id] = t.content;
     }
@@ -86,7 +96,6 @@ class BpeTokenizer final : public internal::TokenizerBase {
     tables.suffix_ids = std::move(config.suffix_ids);
     tables.bos_id = config.bos_id;
     tables.eos_ids = std::move(config.eos_ids);
-    tables.strip_leading_space = config.decoder_strip_leading > 0;
     tokenizer->pre_tokenizer_ = std::move(config.pre_tokenizer);
     tokenizer->normalizer_ = std::move(config.normalizer);
     tokenizer->byte_level_ = config.byte_level;
@@ -95,7 +104,7 @@ class BpeTokenizer final : public internal::TokenizerBase {
   }
 
  protected:
-  absl::Status EncodeText(absl::string_view text, bool /*after_token*/,
+  absl::Status EncodeText(absl::string_view text, bool at_start, bool /*after_token*/,
                           std::vector<int32_t>* out) const override {
     std::string normalized;
     if (!normalizer_.empty()) {
@@ -114,7 +123,7 @@ class BpeTokenizer final : public internal::TokenizerBase {
       return absl::OkStatus();
     }
     std::vector<std::string> pieces;
-    pre_tokenizer_.Split(text, &pieces);
+    pre_tokenizer_.Split(text, &pieces, at_start);
     for (const std::string& piece : pieces) EncodePiece(piece, out);
     return absl::OkStatus();
   }

@@ -53,10 +53,15 @@ struct BpeTokenizerConfig {
   // Pieces are mapped to the byte alphabet before the model, tokens back to bytes when decoding.
   bool byte_level = true;
   // Decoding when !byte_level: "▁" -> ' ' (decoder_replace_metaspace), "<0xNN>" tokens -> byte
-  // (decoder_byte_fallback), and up to decoder_strip_leading leading spaces of the text dropped.
+  // (decoder_byte_fallback), and what happens to the first token of a text (decoder_start).
+  enum class DecoderStart {
+    kKeep,
+    kStripOneSpace,   // HF Strip(" ", 1, 0) after Fuse: one leading space of the text
+    kDropMetaspaces,  // HF Metaspace decoder: every "▁" of the first token
+  };
   bool decoder_replace_metaspace = false;
   bool decoder_byte_fallback = false;
-  int decoder_strip_leading = 0;
+  DecoderStart decoder_start = DecoderStart::kKeep;
   // Their ids may extend the vocabulary beyond `vocab`.
   std::vector<AddedToken> added_tokens;
   // Decoration added by EncodeOptions::add_bos (HF post-processor template).

@@ -9,19 +9,16 @@
 namespace verdict::engine {
 
 IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer* tokenizer, bool skip_special)
-    : tokenizer_(tokenizer),
-      skip_special_(skip_special),
-      strip_leading_space_(tokenizer->DecodeStripsLeadingSpace()) {}
+    : tokenizer_(tokenizer), skip_special_(skip_special) {}
 
 absl::StatusOr<std::string> IncrementalDetokenizer::Add(int32_t id) {
   VERDICT_ASSIGN_OR_RETURN(std::string bytes, tokenizer_->TokenBytes(id));
   if (skip_special_ && tokenizer_->IsSpecial(id)) return std::string();
   if (bytes.empty()) return std::string();
   if (at_start_) {
+    // As Decode(): the first token with bytes is decoded as a text's first token.
     at_start_ = false;
-    // Decode() drops one leading space of the whole text: the first byte of the first
-    // non-skipped token's bytes.
-    if (strip_leading_space_ && bytes[0] == ' ') bytes.erase(0, 1);
+    VERDICT_ASSIGN_OR_RETURN(bytes, tokenizer_->TokenBytesAtStart(id));
   }
   pending_ += bytes;
   return Drain();

@@ -43,7 +43,6 @@ class IncrementalDetokenizer {
 
   const Tokenizer* tokenizer_;
   bool skip_special_;
-  bool strip_leading_space_;
   bool at_start_ = true;  // nothing emitted or held yet
   std::string pending_;
 };

@@ -129,7 +129,9 @@ TEST(GgufTokenizerTest, HonoursAddBosAndSpacePrefixFlags) {
   options.add_bos = true;
   ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids, tok->Encode("hello", options));
   EXPECT_THAT(ids, ElementsAre(*tok->TokenToId("hello")));
-  EXPECT_FALSE(tok->DecodeStripsLeadingSpace());
+  ASSERT_OK_AND_ASSIGN(std::string start,
+                       tok->TokenBytesAtStart(*tok->TokenToId("\xE2\x96\x81hello")));
+  EXPECT_EQ(start, " hello");  // no prefix added, so none stripped
 }
 
 TEST(GgufTokenizerTest, LoadsGpt2Vocabulary) {

@@ -82,6 +82,27 @@ absl::Status AddNormalizer(const Json& n, std::vector<NormalizerStep>* out) {
       absl::StrCat("unsupported tokenizer.json normalizer \"", type, "\""));
 }
 
+// The replacement (must be "▁") and prepend scheme of a Metaspace pre-tokenizer or decoder.
+absl::StatusOr<MetaspacePrepend> ParseMetaspace(const Json& m) {
+  auto replacement = m.find("replacement");
+  if (replacement != m.end() &&
+      !(replacement->is_string() && replacement->get<std::string>() == "\xE2\x96\x81")) {
+    return absl::UnimplementedError(
+        "unsupported tokenizer.json Metaspace with a replacement other than \"▁\"");
+  }
+  if (auto scheme = m.find("prepend_scheme"); scheme != m.end() && !scheme->is_null()) {
+    if (!scheme->is_string()) return Malformed("Metaspace prepend_scheme is not a string");
+    const std::string s = scheme->get<std::string>();
+    if (s == "always") return MetaspacePrepend::kAlways;
+    if (s == "first") return MetaspacePrepend::kFirst;
+    if (s == "never") return MetaspacePrepend::kNever;
+    return Malformed(absl::StrCat("unknown Metaspace prepend_scheme \"", s, "\""));
+  }
+  // Older files: add_prefix_space.
+  VERDICT_ASSIGN_OR_RETURN(const bool add_prefix_space, GetBool(m, "add_prefix_space", true));
+  return add_prefix_space ? MetaspacePrepend::kAlways : MetaspacePrepend::kNever;
+}
+
 // Appends the steps of one pre-tokenizer; *byte_level_seen is set by a ByteLevel step, which
 // must come last.
 absl::Status AddPreTokenizer(const Json& p, PreTokenizer* out, bool* byte_level_seen) {
@@ -106,6 +127,12 @@ absl::Status AddPreTokenizer(const Json& p, PreTokenizer* out, bool* byte_level_
     VERDICT_ASSIGN_OR_RETURN(const bool use_regex, GetBool(p, "use_regex", true));
     out->AddByteLevel(add_prefix_space, use_regex);
     *byte_level_seen = true;
+    return absl::OkStatus();
+  }
+  if (type == "Metaspace") {
+    VERDICT_ASSIGN_OR_RETURN(const MetaspacePrepend prepend, ParseMetaspace(p));
+    VERDICT_ASSIGN_OR_RETURN(const bool split, GetBool(p, "split", true));
+    out->AddMetaspace("\xE2\x96\x81", prepend, split);
     return absl::OkStatus();
   }
   if (type == "Digits") {
@@ -178,7 +205,14 @@ absl::Status ParseDecoder(const Json& root, BpeTokenizerConfig* config) {
         return absl::UnimplementedError(
             "unsupported tokenizer.json decoder: Strip other than one leading space");
       }
-      config->decoder_strip_leading = start;
+      config->decoder_start = start == 1 ? BpeTokenizerConfig::DecoderStart::kStripOneSpace
+                                         : BpeTokenizerConfig::DecoderStart::kKeep;
+    } else if (type == "Metaspace" && !config->byte_level) {
+      VERDICT_ASSIGN_OR_RETURN(const MetaspacePrepend prepend, ParseMetaspace(*d));
+      config->decoder_replace_metaspace = true;
+      config->decoder_start = prepend == MetaspacePrepend::kNever
+                                  ? BpeTokenizerConfig::DecoderStart::kKeep
+                                  : BpeTokenizerConfig::DecoderStart::kDropMetaspaces;
     } else {
       return absl::UnimplementedError(absl::StrCat(
           "unsupported tokenizer.json decoder \"", type, "\"",

@@ -5,11 +5,12 @@
 //                   byte_fallback, unk_token, fuse_unk)
 //   normalizer:     none, Prepend, Replace (literal), Sequence of those
 //   pre_tokenizer:  Sequence of Split (the Llama-3 or GPT-2 regex, or a literal String pattern;
-//                   any behavior; invert), Digits and a final ByteLevel; ByteLevel alone; or none
-//                   (then the BPE is not byte-level, as in HF's conversion of Llama 2)
+//                   any behavior; invert), Digits and a final ByteLevel; ByteLevel alone; or
+//                   Metaspace or none (then the BPE is not byte-level, as in HF's conversions of
+//                   Llama 2 / Mistral)
 //   post_processor: TemplateProcessing (what EncodeOptions::add_bos adds), ByteLevel, Sequence
 //   decoder:        ByteLevel (byte-level BPE); otherwise a Sequence of Replace("▁", " "),
-//                   ByteFallback, Fuse, Strip(" ", 1, 0)
+//                   ByteFallback, Fuse, Strip(" ", 0 or 1, 0), Metaspace
 //   added_tokens:   with special / single_word / lstrip / rstrip / normalized
 // Anything else is rejected with Unimplemented naming the component. Loading is a pure function;
 // the result is immutable and thread-safe.

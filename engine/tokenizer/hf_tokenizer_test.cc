@@ -157,9 +157,46 @@ TEST(HfTokenizerTest, LoadsSentencePieceStyleFile) {
   EXPECT_THAT(ids, ElementsAre(1, 8, 7, 2, 3));
   ASSERT_OK_AND_ASSIGN(std::string text, tok->Decode(ids, true));
   EXPECT_EQ(text, "hi h\xC3\xA9");
-  EXPECT_TRUE(tok->DecodeStripsLeadingSpace());
+  ASSERT_OK_AND_ASSIGN(std::string start, tok->TokenBytesAtStart(8));
+  EXPECT_EQ(start, "hi");
+  // ids [▁, ▁hi]: only the text's first space goes ("  hi" -> " hi"), as HF's Strip.
+  ASSERT_OK_AND_ASSIGN(text, tok->Decode({4, 8}, true));
+  EXPECT_EQ(text, " hi");
   ASSERT_OK_AND_ASSIGN(ids, tok->Encode("x", {}));  // unknown, no byte token: <unk>
   EXPECT_THAT(ids, ElementsAre(4, 0));
+}
+
+TEST(HfTokenizerTest, LoadsMetaspaceStyleFile) {
+  // transformers' newer conversions: Metaspace pre-tokenizer (prepend only at the start of the
+  // input, and only if the text does not start with a space) and a Metaspace decoder.
+  Json j = Json::parse(R"({
+    "added_tokens": [{"id": 1, "content": "<s>", "special": true, "normalized": false}],
+    "normalizer": null,
+    "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+                      "split": false},
+    "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+                "split": false},
+    "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+              "vocab": {"<unk>": 0, "<s>": 1, "\u2581": 2, "h": 3, "i": 4, "\u2581h": 5,
+                        "\u2581hi": 6, "hi": 7, "\u2581\u2581": 8},
+              "merges": ["\u2581 h", "\u2581h i", "h i", "\u2581 \u2581"]}
+  })");
+  ASSERT_OK_AND_ASSIGN(auto tok, Load(j));
+  EncodeOptions options;
+  options.parse_special = true;
+  ASSERT_OK_AND_ASSIGN(std::vector<int32_t> ids, tok->Encode("hi hi", options));
+  EXPECT_THAT(ids, ElementsAre(6, 6));
+  ASSERT_OK_AND_ASSIGN(ids, tok->Encode(" hi", options));  // no second "▁"
+  EXPECT_THAT(ids, ElementsAre(6));
+  ASSERT_OK_AND_ASSIGN(ids, tok->Encode("<s>hi", options));  // not at the start: no prefix
+  EXPECT_THAT(ids, ElementsAre(1, 7));
+  // The Metaspace decoder drops every "▁" of the first token.
+  ASSERT_OK_AND_ASSIGN(std::string text, tok->Decode({8, 6}, false));
+  EXPECT_EQ(text, " hi");
+  ASSERT_OK_AND_ASSIGN(text, tok->Decode({6, 6}, false));
+  EXPECT_EQ(text, "hi hi");
+  j["pre_tokenizer"]["replacement"] = "_";
+  EXPECT_THAT(Load(j), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("replacement")));
 }
 
 TEST(HfTokenizerTest, MalformedFilesAreInvalidArgument) {

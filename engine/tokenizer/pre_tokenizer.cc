@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace verdict::engine {
 namespace {
@@ -226,8 +228,34 @@ void PreTokenizer::AddByteLevel(bool add_prefix_space, bool use_regex) {
   if (use_regex) AddRegexSplit(PreTokenizerRegex::kGpt2, SplitBehavior::kIsolated, false);
 }
 
-void PreTokenizer::ApplyStep(const Step& step, absl::string_view piece,
+void PreTokenizer::AddMetaspace(absl::string_view replacement, MetaspacePrepend prepend,
+                                bool split) {
+  Step step;
+  step.kind = StepKind::kMetaspace;
+  step.literal = std::string(replacement);
+  step.prepend = prepend;
+  step.split = split;
+  steps_.push_back(std::move(step));
+}
+
+void PreTokenizer::ApplyStep(const Step& step, absl::string_view piece, bool first_piece,
                              std::vector<std::string>* out) const {
+  if (step.kind == StepKind::kMetaspace) {
+    std::string replaced = absl::StrReplaceAll(piece, {{" ", step.literal}});
+    const bool prepend = step.prepend == MetaspacePrepend::kAlways ||
+                         (step.prepend == MetaspacePrepend::kFirst && first_piece);
+    if (prepend && !absl::StartsWith(replaced, step.literal)) replaced.insert(0, step.literal);
+    if (!step.split) {
+      out->push_back(std::move(replaced));
+      return;
+    }
+    Step split;
+    split.kind = StepKind::kLiteral;
+    split.literal = step.literal;
+    split.behavior = SplitBehavior::kMergedWithNext;
+    ApplyStep(split, replaced, false, out);
+    return;
+  }
   if (step.kind == StepKind::kPrefixSpace) {
     if (piece.empty() || piece[0] != ' ') {
       out->push_back(absl::StrCat(" ", piece));
@@ -281,6 +309,7 @@ void PreTokenizer::ApplyStep(const Step& step, absl::string_view piece,
       break;
     }
     case StepKind::kPrefixSpace:
+    case StepKind::kMetaspace:
       break;
   }
   if (step.invert) {
@@ -291,14 +320,17 @@ void PreTokenizer::ApplyStep(const Step& step, absl::string_view piece,
   }
 }
 
-void PreTokenizer::Split(absl::string_view text, std::vector<std::string>* pieces) const {
+void PreTokenizer::Split(absl::string_view text, std::vector<std::string>* pieces,
+                         bool at_text_start) const {
   if (text.empty()) return;
   std::vector<std::string> current;
   current.emplace_back(text);
   std::vector<std::string> next;
   for (const Step& step : steps_) {
     next.clear();
-    for (const std::string& piece : current) ApplyStep(step, piece, &next);
+    for (size_t i = 0; i < current.size(); ++i) {
+      ApplyStep(step, current[i], at_text_start && i == 0, &next);
+    }
     current.swap(next);
   }
   for (std::string& piece : current) pieces->push_back(std::move(piece));

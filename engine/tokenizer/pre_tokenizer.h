@@ -43,6 +43,9 @@ enum class SplitBehavior {
   kContiguous,
 };
 
+// When the Metaspace pre-tokenizer prepends its replacement character.
+enum class MetaspacePrepend { kAlways, kFirst, kNever };
+
 // Parses "Removed" / "Isolated" / ... ; InvalidArgument for anything else.
 absl::StatusOr<SplitBehavior> ParseSplitBehavior(absl::string_view name);
 
@@ -65,24 +68,33 @@ class PreTokenizer {
   // ByteLevel pre-tokenizer: prepends ' ' to every piece not starting with one if
   // `add_prefix_space`, then splits with the GPT-2 regex if `use_regex`.
   void AddByteLevel(bool add_prefix_space, bool use_regex);
+  // Metaspace pre-tokenizer: ' ' -> `replacement`; `replacement` prepended to pieces not starting
+  // with it (kAlways: every piece; kFirst: only the piece at the very start of the input); then,
+  // if `split`, a split before every `replacement`.
+  void AddMetaspace(absl::string_view replacement, MetaspacePrepend prepend, bool split);
 
   bool empty() const { return steps_.empty(); }
 
-  // Splits `text` into non-empty pieces, appended to *pieces. Never fails; bytes that are not
-  // valid UTF-8 are treated as single characters of class "other".
-  void Split(absl::string_view text, std::vector<std::string>* pieces) const;
+  // Splits `text` into non-empty pieces, appended to *pieces. `at_text_start`: `text` begins the
+  // whole input (not after an added token), for MetaspacePrepend::kFirst. Never fails; bytes that
+  // are not valid UTF-8 are treated as single characters of class "other".
+  void Split(absl::string_view text, std::vector<std::string>* pieces,
+             bool at_text_start = true) const;
 
  private:
-  enum class StepKind { kRegex, kLiteral, kDigits, kPrefixSpace };
+  enum class StepKind { kRegex, kLiteral, kDigits, kPrefixSpace, kMetaspace };
   struct Step {
     StepKind kind = StepKind::kRegex;
     PreTokenizerRegex regex = PreTokenizerRegex::kGpt2;
     std::string literal;
     SplitBehavior behavior = SplitBehavior::kIsolated;
     bool invert = false;
+    MetaspacePrepend prepend = MetaspacePrepend::kAlways;  // kMetaspace
+    bool split = false;                                    // kMetaspace
   };
 
-  void ApplyStep(const Step& step, absl::string_view piece, std::vector<std::string>* out) const;
+  void ApplyStep(const Step& step, absl::string_view piece, bool first_piece,
+                 std::vector<std::string>* out) const;
 
   std::vector<Step> steps_;
 };

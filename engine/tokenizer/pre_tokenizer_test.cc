@@ -152,6 +152,20 @@ TEST(PreTokenizerTest, ByteLevelPrefixSpaceAppliesToEveryPiece) {
   EXPECT_TRUE(Split(p, "").empty());
 }
 
+TEST(PreTokenizerTest, MetaspaceReplacesPrependsAndSplits) {
+  const std::string m = "\xE2\x96\x81";
+  PreTokenizer always;
+  always.AddMetaspace(m, MetaspacePrepend::kAlways, /*split=*/true);
+  EXPECT_THAT(Split(always, "hi  there"), ElementsAre(m + "hi", m, m + "there"));
+  EXPECT_THAT(Split(always, " hi"), ElementsAre(m + "hi"));  // already starts with "▁"
+  PreTokenizer first;
+  first.AddMetaspace(m, MetaspacePrepend::kFirst, /*split=*/false);
+  std::vector<std::string> pieces;
+  first.Split("a b", &pieces, /*at_text_start=*/true);
+  first.Split("a b", &pieces, /*at_text_start=*/false);
+  EXPECT_THAT(pieces, ElementsAre(m + "a" + m + "b", "a" + m + "b"));
+}
+
 TEST(PreTokenizerTest, ParsesOnlyKnownRegexes) {
   EXPECT_THAT(ParsePreTokenizerRegex(PreTokenizerRegexPattern(PreTokenizerRegex::kLlama3)),
               ::verdict::testing::IsOk());

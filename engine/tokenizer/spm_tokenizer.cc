@@ -88,14 +88,20 @@ class SpmTokenizer final : public internal::TokenizerBase {
     if (vocab.add_bos && vocab.bos_id >= 0) tables.prefix_ids.push_back(vocab.bos_id);
     tables.bos_id = vocab.bos_id;
     if (vocab.eos_id >= 0) tables.eos_ids.push_back(vocab.eos_id);
-    tables.strip_leading_space = vocab.add_space_prefix;
+    if (vocab.add_space_prefix) {
+      // Decoding drops the space the "▁" prefix stands for (HF: Strip(" ", 1, 0)).
+      tables.start_bytes = tables.bytes;
+      for (std::string& b : tables.start_bytes) {
+        if (!b.empty() && b[0] == ' ') b.erase(0, 1);
+      }
+    }
     tokenizer->vocab_ = std::move(vocab);
     VERDICT_RETURN_IF_ERROR(tokenizer->Init(std::move(tables)));
     return std::unique_ptr<Tokenizer>(std::move(tokenizer));
   }
 
  protected:
-  absl::Status EncodeText(absl::string_view text, bool after_token,
+  absl::Status EncodeText(absl::string_view text, bool at_start, bool after_token,
                           std::vector<int32_t>* out) const override;
 
  private:
@@ -154,7 +160,7 @@ absl::Status SpmTokenizer::Resegment(
       "cannot encode \"", piece, "\": no such piece, no byte tokens and no <unk> token"));
 }
 
-absl::Status SpmTokenizer::EncodeText(absl::string_view raw, bool after_token,
+absl::Status SpmTokenizer::EncodeText(absl::string_view raw, bool /*at_start*/, bool after_token,
                                       std::vector<int32_t>* out) const {
   std::string text;
   text.reserve(raw.size() + 16);

@@ -48,8 +48,8 @@ class Tokenizer {
   // Decodes `ids` to text, as Hugging Face's decode does: the tokens' bytes are concatenated and
   // every maximal invalid UTF-8 subsequence becomes U+FFFD (Rust's from_utf8_lossy, exactly HF's
   // byte-level decoder). Special tokens are rendered as their text (e.g. "<|eot_id|>") unless
-  // `skip_special`. SentencePiece vocabularies drop the leading space of the result (the "▁"
-  // prefix encoding added). Known difference: for <0xNN> byte tokens that do not form valid
+  // `skip_special`. SentencePiece vocabularies drop the space prefix encoding added (see
+  // TokenBytesAtStart()). Known difference: for <0xNN> byte tokens that do not form valid
   // UTF-8, HF's ByteFallback decoder gives one U+FFFD per byte of the whole byte run (and
   // sentencepiece one per invalid byte); we use the from_utf8_lossy rule everywhere, so that
   // IncrementalDetokenizer can reproduce Decode() exactly while streaming.
@@ -58,8 +58,8 @@ class Tokenizer {
                                              bool skip_special) const = 0;
 
   // The raw bytes token `id` stands for (possibly not valid UTF-8 on its own: one byte of a
-  // multi-byte character). SentencePiece "▁" is returned as ' ' (the start-of-text strip is the
-  // detokenizer's job, see DecodeStripsLeadingSpace()). Special tokens give their text.
+  // multi-byte character). SentencePiece "▁" is returned as ' ' (for the first token of a text
+  // see TokenBytesAtStart()). Special tokens give their text.
   // Errors: InvalidArgument if `id` is out of range.
   virtual absl::StatusOr<std::string> TokenBytes(int32_t id) const = 0;
 
@@ -74,9 +74,11 @@ class Tokenizer {
   // The id of the token whose vocabulary entry (HF tokenizer.json / GGUF spelling, e.g.
   // "<|eot_id|>", "Ġthe", "▁the", "<0x0A>") is exactly `token`.
   virtual std::optional<int32_t> TokenToId(absl::string_view token) const = 0;
-  // True if decoding drops a single leading ' ' from the start of the decoded text
-  // (SentencePiece vocabularies that add a space prefix when encoding).
-  virtual bool DecodeStripsLeadingSpace() const { return false; }
+  // The bytes token `id` stands for when it is the first token (with non-empty bytes, after
+  // skipped specials) of a decoded text: SentencePiece-style vocabularies drop the space that
+  // encoding prefixed ("▁hello" -> "hello"). Equal to TokenBytes() for byte-level BPE.
+  // Errors: InvalidArgument if `id` is out of range.
+  virtual absl::StatusOr<std::string> TokenBytesAtStart(int32_t id) const { return TokenBytes(id); }
 };
 
 }  // namespace verdict::engine

@@ -34,6 +34,9 @@ absl::Status TokenizerBase::Init(TokenTables tables) {
     return absl::InvalidArgumentError("token tables have different sizes");
   }
   if (n == 0) return absl::InvalidArgumentError("empty vocabulary");
+  if (!tables.start_bytes.empty() && tables.start_bytes.size() != n) {
+    return absl::InvalidArgumentError("token tables have different sizes");
+  }
   auto in_range = [n](int32_t id) { return id >= 0 && static_cast<size_t>(id) < n; };
   for (const AddedToken& t : tables.added_tokens) {
     if (!in_range(t.id)) {
@@ -88,7 +91,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizerBase::Encode(absl::string_view tex
       ids.push_back(segment.id);
       after_token = true;
     } else {
-      VERDICT_RETURN_IF_ERROR(EncodeText(segment.text, after_token, &ids));
+      const bool at_start = segment.text.data() == text.data();
+      VERDICT_RETURN_IF_ERROR(EncodeText(segment.text, at_start, after_token, &ids));
       after_token = false;
     }
   }
@@ -101,21 +105,33 @@ absl::StatusOr<std::vector<int32_t>> TokenizerBase::Encode(absl::string_view tex
 absl::StatusOr<std::string> TokenizerBase::Decode(absl::Span<const int32_t> ids,
                                                   bool skip_special) const {
   std::string bytes;
+  bool at_start = true;  // no token with bytes yet
   for (int32_t id : ids) {
     VERDICT_RETURN_IF_ERROR(CheckId(id));
     if (skip_special && tables_.special[id]) continue;
+    if (at_start && !tables_.bytes[id].empty()) {
+      at_start = false;
+      if (!tables_.start_bytes.empty()) {
+        bytes += tables_.start_bytes[id];
+        continue;
+      }
+    }
     bytes += tables_.bytes[id];
   }
   std::string text;
   text.reserve(bytes.size());
   unicode::AppendUtf8Lossy(bytes, &text);
-  if (tables_.strip_leading_space && !text.empty() && text[0] == ' ') text.erase(0, 1);
   return text;
 }
 
 absl::StatusOr<std::string> TokenizerBase::TokenBytes(int32_t id) const {
   VERDICT_RETURN_IF_ERROR(CheckId(id));
   return tables_.bytes[id];
+}
+
+absl::StatusOr<std::string> TokenizerBase::TokenBytesAtStart(int32_t id) const {
+  VERDICT_RETURN_IF_ERROR(CheckId(id));
+  return tables_.start_bytes.empty() ? tables_.bytes[id] : tables_.start_bytes[id];
 }
 
 bool TokenizerBase::IsSpecial(int32_t id) const {

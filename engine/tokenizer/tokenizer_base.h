@@ -34,7 +34,9 @@ struct TokenTables {
   std::vector<int32_t> suffix_ids;  // added at the end with EncodeOptions::add_bos
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
-  bool strip_leading_space = false;
+  // By id: bytes when first in a decoded text (see Tokenizer::TokenBytesAtStart); empty vector
+  // if always equal to `bytes`.
+  std::vector<std::string> start_bytes;
 };
 
 class TokenizerBase : public Tokenizer {
@@ -48,7 +50,7 @@ class TokenizerBase : public Tokenizer {
   std::vector<int32_t> eos_ids() const final { return tables_.eos_ids; }
   bool IsSpecial(int32_t id) const final;
   std::optional<int32_t> TokenToId(absl::string_view token) const final;
-  bool DecodeStripsLeadingSpace() const final { return tables_.strip_leading_space; }
+  absl::StatusOr<std::string> TokenBytesAtStart(int32_t id) const final;
 
  protected:
   TokenizerBase() = default;
@@ -57,9 +59,9 @@ class TokenizerBase : public Tokenizer {
   // Errors: InvalidArgument if the tables are inconsistent (sizes, ids out of range).
   absl::Status Init(TokenTables tables);
 
-  // Encodes plain text (no added tokens in it), appending to *out. `after_token` is true at the
-  // start of the input and right after an added token.
-  virtual absl::Status EncodeText(absl::string_view text, bool after_token,
+  // Encodes plain text (no added tokens in it), appending to *out. `at_start`: the text starts
+  // the input; `after_token`: the text starts the input or follows an added token.
+  virtual absl::Status EncodeText(absl::string_view text, bool at_start, bool after_token,
                                   std::vector<int32_t>* out) const = 0;
 
  private:
