@@ -34,6 +34,11 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Add(absl::Span<const int32_t
   return text;
 }
 
+absl::Status IncrementalDetokenizer::AddContext(absl::Span<const int32_t> ids) {
+  VERDICT_ASSIGN_OR_RETURN(std::string discarded, Add(ids));
+  return absl::OkStatus();
+}
+
 std::string IncrementalDetokenizer::Drain() {
   // Find where a trailing incomplete (but still completable) sequence starts. Sequences are at
   // most 4 bytes, so only the last 3 bytes can start one.

@@ -30,6 +30,13 @@ class IncrementalDetokenizer {
   // been added.
   absl::StatusOr<std::string> Add(absl::Span<const int32_t> ids);
 
+  // Feeds tokens that precede the stream, e.g. the prompt of a generation whose text the caller
+  // already has, and discards their text. Afterwards the stream continues that text: in
+  // particular a SentencePiece token's leading space is kept ("Hello" + "▁world" streams
+  // " world"), which it is not at the start of a text.
+  // Errors: InvalidArgument if an id is out of range; no token of `ids` has then been added.
+  absl::Status AddContext(absl::Span<const int32_t> ids);
+
   // Ends the stream: returns the held-back bytes, an incomplete character as U+FFFD. The
   // detokenizer is then back at the start of a new sequence.
   std::string Flush();

@@ -146,6 +146,13 @@ TEST(DetokenizerSpmTest, DropsTheFirstLeadingSpaceOnly) {
     text += piece;
   }
   EXPECT_EQ(text, "<s> hello");
+  // Continuing a prompt: the space before "world" is kept.
+  IncrementalDetokenizer after_prompt(tok.get(), /*skip_special=*/true);
+  ASSERT_OK(after_prompt.AddContext(std::vector<int32_t>{1, hello}));
+  ASSERT_OK_AND_ASSIGN(std::string continued, after_prompt.Add(world));
+  EXPECT_EQ(continued, " world");
+  EXPECT_THAT(after_prompt.AddContext(std::vector<int32_t>{-5}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   // After Flush() a new sequence starts.
   d.Flush();
   ASSERT_OK_AND_ASSIGN(std::string piece, d.Add(world));
