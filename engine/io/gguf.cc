@@ -16,10 +16,11 @@ namespace {
 
 constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 // Smallest encodings, used to bound counts by the bytes left before allocating anything.
-constexpr size_t kMinKvBytes = 8 + 4 + 1;                // key length, type, 1-byte value
-constexpr size_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // name length, n_dims, 1 dim, type, offset
-constexpr size_t kMinArrayBytes = 4 + 8;                 // element type, count
-constexpr uint32_t kMaxDims = 4;                         // GGML_MAX_DIMS
+constexpr size_t kMinKvBytes = 8 + 4 + 1;  // key length, type, 1-byte value
+// Name length, n_dims, one dimension, type, offset.
+constexpr size_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
+constexpr size_t kMinArrayBytes = 4 + 8;  // element type, count
+constexpr uint32_t kMaxDims = 4;          // GGML_MAX_DIMS
 
 // GGML tensor types we load, by id.
 constexpr uint32_t kGgmlF32 = 0;
@@ -227,12 +228,12 @@ absl::string_view GgufTypeName(GgufType type) {
 
 std::string GgmlTypeName(uint32_t ggml_type) {
   static constexpr const char* kNames[] = {
-      "F32",     "F16",    "Q4_0",    "Q4_1",   "Q4_2",    "Q4_3",     "Q5_0",     "Q5_1",
-      "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",   "Q4_K",    "Q5_K",     "Q6_K",     "Q8_K",
-      "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",  "IQ4_NL",  "IQ3_S",    "IQ2_S",    "IQ4_XS",
-      "I8",      "I16",    "I32",     "I64",    "F64",     "IQ1_M",    "BF16",     "Q4_0_4_4",
-      "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8",
-      "MXFP4",   "NVFP4",  "Q1_0",
+      "F32",   "F16",        "Q4_0",       "Q4_1",       "Q4_2",     "Q4_3",     "Q5_0",
+      "Q5_1",  "Q8_0",       "Q8_1",       "Q2_K",       "Q3_K",     "Q4_K",     "Q5_K",
+      "Q6_K",  "Q8_K",       "IQ2_XXS",    "IQ2_XS",     "IQ3_XXS",  "IQ1_S",    "IQ4_NL",
+      "IQ3_S", "IQ2_S",      "IQ4_XS",     "I8",         "I16",      "I32",      "I64",
+      "F64",   "IQ1_M",      "BF16",       "Q4_0_4_4",   "Q4_0_4_8", "Q4_0_8_8", "TQ1_0",
+      "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",    "NVFP4",    "Q1_0",
   };
   if (ggml_type < sizeof(kNames) / sizeof(kNames[0])) return kNames[ggml_type];
   return absl::StrCat("type ", ggml_type);
@@ -312,8 +313,8 @@ absl::StatusOr<std::vector<int64_t>> GgufValue::AsIntArray() const {
 std::string GgufValue::DebugString(size_t max_elements) const {
   auto scalar = [](GgufType t, const uint8_t* p, size_t n) -> std::string {
     if (t == GgufType::kString) {
-      return absl::StrCat("\"", EscapeForMessage(absl::string_view(
-                                    reinterpret_cast<const char*>(p), n)), "\"");
+      return absl::StrCat(
+          "\"", EscapeForMessage(absl::string_view(reinterpret_cast<const char*>(p), n)), "\"");
     }
     if (t == GgufType::kBool) return p[0] ? "true" : "false";
     if (t == GgufType::kFloat32 || t == GgufType::kFloat64) return absl::StrCat(*DecodeFloat(t, p));
@@ -345,8 +346,8 @@ class GgufParser {
     uint32_t magic = 0;
     if (data_ == nullptr || !r_.U32(&magic)) return Error("file too small for a GGUF header");
     if (magic != kGgufMagic) {
-      return Error(absl::StrCat("bad magic 0x", absl::Hex(magic, absl::kZeroPad8),
-                                " (expected \"GGUF\")"));
+      return Error(
+          absl::StrCat("bad magic 0x", absl::Hex(magic, absl::kZeroPad8), " (expected \"GGUF\")"));
     }
     uint32_t version = 0;
     if (!r_.U32(&version)) return Error("truncated header");
@@ -365,8 +366,8 @@ class GgufParser {
                                 " bytes left"));
     }
     if (n_tensors > r_.remaining() / kMinTensorInfoBytes) {
-      return Error(absl::StrCat("tensor count ", n_tensors, " cannot fit in the ",
-                                r_.remaining(), " bytes left"));
+      return Error(absl::StrCat("tensor count ", n_tensors, " cannot fit in the ", r_.remaining(),
+                                " bytes left"));
     }
 
     // Metadata.
@@ -384,8 +385,8 @@ class GgufParser {
     }
     if (const GgufValue* a = file->FindMetadata("general.alignment"); a != nullptr) {
       if (a->type() != GgufType::kUint32) {
-        return Error(absl::StrCat("general.alignment has type ", GgufTypeName(a->type()),
-                                  ", expected u32"));
+        return Error(
+            absl::StrCat("general.alignment has type ", GgufTypeName(a->type()), ", expected u32"));
       }
       const uint32_t align = static_cast<uint32_t>(LoadLe(a->data_, 4));
       if (align == 0 || (align & (align - 1)) != 0) {
@@ -407,8 +408,8 @@ class GgufParser {
       uint32_t n_dims = 0;
       if (!r_.U32(&n_dims)) return Error(absl::StrCat("truncated tensor info '", tname, "'"));
       if (n_dims == 0 || n_dims > kMaxDims) {
-        return Error(absl::StrCat("tensor '", tname, "' has ", n_dims,
-                                  " dimensions (supported: 1 to 4)"));
+        return Error(
+            absl::StrCat("tensor '", tname, "' has ", n_dims, " dimensions (supported: 1 to 4)"));
       }
       uint64_t ne[kMaxDims] = {1, 1, 1, 1};
       uint64_t elements = 1;
@@ -434,8 +435,8 @@ class GgufParser {
         case kGgmlBF16: t.dtype = DType::kBF16; break;
         case kGgmlQ8_0: t.dtype = DType::kQ8_0; break;
         default:
-          return Error(absl::StrCat("tensor '", tname, "' has GGML type ",
-                                    GgmlTypeName(ggml_type), ", which is not supported "
+          return Error(absl::StrCat("tensor '", tname, "' has GGML type ", GgmlTypeName(ggml_type),
+                                    ", which is not supported "
                                     "(supported: F32, F16, BF16, Q8_0)"));
       }
       // Each supported type takes more than one byte per element, so a tensor with more
@@ -485,8 +486,8 @@ class GgufParser {
       const WeightTensor& t = file->tensors_[info.index];
       if (t.nbytes == 0) continue;
       if (prev != nullptr && info.offset < prev_end) {
-        return Error(absl::StrCat("tensors '", Esc(prev->name), "' and '", Esc(t.name),
-                                  "' overlap"));
+        return Error(
+            absl::StrCat("tensors '", Esc(prev->name), "' and '", Esc(t.name), "' overlap"));
       }
       if (info.offset + t.nbytes > prev_end) {
         prev_end = info.offset + t.nbytes;
@@ -535,8 +536,8 @@ class GgufParser {
       return absl::OkStatus();
     }
     if (depth >= kGgufMaxArrayDepth) {
-      return Error(absl::StrCat("metadata '", Esc(key), "' nests arrays deeper than ",
-                                kGgufMaxArrayDepth));
+      return Error(
+          absl::StrCat("metadata '", Esc(key), "' nests arrays deeper than ", kGgufMaxArrayDepth));
     }
     uint32_t elem = 0;
     uint64_t count = 0;
@@ -554,8 +555,10 @@ class GgufParser {
     const size_t scalar = ScalarSize(et);
     const size_t min_elem = scalar != 0 ? scalar : et == GgufType::kString ? 8 : kMinArrayBytes;
     if (count > r_.remaining() / min_elem) {
-      return Error(absl::StrCat("metadata '", Esc(key), "' claims ", count, " elements, more "
-                                "than the ", r_.remaining(), " bytes left can hold"));
+      return Error(absl::StrCat("metadata '", Esc(key), "' claims ", count,
+                                " elements, more "
+                                "than the ",
+                                r_.remaining(), " bytes left can hold"));
     }
     if (scalar != 0) {
       r_.Skip(count * scalar);
@@ -569,8 +572,8 @@ class GgufParser {
     } else {
       for (uint64_t i = 0; i < count; ++i) {
         GgufValue nested;
-        VERDICT_RETURN_IF_ERROR(ReadValue(static_cast<uint32_t>(GgufType::kArray), key,
-                                          depth + 1, &nested));
+        VERDICT_RETURN_IF_ERROR(
+            ReadValue(static_cast<uint32_t>(GgufType::kArray), key, depth + 1, &nested));
       }
     }
     out->size_ = r_.pos() - start;

@@ -79,7 +79,7 @@ class GgufValue {
   friend class GgufParser;
   GgufType type_ = GgufType::kUint8;
   GgufType element_type_ = GgufType::kArray;
-  uint64_t count_ = 0;            // array length
+  uint64_t count_ = 0;             // array length
   const uint8_t* data_ = nullptr;  // scalar bytes, string bytes, or the array's elements
   size_t size_ = 0;                // bytes at data_
 };

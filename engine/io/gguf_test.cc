@@ -17,12 +17,12 @@
 namespace verdict::engine {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::verdict::testing::StatusIs;
 using io_testing::F32Bytes;
 using io_testing::FixturePath;
 using io_testing::GgufBuilder;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::verdict::testing::StatusIs;
 
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 constexpr absl::StatusCode kNotFound = absl::StatusCode::kNotFound;
@@ -187,7 +187,8 @@ TEST(GgufFixtureTest, F32GgufHoldsTheSafetensorsWeightsWithQkPermuted) {
   for (const FixtureSpec& f : kFixtures) {
     SCOPED_TRACE(f.model);
     ASSERT_OK_AND_ASSIGN(auto st, OpenSafetensors(FixturePath(f.model)));
-    ASSERT_OK_AND_ASSIGN(auto g, GgufFile::Open(FixturePath(f.model + "/" + f.model + "-f32.gguf")));
+    ASSERT_OK_AND_ASSIGN(auto g,
+                         GgufFile::Open(FixturePath(f.model + "/" + f.model + "-f32.gguf")));
     auto same = [&](const std::string& hf, const std::string& gg) {
       const WeightTensor* a = st->Find(hf);
       const WeightTensor* b = g->Find(gg);
@@ -204,7 +205,8 @@ TEST(GgufFixtureTest, F32GgufHoldsTheSafetensorsWeightsWithQkPermuted) {
     for (const auto& [proj, heads] : {std::pair<std::string, int64_t>{"q_proj", f.heads},
                                       std::pair<std::string, int64_t>{"k_proj", f.kv_heads}}) {
       const WeightTensor* a = st->Find("model.layers.1.self_attn." + proj + ".weight");
-      const WeightTensor* b = g->Find(proj == "q_proj" ? "blk.1.attn_q.weight" : "blk.1.attn_k.weight");
+      const WeightTensor* b =
+          g->Find(proj == "q_proj" ? "blk.1.attn_q.weight" : "blk.1.attn_k.weight");
       ASSERT_NE(a, nullptr);
       ASSERT_NE(b, nullptr);
       ASSERT_EQ(a->shape, b->shape);
@@ -242,10 +244,10 @@ TEST(GgufFixtureTest, RopeFreqsAreLlama3Divisors) {
   ASSERT_OK_AND_ASSIGN(auto g, GgufFile::Open(FixturePath("llama3_gqa/llama3_gqa-f16.gguf")));
   const WeightTensor* t = g->Find("rope_freqs.weight");
   ASSERT_NE(t, nullptr);
-  EXPECT_EQ(F32At(*t, 0), 1.0f);        // high frequency: unscaled
-  EXPECT_GT(F32At(*t, 1), 1.0f);        // in the smoothing band
+  EXPECT_EQ(F32At(*t, 0), 1.0f);  // high frequency: unscaled
+  EXPECT_GT(F32At(*t, 1), 1.0f);  // in the smoothing band
   EXPECT_LT(F32At(*t, 1), 8.0f);
-  EXPECT_EQ(F32At(*t, 7), 8.0f);        // low frequency: divided by the factor
+  EXPECT_EQ(F32At(*t, 7), 8.0f);  // low frequency: divided by the factor
 }
 
 TEST(GgufFixtureTest, TruncatedFixtureAtEveryHeaderPrefix) {
@@ -299,10 +301,22 @@ TEST(GgufParseTest, MinimalFile) {
 
 TEST(GgufParseTest, EveryValueType) {
   GgufBuilder b;
-  b.U8("u8", 200).I8("i8", -5).U16("u16", 60000).I16("i16", -30000).U32("u32", 4000000000u)
-      .I32("i32", -7).U64("u64", 1ull << 40).I64("i64", -(1ll << 40)).F32("f32", 1.5f)
-      .F64("f64", -2.25).Bool("t", true).Bool("f", false).String("s", std::string("a\0b", 3))
-      .StringArray("sa", {"x", "", "yz"}).I32Array("ia", {1, -2, 3}).F32Array("fa", {0.5f, 2})
+  b.U8("u8", 200)
+      .I8("i8", -5)
+      .U16("u16", 60000)
+      .I16("i16", -30000)
+      .U32("u32", 4000000000u)
+      .I32("i32", -7)
+      .U64("u64", 1ull << 40)
+      .I64("i64", -(1ll << 40))
+      .F32("f32", 1.5f)
+      .F64("f64", -2.25)
+      .Bool("t", true)
+      .Bool("f", false)
+      .String("s", std::string("a\0b", 3))
+      .StringArray("sa", {"x", "", "yz"})
+      .I32Array("ia", {1, -2, 3})
+      .F32Array("fa", {0.5f, 2})
       .U64("big", ~0ull);
   // Nested: array of 2 arrays of u8 ({1,2}, {}).
   std::vector<uint8_t> nested = GgufBuilder::Le(GgufBuilder::kArray, 4);
@@ -365,9 +379,10 @@ TEST(GgufParseTest, Versions) {
 TEST(GgufParseTest, UnsupportedTensorTypeNamesSupportedOnes) {
   GgufBuilder b;
   b.Tensor("blk.0.attn_q.weight", kQ4_K, {256, 2}, std::vector<uint8_t>(288, 0));
-  EXPECT_THAT(ParseBytes(b.Build()),
-              StatusIs(kInvalid, ::testing::AllOf(HasSubstr("Q4_K"), HasSubstr("blk.0.attn_q.weight"),
-                                                HasSubstr("supported: F32, F16, BF16, Q8_0"))));
+  EXPECT_THAT(
+      ParseBytes(b.Build()),
+      StatusIs(kInvalid, ::testing::AllOf(HasSubstr("Q4_K"), HasSubstr("blk.0.attn_q.weight"),
+                                          HasSubstr("supported: F32, F16, BF16, Q8_0"))));
   GgufBuilder c;
   c.Tensor("x", 9999, {4}, std::vector<uint8_t>(16, 0));
   EXPECT_THAT(ParseBytes(c.Build()), StatusIs(kInvalid, HasSubstr("type 9999")));
@@ -463,7 +478,8 @@ TEST(GgufParseTest, Dimensions) {
 TEST(GgufParseTest, OffsetsAlignmentAndOverlap) {
   GgufBuilder mis;
   mis.TensorAt("t", kF32, {2}, 4).TrailingData(64);
-  EXPECT_THAT(ParseBytes(mis.Build()), StatusIs(kInvalid, HasSubstr("not a multiple of the alignment")));
+  EXPECT_THAT(ParseBytes(mis.Build()),
+              StatusIs(kInvalid, HasSubstr("not a multiple of the alignment")));
   GgufBuilder past;
   past.TensorAt("t", kF32, {16}, 32).TrailingData(64);
   EXPECT_THAT(ParseBytes(past.Build()), StatusIs(kInvalid, HasSubstr("past the end")));
@@ -477,14 +493,17 @@ TEST(GgufParseTest, OffsetsAlignmentAndOverlap) {
   same.TensorAt("a", kF32, {4}, 0).TensorAt("b", kF32, {4}, 0).TrailingData(64);
   EXPECT_THAT(ParseBytes(same.Build()), StatusIs(kInvalid, HasSubstr("overlap")));
   GgufBuilder ok;
-  ok.TensorAt("a", kF32, {8}, 0).TensorAt("b", kF32, {8}, 32).TensorAt("e", kF32, {0}, 0)
+  ok.TensorAt("a", kF32, {8}, 0)
+      .TensorAt("b", kF32, {8}, 32)
+      .TensorAt("e", kF32, {0}, 0)
       .TrailingData(64);
   EXPECT_OK(ParseBytes(ok.Build()).status());
 }
 
 TEST(GgufParseTest, CustomAlignment) {
   GgufBuilder b;
-  b.Alignment(64).U32("general.alignment", 64)
+  b.Alignment(64)
+      .U32("general.alignment", 64)
       .Tensor("a", kF32, {3}, F32Bytes({1, 2, 3}))
       .Tensor("b", kF32, {1}, F32Bytes({4}));
   ASSERT_OK_AND_ASSIGN(auto g, ParseBytes(b.Build()));

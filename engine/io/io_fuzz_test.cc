@@ -54,10 +54,10 @@ uint64_t EnvU64(const char* name, uint64_t fallback) {
 
 uint64_t RunSeed() {
   static const uint64_t seed = [] {
-    const uint64_t s = EnvU64(
-        "VERDICT_FUZZ_SEED",
-        static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-            0x9e3779b97f4a7c15ull);
+    const uint64_t s =
+        EnvU64("VERDICT_FUZZ_SEED",
+               static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                   0x9e3779b97f4a7c15ull);
     std::printf("io_fuzz_test: seed %llu (replay with VERDICT_FUZZ_SEED=%llu)\n",
                 static_cast<unsigned long long>(s), static_cast<unsigned long long>(s));
     std::fflush(stdout);
@@ -116,12 +116,10 @@ class Mutator {
   }
 
   uint64_t Interesting(size_t size) {
-    static constexpr uint64_t kValues[] = {0,          1,          2,          3,
-                                           7,          8,          31,         32,
-                                           33,         63,         64,         255,
-                                           256,        4096,       0x7fff,     0xffff,
-                                           0x7fffffff, 0x80000000, 0xffffffff, 0x100000000,
-                                           1ull << 62, 1ull << 63, ~0ull,      ~0ull - 1};
+    static constexpr uint64_t kValues[] = {
+        0,          1,          2,          3,           7,          8,          31,     32,
+        33,         63,         64,         255,         256,        4096,       0x7fff, 0xffff,
+        0x7fffffff, 0x80000000, 0xffffffff, 0x100000000, 1ull << 62, 1ull << 63, ~0ull,  ~0ull - 1};
     const uint64_t pick = Below(sizeof(kValues) / sizeof(kValues[0]) + 4);
     if (pick < sizeof(kValues) / sizeof(kValues[0])) return kValues[pick];
     switch (pick % 4) {
@@ -145,7 +143,7 @@ class Mutator {
         if (size > 0) (*b)[Pos(size, header_end)] ^= static_cast<uint8_t>(1u << Below(8));
         break;
       case 1: {  // interesting byte
-        static constexpr uint8_t kBytes[] = {0,   1,   0x7f, 0x80, 0xff, '"', '{', '}', '[',
+        static constexpr uint8_t kBytes[] = {0,   1,   0x7f, 0x80, 0xff, '"', '{', '}',  '[',
                                              ']', ',', ':',  '-',  '0',  '9', 'e', '\\', ' '};
         if (size > 0) (*b)[Pos(size, header_end)] = kBytes[Below(sizeof(kBytes))];
         break;
@@ -193,9 +191,20 @@ class Mutator {
         }
         break;
       case 9: {  // JSON-level: a token spliced in
-        static constexpr const char* kTokens[] = {
-            "-1", "1e999", "18446744073709551616", "\"F64\"", "null", "[]", "{}", "\"\\u0000\"",
-            "9223372036854775807", "0.5", "true", "[0,0]", "\"__metadata__\"", "\"BF16\""};
+        static constexpr const char* kTokens[] = {"-1",
+                                                  "1e999",
+                                                  "18446744073709551616",
+                                                  "\"F64\"",
+                                                  "null",
+                                                  "[]",
+                                                  "{}",
+                                                  "\"\\u0000\"",
+                                                  "9223372036854775807",
+                                                  "0.5",
+                                                  "true",
+                                                  "[0,0]",
+                                                  "\"__metadata__\"",
+                                                  "\"BF16\""};
         const std::string t = kTokens[Below(sizeof(kTokens) / sizeof(kTokens[0]))];
         const size_t pos = size == 0 ? 0 : Pos(size, header_end);
         if (Below(2) && pos + t.size() <= size) {
@@ -238,8 +247,7 @@ Stats RunTarget(const Target& target, double seconds, uint64_t max_iterations, u
   Mutator mutator(RunSeed() ^ (salt * 0x9e3779b97f4a7c15ull), target.json);
   std::vector<Seed> pool = target.seeds;  // seeds plus accepted mutants
   const size_t n_seeds = pool.size();
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   Stats stats;
   g_current_target = target.name;
   for (uint64_t it = 0; it < max_iterations; ++it) {
@@ -275,7 +283,9 @@ Stats RunTarget(const Target& target, double seconds, uint64_t max_iterations, u
   return stats;
 }
 
-double Budget(double share) { return static_cast<double>(EnvU64("VERDICT_FUZZ_SECONDS", 20)) * share; }
+double Budget(double share) {
+  return static_cast<double>(EnvU64("VERDICT_FUZZ_SECONDS", 20)) * share;
+}
 uint64_t MaxIterations() { return EnvU64("VERDICT_FUZZ_ITERATIONS", 300000); }
 
 class IoFuzzTest : public ::testing::Test {
@@ -290,7 +300,8 @@ class IoFuzzTest : public ::testing::Test {
 
 Seed SafetensorsSeed(std::vector<uint8_t> bytes) {
   uint64_t len = 0;
-  for (int i = 7; i >= 0 && bytes.size() >= 8; --i) len = (len << 8) | bytes[static_cast<size_t>(i)];
+  for (int i = 7; i >= 0 && bytes.size() >= 8; --i)
+    len = (len << 8) | bytes[static_cast<size_t>(i)];
   const size_t end = static_cast<size_t>(std::min<uint64_t>(8 + len, bytes.size()));
   return Seed{std::move(bytes), end + 16};
 }
@@ -300,8 +311,8 @@ Seed SafetensorsSeed(std::vector<uint8_t> bytes) {
 std::vector<uint8_t> ShrinkSafetensors(const std::vector<uint8_t>& bytes) {
   uint64_t len = 0;
   for (int i = 7; i >= 0; --i) len = (len << 8) | bytes[static_cast<size_t>(i)];
-  nlohmann::json header = nlohmann::json::parse(bytes.begin() + 8,
-                                                bytes.begin() + 8 + static_cast<std::ptrdiff_t>(len));
+  nlohmann::json header = nlohmann::json::parse(
+      bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(len));
   uint64_t offset = 0;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
@@ -348,13 +359,24 @@ std::vector<uint8_t> ShrinkGguf(const GgufFile& f) {
   for (const std::string& name : f.Names()) {
     const WeightTensor& t = *f.Find(name);
     std::vector<uint64_t> ne;
-    for (auto d = t.shape.rbegin(); d != t.shape.rend(); ++d) ne.push_back(std::min<uint64_t>(*d, 2));
+    for (auto d = t.shape.rbegin(); d != t.shape.rend(); ++d)
+      ne.push_back(std::min<uint64_t>(*d, 2));
     uint32_t type = 0;
     size_t bytes = 4;
     switch (t.dtype) {
-      case DType::kF16: type = 1; bytes = 2; break;
-      case DType::kBF16: type = 30; bytes = 2; break;
-      case DType::kQ8_0: type = 8; ne[0] = 32; bytes = 34; break;
+      case DType::kF16:
+        type = 1;
+        bytes = 2;
+        break;
+      case DType::kBF16:
+        type = 30;
+        bytes = 2;
+        break;
+      case DType::kQ8_0:
+        type = 8;
+        ne[0] = 32;
+        bytes = 34;
+        break;
       default: break;
     }
     size_t n = 1;
@@ -422,13 +444,29 @@ TEST_F(IoFuzzTest, Gguf) {
   io_testing::PutLe(&nested, 0xfffe, 2);
   io_testing::PutLe(&nested, 7, 2);
   GgufBuilder b;
-  b.Alignment(64).U32("general.alignment", 64).String("general.architecture", "llama")
-      .U8("a", 1).I8("b", -1).U16("c", 2).I16("d", -2).I32("e", -3).U64("f", 4).I64("g", -5)
-      .F32("h", 0.5f).F64("i", 0.25).Bool("j", true).StringArray("k", {"x", "yy"})
-      .F32Array("l", {1, 2}).I32Array("m", {3}).Raw("n", GgufBuilder::kArray, nested)
-      .U32("llama.context_length", 64).U32("llama.embedding_length", 32)
-      .U32("llama.block_count", 1).U32("llama.feed_forward_length", 64)
-      .U32("llama.attention.head_count", 2).F32("llama.attention.layer_norm_rms_epsilon", 1e-5f)
+  b.Alignment(64)
+      .U32("general.alignment", 64)
+      .String("general.architecture", "llama")
+      .U8("a", 1)
+      .I8("b", -1)
+      .U16("c", 2)
+      .I16("d", -2)
+      .I32("e", -3)
+      .U64("f", 4)
+      .I64("g", -5)
+      .F32("h", 0.5f)
+      .F64("i", 0.25)
+      .Bool("j", true)
+      .StringArray("k", {"x", "yy"})
+      .F32Array("l", {1, 2})
+      .I32Array("m", {3})
+      .Raw("n", GgufBuilder::kArray, nested)
+      .U32("llama.context_length", 64)
+      .U32("llama.embedding_length", 32)
+      .U32("llama.block_count", 1)
+      .U32("llama.feed_forward_length", 64)
+      .U32("llama.attention.head_count", 2)
+      .F32("llama.attention.layer_norm_rms_epsilon", 1e-5f)
       .Tensor("token_embd.weight", 8, {32, 3}, std::vector<uint8_t>(3 * 34, 1))
       .Tensor("f16", 1, {5}, std::vector<uint8_t>(10, 2))
       .Tensor("bf16", 30, {2, 1, 1, 2}, std::vector<uint8_t>(8, 3))
@@ -471,9 +509,9 @@ TEST_F(IoFuzzTest, Gguf) {
 
 TEST_F(IoFuzzTest, Configs) {
   Target t{"config.json", /*json=*/true, {}, nullptr};
-  for (const char* rel : {"llama3_gqa/config.json", "llama2_mha/config.json",
-                          "llama3_gqa/generation_config.json", "llama2_mha/generation_config.json",
-                          "llama3_gqa/sharded/model.safetensors.index.json"}) {
+  for (const char* rel :
+       {"llama3_gqa/config.json", "llama2_mha/config.json", "llama3_gqa/generation_config.json",
+        "llama2_mha/generation_config.json", "llama3_gqa/sharded/model.safetensors.index.json"}) {
     std::vector<uint8_t> bytes = io_testing::ReadFileBytes(FixturePath(rel));
     const size_t n = bytes.size();
     t.seeds.push_back(Seed{std::move(bytes), n});

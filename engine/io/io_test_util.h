@@ -34,7 +34,8 @@ inline std::vector<uint8_t> ReadFileBytes(const std::string& path) {
 
 inline void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(out.good()) << "cannot write " << path;
 }
 
@@ -87,14 +88,34 @@ class GgufBuilder {
  public:
   // Value type ids of the GGUF specification.
   enum Type : uint32_t {
-    kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-    kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+    kU8 = 0,
+    kI8 = 1,
+    kU16 = 2,
+    kI16 = 3,
+    kU32 = 4,
+    kI32 = 5,
+    kF32 = 6,
+    kBool = 7,
+    kString = 8,
+    kArray = 9,
+    kU64 = 10,
+    kI64 = 11,
+    kF64 = 12,
   };
 
-  GgufBuilder& Magic(uint32_t magic) { magic_ = magic; return *this; }
-  GgufBuilder& Version(uint32_t version) { version_ = version; return *this; }
+  GgufBuilder& Magic(uint32_t magic) {
+    magic_ = magic;
+    return *this;
+  }
+  GgufBuilder& Version(uint32_t version) {
+    version_ = version;
+    return *this;
+  }
   // Alignment used to place tensor data (write general.alignment yourself to declare it).
-  GgufBuilder& Alignment(uint32_t alignment) { alignment_ = alignment; return *this; }
+  GgufBuilder& Alignment(uint32_t alignment) {
+    alignment_ = alignment;
+    return *this;
+  }
   // Overrides the counts written in the header.
   GgufBuilder& CountsOverride(uint64_t n_tensors, uint64_t n_kv) {
     override_counts_ = true;
@@ -112,7 +133,9 @@ class GgufBuilder {
     return *this;
   }
   GgufBuilder& U8(const std::string& k, uint8_t v) { return Raw(k, kU8, Le(v, 1)); }
-  GgufBuilder& I8(const std::string& k, int8_t v) { return Raw(k, kI8, Le(static_cast<uint8_t>(v), 1)); }
+  GgufBuilder& I8(const std::string& k, int8_t v) {
+    return Raw(k, kI8, Le(static_cast<uint8_t>(v), 1));
+  }
   GgufBuilder& U16(const std::string& k, uint16_t v) { return Raw(k, kU16, Le(v, 2)); }
   GgufBuilder& I16(const std::string& k, int16_t v) {
     return Raw(k, kI16, Le(static_cast<uint16_t>(v), 2));
@@ -172,7 +195,10 @@ class GgufBuilder {
     return *this;
   }
   // Extra bytes appended after the tensor data (to give TensorAt tensors something to point at).
-  GgufBuilder& TrailingData(size_t n) { trailing_ = n; return *this; }
+  GgufBuilder& TrailingData(size_t n) {
+    trailing_ = n;
+    return *this;
+  }
 
   std::vector<uint8_t> Build() const {
     std::vector<uint8_t> out;

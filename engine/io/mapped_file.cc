@@ -20,13 +20,10 @@ absl::Status ErrnoStatus(int err, absl::string_view what, const std::string& pat
   std::string msg = absl::StrCat(what, " '", path, "': ", std::strerror(err));
   switch (err) {
     case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(msg);
+    case ENOTDIR: return absl::NotFoundError(msg);
     case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(msg);
-    default:
-      return absl::InternalError(msg);
+    case EPERM: return absl::PermissionDeniedError(msg);
+    default: return absl::InternalError(msg);
   }
 }
 

@@ -39,24 +39,26 @@ struct FieldNames {
 };
 
 constexpr FieldNames kConfigNames = {
-    "vocab_size", "hidden_size",  "intermediate_size", "num_layers",
-    "num_heads",  "num_kv_heads", "head_dim",          "rms_norm_eps",
-    "rope_theta", "max_position_embeddings", "rope scaling"};
-constexpr FieldNames kHfNames = {
-    "vocab_size",          "hidden_size",         "intermediate_size", "num_hidden_layers",
-    "num_attention_heads", "num_key_value_heads", "head_dim",          "rms_norm_eps",
-    "rope_theta",          "max_position_embeddings", "rope_scaling"};
+    "vocab_size",   "hidden_size", "intermediate_size", "num_layers", "num_heads",
+    "num_kv_heads", "head_dim",    "rms_norm_eps",      "rope_theta", "max_position_embeddings",
+    "rope scaling"};
+constexpr FieldNames kHfNames = {"vocab_size",
+                                 "hidden_size",
+                                 "intermediate_size",
+                                 "num_hidden_layers",
+                                 "num_attention_heads",
+                                 "num_key_value_heads",
+                                 "head_dim",
+                                 "rms_norm_eps",
+                                 "rope_theta",
+                                 "max_position_embeddings",
+                                 "rope_scaling"};
 constexpr FieldNames kGgufNames = {
-    "llama.vocab_size",
-    "llama.embedding_length",
-    "llama.feed_forward_length",
-    "llama.block_count",
-    "llama.attention.head_count",
-    "llama.attention.head_count_kv",
-    "llama.attention.key_length",
-    "llama.attention.layer_norm_rms_epsilon",
-    "llama.rope.freq_base",
-    "llama.context_length",
+    "llama.vocab_size",           "llama.embedding_length",
+    "llama.feed_forward_length",  "llama.block_count",
+    "llama.attention.head_count", "llama.attention.head_count_kv",
+    "llama.attention.key_length", "llama.attention.layer_norm_rms_epsilon",
+    "llama.rope.freq_base",       "llama.context_length",
     "llama.rope.scaling"};
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
@@ -86,8 +88,8 @@ absl::Status Validate(const LlamaConfig& c, const FieldNames& n, bool check_hidd
   }
   VERDICT_RETURN_IF_ERROR(positive(n.head_dim, c.head_dim));
   if (c.head_dim % 2 != 0) {
-    return Invalid(n.head_dim, absl::StrCat("must be even for rotary embeddings, got ",
-                                            c.head_dim));
+    return Invalid(n.head_dim,
+                   absl::StrCat("must be even for rotary embeddings, got ", c.head_dim));
   }
   if (!(c.rms_norm_eps > 0.0f) || !std::isfinite(c.rms_norm_eps)) {
     return Invalid(n.rms_norm_eps, absl::StrCat("must be positive, got ", c.rms_norm_eps));
@@ -128,7 +130,8 @@ absl::StatusOr<Json> ParseJsonObject(absl::string_view text, absl::string_view w
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is not valid JSON: ", e.what()));
   }
-  if (json.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(what, " is not valid JSON"));
+  if (json.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat(what, " is not valid JSON"));
   if (!json.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is not a JSON object"));
   }
@@ -196,7 +199,8 @@ absl::StatusOr<double> ReqFloat(const Json& obj, const char* key, absl::string_v
 absl::StatusOr<std::optional<bool>> OptBool(const Json& obj, const char* key) {
   const Json* v = Member(obj, key);
   if (v == nullptr) return std::optional<bool>();
-  if (!v->is_boolean()) return Invalid(key, absl::StrCat("expected true or false, got ", v->dump()));
+  if (!v->is_boolean())
+    return Invalid(key, absl::StrCat("expected true or false, got ", v->dump()));
   return std::optional<bool>(v->get<bool>());
 }
 
@@ -270,8 +274,7 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(absl::string_view json_text) {
   LlamaConfig c;
 
   // Model family.
-  VERDICT_ASSIGN_OR_RETURN(const std::optional<std::string> model_type,
-                           OptString(j, "model_type"));
+  VERDICT_ASSIGN_OR_RETURN(const std::optional<std::string> model_type, OptString(j, "model_type"));
   bool llama_arch = false;
   std::vector<std::string> archs;
   if (const Json* a = Member(j, "architectures"); a != nullptr) {
@@ -283,8 +286,8 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(absl::string_view json_text) {
     }
   }
   if (model_type.has_value() && *model_type != "llama") {
-    return absl::UnimplementedError(absl::StrCat("model_type '", *model_type,
-                                                 "' is not supported (supported: llama)"));
+    return absl::UnimplementedError(
+        absl::StrCat("model_type '", *model_type, "' is not supported (supported: llama)"));
   }
   if (!model_type.has_value() && !llama_arch) {
     if (!archs.empty()) {
@@ -410,8 +413,8 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& f) {
   }
   VERDICT_ASSIGN_OR_RETURN(const std::string arch, f.GetString("general.architecture"));
   if (arch != "llama") {
-    return absl::UnimplementedError(absl::StrCat("GGUF architecture '", arch,
-                                                 "' is not supported (supported: llama)"));
+    return absl::UnimplementedError(
+        absl::StrCat("GGUF architecture '", arch, "' is not supported (supported: llama)"));
   }
   LlamaConfig c;
   c.architecture = "llama";
@@ -434,8 +437,8 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& f) {
     c.head_dim = c.hidden_size / c.num_heads;
   }
   if (value_len.has_value() && key_len.has_value() && *value_len != *key_len) {
-    return absl::UnimplementedError(absl::StrCat(
-        "llama.attention.value_length ", *value_len, " differs from key_length ", *key_len));
+    return absl::UnimplementedError(absl::StrCat("llama.attention.value_length ", *value_len,
+                                                 " differs from key_length ", *key_len));
   }
   VERDICT_ASSIGN_OR_RETURN(const std::optional<int64_t> rot,
                            GgufOptInt(f, "llama.rope.dimension_count"));

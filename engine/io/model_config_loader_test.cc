@@ -18,11 +18,11 @@
 namespace verdict::engine {
 namespace {
 
+using io_testing::FixturePath;
+using io_testing::GgufBuilder;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::verdict::testing::StatusIs;
-using io_testing::FixturePath;
-using io_testing::GgufBuilder;
 
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 constexpr absl::StatusCode kUnimplemented = absl::StatusCode::kUnimplemented;
@@ -35,7 +35,8 @@ std::string ReadText(const std::string& path) {
 // ---- config.json from the fixtures ---------------------------------------------------------
 
 TEST(HfConfigTest, Llama3LegacyRopeScaling) {
-  ASSERT_OK_AND_ASSIGN(LlamaConfig c, ParseHfConfig(ReadText(FixturePath("llama3_gqa/config.json"))));
+  ASSERT_OK_AND_ASSIGN(LlamaConfig c,
+                       ParseHfConfig(ReadText(FixturePath("llama3_gqa/config.json"))));
   EXPECT_EQ(c.architecture, "llama");
   EXPECT_EQ(c.vocab_size, 448);
   EXPECT_EQ(c.hidden_size, 64);
@@ -67,7 +68,8 @@ TEST(HfConfigTest, Llama3LegacyRopeScaling) {
 
 TEST(HfConfigTest, Transformers5RopeParameters) {
   // llama2_mha and odd_tied were written by transformers 5 ("rope_parameters", "dtype").
-  ASSERT_OK_AND_ASSIGN(LlamaConfig c, ParseHfConfig(ReadText(FixturePath("llama2_mha/config.json"))));
+  ASSERT_OK_AND_ASSIGN(LlamaConfig c,
+                       ParseHfConfig(ReadText(FixturePath("llama2_mha/config.json"))));
   EXPECT_EQ(c.vocab_size, 384);
   EXPECT_EQ(c.num_heads, 4);
   EXPECT_EQ(c.num_kv_heads, 4);
@@ -90,8 +92,9 @@ TEST(HfConfigTest, Transformers5RopeParameters) {
 }
 
 TEST(GenerationConfigTest, Fixtures) {
-  ASSERT_OK_AND_ASSIGN(GenerationDefaults g, ParseGenerationConfig(ReadText(
-                                                 FixturePath("llama3_gqa/generation_config.json"))));
+  ASSERT_OK_AND_ASSIGN(
+      GenerationDefaults g,
+      ParseGenerationConfig(ReadText(FixturePath("llama3_gqa/generation_config.json"))));
   EXPECT_FLOAT_EQ(g.temperature, 0.6f);
   EXPECT_FLOAT_EQ(g.top_p, 0.9f);
   EXPECT_EQ(g.top_k, -1);
@@ -100,13 +103,15 @@ TEST(GenerationConfigTest, Fixtures) {
   EXPECT_EQ(g.bos_token_id, 443);
   EXPECT_THAT(g.eos_token_ids, ElementsAre(444, 447));
 
-  ASSERT_OK_AND_ASSIGN(GenerationDefaults m, ParseGenerationConfig(ReadText(
-                                                 FixturePath("llama2_mha/generation_config.json"))));
+  ASSERT_OK_AND_ASSIGN(
+      GenerationDefaults m,
+      ParseGenerationConfig(ReadText(FixturePath("llama2_mha/generation_config.json"))));
   EXPECT_EQ(m.top_k, 40);
   EXPECT_THAT(m.eos_token_ids, ElementsAre(2));
 
-  ASSERT_OK_AND_ASSIGN(GenerationDefaults o, ParseGenerationConfig(ReadText(
-                                                 FixturePath("odd_tied/generation_config.json"))));
+  ASSERT_OK_AND_ASSIGN(
+      GenerationDefaults o,
+      ParseGenerationConfig(ReadText(FixturePath("odd_tied/generation_config.json"))));
   EXPECT_LT(o.temperature, 0.0f);
   EXPECT_LT(o.top_p, 0.0f);
   EXPECT_FALSE(o.has_do_sample);
@@ -117,7 +122,8 @@ TEST(GenerationConfigTest, Errors) {
   EXPECT_THAT(ParseGenerationConfig("[]"), StatusIs(kInvalid));
   EXPECT_THAT(ParseGenerationConfig(R"({"temperature":"hot"})"),
               StatusIs(kInvalid, HasSubstr("temperature")));
-  EXPECT_THAT(ParseGenerationConfig(R"({"do_sample":1})"), StatusIs(kInvalid, HasSubstr("do_sample")));
+  EXPECT_THAT(ParseGenerationConfig(R"({"do_sample":1})"),
+              StatusIs(kInvalid, HasSubstr("do_sample")));
   EXPECT_THAT(ParseGenerationConfig(R"({"eos_token_id":[1,"x"]})"),
               StatusIs(kInvalid, HasSubstr("eos_token_id")));
   ASSERT_OK_AND_ASSIGN(GenerationDefaults g,
@@ -152,7 +158,8 @@ TEST(HfConfigTest, Defaults) {
   EXPECT_FALSE(c.has_llama3_rope_scaling);
   EXPECT_EQ(c.bos_token_id, -1);
   EXPECT_TRUE(c.eos_token_ids.empty());
-  ASSERT_OK_AND_ASSIGN(LlamaConfig d, ParseWith([](nlohmann::json& j) { j.erase("rms_norm_eps"); }));
+  ASSERT_OK_AND_ASSIGN(LlamaConfig d,
+                       ParseWith([](nlohmann::json& j) { j.erase("rms_norm_eps"); }));
   EXPECT_FLOAT_EQ(d.rms_norm_eps, 1e-6f);
 }
 
@@ -183,10 +190,10 @@ TEST(HfConfigTest, OptionalFields) {
 
 TEST(HfConfigTest, RopeParametersAndDefaultType) {
   ASSERT_OK_AND_ASSIGN(LlamaConfig c, ParseWith([](nlohmann::json& j) {
-                         j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0},
-                                                 {"factor", 32.0}, {"low_freq_factor", 1.0},
-                                                 {"high_freq_factor", 4.0},
-                                                 {"original_max_position_embeddings", 8192}};
+                         j["rope_parameters"] = {
+                             {"rope_type", "llama3"},   {"rope_theta", 500000.0},
+                             {"factor", 32.0},          {"low_freq_factor", 1.0},
+                             {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
                        }));
   EXPECT_FLOAT_EQ(c.rope_theta, 500000.0f);
   EXPECT_TRUE(c.has_llama3_rope_scaling);
@@ -216,8 +223,10 @@ TEST(HfConfigTest, BadRopeScaling) {
               }),
               StatusIs(kInvalid, HasSubstr("rope_scaling.low_freq_factor")));
   EXPECT_THAT(ParseWith([](nlohmann::json& j) {
-                j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0},
-                                     {"low_freq_factor", 4.0}, {"high_freq_factor", 4.0},
+                j["rope_scaling"] = {{"rope_type", "llama3"},
+                                     {"factor", 8.0},
+                                     {"low_freq_factor", 4.0},
+                                     {"high_freq_factor", 4.0},
                                      {"original_max_position_embeddings", 8192}};
               }),
               StatusIs(kInvalid, HasSubstr("low_freq_factor < high_freq_factor")));
@@ -263,7 +272,9 @@ TEST(HfConfigTest, NonsenseIsRejectedNamingTheField) {
               StatusIs(kInvalid, HasSubstr("rms_norm_eps")));
   EXPECT_THAT(ParseWith([](nlohmann::json& j) { j["tie_word_embeddings"] = "yes"; }),
               StatusIs(kInvalid, HasSubstr("tie_word_embeddings")));
-  EXPECT_THAT(ParseWith([](nlohmann::json& j) { j["eos_token_id"] = {{"a", 1}}; }),
+  EXPECT_THAT(ParseWith([](nlohmann::json& j) {
+                j["eos_token_id"] = {{"a", 1}};
+              }),
               StatusIs(kInvalid, HasSubstr("eos_token_id")));
   EXPECT_THAT(ParseWith([](nlohmann::json& j) { j["vocab_size"] = 18446744073709551615ull; }),
               StatusIs(kInvalid, HasSubstr("vocab_size")));
@@ -298,10 +309,12 @@ TEST(HfConfigTest, BadJson) {
 
 TEST(GgufConfigTest, FixturesMatchTheirHfConfigs) {
   for (const std::string model : {"llama3_gqa", "llama2_mha", "odd_tied"}) {
-    ASSERT_OK_AND_ASSIGN(LlamaConfig hf, ParseHfConfig(ReadText(FixturePath(model + "/config.json"))));
+    ASSERT_OK_AND_ASSIGN(LlamaConfig hf,
+                         ParseHfConfig(ReadText(FixturePath(model + "/config.json"))));
     for (const std::string ftype : {"f32", "f16", "bf16", "q8_0"}) {
       SCOPED_TRACE(model + " " + ftype);
-      ASSERT_OK_AND_ASSIGN(auto g, GgufFile::Open(FixturePath(model + "/" + model + "-" + ftype + ".gguf")));
+      ASSERT_OK_AND_ASSIGN(
+          auto g, GgufFile::Open(FixturePath(model + "/" + model + "-" + ftype + ".gguf")));
       ASSERT_OK_AND_ASSIGN(LlamaConfig c, ConfigFromGguf(*g));
       EXPECT_EQ(c.architecture, "llama");
       EXPECT_EQ(c.vocab_size, hf.vocab_size);
@@ -424,10 +437,14 @@ TEST(GgufConfigTest, Errors) {
 
   GgufBuilder bad_kv;
   bad_kv.String("general.architecture", "llama")
-      .U32("llama.context_length", 4096).U32("llama.embedding_length", 64)
-      .U32("llama.block_count", 2).U32("llama.feed_forward_length", 128)
-      .U32("llama.attention.head_count", 4).U32("llama.attention.head_count_kv", 3)
-      .F32("llama.attention.layer_norm_rms_epsilon", 1e-5f).U32("llama.vocab_size", 8);
+      .U32("llama.context_length", 4096)
+      .U32("llama.embedding_length", 64)
+      .U32("llama.block_count", 2)
+      .U32("llama.feed_forward_length", 128)
+      .U32("llama.attention.head_count", 4)
+      .U32("llama.attention.head_count_kv", 3)
+      .F32("llama.attention.layer_norm_rms_epsilon", 1e-5f)
+      .U32("llama.vocab_size", 8);
   EXPECT_THAT(ConfigOf(bad_kv), StatusIs(kInvalid, HasSubstr("llama.attention.head_count_kv")));
 
   GgufBuilder partial_rotary = LlamaKeys();

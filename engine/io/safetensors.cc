@@ -155,8 +155,8 @@ absl::StatusOr<SafetensorsFile> ParseSafetensorsHeader(const uint8_t* data, size
     }
     if (begin > end) return bad(absl::StrCat("data_offsets [", begin, ", ", end, "] is reversed"));
     if (end > data_size) {
-      return bad(absl::StrCat("data_offsets [", begin, ", ", end,
-                              "] run past the data section (", data_size, " bytes)"));
+      return bad(absl::StrCat("data_offsets [", begin, ", ", end, "] run past the data section (",
+                              data_size, " bytes)"));
     }
     // Every supported dtype takes at least one byte per element, so a count above the range
     // length is a mismatch, and checking it first keeps the byte count from overflowing.
@@ -205,9 +205,9 @@ class SafetensorsSource : public WeightSource {
     for (WeightTensor& t : parsed.tensors) {
       auto [it, inserted] = tensors_.try_emplace(t.name, t);
       if (!inserted) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor '", t.name, "' appears in both '", origin_[t.name], "' and '", file->path(),
-            "'"));
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' appears in both '",
+                                                       origin_[t.name], "' and '", file->path(),
+                                                       "'"));
       }
       origin_[t.name] = file->path();
     }
@@ -262,8 +262,8 @@ absl::StatusOr<std::unique_ptr<WeightSource>> OpenIndex(const std::string& index
   std::map<std::string, std::vector<std::string>> shards;
   for (auto it = map_it->begin(); it != map_it->end(); ++it) {
     if (!it.value().is_string()) {
-      return Invalid(index_path, absl::StrCat("weight_map entry '", it.key(),
-                                              "' is not a file name string"));
+      return Invalid(index_path,
+                     absl::StrCat("weight_map entry '", it.key(), "' is not a file name string"));
     }
     const std::string shard = it.value().get<std::string>();
     if (shard.empty() || shard == "." || shard == ".." ||

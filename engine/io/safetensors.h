@@ -27,7 +27,7 @@ inline constexpr uint64_t kMaxSafetensorsHeaderBytes = uint64_t{100} << 20;
 // ParseSafetensorsHeader, which must outlive them. Tensor data need not be aligned (the format
 // does not promise it); read through memcpy or byte-wise.
 struct SafetensorsFile {
-  std::vector<WeightTensor> tensors;           // sorted by name
+  std::vector<WeightTensor> tensors;            // sorted by name
   std::map<std::string, std::string> metadata;  // "__metadata__" (string values)
   size_t data_offset = 0;                       // 8 + header length: where tensor data starts
 };

@@ -16,11 +16,11 @@
 namespace verdict::engine {
 namespace {
 
+using io_testing::FixturePath;
+using io_testing::MakeSafetensors;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::verdict::testing::StatusIs;
-using io_testing::FixturePath;
-using io_testing::MakeSafetensors;
 
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
@@ -70,9 +70,8 @@ void ExpectLlama3Tensors(const WeightSource& src, DType dtype) {
 }
 
 TEST(SafetensorsFixtureTest, Llama3DirectoryFileShardedAndIndex) {
-  for (const std::string rel :
-       {"llama3_gqa", "llama3_gqa/model.safetensors", "llama3_gqa/sharded",
-        "llama3_gqa/sharded/model.safetensors.index.json"}) {
+  for (const std::string rel : {"llama3_gqa", "llama3_gqa/model.safetensors", "llama3_gqa/sharded",
+                                "llama3_gqa/sharded/model.safetensors.index.json"}) {
     SCOPED_TRACE(rel);
     ASSERT_OK_AND_ASSIGN(auto src, OpenSafetensors(FixturePath(rel)));
     ExpectLlama3Tensors(*src, DType::kF32);
@@ -157,12 +156,11 @@ absl::StatusOr<SafetensorsFile> Parse(const std::string& header, size_t data_byt
 }
 
 TEST(SafetensorsParseTest, ParsesTensorsAndMetadata) {
-  const std::string header =
-      R"({"__metadata__":{"format":"pt","n":"1"},)"
-      R"("b":{"dtype":"BF16","shape":[2,3],"data_offsets":[16,28]},)"
-      R"("a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
-      R"("e":{"dtype":"F16","shape":[0,5],"data_offsets":[28,28]},)"
-      R"("i":{"dtype":"I32","shape":[],"data_offsets":[28,32]}}   )";
+  const std::string header = R"({"__metadata__":{"format":"pt","n":"1"},)"
+                             R"("b":{"dtype":"BF16","shape":[2,3],"data_offsets":[16,28]},)"
+                             R"("a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                             R"("e":{"dtype":"F16","shape":[0,5],"data_offsets":[28,28]},)"
+                             R"("i":{"dtype":"I32","shape":[],"data_offsets":[28,32]}}   )";
   ASSERT_OK_AND_ASSIGN(SafetensorsFile f, Parse(header, 32));
   ASSERT_EQ(f.tensors.size(), 4u);
   EXPECT_EQ(f.tensors[0].name, "a");
@@ -336,7 +334,8 @@ class ShardedTest : public ::testing::Test {
 TEST_F(ShardedTest, OpensDirectoryWithIndex) {
   WriteShard("s1.safetensors", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
   WriteShard("s2.safetensors", R"({"b":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})", 4);
-  WriteIndex(R"({"metadata":{"total_size":8},"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}})");
+  WriteIndex(
+      R"({"metadata":{"total_size":8},"weight_map":{"a":"s1.safetensors","b":"s2.safetensors"}})");
   ASSERT_OK_AND_ASSIGN(auto src, OpenSafetensors(dir_.path()));
   EXPECT_THAT(src->Names(), ElementsAre("a", "b"));
   EXPECT_EQ(src->Find("b")->dtype, DType::kF16);
