@@ -13,6 +13,7 @@
 #include "engine/io/model_config_loader.h"
 #include "engine/io/safetensors.h"
 #include "engine/tokenizer/gguf_tokenizer.h"
+#include "engine/tokenizer/hf_tokenizer.h"
 
 namespace verdict::engine {
 namespace {

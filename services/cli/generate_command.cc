@@ -63,7 +63,12 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   options.stop_token_ids = engine::StopTokenIds(ready.loaded);
 
   engine::IncrementalDetokenizer detokenizer(tokenizer);
-  if (!flags.chat) std::fputs(flags.prompt.c_str(), stdout);
+  if (!flags.chat) {
+    // The prompt is echoed as typed; the detokenizer continues after it (SentencePiece vocabularies
+    // must know the text does not start here, or the first word loses its leading space).
+    VERDICT_RETURN_IF_ERROR(detokenizer.AddContext(prompt));
+    std::fputs(flags.prompt.c_str(), stdout);
+  }
   std::fflush(stdout);
   const std::vector<int32_t> stops = options.stop_token_ids;
   absl::Status stream_status;
