@@ -62,12 +62,18 @@ class CpuKvStorage final : public KvStorage {
         values_(keys_.size()) {}
   int64_t capacity() const override { return capacity_; }
   size_t size_bytes() const override { return 2 * keys_.size() * sizeof(float); }
-  float* key(int64_t layer, int64_t pos) { return &keys_[(layer * capacity_ + pos) * row_]; }
-  float* value(int64_t layer, int64_t pos) { return &values_[(layer * capacity_ + pos) * row_]; }
+  float* key(int64_t layer, int64_t pos) { return &keys_[Offset(layer, pos)]; }
+  float* value(int64_t layer, int64_t pos) { return &values_[Offset(layer, pos)]; }
+  const float* key(int64_t layer, int64_t pos) const { return &keys_[Offset(layer, pos)]; }
+  const float* value(int64_t layer, int64_t pos) const { return &values_[Offset(layer, pos)]; }
   const KvShape& shape() const { return shape_; }
   int64_t row() const { return row_; }
 
  private:
+  size_t Offset(int64_t layer, int64_t pos) const {
+    return static_cast<size_t>((layer * capacity_ + pos) * row_);
+  }
+
   KvShape shape_;
   int64_t capacity_;
   int64_t row_;
@@ -269,11 +275,9 @@ class CpuBackend final : public Backend {
   void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) override {
     const auto& from = static_cast<const CpuKvStorage&>(from_storage);
     auto& to = static_cast<CpuKvStorage&>(to_storage);
-    auto& mutable_from = const_cast<CpuKvStorage&>(from);
     for (int64_t layer = 0; layer < from.shape().num_layers; ++layer) {
-      std::memcpy(to.key(layer, 0), mutable_from.key(layer, 0), count * from.row() * sizeof(float));
-      std::memcpy(to.value(layer, 0), mutable_from.value(layer, 0),
-                  count * from.row() * sizeof(float));
+      std::memcpy(to.key(layer, 0), from.key(layer, 0), count * from.row() * sizeof(float));
+      std::memcpy(to.value(layer, 0), from.value(layer, 0), count * from.row() * sizeof(float));
     }
   }
 

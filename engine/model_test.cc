@@ -218,6 +218,28 @@ TEST_F(KvEquivalenceTest, TruncateThenRecomputeMatchesOriginal) {
   }
 }
 
+TEST_F(KvEquivalenceTest, ForkedCacheContinuesLikeTheOriginal) {
+  ModelSlice& m = *loaded_.slice;
+  ASSERT_OK_AND_ASSIGN(auto original, m.NewKvCache(64));
+  ForwardBatch batch;
+  batch.sequences = {{original.get(), 20}};
+  batch.token_ids = absl::MakeConstSpan(tokens_).subspan(0, 20);
+  ForwardResult r;
+  ASSERT_OK(m.Forward(batch, &r));
+  ASSERT_OK_AND_ASSIGN(auto fork, m.NewKvCache(64));
+  ASSERT_OK(fork->CopyPrefixFrom(*original, 15));
+  EXPECT_EQ(fork->length(), 15);
+  batch.sequences = {{fork.get(), 10}};
+  batch.token_ids = absl::MakeConstSpan(tokens_).subspan(15, 10);
+  ASSERT_OK(m.Forward(batch, &r));
+  for (int64_t i = 0; i < 10; ++i) {
+    EXPECT_LE(RelativeError(Row(r.logits, i), Row(full_.logits, 15 + i)), 1e-5);
+  }
+  EXPECT_THAT(fork->CopyPrefixFrom(*original, 21), StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(auto small, m.NewKvCache(8));
+  EXPECT_THAT(small->CopyPrefixFrom(*original, 9), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_F(KvEquivalenceTest, RaggedBatchMatchesEachSequenceAlone) {
   ModelSlice& m = *loaded_.slice;
   // Three sequences at different stages: fresh prompt, a decode step, a verification block.

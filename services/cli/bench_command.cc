@@ -246,8 +246,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--k", flags->ks, "Draft lengths to time")->capture_default_str()->delimiter(',');
   cmd->add_option("--json", flags->json, "Also write the figures as JSON to this file");
   cmd->callback([flags, exit_code] {
-    absl::Status status = RunBench(*flags);
-    *exit_code = status.ok() ? 0 : ReportError(status);
+    *exit_code = ExitCode(RunBench(*flags));
   });
 }
 

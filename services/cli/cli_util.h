@@ -20,6 +20,9 @@ namespace verdict::cli {
 // Prints "verdict: <message>" on one line to stderr and returns the process exit code (1).
 int ReportError(const absl::Status& status);
 
+// 0 for OK, otherwise ReportError(status): the exit code of a subcommand.
+inline int ExitCode(const absl::Status& status) { return status.ok() ? 0 : ReportError(status); }
+
 // A loaded whole model on the CPU backend.
 struct ReadyModel {
   engine::LoadedModel loaded;

@@ -122,8 +122,7 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
   cmd->add_flag("--quiet", flags->quiet, "No statistics on stderr");
   cmd->callback([flags, exit_code] {
-    absl::Status status = RunGenerate(*flags);
-    *exit_code = status.ok() ? 0 : ReportError(status);
+    *exit_code = ExitCode(RunGenerate(*flags));
   });
 }
 

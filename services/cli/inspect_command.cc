@@ -122,8 +122,7 @@ void AddInspectCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", flags->model, "Hugging Face model directory or .gguf file")->required();
   cmd->add_flag("--json", flags->json, "Print JSON");
   cmd->callback([flags, exit_code] {
-    absl::Status status = RunInspect(*flags);
-    *exit_code = status.ok() ? 0 : ReportError(status);
+    *exit_code = ExitCode(RunInspect(*flags));
   });
 }
 

@@ -129,8 +129,7 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--add-bos", flags->add_bos, "Prepend BOS when tokenizing --text")->capture_default_str();
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)");
   cmd->callback([flags, exit_code] {
-    absl::Status status = RunScore(*flags);
-    *exit_code = status.ok() ? 0 : ReportError(status);
+    *exit_code = ExitCode(RunScore(*flags));
   });
 }
 

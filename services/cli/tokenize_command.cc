@@ -58,8 +58,7 @@ void AddTokenizeCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--add-bos", flags->add_bos, "Prepend BOS");
   cmd->add_flag("--parse-special", flags->parse_special, "Recognize special tokens written in the text");
   cmd->callback([flags, exit_code] {
-    absl::Status status = RunTokenize(*flags);
-    *exit_code = status.ok() ? 0 : ReportError(status);
+    *exit_code = ExitCode(RunTokenize(*flags));
   });
 }
 
