@@ -152,6 +152,16 @@ std::atomic<KernelIsa>& IsaState() {
 
 }  // namespace
 
+Algo ChooseAlgo(DType dtype, int64_t m) {
+  if (m >= kMatMulBlasMinRows) return Algo::kBlas;
+  // Up to this many tokens, converting the weights in registers for every group of 3 tokens costs
+  // less than converting them once into an f32 panel (bench/kernels_bench.cc, 2 threads, Zen 4).
+  int64_t direct_max = 16;
+  if (dtype == DType::kF16) direct_max = 24;   // vcvtph2ps is cheap
+  if (dtype == DType::kQ8_0) direct_max = 4;   // int8 -> f32 and scaling is not
+  return m <= direct_max ? Algo::kDirect : Algo::kPanel;
+}
+
 const KernelTable& GenericKernels() {
   static constexpr KernelTable kTable = {&RowsGeneric, &RowsGeneric, &ConvertRowGeneric};
   return kTable;
@@ -194,9 +204,7 @@ void MatMulWithAlgo(Algo algo, const float* x, int64_t m, int64_t ldx, const Mat
     }
     return;
   }
-  if (algo == Algo::kAuto) {
-    algo = m <= 3 ? Algo::kDirect : (m < kMatMulBlasMinRows ? Algo::kPanel : Algo::kBlas);
-  }
+  if (algo == Algo::kAuto) algo = ChooseAlgo(w.dtype, m);
   const KernelTable& kernels = ActiveKernels();
   const GemmArgs args = {x,  m, ldx, static_cast<const uint8_t*>(w.data), w.dtype,
                          w.cols, WeightRowBytes(w.dtype, w.cols), y, ldy, accumulate};

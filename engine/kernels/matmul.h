@@ -2,14 +2,17 @@
 // Matrix products of f32 activations with weight matrices stored as f32, f16, bf16 or q8_0, and the
 // row gather used for token embeddings. CPU only.
 //
-// MatMul picks an algorithm by the number of activation rows M:
-//   - M <= 3 ("direct"): each weight row is read from memory once, converted to f32 in registers and
-//     multiplied against all M activation rows (a GEMV for M = 1). Memory-bound.
-//   - 4 <= M < kMatMulBlasMinRows ("panel"): a panel of weight rows is converted to an f32 buffer in
-//     L1 one K-slice at a time, then an AVX2 register-blocked kernel (4 weight rows x 3 tokens)
-//     multiplies it against every token. Each weight byte is read from memory once.
-//   - M >= kMatMulBlasMinRows ("blas"): weight rows are converted to f32 in blocks and multiplied
-//     with OpenBLAS sgemm (single-threaded OpenBLAS inside each pool thread).
+// MatMul picks an algorithm by the number of activation rows M (thresholds measured on the 2-core
+// Zen 4 build machine with bench/kernels_bench.cc; see ChooseAlgo in matmul.cc):
+//   - small M ("direct", M <= 16 for bf16/f32, 24 for f16, 4 for q8_0): each group of 4 weight rows
+//     is streamed from memory once (prefetched into L2), converted to f32 in registers and
+//     multiplied against the tokens in 4-row x 3-token register tiles; the other token groups
+//     re-read the 4 rows from L1/L2. M = 1 is the decode GEMV, memory-bound.
+//   - medium M ("panel", up to kMatMulBlasMinRows): 4 weight rows are converted once per 1024-wide
+//     K-slice into an f32 panel in L1 and reused by the same 4x3 tiles for every token.
+//   - large M ("blas", prefill): blocks of weight rows are converted to f32 and multiplied with
+//     OpenBLAS sgemm (one OpenBLAS thread inside each pool thread).
+// The work is split over N across the ThreadPool in every case.
 // All paths are exact with respect to the weights as stored: q8_0 blocks are dequantized to f32
 // (scale * int8, exactly representable), and activations are NOT quantized. Accumulation is in f32.
 //
@@ -43,9 +46,9 @@ struct MatMulWeight {
   int64_t cols = 0;  // K
 };
 
-// From this many activation rows on, MatMul uses the OpenBLAS path (measured crossover on the 2-core
-// AVX2 build machine; see bench/kernels_bench.cc).
-inline constexpr int64_t kMatMulBlasMinRows = 48;
+// From this many activation rows on, MatMul uses the OpenBLAS path. Below it the panel kernel is as
+// fast or faster (bf16 8192x2048, 2 threads: 195 vs 125 GFLOP/s at M = 64, equal at M = 256).
+inline constexpr int64_t kMatMulBlasMinRows = 256;
 
 // y[m, n] = sum_k x[m, k] * w[n, k]            (accumulate = false)
 // y[m, n] = y[m, n] + sum_k x[m, k] * w[n, k]   (accumulate = true)

@@ -20,8 +20,10 @@ namespace {
 
 struct NoBlock {};
 
+// Each loader converts 8 consecutive weights of one row to f32. kBytesPer32: bytes of 32 weights.
 struct F32Rows {
   using Block = NoBlock;
+  static constexpr int64_t kBytesPer32 = 128;
   static Block BeginBlock(const uint8_t*, int64_t) { return {}; }
   static __m256 Load8(const uint8_t* row, int64_t k, const Block&) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
@@ -30,15 +32,24 @@ struct F32Rows {
 
 struct Bf16Rows {
   using Block = NoBlock;
+  static constexpr int64_t kBytesPer32 = 64;
   static Block BeginBlock(const uint8_t*, int64_t) { return {}; }
   static __m256 Load8(const uint8_t* row, int64_t k, const Block&) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+    // One in-lane byte shuffle of the 16 bytes broadcast to both lanes: lane 0 takes elements
+    // 0..3, lane 1 elements 4..7, each into the high half of a 32-bit lane (low half zeroed).
+    // Cheaper than vpmovzxwd + vpslld, which matters when the kernel is compute-bound (M > 1).
+    const __m256i v = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+    const __m256i shuffle =
+        _mm256_setr_epi8(-1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 4, 5, -1, -1, 6, 7,  //
+                         -1, -1, 8, 9, -1, -1, 10, 11, -1, -1, 12, 13, -1, -1, 14, 15);
+    return _mm256_castsi256_ps(_mm256_shuffle_epi8(v, shuffle));
   }
 };
 
 struct F16Rows {
   using Block = NoBlock;
+  static constexpr int64_t kBytesPer32 = 64;
   static Block BeginBlock(const uint8_t*, int64_t) { return {}; }
   static __m256 Load8(const uint8_t* row, int64_t k, const Block&) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
@@ -50,6 +61,7 @@ struct Q8Rows {
     __m256 scale;
     const uint8_t* qs;  // the 32 int8 of the block
   };
+  static constexpr int64_t kBytesPer32 = sizeof(BlockQ8_0);
   // REQUIRES: k % 32 == 0.
   static Block BeginBlock(const uint8_t* row, int64_t k) {
     const uint8_t* block = row + (k / kQ8_0BlockSize) * sizeof(BlockQ8_0);
@@ -111,10 +123,16 @@ constexpr int ElemBytes() {
 
 // ---- Direct kernel: R weight rows x T tokens, whole K, weights converted in registers ----------
 
-// y[t * ldy + r] (+)= dot(x[t * ldx + :K], w_row_r[:K]) for r < R, t < T.
+// Prefetch distance of the direct kernel, in groups of 4 rows. Rows of 2048 bf16 are one page
+// long, too short for the hardware prefetcher to ramp up, so the kernel prefetches (into L2) the
+// rows it will read two groups later.
+constexpr int64_t kDirectPrefetchGroups = 2;
+
+// y[t * ldy + r] (+)= dot(x[t * ldx + :K], w_row_r[:K]) for r < R, t < T. Row r is also prefetched
+// kDirectPrefetchGroups * R rows ahead when bit r of prefetch_rows is set.
 template <class L, int R, int T>
 void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx, int64_t k_len,
-                float* y, int64_t ldy, bool add) {
+                float* y, int64_t ldy, bool add, unsigned prefetch_rows) {
   constexpr int U = T == 1 ? 2 : 1;  // independent accumulators per output (FMA latency)
   __m256 acc[T][U][R];
 #pragma GCC unroll 16
@@ -128,14 +146,22 @@ void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx
   const uint8_t* rows[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) rows[r] = w0 + r * row_bytes;
+  const size_t prefetch_offset = kDirectPrefetchGroups * 4 * row_bytes;
 
   int64_t k = 0;
   for (; k + 32 <= k_len; k += 32) {
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      if (prefetch_rows & (1u << r)) {
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + prefetch_offset +
+                                                   k * L::kBytesPer32 / 32),
+                     _MM_HINT_T1);
+      }
+    }
     typename L::Block blk[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) blk[r] = L::BeginBlock(rows[r], k);
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
+    const auto step = [&](int j) __attribute__((always_inline)) {
       __m256 xv[T];
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + k + 8 * j);
@@ -147,6 +173,15 @@ void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx
           acc[t][j % U][r] = _mm256_fmadd_ps(wv, xv[t], acc[t][j % U][r]);
         }
       }
+    };
+    // Unrolling the four 8-wide steps helps the GEMV (T = 1); with 3 tokens the registers are all
+    // taken and unrolling only makes the allocator spill.
+    if constexpr (T == 1) {
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) step(j);
+    } else {
+#pragma GCC unroll 1
+      for (int j = 0; j < 4; ++j) step(j);
     }
   }
   if constexpr (!std::is_same_v<L, Q8Rows>) {
@@ -188,22 +223,34 @@ void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx
   }
 }
 
+// Groups of 4 weight rows, each streamed from memory once by the first group of <= 3 tokens and
+// re-read from L1/L2 by the others (4 rows of K = 8192 bf16 are 64 KiB).
 template <class L>
 void DirectRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   using TileFn = void (*)(const uint8_t*, size_t, const float*, int64_t, int64_t, float*, int64_t,
-                          bool);
+                          bool, unsigned);
   static constexpr TileFn kTiles[4][3] = {
       {&DirectTile<L, 1, 1>, &DirectTile<L, 1, 2>, &DirectTile<L, 1, 3>},
       {&DirectTile<L, 2, 1>, &DirectTile<L, 2, 2>, &DirectTile<L, 2, 3>},
       {&DirectTile<L, 3, 1>, &DirectTile<L, 3, 2>, &DirectTile<L, 3, 3>},
       {&DirectTile<L, 4, 1>, &DirectTile<L, 4, 2>, &DirectTile<L, 4, 3>},
   };
+  const int64_t num_groups = (a.m + 2) / 3;
   for (int64_t n = n_begin; n < n_end; n += 4) {
     const int r = static_cast<int>(MinI64(4, n_end - n));
-    for (int64_t t = 0; t < a.m; t += 3) {
+    // Rows to prefetch: those of the group kDirectPrefetchGroups ahead that lie in this range,
+    // spread over the token groups (row i by group i % num_groups) to keep the stream even.
+    const int64_t ahead = n_end - (n + kDirectPrefetchGroups * 4);
+    const unsigned all_rows = ahead <= 0 ? 0u : (1u << MinI64(r, ahead)) - 1u;
+    for (int64_t t = 0, g = 0; t < a.m; t += 3, ++g) {
       const int tt = static_cast<int>(MinI64(3, a.m - t));
+      unsigned mask = 0;
+      for (int i = 0; i < 4; ++i) {
+        if (i % num_groups == g) mask |= 1u << i;
+      }
       kTiles[r - 1][tt - 1](a.w + static_cast<size_t>(n) * a.row_bytes, a.row_bytes,
-                            a.x + t * a.ldx, a.ldx, a.k, a.y + t * a.ldy + n, a.ldy, a.accumulate);
+                            a.x + t * a.ldx, a.ldx, a.k, a.y + t * a.ldy + n, a.ldy, a.accumulate,
+                            mask & all_rows);
     }
   }
 }
@@ -244,16 +291,45 @@ void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, 
   VERDICT_CHECK_MSG(false, "unsupported weight dtype");
 }
 
-// ---- Panel kernel: f32 panel in L1, register-blocked R x T tiles -------------------------------
+// ---- Panel kernel: 4 weight rows converted to f32 in L1, reused by 4x3 register tiles ----------
 
-constexpr int64_t kPanelRows = 16;
-constexpr int64_t kPanelK = 256;  // multiple of 32 (q8_0 blocks)
+// K-slice of the f32 panel: 4 rows x 1024 f32 = 16 KiB, plus 3 activation rows x 4 KiB, fit L1.
+constexpr int64_t kPanelK = 1024;  // multiple of 32 (q8_0 blocks)
+constexpr int64_t kPanelRows = 4;
+// Row stride of the panel: one cache line more than the slice so that the rows do not all map to
+// the same L1 sets (a 4 KiB stride would).
+constexpr int64_t kPanelStride = kPanelK + 16;
+// The weights of the slice this many slices ahead are prefetched into L2 while the tiles run.
+constexpr int64_t kPanelPrefetchSlices = 2;
+
+// Weight bytes to prefetch while the tiles of one slice run: `lines` cache lines taken row by row
+// from `rows[0..num_rows)`, each row segment `row_len` bytes long.
+struct PrefetchCursor {
+  const uint8_t* rows[kPanelRows];
+  int num_rows = 0;
+  int64_t row_len = 0;
+  int row = 0;
+  int64_t offset = 0;
+  int64_t lines = 0;  // still to issue by the current tile
+
+  inline void Step() {
+    if (lines <= 0) return;
+    const char* p = reinterpret_cast<const char*>(rows[row] + offset);
+    _mm_prefetch(p, _MM_HINT_T1);
+    --lines;
+    offset += 64;
+    if (offset >= row_len) {
+      offset = 0;
+      if (++row == num_rows) lines = 0;
+    }
+  }
+};
 
 // y[t * ldy + r] (+)= dot(x[t * ldx + :k_len], panel[r * kPanelK + :k_len]) for r < R, t < T.
 // The panel is zero-padded up to a multiple of 8; x is read with a mask past k_len.
 template <int R, int T>
 void PanelTile(const float* panel, const float* x, int64_t ldx, int64_t k_len, float* y,
-               int64_t ldy, bool add) {
+               int64_t ldy, bool add, PrefetchCursor* pf) {
   __m256 acc[T][R];
 #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) {
@@ -262,12 +338,13 @@ void PanelTile(const float* panel, const float* x, int64_t ldx, int64_t k_len, f
   }
   int64_t k = 0;
   for (; k + 8 <= k_len; k += 8) {
+    pf->Step();
     __m256 xv[T];
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_ps(x + t * ldx + k);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m256 wv = _mm256_load_ps(panel + r * kPanelK + k);
+      const __m256 wv = _mm256_load_ps(panel + r * kPanelStride + k);
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) acc[t][r] = _mm256_fmadd_ps(wv, xv[t], acc[t][r]);
     }
@@ -279,7 +356,7 @@ void PanelTile(const float* panel, const float* x, int64_t ldx, int64_t k_len, f
     for (int t = 0; t < T; ++t) xv[t] = _mm256_maskload_ps(x + t * ldx + k, mask);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m256 wv = _mm256_load_ps(panel + r * kPanelK + k);
+      const __m256 wv = _mm256_load_ps(panel + r * kPanelStride + k);
 #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) acc[t][r] = _mm256_fmadd_ps(wv, xv[t], acc[t][r]);
     }
@@ -290,33 +367,53 @@ void PanelTile(const float* panel, const float* x, int64_t ldx, int64_t k_len, f
 
 template <class L>
 void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
-  using TileFn = void (*)(const float*, const float*, int64_t, int64_t, float*, int64_t, bool);
+  using TileFn =
+      void (*)(const float*, const float*, int64_t, int64_t, float*, int64_t, bool, PrefetchCursor*);
   static constexpr TileFn kTiles[4][3] = {
       {&PanelTile<1, 1>, &PanelTile<1, 2>, &PanelTile<1, 3>},
       {&PanelTile<2, 1>, &PanelTile<2, 2>, &PanelTile<2, 3>},
       {&PanelTile<3, 1>, &PanelTile<3, 2>, &PanelTile<3, 3>},
       {&PanelTile<4, 1>, &PanelTile<4, 2>, &PanelTile<4, 3>},
   };
-  alignas(64) float panel[kPanelRows * kPanelK];
+  alignas(64) float panel[kPanelRows * (kPanelK + 64)];
+  const int64_t num_slices = (a.k + kPanelK - 1) / kPanelK;
+  const int64_t num_groups = (a.m + 2) / 3;
+  const size_t elem_num = std::is_same_v<L, Q8Rows> ? sizeof(BlockQ8_0) : ElemBytes<L>();
+  const size_t elem_den = std::is_same_v<L, Q8Rows> ? kQ8_0BlockSize : 1;
+  int64_t slice_index = 0;  // over (row group, K-slice) pairs of this range
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelRows) {
-    const int64_t p = MinI64(kPanelRows, n_end - n0);
-    for (int64_t k0 = 0; k0 < a.k; k0 += kPanelK) {
+    const int p = static_cast<int>(MinI64(kPanelRows, n_end - n0));
+    for (int64_t s = 0; s < num_slices; ++s, ++slice_index) {
+      const int64_t k0 = s * kPanelK;
       const int64_t kc = MinI64(kPanelK, a.k - k0);
       const int64_t kc_padded = (kc + 7) & ~int64_t{7};
-      for (int64_t r = 0; r < p; ++r) {
-        float* dst = panel + r * kPanelK;
+      for (int r = 0; r < p; ++r) {
+        float* dst = panel + r * kPanelStride;
         ConvertRowT<L>(a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
         for (int64_t i = kc; i < kc_padded; ++i) dst[i] = 0.0f;
       }
+      // Prefetch the slice kPanelPrefetchSlices ahead while the tiles run, shared among them.
+      PrefetchCursor pf;
+      {
+        const int64_t target = slice_index + kPanelPrefetchSlices;
+        const int64_t pn0 = n_begin + (target / num_slices) * kPanelRows;
+        const int64_t pk0 = (target % num_slices) * kPanelK;
+        if (pn0 < n_end) {
+          pf.num_rows = static_cast<int>(MinI64(kPanelRows, n_end - pn0));
+          pf.row_len = static_cast<int64_t>(MinI64(kPanelK, a.k - pk0) * elem_num / elem_den);
+          for (int r = 0; r < pf.num_rows; ++r) {
+            pf.rows[r] = a.w + static_cast<size_t>(pn0 + r) * a.row_bytes + pk0 * elem_num / elem_den;
+          }
+        }
+      }
+      const int64_t total_lines = pf.num_rows * ((pf.row_len + 63) / 64);
+      const int64_t lines_per_group = (total_lines + num_groups - 1) / num_groups;
       const bool add = a.accumulate || k0 > 0;
       for (int64_t t0 = 0; t0 < a.m; t0 += 3) {
+        pf.lines = lines_per_group;
         const int tt = static_cast<int>(MinI64(3, a.m - t0));
-        const float* xt = a.x + t0 * a.ldx + k0;
-        float* yt = a.y + t0 * a.ldy + n0;
-        for (int64_t r0 = 0; r0 < p; r0 += 4) {
-          const int rr = static_cast<int>(MinI64(4, p - r0));
-          kTiles[rr - 1][tt - 1](panel + r0 * kPanelK, xt, a.ldx, kc, yt + r0, a.ldy, add);
-        }
+        kTiles[p - 1][tt - 1](panel, a.x + t0 * a.ldx + k0, a.ldx, kc, a.y + t0 * a.ldy + n0,
+                              a.ldy, add, &pf);
       }
     }
   }

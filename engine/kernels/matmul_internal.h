@@ -54,6 +54,9 @@ enum class Algo : uint8_t {
   kBlas,
 };
 
+// The algorithm MatMul uses for `m` activation rows and weights of `dtype`.
+Algo ChooseAlgo(DType dtype, int64_t m);
+
 // MatMul with the algorithm forced (tests and benchmarks); same contract as MatMul.
 void MatMulWithAlgo(Algo algo, const float* x, int64_t m, int64_t ldx, const MatMulWeight& w,
                     float* y, int64_t ldy, ThreadPool* pool, bool accumulate = false);
