@@ -5,12 +5,17 @@
 // memory bandwidth that defines the decode floor (memcpy and read of 1 GiB).
 //
 // Weights are replicated so that one sweep touches at least kMinWeightBytes (more than the L3
-// cache), so M = 1 numbers are DRAM numbers, not cache numbers.
+// cache), so M = 1 numbers are DRAM numbers, not cache numbers. They sit in 4 KiB pages like the
+// memory-mapped checkpoint the loader provides; VERDICT_BENCH_HUGEPAGES=1 puts them in 2 MiB
+// transparent huge pages instead (fewer TLB misses: a 4 KiB page is one bf16 row of K = 2048).
 //
 //   build-kern/bench/kernels_bench --benchmark_filter='Layer/bf16'
-//   build-kern/bench/kernels_bench --benchmark_filter='MatMul/bf16/.*/M:1/' --benchmark_min_time=0.3
+//   build-kern/bench/kernels_bench --benchmark_filter='MatMul/bf16/.*/M:1/'
+//   --benchmark_min_time=0.3
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -44,39 +49,74 @@ constexpr Shape kShapes[] = {
     {"lm_head", 128256, 2048},  // tied embedding as the LM head
 };
 // One decoder layer, in execution order.
-constexpr Shape kLayer[] = {{"q", 2048, 2048},    {"k", 512, 2048},     {"v", 512, 2048},
-                            {"o", 2048, 2048},    {"gate", 8192, 2048}, {"up", 8192, 2048},
+constexpr Shape kLayer[] = {{"q", 2048, 2048},   {"k", 512, 2048},     {"v", 512, 2048},
+                            {"o", 2048, 2048},   {"gate", 8192, 2048}, {"up", 8192, 2048},
                             {"down", 2048, 8192}};
 
 const char* Name(DType d) {
   switch (d) {
-    case DType::kF32: return "f32";
-    case DType::kF16: return "f16";
-    case DType::kBF16: return "bf16";
-    case DType::kQ8_0: return "q8_0";
-    default: return "?";
+    case DType::kF32:
+      return "f32";
+    case DType::kF16:
+      return "f16";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kQ8_0:
+      return "q8_0";
+    default:
+      return "?";
   }
 }
 const char* Name(Algo a) {
   switch (a) {
-    case Algo::kAuto: return "auto";
-    case Algo::kDirect: return "direct";
-    case Algo::kPanel: return "panel";
-    case Algo::kBlas: return "blas";
+    case Algo::kAuto:
+      return "auto";
+    case Algo::kDirect:
+      return "direct";
+    case Algo::kPanel:
+      return "panel";
+    case Algo::kBlas:
+      return "blas";
   }
   return "?";
 }
 
+// A weight buffer, 2 MiB aligned so that it can use transparent huge pages.
+struct Buffer {
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> bytes;
+  size_t size = 0;
+  uint8_t* data() const { return bytes.get(); }
+};
+
+Buffer AllocateWeights(size_t size) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t rounded = (size + kHugePage - 1) / kHugePage * kHugePage;
+  Buffer b{std::unique_ptr<uint8_t, Buffer::Free>(
+               static_cast<uint8_t*>(std::aligned_alloc(kHugePage, rounded))),
+           size};
+  const char* huge = std::getenv("VERDICT_BENCH_HUGEPAGES");
+  if (huge != nullptr && std::strcmp(huge, "1") == 0) {
+    madvise(b.data(), rounded, MADV_HUGEPAGE);
+  } else {
+    madvise(b.data(), rounded, MADV_NOHUGEPAGE);
+  }
+  return b;
+}
+
 // Random weights in `dtype`, [n, k] (values in [-1, 1); q8_0 with random scales near 1/127).
-std::vector<uint8_t> RandomWeights(DType dtype, int64_t n, int64_t k, uint32_t seed) {
+Buffer RandomWeights(DType dtype, int64_t n, int64_t k, uint32_t seed) {
   const size_t row_bytes = matmul_internal::WeightRowBytes(dtype, k);
-  std::vector<uint8_t> bytes(row_bytes * n);
+  Buffer bytes = AllocateWeights(row_bytes * n);
+  uint8_t* out = bytes.data();
   std::mt19937 rng(seed);
   if (dtype == DType::kQ8_0) {
-    for (size_t i = 0; i < bytes.size(); i += sizeof(BlockQ8_0)) {
+    for (size_t i = 0; i < bytes.size; i += sizeof(BlockQ8_0)) {
       const uint16_t scale = F32ToF16(1.0f / 127.0f);
-      std::memcpy(bytes.data() + i, &scale, 2);
-      for (size_t j = 2; j < sizeof(BlockQ8_0); ++j) bytes[i + j] = static_cast<uint8_t>(rng());
+      std::memcpy(out + i, &scale, 2);
+      for (size_t j = 2; j < sizeof(BlockQ8_0); ++j) out[i + j] = static_cast<uint8_t>(rng());
     }
     return bytes;
   }
@@ -85,20 +125,20 @@ std::vector<uint8_t> RandomWeights(DType dtype, int64_t n, int64_t k, uint32_t s
   for (int64_t i = 0; i < count; ++i) {
     const float v = dist(rng);
     if (dtype == DType::kF32) {
-      std::memcpy(bytes.data() + i * 4, &v, 4);
+      std::memcpy(out + i * 4, &v, 4);
     } else {
       const uint16_t h = dtype == DType::kBF16 ? F32ToBf16(v) : F32ToF16(v);
-      std::memcpy(bytes.data() + i * 2, &h, 2);
+      std::memcpy(out + i * 2, &h, 2);
     }
   }
   return bytes;
 }
 
 // Copies of the same matrices, enough of them to exceed kMinWeightBytes; cached across benchmarks
-// with the same key (generation is slow).
+// with the same key (generation is slow). Copies are made by memcpy of the first.
 struct WeightSet {
   std::string key;
-  std::vector<std::vector<std::vector<uint8_t>>> copies;  // [copy][matrix]
+  std::vector<std::vector<Buffer>> copies;  // [copy][matrix]
 };
 WeightSet& CachedWeights(DType dtype, const std::vector<Shape>& shapes) {
   static WeightSet set;
@@ -112,12 +152,17 @@ WeightSet& CachedWeights(DType dtype, const std::vector<Shape>& shapes) {
   set.copies.clear();
   set.key = key;
   const int64_t num_copies = (kMinWeightBytes + bytes_per_copy - 1) / bytes_per_copy;
-  std::vector<std::vector<uint8_t>> first;
+  set.copies.resize(num_copies);
   for (size_t i = 0; i < shapes.size(); ++i) {
-    first.push_back(RandomWeights(dtype, shapes[i].n, shapes[i].k, 17 + static_cast<uint32_t>(i)));
+    set.copies[0].push_back(
+        RandomWeights(dtype, shapes[i].n, shapes[i].k, 17 + static_cast<uint32_t>(i)));
+    for (int64_t c = 1; c < num_copies; ++c) {
+      const Buffer& first = set.copies[0][i];
+      Buffer copy = AllocateWeights(first.size);
+      std::memcpy(copy.data(), first.data(), first.size);
+      set.copies[c].push_back(std::move(copy));
+    }
   }
-  for (int64_t c = 1; c < num_copies; ++c) set.copies.push_back(first);
-  set.copies.push_back(std::move(first));
   return set;
 }
 
@@ -130,9 +175,9 @@ std::vector<float> RandomActivations(int64_t count) {
 }
 
 void SetCounters(benchmark::State& state, double weight_bytes, double flops) {
-  state.counters["GB/s"] = benchmark::Counter(weight_bytes * static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate,
-                                              benchmark::Counter::kIs1000);
+  state.counters["GB/s"] =
+      benchmark::Counter(weight_bytes * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.counters["GFLOP/s"] = benchmark::Counter(
       flops * static_cast<double>(state.iterations()) * 1e-9, benchmark::Counter::kIsRate);
 }
@@ -195,26 +240,23 @@ void BM_MemcpyBandwidth(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
 }
 
-// Sum of a 1 GiB f32 buffer on `threads` threads: the read bandwidth a GEMV can hope for.
+// XOR of a 1 GiB buffer on `threads` threads: the read bandwidth a GEMV can hope for. (Integer XOR
+// is associative, so the compiler vectorizes it even in this portable, SSE2-only file.)
 void BM_ReadBandwidth(benchmark::State& state, int threads) {
-  const int64_t n = int64_t{1} << 28;  // floats
-  std::unique_ptr<float[]> buf(new float[n]);
-  for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(i & 7);
+  const int64_t n = int64_t{1} << 27;  // uint64 words
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
+  for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull;
   ThreadPool pool(threads);
-  float sums[64] = {};
+  uint64_t sums[64] = {};
   for (auto _ : state) {
     pool.ParallelFor(n, 1 << 16, [&](int64_t begin, int64_t end) {
-      float s[16] = {};
-      for (int64_t i = begin; i < end; i += 16) {
-        for (int j = 0; j < 16; ++j) s[j] += buf[i + j];
-      }
-      float t = 0;
-      for (float v : s) t += v;
-      sums[(begin / (1 << 16)) % 64] = t;
+      uint64_t s = 0;
+      for (int64_t i = begin; i < end; ++i) s ^= buf[i];
+      sums[(begin >> 16) % 64] = s;
     });
     benchmark::DoNotOptimize(sums);
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * n * 4);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * n * 8);
 }
 
 // Cost of one ParallelFor with a trivial body (a decode step makes ~100-200 of them).
@@ -233,8 +275,8 @@ void RegisterAll() {
     benchmark::RegisterBenchmark(absl::StrCat("Bandwidth/read_1GiB/T:", t).c_str(),
                                  BM_ReadBandwidth, t)
         ->UseRealTime();
-    benchmark::RegisterBenchmark(absl::StrCat("ParallelFor/T:", t).c_str(),
-                                 BM_ParallelForOverhead, t)
+    benchmark::RegisterBenchmark(absl::StrCat("ParallelFor/T:", t).c_str(), BM_ParallelForOverhead,
+                                 t)
         ->UseRealTime();
   }
   const DType dtypes[] = {DType::kBF16, DType::kF16, DType::kQ8_0, DType::kF32};

@@ -157,8 +157,8 @@ Algo ChooseAlgo(DType dtype, int64_t m) {
   // Up to this many tokens, converting the weights in registers for every group of 3 tokens costs
   // less than converting them once into an f32 panel (bench/kernels_bench.cc, 2 threads, Zen 4).
   int64_t direct_max = 16;
-  if (dtype == DType::kF16) direct_max = 24;   // vcvtph2ps is cheap
-  if (dtype == DType::kQ8_0) direct_max = 4;   // int8 -> f32 and scaling is not
+  if (dtype == DType::kF16) direct_max = 24;  // vcvtph2ps is cheap
+  if (dtype == DType::kQ8_0) direct_max = 4;  // int8 -> f32 and scaling is not
   return m <= direct_max ? Algo::kDirect : Algo::kPanel;
 }
 
@@ -178,11 +178,15 @@ const KernelTable& ActiveKernels() {
 
 size_t WeightRowBytes(DType dtype, int64_t cols) {
   switch (dtype) {
-    case DType::kF32: return static_cast<size_t>(cols) * 4;
+    case DType::kF32:
+      return static_cast<size_t>(cols) * 4;
     case DType::kF16:
-    case DType::kBF16: return static_cast<size_t>(cols) * 2;
-    case DType::kQ8_0: return static_cast<size_t>(cols / kQ8_0BlockSize) * sizeof(BlockQ8_0);
-    case DType::kI32: break;
+    case DType::kBF16:
+      return static_cast<size_t>(cols) * 2;
+    case DType::kQ8_0:
+      return static_cast<size_t>(cols / kQ8_0BlockSize) * sizeof(BlockQ8_0);
+    case DType::kI32:
+      break;
   }
   VERDICT_CHECK_MSG(false, "unsupported weight dtype");
   return 0;
@@ -192,8 +196,8 @@ void MatMulWithAlgo(Algo algo, const float* x, int64_t m, int64_t ldx, const Mat
                     float* y, int64_t ldy, ThreadPool* pool, bool accumulate) {
   VERDICT_CHECK(m >= 0 && w.rows >= 0 && w.cols >= 0);
   VERDICT_CHECK(ldx >= w.cols && ldy >= w.rows);
-  VERDICT_CHECK_MSG(w.dtype == DType::kF32 || w.dtype == DType::kF16 ||
-                        w.dtype == DType::kBF16 || w.dtype == DType::kQ8_0,
+  VERDICT_CHECK_MSG(w.dtype == DType::kF32 || w.dtype == DType::kF16 || w.dtype == DType::kBF16 ||
+                        w.dtype == DType::kQ8_0,
                     "MatMul weights must be f32, f16, bf16 or q8_0");
   VERDICT_CHECK_MSG(w.dtype != DType::kQ8_0 || w.cols % kQ8_0BlockSize == 0,
                     "q8_0 weights need K % 32 == 0");
@@ -206,8 +210,16 @@ void MatMulWithAlgo(Algo algo, const float* x, int64_t m, int64_t ldx, const Mat
   }
   if (algo == Algo::kAuto) algo = ChooseAlgo(w.dtype, m);
   const KernelTable& kernels = ActiveKernels();
-  const GemmArgs args = {x,  m, ldx, static_cast<const uint8_t*>(w.data), w.dtype,
-                         w.cols, WeightRowBytes(w.dtype, w.cols), y, ldy, accumulate};
+  const GemmArgs args = {x,
+                         m,
+                         ldx,
+                         static_cast<const uint8_t*>(w.data),
+                         w.dtype,
+                         w.cols,
+                         WeightRowBytes(w.dtype, w.cols),
+                         y,
+                         ldy,
+                         accumulate};
   int64_t grain = 16;
   std::function<void(int64_t, int64_t)> body;
   switch (algo) {

@@ -78,13 +78,13 @@ enum class KernelIsa : uint8_t {
 // The best ISA this CPU supports.
 KernelIsa BestSupportedKernelIsa();
 
-// The ISA used by MatMul and GatherRows now: the best supported one, unless the environment variable
-// VERDICT_KERNEL_ISA=generic was set at start-up or SetKernelIsa chose another.
+// The ISA used by MatMul and GatherRows now: the best supported one, unless the environment
+// variable VERDICT_KERNEL_ISA=generic was set at start-up or SetKernelIsa chose another.
 KernelIsa ActiveKernelIsa();
 
-// Selects the kernels used from now on (tests use it to cover both paths). Process-wide; do not call
-// it while another thread is inside MatMul or GatherRows.
-// Errors: kFailedPrecondition if the CPU does not support `isa`; the selection is then unchanged.
+// Selects the kernels used from now on (tests use it to cover both paths). Process-wide; do not
+// call it while another thread is inside MatMul or GatherRows. Errors: kFailedPrecondition if the
+// CPU does not support `isa`; the selection is then unchanged.
 absl::Status SetKernelIsa(KernelIsa isa);
 
 }  // namespace verdict::engine

@@ -2,9 +2,16 @@
 // AVX2 + FMA + F16C matrix-product kernels. This file alone is compiled with -mavx2 -mfma -mf16c;
 // nothing here may run before matmul.cc has checked that the CPU supports those extensions.
 //
-// Weights are converted to f32 in registers: bf16 by zero-extending to 32 bits and shifting left by
-// 16, f16 with vcvtph2ps, q8_0 by sign-extending int8 to int32, converting to f32 and multiplying by
-// the block scale (exact: an 8-bit integer times an 11-bit-mantissa scale fits in f32).
+// Weights are converted to f32 in registers: bf16 by one byte shuffle into the high halves of
+// 32-bit lanes, f16 with vcvtph2ps, q8_0 by sign-extending int8 to int32, converting to f32 and
+// multiplying by the block scale (exact: an 8-bit integer times an 11-bit-mantissa scale fits in
+// f32). Activations are never quantized.
+//
+// Two kernels (see matmul.h for when each runs), both built on a 4-row x 3-token register tile
+// (12 accumulators + 3 activation vectors + 1 weight vector = the 16 ymm registers):
+//   DirectRows: converts weights in registers for every group of 3 tokens; prefetches the rows two
+//     4-row groups ahead into L2. For M = 1 it is the decode GEMV.
+//   PanelRows: converts 4 rows x 1024 K once into an f32 panel in L1, then runs the tiles over it.
 #include <immintrin.h>
 
 #include <cstring>
@@ -38,8 +45,8 @@ struct Bf16Rows {
     // One in-lane byte shuffle of the 16 bytes broadcast to both lanes: lane 0 takes elements
     // 0..3, lane 1 elements 4..7, each into the high half of a 32-bit lane (low half zeroed).
     // Cheaper than vpmovzxwd + vpslld, which matters when the kernel is compute-bound (M > 1).
-    const __m256i v = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+    const __m256i v =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
     const __m256i shuffle =
         _mm256_setr_epi8(-1, -1, 0, 1, -1, -1, 2, 3, -1, -1, 4, 5, -1, -1, 6, 7,  //
                          -1, -1, 8, 9, -1, -1, 10, 11, -1, -1, 12, 13, -1, -1, 14, 15);
@@ -70,9 +77,13 @@ struct Q8Rows {
     const __m128 scale = _mm_cvtph_ps(_mm_cvtsi32_si128(scale_bits));
     return {_mm256_broadcastss_ps(scale), block + 2};
   }
-  static __m256 Load8(const uint8_t*, int64_t k, const Block& b) {
+  // The 8 int8 at k as f32, not yet scaled.
+  static __m256 LoadUnscaled8(int64_t k, const Block& b) {
     const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + (k & 31)));
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), b.scale);
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+  }
+  static __m256 Load8(const uint8_t*, int64_t k, const Block& b) {
+    return _mm256_mul_ps(LoadUnscaled8(k, b), b.scale);
   }
 };
 
@@ -83,7 +94,7 @@ struct Q8Rows {
 inline int64_t MinI64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 alignas(32) constexpr int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                 0,  0,  0,  0,  0,  0,  0,  0};
+                                                0,  0,  0,  0,  0,  0,  0,  0};
 
 // Lanes [0, len) set, 0 <= len <= 8.
 inline __m256i TailMask(int64_t len) {
@@ -128,8 +139,8 @@ constexpr int ElemBytes() {
 // rows it will read two groups later.
 constexpr int64_t kDirectPrefetchGroups = 2;
 
-// y[t * ldy + r] (+)= dot(x[t * ldx + :K], w_row_r[:K]) for r < R, t < T. Row r is also prefetched
-// kDirectPrefetchGroups * R rows ahead when bit r of prefetch_rows is set.
+// y[t * ldy + r] (+)= dot(x[t * ldx + :K], w_row_r[:K]) for r < R, t < T. When bit r of
+// prefetch_rows is set, the row kDirectPrefetchGroups * 4 rows after row r is prefetched as well.
 template <class L, int R, int T>
 void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx, int64_t k_len,
                 float* y, int64_t ldy, bool add, unsigned prefetch_rows) {
@@ -153,14 +164,29 @@ void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       if (prefetch_rows & (1u << r)) {
-        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + prefetch_offset +
-                                                   k * L::kBytesPer32 / 32),
-                     _MM_HINT_T1);
+        _mm_prefetch(
+            reinterpret_cast<const char*>(rows[r] + prefetch_offset + k * L::kBytesPer32 / 32),
+            _MM_HINT_T1);
       }
     }
     typename L::Block blk[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) blk[r] = L::BeginBlock(rows[r], k);
+    if constexpr (std::is_same_v<L, Q8Rows> && T == 1) {
+      // GEMV on q8_0: dot the unscaled block first, then scale once per block (one multiply
+      // instead of four). Activations stay f32; only the rounding order differs.
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        __m256 part = _mm256_mul_ps(Q8Rows::LoadUnscaled8(k, blk[r]), _mm256_loadu_ps(x + k));
+#pragma GCC unroll 3
+        for (int j = 1; j < 4; ++j) {
+          part = _mm256_fmadd_ps(Q8Rows::LoadUnscaled8(k + 8 * j, blk[r]),
+                                 _mm256_loadu_ps(x + k + 8 * j), part);
+        }
+        acc[0][r % U][r] = _mm256_fmadd_ps(part, blk[r].scale, acc[0][r % U][r]);
+      }
+      continue;
+    }
     const auto step = [&](int j) __attribute__((always_inline)) {
       __m256 xv[T];
 #pragma GCC unroll 16
@@ -282,11 +308,20 @@ void ConvertRowT(const uint8_t* row, int64_t k0, int64_t count, float* out) {
 
 void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, float* out) {
   switch (dtype) {
-    case DType::kF32: ConvertRowT<F32Rows>(row, k0, count, out); return;
-    case DType::kBF16: ConvertRowT<Bf16Rows>(row, k0, count, out); return;
-    case DType::kF16: ConvertRowT<F16Rows>(row, k0, count, out); return;
-    case DType::kQ8_0: ConvertRowT<Q8Rows>(row, k0, count, out); return;
-    case DType::kI32: break;
+    case DType::kF32:
+      ConvertRowT<F32Rows>(row, k0, count, out);
+      return;
+    case DType::kBF16:
+      ConvertRowT<Bf16Rows>(row, k0, count, out);
+      return;
+    case DType::kF16:
+      ConvertRowT<F16Rows>(row, k0, count, out);
+      return;
+    case DType::kQ8_0:
+      ConvertRowT<Q8Rows>(row, k0, count, out);
+      return;
+    case DType::kI32:
+      break;
   }
   VERDICT_CHECK_MSG(false, "unsupported weight dtype");
 }
@@ -367,8 +402,8 @@ void PanelTile(const float* panel, const float* x, int64_t ldx, int64_t k_len, f
 
 template <class L>
 void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
-  using TileFn =
-      void (*)(const float*, const float*, int64_t, int64_t, float*, int64_t, bool, PrefetchCursor*);
+  using TileFn = void (*)(const float*, const float*, int64_t, int64_t, float*, int64_t, bool,
+                          PrefetchCursor*);
   static constexpr TileFn kTiles[4][3] = {
       {&PanelTile<1, 1>, &PanelTile<1, 2>, &PanelTile<1, 3>},
       {&PanelTile<2, 1>, &PanelTile<2, 2>, &PanelTile<2, 3>},
@@ -402,7 +437,8 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
           pf.num_rows = static_cast<int>(MinI64(kPanelRows, n_end - pn0));
           pf.row_len = static_cast<int64_t>(MinI64(kPanelK, a.k - pk0) * elem_num / elem_den);
           for (int r = 0; r < pf.num_rows; ++r) {
-            pf.rows[r] = a.w + static_cast<size_t>(pn0 + r) * a.row_bytes + pk0 * elem_num / elem_den;
+            pf.rows[r] =
+                a.w + static_cast<size_t>(pn0 + r) * a.row_bytes + pk0 * elem_num / elem_den;
           }
         }
       }
@@ -412,8 +448,8 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
       for (int64_t t0 = 0; t0 < a.m; t0 += 3) {
         pf.lines = lines_per_group;
         const int tt = static_cast<int>(MinI64(3, a.m - t0));
-        kTiles[p - 1][tt - 1](panel, a.x + t0 * a.ldx + k0, a.ldx, kc, a.y + t0 * a.ldy + n0,
-                              a.ldy, add, &pf);
+        kTiles[p - 1][tt - 1](panel, a.x + t0 * a.ldx + k0, a.ldx, kc, a.y + t0 * a.ldy + n0, a.ldy,
+                              add, &pf);
       }
     }
   }
@@ -423,22 +459,40 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
 
 void DirectAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   switch (a.dtype) {
-    case DType::kF32: DirectRows<F32Rows>(a, n_begin, n_end); return;
-    case DType::kBF16: DirectRows<Bf16Rows>(a, n_begin, n_end); return;
-    case DType::kF16: DirectRows<F16Rows>(a, n_begin, n_end); return;
-    case DType::kQ8_0: DirectRows<Q8Rows>(a, n_begin, n_end); return;
-    case DType::kI32: break;
+    case DType::kF32:
+      DirectRows<F32Rows>(a, n_begin, n_end);
+      return;
+    case DType::kBF16:
+      DirectRows<Bf16Rows>(a, n_begin, n_end);
+      return;
+    case DType::kF16:
+      DirectRows<F16Rows>(a, n_begin, n_end);
+      return;
+    case DType::kQ8_0:
+      DirectRows<Q8Rows>(a, n_begin, n_end);
+      return;
+    case DType::kI32:
+      break;
   }
   VERDICT_CHECK_MSG(false, "unsupported weight dtype");
 }
 
 void PanelAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   switch (a.dtype) {
-    case DType::kF32: PanelRows<F32Rows>(a, n_begin, n_end); return;
-    case DType::kBF16: PanelRows<Bf16Rows>(a, n_begin, n_end); return;
-    case DType::kF16: PanelRows<F16Rows>(a, n_begin, n_end); return;
-    case DType::kQ8_0: PanelRows<Q8Rows>(a, n_begin, n_end); return;
-    case DType::kI32: break;
+    case DType::kF32:
+      PanelRows<F32Rows>(a, n_begin, n_end);
+      return;
+    case DType::kBF16:
+      PanelRows<Bf16Rows>(a, n_begin, n_end);
+      return;
+    case DType::kF16:
+      PanelRows<F16Rows>(a, n_begin, n_end);
+      return;
+    case DType::kQ8_0:
+      PanelRows<Q8Rows>(a, n_begin, n_end);
+      return;
+    case DType::kI32:
+      break;
   }
   VERDICT_CHECK_MSG(false, "unsupported weight dtype");
 }

@@ -15,14 +15,14 @@ namespace verdict::engine::matmul_internal {
 
 // One MatMul call, with the weight rows addressed as bytes.
 struct GemmArgs {
-  const float* x;      // [m, k], row stride ldx
+  const float* x;  // [m, k], row stride ldx
   int64_t m;
   int64_t ldx;
-  const uint8_t* w;    // [n, k] in `dtype`, row n at w + n * row_bytes
+  const uint8_t* w;  // [n, k] in `dtype`, row n at w + n * row_bytes
   DType dtype;
   int64_t k;
   size_t row_bytes;
-  float* y;            // [m, n], row stride ldy
+  float* y;  // [m, n], row stride ldy
   int64_t ldy;
   bool accumulate;
 };
@@ -48,7 +48,7 @@ const KernelTable* Avx2Kernels();
 const KernelTable& ActiveKernels();
 
 enum class Algo : uint8_t {
-  kAuto,    // what MatMul does
+  kAuto,  // what MatMul does
   kDirect,
   kPanel,
   kBlas,

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // MatMul and GatherRows against a double-precision reference computed from the dequantized weights.
 //
-// Tolerance: |y - ref| <= kRelTol * sum_k |x[m, k]| |w[n, k]| (+ |y0| when accumulating). The kernels
-// accumulate in f32 with 8 lanes and K-slices, so the error is a few ulps of that sum; kRelTol = 1e-5
+// Tolerance: |y - ref| <= kRelTol * sum_k |x[m, k]| |w[n, k]| (+ |y0| when accumulating). The
+// kernels accumulate in f32 with 8 lanes and K-slices, so the error is a few ulps of that sum;
+// kRelTol = 1e-5
 // (~170 f32 ulps) leaves a wide margin at the K <= 544 used here while catching any indexing bug
 // (a wrong element contributes ~1e-2 of the sum). The weights enter exactly: the reference uses the
 // same bf16/f16/q8_0 values, dequantized in double, and no path quantizes the activations.
@@ -133,7 +134,8 @@ std::string RunAndCompare(const Case& c, const TestWeight& w, Algo algo, ThreadP
     for (int64_t j = 0; j < c.ldy; ++j) {
       const float got = y[i * c.ldy + j];
       if (j >= c.n) {
-        if (got != c.y0[i * c.ldy + j]) return absl::StrCat("padding overwritten at m=", i, " n=", j);
+        if (got != c.y0[i * c.ldy + j])
+          return absl::StrCat("padding overwritten at m=", i, " n=", j);
         continue;
       }
       const double want = c.ref[i * c.n + j];
@@ -165,9 +167,13 @@ TEST_P(MatMulTest, MatchesReference) {
   // (N, K): odd N, N below/above the 4-row tiles and 16-row panels, K crossing the 256 (panel)
   // and 512 (generic) slices; K % 32 == 0 for q8_0.
   const std::vector<std::pair<int64_t, int64_t>> shapes =
-      q8 ? std::vector<std::pair<int64_t, int64_t>>{{1, 32}, {7, 64}, {37, 96}, {50, 288}, {21, 544}}
-         : std::vector<std::pair<int64_t, int64_t>>{
-               {1, 1}, {3, 7}, {7, 33}, {37, 100}, {50, 288}, {21, 520}, {18, 13}};
+      q8 ? std::vector<std::pair<int64_t, int64_t>>{{1, 32},
+                                                    {7, 64},
+                                                    {37, 96},
+                                                    {50, 288},
+                                                    {21, 544}}
+         : std::vector<std::pair<int64_t, int64_t>>{{1, 1},    {3, 7},    {7, 33}, {37, 100},
+                                                    {50, 288}, {21, 520}, {18, 13}};
   const std::vector<int64_t> ms = {1, 2, 3, 5, 8, 9, 17, 33, 64, 130};
   ThreadPool pool1(1), pool2(2);
   std::mt19937 rng(kSeed);

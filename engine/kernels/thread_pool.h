@@ -6,8 +6,8 @@
 // microseconds each.
 //
 // Thread-safety: one thread at a time may call ParallelFor (it is not reentrant: `fn` must not call
-// ParallelFor on the same pool). num_threads() may be called from any thread. The destructor must not
-// run concurrently with ParallelFor.
+// ParallelFor on the same pool). num_threads() may be called from any thread. The destructor must
+// not run concurrently with ParallelFor.
 #ifndef VERDICT_ENGINE_KERNELS_THREAD_POOL_H_
 #define VERDICT_ENGINE_KERNELS_THREAD_POOL_H_
 

@@ -40,7 +40,8 @@ TEST(ThreadPoolTest, CoversRangeExactlyOnceWithGrainRounding) {
     EXPECT_EQ(pool.num_threads(), threads);
     for (int64_t n : {1, 2, 3, 5, 7, 16, 100, 1001}) {
       for (int64_t grain : {1, 3, 8, 64}) {
-        SCOPED_TRACE(testing::Message() << "threads=" << threads << " n=" << n << " grain=" << grain);
+        SCOPED_TRACE(testing::Message()
+                     << "threads=" << threads << " n=" << n << " grain=" << grain);
         const std::vector<Chunk> chunks = RunAndCollect(pool, n, grain);
         const int64_t num_grains = (n + grain - 1) / grain;
         ASSERT_EQ(static_cast<int64_t>(chunks.size()), std::min<int64_t>(threads, num_grains));
@@ -95,19 +96,19 @@ TEST(ThreadPoolTest, CallerRunsFirstChunkAndWorkersRunTheRest) {
 
 TEST(ThreadPoolTest, ManyBackToBackCalls) {
   for (int threads : {2, 3}) {
-  ThreadPool pool(threads);
-  std::atomic<int64_t> sum{0};
-  int64_t expected = 0;
-  for (int iter = 0; iter < 5000; ++iter) {
-    const int64_t n = iter % 37;
-    pool.ParallelFor(n, 1 + iter % 4, [&](int64_t begin, int64_t end) {
-      int64_t s = 0;
-      for (int64_t i = begin; i < end; ++i) s += i;
-      sum.fetch_add(s);
-    });
-    expected += n * (n - 1) / 2;
-  }
-  EXPECT_EQ(sum.load(), expected);
+    ThreadPool pool(threads);
+    std::atomic<int64_t> sum{0};
+    int64_t expected = 0;
+    for (int iter = 0; iter < 5000; ++iter) {
+      const int64_t n = iter % 37;
+      pool.ParallelFor(n, 1 + iter % 4, [&](int64_t begin, int64_t end) {
+        int64_t s = 0;
+        for (int64_t i = begin; i < end; ++i) s += i;
+        sum.fetch_add(s);
+      });
+      expected += n * (n - 1) / 2;
+    }
+    EXPECT_EQ(sum.load(), expected);
   }
 }
 
