@@ -4,7 +4,7 @@
 //
 // MatMul picks an algorithm by the number of activation rows M (thresholds measured on the 2-core
 // Zen 4 build machine with bench/kernels_bench.cc; see ChooseAlgo in matmul.cc):
-//   - small M ("direct", M <= 16 for bf16/f32, 24 for f16, 4 for q8_0): each group of 4 weight rows
+//   - small M ("direct", M <= 16 for bf16, 24 for f16, 8 for f32, 4 for q8_0): each group of 4 weight rows
 //     is streamed from memory once (prefetched into L2), converted to f32 in registers and
 //     multiplied against the tokens in 4-row x 3-token register tiles; the other token groups
 //     re-read the 4 rows from L1/L2. M = 1 is the decode GEMV, memory-bound.
@@ -47,8 +47,9 @@ struct MatMulWeight {
 };
 
 // From this many activation rows on, MatMul uses the OpenBLAS path. Below it the panel kernel is as
-// fast or faster (bf16 8192x2048, 2 threads: 195 vs 125 GFLOP/s at M = 64, equal at M = 256).
-inline constexpr int64_t kMatMulBlasMinRows = 256;
+// fast or faster (bf16, 2 threads: 184 vs 128 GFLOP/s at M = 64, 172 vs 150 at M = 256 for
+// 2048x8192); from M = 384 on, the activation slices no longer fit L2 and sgemm wins.
+inline constexpr int64_t kMatMulBlasMinRows = 320;
 
 // y[m, n] = sum_k x[m, k] * w[n, k]            (accumulate = false)
 // y[m, n] = y[m, n] + sum_k x[m, k] * w[n, k]   (accumulate = true)
