@@ -156,10 +156,10 @@ Algo ChooseAlgo(DType dtype, int64_t m) {
   if (m >= kMatMulBlasMinRows) return Algo::kBlas;
   // Up to this many tokens, converting the weights in registers for every group of 3 tokens costs
   // less than converting them once into an f32 panel (bench/kernels_bench.cc, 2 threads, Zen 4).
-  int64_t direct_max = 16;                     // bf16
-  if (dtype == DType::kF16) direct_max = 24;   // vcvtph2ps is cheap
-  if (dtype == DType::kF32) direct_max = 8;    // twice the bytes to re-read per token group
-  if (dtype == DType::kQ8_0) direct_max = 4;   // int8 -> f32 and scaling is not cheap
+  int64_t direct_max = 16;                    // bf16
+  if (dtype == DType::kF16) direct_max = 24;  // vcvtph2ps is cheap
+  if (dtype == DType::kF32) direct_max = 8;   // twice the bytes to re-read per token group
+  if (dtype == DType::kQ8_0) direct_max = 4;  // int8 -> f32 and scaling is not cheap
   return m <= direct_max ? Algo::kDirect : Algo::kPanel;
 }
 
