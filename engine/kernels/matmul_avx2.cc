@@ -348,14 +348,14 @@ struct PrefetchCursor {
   int64_t lines = 0;  // still to issue by the current tile
 
   inline void Step() {
-    if (lines <= 0) return;
+    if (lines <= 0 || row >= num_rows) return;
     const char* p = reinterpret_cast<const char*>(rows[row] + offset);
     _mm_prefetch(p, _MM_HINT_T1);
     --lines;
     offset += 64;
     if (offset >= row_len) {
       offset = 0;
-      if (++row == num_rows) lines = 0;
+      ++row;
     }
   }
 };
