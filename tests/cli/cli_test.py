@@ -132,6 +132,21 @@ class InspectTest(unittest.TestCase):
         self.assertIn(b"q8_0", q.stdout)
 
 
+class BenchTest(unittest.TestCase):
+    def test_bench_reports_every_k(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "bench.json")
+            p = run("bench", "--random", "tiny", "--threads", "1", "--prompt-tokens", "16",
+                    "--decode-tokens", "4", "--repeats", "1", "--k", "1,4", "--json", out)
+            self.assertEqual(p.returncode, 0, p.stderr.decode())
+            with open(out) as f:
+                figures = json.load(f)
+        self.assertEqual([v["k"] for v in figures["verify"]], [1, 4])
+        for key in ("prefill_tok_s", "decode_tok_s", "memory_floor_tok_s", "read_floor_tok_s"):
+            self.assertGreater(figures[key], 0)
+        self.assertIn(b"verification pass", p.stdout)
+
+
 class BadInputTest(unittest.TestCase):
     def assert_clean_error(self, p, fragment=None):
         err = p.stderr.decode("utf-8", errors="replace")
