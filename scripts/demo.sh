@@ -8,7 +8,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$repo/scripts/setup.sh"
 bash "$repo/scripts/build.sh" --target verdict >/dev/null
 verdict="${BUILD_DIR:-$repo/build}/bin/verdict"
-model="${VERDICT_DEMO_MODEL:-$repo/tests/fixtures/models/llama3_gqa}"
+model="${VERDICT_DEMO_MODEL:-$repo/assets/models/tiny-stories}"
 "$verdict" inspect --model "$model"
 echo
 "$verdict" generate --model "$model" --prompt "${VERDICT_DEMO_PROMPT:-Once upon a time}" \

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Trains the small demo model that `scripts/demo.sh` generates text with.
+
+The model is a tiny transformers `LlamaForCausalLM` trained for a few CPU minutes on a synthetic
+corpus of short, simple stories produced by a small template grammar in this file ("Once upon a
+time there was a little cat named Tom. Tom liked to play in the garden. ..."). It only has to
+print readable English so the demo shows something sensible; it knows nothing beyond the grammar.
+
+Steps: (a) generate the corpus (deterministic, seeded), (b) train a byte-level BPE tokenizer with
+the Llama-3 pre-tokenizer and the <|begin_of_text|> / <|end_of_text|> specials, (c) train the
+model on packed `<|begin_of_text|>story<|end_of_text|>` sequences with AdamW, linear warmup and a
+cosine decay over the time budget, (d) save a Hugging Face directory (config.json,
+generation_config.json, model.safetensors in f32, tokenizer.json, tokenizer_config.json and a
+README.md describing how it was made).
+
+Usage (from the repository root, with the project venv, one CPU thread):
+    .venv/bin/python tools/train_demo_model.py --out assets/models/tiny-stories [--minutes 5]
+
+Seeds are fixed, but training stops on wall time, so the number of steps (and thus the exact
+weights) depends on the speed of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM
+
+SEED = 1234
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+BOS = "<|begin_of_text|>"
+EOS = "<|end_of_text|>"
+VOCAB_SIZE = 768
+SEQ_LEN = 128
+BATCH = 16
+
+# ----------------------------------------------------------------------------------------------
+# Synthetic corpus
+
+NAMES = ["Tom", "Lily", "Max", "Anna", "Ben", "Mia", "Sam", "Lucy", "Jack", "Emma", "Leo",
+         "Sara", "Tim", "Zoe", "Finn", "Ella", "Jake", "Rosa", "Dan", "Ivy"]
+ANIMALS = ["cat", "dog", "bunny", "bird", "fox", "bear", "mouse", "duck", "frog", "pig",
+           "lion", "puppy", "kitten", "owl", "horse", "sheep"]
+SIZES = ["little", "small", "big", "happy", "kind", "shy", "brave", "funny", "sleepy", "curious"]
+COLORS = ["red", "blue", "green", "yellow", "pink", "purple", "orange", "white", "brown"]
+OBJECTS = ["ball", "kite", "hat", "box", "cake", "book", "flower", "stick", "shell", "toy",
+           "cup", "rock", "apple", "drum", "boat", "key"]
+PLACES = ["the garden", "the park", "the forest", "the house", "the river", "the field",
+          "the school", "the beach", "the farm", "the hill", "the lake", "the yard"]
+ACTIVITIES = ["play", "run", "jump", "sing", "dance", "read", "swim", "draw", "walk", "hide"]
+FEELINGS = ["happy", "sad", "scared", "excited", "surprised", "tired", "proud", "glad"]
+FRIENDS = ["mom", "dad", "friend", "sister", "brother", "grandma", "teacher"]
+
+
+def a_an(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def make_story(rng: random.Random) -> str:
+    """One story of 3 to 6 sentences about one character."""
+    name = rng.choice(NAMES)
+    animal = rng.choice(ANIMALS)
+    size = rng.choice(SIZES)
+    place = rng.choice(PLACES)
+    color = rng.choice(COLORS)
+    obj = rng.choice(OBJECTS)
+    act = rng.choice(ACTIVITIES)
+    feel = rng.choice(FEELINGS)
+    friend = rng.choice(FRIENDS)
+    pron = rng.choice(["He", "She"])
+    poss = "his" if pron == "He" else "her"
+
+    opening = rng.choice([
+        f"Once upon a time there was {a_an(size)} {animal} named {name}.",
+        f"Once upon a time, {a_an(size)} {animal} named {name} lived near {place}.",
+        f"One day, {a_an(size)} {animal} named {name} went to {place}.",
+        f"There was once {a_an(size)} {animal} called {name}.",
+    ])
+    middle = [
+        f"{name} liked to {act} in {place}.",
+        f"{pron} had {a_an(color)} {obj} that {pron.lower()} loved very much.",
+        f"Every morning, {name} would {act} with {poss} {friend}.",
+        f"{name} was very {feel} that day.",
+        f"{pron} wanted to {act} all day long.",
+    ]
+    events = [
+        f"One day {name} found {a_an(color)} {obj} in {place}.",
+        f"Then {name} saw a {rng.choice(ANIMALS)} near the {obj}.",
+        f"{name} lost {poss} {obj} and looked for it everywhere.",
+        f"{name} gave the {color} {obj} to {poss} {friend}.",
+        f"Suddenly, it started to rain, so {name} ran home.",
+        f"{name} and {poss} {friend} went to {place} together.",
+    ]
+    ending = rng.choice([
+        f"{name} was very {rng.choice(['happy', 'glad', 'proud'])} and smiled.",
+        f"In the end, {name} and {poss} {friend} played together all day.",
+        f"After that, {name} always took good care of the {obj}.",
+        f"{pron} said, \"Thank you!\" and gave {poss} {friend} a big hug.",
+        f"That night, {name} went to sleep with a big smile.",
+        f"From that day on, {name} never felt {rng.choice(['sad', 'scared', 'alone'])} again.",
+    ])
+    n_mid = rng.randint(1, 4)  # 3..6 sentences: opening + n_mid + ending
+    body = rng.sample(middle, k=min(n_mid, 2)) + rng.sample(events, k=max(0, n_mid - 2))
+    if n_mid >= 2 and rng.random() < 0.5:
+        body = body[:1] + [rng.choice(events)] + body[1:-1]
+    return " ".join([opening] + body[:n_mid] + [ending])
+
+
+def make_corpus(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [make_story(rng) for _ in range(n)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+def make_tokenizer(corpus: list[str]) -> Tokenizer:
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE - 2, min_frequency=2, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    tok.train_from_iterator(corpus, trainer=trainer)
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in (BOS, EOS)])
+    bos = tok.token_to_id(BOS)
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(
+            single=f"{BOS} $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1",
+            special_tokens=[(BOS, bos)]),
+    ])
+    return tok
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("assets/models/tiny-stories"))
+    ap.add_argument("--minutes", type=float, default=5.0, help="training wall-time budget")
+    ap.add_argument("--stories", type=int, default=30000, help="corpus size")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    ap.add_argument("--batch", type=int, default=BATCH, help="sequences per step")
+    ap.add_argument("--seq-len", type=int, default=SEQ_LEN, help="tokens per sequence")
+    args = ap.parse_args()
+    batch_size, seq_len = args.batch, args.seq_len
+
+    random.seed(SEED)
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+
+    corpus = make_corpus(args.stories, SEED)
+    tok = make_tokenizer(corpus)
+    vocab = tok.get_vocab_size()
+    bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+
+    ids: list[int] = []
+    for enc in tok.encode_batch(corpus):  # post-processor prepends <|begin_of_text|>
+        ids.extend(enc.ids + [eos])
+    data = torch.tensor(ids, dtype=torch.long)
+    n_seq = len(data) // seq_len
+    data = data[: n_seq * seq_len].view(n_seq, seq_len)
+    print(f"corpus: {len(corpus)} stories, {len(ids)} tokens, {n_seq} sequences, vocab {vocab}")
+
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True, hidden_act="silu",
+        attention_bias=False, mlp_bias=False, bos_token_id=bos, eos_token_id=eos,
+        torch_dtype="float32")
+    model = LlamaForCausalLM(cfg).float()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params}")
+
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05)
+    peak, floor, warm_frac = args.lr, 1e-4, 0.05
+    budget = args.minutes * 60.0
+    gen = torch.Generator().manual_seed(SEED)
+    model.train()
+    t0 = time.time()
+    step, ema = 0, None
+    while True:
+        frac = (time.time() - t0) / budget
+        if frac >= 1.0:
+            break
+        if frac < warm_frac:
+            lr = peak * max(frac / warm_frac, 0.02)
+        else:
+            p = (frac - warm_frac) / (1 - warm_frac)
+            lr = floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * p))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = data[torch.randint(0, n_seq, (batch_size,), generator=gen)]
+        loss = model(input_ids=batch, labels=batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if step % 50 == 0:
+            print(f"step {step} t={time.time() - t0:.0f}s lr={lr:.2e} loss={ema:.4f}", flush=True)
+    train_s = time.time() - t0
+
+    # Held-out loss on fresh stories.
+    model.eval()
+    held = make_corpus(200, SEED + 1)
+    hids: list[int] = []
+    for enc in tok.encode_batch(held):
+        hids.extend(enc.ids + [eos])
+    hn = len(hids) // seq_len
+    hdata = torch.tensor(hids[: hn * seq_len]).view(hn, seq_len)
+    with torch.no_grad():
+        eval_loss = model(input_ids=hdata, labels=hdata).loss.item()
+        prompt = torch.tensor([tok.encode("Once upon a time").ids])
+        out = model.generate(prompt, max_new_tokens=80, do_sample=True, temperature=0.7,
+                             top_p=0.9, eos_token_id=eos, pad_token_id=eos)
+    sample = tok.decode(out[0].tolist(), skip_special_tokens=True)
+    print(f"steps {step}, {train_s:.0f}s, train loss {ema:.4f}, held-out loss {eval_loss:.4f}")
+    print(f"sample: {sample}")
+
+    # Save.
+    out_dir = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
+          if k != "lm_head.weight"}  # tied to model.embed_tokens.weight
+    save_file(sd, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    conf = {
+        "architectures": ["LlamaForCausalLM"], "attention_bias": False,
+        "attention_dropout": 0.0, "bos_token_id": bos, "eos_token_id": eos,
+        "head_dim": cfg.head_dim, "hidden_act": cfg.hidden_act, "hidden_size": cfg.hidden_size,
+        "initializer_range": cfg.initializer_range, "intermediate_size": cfg.intermediate_size,
+        "max_position_embeddings": cfg.max_position_embeddings, "mlp_bias": False,
+        "model_type": "llama", "num_attention_heads": cfg.num_attention_heads,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_key_value_heads": cfg.num_key_value_heads, "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": True,
+        "torch_dtype": "float32", "use_cache": True, "vocab_size": vocab,
+    }
+    (out_dir / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
+    (out_dir / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": bos, "do_sample": True, "eos_token_id": eos, "temperature": 0.7,
+         "top_p": 0.9}, indent=2) + "\n")
+    tok.save(str(out_dir / "tokenizer.json"))
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(
+        {"add_bos_token": True, "add_eos_token": False, "bos_token": BOS,
+         "clean_up_tokenization_spaces": False, "eos_token": EOS,
+         "model_max_length": cfg.max_position_embeddings,
+         "tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n")
+    (out_dir / "README.md").write_text(f"""# tiny-stories (demo model only)
+
+A tiny Llama-architecture model ({n_params:,} parameters, f32) that writes short, simple
+stories. It exists only so that `scripts/demo.sh` prints readable English; it is not useful
+for anything else and knows nothing beyond its synthetic training data.
+
+Made with (from the repository root, project venv, one CPU thread):
+
+    .venv/bin/python tools/train_demo_model.py --out {out_dir} --minutes {args.minutes:g}
+
+- Data: {len(corpus):,} synthetic stories (3 to 6 sentences each) from the template grammar in
+  `tools/train_demo_model.py`, seed {SEED}; {len(ids):,} tokens.
+- Tokenizer: byte-level BPE (Hugging Face `tokenizers`), Llama-3 pre-tokenizer, vocabulary
+  {vocab} including `<|begin_of_text|>` (id {bos}) and `<|end_of_text|>` (id {eos}).
+- Model: `LlamaForCausalLM`, hidden 128, 4 layers, 4 heads (2 KV heads), intermediate 256,
+  tied embeddings, rope_theta 10000, context 256.
+- Training: AdamW (peak lr {args.lr:g}, warmup then cosine decay), batches of {batch_size} packed
+  sequences of {seq_len} tokens, {step} steps in {train_s:.0f} s on CPU.
+- Loss reached: {ema:.3f} (training, smoothed), {eval_loss:.3f} (held-out stories).
+
+Training stops on wall time, so rerunning on another machine gives slightly different weights.
+""")
+    print(f"saved to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
