@@ -83,12 +83,10 @@ class ScoreTest(unittest.TestCase):
 
 
 class GenerateTest(unittest.TestCase):
-    def test_greedy_matches_transformers(self):
+    def check_greedy_matches_transformers(self, path, prompt):
         import torch
         from transformers import AutoTokenizer, LlamaForCausalLM
 
-        path = os.path.join(FIXTURES, "llama3_gqa")
-        prompt = "The quick brown fox 123"
         p = run("generate", "--model", path, "--prompt", prompt, "--max-tokens", "24",
                 "--temperature", "0", "--quiet")
         self.assertEqual(p.returncode, 0, p.stderr.decode())
@@ -97,14 +95,23 @@ class GenerateTest(unittest.TestCase):
         tok = AutoTokenizer.from_pretrained(path)
         model = LlamaForCausalLM.from_pretrained(path, torch_dtype=torch.float32,
                                                  attn_implementation="eager")
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
         ids = tok(prompt, return_tensors="pt").input_ids
         with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=24, do_sample=False,
-                                 eos_token_id=[444, 447], pad_token_id=0)
-        new = out[0, ids.shape[1]:].tolist()
-        new = [t for t in new if t not in (444, 447)]
+            out = model.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=0)
+        new = [t for t in out[0, ids.shape[1]:].tolist() if t not in eos]
         expected = prompt + tok.decode(new, skip_special_tokens=False) + "\n"
         self.assertEqual(ours, expected)
+
+    def test_greedy_matches_transformers(self):
+        self.check_greedy_matches_transformers(os.path.join(FIXTURES, "llama3_gqa"),
+                                               "The quick brown fox 123")
+
+    def test_demo_model_greedy_matches_transformers(self):
+        self.check_greedy_matches_transformers(
+            os.path.join(REPO, "assets", "models", "tiny-stories"), "Once upon a time")
 
     def test_chat_and_sampling_run(self):
         path = os.path.join(FIXTURES, "llama3_gqa")
