@@ -15,7 +15,7 @@ generation_config.json, model.safetensors in f32, tokenizer.json, tokenizer_conf
 README.md describing how it was made).
 
 Usage (from the repository root, with the project venv, one CPU thread):
-    .venv/bin/python tools/train_demo_model.py --out assets/models/tiny-stories [--minutes 5]
+    .venv/bin/python tools/train_demo_model.py --out assets/models/tiny-stories [--steps 1800]
 
 Seeds are fixed, but training stops on wall time, so the number of steps (and thus the exact
 weights) depends on the speed of the machine.
@@ -155,7 +155,8 @@ def make_tokenizer(corpus: list[str]) -> Tokenizer:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("assets/models/tiny-stories"))
-    ap.add_argument("--minutes", type=float, default=5.0, help="training wall-time budget")
+    ap.add_argument("--steps", type=int, default=1800,
+                    help="optimizer steps (about 5 minutes on one core); fixed so reruns are identical")
     ap.add_argument("--stories", type=int, default=30000, help="corpus size")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     ap.add_argument("--batch", type=int, default=BATCH, help="sequences per step")
@@ -192,15 +193,12 @@ def main() -> None:
 
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05)
     peak, floor, warm_frac = args.lr, 1e-4, 0.05
-    budget = args.minutes * 60.0
     gen = torch.Generator().manual_seed(SEED)
     model.train()
     t0 = time.time()
     step, ema = 0, None
-    while True:
-        frac = (time.time() - t0) / budget
-        if frac >= 1.0:
-            break
+    while step < args.steps:
+        frac = step / args.steps
         if frac < warm_frac:
             lr = peak * max(frac / warm_frac, 0.02)
         else:
@@ -273,7 +271,7 @@ for anything else and knows nothing beyond its synthetic training data.
 
 Made with (from the repository root, project venv, one CPU thread):
 
-    .venv/bin/python tools/train_demo_model.py --out {out_dir} --minutes {args.minutes:g}
+    .venv/bin/python tools/train_demo_model.py --out {out_dir} --steps {args.steps}
 
 - Data: {len(corpus):,} synthetic stories (3 to 6 sentences each) from the template grammar in
   `tools/train_demo_model.py`, seed {SEED}; {len(ids):,} tokens.
@@ -285,7 +283,8 @@ Made with (from the repository root, project venv, one CPU thread):
   sequences of {seq_len} tokens, {step} steps in {train_s:.0f} s on CPU.
 - Loss reached: {ema:.3f} (training, smoothed), {eval_loss:.3f} (held-out stories).
 
-Training stops on wall time, so rerunning on another machine gives slightly different weights.
+Training runs a fixed number of steps on one thread with fixed seeds, so a rerun reproduces
+these weights (up to PyTorch version differences in CPU kernels).
 """)
     print(f"saved to {out_dir}")
 
