@@ -249,10 +249,23 @@ absl::Status ModelSlice::EnsureWorkspace(int64_t tokens) {
   return absl::OkStatus();
 }
 
+absl::Status ModelSlice::EnsureLogitsBuffer(int64_t rows) {
+  if (rows <= logits_rows_) return absl::OkStatus();
+  VERDICT_ASSIGN_OR_RETURN(logits_buffer_,
+                           backend_->Allocate(rows * config_.vocab_size * sizeof(float)));
+  logits_rows_ = rows;
+  return absl::OkStatus();
+}
+
 absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* result) {
   int64_t n = 0;
   VERDICT_RETURN_IF_ERROR(Validate(batch, &n));
   VERDICT_RETURN_IF_ERROR(EnsureWorkspace(n));
+  if (is_last()) {
+    VERDICT_RETURN_IF_ERROR(EnsureLogitsBuffer(
+        batch.outputs == ForwardBatch::Outputs::kAll ? n
+                                                     : static_cast<int64_t>(batch.sequences.size())));
+  }
   const LlamaConfig& c = config_;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
@@ -340,9 +353,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       backend_->GatherRows(x, result->output_rows, gathered.Rows(0, m));
       backend_->RmsNorm(gathered.Rows(0, m), *final_norm_, c.rms_norm_eps, selected);
     }
-    VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<DeviceBuffer> logits_buffer,
-                             backend_->Allocate(m * c.vocab_size * sizeof(float)));
-    TensorView logits{static_cast<float*>(logits_buffer->data()), m, c.vocab_size, c.vocab_size};
+    TensorView logits{static_cast<float*>(logits_buffer_->data()), m, c.vocab_size, c.vocab_size};
     backend_->MatMul(selected, *lm_head_view_, logits, false);
     result->hidden.resize(m * c.hidden_size);
     result->logits.resize(m * c.vocab_size);

@@ -96,6 +96,7 @@ class ModelSlice {
   ModelSlice(const LlamaConfig& config, int64_t layer_begin, int64_t layer_end, Backend* backend);
   absl::Status Validate(const ForwardBatch& batch, int64_t* total_tokens) const;
   absl::Status EnsureWorkspace(int64_t tokens);
+  absl::Status EnsureLogitsBuffer(int64_t rows);
 
   LlamaConfig config_;
   int64_t layer_begin_;
@@ -114,6 +115,9 @@ class ModelSlice {
   // Activation workspace, grown on demand (one buffer, carved into views).
   std::unique_ptr<DeviceBuffer> workspace_;
   int64_t workspace_tokens_ = 0;
+  // Last slice: logits of the output rows, grown on demand (not per forward: decode's hot path).
+  std::unique_ptr<DeviceBuffer> logits_buffer_;
+  int64_t logits_rows_ = 0;
 };
 
 }  // namespace verdict::engine
