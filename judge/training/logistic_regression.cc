@@ -26,6 +26,8 @@ constexpr double kMinValidationImprovement = 1e-9;
 constexpr double kAdamBeta1 = 0.9;
 constexpr double kAdamBeta2 = 0.999;
 constexpr double kAdamEpsilon = 1e-8;
+// How many rows ahead of the current one the minibatch loop prefetches.
+constexpr int64_t kPrefetchRows = 4;
 
 // Dot product with eight independent accumulators, so the loop vectorizes without
 // reassociation flags (-ffast-math would also break the isfinite() checks).
@@ -247,6 +249,11 @@ absl::StatusOr<LogisticModel> TrainLogisticRegression(const LabeledFeatures& tra
       std::fill(grad_w.begin(), grad_w.end(), 0.0f);
       double grad_b = 0;
       for (int64_t k = start; k < end; ++k) {
+        if (k + kPrefetchRows < end) {
+          // Rows come in shuffled order, which the hardware prefetcher cannot follow.
+          const float* ahead = xs.data() + static_cast<int64_t>(order[k + kPrefetchRows]) * f;
+          for (int64_t c = 0; c < f; c += 16) __builtin_prefetch(ahead + c);
+        }
         const uint32_t r = order[k];
         const float* row = xs.data() + static_cast<int64_t>(r) * f;
         const uint8_t y = train.y[r];

@@ -407,29 +407,38 @@ TEST(LogisticRegressionTest, ClassWeightingRecoversMinorityRecall) {
 }
 
 TEST(LogisticRegressionTest, EarlyStoppingWhenValidationStalls) {
-  // Pure noise: nothing to learn, so validation loss stops improving almost at once.
+  // A weak signal in feature 0 plus 79 pure-noise features and few training rows: validation
+  // loss improves for a few epochs, then the model overfits the noise and it stalls.
   std::mt19937_64 rng(3);
   std::normal_distribution<float> n01(0.0f, 1.0f);
   std::bernoulli_distribution coin(0.5);
   auto make = [&](int64_t rows) {
     LabeledFeatures d;
-    d.num_features = 50;
-    for (int64_t i = 0; i < rows * 50; ++i) d.x.push_back(n01(rng));
-    for (int64_t i = 0; i < rows; ++i) d.y.push_back(coin(rng) ? 1 : 0);
+    d.num_features = 80;
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t y = coin(rng) ? 1 : 0;
+      d.y.push_back(y);
+      d.x.push_back(n01(rng) + (y ? 0.5f : -0.5f));
+      for (int j = 1; j < 80; ++j) d.x.push_back(n01(rng));
+    }
     return d;
   };
-  const LabeledFeatures train = make(1000);
-  const LabeledFeatures validation = make(1000);
+  const LabeledFeatures train = make(300);
+  const LabeledFeatures validation = make(2000);
   TrainingOptions options;
-  options.max_epochs = 500;
-  options.patience = 5;
-  options.batch_size = 100;
+  options.max_epochs = 1000;
+  options.patience = 10;
+  options.batch_size = 64;
+  options.learning_rate = 0.01;
+  options.l2 = 0;
   TrainingReport report;
   ASSERT_OK_AND_ASSIGN(const LogisticModel model,
                        TrainLogisticRegression(train, validation, options, &report));
-  std::printf("early stop: epochs %lld best %lld\n", static_cast<long long>(report.epochs_run),
-              static_cast<long long>(report.best_epoch));
+  std::printf("early stop: epochs %lld best %lld best val %.4f last val %.4f\n",
+              static_cast<long long>(report.epochs_run), static_cast<long long>(report.best_epoch),
+              report.best_validation_loss, report.validation_loss.back());
   EXPECT_LT(report.epochs_run, options.max_epochs);
+  EXPECT_GE(report.best_epoch, 1);
   EXPECT_EQ(report.epochs_run, report.best_epoch + options.patience);
   EXPECT_EQ(static_cast<int64_t>(report.validation_loss.size()), report.epochs_run);
   for (double loss : report.validation_loss) {
@@ -437,6 +446,7 @@ TEST(LogisticRegressionTest, EarlyStoppingWhenValidationStalls) {
   }
   // The kept parameters are the best epoch's, not the last (overfit) epoch's.
   EXPECT_LT(report.best_validation_loss, report.validation_loss.back());
+  EXPECT_NEAR(LogLoss(model.Score(validation), validation.y), report.best_validation_loss, 0.01);
   EXPECT_TRUE(AllFinite(model));
 }
 
