@@ -17,6 +17,11 @@ README.md describing how it was made).
 Usage (from the repository root, with the project venv, one CPU thread):
     .venv/bin/python tools/train_demo_model.py --out assets/models/tiny-stories [--steps 1800]
 
+A draft model for speculative decoding shares the target's tokenizer and shrinks the network:
+    .venv/bin/python tools/train_demo_model.py --out assets/models/tiny-stories-draft \
+        --tokenizer assets/models/tiny-stories/tokenizer.json --hidden 48 --layers 2 --heads 2 \
+        --kv-heads 1 --intermediate 96 --steps 5000
+
 Seeds are fixed, but training stops on wall time, so the number of steps (and thus the exact
 weights) depends on the speed of the machine.
 """
@@ -27,6 +32,7 @@ import argparse
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -161,7 +167,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     ap.add_argument("--batch", type=int, default=BATCH, help="sequences per step")
     ap.add_argument("--seq-len", type=int, default=SEQ_LEN, help="tokens per sequence")
+    ap.add_argument("--hidden", type=int, default=128, help="hidden size")
+    ap.add_argument("--layers", type=int, default=4, help="decoder layers")
+    ap.add_argument("--heads", type=int, default=4, help="attention heads (head_dim = hidden/heads)")
+    ap.add_argument("--kv-heads", type=int, default=2, help="key/value heads")
+    ap.add_argument("--intermediate", type=int, default=256, help="MLP intermediate size")
+    ap.add_argument("--tokenizer", type=Path, default=None,
+                    help="reuse this tokenizer.json (copied byte for byte) instead of training "
+                         "one; a draft model must share its target's tokenizer")
     args = ap.parse_args()
+    if args.hidden % args.heads != 0 or args.heads % args.kv_heads != 0:
+        ap.error("--hidden must be a multiple of --heads, --heads a multiple of --kv-heads")
     batch_size, seq_len = args.batch, args.seq_len
 
     random.seed(SEED)
@@ -169,7 +185,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     corpus = make_corpus(args.stories, SEED)
-    tok = make_tokenizer(corpus)
+    tok = Tokenizer.from_file(str(args.tokenizer)) if args.tokenizer else make_tokenizer(corpus)
     vocab = tok.get_vocab_size()
     bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
 
@@ -182,8 +198,10 @@ def main() -> None:
     print(f"corpus: {len(corpus)} stories, {len(ids)} tokens, {n_seq} sequences, vocab {vocab}")
 
     cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
+        vocab_size=vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads, head_dim=args.hidden // args.heads,
+        max_position_embeddings=256,
         rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True, hidden_act="silu",
         attention_bias=False, mlp_bias=False, bos_token_id=bos, eos_token_id=eos,
         torch_dtype="float32")
@@ -257,27 +275,54 @@ def main() -> None:
     (out_dir / "generation_config.json").write_text(json.dumps(
         {"bos_token_id": bos, "do_sample": True, "eos_token_id": eos, "temperature": 0.7,
          "top_p": 0.9}, indent=2) + "\n")
-    tok.save(str(out_dir / "tokenizer.json"))
+    if args.tokenizer:
+        if args.tokenizer.resolve() != (out_dir / "tokenizer.json").resolve():
+            shutil.copyfile(args.tokenizer, out_dir / "tokenizer.json")
+    else:
+        tok.save(str(out_dir / "tokenizer.json"))
     (out_dir / "tokenizer_config.json").write_text(json.dumps(
         {"add_bos_token": True, "add_eos_token": False, "bos_token": BOS,
          "clean_up_tokenization_spaces": False, "eos_token": EOS,
          "model_max_length": cfg.max_position_embeddings,
          "tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n")
-    (out_dir / "README.md").write_text(f"""# tiny-stories (demo model only)
-
-A tiny Llama-architecture model ({n_params:,} parameters, f32) that writes short, simple
+    # Non-default options, in the order they are declared, so the default command stays as it was.
+    extra = "".join(
+        f" --{name.replace('_', '-')} {getattr(args, name)}"
+        for name, default in (("stories", 30000), ("lr", 2e-3), ("batch", BATCH),
+                              ("seq_len", SEQ_LEN), ("hidden", 128), ("layers", 4),
+                              ("heads", 4), ("kv_heads", 2), ("intermediate", 256),
+                              ("tokenizer", None))
+        if getattr(args, name) != default)
+    if args.tokenizer:
+        title = f"{out_dir.name} (draft model for the {args.tokenizer.parent.name} demo model)"
+        about = (f"""A tiny Llama-architecture model ({n_params:,} parameters, f32) trained on the same
+synthetic stories as `{args.tokenizer.parent}`, with the same tokenizer (its `tokenizer.json`,
+copied byte for byte), to serve as its draft model in speculative decoding demos and tests. It
+is not useful for anything else and knows nothing beyond its synthetic training data.""")
+        tok_line = (f"""- Tokenizer: `{args.tokenizer}` reused unchanged (byte-level BPE, Llama-3
+  pre-tokenizer), vocabulary {vocab} including `<|begin_of_text|>` (id {bos}) and
+  `<|end_of_text|>` (id {eos}).""")
+    else:
+        title = f"{out_dir.name} (demo model only)"
+        about = (f"""A tiny Llama-architecture model ({n_params:,} parameters, f32) that writes short, simple
 stories. It exists only so that `scripts/demo.sh` prints readable English; it is not useful
-for anything else and knows nothing beyond its synthetic training data.
+for anything else and knows nothing beyond its synthetic training data.""")
+        tok_line = (f"""- Tokenizer: byte-level BPE (Hugging Face `tokenizers`), Llama-3 pre-tokenizer, vocabulary
+  {vocab} including `<|begin_of_text|>` (id {bos}) and `<|end_of_text|>` (id {eos}).""")
+    heads = (f"{args.heads} heads ({args.kv_heads} KV heads)" if args.kv_heads != 1
+             else f"{args.heads} heads (1 KV head)")
+    (out_dir / "README.md").write_text(f"""# {title}
+
+{about}
 
 Made with (from the repository root, project venv, one CPU thread):
 
-    .venv/bin/python tools/train_demo_model.py --out {out_dir} --steps {args.steps}
+    .venv/bin/python tools/train_demo_model.py --out {out_dir} --steps {args.steps}{extra}
 
 - Data: {len(corpus):,} synthetic stories (3 to 6 sentences each) from the template grammar in
   `tools/train_demo_model.py`, seed {SEED}; {len(ids):,} tokens.
-- Tokenizer: byte-level BPE (Hugging Face `tokenizers`), Llama-3 pre-tokenizer, vocabulary
-  {vocab} including `<|begin_of_text|>` (id {bos}) and `<|end_of_text|>` (id {eos}).
-- Model: `LlamaForCausalLM`, hidden 128, 4 layers, 4 heads (2 KV heads), intermediate 256,
+{tok_line}
+- Model: `LlamaForCausalLM`, hidden {args.hidden}, {args.layers} layers, {heads}, intermediate {args.intermediate},
   tied embeddings, rope_theta 10000, context 256.
 - Training: AdamW (peak lr {args.lr:g}, warmup then cosine decay), batches of {batch_size} packed
   sequences of {seq_len} tokens, {step} steps in {train_s:.0f} s on CPU.
