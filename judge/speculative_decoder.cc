@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "judge/speculative_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "judge/speculative_session.h"
+
+namespace verdict::judge {
+
+absl::Status ValidateDraftWindowOptions(const DraftWindowOptions& options) {
+  auto in_range = [](int64_t v) { return v >= 1 && v <= kMaxDraftTokens; };
+  if (!in_range(options.k)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the draft window k must be in [1, ", kMaxDraftTokens, "], got ", options.k));
+  }
+  if (options.adaptive) {
+    if (!in_range(options.min_k) || !in_range(options.max_k) || options.min_k > options.max_k) {
+      return absl::InvalidArgumentError(absl::StrCat("adaptive window bounds must satisfy 1 <= min (",
+                                                     options.min_k, ") <= max (", options.max_k,
+                                                     ") <= ", kMaxDraftTokens));
+    }
+  }
+  return absl::OkStatus();
+}
+
+DraftWindow::DraftWindow(const DraftWindowOptions& options) : options_(options), k_(options.k) {
+  if (options_.adaptive) k_ = std::clamp(k_, options_.min_k, options_.max_k);
+}
+
+void DraftWindow::Observe(int64_t proposed, int64_t accepted) {
+  if (!options_.adaptive || proposed <= 0) return;
+  int64_t next;
+  if (accepted >= proposed) {
+    next = k_ + std::max<int64_t>(2, k_ / 2);
+  } else {
+    const double goal = 1.5 * static_cast<double>(accepted + 1);
+    next = static_cast<int64_t>(std::lround(0.5 * static_cast<double>(k_) + 0.5 * goal));
+  }
+  k_ = std::clamp(next, options_.min_k, options_.max_k);
+}
+
+double SpeculativeStats::tokens_per_pass() const {
+  return target_passes > 0 ? static_cast<double>(tokens) / target_passes : 0.0;
+}
+
+double SpeculativeStats::mean_accepted() const {
+  return target_passes > 0
+             ? static_cast<double>(accepted_exact + accepted_judge + accepted_lossy) / target_passes
+             : 0.0;
+}
+
+absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target,
+                                                      engine::ModelSlice& draft,
+                                                      absl::Span<const int32_t> prompt,
+                                                      const SpeculativeOptions& options) {
+  const absl::Time start = absl::Now();
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  VERDICT_RETURN_IF_ERROR(CheckCompatibleModels(target.config(), draft.config()));
+  VERDICT_RETURN_IF_ERROR(ValidateDraftWindowOptions(options.window));
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  const int64_t target_context = target.config().max_position_embeddings;
+  if (n_prompt >= target_context) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt of ", n_prompt,
+                                                   " tokens does not fit the context length ", target_context));
+  }
+  const int64_t budget = n_prompt + std::max<int64_t>(options.max_new_tokens, 1);
+  const int64_t target_capacity = std::min(target_context, budget);
+  // The draft may have a shorter context; once it is full the target continues alone.
+  const int64_t draft_capacity = std::min(draft.config().max_position_embeddings, budget);
+
+  engine::SamplingParams draft_sampling;
+  if (options.draft_sampling.has_value()) {
+    draft_sampling = *options.draft_sampling;
+  } else {
+    draft_sampling = options.verification.target_sampling;
+    draft_sampling.seed = options.verification.target_sampling.seed ^ 0x9e3779b97f4a7c15ULL;
+  }
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<TargetSession> verifier,
+                           TargetSession::Create(&target, options.verification, options.head,
+                                                 target_capacity));
+  std::unique_ptr<DraftSession> proposer;
+  const bool draft_fits = n_prompt < draft_capacity;
+  if (draft_fits) {
+    VERDICT_ASSIGN_OR_RETURN(proposer, DraftSession::Create(&draft, draft_sampling, draft_capacity));
+    VERDICT_RETURN_IF_ERROR(proposer->Start(prompt));
+  }
+  VERDICT_RETURN_IF_ERROR(verifier->Start(prompt));
+
+  SpeculativeResult result;
+  SpeculativeStats& stats = result.stats;
+  const int64_t max_k = options.window.adaptive ? options.window.max_k : options.window.k;
+  stats.accepted_histogram.assign(max_k + 1, 0);
+  stats.prefill_time = absl::Now() - start;
+  DraftWindow window(options.window);
+  std::vector<int32_t> emitted;
+  bool stop = false;
+  while (!stop && static_cast<int64_t>(result.tokens.size()) < options.max_new_tokens) {
+    const int64_t n = verifier->committed_length();
+    if (n > target_capacity) break;  // context full
+    // A pass commits up to k + 1 tokens: do not draft past max_new_tokens or either context.
+    const int64_t remaining = options.max_new_tokens - static_cast<int64_t>(result.tokens.size());
+    int64_t k = std::min({window.k(), remaining - 1, target_capacity - n});
+    if (proposer != nullptr) k = std::min(k, draft_capacity - n + 1);
+    if (proposer == nullptr) k = 0;
+    k = std::max<int64_t>(k, 0);
+
+    DraftBlock block;
+    if (k > 0) {
+      const absl::Time t0 = absl::Now();
+      VERDICT_ASSIGN_OR_RETURN(block, proposer->Propose(k));
+      stats.draft_time += absl::Now() - t0;
+    }
+    const absl::Time t1 = absl::Now();
+    VERDICT_ASSIGN_OR_RETURN(Verdict verdict, verifier->Verify(block));
+    stats.verify_time += absl::Now() - t1;
+    if (proposer != nullptr) {
+      VERDICT_RETURN_IF_ERROR(proposer->Commit(verdict.num_accepted, verdict.next_token));
+      // The draft's context is full: the target goes on alone.
+      stats.draft_passes = proposer->forward_passes();
+      if (proposer->committed_length() >= draft_capacity) proposer.reset();
+    }
+
+    ++stats.target_passes;
+    stats.proposed += k;
+    ++stats.accepted_histogram[verdict.num_accepted];
+    for (int32_t i = 0; i < verdict.num_accepted; ++i) {
+      switch (verdict.reasons[i]) {
+        case AcceptReason::kExact:
+          ++stats.accepted_exact;
+          break;
+        case AcceptReason::kJudge:
+          ++stats.accepted_judge;
+          break;
+        case AcceptReason::kLossy:
+          ++stats.accepted_lossy;
+          break;
+        default:
+          break;
+      }
+    }
+    if (k > 0 && verdict.num_accepted == k) ++stats.bonus_tokens;
+    if (verdict.shadow_num_accepted >= 0) {
+      stats.shadow_accepted += verdict.shadow_num_accepted;
+      stats.shadow_judge_only += verdict.shadow_judge_only;
+      stats.shadow_exact_only += verdict.shadow_exact_only;
+      stats.shadow_both += verdict.shadow_both;
+    }
+    window.Observe(k, verdict.num_accepted);
+
+    // Commit to the output, cutting at a stop token or max_new_tokens.
+    emitted.assign(block.tokens.begin(), block.tokens.begin() + verdict.num_accepted);
+    emitted.push_back(verdict.next_token);
+    size_t keep = 0;
+    for (; keep < emitted.size(); ++keep) {
+      if (static_cast<int64_t>(result.tokens.size()) >= options.max_new_tokens) break;
+      const int32_t token = emitted[keep];
+      result.tokens.push_back(token);
+      if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
+          options.stop_token_ids.end()) {
+        result.stopped_by_token = true;
+        stop = true;
+        ++keep;
+        break;
+      }
+    }
+    if (options.on_tokens && keep > 0 &&
+        !options.on_tokens(absl::MakeConstSpan(emitted).subspan(0, keep))) {
+      stop = true;
+    }
+  }
+  stats.tokens = static_cast<int64_t>(result.tokens.size());
+  stats.total_time = absl::Now() - start;
+  return result;
+}
+
+}  // namespace verdict::judge

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+// Speculative (and judge) decoding in one process: a DraftSession proposes, a TargetSession verifies,
+// repeated until a stop token, max_new_tokens or the context end. The reference loop that the
+// distributed coordinator reproduces across processes, and what `verdict generate --draft` runs.
+// Not thread-safe; one call per engine thread at a time.
+#ifndef VERDICT_JUDGE_SPECULATIVE_DECODER_H_
+#define VERDICT_JUDGE_SPECULATIVE_DECODER_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "judge/verification.h"
+
+namespace verdict::judge {
+
+// The draft window k: fixed, or adaptive from recent acceptance.
+struct DraftWindowOptions {
+  int64_t k = 8;           // fixed window, or the adaptive mode's starting point
+  bool adaptive = false;
+  int64_t min_k = 1;       // adaptive bounds
+  int64_t max_k = 64;
+};
+absl::Status ValidateDraftWindowOptions(const DraftWindowOptions& options);
+
+// Adaptive rule (a heuristic in the spirit of Hugging Face's assisted generation, widened for the
+// long runs a judge accepts): a fully accepted block grows k by half (at least 2); a block that
+// ended after `a` acceptances moves k halfway towards 1.5 * (a + 1). Clamped to [min_k, max_k].
+class DraftWindow {
+ public:
+  explicit DraftWindow(const DraftWindowOptions& options);
+  int64_t k() const { return k_; }
+  void Observe(int64_t proposed, int64_t accepted);
+
+ private:
+  DraftWindowOptions options_;
+  int64_t k_;
+};
+
+struct SpeculativeOptions {
+  int64_t max_new_tokens = 128;
+  std::vector<int32_t> stop_token_ids;
+  // The policy; its target_sampling is the output distribution (greedy or sampled).
+  VerificationConfig verification;
+  const JudgeHead* head = nullptr;  // required for judge and judge-shadow
+  // The draft's own sampling. Unset: the target's parameters, with a seed derived from theirs (the
+  // two random streams must differ).
+  std::optional<engine::SamplingParams> draft_sampling;
+  DraftWindowOptions window;
+  // Called with the tokens each target pass commits (after stop/max truncation); false stops.
+  std::function<bool(absl::Span<const int32_t> tokens)> on_tokens;
+};
+
+struct SpeculativeStats {
+  int64_t tokens = 0;         // generated tokens (as in the result)
+  int64_t target_passes = 0;  // verification passes (each commits 1..k+1 tokens)
+  int64_t draft_passes = 0;   // draft forward passes (prefill included)
+  int64_t proposed = 0;       // draft tokens sent for verification
+  // accepted_histogram[a] = number of passes that accepted a draft tokens (size max k + 1).
+  std::vector<int64_t> accepted_histogram;
+  int64_t accepted_exact = 0;  // lossless acceptances
+  int64_t accepted_judge = 0;
+  int64_t accepted_lossy = 0;
+  int64_t bonus_tokens = 0;    // passes that accepted the whole block
+  // Judge shadow mode totals (see Verdict).
+  int64_t shadow_accepted = 0;
+  int64_t shadow_judge_only = 0;
+  int64_t shadow_exact_only = 0;
+  int64_t shadow_both = 0;
+  absl::Duration prefill_time;
+  absl::Duration draft_time;
+  absl::Duration verify_time;
+  absl::Duration total_time;
+
+  double tokens_per_pass() const;
+  double mean_accepted() const;  // accepted draft tokens per pass
+};
+
+struct SpeculativeResult {
+  std::vector<int32_t> tokens;  // generated tokens (including a final stop token, if hit)
+  bool stopped_by_token = false;
+  SpeculativeStats stats;
+};
+
+// Errors: kInvalidArgument for an empty prompt, a draft/target vocabulary mismatch, a bad window
+// (k < 1 or > kMaxDraftTokens, min > max), a bad policy or missing head; those of the sessions.
+absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target,
+                                                      engine::ModelSlice& draft,
+                                                      absl::Span<const int32_t> prompt,
+                                                      const SpeculativeOptions& options);
+
+}  // namespace verdict::judge
+
+#endif  // VERDICT_JUDGE_SPECULATIVE_DECODER_H_

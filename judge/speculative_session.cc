@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "judge/speculative_session.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/check.h"
+#include "common/status_macros.h"
+
+namespace verdict::judge {
+namespace {
+
+absl::Status RequireWholeModel(const engine::ModelSlice* model, absl::string_view role) {
+  if (model == nullptr) return absl::InvalidArgumentError(absl::StrCat("no ", role, " model"));
+  if (!model->is_first() || !model->is_last()) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", role, " must be a whole model, not a slice"));
+  }
+  return absl::OkStatus();
+}
+
+// Feeds `tokens` (on top of the cache) and leaves the logits of the last one in `result`.
+absl::Status ForwardLast(engine::ModelSlice& model, engine::KvCache* cache,
+                         absl::Span<const int32_t> tokens, engine::ForwardResult* result) {
+  engine::ForwardBatch batch;
+  batch.sequences = {{cache, static_cast<int64_t>(tokens.size())}};
+  batch.token_ids = tokens;
+  batch.outputs = engine::ForwardBatch::Outputs::kLastOfEachSequence;
+  return model.Forward(batch, result);
+}
+
+}  // namespace
+
+absl::Status CheckCompatibleModels(const engine::LlamaConfig& target, const engine::LlamaConfig& draft) {
+  if (target.vocab_size != draft.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the draft and target must share a vocabulary: the target has ", target.vocab_size,
+        " tokens, the draft ", draft.vocab_size));
+  }
+  return absl::OkStatus();
+}
+
+// ---- DraftSession --------------------------------------------------------------------------------
+
+DraftSession::DraftSession(engine::ModelSlice* draft, const engine::SamplingParams& sampling,
+                           std::unique_ptr<engine::KvCache> cache)
+    : draft_(draft), sampler_(sampling), cache_(std::move(cache)) {}
+
+absl::StatusOr<std::unique_ptr<DraftSession>> DraftSession::Create(
+    engine::ModelSlice* draft, const engine::SamplingParams& sampling, int64_t capacity) {
+  VERDICT_RETURN_IF_ERROR(RequireWholeModel(draft, "draft"));
+  VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(sampling));
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, draft->NewKvCache(capacity));
+  return std::unique_ptr<DraftSession>(new DraftSession(draft, sampling, std::move(cache)));
+}
+
+absl::Status DraftSession::Start(absl::Span<const int32_t> prompt) {
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  VERDICT_RETURN_IF_ERROR(cache_->Truncate(0));
+  committed_.assign(prompt.begin(), prompt.end());
+  open_tokens_.clear();
+  // Prefill all but the last token now, so that the first Propose costs what later ones do.
+  if (prompt.size() > 1) {
+    VERDICT_RETURN_IF_ERROR(cache_->CheckRoom(static_cast<int64_t>(prompt.size())));
+    VERDICT_RETURN_IF_ERROR(ForwardLast(*draft_, cache_.get(), prompt.subspan(0, prompt.size() - 1), &forward_));
+    ++forward_passes_;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
+  if (committed_.empty()) return absl::FailedPreconditionError("the draft session was not started");
+  if (!open_tokens_.empty()) {
+    return absl::FailedPreconditionError("the previous proposal has not been committed");
+  }
+  if (k < 1 || k > kMaxDraftTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the draft window must be in [1, ", kMaxDraftTokens, "], got ", k));
+  }
+  const int64_t n = committed_length();
+  if (n + k - 1 > cache_->capacity()) {
+    return absl::ResourceExhaustedError(absl::StrCat("the draft cache holds ", cache_->capacity(),
+                                                     " positions; ", n, " committed plus ", k,
+                                                     " proposed tokens do not fit"));
+  }
+  const engine::SamplingParams& sampling = sampler_.params();
+  const int64_t vocab = draft_->config().vocab_size;
+  DraftBlock block;
+  block.tokens.reserve(k);
+  block.logprobs.reserve(k);
+  const int64_t start_length = cache_->length();
+  absl::Span<const int32_t> feed = absl::MakeConstSpan(committed_).subspan(start_length);
+  for (int64_t i = 0; i < k; ++i) {
+    if (absl::Status status = ForwardLast(*draft_, cache_.get(), feed, &forward_); !status.ok()) {
+      VERDICT_CHECK(cache_->Truncate(start_length).ok());  // the session stays as it was
+      return status;
+    }
+    ++forward_passes_;
+    absl::Span<const float> logits = absl::MakeConstSpan(forward_.logits).subspan(0, vocab);
+    int32_t token;
+    if (sampling.greedy()) {
+      token = engine::Argmax(logits);
+    } else {
+      engine::SamplingDistribution(logits, sampling, &probs_);
+      token = sampler_.SampleFrom(probs_);
+      DraftDistribution q;
+      for (int64_t v = 0; v < vocab; ++v) {
+        if (probs_[v] > 0) {
+          q.ids.push_back(static_cast<int32_t>(v));
+          q.probs.push_back(probs_[v]);
+        }
+      }
+      block.proposals.push_back(std::move(q));
+    }
+    block.tokens.push_back(token);
+    block.logprobs.push_back(ComputeTokenStats(logits, token).logprob);
+    feed = absl::MakeConstSpan(&block.tokens.back(), 1);
+    if (i + 1 == k) break;  // the last proposal is not fed: its verdict decides what comes next
+  }
+  open_tokens_ = block.tokens;
+  return block;
+}
+
+absl::Status DraftSession::Commit(int64_t num_accepted, int32_t next_token) {
+  const int64_t k = static_cast<int64_t>(open_tokens_.size());
+  if (num_accepted < 0 || num_accepted > k) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot accept ", num_accepted,
+                                                   " tokens of a proposal of ", k));
+  }
+  if (next_token < 0 || next_token >= draft_->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("next token ", next_token, " is outside the vocabulary"));
+  }
+  const int64_t n = committed_length();
+  // The cache holds x[0..n) and d_1..d_{k-1}; keep x and the accepted draft tokens.
+  if (k > 0) VERDICT_RETURN_IF_ERROR(cache_->Truncate(std::min(n + num_accepted, cache_->length())));
+  committed_.insert(committed_.end(), open_tokens_.begin(), open_tokens_.begin() + num_accepted);
+  committed_.push_back(next_token);
+  open_tokens_.clear();
+  return absl::OkStatus();
+}
+
+// ---- TargetSession -------------------------------------------------------------------------------
+
+TargetSession::TargetSession(engine::ModelSlice* target, const VerificationConfig& config,
+                             const JudgeHead* head, std::unique_ptr<engine::KvCache> cache)
+    : target_(target), config_(config), head_(head), rng_(config.target_sampling), cache_(std::move(cache)) {}
+
+absl::StatusOr<std::unique_ptr<TargetSession>> TargetSession::Create(engine::ModelSlice* target,
+                                                                     const VerificationConfig& config,
+                                                                     const JudgeHead* head,
+                                                                     int64_t capacity) {
+  VERDICT_RETURN_IF_ERROR(RequireWholeModel(target, "target"));
+  VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(config));
+  if (config.judge != JudgeMode::kOff) {
+    if (head == nullptr) return absl::InvalidArgumentError("the judge policy needs a judge head");
+    if (head->hidden_size() != target->config().hidden_size) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the judge head was trained for hidden size ", head->hidden_size(), ", the target has ",
+          target->config().hidden_size));
+    }
+  }
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, target->NewKvCache(capacity));
+  return std::unique_ptr<TargetSession>(new TargetSession(target, config, head, std::move(cache)));
+}
+
+absl::Status TargetSession::Start(absl::Span<const int32_t> prompt) {
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  VERDICT_RETURN_IF_ERROR(cache_->Truncate(0));
+  committed_.assign(prompt.begin(), prompt.end());
+  if (prompt.size() > 1) {
+    VERDICT_RETURN_IF_ERROR(cache_->CheckRoom(static_cast<int64_t>(prompt.size())));
+    VERDICT_RETURN_IF_ERROR(ForwardLast(*target_, cache_.get(), prompt.subspan(0, prompt.size() - 1), &forward_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
+  if (committed_.empty()) return absl::FailedPreconditionError("the target session was not started");
+  VERDICT_CHECK(cache_->length() == committed_length() - 1);
+  const int64_t k = static_cast<int64_t>(draft.tokens.size());
+  if (k > kMaxDraftTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ", kMaxDraftTokens));
+  }
+  const int64_t vocab = target_->config().vocab_size;
+  for (int32_t t : draft.tokens) {
+    if (t < 0 || t >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("draft token id ", t, " is outside the vocabulary of ", vocab));
+    }
+  }
+  VERDICT_RETURN_IF_ERROR(cache_->CheckRoom(k + 1));
+  block_.assign(1, committed_.back());
+  block_.insert(block_.end(), draft.tokens.begin(), draft.tokens.end());
+  engine::ForwardBatch batch;
+  batch.sequences = {{cache_.get(), k + 1}};
+  batch.token_ids = block_;
+  batch.outputs = engine::ForwardBatch::Outputs::kAll;
+  VERDICT_RETURN_IF_ERROR(target_->Forward(batch, &forward_));
+
+  VerifyInput input;
+  input.draft = &draft;
+  input.target_logits = forward_.logits;
+  input.target_hidden = forward_.hidden;
+  input.vocab_size = vocab;
+  input.hidden_size = target_->config().hidden_size;
+  absl::StatusOr<Verdict> verdict = VerifyBlock(config_, head_, input, rng_);
+  const int64_t n = committed_length();
+  if (!verdict.ok()) {
+    VERDICT_CHECK(cache_->Truncate(n - 1).ok());  // leave the session as it was
+    return verdict.status();
+  }
+  // Keep x[0..n) and the accepted draft tokens; the next token opens the next block.
+  VERDICT_RETURN_IF_ERROR(cache_->Truncate(n + verdict->num_accepted));
+  committed_.insert(committed_.end(), draft.tokens.begin(), draft.tokens.begin() + verdict->num_accepted);
+  committed_.push_back(verdict->next_token);
+  return verdict;
+}
+
+}  // namespace verdict::judge

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "judge/verification.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace verdict::judge {
+namespace {
+
+using engine::Argmax;
+
+bool IsFinite(float v) { return std::isfinite(v); }
+
+// What the exact rule decides for one token, and how to draw the replacement if it rejects.
+class ExactDecider {
+ public:
+  ExactDecider(const VerificationConfig& config, const VerifyInput& input)
+      : config_(config), input_(input) {}
+
+  // Row `row` of the target's logits decides draft token index `i` (0-based, row == i).
+  // Greedy: deterministic. Sampled: draws from `rng`.
+  bool Accepts(int64_t i, engine::Sampler& rng) {
+    const int32_t token = input_.draft->tokens[i];
+    if (config_.exact == ExactRule::kGreedy) return Argmax(Row(i)) == token;
+    TargetDistribution(i);
+    const float p = target_probs_[token];
+    const float q = DraftProb(i, token);
+    if (p >= q) return true;
+    return rng.Uniform() < static_cast<double>(p) / q;
+  }
+
+  // Greedy answer for row i without drawing (shadow walks past the real rejection use it).
+  bool GreedyAccepts(int64_t i) const { return Argmax(Row(i)) == input_.draft->tokens[i]; }
+
+  // The target's token at row `row` after rejecting draft token `row` (row < k), or the bonus token
+  // (row == k).
+  int32_t Replacement(int64_t row, engine::Sampler& rng) {
+    if (config_.exact == ExactRule::kGreedy) return Argmax(Row(row));
+    TargetDistribution(row);
+    const int64_t k = static_cast<int64_t>(input_.draft->tokens.size());
+    if (row == k) return rng.SampleFrom(target_probs_);
+    // Residual max(0, p - q), renormalised by SampleFrom. If p == q on the whole support the
+    // residual is empty, which only happens when the token could not have been rejected; fall back
+    // to p rather than divide by zero.
+    residual_ = target_probs_;
+    const DraftBlock& draft = *input_.draft;
+    if (draft.proposals.empty()) {
+      residual_[draft.tokens[row]] = std::max(0.0f, residual_[draft.tokens[row]] - 1.0f);
+    } else {
+      const DraftDistribution& q = draft.proposals[row];
+      for (size_t j = 0; j < q.ids.size(); ++j) {
+        residual_[q.ids[j]] = std::max(0.0f, residual_[q.ids[j]] - q.probs[j]);
+      }
+    }
+    double mass = 0;
+    for (float v : residual_) mass += v;
+    if (!(mass > 0)) return rng.SampleFrom(target_probs_);
+    return rng.SampleFrom(residual_);
+  }
+
+  absl::Span<const float> Row(int64_t row) const {
+    return input_.target_logits.subspan(row * input_.vocab_size, input_.vocab_size);
+  }
+
+ private:
+  float DraftProb(int64_t i, int32_t token) const {
+    const DraftBlock& draft = *input_.draft;
+    if (draft.proposals.empty()) return 1.0f;
+    return draft.proposals[i].ProbOf(token);
+  }
+  void TargetDistribution(int64_t row) {
+    if (probs_row_ == row) return;
+    engine::SamplingDistribution(Row(row), config_.target_sampling, &target_probs_);
+    probs_row_ = row;
+  }
+
+  const VerificationConfig& config_;
+  const VerifyInput& input_;
+  std::vector<float> target_probs_;
+  std::vector<float> residual_;
+  int64_t probs_row_ = -1;
+};
+
+absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* head,
+                           const VerifyInput& input) {
+  if (input.draft == nullptr) return absl::InvalidArgumentError("verification needs a draft block");
+  const DraftBlock& draft = *input.draft;
+  const int64_t k = static_cast<int64_t>(draft.tokens.size());
+  if (k > kMaxDraftTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ", kMaxDraftTokens));
+  }
+  if (input.vocab_size <= 0) return absl::InvalidArgumentError("vocab_size must be positive");
+  if (static_cast<int64_t>(input.target_logits.size()) != (k + 1) * input.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("target logits have ", input.target_logits.size(), " values; a block of ", k,
+                     " draft tokens needs ", k + 1, " rows of ", input.vocab_size));
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    if (draft.tokens[i] < 0 || draft.tokens[i] >= input.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("draft token ", i, " has id ", draft.tokens[i],
+                                                     " outside the vocabulary of ",
+                                                     input.vocab_size));
+    }
+  }
+  if (!draft.proposals.empty()) {
+    if (static_cast<int64_t>(draft.proposals.size()) != k) {
+      return absl::InvalidArgumentError(absl::StrCat("the draft block has ", k, " tokens but ",
+                                                     draft.proposals.size(), " proposal distributions"));
+    }
+    for (int64_t i = 0; i < k; ++i) {
+      const DraftDistribution& q = draft.proposals[i];
+      if (q.ids.size() != q.probs.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("proposal ", i, ": ", q.ids.size(), " ids but ",
+                                                       q.probs.size(), " probabilities"));
+      }
+      for (size_t j = 0; j < q.ids.size(); ++j) {
+        if (q.ids[j] < 0 || q.ids[j] >= input.vocab_size || !IsFinite(q.probs[j]) || q.probs[j] < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("proposal ", i, " has an invalid entry (id ", q.ids[j], ", p ", q.probs[j], ")"));
+        }
+      }
+      if (config.exact == ExactRule::kSampled && !(q.ProbOf(draft.tokens[i]) > 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "draft token ", i, " (id ", draft.tokens[i], ") has probability 0 in its own proposal"));
+      }
+    }
+  }
+  if (config.judge != JudgeMode::kOff) {
+    if (head == nullptr) return absl::InvalidArgumentError("the judge policy needs a judge head");
+    if (input.hidden_size != head->hidden_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("the judge head expects hidden states of size ",
+                                                     head->hidden_size(), ", the target has ",
+                                                     input.hidden_size));
+    }
+    if (static_cast<int64_t>(input.target_hidden.size()) != (k + 1) * input.hidden_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("target hidden states have ", input.target_hidden.size(), " values; need ",
+                       k + 1, " rows of ", input.hidden_size));
+    }
+    const bool needs_draft_logprob =
+        std::find(head->extra_features.begin(), head->extra_features.end(),
+                  JudgeFeature::kDraftLogprob) != head->extra_features.end();
+    if (needs_draft_logprob && static_cast<int64_t>(draft.logprobs.size()) != k) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the judge head uses draft_logprob but the block carries ", draft.logprobs.size(),
+          " draft log-probabilities for ", k, " tokens"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::string_view AcceptReasonName(AcceptReason reason) {
+  switch (reason) {
+    case AcceptReason::kExact:
+      return "exact";
+    case AcceptReason::kJudge:
+      return "judge";
+    case AcceptReason::kLossy:
+      return "lossy";
+    case AcceptReason::kRejected:
+      return "rejected";
+    case AcceptReason::kNotReached:
+      return "not_reached";
+  }
+  return "unknown";
+}
+
+float DraftDistribution::ProbOf(int32_t id) const {
+  for (size_t j = 0; j < ids.size(); ++j) {
+    if (ids[j] == id) return probs[j];
+  }
+  return 0.0f;
+}
+
+absl::StatusOr<VerificationConfig> PolicyConfig(absl::string_view policy,
+                                                const engine::SamplingParams& sampling) {
+  VerificationConfig config;
+  config.exact = sampling.greedy() ? ExactRule::kGreedy : ExactRule::kSampled;
+  config.target_sampling = sampling;
+  if (policy == "greedy") {
+    config.exact = ExactRule::kGreedy;
+  } else if (policy == "sampled") {
+    if (sampling.greedy()) {
+      return absl::InvalidArgumentError(
+          "the sampled policy needs a sampling temperature > 0 (use --temperature)");
+    }
+    config.exact = ExactRule::kSampled;
+  } else if (policy == "judge") {
+    config.judge = JudgeMode::kOn;
+  } else if (policy == "judge-shadow") {
+    config.judge = JudgeMode::kShadow;
+  } else if (policy == "lossy-prob") {
+    config.lossy = LossyRule::kTargetProb;
+  } else if (policy == "lossy-typical") {
+    config.lossy = LossyRule::kTypical;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown verification policy \"", policy,
+                     "\"; expected greedy, sampled, judge, judge-shadow, lossy-prob or lossy-typical"));
+  }
+  return config;
+}
+
+std::string PolicyName(const VerificationConfig& config) {
+  std::string name = config.exact == ExactRule::kGreedy ? "greedy" : "sampled";
+  if (config.judge == JudgeMode::kOn) absl::StrAppend(&name, "+judge");
+  if (config.judge == JudgeMode::kShadow) absl::StrAppend(&name, "+judge-shadow");
+  if (config.lossy == LossyRule::kTargetProb) absl::StrAppend(&name, "+lossy-prob");
+  if (config.lossy == LossyRule::kTypical) absl::StrAppend(&name, "+lossy-typical");
+  return name;
+}
+
+absl::Status ValidateVerificationConfig(const VerificationConfig& config) {
+  if (config.exact == ExactRule::kSampled) {
+    VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(config.target_sampling));
+    if (config.target_sampling.greedy()) {
+      return absl::InvalidArgumentError("sampled verification needs a temperature > 0");
+    }
+  }
+  if (std::isnan(config.judge_threshold)) {
+    return absl::InvalidArgumentError("the judge threshold is NaN");
+  }
+  if (config.lossy != LossyRule::kNone &&
+      !(config.lossy_threshold >= 0.0f && config.lossy_threshold <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("the lossy threshold must be in [0, 1], got ",
+                                                   config.lossy_threshold));
+  }
+  if (config.lossy == LossyRule::kTypical && !(config.typical_delta >= 0.0f)) {
+    return absl::InvalidArgumentError("the typical-acceptance delta must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+TokenStats ComputeTokenStats(absl::Span<const float> logits, int32_t token) {
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float v : logits) max_logit = std::max(max_logit, v);
+  double sum = 0;
+  double weighted = 0;  // sum e^(l - max) * (l - max)
+  for (float v : logits) {
+    const double z = static_cast<double>(v) - max_logit;
+    const double e = std::exp(z);
+    sum += e;
+    weighted += e * z;
+  }
+  const double log_sum = std::log(sum);
+  TokenStats stats;
+  stats.logprob = static_cast<float>(static_cast<double>(logits[token]) - max_logit - log_sum);
+  // H = -sum p log p = log_sum - E[z].
+  stats.entropy = static_cast<float>(log_sum - weighted / sum);
+  return stats;
+}
+
+void JudgeExtras(const JudgeHead& head, const TokenStats& target_stats, float draft_logprob,
+                 std::vector<float>* extras) {
+  extras->clear();
+  for (JudgeFeature feature : head.extra_features) {
+    switch (feature) {
+      case JudgeFeature::kTargetLogprob:
+        extras->push_back(target_stats.logprob);
+        break;
+      case JudgeFeature::kTargetEntropy:
+        extras->push_back(target_stats.entropy);
+        break;
+      case JudgeFeature::kDraftLogprob:
+        extras->push_back(draft_logprob);
+        break;
+    }
+  }
+}
+
+absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
+                                    const VerifyInput& input, engine::Sampler& rng) {
+  VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(config));
+  VERDICT_RETURN_IF_ERROR(ValidateInput(config, head, input));
+  const DraftBlock& draft = *input.draft;
+  const int64_t k = static_cast<int64_t>(draft.tokens.size());
+  ExactDecider exact(config, input);
+  Verdict verdict;
+  verdict.reasons.assign(k, AcceptReason::kNotReached);
+
+  // Judge scores and plain-softmax statistics are computed lazily, only at positions a rule looks
+  // at: a softmax over a 128k vocabulary per draft token is not free on the CPU.
+  const bool judge_runs = config.judge != JudgeMode::kOff;
+  std::vector<TokenStats> stats(k);
+  std::vector<bool> have_stats(k, false);
+  auto stats_at = [&](int64_t i) -> const TokenStats& {
+    if (!have_stats[i]) {
+      stats[i] = ComputeTokenStats(exact.Row(i), draft.tokens[i]);
+      have_stats[i] = true;
+    }
+    return stats[i];
+  };
+  if (judge_runs) verdict.judge_scores.assign(k, std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> extras;
+  auto judge_accepts = [&](int64_t i) {
+    if (std::isnan(verdict.judge_scores[i])) {
+      if (!head->extra_features.empty()) {
+        JudgeExtras(*head, stats_at(i), draft.logprobs.empty() ? 0.0f : draft.logprobs[i], &extras);
+      }
+      // Hidden row i + 1 is the state after reading draft token i (0-based).
+      verdict.judge_scores[i] = head->Probability(
+          input.target_hidden.subspan((i + 1) * input.hidden_size, input.hidden_size), extras);
+    }
+    return verdict.judge_scores[i] > config.judge_threshold;
+  };
+  auto lossy_accepts = [&](int64_t i) {
+    if (config.lossy == LossyRule::kNone) return false;
+    const TokenStats& s = stats_at(i);
+    const float p = std::exp(s.logprob);
+    if (config.lossy == LossyRule::kTargetProb) return p >= config.lossy_threshold;
+    return p > std::min(config.lossy_threshold, config.typical_delta * std::exp(-s.entropy));
+  };
+
+  // The real walk.
+  std::vector<bool> exact_decisions;  // for the shadow comparison
+  int64_t i = 0;
+  for (; i < k; ++i) {
+    const bool exact_ok = exact.Accepts(i, rng);
+    exact_decisions.push_back(exact_ok);
+    if (exact_ok) {
+      verdict.reasons[i] = AcceptReason::kExact;
+    } else if (config.judge == JudgeMode::kOn && judge_accepts(i)) {
+      verdict.reasons[i] = AcceptReason::kJudge;
+    } else if (lossy_accepts(i)) {
+      verdict.reasons[i] = AcceptReason::kLossy;
+    } else {
+      verdict.reasons[i] = AcceptReason::kRejected;
+      break;
+    }
+  }
+  verdict.num_accepted = static_cast<int32_t>(i);
+  verdict.next_token = exact.Replacement(i, rng);
+
+  if (config.judge == JudgeMode::kShadow) {
+    // What judge decoding would have accepted: the exact decisions made above where they exist;
+    // past the real rejection the greedy rule is deterministic and is re-evaluated, while the
+    // sampled rule's would-be draws are not made (they would change the real random stream), so
+    // there the judge decides alone.
+    int64_t j = 0;
+    for (; j < k; ++j) {
+      bool exact_ok = false;
+      if (j < static_cast<int64_t>(exact_decisions.size())) {
+        exact_ok = exact_decisions[j];
+      } else if (config.exact == ExactRule::kGreedy) {
+        exact_ok = exact.GreedyAccepts(j);
+      }
+      const bool judge_ok = judge_accepts(j);
+      if (exact_ok && judge_ok) ++verdict.shadow_both;
+      if (exact_ok && !judge_ok) ++verdict.shadow_exact_only;
+      if (!exact_ok && judge_ok) ++verdict.shadow_judge_only;
+      if (!exact_ok && !judge_ok) break;
+    }
+    verdict.shadow_num_accepted = static_cast<int32_t>(j);
+  }
+  return verdict;
+}
+
+}  // namespace verdict::judge

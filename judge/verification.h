@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+// Verification of one draft block: which of the draft tokens d_1..d_k the target accepts, and the
+// token the target adds after them. This is step 3-4 of "The algorithm, exactly" (DESIGN.md) and
+// runs wherever the target's last layer is: in-process here, on the last target shard later.
+//
+// Inputs are the target's outputs for the block [x_{n-1}, d_1, ..., d_k] (k + 1 rows):
+//   logits row i (i = 0..k) is the next-token distribution after reading row i's token, so row i-1
+//     decides d_i and row k gives the bonus token;
+//   hidden row i is the final-layer hidden state AFTER the final RMSNorm at row i's position, so
+//     row i is the state in which the target has read d_i (the judge's input for d_i).
+//
+// Rules, applied per token in this order until one accepts (the first token that none accepts ends
+// the block and the target supplies its own token there):
+//   1. the exact (lossless) rule: greedy (d_i == argmax) or sampled (Leviathan et al.: accept with
+//      probability min(1, p(d_i) / q(d_i)); on rejection sample from norm(max(0, p - q)));
+//   2. the judge head: sigmoid(w.h_i + b [+ extra features]) > threshold (lossy);
+//   3. a training-free lossy baseline (lossy): the target's own probability of d_i passes a
+//      threshold, or Medusa's typical acceptance p(d_i) > min(eps, delta * exp(-H(p))).
+// With the judge in shadow mode it is evaluated but never accepts; the verdict reports what it
+// would have done. Every accepted token carries the rule that accepted it.
+//
+// Pure functions of their inputs and the caller's random stream: thread-safe for distinct calls.
+#ifndef VERDICT_JUDGE_VERIFICATION_H_
+#define VERDICT_JUDGE_VERIFICATION_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "engine/sampler.h"
+#include "judge/judge_head.h"
+
+namespace verdict::judge {
+
+// Largest draft window a block may have (the judge routinely accepts 20-40 tokens per step).
+inline constexpr int64_t kMaxDraftTokens = 256;
+
+enum class AcceptReason : uint8_t {
+  kExact,       // standard verification accepted it: lossless
+  kJudge,       // the judge head accepted a token the exact rule rejected: lossy
+  kLossy,       // the training-free baseline accepted it: lossy
+  kRejected,    // the first token no rule accepted; the target's own token replaces it
+  kNotReached,  // after the rejection: never decided
+};
+absl::string_view AcceptReasonName(AcceptReason reason);
+
+// The distribution a draft token was drawn from, sparse: the ids with nonzero probability.
+struct DraftDistribution {
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+  float ProbOf(int32_t id) const;
+};
+
+// What the draft proposes for one step.
+struct DraftBlock {
+  std::vector<int32_t> tokens;  // d_1..d_k
+  // log q(d_i) under the draft model's plain softmax (temperature 1): a judge feature.
+  std::vector<float> logprobs;
+  // The proposal distribution of each d_i (after the draft's temperature/top-k/top-p). Empty when
+  // the draft is greedy: then q is one-hot on d_i, which is also exact for sampled verification.
+  std::vector<DraftDistribution> proposals;
+};
+
+enum class ExactRule { kGreedy, kSampled };
+enum class JudgeMode { kOff, kOn, kShadow };
+enum class LossyRule { kNone, kTargetProb, kTypical };
+
+struct VerificationConfig {
+  ExactRule exact = ExactRule::kGreedy;
+  // kSampled: the target's distribution p = engine::SamplingDistribution(logits, target_sampling)
+  // (temperature, top-k, top-p). Must not be greedy for kSampled.
+  engine::SamplingParams target_sampling;
+  JudgeMode judge = JudgeMode::kOff;
+  // The judge's acceptance threshold on sigmoid(logit); > 1 disables acceptance entirely.
+  float judge_threshold = 0.5f;
+  LossyRule lossy = LossyRule::kNone;
+  // kTargetProb: accept if the target's plain-softmax probability of d_i >= lossy_threshold.
+  // kTypical: accept if p(d_i) > min(lossy_threshold, typical_delta * exp(-entropy(p))).
+  float lossy_threshold = 0.3f;
+  float typical_delta = 0.3f;
+
+  bool lossless() const { return judge != JudgeMode::kOn && lossy == LossyRule::kNone; }
+};
+
+// Named policies for command lines and requests: "greedy", "sampled" (exact rules), "judge" (exact
+// + judge), "judge-shadow" (exact, judge reported only), "lossy-prob", "lossy-typical".
+// `sampling` decides greedy vs sampled for the judge/lossy policies. kInvalidArgument otherwise.
+absl::StatusOr<VerificationConfig> PolicyConfig(absl::string_view policy,
+                                                const engine::SamplingParams& sampling);
+std::string PolicyName(const VerificationConfig& config);
+
+// kInvalidArgument for inconsistent settings (sampled rule with greedy params, NaN thresholds...).
+absl::Status ValidateVerificationConfig(const VerificationConfig& config);
+
+struct VerifyInput {
+  const DraftBlock* draft = nullptr;
+  absl::Span<const float> target_logits;  // [k + 1, vocab_size]
+  absl::Span<const float> target_hidden;  // [k + 1, hidden_size]; needed only with a judge
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+};
+
+struct Verdict {
+  int32_t num_accepted = 0;  // accepted draft tokens, 0..k
+  int32_t next_token = -1;   // the target's token after them (correction or bonus)
+  std::vector<AcceptReason> reasons;  // one per draft token
+  // The judge's probability for each draft token it was evaluated on (judge on: tokens the exact
+  // rule rejected; shadow: every token the shadow walk reached), NaN elsewhere; empty without a
+  // judge.
+  std::vector<float> judge_scores;
+  // Shadow mode: the accepted length judge decoding would have reached on this block, and how the
+  // judge's decisions compare with the exact rule's at the positions that walk looked at.
+  int32_t shadow_num_accepted = -1;
+  int32_t shadow_judge_only = 0;  // judge would accept, exact rule rejects
+  int32_t shadow_exact_only = 0;  // exact rule accepts, judge would reject
+  int32_t shadow_both = 0;        // both accept
+
+  int32_t committed() const { return num_accepted + 1; }
+};
+
+// Verifies one block. `rng` supplies the randomness of the sampled rule (untouched by greedy).
+// `head` is required when config.judge != kOff. Errors (kInvalidArgument): sizes that do not
+// match k, token ids outside the vocabulary, a proposal that gives its own token probability 0,
+// missing head or hidden states, a head for another hidden size.
+absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
+                                    const VerifyInput& input, engine::Sampler& rng);
+
+// Plain-softmax statistics of one logits row (temperature 1, no truncation): log p(token) and the
+// entropy in nats. The judge's extra features and the lossy baselines use these.
+struct TokenStats {
+  float logprob = 0;
+  float entropy = 0;
+};
+TokenStats ComputeTokenStats(absl::Span<const float> logits, int32_t token);
+
+// The judge's extra scalar features for draft token i (1-based) of a block, in `head`'s order.
+void JudgeExtras(const JudgeHead& head, const TokenStats& target_stats, float draft_logprob,
+                 std::vector<float>* extras);
+
+}  // namespace verdict::judge
+
+#endif  // VERDICT_JUDGE_VERIFICATION_H_
