@@ -13,6 +13,12 @@ void AddScoreCommand(CLI::App& app, int* exit_code);
 void AddInspectCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddTokenizeCommand(CLI::App& app, int* exit_code);
+void AddJudgeCommand(CLI::App& app, int* exit_code);
+
+// The subcommands of `verdict judge` (registered on the `judge` subcommand).
+void AddJudgeDataCommand(CLI::App& judge, int* exit_code);
+void AddJudgeTrainCommand(CLI::App& judge, int* exit_code);
+void AddJudgeEvalCommand(CLI::App& judge, int* exit_code);
 
 }  // namespace verdict::cli
 

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   verdict::cli::AddInspectCommand(app, &exit_code);
   verdict::cli::AddBenchCommand(app, &exit_code);
   verdict::cli::AddTokenizeCommand(app, &exit_code);
+  verdict::cli::AddJudgeCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

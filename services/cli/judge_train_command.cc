@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+// verdict judge train (being written in this session; replaced before it ends).
+#include "services/cli/cli_util.h"
+#include "services/cli/commands.h"
+
+namespace verdict::cli {
+
+void AddJudgeTrainCommand(CLI::App& judge, int* exit_code) {
+  CLI::App* cmd = judge.add_subcommand("train", "not available yet");
+  cmd->callback([exit_code] { *exit_code = ExitCode(absl::UnimplementedError("judge train")); });
+}
+
+}  // namespace verdict::cli
