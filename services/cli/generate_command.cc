@@ -6,11 +6,18 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
 #include "common/status_macros.h"
 #include "engine/generator.h"
 #include "engine/tokenizer/chat_format.h"
 #include "engine/tokenizer/detokenizer.h"
+#include "judge/judge_head.h"
+#include "judge/speculative_decoder.h"
+#include "judge/speculative_session.h"
+#include "judge/vocabulary_check.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 
@@ -29,7 +36,92 @@ struct GenerateFlags {
   bool chat = false;
   int threads = 0;
   bool quiet = false;
+  // Speculative decoding.
+  std::string draft;
+  std::string policy;  // empty: "judge" with --judge, otherwise greedy/sampled from the sampling
+  std::string judge_head;
+  std::optional<float> judge_threshold;
+  bool judge_skip_fingerprint = false;
+  std::string k = "8";  // a number or "auto"
+  int64_t k_min = 1;
+  int64_t k_max = 64;
+  float lossy_threshold = 0.3f;
+  float typical_delta = 0.3f;
+  bool stats_json = false;
 };
+
+// "8" or "auto" -> the window options.
+absl::StatusOr<judge::DraftWindowOptions> ParseWindow(const GenerateFlags& flags) {
+  judge::DraftWindowOptions window;
+  window.min_k = flags.k_min;
+  window.max_k = flags.k_max;
+  if (flags.k == "auto") {
+    window.adaptive = true;
+    window.k = std::clamp<int64_t>(8, flags.k_min, flags.k_max);
+  } else if (!absl::SimpleAtoi(flags.k, &window.k)) {
+    return absl::InvalidArgumentError(absl::StrCat("--k must be a number or \"auto\", got \"", flags.k, "\""));
+  }
+  VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
+  return window;
+}
+
+void PrintSpeculativeStats(const judge::SpeculativeStats& s, const std::string& policy, bool json) {
+  const double total_s = std::max(absl::ToDoubleSeconds(s.total_time), 1e-9);
+  if (json) {
+    nlohmann::json j = {
+        {"policy", policy},
+        {"tokens", s.tokens},
+        {"target_passes", s.target_passes},
+        {"tokens_per_target_pass", s.tokens_per_pass()},
+        {"draft_forward_passes", s.draft_passes},
+        {"proposed", s.proposed},
+        {"accepted", {{"exact", s.accepted_exact}, {"judge", s.accepted_judge}, {"lossy", s.accepted_lossy}}},
+        {"accepted_length_histogram", s.accepted_histogram},
+        {"seconds", {{"prefill", absl::ToDoubleSeconds(s.prefill_time)},
+                     {"draft", absl::ToDoubleSeconds(s.draft_time)},
+                     {"verify", absl::ToDoubleSeconds(s.verify_time)},
+                     {"total", total_s}}},
+        {"tokens_per_second", s.tokens / total_s},
+    };
+    if (s.shadow_accepted > 0 || s.shadow_judge_only > 0 || s.shadow_both > 0) {
+      j["shadow"] = {{"would_accept", s.shadow_accepted},
+                     {"judge_only", s.shadow_judge_only},
+                     {"exact_only", s.shadow_exact_only},
+                     {"both", s.shadow_both}};
+    }
+    std::fprintf(stderr, "%s\n", j.dump().c_str());
+    return;
+  }
+  std::fprintf(stderr, "[verdict] speculative decoding, policy %s\n", policy.c_str());
+  std::fprintf(stderr, "[verdict]   tokens %lld, target passes %lld, tokens per target pass %.2f\n",
+               static_cast<long long>(s.tokens), static_cast<long long>(s.target_passes),
+               s.tokens_per_pass());
+  std::fprintf(stderr,
+               "[verdict]   draft tokens proposed %lld, accepted %lld (%.1f%%): exact %lld, judge %lld, "
+               "lossy %lld\n",
+               static_cast<long long>(s.proposed),
+               static_cast<long long>(s.accepted_exact + s.accepted_judge + s.accepted_lossy),
+               s.proposed > 0 ? 100.0 * (s.accepted_exact + s.accepted_judge + s.accepted_lossy) / s.proposed : 0.0,
+               static_cast<long long>(s.accepted_exact), static_cast<long long>(s.accepted_judge),
+               static_cast<long long>(s.accepted_lossy));
+  if (s.shadow_accepted > 0 || s.shadow_judge_only > 0 || s.shadow_both > 0) {
+    std::fprintf(stderr,
+                 "[verdict]   judge shadow: would have accepted %lld draft tokens (judge-only %lld, "
+                 "exact-only %lld, both %lld)\n",
+                 static_cast<long long>(s.shadow_accepted), static_cast<long long>(s.shadow_judge_only),
+                 static_cast<long long>(s.shadow_exact_only), static_cast<long long>(s.shadow_both));
+  }
+  std::string histogram;
+  for (size_t a = 0; a < s.accepted_histogram.size(); ++a) {
+    if (s.accepted_histogram[a] == 0) continue;
+    absl::StrAppend(&histogram, histogram.empty() ? "" : " ", a, ":", s.accepted_histogram[a]);
+  }
+  std::fprintf(stderr, "[verdict]   accepted length per pass (length:passes) %s\n", histogram.c_str());
+  std::fprintf(stderr,
+               "[verdict]   time: prefill %.3f s, draft %.3f s, verify %.3f s; %.1f tok/s overall\n",
+               absl::ToDoubleSeconds(s.prefill_time), absl::ToDoubleSeconds(s.draft_time),
+               absl::ToDoubleSeconds(s.verify_time), s.tokens / total_s);
+}
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
   VERDICT_ASSIGN_OR_RETURN(ReadyModel ready, OpenModel(flags.model, flags.threads));
@@ -37,6 +129,30 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   if (tokenizer == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("the model has no usable tokenizer: ", ready.loaded.tokenizer_error));
+  }
+  // The draft and judge head are checked before any work: a mismatch is a clear error up front.
+  std::optional<ReadyModel> draft;
+  std::unique_ptr<judge::JudgeHead> head;
+  if (!flags.draft.empty()) {
+    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads));
+    VERDICT_RETURN_IF_ERROR(judge::CheckCompatibleModels(ready.loaded.config, draft->loaded.config));
+    if (draft->loaded.tokenizer != nullptr) {
+      VERDICT_RETURN_IF_ERROR(judge::CheckSameVocabulary(*tokenizer, *draft->loaded.tokenizer));
+    }
+    if (!flags.judge_head.empty()) {
+      VERDICT_ASSIGN_OR_RETURN(judge::JudgeHead loaded_head, judge::LoadJudgeHead(flags.judge_head));
+      head = std::make_unique<judge::JudgeHead>(std::move(loaded_head));
+      VERDICT_ASSIGN_OR_RETURN(std::string fingerprint,
+                               judge::TargetFingerprint(ready.loaded.config, *ready.loaded.weights));
+      absl::Status match = judge::CheckHeadMatchesTarget(*head, fingerprint, ready.loaded.config.hidden_size);
+      if (!match.ok() && !(flags.judge_skip_fingerprint && head->hidden_size() == ready.loaded.config.hidden_size)) {
+        return match;
+      }
+      if (!match.ok()) std::fprintf(stderr, "verdict: warning: %s; continuing (--judge-skip-fingerprint)\n",
+                                    std::string(match.message()).c_str());
+    }
+  } else if (!flags.judge_head.empty() || !flags.policy.empty()) {
+    return absl::InvalidArgumentError("--judge and --policy need a draft model (--draft)");
   }
   std::vector<int32_t> prompt;
   if (flags.chat) {
@@ -83,6 +199,38 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     std::fflush(stdout);
     return true;
   };
+  if (draft.has_value()) {
+    // Speculative decoding: the same streaming, a block of tokens per target pass.
+    VERDICT_ASSIGN_OR_RETURN(judge::DraftWindowOptions window, ParseWindow(flags));
+    judge::VerificationConfig verification;
+    const std::string policy =
+        !flags.policy.empty() ? flags.policy : (head != nullptr ? "judge" : (options.sampling.greedy() ? "greedy" : "sampled"));
+    VERDICT_ASSIGN_OR_RETURN(verification, judge::PolicyConfig(policy, options.sampling));
+    if (head != nullptr) verification.judge_threshold = flags.judge_threshold.value_or(head->threshold);
+    verification.lossy_threshold = flags.lossy_threshold;
+    verification.typical_delta = flags.typical_delta;
+    judge::SpeculativeOptions spec;
+    spec.max_new_tokens = options.max_new_tokens;
+    spec.stop_token_ids = options.stop_token_ids;
+    spec.verification = verification;
+    spec.head = head.get();
+    spec.window = window;
+    spec.on_tokens = [&](absl::Span<const int32_t> tokens) {
+      for (int32_t token : tokens) {
+        if (!options.on_token(token)) return false;
+      }
+      return true;
+    };
+    VERDICT_ASSIGN_OR_RETURN(judge::SpeculativeResult result,
+                             judge::GenerateSpeculative(*ready.model, *draft->model, prompt, spec));
+    VERDICT_RETURN_IF_ERROR(stream_status);
+    const std::string tail = detokenizer.Flush();
+    std::fwrite(tail.data(), 1, tail.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    if (!flags.quiet) PrintSpeculativeStats(result.stats, judge::PolicyName(verification), flags.stats_json);
+    return absl::OkStatus();
+  }
   VERDICT_ASSIGN_OR_RETURN(engine::GenerateResult result,
                            engine::Generate(*ready.model, prompt, options));
   VERDICT_RETURN_IF_ERROR(stream_status);
@@ -121,6 +269,25 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--system", flags->system, "System message (with --chat)");
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
   cmd->add_flag("--quiet", flags->quiet, "No statistics on stderr");
+  cmd->add_option("--draft", flags->draft,
+                  "Draft model (same vocabulary) for speculative decoding");
+  cmd->add_option("--policy", flags->policy,
+                  "Verification: greedy|sampled|judge|judge-shadow|lossy-prob|lossy-typical "
+                  "(default: judge with --judge, else greedy or sampled by --temperature)");
+  cmd->add_option("--judge", flags->judge_head, "Judge head (.safetensors from `verdict judge train`)");
+  cmd->add_option("--judge-threshold", flags->judge_threshold,
+                  "Judge acceptance threshold on its probability (default: the head's; > 1 disables)");
+  cmd->add_flag("--judge-skip-fingerprint", flags->judge_skip_fingerprint,
+                "Use a judge head trained for another copy of the target (e.g. quantized)");
+  cmd->add_option("--k", flags->k, "Draft window: tokens per block (1-256) or \"auto\" (adaptive)")
+      ->capture_default_str();
+  cmd->add_option("--k-min", flags->k_min, "Smallest window with --k auto")->capture_default_str();
+  cmd->add_option("--k-max", flags->k_max, "Largest window with --k auto")->capture_default_str();
+  cmd->add_option("--lossy-threshold", flags->lossy_threshold,
+                  "lossy-prob: accept a mismatch if p_target(token) >= this; lossy-typical: epsilon")
+      ->capture_default_str();
+  cmd->add_option("--typical-delta", flags->typical_delta, "lossy-typical: delta")->capture_default_str();
+  cmd->add_flag("--stats-json", flags->stats_json, "Speculation statistics as one JSON line on stderr");
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunGenerate(*flags));
   });
