@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+// Policy evaluation: run a task file through the target alone and through speculative decoding
+// under several verification policies, check every output, and compare accuracy against speed.
+// This is what `verdict judge eval` prints: whether a lossy policy (the judge, the training-free
+// baselines) buys its extra tokens per target pass without losing answers.
+//
+// Every policy sees the same examples with the same per-example seeds, so the lossless policies
+// reproduce the target-only outputs exactly (greedy) or in distribution (sampled).
+// Not thread-safe (the models are); one call per engine thread at a time.
+#ifndef VERDICT_JUDGE_EVAL_POLICY_EVAL_H_
+#define VERDICT_JUDGE_EVAL_POLICY_EVAL_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "judge/judge_head.h"
+#include "judge/speculative_decoder.h"
+#include "judge/tasks/answer_checker.h"
+#include "judge/tasks/task_file.h"
+#include "judge/verification.h"
+#include "nlohmann/json.hpp"
+
+namespace verdict::judge {
+
+// One row of the evaluation: the target alone, or speculative decoding under one policy.
+struct EvalPolicy {
+  std::string name;          // the row's name: "target", "greedy", "judge", "lossy-prob", ...
+  bool target_only = false;  // plain decoding with the target; no draft
+  VerificationConfig verification;  // unused when target_only
+  DraftWindowOptions window;        // unused when target_only
+};
+
+// Parses a comma-separated list of policies, e.g. "target,standard,judge,lossy-prob":
+//   "target"    the target alone (the reference for accuracy and speed);
+//   "standard"  lossless speculative decoding: "greedy" or "sampled" by `sampling` (the row is
+//               named after the rule it resolves to);
+//   any name PolicyConfig accepts (greedy, sampled, judge, judge-shadow, lossy-prob,
+//               lossy-typical).
+// The judge policies get `judge_threshold`, the lossy ones `lossy_threshold`; every speculative
+// policy gets `window`. Whether a judge head is present is checked by EvaluatePolicies.
+// Errors: kInvalidArgument for an empty list, an unknown or repeated policy (after resolving
+// "standard"), "sampled" with greedy sampling, a bad window or threshold.
+absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list,
+                                                          const engine::SamplingParams& sampling,
+                                                          const DraftWindowOptions& window,
+                                                          float judge_threshold,
+                                                          float lossy_threshold);
+
+struct EvalOptions {
+  int64_t max_new_tokens = 128;
+  std::vector<int32_t> stop_token_ids;
+  // The target-only rows' sampling (the speculative rows use their verification's
+  // target_sampling). Example i runs with seed + i under every policy.
+  engine::SamplingParams sampling;
+  CheckMode check = CheckMode::kFinalAnswer;
+  bool add_bos = true;
+  const JudgeHead* head = nullptr;  // required by the judge and judge-shadow policies
+  // Called after each example: (policy name, examples done, examples in total).
+  std::function<void(const std::string& policy, int64_t done, int64_t total)> progress;
+};
+
+struct PolicyResult {
+  std::string name;
+  bool lossless = true;  // target alone, or a policy whose output distribution is the target's
+  int64_t examples = 0;
+  int64_t correct = 0;
+  double accuracy = 0;  // correct / examples
+  int64_t tokens = 0;   // generated tokens, stop tokens included
+  int64_t target_passes = 0;  // target forward passes that produced tokens (target alone: tokens)
+  int64_t proposed = 0;       // draft tokens sent for verification
+  int64_t accepted_exact = 0;
+  int64_t accepted_judge = 0;
+  int64_t accepted_lossy = 0;
+  double tokens_per_pass = 0;  // tokens / target_passes (target alone: 1)
+  double mean_accepted = 0;    // accepted draft tokens per target pass
+  double seconds = 0;          // wall time of the generation calls only
+  double tokens_per_second = 0;
+  // accepted_histogram[a]: target passes that accepted a draft tokens (empty for target alone).
+  std::vector<int64_t> accepted_histogram;
+  // Per example, in the order given, for inspection: the generated text (stop tokens removed),
+  // whether it was correct, and how many tokens were generated.
+  std::vector<std::string> outputs;
+  std::vector<bool> example_correct;
+  std::vector<int64_t> example_tokens;
+};
+
+// Runs every policy over every example: encodes the prompt, generates (engine::Generate for
+// target-only rows, GenerateSpeculative otherwise), decodes the continuation without stop tokens
+// and checks it with CheckAnswer(example, output, options.check). `draft` may be null when every
+// policy is target-only. Results are in the order of `policies`.
+// Errors (checked before any generation): kInvalidArgument for no examples, no policies, a
+// speculative policy without a draft, a judge policy without options.head ("the judge policy
+// needs --judge HEAD") or with a head of another hidden size; then those of the tokenizer and of
+// the generation calls (the message names the policy and the example id).
+absl::StatusOr<std::vector<PolicyResult>> EvaluatePolicies(engine::ModelSlice& target,
+                                                           engine::ModelSlice* draft,
+                                                           const engine::Tokenizer& tokenizer,
+                                                           absl::Span<const TaskExample> examples,
+                                                           absl::Span<const EvalPolicy> policies,
+                                                           const EvalOptions& options);
+
+// The text of `generated` as a continuation of `prompt` (SentencePiece leading spaces kept, as
+// the prompt's text plus this text is the whole text), with stop tokens and other special tokens
+// dropped. What EvaluatePolicies checks; reference answers should be written the same way.
+absl::StatusOr<std::string> DecodeContinuation(const engine::Tokenizer& tokenizer,
+                                               absl::Span<const int32_t> prompt,
+                                               absl::Span<const int32_t> generated,
+                                               absl::Span<const int32_t> stop_token_ids);
+
+// An aligned text table, one row per result, with a legend line under it: policy, lossless?,
+// accuracy (correct/total), tokens per target pass, mean accepted, accepted by rule
+// exact/judge/lossy, tok/s, and, when a "target" row exists, the speedup over it.
+std::string FormatEvalTable(absl::Span<const PolicyResult> results);
+
+// {"policies": [{name, lossless, examples, correct, accuracy, tokens, target_passes, proposed,
+// accepted: {exact, judge, lossy}, accepted_length_histogram, tokens_per_target_pass,
+// mean_accepted, seconds, tokens_per_second[, speedup_vs_target]}, ...]} (outputs left out).
+nlohmann::json EvalResultsToJson(absl::Span<const PolicyResult> results);
+
+}  // namespace verdict::judge
+
+#endif  // VERDICT_JUDGE_EVAL_POLICY_EVAL_H_
