@@ -1,13 +1,273 @@
 // SPDX-License-Identifier: Apache-2.0
-// verdict judge eval (being written in this session; replaced before it ends).
+// verdict judge eval: accuracy and speed of the target alone and of speculative decoding under
+// each verification policy, over a task file. The table on stdout is the answer to "does the
+// judge keep the answers right while accepting more draft tokens per target pass?".
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "judge/eval/policy_eval.h"
+#include "judge/judge_head.h"
+#include "judge/speculative_session.h"
+#include "judge/tasks/answer_checker.h"
+#include "judge/tasks/task_file.h"
+#include "judge/vocabulary_check.h"
+#include "nlohmann/json.hpp"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 
 namespace verdict::cli {
+namespace {
+
+struct JudgeEvalFlags {
+  std::string model;
+  std::string draft;
+  std::string tasks;
+  std::string judge_head;
+  std::optional<float> judge_threshold;
+  bool judge_skip_fingerprint = false;
+  std::string policies;  // empty: target,standard[,judge],lossy-prob
+  std::string k = "16";  // a number or "auto"
+  int64_t k_min = 1;
+  int64_t k_max = 64;
+  int64_t max_tokens = 128;
+  std::string check = "final-answer";
+  int64_t limit = 0;
+  float temperature = 0.0f;
+  int64_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+  float lossy_threshold = 0.3f;
+  int threads = 0;
+  bool json = false;
+  std::string outputs;
+};
+
+absl::StatusOr<judge::DraftWindowOptions> ParseWindow(const JudgeEvalFlags& flags) {
+  judge::DraftWindowOptions window;
+  window.min_k = flags.k_min;
+  window.max_k = flags.k_max;
+  if (flags.k == "auto") {
+    window.adaptive = true;
+    window.k = std::clamp<int64_t>(16, flags.k_min, flags.k_max);
+  } else if (!absl::SimpleAtoi(flags.k, &window.k)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--k must be a number or \"auto\", got \"", flags.k, "\""));
+  } else {
+    // A fixed window may exceed the adaptive bound's default; the bound only matters for auto.
+    window.max_k = std::max(window.max_k, window.k);
+  }
+  VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
+  return window;
+}
+
+// Progress on stderr: one rewritten line on a terminal, one line per finished policy otherwise
+// (logs should not fill with carriage returns).
+void ShowProgress(const std::string& policy, int64_t done, int64_t total) {
+  static const bool tty = isatty(fileno(stderr)) != 0;
+  if (tty) {
+    std::fprintf(stderr, "\r[verdict] %s: %lld/%lld examples", policy.c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total));
+    if (done == total) std::fputc('\n', stderr);
+  } else if (done == total) {
+    std::fprintf(stderr, "[verdict] %s: %lld/%lld examples done\n", policy.c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total));
+  }
+  std::fflush(stderr);
+}
+
+// One JSON line per policy and example: what each policy wrote and whether it was right.
+absl::Status WriteOutputs(const std::string& path, absl::Span<const judge::TaskExample> examples,
+                          absl::Span<const judge::PolicyResult> results) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path));
+  for (const judge::PolicyResult& r : results) {
+    for (size_t i = 0; i < r.outputs.size() && i < examples.size(); ++i) {
+      const nlohmann::json line = {{"policy", r.name},
+                                   {"id", examples[i].id},
+                                   {"line", examples[i].line},
+                                   {"correct", static_cast<bool>(r.example_correct[i])},
+                                   {"tokens", r.example_tokens[i]},
+                                   {"output", r.outputs[i]}};
+      out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    }
+  }
+  out.flush();
+  if (!out) return absl::DataLossError(absl::StrCat("failed writing ", path));
+  return absl::OkStatus();
+}
+
+absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
+  VERDICT_ASSIGN_OR_RETURN(judge::CheckMode check, judge::ParseCheckMode(flags.check));
+  VERDICT_ASSIGN_OR_RETURN(judge::DraftWindowOptions window, ParseWindow(flags));
+  engine::SamplingParams sampling;
+  sampling.temperature = flags.temperature;
+  sampling.top_k = flags.top_k;
+  sampling.top_p = flags.top_p;
+  sampling.seed = flags.seed;
+  VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(sampling));
+
+  // The task file first: it is the cheapest thing to get wrong.
+  judge::TaskReadOptions read_options;
+  read_options.max_examples = flags.limit;
+  VERDICT_ASSIGN_OR_RETURN(judge::TaskFile tasks, judge::ReadTaskFile(flags.tasks, read_options));
+  if (tasks.skipped_lines > 0) {
+    std::fprintf(stderr, "verdict: warning: skipped %lld malformed line(s) of %s: %s%s\n",
+                 static_cast<long long>(tasks.skipped_lines), flags.tasks.c_str(),
+                 absl::StrJoin(tasks.skip_reasons.begin(),
+                               tasks.skip_reasons.begin() +
+                                   std::min<size_t>(tasks.skip_reasons.size(), 3),
+                               "; ")
+                     .c_str(),
+                 tasks.skipped_lines > 3 ? "; ..." : "");
+  }
+
+  VERDICT_ASSIGN_OR_RETURN(ReadyModel target, OpenModel(flags.model, flags.threads));
+  const engine::Tokenizer* tokenizer = target.loaded.tokenizer.get();
+  if (tokenizer == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the target has no usable tokenizer: ", target.loaded.tokenizer_error));
+  }
+  std::unique_ptr<judge::JudgeHead> head;
+  if (!flags.judge_head.empty()) {
+    VERDICT_ASSIGN_OR_RETURN(judge::JudgeHead loaded, judge::LoadJudgeHead(flags.judge_head));
+    head = std::make_unique<judge::JudgeHead>(std::move(loaded));
+    VERDICT_ASSIGN_OR_RETURN(std::string fingerprint,
+                             judge::TargetFingerprint(target.loaded.config, *target.loaded.weights));
+    absl::Status match =
+        judge::CheckHeadMatchesTarget(*head, fingerprint, target.loaded.config.hidden_size);
+    if (!match.ok()) {
+      // A different hidden size can never work; a different fingerprint may be a quantized copy.
+      if (!flags.judge_skip_fingerprint ||
+          head->hidden_size() != target.loaded.config.hidden_size) {
+        return match;
+      }
+      std::fprintf(stderr, "verdict: warning: %s; continuing (--judge-skip-fingerprint)\n",
+                   std::string(match.message()).c_str());
+    }
+  } else if (flags.judge_threshold.has_value()) {
+    return absl::InvalidArgumentError("--judge-threshold needs a judge head (--judge)");
+  }
+
+  const std::string policy_list =
+      !flags.policies.empty()
+          ? flags.policies
+          : absl::StrCat("target,standard", head != nullptr ? ",judge" : "", ",lossy-prob");
+  const float judge_threshold =
+      flags.judge_threshold.value_or(head != nullptr ? head->threshold : 0.5f);
+  VERDICT_ASSIGN_OR_RETURN(std::vector<judge::EvalPolicy> policies,
+                           judge::ParseEvalPolicies(policy_list, sampling, window, judge_threshold,
+                                                    flags.lossy_threshold));
+  const bool needs_draft = std::any_of(policies.begin(), policies.end(),
+                                       [](const judge::EvalPolicy& p) { return !p.target_only; });
+  std::optional<ReadyModel> draft;
+  if (needs_draft) {
+    if (flags.draft.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "policies other than \"target\" need a draft model (--draft); policies: ", policy_list));
+    }
+    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads));
+    VERDICT_RETURN_IF_ERROR(judge::CheckCompatibleModels(target.loaded.config, draft->loaded.config));
+    if (draft->loaded.tokenizer != nullptr) {
+      VERDICT_RETURN_IF_ERROR(judge::CheckSameVocabulary(*tokenizer, *draft->loaded.tokenizer));
+    } else {
+      std::fprintf(stderr,
+                   "verdict: warning: the draft ships no tokenizer; only its vocabulary size was "
+                   "checked against the target's\n");
+    }
+  }
+
+  judge::EvalOptions options;
+  options.max_new_tokens = flags.max_tokens;
+  options.stop_token_ids = engine::StopTokenIds(target.loaded);
+  options.sampling = sampling;
+  options.check = check;
+  options.head = head.get();
+  options.progress = ShowProgress;
+  std::fprintf(stderr, "[verdict] %zu examples, policies %s, check %s, k %s\n",
+               tasks.examples.size(), policy_list.c_str(),
+               std::string(judge::CheckModeName(check)).c_str(), flags.k.c_str());
+  VERDICT_ASSIGN_OR_RETURN(
+      std::vector<judge::PolicyResult> results,
+      judge::EvaluatePolicies(*target.model, draft.has_value() ? draft->model.get() : nullptr,
+                              *tokenizer, tasks.examples, policies, options));
+  if (!flags.outputs.empty()) {
+    VERDICT_RETURN_IF_ERROR(WriteOutputs(flags.outputs, tasks.examples, results));
+  }
+  if (flags.json) {
+    nlohmann::json json = judge::EvalResultsToJson(results);
+    json["examples"] = tasks.examples.size();
+    json["skipped_lines"] = tasks.skipped_lines;
+    json["check"] = std::string(judge::CheckModeName(check));
+    json["max_new_tokens"] = flags.max_tokens;
+    json["k"] = flags.k;
+    std::printf("%s\n", json.dump(2).c_str());
+  } else {
+    std::fputs(judge::FormatEvalTable(results).c_str(), stdout);
+  }
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 void AddJudgeEvalCommand(CLI::App& judge, int* exit_code) {
-  CLI::App* cmd = judge.add_subcommand("eval", "not available yet");
-  cmd->callback([exit_code] { *exit_code = ExitCode(absl::UnimplementedError("judge eval")); });
+  auto flags = std::make_shared<JudgeEvalFlags>();
+  CLI::App* cmd = judge.add_subcommand(
+      "eval", "Compare the target alone and speculative policies on a task file: accuracy vs speed");
+  cmd->add_option("--model", flags->model, "Target model (Hugging Face directory or .gguf)")
+      ->required();
+  cmd->add_option("--draft", flags->draft, "Draft model (same vocabulary as the target)");
+  cmd->add_option("--tasks", flags->tasks, "Task file (JSONL: prompt, answer(s), final_answer)")
+      ->required();
+  cmd->add_option("--judge", flags->judge_head,
+                  "Judge head (.safetensors from `verdict judge train`); adds the judge policy");
+  cmd->add_option("--judge-threshold", flags->judge_threshold,
+                  "Judge acceptance threshold on its probability (default: the head's)");
+  cmd->add_flag("--judge-skip-fingerprint", flags->judge_skip_fingerprint,
+                "Use a judge head trained for another copy of the target (e.g. quantized)");
+  cmd->add_option("--policies", flags->policies,
+                  "Comma-separated: target, standard (greedy/sampled by the sampling flags), "
+                  "greedy, sampled, judge, judge-shadow, lossy-prob, lossy-typical "
+                  "(default: target,standard[,judge],lossy-prob)");
+  cmd->add_option("--k", flags->k, "Draft window: tokens per block (1-256) or \"auto\"")
+      ->capture_default_str();
+  cmd->add_option("--k-min", flags->k_min, "Smallest window with --k auto")->capture_default_str();
+  cmd->add_option("--k-max", flags->k_max, "Largest window with --k auto")->capture_default_str();
+  cmd->add_option("--max-tokens", flags->max_tokens, "Maximum new tokens per example")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--check", flags->check,
+                  "final-answer (last number matches) or reference (output equals an answer)")
+      ->capture_default_str();
+  cmd->add_option("--limit", flags->limit, "Evaluate only the first N examples (0 = all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--temperature", flags->temperature, "Sampling temperature (0 = greedy)")
+      ->capture_default_str();
+  cmd->add_option("--top-k", flags->top_k, "Keep the k most likely tokens (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--top-p", flags->top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
+  cmd->add_option("--seed", flags->seed, "Random seed (example i uses seed + i)")
+      ->capture_default_str();
+  cmd->add_option("--lossy-threshold", flags->lossy_threshold,
+                  "lossy-prob: accept a mismatch if p_target(token) >= this; lossy-typical: epsilon")
+      ->capture_default_str();
+  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
+  cmd->add_flag("--json", flags->json, "Print the results as JSON instead of a table");
+  cmd->add_option("--outputs", flags->outputs,
+                  "Write each policy's output and correctness per example to this JSONL file");
+  cmd->callback([flags, exit_code] { *exit_code = ExitCode(RunJudgeEval(*flags)); });
 }
 
 }  // namespace verdict::cli
