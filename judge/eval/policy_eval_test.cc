@@ -184,6 +184,30 @@ TEST_F(PolicyEvalTest, LossyProbWithThresholdZeroAcceptsLossily) {
   EXPECT_THAT(FormatEvalTable(results), Not(HasSubstr("speedup")));
 }
 
+TEST_F(PolicyEvalTest, JudgePolicyUsesTheHead) {
+  const std::vector<TaskExample> examples = GreedyContinuationTasks();
+  // A head that accepts everything: zero weights, a large bias.
+  JudgeHead head;
+  head.weight.assign(target_->config().hidden_size, 0.0f);
+  head.bias = 10.0f;
+  options_.head = &head;
+  ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> policies,
+                       ParseEvalPolicies("judge,judge-shadow", {}, Window(8), 0.5f, 0.3f));
+  ASSERT_OK_AND_ASSIGN(std::vector<PolicyResult> results,
+                       EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_));
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_FALSE(results[0].lossless);
+  EXPECT_GT(results[0].accepted_judge, 0);
+  // Shadow mode reports the judge but never lets it accept: the greedy outputs, all correct.
+  EXPECT_TRUE(results[1].lossless);
+  EXPECT_EQ(results[1].accepted_judge, 0);
+  EXPECT_EQ(results[1].correct, results[1].examples);
+
+  head.weight.push_back(0.0f);
+  EXPECT_THAT(EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hidden states of size")));
+}
+
 TEST_F(PolicyEvalTest, ConfigurationErrorsComeFirst) {
   const std::vector<TaskExample> examples = {TaskExample{.id = "1", .line = 1, .prompt = "Hi",
                                                          .answers = {"x"}}};
