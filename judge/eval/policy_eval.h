@@ -94,7 +94,8 @@ struct PolicyResult {
 
 // Runs every policy over every example: encodes the prompt, generates (engine::Generate for
 // target-only rows, GenerateSpeculative otherwise), decodes the continuation without stop tokens
-// and checks it with CheckAnswer(example, output, options.check). `draft` may be null when every
+// and checks it with CheckAnswer(example, output, options.check). A short untimed warm-up run
+// comes first, so the first row is not charged for cold caches. `draft` may be null when every
 // policy is target-only. Results are in the order of `policies`.
 // Errors (checked before any generation): kInvalidArgument for no examples, no policies, a
 // speculative policy without a draft, a judge policy without options.head ("the judge policy
