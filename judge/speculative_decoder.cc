@@ -84,7 +84,8 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
   std::unique_ptr<DraftSession> proposer;
   const bool draft_fits = n_prompt < draft_capacity;
   if (draft_fits) {
-    VERDICT_ASSIGN_OR_RETURN(proposer, DraftSession::Create(&draft, draft_sampling, draft_capacity));
+    VERDICT_ASSIGN_OR_RETURN(proposer, DraftSession::Create(&draft, draft_sampling, draft_capacity,
+                                                            options.verification.lossy == LossyRule::kKl));
     VERDICT_RETURN_IF_ERROR(proposer->Start(prompt));
   }
   VERDICT_RETURN_IF_ERROR(verifier->Start(prompt));
@@ -149,6 +150,7 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
       stats.shadow_both += verdict.shadow_both;
     }
     window.Observe(k, verdict.num_accepted);
+    if (options.on_verdict) options.on_verdict(block, verdict);
 
     // Commit to the output, cutting at a stop token or max_new_tokens.
     emitted.assign(block.tokens.begin(), block.tokens.begin() + verdict.num_accepted);

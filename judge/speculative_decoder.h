@@ -55,6 +55,8 @@ struct SpeculativeOptions {
   DraftWindowOptions window;
   // Called with the tokens each target pass commits (after stop/max truncation); false stops.
   std::function<bool(absl::Span<const int32_t> tokens)> on_tokens;
+  // Called after each target pass with the block and its verdict (before on_tokens).
+  std::function<void(const DraftBlock& block, const Verdict& verdict)> on_verdict;
 };
 
 struct SpeculativeStats {

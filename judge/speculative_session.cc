@@ -42,15 +42,17 @@ absl::Status CheckCompatibleModels(const engine::LlamaConfig& target, const engi
 // ---- DraftSession --------------------------------------------------------------------------------
 
 DraftSession::DraftSession(engine::ModelSlice* draft, const engine::SamplingParams& sampling,
-                           std::unique_ptr<engine::KvCache> cache)
-    : draft_(draft), sampler_(sampling), cache_(std::move(cache)) {}
+                           std::unique_ptr<engine::KvCache> cache, bool record_distributions)
+    : draft_(draft), record_distributions_(record_distributions), sampler_(sampling), cache_(std::move(cache)) {}
 
 absl::StatusOr<std::unique_ptr<DraftSession>> DraftSession::Create(
-    engine::ModelSlice* draft, const engine::SamplingParams& sampling, int64_t capacity) {
+    engine::ModelSlice* draft, const engine::SamplingParams& sampling, int64_t capacity,
+    bool record_distributions) {
   VERDICT_RETURN_IF_ERROR(RequireWholeModel(draft, "draft"));
   VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(sampling));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, draft->NewKvCache(capacity));
-  return std::unique_ptr<DraftSession>(new DraftSession(draft, sampling, std::move(cache)));
+  return std::unique_ptr<DraftSession>(
+      new DraftSession(draft, sampling, std::move(cache), record_distributions));
 }
 
 absl::Status DraftSession::Start(absl::Span<const int32_t> prompt) {
@@ -113,6 +115,10 @@ absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
     }
     block.tokens.push_back(token);
     block.logprobs.push_back(ComputeTokenStats(logits, token).logprob);
+    if (record_distributions_) {
+      engine::SamplingDistribution(logits, engine::SamplingParams{.temperature = 1.0f}, &probs_);
+      block.distributions.insert(block.distributions.end(), probs_.begin(), probs_.end());
+    }
     feed = absl::MakeConstSpan(&block.tokens.back(), 1);
     if (i + 1 == k) break;  // the last proposal is not fed: its verdict decides what comes next
   }

@@ -28,11 +28,13 @@ class DraftSession {
  public:
   // `draft` must be a whole model and outlive the session. `sampling` is the draft's own sampling
   // (greedy proposals carry no distributions; sampled ones carry the sparse proposal q).
-  // `capacity` bounds committed + proposed tokens. Errors: those of NewKvCache and
-  // ValidateSamplingParams; kInvalidArgument for a model slice.
+  // `capacity` bounds committed + proposed tokens. With `record_distributions` every block also
+  // carries the draft's full plain-softmax distributions (for the KL baseline). Errors: those of
+  // NewKvCache and ValidateSamplingParams; kInvalidArgument for a model slice.
   static absl::StatusOr<std::unique_ptr<DraftSession>> Create(engine::ModelSlice* draft,
                                                               const engine::SamplingParams& sampling,
-                                                              int64_t capacity);
+                                                              int64_t capacity,
+                                                              bool record_distributions = false);
 
   // Starts from committed tokens `prompt` (at least one). The prompt's prefill happens lazily in
   // the first Propose. kInvalidArgument for an empty prompt, kResourceExhausted if it does not fit.
@@ -55,9 +57,10 @@ class DraftSession {
 
  private:
   DraftSession(engine::ModelSlice* draft, const engine::SamplingParams& sampling,
-               std::unique_ptr<engine::KvCache> cache);
+               std::unique_ptr<engine::KvCache> cache, bool record_distributions);
 
   engine::ModelSlice* draft_;
+  bool record_distributions_;
   engine::Sampler sampler_;
   std::unique_ptr<engine::KvCache> cache_;
   std::vector<int32_t> committed_;

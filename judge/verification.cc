@@ -130,6 +130,16 @@ absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* he
       }
     }
   }
+  if (config.lossy == LossyRule::kKl &&
+      static_cast<int64_t>(draft.distributions.size()) != k * input.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("the KL rule needs the draft's distributions (",
+                                                   k, " x ", input.vocab_size, "), the block has ",
+                                                   draft.distributions.size(), " values"));
+  }
+  if (config.lossy == LossyRule::kTokenMask &&
+      static_cast<int64_t>(config.lossy_token_mask->size()) != input.vocab_size) {
+    return absl::InvalidArgumentError("the token mask does not cover the vocabulary");
+  }
   if (config.judge != JudgeMode::kOff) {
     if (head == nullptr) return absl::InvalidArgumentError("the judge policy needs a judge head");
     if (input.hidden_size != head->hidden_size()) {
@@ -152,6 +162,25 @@ absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* he
     }
   }
   return absl::OkStatus();
+}
+
+// KL(p || q) in nats, p = softmax(target_logits), q the draft's distribution (a zero in q where p has
+// mass makes it infinite).
+double KlDivergence(absl::Span<const float> target_logits, absl::Span<const float> q) {
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (float v : target_logits) max_logit = std::max(max_logit, v);
+  double sum = 0;
+  for (float v : target_logits) sum += std::exp(static_cast<double>(v) - max_logit);
+  const double log_sum = std::log(sum);
+  double kl = 0;
+  for (size_t j = 0; j < target_logits.size(); ++j) {
+    const double log_p = static_cast<double>(target_logits[j]) - max_logit - log_sum;
+    const double p = std::exp(log_p);
+    if (p == 0) continue;
+    if (!(q[j] > 0)) return std::numeric_limits<double>::infinity();
+    kl += p * (log_p - std::log(static_cast<double>(q[j])));
+  }
+  return kl;
 }
 
 }  // namespace
@@ -200,10 +229,12 @@ absl::StatusOr<VerificationConfig> PolicyConfig(absl::string_view policy,
     config.lossy = LossyRule::kTargetProb;
   } else if (policy == "lossy-typical") {
     config.lossy = LossyRule::kTypical;
+  } else if (policy == "lossy-kl") {
+    config.lossy = LossyRule::kKl;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown verification policy \"", policy,
-                     "\"; expected greedy, sampled, judge, judge-shadow, lossy-prob or lossy-typical"));
+                     "\"; expected greedy, sampled, judge, judge-shadow, lossy-prob, lossy-typical or lossy-kl"));
   }
   return config;
 }
@@ -214,6 +245,9 @@ std::string PolicyName(const VerificationConfig& config) {
   if (config.judge == JudgeMode::kShadow) absl::StrAppend(&name, "+judge-shadow");
   if (config.lossy == LossyRule::kTargetProb) absl::StrAppend(&name, "+lossy-prob");
   if (config.lossy == LossyRule::kTypical) absl::StrAppend(&name, "+lossy-typical");
+  if (config.lossy == LossyRule::kKl) absl::StrAppend(&name, "+lossy-kl");
+  if (config.lossy == LossyRule::kTokenMask) absl::StrAppend(&name, "+token-class");
+  if (config.lossy == LossyRule::kOracle) absl::StrAppend(&name, "+oracle");
   return name;
 }
 
@@ -227,10 +261,19 @@ absl::Status ValidateVerificationConfig(const VerificationConfig& config) {
   if (std::isnan(config.judge_threshold)) {
     return absl::InvalidArgumentError("the judge threshold is NaN");
   }
-  if (config.lossy != LossyRule::kNone &&
-      !(config.lossy_threshold >= 0.0f && config.lossy_threshold <= 1.0f)) {
+  const bool probability_rule = config.lossy == LossyRule::kTargetProb || config.lossy == LossyRule::kTypical;
+  if (probability_rule && !(config.lossy_threshold >= 0.0f && config.lossy_threshold <= 1.0f)) {
     return absl::InvalidArgumentError(absl::StrCat("the lossy threshold must be in [0, 1], got ",
                                                    config.lossy_threshold));
+  }
+  if (config.lossy == LossyRule::kKl && !(config.lossy_threshold >= 0.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("the KL threshold must be >= 0, got ", config.lossy_threshold));
+  }
+  if (config.lossy == LossyRule::kTokenMask && config.lossy_token_mask == nullptr) {
+    return absl::InvalidArgumentError("the token-class rule needs a token mask");
+  }
+  if (config.lossy == LossyRule::kOracle && !config.oracle) {
+    return absl::InvalidArgumentError("the oracle rule needs an oracle");
   }
   if (config.lossy == LossyRule::kTypical && !(config.typical_delta >= 0.0f)) {
     return absl::InvalidArgumentError("the typical-acceptance delta must be >= 0");
@@ -311,11 +354,25 @@ absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const Judg
     return verdict.judge_scores[i] > config.judge_threshold;
   };
   auto lossy_accepts = [&](int64_t i) {
-    if (config.lossy == LossyRule::kNone) return false;
-    const TokenStats& s = stats_at(i);
-    const float p = std::exp(s.logprob);
-    if (config.lossy == LossyRule::kTargetProb) return p >= config.lossy_threshold;
-    return p > std::min(config.lossy_threshold, config.typical_delta * std::exp(-s.entropy));
+    switch (config.lossy) {
+      case LossyRule::kNone:
+        return false;
+      case LossyRule::kTargetProb:
+        return std::exp(stats_at(i).logprob) >= config.lossy_threshold;
+      case LossyRule::kTypical: {
+        const TokenStats& s = stats_at(i);
+        return std::exp(s.logprob) > std::min(config.lossy_threshold, config.typical_delta * std::exp(-s.entropy));
+      }
+      case LossyRule::kKl:
+        return KlDivergence(exact.Row(i), absl::MakeConstSpan(draft.distributions)
+                                              .subspan(i * input.vocab_size, input.vocab_size)) <=
+               config.lossy_threshold;
+      case LossyRule::kTokenMask:
+        return (*config.lossy_token_mask)[draft.tokens[i]] != 0;
+      case LossyRule::kOracle:
+        return config.oracle(absl::MakeConstSpan(draft.tokens).subspan(0, i), draft.tokens[i]);
+    }
+    return false;
   };
 
   // The real walk.

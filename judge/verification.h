@@ -15,7 +15,10 @@
 //      probability min(1, p(d_i) / q(d_i)); on rejection sample from norm(max(0, p - q)));
 //   2. the judge head: sigmoid(w.h_i + b [+ extra features]) > threshold (lossy);
 //   3. a training-free lossy baseline (lossy): the target's own probability of d_i passes a
-//      threshold, or Medusa's typical acceptance p(d_i) > min(eps, delta * exp(-H(p))).
+//      threshold, Medusa's typical acceptance p(d_i) > min(eps, delta * exp(-H(p))), the
+//      draft-target divergence KL(p || q) at the position is small, a token class (e.g. "not a
+//      digit") is always accepted, or an external oracle (the task's checker: the ceiling a judge
+//      could reach) says the token keeps the answer correct.
 // With the judge in shadow mode it is evaluated but never accepts; the verdict reports what it
 // would have done. Every accepted token carries the rule that accepted it.
 //
@@ -24,6 +27,8 @@
 #define VERDICT_JUDGE_VERIFICATION_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,11 +67,19 @@ struct DraftBlock {
   // The proposal distribution of each d_i (after the draft's temperature/top-k/top-p). Empty when
   // the draft is greedy: then q is one-hot on d_i, which is also exact for sampled verification.
   std::vector<DraftDistribution> proposals;
+  // Optional: the draft's full plain-softmax distribution at each proposal, [k, vocab] (what the
+  // KL baseline compares with the target's). Recorded only when asked for (it is large).
+  std::vector<float> distributions;
 };
 
 enum class ExactRule { kGreedy, kSampled };
 enum class JudgeMode { kOff, kOn, kShadow };
-enum class LossyRule { kNone, kTargetProb, kTypical };
+enum class LossyRule { kNone, kTargetProb, kTypical, kKl, kTokenMask, kOracle };
+
+// Decides whether draft token `token` is acceptable after the block's accepted tokens
+// `block_prefix` (the caller knows the committed text before the block).
+using AcceptanceOracle =
+    std::function<bool(absl::Span<const int32_t> block_prefix, int32_t token)>;
 
 struct VerificationConfig {
   ExactRule exact = ExactRule::kGreedy;
@@ -79,14 +92,20 @@ struct VerificationConfig {
   LossyRule lossy = LossyRule::kNone;
   // kTargetProb: accept if the target's plain-softmax probability of d_i >= lossy_threshold.
   // kTypical: accept if p(d_i) > min(lossy_threshold, typical_delta * exp(-entropy(p))).
+  // kKl: accept if KL(p_target || q_draft) <= lossy_threshold (nats; needs the block's
+  // distributions). kTokenMask: accept if lossy_token_mask[d_i] != 0. kOracle: accept if
+  // oracle(accepted block tokens, d_i).
   float lossy_threshold = 0.3f;
   float typical_delta = 0.3f;
+  std::shared_ptr<const std::vector<uint8_t>> lossy_token_mask;
+  AcceptanceOracle oracle;
 
   bool lossless() const { return judge != JudgeMode::kOn && lossy == LossyRule::kNone; }
 };
 
 // Named policies for command lines and requests: "greedy", "sampled" (exact rules), "judge" (exact
-// + judge), "judge-shadow" (exact, judge reported only), "lossy-prob", "lossy-typical".
+// + judge), "judge-shadow" (exact, judge reported only), "lossy-prob", "lossy-typical", "lossy-kl"
+// (kTokenMask and kOracle need data a name cannot carry; callers set them directly).
 // `sampling` decides greedy vs sampled for the judge/lossy policies. kInvalidArgument otherwise.
 absl::StatusOr<VerificationConfig> PolicyConfig(absl::string_view policy,
                                                 const engine::SamplingParams& sampling);

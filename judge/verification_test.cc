@@ -190,6 +190,50 @@ TEST(VerifyBlockTest, TypicalAcceptanceUsesTheEntropy) {
   EXPECT_EQ(v.num_accepted, 0);
 }
 
+TEST(VerifyBlockTest, KlTokenClassAndOracleBaselines) {
+  Block b;
+  b.draft.tokens = {2, 3};
+  b.logits = ArgmaxRows({1, 0, 0});  // the exact rule rejects both
+  engine::Sampler rng({});
+  // KL: the draft's distribution at d1 equals the target's, at d2 it is far from it.
+  std::vector<float> p0(kVocab);
+  double z = 0;
+  for (int64_t j = 0; j < kVocab; ++j) z += std::exp(b.logits[j]);
+  for (int64_t j = 0; j < kVocab; ++j) p0[j] = static_cast<float>(std::exp(b.logits[j]) / z);
+  b.draft.distributions = p0;
+  for (int64_t j = 0; j < kVocab; ++j) b.draft.distributions.push_back(j == 3 ? 0.95f : 0.01f);
+  VerificationConfig kl;
+  kl.lossy = LossyRule::kKl;
+  kl.lossy_threshold = 0.01f;
+  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock(kl, nullptr, b.Input(), rng));
+  EXPECT_EQ(v.num_accepted, 1);
+  EXPECT_EQ(v.reasons[0], AcceptReason::kLossy);
+  Block no_dist = b;
+  no_dist.draft.distributions.clear();
+  EXPECT_THAT(VerifyBlock(kl, nullptr, no_dist.Input(), rng),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("distributions")));
+
+  VerificationConfig mask;
+  mask.lossy = LossyRule::kTokenMask;
+  mask.lossy_token_mask = std::make_shared<std::vector<uint8_t>>(std::vector<uint8_t>{0, 0, 1, 1, 0, 0});
+  ASSERT_OK_AND_ASSIGN(v, VerifyBlock(mask, nullptr, b.Input(), rng));
+  EXPECT_EQ(v.num_accepted, 2);
+
+  VerificationConfig oracle;
+  oracle.lossy = LossyRule::kOracle;
+  std::vector<std::vector<int32_t>> asked;
+  oracle.oracle = [&](absl::Span<const int32_t> prefix, int32_t token) {
+    std::vector<int32_t> seen(prefix.begin(), prefix.end());
+    seen.push_back(token);
+    asked.push_back(seen);
+    return token == 2;
+  };
+  ASSERT_OK_AND_ASSIGN(v, VerifyBlock(oracle, nullptr, b.Input(), rng));
+  EXPECT_EQ(v.num_accepted, 1);
+  EXPECT_EQ(v.next_token, 0);
+  EXPECT_THAT(asked, ElementsAre(ElementsAre(2), ElementsAre(2, 3)));
+}
+
 TEST(TokenStatsTest, MatchesDirectComputation) {
   const std::vector<float> logits = {0.5f, -1.0f, 2.0f, 0.0f};
   double z = 0;
