@@ -4,10 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <memory>
+#include <optional>
 #include <set>
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -17,17 +21,78 @@
 #include "common/status_macros.h"
 #include "engine/generator.h"
 #include "engine/tokenizer/detokenizer.h"
+#include "judge/tasks/prefix_labeler.h"
 
 namespace verdict::judge {
 namespace {
 
 constexpr absl::string_view kTargetPolicy = "target";
-constexpr absl::string_view kKnownPolicies[] = {"target",       "standard",   "greedy",
-                                                "sampled",      "judge",      "judge-shadow",
-                                                "lossy-prob",   "lossy-typical"};
+constexpr absl::string_view kKnownPolicies[] = {
+    "target",     "draft",         "standard", "greedy",   "sampled", "judge", "judge-shadow",
+    "lossy-prob", "lossy-typical", "lossy-kl", "nondigit", "oracle"};
+
+// Per-example state of the evaluation-only rules: the committed answer text, the reference
+// answers' prefix oracle, and the count of wrong tokens the lossy rules let through.
+class AnswerTracker {
+ public:
+  AnswerTracker(const engine::Tokenizer& tokenizer, const TaskExample& example)
+      : tokenizer_(tokenizer), labeler_(example.answers), has_answers_(!example.answers.empty()) {}
+
+  // Would `token`, after the block's accepted `prefix`, keep the answer a correct prefix?
+  bool Acceptable(absl::Span<const int32_t> prefix, int32_t token) const {
+    std::vector<int32_t> ids(prefix.begin(), prefix.end());
+    ids.push_back(token);
+    absl::StatusOr<std::vector<uint8_t>> labels = labeler_.LabelTokenIds(tokenizer_, text_, ids);
+    return labels.ok() && labels->back() != 0;
+  }
+
+  // Counts the judge/lossy acceptances of this pass that broke a correct answer prefix.
+  void OnVerdict(const DraftBlock& block, const Verdict& verdict) {
+    if (!has_answers_ || verdict.num_accepted == 0) return;
+    absl::StatusOr<std::vector<uint8_t>> labels = labeler_.LabelTokenIds(
+        tokenizer_, text_, absl::MakeConstSpan(block.tokens).subspan(0, verdict.num_accepted));
+    if (!labels.ok()) return;
+    bool correct_before = labeler_.IsCorrectPrefix(text_);
+    for (int32_t i = 0; i < verdict.num_accepted; ++i) {
+      const bool lossy = verdict.reasons[i] == AcceptReason::kJudge || verdict.reasons[i] == AcceptReason::kLossy;
+      if (lossy && correct_before && (*labels)[i] == 0) ++wrong_accepted_;
+      correct_before = (*labels)[i] != 0;
+    }
+  }
+
+  void OnTokens(absl::Span<const int32_t> tokens) {
+    for (int32_t t : tokens) {
+      if (tokenizer_.IsSpecial(t)) continue;
+      absl::StatusOr<std::string> bytes = tokenizer_.TokenBytes(t);
+      if (bytes.ok()) text_ += *bytes;
+    }
+  }
+
+  int64_t wrong_accepted() const { return wrong_accepted_; }
+
+ private:
+  const engine::Tokenizer& tokenizer_;
+  PrefixLabeler labeler_;
+  bool has_answers_;
+  std::string text_;
+  int64_t wrong_accepted_ = 0;
+};
+
+// 1 for every token whose text has no ASCII digit (and is not special): the "nondigit" rule.
+std::shared_ptr<const std::vector<uint8_t>> NonDigitMask(const engine::Tokenizer& tokenizer) {
+  auto mask = std::make_shared<std::vector<uint8_t>>(tokenizer.vocab_size(), 0);
+  for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    absl::StatusOr<std::string> bytes = tokenizer.TokenBytes(id);
+    if (!bytes.ok() || tokenizer.IsSpecial(id)) continue;
+    (*mask)[id] = std::none_of(bytes->begin(), bytes->end(), [](char c) { return c >= '0' && c <= '9'; });
+  }
+  return mask;
+}
+
+bool Speculative(const EvalPolicy& policy) { return !policy.target_only && !policy.draft_only; }
 
 bool NeedsHead(const EvalPolicy& policy) {
-  return !policy.target_only && policy.verification.judge != JudgeMode::kOff;
+  return Speculative(policy) && policy.verification.judge != JudgeMode::kOff;
 }
 
 // Per-example seeds: the examples differ from each other, and each one gets the same random
@@ -71,7 +136,10 @@ absl::Status CheckPolicies(engine::ModelSlice& target, const engine::ModelSlice*
             " but the target's are ", target.config().hidden_size));
       }
     }
-    VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(policy.verification));
+    if (policy.draft_only) continue;
+    if (!policy.non_digit_rule && !policy.oracle_rule) {
+      VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(policy.verification));
+    }
     VERDICT_RETURN_IF_ERROR(ValidateDraftWindowOptions(policy.window));
   }
   return absl::OkStatus();
@@ -82,10 +150,18 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
                                             const engine::Tokenizer& tokenizer,
                                             absl::Span<const TaskExample> examples,
                                             const EvalPolicy& policy,
-                                            const EvalOptions& options) {
+                                            const EvalOptions& options,
+                                            const std::shared_ptr<const std::vector<uint8_t>>& non_digit_mask) {
   PolicyResult result;
   result.name = policy.name;
-  result.lossless = policy.target_only || policy.verification.lossless();
+  result.rule = policy.rule;
+  result.threshold = policy.threshold;
+  if (Speculative(policy)) {
+    result.k = policy.window.k;
+    result.adaptive_k = policy.window.adaptive;
+  }
+  result.lossless = policy.target_only || (Speculative(policy) && policy.verification.lossless() &&
+                                           !policy.non_digit_rule && !policy.oracle_rule);
   absl::Duration elapsed;
   for (size_t i = 0; i < examples.size(); ++i) {
     const TaskExample& example = examples[i];
@@ -94,26 +170,46 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
     if (!prompt.ok()) return InContext(prompt.status(), policy.name, example);
 
     std::vector<int32_t> generated;
-    if (policy.target_only) {
+    if (!Speculative(policy)) {
       engine::GenerateOptions generate;
       generate.max_new_tokens = options.max_new_tokens;
       generate.sampling = ExampleSampling(options.sampling, i);
       generate.stop_token_ids = options.stop_token_ids;
       const absl::Time start = absl::Now();
-      absl::StatusOr<engine::GenerateResult> out = engine::Generate(target, *prompt, generate);
+      absl::StatusOr<engine::GenerateResult> out =
+          engine::Generate(policy.draft_only ? *draft : target, *prompt, generate);
       elapsed += absl::Now() - start;
       if (!out.ok()) return InContext(out.status(), policy.name, example);
       generated = std::move(out->tokens);
-      // Plain decoding: every token costs one target pass (the prefill yields the first).
-      result.target_passes += static_cast<int64_t>(generated.size());
+      // Plain decoding: every token costs one pass (the prefill yields the first); the draft
+      // alone costs no target pass at all.
+      if (policy.target_only) result.target_passes += static_cast<int64_t>(generated.size());
     } else {
+      AnswerTracker tracker(tokenizer, example);
       SpeculativeOptions spec;
       spec.max_new_tokens = options.max_new_tokens;
       spec.stop_token_ids = options.stop_token_ids;
       spec.verification = policy.verification;
       spec.verification.target_sampling = ExampleSampling(policy.verification.target_sampling, i);
+      if (policy.non_digit_rule) {
+        spec.verification.lossy = LossyRule::kTokenMask;
+        spec.verification.lossy_token_mask = non_digit_mask;
+      }
+      if (policy.oracle_rule) {
+        spec.verification.lossy = LossyRule::kOracle;
+        spec.verification.oracle = [&tracker](absl::Span<const int32_t> prefix, int32_t token) {
+          return tracker.Acceptable(prefix, token);
+        };
+      }
       spec.head = options.head;
       spec.window = policy.window;
+      spec.on_verdict = [&tracker](const DraftBlock& block, const Verdict& verdict) {
+        tracker.OnVerdict(block, verdict);
+      };
+      spec.on_tokens = [&tracker](absl::Span<const int32_t> tokens) {
+        tracker.OnTokens(tokens);
+        return true;
+      };
       const absl::Time start = absl::Now();
       absl::StatusOr<SpeculativeResult> out = GenerateSpeculative(target, *draft, *prompt, spec);
       elapsed += absl::Now() - start;
@@ -125,6 +221,7 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
       result.accepted_exact += stats.accepted_exact;
       result.accepted_judge += stats.accepted_judge;
       result.accepted_lossy += stats.accepted_lossy;
+      result.wrong_accepted += tracker.wrong_accepted();
       if (result.accepted_histogram.size() < stats.accepted_histogram.size()) {
         result.accepted_histogram.resize(stats.accepted_histogram.size(), 0);
       }
@@ -145,6 +242,7 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
     if (options.progress) options.progress(policy.name, result.examples, examples.size());
   }
   result.accuracy = static_cast<double>(result.correct) / result.examples;
+  result.target_passes_per_answer = static_cast<double>(result.target_passes) / result.examples;
   if (result.target_passes > 0) {
     result.tokens_per_pass = static_cast<double>(result.tokens) / result.target_passes;
     result.mean_accepted =
@@ -170,7 +268,7 @@ absl::Status WarmUp(engine::ModelSlice& target, engine::ModelSlice* draft,
   generate.sampling = options.sampling;
   VERDICT_RETURN_IF_ERROR(engine::Generate(target, prompt, generate).status());
   for (const EvalPolicy& policy : policies) {
-    if (policy.target_only || draft == nullptr) continue;
+    if (!Speculative(policy) || policy.non_digit_rule || policy.oracle_rule || draft == nullptr) continue;
     SpeculativeOptions spec;
     spec.max_new_tokens = generate.max_new_tokens;
     spec.verification = policy.verification;
@@ -194,41 +292,73 @@ double TargetTokensPerSecond(absl::Span<const PolicyResult> results) {
 
 absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list,
                                                           const engine::SamplingParams& sampling,
-                                                          const DraftWindowOptions& window,
+                                                          absl::Span<const DraftWindowOptions> windows,
                                                           float judge_threshold,
                                                           float lossy_threshold) {
+  if (windows.empty()) return absl::InvalidArgumentError("no draft window given");
+  for (const DraftWindowOptions& window : windows) {
+    VERDICT_RETURN_IF_ERROR(ValidateDraftWindowOptions(window));
+  }
   std::vector<EvalPolicy> policies;
   std::set<std::string> seen;
   for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
-    const std::string name(absl::StripAsciiWhitespace(part));
+    const std::string written(absl::StripAsciiWhitespace(part));
+    std::string name = written;
+    std::optional<float> threshold;
+    if (const size_t at = written.find('@'); at != std::string::npos) {
+      name = written.substr(0, at);
+      float t = 0;
+      if (!absl::SimpleAtof(written.substr(at + 1), &t) || std::isnan(t)) {
+        return absl::InvalidArgumentError(absl::StrCat("bad threshold in policy \"", written, "\""));
+      }
+      threshold = t;
+    }
     if (std::find(std::begin(kKnownPolicies), std::end(kKnownPolicies), name) ==
         std::end(kKnownPolicies)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown policy \"", name, "\"; expected a comma-separated list of ",
-          absl::StrJoin(kKnownPolicies, ", ")));
+          absl::StrJoin(kKnownPolicies, ", "), " (judge and lossy rules may take @THRESHOLD)"));
     }
-    EvalPolicy policy;
-    if (name == kTargetPolicy) {
-      policy.name = name;
-      policy.target_only = true;
-    } else {
-      const std::string rule =
-          name == "standard" ? (sampling.greedy() ? "greedy" : "sampled") : name;
-      VERDICT_ASSIGN_OR_RETURN(VerificationConfig config, PolicyConfig(rule, sampling));
-      policy.name = rule;
-      policy.verification = std::move(config);
-      policy.verification.judge_threshold = judge_threshold;
-      policy.verification.lossy_threshold = lossy_threshold;
+    const bool is_judge = name == "judge" || name == "judge-shadow";
+    const bool is_lossy = absl::StartsWith(name, "lossy-");
+    if (threshold.has_value() && !is_judge && !is_lossy) {
+      return absl::InvalidArgumentError(absl::StrCat("policy \"", name, "\" takes no threshold"));
+    }
+    EvalPolicy base;
+    if (name == kTargetPolicy || name == "draft") {
+      base.name = base.rule = name;
+      base.target_only = name == kTargetPolicy;
+      base.draft_only = name == "draft";
+      if (!seen.insert(base.name).second) {
+        return absl::InvalidArgumentError(absl::StrCat("policy \"", base.name, "\" is listed twice"));
+      }
+      policies.push_back(std::move(base));
+      continue;
+    }
+    const std::string exact_rule = sampling.greedy() ? "greedy" : "sampled";
+    base.non_digit_rule = name == "nondigit";
+    base.oracle_rule = name == "oracle";
+    const bool evaluation_only = base.non_digit_rule || base.oracle_rule;
+    const std::string rule = (name == "standard" || evaluation_only) ? exact_rule : name;
+    VERDICT_ASSIGN_OR_RETURN(base.verification, PolicyConfig(rule, sampling));
+    base.rule = evaluation_only ? name : rule;
+    base.name = name == "standard" ? rule : written;
+    base.verification.judge_threshold = is_judge ? threshold.value_or(judge_threshold) : judge_threshold;
+    base.verification.lossy_threshold = is_lossy ? threshold.value_or(lossy_threshold) : lossy_threshold;
+    if (is_judge) base.threshold = base.verification.judge_threshold;
+    if (is_lossy) base.threshold = base.verification.lossy_threshold;
+    VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(base.verification));
+    for (const DraftWindowOptions& window : windows) {
+      EvalPolicy policy = base;
       policy.window = window;
-      VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(policy.verification));
-      VERDICT_RETURN_IF_ERROR(ValidateDraftWindowOptions(policy.window));
+      const std::string key = absl::StrCat(policy.name, " k=", window.adaptive ? "auto" : absl::StrCat(window.k));
+      if (!seen.insert(key).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("policy \"", policy.name, "\" is listed twice",
+                         name != policy.name && name == "standard" ? " (\"standard\" resolves to it)" : ""));
+      }
+      policies.push_back(std::move(policy));
     }
-    if (!seen.insert(policy.name).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("policy \"", policy.name, "\" is listed twice",
-                       name != policy.name ? " (\"standard\" resolves to it)" : ""));
-    }
-    policies.push_back(std::move(policy));
   }
   if (policies.empty()) return absl::InvalidArgumentError("no policies given");
   return policies;
@@ -243,11 +373,15 @@ absl::StatusOr<std::vector<PolicyResult>> EvaluatePolicies(engine::ModelSlice& t
   // Configuration errors come before any generation: a typo must not cost a long first policy.
   VERDICT_RETURN_IF_ERROR(CheckPolicies(target, draft, examples, policies, options));
   VERDICT_RETURN_IF_ERROR(WarmUp(target, draft, tokenizer, examples.front(), policies, options));
+  const bool any_non_digit = std::any_of(policies.begin(), policies.end(),
+                                         [](const EvalPolicy& p) { return p.non_digit_rule; });
+  const std::shared_ptr<const std::vector<uint8_t>> non_digit_mask =
+      any_non_digit ? NonDigitMask(tokenizer) : nullptr;
   std::vector<PolicyResult> results;
   results.reserve(policies.size());
   for (const EvalPolicy& policy : policies) {
-    VERDICT_ASSIGN_OR_RETURN(PolicyResult result,
-                             EvaluatePolicy(target, draft, tokenizer, examples, policy, options));
+    VERDICT_ASSIGN_OR_RETURN(PolicyResult result, EvaluatePolicy(target, draft, tokenizer, examples, policy,
+                                                                 options, non_digit_mask));
     results.push_back(std::move(result));
   }
   return results;
@@ -275,21 +409,24 @@ std::string FormatEvalTable(absl::Span<const PolicyResult> results) {
   const double target_tps = TargetTokensPerSecond(results);
   const bool with_speedup = target_tps > 0;
   std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> header = {"policy",        "lossless", "accuracy",
-                                     "tok/target pass", "mean accepted",
-                                     "accepted exact/judge/lossy", "tok/s"};
+  std::vector<std::string> header = {"policy", "k", "lossless", "accuracy", "target passes/answer",
+                                     "tok/target pass", "accepted exact/judge/lossy",
+                                     "lossy-accepted share", "wrong let through", "tok/s"};
   if (with_speedup) header.push_back("speedup");
   rows.push_back(header);
   for (const PolicyResult& r : results) {
-    const bool target_only = r.name == kTargetPolicy;
+    const bool plain = r.k == 0;  // the target or the draft alone
+    const int64_t lossy_accepted = r.accepted_judge + r.accepted_lossy;
     std::vector<std::string> row = {
         r.name,
-        r.lossless ? "yes" : "NO",
+        plain ? "-" : (r.adaptive_k ? absl::StrCat("auto") : absl::StrCat(r.k)),
+        r.rule == "draft" ? "-" : (r.lossless ? "yes" : "NO"),
         absl::StrFormat("%5.1f%% (%d/%d)", 100.0 * r.accuracy, r.correct, r.examples),
-        absl::StrFormat("%.2f", r.tokens_per_pass),
-        target_only ? "-" : absl::StrFormat("%.2f", r.mean_accepted),
-        target_only ? "-"
-                    : absl::StrCat(r.accepted_exact, "/", r.accepted_judge, "/", r.accepted_lossy),
+        r.rule == "draft" ? "0" : absl::StrFormat("%.2f", r.target_passes_per_answer),
+        r.rule == "draft" ? "-" : absl::StrFormat("%.2f", r.tokens_per_pass),
+        plain ? "-" : absl::StrCat(r.accepted_exact, "/", r.accepted_judge, "/", r.accepted_lossy),
+        plain ? "-" : absl::StrFormat("%.1f%%", r.tokens > 0 ? 100.0 * lossy_accepted / r.tokens : 0.0),
+        plain ? "-" : absl::StrCat(r.wrong_accepted),
         absl::StrFormat("%.1f", r.tokens_per_second)};
     if (with_speedup) row.push_back(absl::StrFormat("%.2fx", r.tokens_per_second / target_tps));
     rows.push_back(std::move(row));
@@ -306,7 +443,7 @@ std::string FormatEvalTable(absl::Span<const PolicyResult> results) {
       const std::string& cell = rows[r][c];
       const std::string pad(widths[c] - cell.size(), ' ');
       if (c > 0) line += "  ";
-      line += (c < 2 || r == 0) ? cell + pad : pad + cell;
+      line += (c == 0 || c == 2 || r == 0) ? cell + pad : pad + cell;
     }
     absl::StrAppend(&table, absl::StripTrailingAsciiWhitespace(line), "\n");
     if (r == 0) {
@@ -316,9 +453,12 @@ std::string FormatEvalTable(absl::Span<const PolicyResult> results) {
     }
   }
   absl::StrAppend(&table,
-                  "tok/target pass: generated tokens per target forward pass (target alone = 1); "
-                  "mean accepted: draft tokens accepted per pass, split by the rule that accepted "
-                  "them (exact = lossless)",
+                  "target passes/answer: target forward passes per example (the cost that matters: "
+                  "a policy that adopts longer phrasing needs more tokens); tok/target pass: "
+                  "generated tokens per pass; accepted exact/judge/lossy: draft tokens by the rule "
+                  "that accepted them (exact = lossless); lossy-accepted share: tokens accepted by "
+                  "the judge or a lossy rule alone; wrong let through: such tokens that made a "
+                  "correct answer prefix wrong (checked against the reference answers)",
                   with_speedup ? "; speedup: tok/s over the target alone" : "", "\n");
   return table;
 }
@@ -329,6 +469,9 @@ nlohmann::json EvalResultsToJson(absl::Span<const PolicyResult> results) {
   for (const PolicyResult& r : results) {
     nlohmann::json j = {
         {"name", r.name},
+        {"policy", r.rule},
+        {"k", r.k == 0 ? nlohmann::json(nullptr) : (r.adaptive_k ? nlohmann::json("auto") : nlohmann::json(r.k))},
+        {"threshold", std::isnan(r.threshold) ? nlohmann::json(nullptr) : nlohmann::json(r.threshold)},
         {"lossless", r.lossless},
         {"examples", r.examples},
         {"correct", r.correct},
@@ -339,7 +482,10 @@ nlohmann::json EvalResultsToJson(absl::Span<const PolicyResult> results) {
         {"accepted", {{"exact", r.accepted_exact}, {"judge", r.accepted_judge},
                       {"lossy", r.accepted_lossy}}},
         {"accepted_length_histogram", r.accepted_histogram},
+        {"target_passes_per_answer", r.target_passes_per_answer},
         {"tokens_per_target_pass", r.tokens_per_pass},
+        {"lossy_accepted_share", r.tokens > 0 ? static_cast<double>(r.accepted_judge + r.accepted_lossy) / r.tokens : 0.0},
+        {"wrong_let_through", r.wrong_accepted},
         {"mean_accepted", r.mean_accepted},
         {"seconds", r.seconds},
         {"tokens_per_second", r.tokens_per_second},

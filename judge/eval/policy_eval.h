@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -30,27 +31,37 @@
 
 namespace verdict::judge {
 
-// One row of the evaluation: the target alone, or speculative decoding under one policy.
+// One row of the evaluation: the target alone, the draft alone, or speculative decoding under one
+// policy with one draft window.
 struct EvalPolicy {
-  std::string name;          // the row's name: "target", "greedy", "judge", "lossy-prob", ...
+  std::string name;          // the policy as written: "target", "greedy", "judge@0.3", ...
+  std::string rule;          // the policy without its threshold: "judge", "lossy-prob", ...
   bool target_only = false;  // plain decoding with the target; no draft
-  VerificationConfig verification;  // unused when target_only
-  DraftWindowOptions window;        // unused when target_only
+  bool draft_only = false;   // plain decoding with the draft (its quality without verification)
+  VerificationConfig verification;  // speculative rows only
+  DraftWindowOptions window;        // speculative rows only
+  // The judge or lossy threshold of this row (NaN where none applies).
+  float threshold = std::numeric_limits<float>::quiet_NaN();
+  bool non_digit_rule = false;  // "nondigit": accept any mismatching token without a digit
+  bool oracle_rule = false;     // "oracle": accept a mismatching token iff the answer stays correct
 };
 
-// Parses a comma-separated list of policies, e.g. "target,standard,judge,lossy-prob":
+// Parses a comma-separated list of policies, each optionally with a threshold "NAME@T":
 //   "target"    the target alone (the reference for accuracy and speed);
-//   "standard"  lossless speculative decoding: "greedy" or "sampled" by `sampling` (the row is
-//               named after the rule it resolves to);
-//   any name PolicyConfig accepts (greedy, sampled, judge, judge-shadow, lossy-prob,
-//               lossy-typical).
-// The judge policies get `judge_threshold`, the lossy ones `lossy_threshold`; every speculative
-// policy gets `window`. Whether a judge head is present is checked by EvaluatePolicies.
-// Errors: kInvalidArgument for an empty list, an unknown or repeated policy (after resolving
-// "standard"), "sampled" with greedy sampling, a bad window or threshold.
+//   "draft"     the draft alone (what the draft gets right without verification);
+//   "standard"  lossless speculative decoding: "greedy" or "sampled" by `sampling`;
+//   greedy, sampled, judge[@T], judge-shadow, lossy-prob[@P], lossy-typical[@eps], lossy-kl[@nats]
+//               (PolicyConfig's rules), and two evaluation-only rules:
+//   "nondigit"  the trivial rule: accept any mismatching draft token that contains no digit;
+//   "oracle"    the task's own checker as a judge (accept a mismatch iff the answer text stays a
+//               prefix of a reference answer): the ceiling any judge can reach.
+// Without "@T", judge rows use `judge_threshold` and lossy rows `lossy_threshold`. Every speculative
+// policy is evaluated with every window in `windows` (one row each).
+// Errors: kInvalidArgument for an empty list, an unknown or repeated policy, a bad threshold,
+// "sampled" with greedy sampling, a bad window.
 absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list,
                                                           const engine::SamplingParams& sampling,
-                                                          const DraftWindowOptions& window,
+                                                          absl::Span<const DraftWindowOptions> windows,
                                                           float judge_threshold,
                                                           float lossy_threshold);
 
@@ -69,6 +80,10 @@ struct EvalOptions {
 
 struct PolicyResult {
   std::string name;
+  std::string rule;
+  int64_t k = 0;          // the draft window (0: target or draft alone; adaptive: its start)
+  bool adaptive_k = false;
+  float threshold = std::numeric_limits<float>::quiet_NaN();
   bool lossless = true;  // target alone, or a policy whose output distribution is the target's
   int64_t examples = 0;
   int64_t correct = 0;
@@ -79,6 +94,10 @@ struct PolicyResult {
   int64_t accepted_exact = 0;
   int64_t accepted_judge = 0;
   int64_t accepted_lossy = 0;
+  // Draft tokens accepted by the judge or a lossy rule that turned a correct answer prefix into a
+  // wrong one (by the reference answers' prefix oracle): the wrong tokens a rule let through.
+  int64_t wrong_accepted = 0;
+  double target_passes_per_answer = 0;  // target_passes / examples: the cost that matters
   double tokens_per_pass = 0;  // tokens / target_passes (target alone: 1)
   double mean_accepted = 0;    // accepted draft tokens per target pass
   double seconds = 0;          // wall time of the generation calls only

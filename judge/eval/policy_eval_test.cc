@@ -19,6 +19,13 @@
 namespace verdict::judge {
 namespace {
 
+// One fixed draft window of k tokens (ParseEvalPolicies takes a list).
+std::vector<DraftWindowOptions> OneWindow(int64_t k) {
+  DraftWindowOptions window;
+  window.k = k;
+  return {window};
+}
+
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::verdict::testing::StatusIs;
@@ -122,7 +129,7 @@ TEST_F(PolicyEvalTest, LosslessPoliciesReproduceTheTarget) {
   const std::vector<TaskExample> examples = GreedyContinuationTasks();
   ASSERT_EQ(examples.size(), std::size(kPrompts));
   ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> policies,
-                       ParseEvalPolicies("target,standard", {}, Window(8), 0.5f, 0.3f));
+                       ParseEvalPolicies("target,standard", {}, OneWindow(8), 0.5f, 0.3f));
   ASSERT_EQ(policies.size(), 2u);
   EXPECT_EQ(policies[1].name, "greedy");  // "standard" with greedy sampling
 
@@ -169,10 +176,55 @@ TEST_F(PolicyEvalTest, LosslessPoliciesReproduceTheTarget) {
   EXPECT_TRUE(json["policies"][0].contains("speedup_vs_target"));
 }
 
+TEST_F(PolicyEvalTest, OracleDraftAndBaselineRows) {
+  // References are the target's greedy answers. The oracle accepts exactly the draft tokens that
+  // keep the answer a prefix of them, so it loses nothing and lets no wrong token through, while
+  // accepting at least as much as the exact rule; accepting every mismatch does let wrong ones in.
+  const std::vector<TaskExample> examples = GreedyContinuationTasks();
+  std::vector<DraftWindowOptions> windows = OneWindow(4);
+  windows.push_back(OneWindow(8)[0]);
+  ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> policies,
+                       ParseEvalPolicies("draft,greedy,oracle,lossy-prob@0,nondigit,lossy-kl@100", {},
+                                         windows, 0.5f, 0.3f));
+  ASSERT_EQ(policies.size(), 11u);  // draft + 5 speculative policies x 2 windows
+  EXPECT_TRUE(policies[0].draft_only);
+  EXPECT_EQ(policies[5].name, "lossy-prob@0");
+  EXPECT_FLOAT_EQ(policies[5].threshold, 0.0f);
+  EXPECT_EQ(policies[5].window.k, 4);
+  EXPECT_EQ(policies[6].window.k, 8);
+  ASSERT_OK_AND_ASSIGN(std::vector<PolicyResult> results,
+                       EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_));
+  const PolicyResult& draft = results[0];
+  EXPECT_EQ(draft.target_passes, 0);
+  EXPECT_EQ(draft.k, 0);
+  for (int i : {1, 2}) {
+    const PolicyResult& greedy = results[i];
+    const PolicyResult& oracle = results[i + 2];
+    SCOPED_TRACE(oracle.name + " k=" + std::to_string(oracle.k));
+    EXPECT_EQ(oracle.correct, oracle.examples);
+    EXPECT_EQ(oracle.wrong_accepted, 0);
+    EXPECT_FALSE(oracle.lossless);
+    EXPECT_LE(oracle.target_passes, greedy.target_passes);
+    EXPECT_EQ(greedy.wrong_accepted, 0);
+    const PolicyResult& accept_all = results[i + 4];
+    EXPECT_GT(accept_all.accepted_lossy, 0);
+    EXPECT_GT(accept_all.wrong_accepted, 0);
+    // A KL bound of 100 nats accepts every mismatch, like p >= 0: the same decisions.
+    EXPECT_EQ(results[i + 8].outputs, accept_all.outputs);
+  }
+  const nlohmann::json json = EvalResultsToJson(results);
+  EXPECT_EQ(json["policies"][5]["policy"], "lossy-prob");
+  EXPECT_EQ(json["policies"][5]["k"], 4);
+  EXPECT_EQ(json["policies"][5]["threshold"], 0.0);
+  EXPECT_TRUE(json["policies"][0]["k"].is_null());
+  EXPECT_TRUE(json["policies"][1].contains("target_passes_per_answer"));
+  EXPECT_THAT(FormatEvalTable(results), HasSubstr("wrong let through"));
+}
+
 TEST_F(PolicyEvalTest, LossyProbWithThresholdZeroAcceptsLossily) {
   const std::vector<TaskExample> examples = GreedyContinuationTasks();
   ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> policies,
-                       ParseEvalPolicies("lossy-prob", {}, Window(8), 0.5f, /*lossy=*/0.0f));
+                       ParseEvalPolicies("lossy-prob", {}, OneWindow(8), 0.5f, /*lossy=*/0.0f));
   ASSERT_OK_AND_ASSIGN(std::vector<PolicyResult> results,
                        EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_));
   ASSERT_EQ(results.size(), 1u);
@@ -192,7 +244,7 @@ TEST_F(PolicyEvalTest, JudgePolicyUsesTheHead) {
   head.bias = 10.0f;
   options_.head = &head;
   ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> policies,
-                       ParseEvalPolicies("judge,judge-shadow", {}, Window(8), 0.5f, 0.3f));
+                       ParseEvalPolicies("judge,judge-shadow", {}, OneWindow(8), 0.5f, 0.3f));
   ASSERT_OK_AND_ASSIGN(std::vector<PolicyResult> results,
                        EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_));
   ASSERT_EQ(results.size(), 2u);
@@ -212,11 +264,11 @@ TEST_F(PolicyEvalTest, ConfigurationErrorsComeFirst) {
   const std::vector<TaskExample> examples = {TaskExample{.id = "1", .line = 1, .prompt = "Hi",
                                                          .answers = {"x"}}};
   ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> judge,
-                       ParseEvalPolicies("target,judge", {}, Window(8), 0.5f, 0.3f));
+                       ParseEvalPolicies("target,judge", {}, OneWindow(8), 0.5f, 0.3f));
   EXPECT_THAT(EvaluatePolicies(*target_, draft_, tokenizer(), examples, judge, options_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs --judge HEAD")));
   ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> greedy,
-                       ParseEvalPolicies("greedy", {}, Window(8), 0.5f, 0.3f));
+                       ParseEvalPolicies("greedy", {}, OneWindow(8), 0.5f, 0.3f));
   EXPECT_THAT(EvaluatePolicies(*target_, nullptr, tokenizer(), examples, greedy, options_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("draft")));
   EXPECT_THAT(EvaluatePolicies(*target_, draft_, tokenizer(), {}, greedy, options_),
@@ -227,7 +279,7 @@ TEST(ParseEvalPoliciesTest, NamesAndErrors) {
   engine::SamplingParams sampled;
   sampled.temperature = 0.8f;
   ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> policies,
-                       ParseEvalPolicies(" target , standard,judge,lossy-typical", sampled, {},
+                       ParseEvalPolicies(" target , standard,judge,lossy-typical", sampled, OneWindow(16),
                                          0.7f, 0.2f));
   ASSERT_EQ(policies.size(), 4u);
   EXPECT_TRUE(policies[0].target_only);
@@ -238,17 +290,17 @@ TEST(ParseEvalPoliciesTest, NamesAndErrors) {
   EXPECT_EQ(policies[3].verification.lossy, LossyRule::kTypical);
   EXPECT_FLOAT_EQ(policies[3].verification.lossy_threshold, 0.2f);
 
-  EXPECT_THAT(ParseEvalPolicies("target,fast", {}, {}, 0.5f, 0.3f),
+  EXPECT_THAT(ParseEvalPolicies("target,fast", {}, OneWindow(16), 0.5f, 0.3f),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown policy \"fast\"")));
-  EXPECT_THAT(ParseEvalPolicies("standard,greedy", {}, {}, 0.5f, 0.3f),
+  EXPECT_THAT(ParseEvalPolicies("standard,greedy", {}, OneWindow(16), 0.5f, 0.3f),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
-  EXPECT_THAT(ParseEvalPolicies("sampled", {}, {}, 0.5f, 0.3f),
+  EXPECT_THAT(ParseEvalPolicies("sampled", {}, OneWindow(16), 0.5f, 0.3f),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(ParseEvalPolicies(" , ", {}, {}, 0.5f, 0.3f),
+  EXPECT_THAT(ParseEvalPolicies(" , ", {}, OneWindow(16), 0.5f, 0.3f),
               StatusIs(absl::StatusCode::kInvalidArgument));
   DraftWindowOptions bad_window;
   bad_window.k = 0;
-  EXPECT_THAT(ParseEvalPolicies("greedy", {}, bad_window, 0.5f, 0.3f),
+  EXPECT_THAT(ParseEvalPolicies("greedy", {}, absl::MakeConstSpan(&bad_window, 1), 0.5f, 0.3f),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 

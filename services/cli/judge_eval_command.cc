@@ -15,6 +15,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "judge/eval/policy_eval.h"
 #include "judge/judge_head.h"
@@ -37,7 +39,7 @@ struct JudgeEvalFlags {
   std::optional<float> judge_threshold;
   bool judge_skip_fingerprint = false;
   std::string policies;  // empty: target,standard[,judge],lossy-prob
-  std::string k = "16";  // a number or "auto"
+  std::string k = "16";  // comma-separated numbers or "auto"
   int64_t k_min = 1;
   int64_t k_max = 64;
   int64_t max_tokens = 128;
@@ -49,26 +51,33 @@ struct JudgeEvalFlags {
   uint64_t seed = 0;
   float lossy_threshold = 0.3f;
   int threads = 0;
-  bool json = false;
+  std::string json;  // a file, or "-" for stdout
   std::string outputs;
 };
 
-absl::StatusOr<judge::DraftWindowOptions> ParseWindow(const JudgeEvalFlags& flags) {
-  judge::DraftWindowOptions window;
-  window.min_k = flags.k_min;
-  window.max_k = flags.k_max;
-  if (flags.k == "auto") {
-    window.adaptive = true;
-    window.k = std::clamp<int64_t>(16, flags.k_min, flags.k_max);
-  } else if (!absl::SimpleAtoi(flags.k, &window.k)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--k must be a number or \"auto\", got \"", flags.k, "\""));
-  } else {
-    // A fixed window may exceed the adaptive bound's default; the bound only matters for auto.
-    window.max_k = std::max(window.max_k, window.k);
+// "8,16,32" or "auto" (or a mix) -> one window per entry.
+absl::StatusOr<std::vector<judge::DraftWindowOptions>> ParseWindows(const JudgeEvalFlags& flags) {
+  std::vector<judge::DraftWindowOptions> windows;
+  for (absl::string_view part : absl::StrSplit(flags.k, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
+    judge::DraftWindowOptions window;
+    window.min_k = flags.k_min;
+    window.max_k = flags.k_max;
+    if (part == "auto") {
+      window.adaptive = true;
+      window.k = std::clamp<int64_t>(16, flags.k_min, flags.k_max);
+    } else if (!absl::SimpleAtoi(part, &window.k)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--k must be numbers or \"auto\", comma-separated; got \"", flags.k, "\""));
+    } else {
+      // A fixed window may exceed the adaptive bound's default; the bound only matters for auto.
+      window.max_k = std::max(window.max_k, window.k);
+    }
+    VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
+    windows.push_back(window);
   }
-  VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
-  return window;
+  if (windows.empty()) return absl::InvalidArgumentError("--k is empty");
+  return windows;
 }
 
 // Progress on stderr: one rewritten line on a terminal, one line per finished policy otherwise
@@ -109,7 +118,7 @@ absl::Status WriteOutputs(const std::string& path, absl::Span<const judge::TaskE
 
 absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   VERDICT_ASSIGN_OR_RETURN(judge::CheckMode check, judge::ParseCheckMode(flags.check));
-  VERDICT_ASSIGN_OR_RETURN(judge::DraftWindowOptions window, ParseWindow(flags));
+  VERDICT_ASSIGN_OR_RETURN(std::vector<judge::DraftWindowOptions> windows, ParseWindows(flags));
   engine::SamplingParams sampling;
   sampling.temperature = flags.temperature;
   sampling.top_k = flags.top_k;
@@ -166,7 +175,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   const float judge_threshold =
       flags.judge_threshold.value_or(head != nullptr ? head->threshold : 0.5f);
   VERDICT_ASSIGN_OR_RETURN(std::vector<judge::EvalPolicy> policies,
-                           judge::ParseEvalPolicies(policy_list, sampling, window, judge_threshold,
+                           judge::ParseEvalPolicies(policy_list, sampling, windows, judge_threshold,
                                                     flags.lossy_threshold));
   const bool needs_draft = std::any_of(policies.begin(), policies.end(),
                                        [](const judge::EvalPolicy& p) { return !p.target_only; });
@@ -204,17 +213,28 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   if (!flags.outputs.empty()) {
     VERDICT_RETURN_IF_ERROR(WriteOutputs(flags.outputs, tasks.examples, results));
   }
-  if (flags.json) {
+  if (!flags.json.empty()) {
     nlohmann::json json = judge::EvalResultsToJson(results);
+    json["model"] = flags.model;
+    json["draft"] = flags.draft;
+    json["judge"] = flags.judge_head;
+    json["tasks"] = flags.tasks;
     json["examples"] = tasks.examples.size();
     json["skipped_lines"] = tasks.skipped_lines;
     json["check"] = std::string(judge::CheckModeName(check));
     json["max_new_tokens"] = flags.max_tokens;
-    json["k"] = flags.k;
-    std::printf("%s\n", json.dump(2).c_str());
-  } else {
-    std::fputs(judge::FormatEvalTable(results).c_str(), stdout);
+    json["sampling"] = {{"temperature", flags.temperature}, {"top_k", flags.top_k},
+                        {"top_p", flags.top_p}, {"seed", flags.seed}};
+    if (flags.json == "-") {
+      std::printf("%s\n", json.dump(2).c_str());
+    } else {
+      std::ofstream out(flags.json, std::ios::binary | std::ios::trunc);
+      out << json.dump(2) << "\n";
+      out.flush();
+      if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", flags.json));
+    }
   }
+  if (flags.json != "-") std::fputs(judge::FormatEvalTable(results).c_str(), stdout);
   std::fflush(stdout);
   return absl::OkStatus();
 }
@@ -237,10 +257,13 @@ void AddJudgeEvalCommand(CLI::App& judge, int* exit_code) {
   cmd->add_flag("--judge-skip-fingerprint", flags->judge_skip_fingerprint,
                 "Use a judge head trained for another copy of the target (e.g. quantized)");
   cmd->add_option("--policies", flags->policies,
-                  "Comma-separated: target, standard (greedy/sampled by the sampling flags), "
-                  "greedy, sampled, judge, judge-shadow, lossy-prob, lossy-typical "
-                  "(default: target,standard[,judge],lossy-prob)");
-  cmd->add_option("--k", flags->k, "Draft window: tokens per block (1-256) or \"auto\"")
+                  "Comma-separated: target, draft, standard (greedy/sampled by the sampling flags), "
+                  "greedy, sampled, judge[@T], judge-shadow, lossy-prob[@P], lossy-typical[@EPS], "
+                  "lossy-kl[@NATS], nondigit (accept any mismatch without a digit), oracle (the "
+                  "checker as judge: the ceiling) (default: target,standard[,judge],lossy-prob)");
+  cmd->add_option("--k", flags->k,
+                  "Draft windows, comma-separated: tokens per block (1-256) or \"auto\"; every "
+                  "speculative policy is evaluated with each")
       ->capture_default_str();
   cmd->add_option("--k-min", flags->k_min, "Smallest window with --k auto")->capture_default_str();
   cmd->add_option("--k-max", flags->k_max, "Largest window with --k auto")->capture_default_str();
@@ -264,7 +287,8 @@ void AddJudgeEvalCommand(CLI::App& judge, int* exit_code) {
                   "lossy-prob: accept a mismatch if p_target(token) >= this; lossy-typical: epsilon")
       ->capture_default_str();
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
-  cmd->add_flag("--json", flags->json, "Print the results as JSON instead of a table");
+  cmd->add_option("--json", flags->json,
+                  "Also write the results as JSON to this file (\"-\": JSON on stdout instead of the table)");
   cmd->add_option("--outputs", flags->outputs,
                   "Write each policy's output and correctness per example to this JSONL file");
   cmd->callback([flags, exit_code] { *exit_code = ExitCode(RunJudgeEval(*flags)); });

@@ -153,7 +153,7 @@ class JudgePipelineTest(unittest.TestCase):
 
         p = run("judge", "eval", "--model", TARGET, "--draft", DRAFT, "--tasks", self.eval, "--judge",
                 self.head, "--check", "reference", "--k", "8", "--max-tokens", str(MAX_TOKENS),
-                "--policies", "target,greedy,judge-shadow,judge,lossy-prob", "--json", "--threads", "1")
+                "--policies", "target,greedy,judge-shadow,judge,lossy-prob", "--json", "-", "--threads", "1")
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         rows = {r["name"]: r for r in json.loads(p.stdout.decode())["policies"]}
         self.assertEqual(rows["target"]["accuracy"], 1.0)
