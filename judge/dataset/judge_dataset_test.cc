@@ -130,7 +130,9 @@ void ExpectRoundTrip(const JudgeDataset& ds, const DatasetSpec& spec, int64_t ro
     EXPECT_EQ(ds.index[r].example_id, want.example_id);
     EXPECT_EQ(ds.index[r].position, want.position);
     EXPECT_EQ(ds.index[r].token_id, want.token_id);
-    if (r != 1) EXPECT_EQ(ds.index[r].token_text, want.token_text);  // row 1: bad UTF-8
+    if (r != 1) {  // row 1: bad UTF-8
+      EXPECT_EQ(ds.index[r].token_text, want.token_text);
+    }
   }
 }
 
