@@ -586,4 +586,40 @@ absl::StatusOr<DatasetSplit> SplitByGroup(const JudgeDataset& dataset,
   return split;
 }
 
+absl::StatusOr<JudgeDataset> LoadJudgeDatasets(const std::vector<std::string>& dirs) {
+  if (dirs.empty()) return absl::InvalidArgumentError("no judge dataset given");
+  VERDICT_ASSIGN_OR_RETURN(JudgeDataset merged, LoadJudgeDataset(dirs[0]));
+  nlohmann::json sources = nlohmann::json::array({dirs[0]});
+  auto fingerprint = [](const JudgeDataset& d) {
+    return d.spec.info.is_object() && d.spec.info.contains("target_fingerprint")
+               ? d.spec.info["target_fingerprint"].dump()
+               : std::string("null");
+  };
+  for (size_t i = 1; i < dirs.size(); ++i) {
+    VERDICT_ASSIGN_OR_RETURN(JudgeDataset next, LoadJudgeDataset(dirs[i]));
+    if (next.spec.hidden_size != merged.spec.hidden_size ||
+        next.spec.extra_feature_names != merged.spec.extra_feature_names ||
+        fingerprint(next) != fingerprint(merged)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "judge datasets ", dirs[0], " and ", dirs[i],
+          " do not describe the same target and features (hidden size, extra features or target "
+          "fingerprint differ)"));
+    }
+    int32_t group_offset = 0;
+    for (int32_t g : merged.groups) group_offset = std::max(group_offset, g + 1);
+    for (int32_t& g : next.groups) g += group_offset;
+    for (RowInfo& r : next.index) r.group += group_offset;
+    merged.hidden.insert(merged.hidden.end(), next.hidden.begin(), next.hidden.end());
+    merged.extras.insert(merged.extras.end(), next.extras.begin(), next.extras.end());
+    merged.labels.insert(merged.labels.end(), next.labels.begin(), next.labels.end());
+    merged.groups.insert(merged.groups.end(), next.groups.begin(), next.groups.end());
+    merged.index.insert(merged.index.end(), next.index.begin(), next.index.end());
+    merged.rows += next.rows;
+    merged.positives += next.positives;
+    sources.push_back(dirs[i]);
+  }
+  if (merged.spec.info.is_object()) merged.spec.info["sources"] = std::move(sources);
+  return merged;
+}
+
 }  // namespace verdict::judge

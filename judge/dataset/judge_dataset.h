@@ -139,6 +139,12 @@ struct JudgeDataset {
 // PermissionDenied/Internal (a file cannot be read).
 absl::StatusOr<JudgeDataset> LoadJudgeDataset(const std::string& dir);
 
+// Loads several datasets of the same target (e.g. proposals of two drafts) as one: rows
+// concatenated in order, groups renumbered so that no group spans two datasets, info taken from the
+// first with "sources" listing every directory. Errors: those of LoadJudgeDataset; kInvalidArgument
+// for an empty list or datasets whose hidden size, extra features or target fingerprint differ.
+absl::StatusOr<JudgeDataset> LoadJudgeDatasets(const std::vector<std::string>& dirs);
+
 // Row indices of a train / validation / test split (each ascending).
 struct DatasetSplit {
   std::vector<int64_t> train;

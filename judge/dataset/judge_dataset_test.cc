@@ -391,5 +391,39 @@ TEST(JudgeDatasetTest, SplitByGroupIsDisjointCoveringGroupedAndDeterministic) {
   EXPECT_THAT(SplitByGroup(ds, -0.1, 0.5, 1).status(), StatusIs(kInvalid));
 }
 
+TEST(LoadJudgeDatasetsTest, ConcatenatesWithDisjointGroups) {
+  const std::string base = ::testing::TempDir() + "/merge_" + std::to_string(::getpid());
+  std::filesystem::remove_all(base);
+  DatasetSpec spec;
+  spec.hidden_size = 2;
+  spec.extra_feature_names = {"target_logprob"};
+  spec.feature_dtype = engine::DType::kF32;
+  spec.info = {{"target_fingerprint", "fp"}};
+  for (int d = 0; d < 2; ++d) {
+    ASSERT_OK_AND_ASSIGN(JudgeDatasetWriter w, JudgeDatasetWriter::Create(base + "/" + std::to_string(d), spec));
+    for (int r = 0; r < 3; ++r) {
+      RowInfo info;
+      info.group = r % 2;
+      info.example_id = "e";
+      const float hidden[2] = {static_cast<float>(d), static_cast<float>(r)};
+      const float extra[1] = {-1.0f};
+      ASSERT_OK(w.Add(hidden, extra, r == 0, info));
+    }
+    ASSERT_OK(w.Finish());
+  }
+  ASSERT_OK_AND_ASSIGN(JudgeDataset merged, LoadJudgeDatasets({base + "/0", base + "/1"}));
+  EXPECT_EQ(merged.rows, 6);
+  EXPECT_EQ(merged.positives, 2);
+  EXPECT_EQ(merged.groups, (std::vector<int32_t>{0, 1, 0, 2, 3, 2}));
+  EXPECT_EQ(merged.hidden[6], 1.0f);  // the second dataset's first row
+  EXPECT_EQ(merged.spec.info["sources"].size(), 2u);
+  spec.info = {{"target_fingerprint", "other"}};
+  ASSERT_OK_AND_ASSIGN(JudgeDatasetWriter w, JudgeDatasetWriter::Create(base + "/2", spec));
+  ASSERT_OK(w.Finish());
+  EXPECT_THAT(LoadJudgeDatasets({base + "/0", base + "/2"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("same target")));
+  std::filesystem::remove_all(base);
+}
+
 }  // namespace
 }  // namespace verdict::judge

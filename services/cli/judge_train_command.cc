@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "judge/dataset/judge_dataset.h"
 #include "judge/judge_head.h"
@@ -89,7 +90,8 @@ absl::Status RunJudgeTrain(const JudgeTrainFlags& flags) {
   options.training.max_epochs = flags.epochs;
   options.training.batch_size = flags.batch;
   options.training.seed = flags.seed;
-  VERDICT_ASSIGN_OR_RETURN(judge::JudgeDataset data, judge::LoadJudgeDataset(flags.data));
+  const std::vector<std::string> dirs = absl::StrSplit(flags.data, ',', absl::SkipEmpty());
+  VERDICT_ASSIGN_OR_RETURN(judge::JudgeDataset data, judge::LoadJudgeDatasets(dirs));
   judge::JudgeTrainReport report;
   VERDICT_ASSIGN_OR_RETURN(judge::JudgeHead head, judge::TrainJudgeHead(data, options, &report));
   VERDICT_RETURN_IF_ERROR(judge::SaveJudgeHead(head, flags.out));
@@ -112,7 +114,7 @@ void AddJudgeTrainCommand(CLI::App& judge, int* exit_code) {
   auto flags = std::make_shared<JudgeTrainFlags>();
   CLI::App* cmd = judge.add_subcommand(
       "train", "Train the judge head on a judge dataset and calibrate its threshold to a false-accept rate");
-  cmd->add_option("--data", flags->data, "Judge dataset directory (from `verdict judge data`)")->required();
+  cmd->add_option("--data", flags->data, "Judge dataset directory (from `verdict judge data`); several, comma-separated, are trained on together")->required();
   cmd->add_option("--out", flags->out, "Judge head file to write (.safetensors)")->required();
   cmd->add_option("--features", flags->features,
                   "auto, or candidate feature sets SET[,SET...], each '+'-joined from hidden, target_logprob, "
