@@ -7,6 +7,7 @@
 #include "common/status_macros.h"
 #include "judge/judge_head.h"
 #include "judge/speculative_session.h"
+#include "judge/tasks/answer_checker.h"
 #include "judge/tasks/prefix_labeler.h"
 #include "judge/verification.h"
 
@@ -118,6 +119,34 @@ class ExampleCollector {
     return -1;
   }
 
+  // Does the target, continuing greedily after the first `length` positions of `cache` (whose next
+  // token it predicts with `next_logits`), finish `answer_so_far` with the right final answer?
+  absl::StatusOr<bool> RolloutCorrect(const TaskExample& example, const engine::KvCache& cache, int64_t length,
+                                      absl::Span<const float> next_logits, const std::string& answer_so_far) {
+    ++stats_->rollouts;
+    if (rollout_cache_ == nullptr || rollout_cache_->capacity() < cache.capacity()) {
+      VERDICT_ASSIGN_OR_RETURN(rollout_cache_, target_.NewKvCache(cache.capacity()));
+    }
+    VERDICT_RETURN_IF_ERROR(rollout_cache_->CopyPrefixFrom(cache, length));
+    const std::vector<int32_t> eos = tokenizer_.eos_ids();
+    std::string text = answer_so_far;
+    int32_t token = engine::Argmax(next_logits);
+    engine::ForwardResult out;
+    for (int64_t step = 0; step < options_.max_new_tokens; ++step) {
+      if (std::find(eos.begin(), eos.end(), token) != eos.end()) break;
+      VERDICT_ASSIGN_OR_RETURN(std::string bytes, tokenizer_.TokenBytes(token));
+      text += bytes;
+      if (rollout_cache_->length() >= rollout_cache_->capacity()) break;
+      engine::ForwardBatch batch;
+      batch.sequences = {{rollout_cache_.get(), 1}};
+      batch.token_ids = absl::MakeConstSpan(&token, 1);
+      batch.outputs = engine::ForwardBatch::Outputs::kLastOfEachSequence;
+      VERDICT_RETURN_IF_ERROR(target_.Forward(batch, &out));
+      token = engine::Argmax(absl::MakeConstSpan(out.logits).subspan(0, target_.config().vocab_size));
+    }
+    return CheckAnswer(example, text, CheckMode::kFinalAnswer);
+  }
+
   absl::Status RunDrafted(const TaskExample& example, const std::vector<int32_t>& prompt, int64_t context) {
     const PrefixLabeler labeler(example.answers);
     const int64_t vocab = target_.config().vocab_size;
@@ -149,6 +178,28 @@ class ExampleCollector {
       block.assign(1, committed.back());
       block.insert(block.end(), proposal.tokens.begin(), proposal.tokens.end());
       VERDICT_RETURN_IF_ERROR(ForwardAll(target_, target_cache.get(), block, &out));
+      if (options_.labels == LabelMode::kRollout) {
+        // Relabel prefix-correct tokens from which the target cannot finish correctly. Rows before
+        // the first wrong token only (later ones are wrong already); a stop token needs no rollout.
+        std::string so_far = text;
+        for (int64_t i = 0; i < k && labels[i]; ++i) {
+          const int32_t d = proposal.tokens[i];
+          if (std::find(eos.begin(), eos.end(), d) != eos.end()) break;
+          VERDICT_ASSIGN_OR_RETURN(std::string bytes, tokenizer_.TokenBytes(d));
+          so_far += bytes;
+          // The cache holds x[0..n-1) and the block [x_{n-1}, d_0..d_{k-1}]: d_i sits at position
+          // n + i, so the positions up to it are the first n + i + 1; row i + 1 predicts what follows.
+          VERDICT_ASSIGN_OR_RETURN(bool finishes,
+                                   RolloutCorrect(example, *target_cache, n + i + 1,
+                                                  absl::MakeConstSpan(out.logits).subspan((i + 1) * vocab, vocab),
+                                                  so_far));
+          if (!finishes) {
+            labels[i] = 0;
+            ++stats_->rollout_dead_ends;
+            break;
+          }
+        }
+      }
       int64_t accepted = 0;
       bool complete = false;
       for (int64_t i = 0; i < k; ++i) {
@@ -200,6 +251,7 @@ class ExampleCollector {
   JudgeDataStats* stats_;
   int32_t group_ = 0;
   std::string example_id_;
+  std::unique_ptr<engine::KvCache> rollout_cache_;
 };
 
 }  // namespace

@@ -33,8 +33,18 @@ namespace verdict::judge {
 // The extra features every dataset stores, in this order (see JudgeFeature).
 std::vector<std::string> JudgeDataExtraFeatureNames();
 
+// How drafted tokens are labeled:
+//   kPrefix:  correct iff the answer text up to and including the token is a prefix of a reference
+//             answer (exact, cheap);
+//   kRollout: kPrefix AND the target, continuing greedily from just after the token, ends with the
+//             correct final answer (CheckMode::kFinalAnswer): also marks as wrong the correct-looking
+//             tokens from which the target cannot finish (dead ends prefix labels miss). Costs one
+//             greedy target rollout per prefix-correct token.
+enum class LabelMode { kPrefix, kRollout };
+
 struct JudgeDataOptions {
   int64_t k = 16;                  // draft tokens per block
+  LabelMode labels = LabelMode::kPrefix;
   int64_t max_new_tokens = 128;    // answer tokens per example
   engine::SamplingParams draft_sampling;  // greedy by default
   bool add_bos = true;
@@ -52,6 +62,8 @@ struct JudgeDataStats {
   int64_t wrong_but_target = 0;
   int64_t draft_blocks = 0;
   int64_t completed_answers = 0;  // examples that reached a complete reference answer
+  int64_t rollouts = 0;            // kRollout: greedy target rollouts run
+  int64_t rollout_dead_ends = 0;   // kRollout: prefix-correct tokens relabeled wrong
 };
 
 // Runs every example and adds its rows to `writer` (the caller Finish()es it). `target` and

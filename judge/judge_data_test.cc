@@ -152,6 +152,37 @@ TEST_F(JudgeDataTest, AnAlternativeAnswerYieldsCorrectTokensTheTargetWouldNotCho
   }
 }
 
+TEST_F(JudgeDataTest, RolloutLabelsMarkDeadEnds) {
+  // The reference is the target's own answer, so prefix labels say "correct" for every token the
+  // target agrees with; but the final-answer checker wants the number 7, which no story contains:
+  // every greedy rollout ends wrong, so the first prefix-correct token of each block is a dead end.
+  TaskExample e;
+  e.id = "rollout";
+  e.prompt = "Lily went to the park.";
+  e.answers = {TargetGreedyText(e.prompt, 200)};
+  e.final_answer = "7";
+  DatasetSpec spec;
+  spec.hidden_size = target_.config.hidden_size;
+  spec.extra_feature_names = JudgeDataExtraFeatureNames();
+  ASSERT_OK_AND_ASSIGN(JudgeDatasetWriter writer, JudgeDatasetWriter::Create(dir_.string(), spec));
+  JudgeDataOptions options;
+  options.k = 4;
+  options.max_new_tokens = 12;
+  options.labels = LabelMode::kRollout;
+  ASSERT_OK_AND_ASSIGN(JudgeDataStats stats,
+                       CollectJudgeData(*target_model_, *draft_model_, *target_.tokenizer, {e}, options, &writer));
+  EXPECT_GT(stats.rollouts, 0);
+  EXPECT_EQ(stats.rollout_dead_ends, stats.rollouts);
+  EXPECT_EQ(stats.positives, 0);
+  // With prefix labels the same proposals are mostly correct.
+  std::filesystem::remove_all(dir_);
+  ASSERT_OK_AND_ASSIGN(JudgeDatasetWriter prefix_writer, JudgeDatasetWriter::Create(dir_.string(), spec));
+  options.labels = LabelMode::kPrefix;
+  ASSERT_OK_AND_ASSIGN(stats, CollectJudgeData(*target_model_, *draft_model_, *target_.tokenizer, {e}, options,
+                                               &prefix_writer));
+  EXPECT_GT(stats.positives, 0);
+}
+
 TEST_F(JudgeDataTest, RejectsBadOptions) {
   DatasetSpec spec;
   spec.hidden_size = target_.config.hidden_size;

@@ -33,6 +33,7 @@ struct JudgeDataFlags {
   uint64_t seed = 0;
   int threads = 0;
   bool quiet = false;
+  std::string labels = "prefix";
 };
 
 absl::Status RunJudgeData(const JudgeDataFlags& flags) {
@@ -72,11 +73,17 @@ absl::Status RunJudgeData(const JudgeDataFlags& flags) {
                {"k", flags.k},
                {"max_tokens", flags.max_tokens},
                {"draft_temperature", flags.draft_temperature},
-               {"seed", flags.seed}};
+               {"seed", flags.seed},
+               {"labels", flags.labels}};
   VERDICT_ASSIGN_OR_RETURN(judge::JudgeDatasetWriter writer, judge::JudgeDatasetWriter::Create(flags.out, spec));
 
   judge::JudgeDataOptions options;
   options.k = flags.k;
+  if (flags.labels == "rollout") {
+    options.labels = judge::LabelMode::kRollout;
+  } else if (flags.labels != "prefix") {
+    return absl::InvalidArgumentError(absl::StrCat("--labels must be prefix or rollout, got \"", flags.labels, "\""));
+  }
   options.max_new_tokens = flags.max_tokens;
   options.draft_sampling.temperature = flags.draft_temperature;
   options.draft_sampling.seed = flags.seed;
@@ -102,6 +109,10 @@ absl::Status RunJudgeData(const JudgeDataFlags& flags) {
   std::printf("  correct but not the target's greedy choice: %lld (what a judge can add)\n",
               static_cast<long long>(stats.correct_but_not_target));
   std::printf("  wrong but the target's greedy choice: %lld\n", static_cast<long long>(stats.wrong_but_target));
+  if (options.labels == judge::LabelMode::kRollout) {
+    std::printf("  rollout labels: %lld target rollouts, %lld prefix-correct tokens were dead ends\n",
+                static_cast<long long>(stats.rollouts), static_cast<long long>(stats.rollout_dead_ends));
+  }
   std::printf("  answers completed along a reference: %lld of %lld\n",
               static_cast<long long>(stats.completed_answers), static_cast<long long>(stats.examples));
   std::printf("  target fingerprint %s, features: hidden[%lld] + target_logprob, target_entropy, draft_logprob\n",
@@ -127,6 +138,9 @@ void AddJudgeDataCommand(CLI::App& judge, int* exit_code) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--limit", flags->limit, "Use the first N examples (0 = all)")->capture_default_str();
   cmd->add_option("--dtype", flags->dtype, "Hidden-state storage: bf16 or f32")->capture_default_str();
+  cmd->add_option("--labels", flags->labels,
+                  "prefix: correct iff still a prefix of a reference answer; rollout: also the target, "
+                  "continuing greedily, must reach the right final answer")->capture_default_str();
   cmd->add_flag("--overwrite", flags->overwrite, "Replace an existing dataset in --out");
   cmd->add_flag("--strict", flags->strict, "Fail on a malformed task line instead of skipping it");
   cmd->add_option("--draft-temperature", flags->draft_temperature,
