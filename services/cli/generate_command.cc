@@ -20,6 +20,7 @@
 #include "judge/vocabulary_check.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
+#include "services/cli/speculation_util.h"
 
 namespace verdict::cli {
 namespace {
@@ -49,21 +50,6 @@ struct GenerateFlags {
   float typical_delta = 0.3f;
   bool stats_json = false;
 };
-
-// "8" or "auto" -> the window options.
-absl::StatusOr<judge::DraftWindowOptions> ParseWindow(const GenerateFlags& flags) {
-  judge::DraftWindowOptions window;
-  window.min_k = flags.k_min;
-  window.max_k = flags.k_max;
-  if (flags.k == "auto") {
-    window.adaptive = true;
-    window.k = std::clamp<int64_t>(8, flags.k_min, flags.k_max);
-  } else if (!absl::SimpleAtoi(flags.k, &window.k)) {
-    return absl::InvalidArgumentError(absl::StrCat("--k must be a number or \"auto\", got \"", flags.k, "\""));
-  }
-  VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
-  return window;
-}
 
 void PrintSpeculativeStats(const judge::SpeculativeStats& s, const std::string& policy, bool json) {
   const double total_s = std::max(absl::ToDoubleSeconds(s.total_time), 1e-9);
@@ -135,21 +121,9 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   std::unique_ptr<judge::JudgeHead> head;
   if (!flags.draft.empty()) {
     VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads));
-    VERDICT_RETURN_IF_ERROR(judge::CheckCompatibleModels(ready.loaded.config, draft->loaded.config));
-    if (draft->loaded.tokenizer != nullptr) {
-      VERDICT_RETURN_IF_ERROR(judge::CheckSameVocabulary(*tokenizer, *draft->loaded.tokenizer));
-    }
+    VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(ready, *draft));
     if (!flags.judge_head.empty()) {
-      VERDICT_ASSIGN_OR_RETURN(judge::JudgeHead loaded_head, judge::LoadJudgeHead(flags.judge_head));
-      head = std::make_unique<judge::JudgeHead>(std::move(loaded_head));
-      VERDICT_ASSIGN_OR_RETURN(std::string fingerprint,
-                               judge::TargetFingerprint(ready.loaded.config, *ready.loaded.weights));
-      absl::Status match = judge::CheckHeadMatchesTarget(*head, fingerprint, ready.loaded.config.hidden_size);
-      if (!match.ok() && !(flags.judge_skip_fingerprint && head->hidden_size() == ready.loaded.config.hidden_size)) {
-        return match;
-      }
-      if (!match.ok()) std::fprintf(stderr, "verdict: warning: %s; continuing (--judge-skip-fingerprint)\n",
-                                    std::string(match.message()).c_str());
+      VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(ready, flags.judge_head, flags.judge_skip_fingerprint));
     }
   } else if (!flags.judge_head.empty() || !flags.policy.empty()) {
     return absl::InvalidArgumentError("--judge and --policy need a draft model (--draft)");
@@ -201,7 +175,10 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   };
   if (draft.has_value()) {
     // Speculative decoding: the same streaming, a block of tokens per target pass.
-    VERDICT_ASSIGN_OR_RETURN(judge::DraftWindowOptions window, ParseWindow(flags));
+    VERDICT_ASSIGN_OR_RETURN(std::vector<judge::DraftWindowOptions> windows,
+                             ParseDraftWindows(flags.k, flags.k_min, flags.k_max, /*auto_start=*/8));
+    if (windows.size() != 1) return absl::InvalidArgumentError("--k takes one window here");
+    const judge::DraftWindowOptions window = windows[0];
     judge::VerificationConfig verification;
     const std::string policy =
         !flags.policy.empty() ? flags.policy : (head != nullptr ? "judge" : (options.sampling.greedy() ? "greedy" : "sampled"));

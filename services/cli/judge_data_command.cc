@@ -14,6 +14,7 @@
 #include "nlohmann/json.hpp"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
+#include "services/cli/speculation_util.h"
 
 namespace verdict::cli {
 namespace {
@@ -49,14 +50,11 @@ absl::Status RunJudgeData(const JudgeDataFlags& flags) {
   }
   VERDICT_ASSIGN_OR_RETURN(ReadyModel target, OpenModel(flags.model, flags.threads));
   VERDICT_ASSIGN_OR_RETURN(ReadyModel draft, OpenModel(flags.draft, flags.threads));
-  VERDICT_RETURN_IF_ERROR(judge::CheckCompatibleModels(target.loaded.config, draft.loaded.config));
   if (target.loaded.tokenizer == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("the target has no usable tokenizer: ", target.loaded.tokenizer_error));
   }
-  if (draft.loaded.tokenizer != nullptr) {
-    VERDICT_RETURN_IF_ERROR(judge::CheckSameVocabulary(*target.loaded.tokenizer, *draft.loaded.tokenizer));
-  }
+  VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(target, draft));
   VERDICT_ASSIGN_OR_RETURN(std::string fingerprint,
                            judge::TargetFingerprint(target.loaded.config, *target.loaded.weights));
 

@@ -27,6 +27,7 @@
 #include "nlohmann/json.hpp"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
+#include "services/cli/speculation_util.h"
 
 namespace verdict::cli {
 namespace {
@@ -54,31 +55,6 @@ struct JudgeEvalFlags {
   std::string json;  // a file, or "-" for stdout
   std::string outputs;
 };
-
-// "8,16,32" or "auto" (or a mix) -> one window per entry.
-absl::StatusOr<std::vector<judge::DraftWindowOptions>> ParseWindows(const JudgeEvalFlags& flags) {
-  std::vector<judge::DraftWindowOptions> windows;
-  for (absl::string_view part : absl::StrSplit(flags.k, ',', absl::SkipWhitespace())) {
-    part = absl::StripAsciiWhitespace(part);
-    judge::DraftWindowOptions window;
-    window.min_k = flags.k_min;
-    window.max_k = flags.k_max;
-    if (part == "auto") {
-      window.adaptive = true;
-      window.k = std::clamp<int64_t>(16, flags.k_min, flags.k_max);
-    } else if (!absl::SimpleAtoi(part, &window.k)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--k must be numbers or \"auto\", comma-separated; got \"", flags.k, "\""));
-    } else {
-      // A fixed window may exceed the adaptive bound's default; the bound only matters for auto.
-      window.max_k = std::max(window.max_k, window.k);
-    }
-    VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
-    windows.push_back(window);
-  }
-  if (windows.empty()) return absl::InvalidArgumentError("--k is empty");
-  return windows;
-}
 
 // Progress on stderr: one rewritten line on a terminal, one line per finished policy otherwise
 // (logs should not fill with carriage returns).
@@ -118,7 +94,8 @@ absl::Status WriteOutputs(const std::string& path, absl::Span<const judge::TaskE
 
 absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   VERDICT_ASSIGN_OR_RETURN(judge::CheckMode check, judge::ParseCheckMode(flags.check));
-  VERDICT_ASSIGN_OR_RETURN(std::vector<judge::DraftWindowOptions> windows, ParseWindows(flags));
+  VERDICT_ASSIGN_OR_RETURN(std::vector<judge::DraftWindowOptions> windows,
+                           ParseDraftWindows(flags.k, flags.k_min, flags.k_max, /*auto_start=*/16));
   engine::SamplingParams sampling;
   sampling.temperature = flags.temperature;
   sampling.top_k = flags.top_k;
@@ -149,21 +126,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   }
   std::unique_ptr<judge::JudgeHead> head;
   if (!flags.judge_head.empty()) {
-    VERDICT_ASSIGN_OR_RETURN(judge::JudgeHead loaded, judge::LoadJudgeHead(flags.judge_head));
-    head = std::make_unique<judge::JudgeHead>(std::move(loaded));
-    VERDICT_ASSIGN_OR_RETURN(std::string fingerprint,
-                             judge::TargetFingerprint(target.loaded.config, *target.loaded.weights));
-    absl::Status match =
-        judge::CheckHeadMatchesTarget(*head, fingerprint, target.loaded.config.hidden_size);
-    if (!match.ok()) {
-      // A different hidden size can never work; a different fingerprint may be a quantized copy.
-      if (!flags.judge_skip_fingerprint ||
-          head->hidden_size() != target.loaded.config.hidden_size) {
-        return match;
-      }
-      std::fprintf(stderr, "verdict: warning: %s; continuing (--judge-skip-fingerprint)\n",
-                   std::string(match.message()).c_str());
-    }
+    VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(target, flags.judge_head, flags.judge_skip_fingerprint));
   } else if (flags.judge_threshold.has_value()) {
     return absl::InvalidArgumentError("--judge-threshold needs a judge head (--judge)");
   }
@@ -186,14 +149,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
           "policies other than \"target\" need a draft model (--draft); policies: ", policy_list));
     }
     VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads));
-    VERDICT_RETURN_IF_ERROR(judge::CheckCompatibleModels(target.loaded.config, draft->loaded.config));
-    if (draft->loaded.tokenizer != nullptr) {
-      VERDICT_RETURN_IF_ERROR(judge::CheckSameVocabulary(*tokenizer, *draft->loaded.tokenizer));
-    } else {
-      std::fprintf(stderr,
-                   "verdict: warning: the draft ships no tokenizer; only its vocabulary size was "
-                   "checked against the target's\n");
-    }
+    VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(target, *draft));
   }
 
   judge::EvalOptions options;

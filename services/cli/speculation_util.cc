@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "services/cli/speculation_util.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
+#include "judge/speculative_session.h"
+#include "judge/vocabulary_check.h"
+
+namespace verdict::cli {
+
+absl::StatusOr<std::vector<judge::DraftWindowOptions>> ParseDraftWindows(const std::string& k_list,
+                                                                         int64_t k_min, int64_t k_max,
+                                                                         int64_t auto_start) {
+  std::vector<judge::DraftWindowOptions> windows;
+  for (absl::string_view part : absl::StrSplit(k_list, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
+    judge::DraftWindowOptions window;
+    window.min_k = k_min;
+    window.max_k = k_max;
+    if (part == "auto") {
+      window.adaptive = true;
+      window.k = std::clamp<int64_t>(auto_start, k_min, std::max(k_min, k_max));
+    } else if (!absl::SimpleAtoi(part, &window.k)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--k must be a number or \"auto\" (comma-separated where several are allowed), got \"",
+                       k_list, "\""));
+    } else {
+      window.max_k = std::max(window.max_k, window.k);
+    }
+    VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
+    windows.push_back(window);
+  }
+  if (windows.empty()) return absl::InvalidArgumentError("--k is empty");
+  return windows;
+}
+
+absl::Status CheckDraftMatchesTarget(const ReadyModel& target, const ReadyModel& draft) {
+  VERDICT_RETURN_IF_ERROR(judge::CheckCompatibleModels(target.loaded.config, draft.loaded.config));
+  if (target.loaded.tokenizer != nullptr && draft.loaded.tokenizer != nullptr) {
+    return judge::CheckSameVocabulary(*target.loaded.tokenizer, *draft.loaded.tokenizer);
+  }
+  if (draft.loaded.tokenizer == nullptr) {
+    std::fprintf(stderr,
+                 "verdict: warning: the draft ships no tokenizer; only its vocabulary size was checked "
+                 "against the target's\n");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<judge::JudgeHead>> LoadJudgeHeadForTarget(const ReadyModel& target,
+                                                                          const std::string& path,
+                                                                          bool skip_fingerprint) {
+  VERDICT_ASSIGN_OR_RETURN(judge::JudgeHead loaded, judge::LoadJudgeHead(path));
+  auto head = std::make_unique<judge::JudgeHead>(std::move(loaded));
+  VERDICT_ASSIGN_OR_RETURN(std::string fingerprint,
+                           judge::TargetFingerprint(target.loaded.config, *target.loaded.weights));
+  const int64_t hidden = target.loaded.config.hidden_size;
+  absl::Status match = judge::CheckHeadMatchesTarget(*head, fingerprint, hidden);
+  if (!match.ok()) {
+    if (!skip_fingerprint || head->hidden_size() != hidden) return match;
+    std::fprintf(stderr, "verdict: warning: %s; continuing (--judge-skip-fingerprint)\n",
+                 std::string(match.message()).c_str());
+  }
+  return head;
+}
+
+}  // namespace verdict::cli
