@@ -155,6 +155,8 @@ def write_cards(target: Path, drafts: list[Path], report: dict, forced_lines, gr
             summ = {**main, "steps": summ["step"], "train_s": summ["train_s"],
                     "loss": summ["loss"]}
         role = "target" if d == target else ("weak draft" if weak else "draft")
+        if d.name.endswith("-strong"):
+            role = "stronger draft (an alternative to arith-draft: the same recipe, 3x the steps)"
         forced = ""
         if d == target:
             forced = ("\nForced-style diagnostic (the answer is forced into a style up to the "
