@@ -40,6 +40,9 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from tokenizers import pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hf_export import train_byte_level_bpe  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "tests" / "fixtures" / "models"
 
@@ -120,26 +123,10 @@ def make_corpus(seed: int, n_lines: int, ascii_only: bool) -> list[str]:
 
 def make_llama3_tokenizer(vocab_size: int) -> Tokenizer:
     """Byte-level BPE with the Llama-3 pre-tokenizer; specials appended after the learned vocab."""
-    tok = Tokenizer(models.BPE(ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
+    tok = train_byte_level_bpe(
+        make_corpus(seed=1234, n_lines=3000, ascii_only=False),
         pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(LLAMA3_SPECIALS), min_frequency=2, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
-    tok.train_from_iterator(make_corpus(seed=1234, n_lines=3000, ascii_only=False), trainer=trainer)
-    assert tok.get_vocab_size() == vocab_size - len(LLAMA3_SPECIALS), tok.get_vocab_size()
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in LLAMA3_SPECIALS])
-    bos = tok.token_to_id("<|begin_of_text|>")
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(
-            single="<|begin_of_text|> $A:0",
-            pair="<|begin_of_text|>:0 $A:0 <|begin_of_text|>:1 $B:1",
-            special_tokens=[("<|begin_of_text|>", bos)]),
-    ])
+        vocab_size - len(LLAMA3_SPECIALS), LLAMA3_SPECIALS)
     assert tok.get_vocab_size() == vocab_size
     return tok
 

@@ -26,23 +26,19 @@ import argparse
 import json
 import math
 import random
-import shutil
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
-from tokenizers import trainers
+from tokenizers import Tokenizer, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import arith_world as W  # noqa: E402
+from hf_export import BOS, EOS, save_llama_dir, train_byte_level_bpe  # noqa: E402
 
-BOS = "<|begin_of_text|>"
-EOS = "<|end_of_text|>"
 VOCAB_SIZE = 512
 TOKENIZER_SEED = 4242
 MONITOR_SEED = 99  # eval-bucket problems used for the accuracy log
@@ -61,25 +57,9 @@ def tokenizer_corpus(n: int = 20000) -> list[str]:
 
 
 def make_tokenizer() -> Tokenizer:
-    tok = Tokenizer(models.BPE(ignore_merges=False))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
-    ])
-    tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - 2, min_frequency=2, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
-    tok.train_from_iterator(tokenizer_corpus(), trainer=trainer)
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in (BOS, EOS)])
-    bos = tok.token_to_id(BOS)
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(
-            single=f"{BOS} $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1",
-            special_tokens=[(BOS, bos)]),
-    ])
-    return tok
+    return train_byte_level_bpe(
+        tokenizer_corpus(), pre_tokenizers.Digits(individual_digits=True), VOCAB_SIZE - 2,
+        [BOS, EOS], byte_level_regex=True, ignore_merges=False)
 
 
 def encode(tok: Tokenizer, text: str) -> list[int]:
@@ -168,37 +148,6 @@ def make_batch(tok, rng, stream, mixture, batch, bos, eos):
     return x, y
 
 
-def save_model(model, cfg, tok_path: Path, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
-          if k != "lm_head.weight"}  # tied to model.embed_tokens.weight
-    save_file(sd, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    conf = {
-        "architectures": ["LlamaForCausalLM"], "attention_bias": False,
-        "attention_dropout": 0.0, "bos_token_id": cfg.bos_token_id,
-        "eos_token_id": cfg.eos_token_id, "head_dim": cfg.head_dim, "hidden_act": cfg.hidden_act,
-        "hidden_size": cfg.hidden_size, "initializer_range": cfg.initializer_range,
-        "intermediate_size": cfg.intermediate_size,
-        "max_position_embeddings": cfg.max_position_embeddings, "mlp_bias": False,
-        "model_type": "llama", "num_attention_heads": cfg.num_attention_heads,
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "num_key_value_heads": cfg.num_key_value_heads, "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": True,
-        "torch_dtype": "float32", "use_cache": True, "vocab_size": cfg.vocab_size,
-    }
-    (out_dir / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
-    (out_dir / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": cfg.bos_token_id, "do_sample": False,
-         "eos_token_id": cfg.eos_token_id}, indent=2) + "\n")
-    if tok_path.resolve() != (out_dir / "tokenizer.json").resolve():
-        shutil.copyfile(tok_path, out_dir / "tokenizer.json")
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(
-        {"add_bos_token": True, "add_eos_token": False, "bos_token": BOS,
-         "clean_up_tokenization_spaces": False, "eos_token": EOS,
-         "model_max_length": cfg.max_position_embeddings,
-         "tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n")
-
-
 def train(args) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -265,13 +214,13 @@ def train(args) -> None:
                 f"full_correct_acc={r['full_correct_acc']:.3f} styles={r['styles']} "
                 f"(eval {t_eval:.0f}s)")
         if args.weak_out and step == args.weak_at:
-            save_model(model, cfg, args.tokenizer, args.weak_out)
+            save_llama_dir(model, cfg, args.weak_out, args.tokenizer)
             (args.weak_out / "train_summary.json").write_text(json.dumps(
                 {"step": step, "train_s": round(time.time() - t0), "loss": ema,
                  "monitor": history[-1][3], "params": n_params}, indent=2) + "\n")
             say(f"saved weak checkpoint at step {step} to {args.weak_out}")
     train_s = time.time() - t0
-    save_model(model, cfg, args.tokenizer, args.out)
+    save_llama_dir(model, cfg, args.out, args.tokenizer)
     (args.out / "train_summary.json").write_text(json.dumps(
         {"command": " ".join(sys.argv), "steps": args.steps, "train_s": round(train_s),
          "loss": ema, "params": n_params, "mixture": mixture, "batch": args.batch,

@@ -29,24 +29,22 @@ weights) depends on the speed of the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
-import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
-from tokenizers import processors, trainers
+from tokenizers import Regex, Tokenizer, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hf_export import BOS, EOS, save_llama_dir, train_byte_level_bpe  # noqa: E402
 
 SEED = 1234
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                   r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-BOS = "<|begin_of_text|>"
-EOS = "<|end_of_text|>"
 VOCAB_SIZE = 768
 SEQ_LEN = 128
 BATCH = 16
@@ -133,25 +131,9 @@ def make_corpus(n: int, seed: int) -> list[str]:
 
 
 def make_tokenizer(corpus: list[str]) -> Tokenizer:
-    tok = Tokenizer(models.BPE(ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - 2, min_frequency=2, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
-    tok.train_from_iterator(corpus, trainer=trainer)
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in (BOS, EOS)])
-    bos = tok.token_to_id(BOS)
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(
-            single=f"{BOS} $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1",
-            special_tokens=[(BOS, bos)]),
-    ])
-    return tok
+    return train_byte_level_bpe(corpus, pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated",
+                                                             invert=False),
+                                VOCAB_SIZE - 2, [BOS, EOS])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,36 +237,8 @@ def main() -> None:
 
     # Save.
     out_dir = args.out
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
-          if k != "lm_head.weight"}  # tied to model.embed_tokens.weight
-    save_file(sd, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    conf = {
-        "architectures": ["LlamaForCausalLM"], "attention_bias": False,
-        "attention_dropout": 0.0, "bos_token_id": bos, "eos_token_id": eos,
-        "head_dim": cfg.head_dim, "hidden_act": cfg.hidden_act, "hidden_size": cfg.hidden_size,
-        "initializer_range": cfg.initializer_range, "intermediate_size": cfg.intermediate_size,
-        "max_position_embeddings": cfg.max_position_embeddings, "mlp_bias": False,
-        "model_type": "llama", "num_attention_heads": cfg.num_attention_heads,
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "num_key_value_heads": cfg.num_key_value_heads, "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_scaling": None, "rope_theta": 10000.0, "tie_word_embeddings": True,
-        "torch_dtype": "float32", "use_cache": True, "vocab_size": vocab,
-    }
-    (out_dir / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
-    (out_dir / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": bos, "do_sample": True, "eos_token_id": eos, "temperature": 0.7,
-         "top_p": 0.9}, indent=2) + "\n")
-    if args.tokenizer:
-        if args.tokenizer.resolve() != (out_dir / "tokenizer.json").resolve():
-            shutil.copyfile(args.tokenizer, out_dir / "tokenizer.json")
-    else:
-        tok.save(str(out_dir / "tokenizer.json"))
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(
-        {"add_bos_token": True, "add_eos_token": False, "bos_token": BOS,
-         "clean_up_tokenization_spaces": False, "eos_token": EOS,
-         "model_max_length": cfg.max_position_embeddings,
-         "tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n")
+    save_llama_dir(model, cfg, out_dir, args.tokenizer or tok,
+                   generation={"do_sample": True, "temperature": 0.7, "top_p": 0.9})
     # Non-default options, in the order they are declared, so the default command stays as it was.
     extra = "".join(
         f" --{name.replace('_', '-')} {getattr(args, name)}"
