@@ -13,3 +13,11 @@ add_library(verdict_openblas INTERFACE)
 target_include_directories(verdict_openblas INTERFACE ${OpenBLAS_INCLUDE_DIRS})
 target_link_libraries(verdict_openblas INTERFACE ${OpenBLAS_LIBRARIES})
 add_library(verdict::openblas ALIAS verdict_openblas)
+
+# The wire contract and the services: Protocol Buffers (no CMake config file in Debian: CMake's
+# FindProtobuf module) and gRPC (config file).
+find_package(Protobuf REQUIRED)             # proto/verdict/v1 messages
+find_package(gRPC CONFIG REQUIRED)          # client API and internal services
+# UCX (ucp): activations between target shards (pkg-config only in Debian).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(UCX REQUIRED IMPORTED_TARGET ucx)

@@ -16,32 +16,10 @@
 #include "absl/types/span.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "judge/draft_window.h"
 #include "judge/verification.h"
 
 namespace verdict::judge {
-
-// The draft window k: fixed, or adaptive from recent acceptance.
-struct DraftWindowOptions {
-  int64_t k = 8;           // fixed window, or the adaptive mode's starting point
-  bool adaptive = false;
-  int64_t min_k = 1;       // adaptive bounds
-  int64_t max_k = 64;
-};
-absl::Status ValidateDraftWindowOptions(const DraftWindowOptions& options);
-
-// Adaptive rule (a heuristic in the spirit of Hugging Face's assisted generation, widened for the
-// long runs a judge accepts): a fully accepted block grows k by half (at least 2); a block that
-// ended after `a` acceptances moves k halfway towards 1.5 * (a + 1). Clamped to [min_k, max_k].
-class DraftWindow {
- public:
-  explicit DraftWindow(const DraftWindowOptions& options);
-  int64_t k() const { return k_; }
-  void Observe(int64_t proposed, int64_t accepted);
-
- private:
-  DraftWindowOptions options_;
-  int64_t k_;
-};
 
 struct SpeculativeOptions {
   int64_t max_new_tokens = 128;

@@ -39,6 +39,33 @@ absl::Status CheckCompatibleModels(const engine::LlamaConfig& target, const engi
   return absl::OkStatus();
 }
 
+int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sampler,
+                         bool record_distribution, std::vector<float>* scratch, DraftBlock* block) {
+  const engine::SamplingParams& sampling = sampler.params();
+  int32_t token;
+  if (sampling.greedy()) {
+    token = engine::Argmax(logits);
+  } else {
+    engine::SamplingDistribution(logits, sampling, scratch);
+    token = sampler.SampleFrom(*scratch);
+    DraftDistribution q;
+    for (size_t v = 0; v < scratch->size(); ++v) {
+      if ((*scratch)[v] > 0) {
+        q.ids.push_back(static_cast<int32_t>(v));
+        q.probs.push_back((*scratch)[v]);
+      }
+    }
+    block->proposals.push_back(std::move(q));
+  }
+  block->tokens.push_back(token);
+  block->logprobs.push_back(ComputeTokenStats(logits, token).logprob);
+  if (record_distribution) {
+    engine::SamplingDistribution(logits, engine::SamplingParams{.temperature = 1.0f}, scratch);
+    block->distributions.insert(block->distributions.end(), scratch->begin(), scratch->end());
+  }
+  return token;
+}
+
 // ---- DraftSession --------------------------------------------------------------------------------
 
 DraftSession::DraftSession(engine::ModelSlice* draft, const engine::SamplingParams& sampling,
@@ -84,7 +111,6 @@ absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
                                                      " positions; ", n, " committed plus ", k,
                                                      " proposed tokens do not fit"));
   }
-  const engine::SamplingParams& sampling = sampler_.params();
   const int64_t vocab = draft_->config().vocab_size;
   DraftBlock block;
   block.tokens.reserve(k);
@@ -97,28 +123,8 @@ absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
       return status;
     }
     ++forward_passes_;
-    absl::Span<const float> logits = absl::MakeConstSpan(forward_.logits).subspan(0, vocab);
-    int32_t token;
-    if (sampling.greedy()) {
-      token = engine::Argmax(logits);
-    } else {
-      engine::SamplingDistribution(logits, sampling, &probs_);
-      token = sampler_.SampleFrom(probs_);
-      DraftDistribution q;
-      for (int64_t v = 0; v < vocab; ++v) {
-        if (probs_[v] > 0) {
-          q.ids.push_back(static_cast<int32_t>(v));
-          q.probs.push_back(probs_[v]);
-        }
-      }
-      block.proposals.push_back(std::move(q));
-    }
-    block.tokens.push_back(token);
-    block.logprobs.push_back(ComputeTokenStats(logits, token).logprob);
-    if (record_distributions_) {
-      engine::SamplingDistribution(logits, engine::SamplingParams{.temperature = 1.0f}, &probs_);
-      block.distributions.insert(block.distributions.end(), probs_.begin(), probs_.end());
-    }
+    AppendDraftToken(absl::MakeConstSpan(forward_.logits).subspan(0, vocab), sampler_,
+                     record_distributions_, &probs_, &block);
     feed = absl::MakeConstSpan(&block.tokens.back(), 1);
     if (i + 1 == k) break;  // the last proposal is not fed: its verdict decides what comes next
   }

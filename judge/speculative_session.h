@@ -23,6 +23,14 @@
 
 namespace verdict::judge {
 
+// Chooses the draft's token from one row of its logits (argmax, or a draw from the sampler's
+// distribution) and appends it to `block` with its plain-softmax log-probability, its sparse
+// proposal distribution when sampling, and the full distribution when `record_distribution`.
+// `scratch` is reused between calls. Shared by DraftSession and the draft worker's batched
+// proposals, so both propose identically.
+int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sampler,
+                         bool record_distribution, std::vector<float>* scratch, DraftBlock* block);
+
 // Draft side: proposes blocks of k tokens with the draft model.
 class DraftSession {
  public:

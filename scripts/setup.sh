@@ -14,6 +14,8 @@ apt_packages=(
   libgtest-dev libgmock-dev  # unit tests
   libbenchmark-dev       # micro-benchmarks (bench/)
   libopenblas-dev        # sgemm for large (prefill) matrix products
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # services, wire contract
+  libucx-dev ucx-utils   # activations between target shards
   python3 python3-venv python3-pip
 )
 

@@ -19,5 +19,11 @@ check engine '#include [<"](grpcpp?/|google/protobuf/|proto/|services/|workers/|
   "engine/ must not depend on gRPC, protobuf or higher layers"
 check common '#include "(engine|services|workers|coordinator|clients|transport|judge|proto)/' \
   "common/ must not depend on other modules"
+check workers '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|coordinator/|clients/)' \
+  "workers/ are plain cores: no gRPC, protobuf, services, coordinator or clients"
+check coordinator '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|transport/|engine/(model|kv_cache|backend|model_loader)|workers/(draft_worker|target_shard))' \
+  "the coordinator sees the worker clients and plain messages, never gRPC or engine internals"
+check clients/worker_clients.h '#include [<"](grpcpp?/|google/protobuf/|engine/model)' \
+  "the client interfaces are plain C++"
 if [[ $status -eq 0 ]]; then echo "layering: ok"; fi
 exit $status

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "clients/in_process_clients.h"
+
+#include <atomic>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+
+namespace verdict::clients {
+
+void InProcessDraftClient::OpenSession(const DraftSessionSpec& spec, StatusCallback done) {
+  loop_->OpenSession(spec.session_id, spec.prompt, spec.sampling, spec.capacity, std::move(done));
+}
+
+void InProcessDraftClient::Propose(const workers::ProposeRequest& request,
+                                   std::function<void(absl::StatusOr<workers::Proposal>)> done) {
+  loop_->Propose(request, std::move(done));
+}
+
+void InProcessDraftClient::CloseSession(uint64_t session_id) { loop_->CloseSession(session_id); }
+
+InProcessTargetClient::InProcessTargetClient(std::vector<std::unique_ptr<workers::TargetShard>> shards,
+                                             const workers::ShardLoopOptions& options) {
+  // Built from the last shard backwards so each loop can hand its output to the next one.
+  loops_.resize(shards.size());
+  for (int i = static_cast<int>(shards.size()) - 1; i >= 0; --i) {
+    workers::ShardLoopSinks sinks;
+    if (i + 1 < static_cast<int>(shards.size())) {
+      workers::TargetShardLoop* next = loops_[i + 1].get();
+      sinks.to_next = [next](workers::ShardBatch batch) { next->Submit(std::move(batch)); };
+    }
+    sinks.on_outcome = [this, i](workers::BlockOutcome outcome) { Deliver(i, std::move(outcome)); };
+    loops_[i] = std::make_unique<workers::TargetShardLoop>(std::move(shards[i]), options, std::move(sinks));
+  }
+}
+
+InProcessTargetClient::~InProcessTargetClient() {
+  // Stop shard 0 first so nothing new flows down the chain while later loops stop.
+  for (auto& loop : loops_) loop.reset();
+}
+
+void InProcessTargetClient::OpenSession(const TargetSessionSpec& spec, StatusCallback done) {
+  // done(OK) after every shard opened it; the first error otherwise (reported once).
+  struct Join {
+    absl::Mutex mu;
+    int remaining;
+    absl::Status status;
+    StatusCallback done;
+  };
+  auto join = std::make_shared<Join>();
+  join->remaining = num_shards();
+  join->done = std::move(done);
+  for (int i = 0; i < num_shards(); ++i) {
+    loops_[i]->OpenSession(spec.session_id, spec.capacity, spec.verification, [join, i](absl::Status s) {
+      StatusCallback finish;
+      absl::Status result;
+      {
+        absl::MutexLock lock(&join->mu);
+        if (!s.ok() && join->status.ok()) {
+          join->status = absl::Status(s.code(), absl::StrCat("target shard ", i, ": ", s.message()));
+        }
+        if (--join->remaining == 0) {
+          finish = std::move(join->done);
+          result = join->status;
+        }
+      }
+      if (finish) finish(result);
+    });
+  }
+}
+
+void InProcessTargetClient::Verify(const workers::ShardBlock& block, std::vector<int32_t> token_ids,
+                                   std::function<void(workers::BlockOutcome)> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    pending_[{block.session_id, block.step}] = std::move(done);
+  }
+  workers::ShardBatch batch;
+  batch.blocks = {block};
+  batch.token_ids = std::move(token_ids);
+  loops_[0]->Submit(std::move(batch));
+}
+
+void InProcessTargetClient::CloseSession(uint64_t session_id) {
+  for (auto& loop : loops_) loop->CloseSession(session_id);
+}
+
+void InProcessTargetClient::Deliver(int shard, workers::BlockOutcome outcome) {
+  std::function<void(workers::BlockOutcome)> done;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find({outcome.session_id, outcome.step});
+    if (it == pending_.end()) return;  // not ours (or already answered)
+    done = std::move(it->second);
+    pending_.erase(it);
+  }
+  if (!outcome.status.ok()) {
+    outcome.status = absl::Status(outcome.status.code(),
+                                  absl::StrCat("target shard ", shard, ": ", outcome.status.message()));
+  }
+  done(std::move(outcome));
+}
+
+}  // namespace verdict::clients

@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+// The coordinator's core: sessions of speculative (or target-only) decoding driven over the
+// asynchronous draft and target clients, with PIPELINED drafting. While block b of a session is
+// being verified by the target shards, the draft worker already proposes block b+1 on the
+// assumption that b is fully accepted, starting with its own guess of the target's bonus token; a
+// verdict that confirms the assumption sends b+1 to verification at once, any other verdict drops
+// it and the draft rolls back (keep the committed prefix, append the target's token).
+//
+// Many sessions are in flight at once; the workers batch what is ready across sessions. If the
+// draft worker fails or times out, a session continues target-only (a block with no draft tokens
+// asks the target for its next token) and retries the draft after a pause; a target failure ends
+// the session with the shard's error. All session state lives on one event-loop thread: client
+// callbacks only post to it. Token-level only: text, stop strings and the wire live in the
+// service adapter (services/coordinator).
+#ifndef VERDICT_COORDINATOR_COORDINATOR_H_
+#define VERDICT_COORDINATOR_COORDINATOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "clients/worker_clients.h"
+#include "coordinator/event_loop.h"
+#include "engine/sampler.h"
+#include "judge/draft_window.h"
+#include "judge/verification.h"
+
+namespace verdict::coordinator {
+
+struct CoordinatorOptions {
+  int64_t max_sessions = 64;
+  // Context lengths of the target and the draft (positions a session may use).
+  int64_t target_context = 0;
+  int64_t draft_context = 0;
+  // Draft block b+1 while block b is verified.
+  bool pipelined = true;
+  // After a draft failure, a session decodes target-only and tries the draft again after this.
+  absl::Duration draft_retry_interval = absl::Seconds(2);
+};
+
+enum class FinishReason { kStop, kLength, kContext };
+const char* FinishReasonName(FinishReason reason);
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  int64_t max_new_tokens = 128;
+  std::vector<int32_t> stop_token_ids;  // end-of-text tokens included by the caller
+  // The policy; its target_sampling is the output distribution (greedy or sampled).
+  judge::VerificationConfig verification;
+  // The draft's sampling. Unset: the target's, with a seed derived from its seed (as in
+  // judge::GenerateSpeculative).
+  std::optional<engine::SamplingParams> draft_sampling;
+  judge::DraftWindowOptions window;
+  bool speculate = true;  // false: target-only decoding
+  std::string request_id;
+};
+
+struct GenerationStats {
+  int64_t tokens = 0;
+  int64_t target_passes = 0;
+  int64_t target_only_passes = 0;  // passes without draft tokens (no draft, or it was down)
+  int64_t proposed = 0;            // draft tokens sent for verification
+  int64_t accepted_exact = 0;
+  int64_t accepted_judge = 0;
+  int64_t accepted_lossy = 0;
+  std::vector<int64_t> accepted_histogram;  // [a] = passes that accepted a draft tokens
+  int64_t optimistic_blocks = 0;  // proposals drafted ahead of a verdict
+  int64_t optimistic_hits = 0;    // ... whose assumption held, so they were used
+  int64_t draft_failures = 0;
+  int64_t shadow_accepted = 0;
+  int64_t shadow_judge_only = 0;
+  bool degraded = false;  // some passes ran target-only because the draft was unavailable
+  absl::Duration time_to_first_token;
+  absl::Duration total_time;
+};
+
+struct GenerationSummary {
+  FinishReason finish_reason = FinishReason::kLength;
+  GenerationStats stats;
+};
+
+struct GenerationCallbacks {
+  // The tokens each target pass commits (after stop-token and max-token truncation; a final stop
+  // token included). Return false to end the generation (e.g. a stop string matched). Runs on the
+  // coordinator's thread: keep it short.
+  std::function<bool(absl::Span<const int32_t> tokens)> on_tokens;
+  // Exactly once: the summary, or why the generation failed (kCancelled after Cancel).
+  std::function<void(absl::StatusOr<GenerationSummary>)> on_done;
+};
+
+struct SessionSnapshot {
+  uint64_t id = 0;
+  std::string request_id;
+  std::string policy;
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  int64_t draft_window = 0;
+  bool degraded = false;
+  absl::Duration age;
+};
+
+// Process totals since start (for /metrics and /v1/status).
+struct CoordinatorTotals {
+  int64_t requests = 0;
+  int64_t requests_failed = 0;
+  int64_t requests_cancelled = 0;
+  int64_t tokens = 0;
+  int64_t target_passes = 0;
+  int64_t target_only_passes = 0;
+  int64_t proposed = 0;
+  int64_t accepted_exact = 0;
+  int64_t accepted_judge = 0;
+  int64_t accepted_lossy = 0;
+  std::vector<int64_t> accepted_histogram;
+  int64_t optimistic_blocks = 0;
+  int64_t optimistic_hits = 0;
+  int64_t draft_failures = 0;
+};
+
+struct CoordinatorSnapshot {
+  std::vector<SessionSnapshot> sessions;
+  // Sessions whose generation ended but whose worker state is still being released.
+  int64_t releasing = 0;
+  CoordinatorTotals totals;
+};
+
+class Coordinator {
+ public:
+  // `target` must outlive the coordinator; `draft` too, or nullptr for target-only serving.
+  Coordinator(const CoordinatorOptions& options, clients::DraftClient* draft, clients::TargetClient* target);
+  // Fails the remaining sessions with kCancelled and waits for the loop to finish.
+  ~Coordinator();
+
+  // Starts a generation; its results arrive through `callbacks`. Errors (synchronous):
+  // kInvalidArgument (empty prompt, prompt not shorter than the target context, max_new_tokens
+  // < 1, bad window or policy), kResourceExhausted (max_sessions in flight).
+  absl::StatusOr<uint64_t> Start(GenerationRequest request, GenerationCallbacks callbacks);
+  // Ends the generation with kCancelled and releases its worker state. Unknown ids are ignored.
+  void Cancel(uint64_t session_id);
+
+  CoordinatorSnapshot Snapshot();
+
+ private:
+  struct Session;
+
+  void Open(Session& s);
+  void Advance(Session& s);
+  void RequestProposal(Session& s, bool optimistic);
+  void SendBlock(Session& s, judge::DraftBlock draft, bool from_optimistic);
+  void OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<workers::Proposal> proposal);
+  void OnOutcome(uint64_t id, workers::BlockOutcome outcome);
+  void DraftFailed(Session& s, const absl::Status& status);
+  // Tokens the next block may draft (0: target-only), given `committed` tokens so far.
+  int64_t WindowFor(const Session& s, int64_t committed, int64_t generated) const;
+  void Finish(Session& s, FinishReason reason);
+  void Fail(Session& s, absl::Status status);
+  void MaybeRelease(Session& s);
+  void Account(const GenerationStats& stats, bool failed, bool cancelled);
+
+  CoordinatorOptions options_;
+  clients::DraftClient* draft_;
+  clients::TargetClient* target_;
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<int64_t> active_{0};  // sessions not yet released (admission control)
+  // Loop-thread state.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<Session>> sessions_;
+  CoordinatorTotals totals_;
+  uint64_t next_draft_session_ = 1;
+  EventLoop loop_;  // last member: destroyed (joined) first
+};
+
+}  // namespace verdict::coordinator
+
+#endif  // VERDICT_COORDINATOR_COORDINATOR_H_

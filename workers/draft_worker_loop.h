@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// The draft worker's engine thread: callers on any thread queue session operations and proposals;
+// the thread runs them in arrival order, batching consecutive proposals of different sessions into
+// one DraftWorker::ProposeBatch under a token budget (continuous batching: whatever is ready when
+// a batch starts joins it). Completion callbacks run on the engine thread and must be quick (hand
+// the result to another thread or queue).
+//
+// The gRPC draft service and the in-process client for tests are thin adapters over this class.
+#ifndef VERDICT_WORKERS_DRAFT_WORKER_LOOP_H_
+#define VERDICT_WORKERS_DRAFT_WORKER_LOOP_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/sampler.h"
+#include "workers/draft_worker.h"
+#include "workers/messages.h"
+
+namespace verdict::workers {
+
+struct DraftLoopOptions {
+  // A batch takes proposals while the tokens of their first forward step (appended + uncached +
+  // one) stay within this budget; a single larger proposal still runs alone.
+  int64_t max_batch_tokens = 512;
+};
+
+struct DraftLoopStats {
+  int64_t batches = 0;
+  int64_t proposals = 0;
+  int64_t queue_depth = 0;
+  int64_t sessions = 0;
+  int64_t forward_passes = 0;
+};
+
+class DraftWorkerLoop {
+ public:
+  using StatusCallback = std::function<void(absl::Status)>;
+  using ProposalCallback = std::function<void(absl::StatusOr<Proposal>)>;
+
+  DraftWorkerLoop(std::unique_ptr<DraftWorker> worker, const DraftLoopOptions& options);
+  // Stops the thread; queued work completes with kUnavailable.
+  ~DraftWorkerLoop();
+
+  void OpenSession(uint64_t session_id, std::vector<int32_t> prompt, engine::SamplingParams sampling,
+                   int64_t capacity, StatusCallback done);
+  void Propose(ProposeRequest request, ProposalCallback done);
+  void CloseSession(uint64_t session_id);
+
+  DraftLoopStats stats() const;
+  const DraftWorker& worker() const { return *worker_; }  // engine-thread data: tests only
+
+ private:
+  struct Item {
+    enum class Kind { kOpen, kPropose, kClose } kind;
+    uint64_t session_id = 0;
+    std::vector<int32_t> prompt;
+    engine::SamplingParams sampling;
+    int64_t capacity = 0;
+    StatusCallback open_done;
+    ProposeRequest request;
+    ProposalCallback propose_done;
+  };
+
+  void Run();
+  // Queues the item (moving from it) unless the loop is stopping.
+  bool Enqueue(Item& item);
+  // Estimated tokens of a proposal's first forward step.
+  int64_t FirstStepTokens(const ProposeRequest& request) const;
+
+  std::unique_ptr<DraftWorker> worker_;
+  DraftLoopOptions options_;
+  mutable absl::Mutex mu_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  DraftLoopStats stats_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace verdict::workers
+
+#endif  // VERDICT_WORKERS_DRAFT_WORKER_LOOP_H_

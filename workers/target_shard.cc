@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "workers/target_shard.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace verdict::workers {
+
+TargetShard::TargetShard(engine::ModelSlice* slice, const judge::JudgeHead* head,
+                         const TargetShardOptions& options)
+    : slice_(slice), head_(head), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::ModelSlice* slice,
+                                                                 const judge::JudgeHead* head,
+                                                                 const TargetShardOptions& options) {
+  if (slice == nullptr) return absl::InvalidArgumentError("no target slice");
+  if (head != nullptr) {
+    if (!slice->is_last()) {
+      return absl::InvalidArgumentError("only the last target shard holds the judge head");
+    }
+    if (head->hidden_size() != slice->config().hidden_size) {
+      return absl::InvalidArgumentError(absl::StrCat("the judge head was trained for hidden size ",
+                                                     head->hidden_size(), ", the target has ",
+                                                     slice->config().hidden_size));
+    }
+  }
+  if (options.max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
+  return std::unique_ptr<TargetShard>(new TargetShard(slice, head, options));
+}
+
+absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
+                                      const judge::VerificationConfig& verification) {
+  if (sessions_.contains(session_id)) {
+    return absl::AlreadyExistsError(absl::StrCat("target session ", session_id, " is already open"));
+  }
+  if (num_sessions() >= options_.max_sessions) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the target shard holds its maximum of ", options_.max_sessions, " sessions"));
+  }
+  const int64_t context = slice_->config().max_position_embeddings;
+  if (capacity < 1 || capacity > context) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("session capacity ", capacity, " is outside [1, ", context, "]"));
+  }
+  if (is_last()) {
+    VERDICT_RETURN_IF_ERROR(judge::ValidateVerificationConfig(verification));
+    if (verification.judge != judge::JudgeMode::kOff && head_ == nullptr) {
+      return absl::FailedPreconditionError("the judge policy needs a judge head; this shard has none");
+    }
+  }
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, slice_->NewKvCache(capacity));
+  sessions_.emplace(session_id, std::unique_ptr<Session>(new Session{
+                                    std::move(cache), verification,
+                                    engine::Sampler(verification.target_sampling)}));
+  return absl::OkStatus();
+}
+
+void TargetShard::CloseSession(uint64_t session_id) { sessions_.erase(session_id); }
+
+int64_t TargetShard::cached_length(uint64_t session_id) const {
+  auto it = sessions_.find(session_id);
+  return it == sessions_.end() ? -1 : it->second->cache->length();
+}
+
+absl::Status TargetShard::ValidateBlock(const ShardBlock& block, const Session& session) const {
+  if (session.has_step && block.step <= session.last_step) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": step ", block.step,
+                                                   " does not follow step ", session.last_step));
+  }
+  const engine::KvCache& cache = *session.cache;
+  if (block.start_position < 0 || block.start_position > cache.length()) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": the block starts at position ",
+                                                   block.start_position, " but ", cache.length(),
+                                                   " positions are cached"));
+  }
+  if (block.start_position + block.num_tokens > cache.capacity()) {
+    return absl::ResourceExhaustedError(absl::StrCat("session ", block.session_id, ": positions up to ",
+                                                     block.start_position + block.num_tokens,
+                                                     " do not fit its capacity of ", cache.capacity()));
+  }
+  const int64_t k = static_cast<int64_t>(block.draft.tokens.size());
+  if (k > judge::kMaxDraftTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ",
+                                                   judge::kMaxDraftTokens));
+  }
+  if (block.verify && k + 1 > block.num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": a block of ",
+                                                   block.num_tokens, " positions cannot verify ", k,
+                                                   " draft tokens"));
+  }
+  return absl::OkStatus();
+}
+
+ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
+  ShardForwardResult out;
+  auto fail = [&out](const ShardBlock& block, absl::Status status) {
+    out.outcomes.push_back({block.session_id, block.step, std::move(status), std::nullopt});
+  };
+  const engine::LlamaConfig& config = slice_->config();
+  const int64_t hidden = config.hidden_size;
+  const int64_t vocab = config.vocab_size;
+
+  // The batch as a whole: the blocks must account for every id or activation row.
+  int64_t total = 0;
+  absl::Status malformed;
+  for (const ShardBlock& b : batch.blocks) {
+    if (b.num_tokens < 1 || b.num_tokens > config.max_position_embeddings) {
+      malformed = absl::InvalidArgumentError(
+          absl::StrCat("session ", b.session_id, ": a block of ", b.num_tokens, " positions"));
+      break;
+    }
+    total += b.num_tokens;
+  }
+  if (malformed.ok()) {
+    if (is_first() && static_cast<int64_t>(batch.token_ids.size()) != total) {
+      malformed = absl::InvalidArgumentError(absl::StrCat("the blocks have ", total, " positions but ",
+                                                          batch.token_ids.size(), " token ids came"));
+    } else if (!is_first() && static_cast<int64_t>(batch.activations.size()) != total * hidden) {
+      malformed = absl::InvalidArgumentError(
+          absl::StrCat("the blocks have ", total, " positions of hidden size ", hidden, " but ",
+                       batch.activations.size(), " activation values came"));
+    }
+  }
+  if (!malformed.ok()) {
+    for (const ShardBlock& b : batch.blocks) fail(b, malformed);
+    return out;
+  }
+
+  // Each block on its own: the valid ones run, in order.
+  struct Ready {
+    const ShardBlock* block;
+    Session* session;
+    int64_t input_row;  // first row of the block in the incoming batch
+  };
+  std::vector<Ready> ready;
+  absl::flat_hash_set<uint64_t> seen;
+  int64_t row = 0;
+  for (const ShardBlock& b : batch.blocks) {
+    const int64_t input_row = row;
+    row += b.num_tokens;
+    auto it = sessions_.find(b.session_id);
+    if (it == sessions_.end()) {
+      fail(b, absl::NotFoundError(absl::StrCat("no target session ", b.session_id)));
+      continue;
+    }
+    if (seen.contains(b.session_id)) {
+      fail(b, absl::InvalidArgumentError(absl::StrCat("session ", b.session_id, " appears twice in one batch")));
+      continue;
+    }
+    absl::Status status = ValidateBlock(b, *it->second);
+    if (status.ok() && is_first()) {
+      absl::Span<const int32_t> ids = absl::MakeConstSpan(batch.token_ids).subspan(input_row, b.num_tokens);
+      for (int32_t id : ids) {
+        if (id < 0 || id >= vocab) {
+          status = absl::InvalidArgumentError(absl::StrCat("session ", b.session_id, ": token id ", id,
+                                                           " is outside the vocabulary of ", vocab));
+          break;
+        }
+      }
+      const size_t k = b.draft.tokens.size();
+      if (status.ok() && b.verify &&
+          !std::equal(b.draft.tokens.begin(), b.draft.tokens.end(), ids.end() - k)) {
+        status = absl::InvalidArgumentError(absl::StrCat(
+            "session ", b.session_id, ": the block's last ", k, " token ids are not its draft tokens"));
+      }
+    }
+    if (!status.ok()) {
+      fail(b, std::move(status));
+      continue;
+    }
+    seen.insert(b.session_id);
+    ready.push_back({&b, it->second.get(), input_row});
+  }
+  if (ready.empty()) return out;
+
+  engine::ForwardBatch forward;
+  std::vector<int32_t> ids;
+  std::vector<float> activations;
+  const bool all_ready = ready.size() == batch.blocks.size();
+  for (const Ready& r : ready) {
+    // Roll back whatever the session cached past the block's start (rejected draft tokens).
+    (void)r.session->cache->Truncate(r.block->start_position);
+    forward.sequences.push_back({r.session->cache.get(), r.block->num_tokens});
+    if (all_ready) continue;  // the incoming arrays are used as they are
+    if (is_first()) {
+      ids.insert(ids.end(), batch.token_ids.begin() + r.input_row,
+                 batch.token_ids.begin() + r.input_row + r.block->num_tokens);
+    } else {
+      activations.insert(activations.end(), batch.activations.begin() + r.input_row * hidden,
+                         batch.activations.begin() + (r.input_row + r.block->num_tokens) * hidden);
+    }
+  }
+  if (is_first()) {
+    forward.token_ids = all_ready ? absl::MakeConstSpan(batch.token_ids) : absl::MakeConstSpan(ids);
+  } else {
+    forward.activations = all_ready ? absl::MakeConstSpan(batch.activations) : absl::MakeConstSpan(activations);
+  }
+  forward.outputs = engine::ForwardBatch::Outputs::kAll;
+  if (absl::Status status = slice_->Forward(forward, &forward_); !status.ok()) {
+    for (const Ready& r : ready) fail(*r.block, status);
+    return out;
+  }
+  ++forward_passes_;
+  for (const Ready& r : ready) {
+    r.session->last_step = r.block->step;
+    r.session->has_step = true;
+  }
+
+  if (!is_last()) {
+    for (const Ready& r : ready) out.next.blocks.push_back(*r.block);
+    out.next.activations = std::move(forward_.activations);
+    return out;
+  }
+
+  // Last shard: every output row has logits and hidden states; verify each block's tail.
+  int64_t output_row = 0;
+  for (const Ready& r : ready) {
+    const ShardBlock& b = *r.block;
+    const int64_t block_row = output_row;
+    output_row += b.num_tokens;
+    if (!b.verify) {
+      out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::nullopt});
+      continue;
+    }
+    const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
+    const int64_t first = block_row + b.num_tokens - (k + 1);
+    judge::VerifyInput input;
+    input.draft = &b.draft;
+    input.target_logits = absl::MakeConstSpan(forward_.logits).subspan(first * vocab, (k + 1) * vocab);
+    input.target_hidden = absl::MakeConstSpan(forward_.hidden).subspan(first * hidden, (k + 1) * hidden);
+    input.vocab_size = vocab;
+    input.hidden_size = hidden;
+    absl::StatusOr<judge::Verdict> verdict = judge::VerifyBlock(r.session->verification, head_, input, r.session->rng);
+    if (!verdict.ok()) {
+      fail(b, verdict.status());
+      continue;
+    }
+    out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::move(*verdict)});
+  }
+  return out;
+}
+
+}  // namespace verdict::workers

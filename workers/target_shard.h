@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+// A target shard's core: one contiguous layer range of the target (engine::ModelSlice) and one KV
+// cache per session. Forward runs the ready blocks of many sessions as one ragged batch: token ids
+// into the first shard, activations into the others; a non-last shard returns the activations for
+// the next shard, the last shard verifies each block (judge::VerifyBlock: exact rule, judge head,
+// lossy rules) and returns only verdicts.
+//
+// Blocks are self-describing: a block says at which position it starts, and the shard first
+// truncates the session's cache to that position. So rolling back rejected draft tokens needs no
+// message of its own, and every shard rolls back the same way. A block that is invalid for its
+// session (unknown session, a step that does not advance, a gap in positions, no room) fails alone;
+// the rest of the batch runs. No networking here: the gRPC service and the activation transport
+// are thin adapters around this class.
+//
+// Not thread-safe: one engine thread calls everything.
+#ifndef VERDICT_WORKERS_TARGET_SHARD_H_
+#define VERDICT_WORKERS_TARGET_SHARD_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "judge/judge_head.h"
+#include "judge/verification.h"
+#include "workers/messages.h"
+
+namespace verdict::workers {
+
+struct ShardBatch {
+  std::vector<ShardBlock> blocks;
+  std::vector<int32_t> token_ids;  // first shard: every block's ids, concatenated in block order
+  std::vector<float> activations;  // other shards: [sum of num_tokens, hidden_size], block order
+};
+
+struct ShardForwardResult {
+  ShardBatch next;                     // non-last shard: the blocks that ran, for the next shard
+  std::vector<BlockOutcome> outcomes;  // failures anywhere; every block's outcome at the last shard
+};
+
+struct TargetShardOptions {
+  int64_t max_sessions = 256;
+};
+
+class TargetShard {
+ public:
+  // `slice` (and `head`, when given; the last shard only) must outlive the shard.
+  // kInvalidArgument for a head on a non-last shard or a head for another hidden size.
+  static absl::StatusOr<std::unique_ptr<TargetShard>> Create(engine::ModelSlice* slice,
+                                                             const judge::JudgeHead* head,
+                                                             const TargetShardOptions& options);
+
+  // Opens a session holding up to `capacity` positions. `verification` is used by the last shard
+  // only (validated there; a judge policy needs the head). Errors: kAlreadyExists,
+  // kResourceExhausted (session limit), kInvalidArgument (capacity, verification config).
+  absl::Status OpenSession(uint64_t session_id, int64_t capacity,
+                           const judge::VerificationConfig& verification);
+  void CloseSession(uint64_t session_id);  // idempotent
+
+  // Runs the batch. A malformed batch as a whole (the number of ids or activations does not match
+  // the blocks) fails every block with kInvalidArgument.
+  ShardForwardResult Forward(const ShardBatch& batch);
+
+  bool is_first() const { return slice_->is_first(); }
+  bool is_last() const { return slice_->is_last(); }
+  int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
+  bool has_session(uint64_t session_id) const { return sessions_.contains(session_id); }
+  // The session's cached length (for tests and status), -1 if unknown.
+  int64_t cached_length(uint64_t session_id) const;
+  const engine::ModelSlice& slice() const { return *slice_; }
+  const judge::JudgeHead* head() const { return head_; }
+  int64_t forward_passes() const { return forward_passes_; }
+
+ private:
+  struct Session {
+    std::unique_ptr<engine::KvCache> cache;
+    judge::VerificationConfig verification;
+    engine::Sampler rng;  // sampled verification's random stream
+    uint64_t last_step = 0;
+    bool has_step = false;
+  };
+
+  TargetShard(engine::ModelSlice* slice, const judge::JudgeHead* head, const TargetShardOptions& options);
+  absl::Status ValidateBlock(const ShardBlock& block, const Session& session) const;
+
+  engine::ModelSlice* slice_;
+  const judge::JudgeHead* head_;
+  TargetShardOptions options_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  engine::ForwardResult forward_;
+  int64_t forward_passes_ = 0;
+};
+
+}  // namespace verdict::workers
+
+#endif  // VERDICT_WORKERS_TARGET_SHARD_H_

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "workers/target_shard_loop.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace verdict::workers {
+namespace {
+
+// Appends block `index` of `src` (whose rows start at `row`) to `dst`.
+void AppendBlock(const ShardBatch& src, size_t index, int64_t row, int64_t hidden, ShardBatch* dst) {
+  const ShardBlock& block = src.blocks[index];
+  dst->blocks.push_back(block);
+  if (!src.token_ids.empty()) {
+    dst->token_ids.insert(dst->token_ids.end(), src.token_ids.begin() + row,
+                          src.token_ids.begin() + row + block.num_tokens);
+  }
+  if (!src.activations.empty()) {
+    dst->activations.insert(dst->activations.end(), src.activations.begin() + row * hidden,
+                            src.activations.begin() + (row + block.num_tokens) * hidden);
+  }
+}
+
+}  // namespace
+
+TargetShardLoop::TargetShardLoop(std::unique_ptr<TargetShard> shard, const ShardLoopOptions& options,
+                                 ShardLoopSinks sinks)
+    : shard_(std::move(shard)), options_(options), sinks_(std::move(sinks)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+TargetShardLoop::~TargetShardLoop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+bool TargetShardLoop::Enqueue(Item& item) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return false;
+  if (item.kind == Item::Kind::kBlocks) queued_blocks_ += static_cast<int64_t>(item.batch.blocks.size());
+  queue_.push_back(std::move(item));
+  return true;
+}
+
+void TargetShardLoop::OpenSession(uint64_t session_id, int64_t capacity,
+                                  judge::VerificationConfig verification, StatusCallback done) {
+  Item item{Item::Kind::kOpen};
+  item.session_id = session_id;
+  item.capacity = capacity;
+  item.verification = std::move(verification);
+  item.done = std::move(done);
+  if (!Enqueue(item)) item.done(absl::UnavailableError("the target shard is shutting down"));
+}
+
+void TargetShardLoop::CloseSession(uint64_t session_id) {
+  Item item{Item::Kind::kClose};
+  item.session_id = session_id;
+  Enqueue(item);
+}
+
+void TargetShardLoop::Submit(ShardBatch batch) {
+  Item item{Item::Kind::kBlocks};
+  item.batch = std::move(batch);
+  if (!Enqueue(item)) FailBlocks(item.batch, absl::UnavailableError("the target shard is shutting down"));
+}
+
+void TargetShardLoop::FailBlocks(const ShardBatch& batch, const absl::Status& status) {
+  if (!sinks_.on_outcome) return;
+  for (const ShardBlock& b : batch.blocks) sinks_.on_outcome({b.session_id, b.step, status, std::nullopt});
+}
+
+ShardLoopStats TargetShardLoop::stats() const {
+  absl::MutexLock lock(&mu_);
+  ShardLoopStats s = stats_;
+  s.queue_depth = queued_blocks_;
+  return s;
+}
+
+void TargetShardLoop::Run() {
+  const int64_t hidden = shard_->slice().config().hidden_size;
+  auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+  while (true) {
+    std::deque<Item> items;
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(&has_work));
+      items.swap(queue_);
+      stopping = stopping_;
+    }
+    if (stopping) {
+      for (Item& item : items) {
+        if (item.kind == Item::Kind::kOpen) item.done(absl::UnavailableError("the target shard stopped"));
+        if (item.kind == Item::Kind::kBlocks) FailBlocks(item.batch, absl::UnavailableError("the target shard stopped"));
+      }
+      return;
+    }
+    // Partly consumed block arrival: (item, next block index, its first row).
+    size_t next_block = 0;
+    int64_t next_row = 0;
+    while (!items.empty()) {
+      Item& front = items.front();
+      if (front.kind == Item::Kind::kOpen) {
+        front.done(shard_->OpenSession(front.session_id, front.capacity, front.verification));
+        items.pop_front();
+        continue;
+      }
+      if (front.kind == Item::Kind::kClose) {
+        shard_->CloseSession(front.session_id);
+        items.pop_front();
+        continue;
+      }
+      // Merge blocks of consecutive arrivals: within the budget, one block per session.
+      ShardBatch batch;
+      absl::flat_hash_set<uint64_t> sessions;
+      int64_t tokens = 0;
+      while (!items.empty() && items.front().kind == Item::Kind::kBlocks) {
+        const ShardBatch& src = items.front().batch;
+        if (next_block == src.blocks.size()) {
+          items.pop_front();
+          next_block = 0;
+          next_row = 0;
+          continue;
+        }
+        const ShardBlock& block = src.blocks[next_block];
+        if (!batch.blocks.empty() && (tokens + block.num_tokens > options_.max_batch_tokens ||
+                                      sessions.contains(block.session_id))) {
+          break;
+        }
+        // An arrival whose rows do not add up fails from this block on (the earlier blocks of it
+        // were well formed and run).
+        const int64_t rows = shard_->is_first() ? static_cast<int64_t>(src.token_ids.size())
+                                                : static_cast<int64_t>(src.activations.size()) / hidden;
+        const bool consistent = block.num_tokens >= 1 && next_row + block.num_tokens <= rows &&
+                                (shard_->is_first() ? src.activations.empty()
+                                                    : src.token_ids.empty() &&
+                                                          src.activations.size() % hidden == 0);
+        if (!consistent) {
+          const absl::Status error = absl::InvalidArgumentError(absl::StrCat(
+              "malformed block batch: ", src.blocks.size(), " blocks do not match ",
+              shard_->is_first() ? src.token_ids.size() : src.activations.size(),
+              shard_->is_first() ? " token ids" : " activation values"));
+          const int64_t failed = static_cast<int64_t>(src.blocks.size() - next_block);
+          for (size_t i = next_block; i < src.blocks.size(); ++i) {
+            if (sinks_.on_outcome) sinks_.on_outcome({src.blocks[i].session_id, src.blocks[i].step, error, std::nullopt});
+          }
+          {
+            absl::MutexLock lock(&mu_);
+            queued_blocks_ -= failed;
+          }
+          items.pop_front();
+          next_block = 0;
+          next_row = 0;
+          continue;
+        }
+        AppendBlock(src, next_block, next_row, hidden, &batch);
+        tokens += block.num_tokens;
+        sessions.insert(block.session_id);
+        next_row += block.num_tokens;
+        ++next_block;
+      }
+      if (batch.blocks.empty()) continue;
+      const auto start = std::chrono::steady_clock::now();
+      ShardForwardResult result = shard_->Forward(batch);
+      const int64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::steady_clock::now() - start).count();
+      {
+        absl::MutexLock lock(&mu_);
+        ++stats_.forward_passes;
+        stats_.blocks += static_cast<int64_t>(batch.blocks.size());
+        stats_.tokens += tokens;
+        stats_.forward_micros_total += micros;
+        stats_.last_forward_micros = micros;
+        stats_.sessions = shard_->num_sessions();
+        queued_blocks_ -= static_cast<int64_t>(batch.blocks.size());
+      }
+      if (!result.next.blocks.empty() && sinks_.to_next) sinks_.to_next(std::move(result.next));
+      if (sinks_.on_outcome) {
+        for (BlockOutcome& outcome : result.outcomes) sinks_.on_outcome(std::move(outcome));
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    stats_.sessions = shard_->num_sessions();
+  }
+}
+
+}  // namespace verdict::workers

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// A target shard's engine thread: callers on any thread queue session operations and incoming
+// blocks (token ids from the coordinator at shard 0, activations from the previous shard
+// elsewhere); the thread runs them in arrival order, merging the blocks of consecutive arrivals
+// into one TargetShard::Forward under a token budget (continuous batching across sessions). The
+// results leave through the sinks, called on the engine thread: the next shard's batch, and the
+// outcome of every block that ends here (verdicts at the last shard, failures anywhere).
+//
+// The gRPC shard service (with the activation transport) and the in-process client for tests are
+// thin adapters over this class.
+#ifndef VERDICT_WORKERS_TARGET_SHARD_LOOP_H_
+#define VERDICT_WORKERS_TARGET_SHARD_LOOP_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "judge/verification.h"
+#include "workers/messages.h"
+#include "workers/target_shard.h"
+
+namespace verdict::workers {
+
+struct ShardLoopOptions {
+  // A forward pass takes blocks while their positions stay within this budget (a single larger
+  // block still runs alone).
+  int64_t max_batch_tokens = 1024;
+};
+
+struct ShardLoopSinks {
+  std::function<void(ShardBatch)> to_next;       // non-last shards
+  std::function<void(BlockOutcome)> on_outcome;  // every shard
+};
+
+struct ShardLoopStats {
+  int64_t forward_passes = 0;
+  int64_t blocks = 0;
+  int64_t tokens = 0;
+  int64_t queue_depth = 0;  // queued blocks
+  int64_t sessions = 0;
+  int64_t forward_micros_total = 0;
+  int64_t last_forward_micros = 0;
+};
+
+class TargetShardLoop {
+ public:
+  using StatusCallback = std::function<void(absl::Status)>;
+
+  TargetShardLoop(std::unique_ptr<TargetShard> shard, const ShardLoopOptions& options, ShardLoopSinks sinks);
+  // Stops the thread; queued opens complete with kUnavailable, queued blocks fail the same way.
+  ~TargetShardLoop();
+
+  void OpenSession(uint64_t session_id, int64_t capacity, judge::VerificationConfig verification,
+                   StatusCallback done);
+  void CloseSession(uint64_t session_id);
+  void Submit(ShardBatch batch);
+
+  ShardLoopStats stats() const;
+  const TargetShard& shard() const { return *shard_; }  // engine-thread data: tests only
+
+ private:
+  struct Item {
+    enum class Kind { kOpen, kClose, kBlocks } kind;
+    uint64_t session_id = 0;
+    int64_t capacity = 0;
+    judge::VerificationConfig verification;
+    StatusCallback done;
+    ShardBatch batch;
+  };
+
+  bool Enqueue(Item& item);
+  void Run();
+  void FailBlocks(const ShardBatch& batch, const absl::Status& status);
+
+  std::unique_ptr<TargetShard> shard_;
+  ShardLoopOptions options_;
+  ShardLoopSinks sinks_;
+  mutable absl::Mutex mu_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  ShardLoopStats stats_ ABSL_GUARDED_BY(mu_);
+  int64_t queued_blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace verdict::workers
+
+#endif  // VERDICT_WORKERS_TARGET_SHARD_LOOP_H_

@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: Apache-2.0
+// Target shards chained in one process, driven the way the coordinator drives them (self-describing
+// blocks, rollback by start position), against the single-process references: greedy speculative
+// output through 1, 2 and 4 shards equals engine::Generate's greedy output; judge verdicts equal
+// judge::TargetSession's; several sessions batched together equal each alone; bad blocks fail
+// alone and malformed batches fail whole.
+#include "workers/target_shard.h"
+
+#include <random>
+
+#include "common/testing/status_matchers.h"
+#include "engine/generator.h"
+#include "engine/kernels/matmul.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "judge/speculative_session.h"
+#include "judge/testing/paired_models.h"
+#include "workers/draft_worker.h"
+
+namespace verdict::workers {
+namespace {
+
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::verdict::testing::StatusIs;
+
+constexpr int64_t kCapacity = 160;
+
+// The shards of one target and the draft worker, and a driver that runs sessions through them.
+class ShardChainTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    previous_isa_ = engine::ActiveKernelIsa();
+    ASSERT_OK(engine::SetKernelIsa(engine::KernelIsa::kGeneric));
+  }
+  static void TearDownTestSuite() { ASSERT_OK(engine::SetKernelIsa(previous_isa_)); }
+
+  void SetUp() override {
+    backend_ = engine::CreateCpuBackend({.num_threads = 1});
+    config_ = judge::testing::SmallConfig(64, /*context=*/kCapacity);
+    config_.num_layers = 4;
+    target_weights_ = judge::testing::MakeWeights(config_, 1, 4.0f);
+    draft_weights_ = judge::testing::MakeWeights(config_, 1, 4.0f, /*noise=*/0.04f, /*noise_seed=*/5);
+    target_ = judge::testing::MakeModel(config_, *target_weights_, backend_.get());
+    draft_ = judge::testing::MakeModel(config_, *draft_weights_, backend_.get());
+    absl::StatusOr<std::unique_ptr<DraftWorker>> worker = DraftWorker::Create(draft_.get(), {});
+    ASSERT_OK(worker.status());
+    worker_ = std::move(*worker);
+    std::mt19937 rng(3);
+    for (int len : {1, 5, 12, 30}) {
+      std::vector<int32_t> p(len);
+      for (int32_t& t : p) t = static_cast<int32_t>(rng() % config_.vocab_size);
+      prompts_.push_back(p);
+    }
+  }
+
+  // Splits the target at `cuts` (layer boundaries) into shards; `head` goes to the last one.
+  void MakeShards(std::vector<int64_t> cuts, const judge::JudgeHead* head = nullptr) {
+    shards_.clear();
+    slices_.clear();
+    cuts.insert(cuts.begin(), 0);
+    cuts.push_back(config_.num_layers);
+    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+      absl::StatusOr<std::unique_ptr<engine::ModelSlice>> slice =
+          engine::ModelSlice::Create(config_, *target_weights_, {cuts[i], cuts[i + 1]}, backend_.get());
+      ASSERT_OK(slice.status());
+      slices_.push_back(std::move(*slice));
+      const bool last = i + 2 == cuts.size();
+      absl::StatusOr<std::unique_ptr<TargetShard>> shard =
+          TargetShard::Create(slices_.back().get(), last ? head : nullptr, {});
+      ASSERT_OK(shard.status());
+      shards_.push_back(std::move(*shard));
+    }
+  }
+
+  // One batch through every shard; returns the last shard's outcomes (and earlier failures).
+  std::vector<BlockOutcome> RunChain(ShardBatch batch) {
+    std::vector<BlockOutcome> outcomes;
+    for (auto& shard : shards_) {
+      ShardForwardResult r = shard->Forward(batch);
+      outcomes.insert(outcomes.end(), r.outcomes.begin(), r.outcomes.end());
+      batch = std::move(r.next);
+      if (batch.blocks.empty()) break;
+    }
+    return outcomes;
+  }
+
+  // A speculative session driven through the chain, as the coordinator does it.
+  struct Driven {
+    uint64_t id;
+    std::vector<int32_t> committed;
+    size_t prompt_length;
+    uint64_t step = 0;
+    bool started = false;
+    judge::DraftBlock pending;  // the proposal under verification
+    std::vector<judge::DraftBlock> blocks;  // every verified proposal
+    std::vector<judge::Verdict> verdicts;
+  };
+
+  void Open(Driven& s, const judge::VerificationConfig& verification) {
+    for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(s.id, kCapacity, verification));
+    ASSERT_OK(worker_->OpenSession(s.id, s.committed, {}, kCapacity));
+  }
+
+  // Proposes (after the previous verdict) and builds the session's next block.
+  ShardBlock NextBlock(Driven& s, int64_t k, std::vector<int32_t>* ids) {
+    ProposeRequest request{s.id, ++s.step, static_cast<int64_t>(s.committed.size()), {}, k};
+    if (s.started) {  // keep what was committed before the last token, append the last token
+      request.keep_length = static_cast<int64_t>(s.committed.size()) - 1;
+      request.append_tokens = {s.committed.back()};
+    }
+    absl::StatusOr<Proposal> proposal = worker_->Propose(request);
+    EXPECT_OK(proposal.status());
+    s.pending = proposal->block;
+    s.blocks.push_back(s.pending);
+    ShardBlock block;
+    block.session_id = s.id;
+    block.step = s.step;
+    block.start_position = s.started ? static_cast<int64_t>(s.committed.size()) - 1 : 0;
+    block.verify = true;
+    block.draft = s.pending;
+    ids->insert(ids->end(), s.committed.begin() + block.start_position, s.committed.end());
+    ids->insert(ids->end(), s.pending.tokens.begin(), s.pending.tokens.end());
+    block.num_tokens = static_cast<int64_t>(s.committed.size()) - block.start_position + k;
+    s.started = true;
+    return block;
+  }
+
+  void Apply(Driven& s, const judge::Verdict& v) {
+    s.committed.insert(s.committed.end(), s.pending.tokens.begin(), s.pending.tokens.begin() + v.num_accepted);
+    s.committed.push_back(v.next_token);
+    s.verdicts.push_back(v);
+  }
+
+  // Runs all sessions together (one batch per step) until each has `max_new` new tokens.
+  void Generate(std::vector<Driven>& sessions, int64_t k, int64_t max_new) {
+    for (int guard = 0; guard < 1000; ++guard) {
+      ShardBatch batch;
+      std::vector<Driven*> in_batch;
+      for (Driven& s : sessions) {
+        if (static_cast<int64_t>(s.committed.size() - s.prompt_length) >= max_new) continue;
+        batch.blocks.push_back(NextBlock(s, k, &batch.token_ids));
+        in_batch.push_back(&s);
+      }
+      if (in_batch.empty()) return;
+      std::vector<BlockOutcome> outcomes = RunChain(std::move(batch));
+      ASSERT_EQ(outcomes.size(), in_batch.size());
+      for (size_t i = 0; i < outcomes.size(); ++i) {
+        ASSERT_OK(outcomes[i].status);
+        ASSERT_EQ(outcomes[i].session_id, in_batch[i]->id);
+        ASSERT_TRUE(outcomes[i].verdict.has_value());
+        Apply(*in_batch[i], *outcomes[i].verdict);
+      }
+    }
+    FAIL() << "generation did not finish";
+  }
+
+  std::vector<int32_t> GreedyReference(const std::vector<int32_t>& prompt, int64_t max_new) {
+    engine::GenerateOptions options;
+    options.max_new_tokens = max_new;
+    absl::StatusOr<engine::GenerateResult> r = engine::Generate(*target_, prompt, options);
+    EXPECT_OK(r.status());
+    return r.ok() ? r->tokens : std::vector<int32_t>{};
+  }
+
+  static inline engine::KernelIsa previous_isa_;
+  std::unique_ptr<engine::Backend> backend_;
+  engine::LlamaConfig config_;
+  std::unique_ptr<judge::testing::InMemoryWeights> target_weights_, draft_weights_;
+  std::unique_ptr<engine::ModelSlice> target_, draft_;
+  std::vector<std::unique_ptr<engine::ModelSlice>> slices_;
+  std::vector<std::unique_ptr<TargetShard>> shards_;
+  std::unique_ptr<DraftWorker> worker_;
+  std::vector<std::vector<int32_t>> prompts_;
+};
+
+TEST_F(ShardChainTest, GreedyOutputThroughShardsEqualsTheTargetAlone) {
+  constexpr int64_t kMaxNew = 40;
+  const std::vector<std::vector<int64_t>> layouts = {{}, {2}, {1, 2, 3}};
+  for (const auto& cuts : layouts) {
+    for (int64_t k : {1, 3, 8, 17}) {
+      MakeShards(cuts);
+      worker_ = std::move(*DraftWorker::Create(draft_.get(), {}));
+      std::vector<Driven> sessions;
+      for (size_t i = 0; i < prompts_.size(); ++i) {
+        sessions.push_back({i + 1, prompts_[i], prompts_[i].size()});
+        Open(sessions.back(), {});
+      }
+      Generate(sessions, k, kMaxNew);
+      int64_t accepted = 0, passes = 0;
+      for (Driven& s : sessions) {
+        std::vector<int32_t> got(s.committed.begin() + s.prompt_length, s.committed.end());
+        got.resize(kMaxNew);
+        EXPECT_THAT(got, ElementsAreArray(GreedyReference(prompts_[s.id - 1], kMaxNew)))
+            << "shards " << cuts.size() + 1 << ", k " << k << ", prompt " << s.id - 1;
+        for (const judge::Verdict& v : s.verdicts) accepted += v.num_accepted;
+        passes += static_cast<int64_t>(s.verdicts.size());
+      }
+      if (k > 1) {  // the noisy draft agrees often but not always
+        EXPECT_GT(accepted, 0);
+        EXPECT_LT(accepted, passes * k);
+      }
+    }
+  }
+}
+
+TEST_F(ShardChainTest, JudgeVerdictsEqualTheInProcessTargetSession) {
+  judge::JudgeHead head;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t i = 0; i < config_.hidden_size; ++i) head.weight.push_back(normal(rng));
+  head.bias = 0.5f;
+  head.threshold = 0.5f;
+  MakeShards({2}, &head);
+  judge::VerificationConfig config;
+  config.judge = judge::JudgeMode::kOn;
+  config.judge_threshold = 0.6f;
+  std::vector<Driven> sessions = {{1, prompts_[2], prompts_[2].size()}};
+  Open(sessions[0], config);
+  Generate(sessions, 6, 30);
+
+  // Replay the same blocks through judge::TargetSession on the whole target.
+  absl::StatusOr<std::unique_ptr<judge::TargetSession>> reference =
+      judge::TargetSession::Create(target_.get(), config, &head, kCapacity);
+  ASSERT_OK(reference.status());
+  ASSERT_OK((*reference)->Start(prompts_[2]));
+  int64_t judge_accepted = 0;
+  ASSERT_EQ(sessions[0].blocks.size(), sessions[0].verdicts.size());
+  for (size_t i = 0; i < sessions[0].blocks.size(); ++i) {
+    absl::StatusOr<judge::Verdict> expected = (*reference)->Verify(sessions[0].blocks[i]);
+    ASSERT_OK(expected.status());
+    const judge::Verdict& got = sessions[0].verdicts[i];
+    EXPECT_EQ(got.num_accepted, expected->num_accepted) << "block " << i;
+    EXPECT_EQ(got.next_token, expected->next_token) << "block " << i;
+    EXPECT_THAT(got.reasons, ElementsAreArray(expected->reasons)) << "block " << i;
+    for (judge::AcceptReason r : got.reasons) judge_accepted += r == judge::AcceptReason::kJudge;
+  }
+  EXPECT_THAT((*reference)->committed(), ElementsAreArray(sessions[0].committed));
+  EXPECT_GT(judge_accepted, 0) << "the random head should accept some mismatches at this threshold";
+}
+
+TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
+  MakeShards({2});
+  for (uint64_t id : {1, 2}) {
+    for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(id, 16, {}));
+  }
+  auto block = [](uint64_t id, uint64_t step, int64_t start, int64_t n) {
+    ShardBlock b;
+    b.session_id = id;
+    b.step = step;
+    b.start_position = start;
+    b.num_tokens = n;
+    b.verify = true;
+    return b;
+  };
+  // Prefill 3 positions of session 1, then a batch of one good and several bad blocks.
+  ShardBatch first;
+  first.blocks = {block(1, 1, 0, 3)};
+  first.token_ids = {1, 2, 3};
+  std::vector<BlockOutcome> o = RunChain(first);
+  ASSERT_EQ(o.size(), 1u);
+  ASSERT_OK(o[0].status);
+  const int32_t greedy_next = o[0].verdict->next_token;
+
+  ShardBatch mixed;
+  mixed.blocks = {block(9, 1, 0, 1),    // unknown session
+                  block(1, 1, 3, 1),    // step does not advance
+                  block(1, 2, 5, 1),    // gap: 3 positions cached
+                  block(2, 1, 0, 1)};   // fine
+  mixed.blocks.push_back(block(1, 3, 3, 1));  // session 1 again in one batch... and fine on its own
+  mixed.token_ids = {1, 2, 3, 4, 5};
+  o = RunChain(mixed);
+  ASSERT_EQ(o.size(), 5u);
+  auto find = [&o](uint64_t id, uint64_t step) -> const BlockOutcome* {
+    for (const BlockOutcome& b : o) {
+      if (b.session_id == id && b.step == step) return &b;
+    }
+    return nullptr;
+  };
+  EXPECT_THAT(find(9, 1)->status, StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(find(1, 1)->status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not follow")));
+  EXPECT_THAT(find(1, 2)->status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cached")));
+  EXPECT_OK(find(2, 1)->status);
+  EXPECT_OK(find(1, 3)->status);  // the first good block of session 1 in this batch
+  (void)greedy_next;
+
+  // Capacity, draft/id mismatch, too many draft tokens, ids outside the vocabulary.
+  ShardBatch more;
+  more.blocks = {block(2, 2, 1, 20)};
+  more.token_ids.assign(20, 1);
+  o = RunChain(more);
+  EXPECT_THAT(o[0].status, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("capacity")));
+  ShardBatch mismatch;
+  mismatch.blocks = {block(2, 3, 1, 3)};
+  mismatch.blocks[0].draft.tokens = {7, 8};
+  mismatch.token_ids = {5, 7, 9};
+  o = RunChain(mismatch);
+  EXPECT_THAT(o[0].status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("draft tokens")));
+  ShardBatch out_of_vocab;
+  out_of_vocab.blocks = {block(2, 4, 1, 1)};
+  out_of_vocab.token_ids = {64};
+  o = RunChain(out_of_vocab);
+  EXPECT_THAT(o[0].status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vocabulary")));
+
+  // Malformed as a whole: ids or activations that do not match the blocks.
+  ShardBatch short_ids;
+  short_ids.blocks = {block(2, 5, 1, 2)};
+  short_ids.token_ids = {1};
+  o = RunChain(short_ids);
+  EXPECT_THAT(o[0].status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token ids")));
+  ShardBatch bad_activations;
+  bad_activations.blocks = {block(2, 6, 1, 2)};
+  bad_activations.activations.assign(2 * config_.hidden_size - 1, 0.5f);
+  ShardForwardResult r = shards_[1]->Forward(bad_activations);
+  ASSERT_EQ(r.outcomes.size(), 1u);
+  EXPECT_THAT(r.outcomes[0].status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("activation")));
+  EXPECT_TRUE(r.next.blocks.empty());
+
+  // After all that, session 2 still decodes exactly: continue it greedily and compare.
+  ShardBatch next;
+  next.blocks = {block(2, 7, 1, 1)};
+  next.token_ids = {4};
+  o = RunChain(next);
+  ASSERT_OK(o[0].status);
+  EXPECT_EQ(o[0].verdict->next_token, GreedyReference({4, 4}, 1)[0]);
+
+  // Two valid blocks of one session in one batch: the second is refused, the first runs.
+  ShardBatch twice;
+  twice.blocks = {block(2, 8, 2, 1), block(2, 9, 3, 1)};
+  twice.token_ids = {5, 6};
+  o = RunChain(twice);
+  ASSERT_EQ(o.size(), 2u);
+  EXPECT_THAT(find(2, 9)->status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+  EXPECT_OK(find(2, 8)->status);
+}
+
+TEST_F(ShardChainTest, CreateAndOpenErrors) {
+  judge::JudgeHead head;
+  head.weight.assign(config_.hidden_size, 0.1f);
+  absl::StatusOr<std::unique_ptr<engine::ModelSlice>> first =
+      engine::ModelSlice::Create(config_, *target_weights_, {0, 2}, backend_.get());
+  ASSERT_OK(first.status());
+  EXPECT_THAT(TargetShard::Create(first->get(), &head, {}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("last target shard")));
+  judge::JudgeHead wrong;
+  wrong.weight.assign(7, 0.1f);
+  EXPECT_THAT(TargetShard::Create(target_.get(), &wrong, {}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hidden size")));
+
+  absl::StatusOr<std::unique_ptr<TargetShard>> shard = TargetShard::Create(target_.get(), nullptr, {.max_sessions = 1});
+  ASSERT_OK(shard.status());
+  judge::VerificationConfig judge_config;
+  judge_config.judge = judge::JudgeMode::kOn;
+  EXPECT_THAT((*shard)->OpenSession(1, 16, judge_config),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("judge head")));
+  EXPECT_THAT((*shard)->OpenSession(1, kCapacity + 1, {}), StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK((*shard)->OpenSession(1, 16, {}));
+  EXPECT_THAT((*shard)->OpenSession(1, 16, {}), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT((*shard)->OpenSession(2, 16, {}), StatusIs(absl::StatusCode::kResourceExhausted));
+  (*shard)->CloseSession(1);
+  (*shard)->CloseSession(1);
+  EXPECT_OK((*shard)->OpenSession(2, 16, {}));
+}
+
+}  // namespace
+}  // namespace verdict::workers
