@@ -1,25 +1,49 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The main job, for now: set up, build, inspect the small model the repository ships, stream a
-# generation from it, then generate again with speculative decoding (its small draft model proposes,
-# the model verifies) and print the speculation statistics. (The trained judge demo on a task with
-# checkable answers and the cluster arrive with later issues.) Extra arguments go to both
-# `verdict generate` runs.
+# The main job: set up, build, and show judge decoding on the arithmetic world the repository ships
+# (assets/models/arith-target, its small non-aligned draft arith-draft and the judge head trained
+# with `verdict judge data/train`, see README "The arithmetic world"):
+#   1. one held-out word problem answered by the target alone, by standard speculative decoding
+#      (identical text, fewer target passes) and by judge decoding (the judge also accepts the
+#      draft's correct but differently phrased tokens: fewer passes still);
+#   2. `verdict judge eval` on DEMO_PROBLEMS held-out problems (default 100): accuracy and target
+#      passes per answer for the target alone, standard speculative decoding and judge decoding.
+# Extra arguments go to the three `verdict generate` runs. VERDICT_DEMO_MODEL=DIR|FILE.gguf instead
+# inspects and generates with any model of your own (VERDICT_DEMO_PROMPT, VERDICT_DEMO_DRAFT).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$repo/scripts/setup.sh"
 bash "$repo/scripts/build.sh" --target verdict >/dev/null
 verdict="${BUILD_DIR:-$repo/build}/bin/verdict"
-model="${VERDICT_DEMO_MODEL:-$repo/assets/models/tiny-stories}"
-draft="${VERDICT_DEMO_DRAFT:-}"
-if [[ -z "${VERDICT_DEMO_MODEL:-}" && -z "$draft" ]]; then draft="$repo/assets/models/tiny-stories-draft"; fi
-"$verdict" inspect --model "$model"
-echo
-"$verdict" generate --model "$model" --prompt "${VERDICT_DEMO_PROMPT:-Once upon a time}" \
-  --max-tokens 48 "$@"
-if [[ -n "$draft" ]]; then
+models="$repo/assets/models"
+
+if [[ -n "${VERDICT_DEMO_MODEL:-}" ]]; then
+  "$verdict" inspect --model "$VERDICT_DEMO_MODEL"
   echo
-  echo "== speculative decoding: draft $(basename "$draft") proposes up to 8 tokens, the target verifies =="
-  "$verdict" generate --model "$model" --draft "$draft" --k 8 \
-    --prompt "${VERDICT_DEMO_PROMPT:-Once upon a time}" --max-tokens 48 "$@"
+  "$verdict" generate --model "$VERDICT_DEMO_MODEL" --prompt "${VERDICT_DEMO_PROMPT:-Once upon a time}" \
+    --max-tokens 48 ${VERDICT_DEMO_DRAFT:+--draft "$VERDICT_DEMO_DRAFT" --k 8} "$@"
+  exit 0
 fi
+
+target="$models/arith-target"
+draft="$models/arith-draft"
+head="$models/arith-judge/judge-head.safetensors"
+tasks="$(mktemp --suffix=.jsonl)"
+trap 'rm -f "$tasks"' EXIT
+"$repo/.venv/bin/python" "$repo/tools/arith_world.py" eval --seed 7 --count "${DEMO_PROBLEMS:-100}" \
+  --out "$tasks"
+prompt="$("$repo/.venv/bin/python" -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())["prompt"], end="")' "$tasks")"
+
+echo "== the target alone ($(basename "$target")) =="
+"$verdict" generate --model "$target" --prompt "$prompt" --max-tokens 96 "$@"
+echo
+echo "== standard speculative decoding: $(basename "$draft") proposes 16 tokens, the target keeps its own argmax =="
+"$verdict" generate --model "$target" --draft "$draft" --k 16 --prompt "$prompt" --max-tokens 96 "$@"
+echo
+echo "== judge decoding: the judge head also accepts correct tokens the target would have phrased differently =="
+"$verdict" generate --model "$target" --draft "$draft" --k 16 --policy judge --judge "$head" \
+  --prompt "$prompt" --max-tokens 96 "$@"
+echo
+echo "== verdict judge eval: ${DEMO_PROBLEMS:-100} held-out problems, k = 16 =="
+"$verdict" judge eval --model "$target" --draft "$draft" --judge "$head" --tasks "$tasks" \
+  --check final-answer --max-tokens 96 --k 16 --threads 1 --policies target,draft,greedy,judge

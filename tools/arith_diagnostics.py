@@ -100,6 +100,40 @@ def compare(tok, probs, t_out, d_out) -> dict:
     return dict(sorted(c.items()))
 
 
+def mistake_kind(token: str) -> str:
+    """What kind of token a model's first wrong token is (token text, leading space stripped)."""
+    t = token.strip()
+    if not t:
+        return "whitespace"
+    if t.isdigit():
+        return "digit"
+    if t in ("+", "-", "="):
+        return "operator"
+    words = {n for n, _ in W.NAMES} | {pr for _, pr in W.NAMES}
+    if t in words:
+        return "name or pronoun"
+    verbs = {w for v, (_, g) in W.VERBS.items() for w in (*v.split(), *g.split())}
+    if t in verbs or t.rstrip(",") in verbs:
+        return "verb"
+    return "other word or punctuation"
+
+
+def first_mistakes(tok, probs, outs: list[str]) -> dict:
+    """For each wrong greedy answer, the kind of its first wrong token (the first token after which
+    the text is no longer a prefix of any rendering), or "ends early" for a correct prefix that
+    stops before the answer is complete."""
+    c = Counter()
+    for p, text in zip(probs, outs):
+        if W.is_full_correct(p, text):
+            continue
+        ids = T.encode(tok, text)
+        i = next((i for i in range(len(ids))
+                  if not W.is_correct_prefix(p, tok.decode(ids[:i + 1], skip_special_tokens=False))),
+                 None)
+        c["ends early" if i is None else mistake_kind(tok.decode([ids[i]]))] += 1
+    return dict(c.most_common())
+
+
 CARD = """# {name} (arithmetic-world {role})
 
 A tiny Llama-architecture model ({params:,} parameters, f32) trained from scratch on the
@@ -132,7 +166,7 @@ nothing beyond this world.
 ## Accuracy (greedy, {count} held-out evaluation problems, `arith_world.py eval --seed 1`)
 
 {greedy}
-{forced}
+{forced}{mistakes}
 ## Reproduce
 
 From the repository root with the project venv (one thread; fixed seeds and step counts, so a
@@ -162,6 +196,12 @@ def write_cards(target: Path, drafts: list[Path], report: dict, forced_lines, gr
             forced = ("\nForced-style diagnostic (the answer is forced into a style up to the "
                       "first token where it differs from every alternative, then the target "
                       "finishes greedily):\n\n" + "\n".join(forced_lines) + "\n")
+        mistakes = ""
+        if d != target and f"mistakes_{d}" in report:
+            rows = "\n".join(f"| {k} | {v} |" for k, v in report[f"mistakes_{d}"].items())
+            mistakes = ("\nThe first wrong token of each wrong greedy answer (of "
+                        f"{report['count']} held-out problems), by kind:\n\n"
+                        f"| first wrong token | answers |\n|---|---|\n{rows}\n")
         text = CARD.format(
             name=d.name, role=role, params=summ["params"], problems=summ["steps"] * summ["batch"],
             steps=summ["steps"], batch=summ["batch"], mixture=summ["mixture"],
@@ -169,7 +209,7 @@ def write_cards(target: Path, drafts: list[Path], report: dict, forced_lines, gr
             heads=cfg["num_attention_heads"], kv=cfg["num_key_value_heads"],
             inter=cfg["intermediate_size"], lr=summ["lr"], minutes=summ["train_s"] / 60,
             loss=summ["loss"], count=report["count"], greedy="\n".join(greedy_lines),
-            forced=forced, command=summ["command"] + (
+            forced=forced, mistakes=mistakes, command=summ["command"] + (
                 f"   # this checkpoint: the same run saved at step {summ['steps']}"
                 if weak else ""))
         (d / "README.md").write_text(text)
@@ -237,6 +277,8 @@ def main() -> None:
         cmp = compare(tok, probs, outs["target"], outs[str(d)])
         report[f"first_divergence_{d}"] = cmp
         print(f"first divergence, target vs {d}: {cmp}")
+        report[f"mistakes_{d}"] = first_mistakes(tok, probs, outs[str(d)])
+        print(f"first wrong token of {d}'s wrong answers: {report[f'mistakes_{d}']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.write_cards:

@@ -22,3 +22,9 @@ for t in ${thresholds//,/ }; do judge_rows="$judge_rows,judge@$t"; done
   --judge "$models/arith-judge/judge-head.safetensors" --tasks "$tasks" --check final-answer \
   --max-tokens 96 --k 8,16,32 --threads 1 --json "$out_json" \
   --policies "target,draft,greedy,$judge_rows,lossy-prob@0.05,lossy-prob@0.2,lossy-prob@0.5,lossy-kl@0.5,lossy-kl@2,nondigit,oracle"
+# Refresh the judge's model card (data, training and this table) when the judge data is at hand.
+data="${JUDGE_WORK_DIR:-$repo/build/arith-judge}"
+if [[ -d "$data/data-draft" && -d "$data/data-weak" ]]; then
+  "$repo/.venv/bin/python" "$repo/tools/arith_judge_card.py" --data "$data/data-draft,$data/data-weak" \
+    --out "$(dirname "$out_json")"
+fi

@@ -12,7 +12,7 @@
 # The threshold is chosen for a fixed false-accept rate on validation prompts (JUDGE_MAX_FAR).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-work="${1:-$repo/build/arith-judge}"
+work="${1:-${JUDGE_WORK_DIR:-$repo/build/arith-judge}}"
 verdict="${VERDICT:-$repo/build/bin/verdict}"
 python="$repo/.venv/bin/python"
 models="$repo/assets/models"

@@ -162,7 +162,12 @@ def train(args) -> None:
         rope_theta=10000.0, tie_word_embeddings=True, hidden_act="silu", attention_bias=False,
         mlp_bias=False, bos_token_id=bos, eos_token_id=eos, pad_token_id=eos,
         torch_dtype="float32")
-    model = LlamaForCausalLM(cfg).float()
+    if args.init is not None:
+        # Continue from a checkpoint (its architecture wins over the size flags).
+        model = LlamaForCausalLM.from_pretrained(args.init).float()
+        cfg = model.config
+    else:
+        model = LlamaForCausalLM(cfg).float()
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95),
                             weight_decay=0.05)
@@ -221,8 +226,15 @@ def train(args) -> None:
             say(f"saved weak checkpoint at step {step} to {args.weak_out}")
     train_s = time.time() - t0
     save_llama_dir(model, cfg, args.out, args.tokenizer)
+    # A fine-tuned model records the run(s) it started from, so its card can list every command.
+    earlier: list[dict] = []
+    if args.init is not None:
+        base = json.loads((args.init / "train_summary.json").read_text())
+        earlier = base.get("earlier_runs", []) + [
+            {k: base[k] for k in ("command", "steps", "train_s", "mixture", "lr") if k in base}]
     (args.out / "train_summary.json").write_text(json.dumps(
-        {"command": " ".join(sys.argv), "steps": args.steps, "train_s": round(train_s),
+        {"earlier_runs": earlier, "command": " ".join(sys.argv), "steps": args.steps,
+         "train_s": round(train_s),
          "loss": ema, "params": n_params, "mixture": mixture, "batch": args.batch,
          "lr": args.lr, "monitor": history[-1][3] if history else None,
          "history": [{"step": s, "train_s": round(t), "loss": l,
@@ -252,6 +264,8 @@ def main() -> None:
     s.add_argument("--kv-heads", type=int, default=2)
     s.add_argument("--intermediate", type=int, default=320)
     s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--init", type=Path, default=None,
+                   help="start from this checkpoint instead of random weights (fine-tuning)")
     s.add_argument("--eval-every", type=int, default=500)
     s.add_argument("--monitor", type=int, default=200, help="eval problems in the accuracy log")
     s.add_argument("--log", type=Path, default=None)

@@ -57,6 +57,8 @@ class AnswerTracker {
       const bool lossy = verdict.reasons[i] == AcceptReason::kJudge || verdict.reasons[i] == AcceptReason::kLossy;
       if (lossy && correct_before && (*labels)[i] == 0) ++wrong_accepted_;
       correct_before = (*labels)[i] != 0;
+      // Generation ends at a stop token: accepted draft tokens after it are never emitted.
+      if (tokenizer_.IsSpecial(block.tokens[i])) break;
     }
   }
 
