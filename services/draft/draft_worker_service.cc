@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "services/draft/draft_worker_service.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/wire/wire_convert.h"
+
+namespace verdict::services {
+
+DraftWorkerService::DraftWorkerService(workers::DraftWorkerLoop* loop) : loop_(loop) {}
+
+grpc::ServerUnaryReactor* DraftWorkerService::OpenSession(grpc::CallbackServerContext* context,
+                                                          const v1::OpenDraftSessionRequest* request,
+                                                          v1::OpenDraftSessionResponse*) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::vector<int32_t> prompt(request->prompt_tokens().begin(), request->prompt_tokens().end());
+  loop_->OpenSession(request->session_id(), std::move(prompt), wire::FromProto(request->sampling()),
+                     request->capacity(),
+                     [reactor](absl::Status status) { reactor->Finish(wire::ToGrpc(status)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* DraftWorkerService::Propose(grpc::CallbackServerContext* context,
+                                                      const v1::ProposeRequest* request,
+                                                      v1::ProposeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  workers::ProposeRequest r;
+  r.session_id = request->session_id();
+  r.step = request->step();
+  r.keep_length = request->keep_length();
+  r.append_tokens.assign(request->append_tokens().begin(), request->append_tokens().end());
+  r.num_tokens = request->num_tokens();
+  const auto start = std::chrono::steady_clock::now();
+  loop_->Propose(std::move(r), [reactor, response, start](absl::StatusOr<workers::Proposal> proposal) {
+    if (proposal.ok()) {
+      response->set_step(proposal->step);
+      wire::ToProto(proposal->block, response->mutable_block());
+      response->set_sequence_length(static_cast<int32_t>(proposal->sequence_length));
+      response->set_worker_micros(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::steady_clock::now() - start).count());
+    }
+    reactor->Finish(wire::ToGrpc(proposal.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* DraftWorkerService::CloseSession(grpc::CallbackServerContext* context,
+                                                           const v1::CloseDraftSessionRequest* request,
+                                                           v1::CloseDraftSessionResponse*) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  loop_->CloseSession(request->session_id());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace verdict::services
