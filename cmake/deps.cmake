@@ -21,3 +21,4 @@ find_package(gRPC CONFIG REQUIRED)          # client API and internal services
 # UCX (ucp): activations between target shards (pkg-config only in Debian).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(UCX REQUIRED IMPORTED_TARGET ucx)
+find_package(ZLIB REQUIRED)                 # CRC-32 of activation payloads

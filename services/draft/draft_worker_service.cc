@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/wire/wire_convert.h"
+#include "clients/grpc/wire_convert.h"
 
 namespace verdict::services {
 

@@ -4,8 +4,8 @@
 // and between absl::Status and grpc::Status (the codes are the same numbers). Every conversion
 // from the wire validates what it reads: a hostile or broken message becomes kInvalidArgument,
 // never a crash.
-#ifndef VERDICT_SERVICES_WIRE_WIRE_CONVERT_H_
-#define VERDICT_SERVICES_WIRE_WIRE_CONVERT_H_
+#ifndef VERDICT_CLIENTS_GRPC_WIRE_CONVERT_H_
+#define VERDICT_CLIENTS_GRPC_WIRE_CONVERT_H_
 
 #include <optional>
 #include <string>
@@ -56,4 +56,4 @@ std::string PolicyWireName(v1::VerificationPolicy policy);
 
 }  // namespace verdict::wire
 
-#endif  // VERDICT_SERVICES_WIRE_WIRE_CONVERT_H_
+#endif  // VERDICT_CLIENTS_GRPC_WIRE_CONVERT_H_

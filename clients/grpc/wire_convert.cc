@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "services/wire/wire_convert.h"
+#include "clients/grpc/wire_convert.h"
 
 #include <cmath>
 

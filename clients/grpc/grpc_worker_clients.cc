@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "clients/grpc/grpc_worker_clients.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "clients/grpc/wire_convert.h"
+
+namespace verdict::clients {
+namespace {
+
+std::chrono::system_clock::time_point After(absl::Duration d) {
+  return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d);
+}
+
+// A failed call's status, naming the peer (the coordinator reports it to clients).
+absl::Status Named(const grpc::Status& status, absl::string_view who) {
+  absl::Status s = wire::FromGrpc(status);
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(who, ": ", s.message()));
+}
+
+// Keeps a unary call's context and messages alive until its callback ran.
+template <typename Request, typename Response>
+struct Call {
+  grpc::ClientContext context;
+  Request request;
+  Response response;
+};
+
+}  // namespace
+
+// ---- Draft worker ----------------------------------------------------------------------------
+
+GrpcDraftClient::GrpcDraftClient(const std::string& address, absl::Duration propose_deadline,
+                                 absl::Duration control_deadline)
+    : address_(address),
+      propose_deadline_(propose_deadline),
+      control_deadline_(control_deadline),
+      stub_(v1::DraftWorker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+
+void GrpcDraftClient::OpenSession(const DraftSessionSpec& spec, StatusCallback done) {
+  auto call = std::make_shared<Call<v1::OpenDraftSessionRequest, v1::OpenDraftSessionResponse>>();
+  call->context.set_deadline(After(control_deadline_));
+  call->request.set_session_id(spec.session_id);
+  call->request.mutable_prompt_tokens()->Assign(spec.prompt.begin(), spec.prompt.end());
+  wire::ToProto(spec.sampling, call->request.mutable_sampling());
+  call->request.set_capacity(static_cast<int32_t>(spec.capacity));
+  const std::string who = absl::StrCat("draft worker ", address_);
+  stub_->async()->OpenSession(&call->context, &call->request, &call->response,
+                              [call, done = std::move(done), who](grpc::Status status) {
+                                done(Named(status, who));
+                              });
+}
+
+void GrpcDraftClient::Propose(const workers::ProposeRequest& request,
+                              std::function<void(absl::StatusOr<workers::Proposal>)> done) {
+  auto call = std::make_shared<Call<v1::ProposeRequest, v1::ProposeResponse>>();
+  call->context.set_deadline(After(propose_deadline_));
+  call->request.set_session_id(request.session_id);
+  call->request.set_step(request.step);
+  call->request.set_keep_length(static_cast<int32_t>(request.keep_length));
+  call->request.mutable_append_tokens()->Assign(request.append_tokens.begin(), request.append_tokens.end());
+  call->request.set_num_tokens(static_cast<int32_t>(request.num_tokens));
+  const std::string who = absl::StrCat("draft worker ", address_);
+  const int64_t asked = request.num_tokens;
+  stub_->async()->Propose(&call->context, &call->request, &call->response,
+                          [call, done = std::move(done), who, asked](grpc::Status status) {
+                            if (!status.ok()) {
+                              done(Named(status, who));
+                              return;
+                            }
+                            absl::StatusOr<judge::DraftBlock> block = wire::FromProto(call->response.block());
+                            if (!block.ok() || static_cast<int64_t>(block->tokens.size()) != asked) {
+                              done(absl::InternalError(absl::StrCat(who, " returned a malformed proposal")));
+                              return;
+                            }
+                            done(workers::Proposal{call->response.step(), std::move(*block),
+                                                   call->response.sequence_length()});
+                          });
+}
+
+void GrpcDraftClient::CloseSession(uint64_t session_id) {
+  auto call = std::make_shared<Call<v1::CloseDraftSessionRequest, v1::CloseDraftSessionResponse>>();
+  call->context.set_deadline(After(control_deadline_));
+  call->request.set_session_id(session_id);
+  stub_->async()->CloseSession(&call->context, &call->request, &call->response, [call](grpc::Status) {});
+}
+
+// ---- Target shards ---------------------------------------------------------------------------
+
+// Reads one shard's Events stream until it ends; then tells the client and deletes itself.
+class GrpcTargetClient::EventsReader : public grpc::ClientReadReactor<v1::ShardEvent> {
+ public:
+  EventsReader(GrpcTargetClient* client, int shard) : client_(client), shard_(shard) {
+    client_->stubs_[shard]->async()->Events(&context_, &request_, this);
+    StartRead(&event_);
+    StartCall();
+  }
+  void Cancel() { context_.TryCancel(); }
+  void OnReadInitialMetadataDone(bool ok) override {
+    if (ok) client_->SetConnected(shard_, this);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    client_->OnEvent(shard_, event_);
+    StartRead(&event_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    client_->OnStreamEnded(shard_, this, status);
+    delete this;
+  }
+
+ private:
+  GrpcTargetClient* client_;
+  int shard_;
+  grpc::ClientContext context_;
+  v1::EventsRequest request_;
+  v1::ShardEvent event_;
+};
+
+GrpcTargetClient::GrpcTargetClient(std::vector<std::string> addresses, const GrpcTargetClientOptions& options)
+    : addresses_(std::move(addresses)), options_(options) {
+  for (const std::string& a : addresses_) {
+    stubs_.push_back(v1::TargetShard::NewStub(grpc::CreateChannel(a, grpc::InsecureChannelCredentials())));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    readers_.assign(addresses_.size(), nullptr);
+    connected_.assign(addresses_.size(), false);
+  }
+  for (int i = 0; i < num_shards(); ++i) Subscribe(i);
+  maintainer_ = std::thread([this] { Maintain(); });
+}
+
+GrpcTargetClient::~GrpcTargetClient() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (EventsReader* r : readers_) {
+      if (r != nullptr) r->Cancel();
+    }
+  }
+  maintainer_.join();
+  // Wait for the readers to finish (their OnDone touches this object).
+  absl::MutexLock lock(&mu_);
+  auto none = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return live_readers_ == 0; };
+  mu_.AwaitWithTimeout(absl::Condition(&none), absl::Seconds(10));
+}
+
+void GrpcTargetClient::Subscribe(int shard) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || readers_[shard] != nullptr) return;
+  ++live_readers_;
+  readers_[shard] = new EventsReader(this, shard);
+}
+
+void GrpcTargetClient::SetConnected(int shard, EventsReader* reader) {
+  absl::MutexLock lock(&mu_);
+  if (readers_[shard] == reader) connected_[shard] = true;
+}
+
+bool GrpcTargetClient::connected(int shard) const {
+  absl::MutexLock lock(&mu_);
+  return connected_[shard];
+}
+
+void GrpcTargetClient::OnEvent(int shard, const v1::ShardEvent& event) {
+  if (event.has_verdict()) {
+    const v1::VerdictEvent& v = event.verdict();
+    Complete({v.session_id(), v.step()},
+             {v.session_id(), v.step(), absl::OkStatus(), wire::FromProto(v.verdict())});
+  } else if (event.has_error()) {
+    const v1::SessionError& e = event.error();
+    absl::StatusCode code = static_cast<absl::StatusCode>(e.code());
+    if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
+    Complete({e.session_id(), e.step()}, {e.session_id(), e.step(), absl::Status(code, e.message()), std::nullopt});
+  }
+  (void)shard;
+}
+
+void GrpcTargetClient::OnStreamEnded(int shard, EventsReader* reader, const grpc::Status& status) {
+  std::vector<std::pair<Key, Pending>> failed;
+  {
+    absl::MutexLock lock(&mu_);
+    --live_readers_;
+    if (readers_[shard] == reader) readers_[shard] = nullptr;
+    const bool was_connected = connected_[shard];
+    connected_[shard] = false;
+    if (stopping_) return;
+    // The shard is gone (or unreachable): every block in flight may have been on it, and the
+    // sessions' KV caches there are lost. Fail them all; new sessions wait for the resubscription.
+    if (was_connected || !pending_.empty()) {
+      for (auto& [key, p] : pending_) failed.emplace_back(key, std::move(p));
+      pending_.clear();
+    }
+  }
+  const absl::Status error = absl::UnavailableError(absl::StrCat(
+      "target shard ", shard, " (", addresses_[shard], ") is unreachable: ", status.error_message()));
+  for (auto& [key, p] : failed) p.done({key.first, key.second, error, std::nullopt});
+}
+
+void GrpcTargetClient::Complete(const Key& key, workers::BlockOutcome outcome) {
+  std::function<void(workers::BlockOutcome)> done;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(key);
+    if (it == pending_.end()) return;
+    done = std::move(it->second.done);
+    pending_.erase(it);
+  }
+  done(std::move(outcome));
+}
+
+void GrpcTargetClient::Maintain() {
+  while (true) {
+    std::vector<int> resubscribe;
+    std::vector<std::pair<Key, Pending>> expired;
+    {
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stop), options_.resubscribe_interval);
+      if (stopping_) return;
+      for (int i = 0; i < num_shards(); ++i) {
+        if (readers_[i] == nullptr) resubscribe.push_back(i);
+      }
+      const absl::Time now = absl::Now();
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (it->second.deadline <= now) {
+          expired.emplace_back(it->first, std::move(it->second));
+          pending_.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (int i : resubscribe) Subscribe(i);
+    for (auto& [key, p] : expired) {
+      p.done({key.first, key.second,
+              absl::DeadlineExceededError("the target shards did not return a verdict in time"), std::nullopt});
+    }
+  }
+}
+
+void GrpcTargetClient::OpenSession(const TargetSessionSpec& spec, StatusCallback done) {
+  absl::StatusOr<wire::PolicyParams> policy = wire::FromVerificationConfig(spec.verification);
+  if (!policy.ok()) {
+    done(policy.status());
+    return;
+  }
+  struct Join {
+    absl::Mutex mu;
+    int remaining;
+    absl::Status status;
+    StatusCallback done;
+  };
+  auto join = std::make_shared<Join>();
+  join->remaining = num_shards();
+  join->done = std::move(done);
+  for (int i = 0; i < num_shards(); ++i) {
+    auto call = std::make_shared<Call<v1::OpenShardSessionRequest, v1::OpenShardSessionResponse>>();
+    call->context.set_deadline(After(options_.control_deadline));
+    v1::OpenShardSessionRequest& r = call->request;
+    r.set_session_id(spec.session_id);
+    r.set_capacity(static_cast<int32_t>(spec.capacity));
+    r.set_policy(policy->policy);
+    wire::ToProto(spec.verification.target_sampling, r.mutable_target_sampling());
+    if (policy->judge_threshold) r.set_judge_threshold(*policy->judge_threshold);
+    if (policy->lossy_threshold) r.set_lossy_threshold(*policy->lossy_threshold);
+    if (policy->typical_delta) r.set_typical_delta(*policy->typical_delta);
+    const std::string who = absl::StrCat("target shard ", i, " (", addresses_[i], ")");
+    stubs_[i]->async()->OpenSession(&call->context, &call->request, &call->response,
+                                    [call, join, who](grpc::Status status) {
+                                      StatusCallback finish;
+                                      absl::Status result;
+                                      {
+                                        absl::MutexLock lock(&join->mu);
+                                        if (!status.ok() && join->status.ok()) join->status = Named(status, who);
+                                        if (--join->remaining == 0) {
+                                          finish = std::move(join->done);
+                                          result = join->status;
+                                        }
+                                      }
+                                      if (finish) finish(result);
+                                    });
+  }
+}
+
+void GrpcTargetClient::Verify(const workers::ShardBlock& block, std::vector<int32_t> token_ids,
+                              std::function<void(workers::BlockOutcome)> done) {
+  const Key key{block.session_id, block.step};
+  {
+    absl::MutexLock lock(&mu_);
+    pending_[key] = {std::move(done), absl::Now() + options_.verify_deadline};
+  }
+  auto call = std::make_shared<Call<v1::ForwardRequest, v1::ForwardAck>>();
+  call->context.set_deadline(After(options_.control_deadline));
+  wire::ToProto(block, call->request.mutable_header());
+  call->request.mutable_token_ids()->Assign(token_ids.begin(), token_ids.end());
+  const std::string who = absl::StrCat("target shard 0 (", addresses_[0], ")");
+  stubs_[0]->async()->Forward(&call->context, &call->request, &call->response,
+                              [this, call, key, who](grpc::Status status) {
+                                if (status.ok()) return;  // the verdict comes as an event
+                                absl::Status s = Named(status, who);
+                                if (s.code() == absl::StatusCode::kDeadlineExceeded) {
+                                  s = absl::UnavailableError(s.message());
+                                }
+                                Complete(key, {key.first, key.second, s, std::nullopt});
+                              });
+}
+
+void GrpcTargetClient::CloseSession(uint64_t session_id) {
+  for (int i = 0; i < num_shards(); ++i) {
+    auto call = std::make_shared<Call<v1::CloseShardSessionRequest, v1::CloseShardSessionResponse>>();
+    call->context.set_deadline(After(options_.control_deadline));
+    call->request.set_session_id(session_id);
+    stubs_[i]->async()->CloseSession(&call->context, &call->request, &call->response, [call](grpc::Status) {});
+  }
+}
+
+}  // namespace verdict::clients

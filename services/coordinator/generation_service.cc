@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "services/coordinator/generation_service.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "clients/grpc/wire_convert.h"
+#include "common/status_macros.h"
+#include "engine/tokenizer/detokenizer.h"
+
+namespace verdict::services {
+namespace {
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(wire::ToGrpc(status));
+  return reactor;
+}
+
+v1::FinishReason ToProto(coordinator::FinishReason reason) {
+  switch (reason) {
+    case coordinator::FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case coordinator::FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case coordinator::FinishReason::kContext: return v1::FINISH_REASON_CONTEXT;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+// Text of committed tokens, with stop strings: text that could still be the start of a stop
+// string is held back until the next tokens decide.
+class TextStream {
+ public:
+  TextStream(const engine::Tokenizer* tokenizer, std::vector<std::string> stops,
+             std::vector<int32_t> stop_ids)
+      : detokenizer_(tokenizer), stops_(std::move(stops)), stop_ids_(std::move(stop_ids)) {
+    for (const std::string& s : stops_) hold_ = std::max(hold_, s.size() > 0 ? s.size() - 1 : 0);
+  }
+  absl::Status AddContext(absl::Span<const int32_t> prompt) { return detokenizer_.AddContext(prompt); }
+
+  // Adds tokens; `out` gets the text that is final. Returns true when a stop string matched.
+  absl::StatusOr<bool> Add(absl::Span<const int32_t> tokens, std::string* out) {
+    for (int32_t t : tokens) {
+      if (std::find(stop_ids_.begin(), stop_ids_.end(), t) != stop_ids_.end()) continue;  // not shown
+      VERDICT_ASSIGN_OR_RETURN(std::string piece, detokenizer_.Add(t));
+      pending_ += piece;
+    }
+    for (const std::string& s : stops_) {
+      const size_t at = s.empty() ? std::string::npos : pending_.find(s);
+      if (at != std::string::npos) {
+        *out = pending_.substr(0, at);
+        pending_.clear();
+        return true;
+      }
+    }
+    const size_t keep = std::min(hold_, pending_.size());
+    *out = pending_.substr(0, pending_.size() - keep);
+    pending_.erase(0, pending_.size() - keep);
+    return false;
+  }
+  std::string Flush() {
+    std::string rest = pending_ + detokenizer_.Flush();
+    pending_.clear();
+    return rest;
+  }
+
+ private:
+  engine::IncrementalDetokenizer detokenizer_;
+  std::vector<std::string> stops_;
+  std::vector<int32_t> stop_ids_;
+  size_t hold_ = 0;
+  std::string pending_;
+};
+
+// One Generate call. The coordinator's callbacks hold the shared state, so a callback that comes
+// after the RPC ended finds no reactor and does nothing.
+class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  struct Shared {
+    absl::Mutex mu;
+    GenerateReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  GenerateReactor(coordinator::Coordinator* coordinator, const ServedModel& model,
+                  const v1::GenerateRequest& request, absl::StatusOr<coordinator::GenerationRequest> prepared)
+      : coordinator_(coordinator), shared_(std::make_shared<Shared>()) {
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->reactor = this;
+    }
+    if (!prepared.ok()) {
+      FinishOnce(prepared.status());
+      return;
+    }
+    return_ids_ = request.return_token_ids();
+    policy_ = judge::PolicyName(prepared->verification);
+    seed_ = prepared->verification.target_sampling.seed;
+    prompt_tokens_ = static_cast<int32_t>(prepared->prompt.size());
+    auto text = std::make_shared<TextStream>(
+        model.tokenizer, std::vector<std::string>(request.stop().begin(), request.stop().end()),
+        prepared->stop_token_ids);
+    if (absl::Status s = text->AddContext(prepared->prompt); !s.ok()) {
+      FinishOnce(s);
+      return;
+    }
+    coordinator::GenerationCallbacks callbacks;
+    std::shared_ptr<Shared> shared = shared_;
+    callbacks.on_tokens = [shared, text](absl::Span<const int32_t> tokens) {
+      std::string piece;
+      absl::StatusOr<bool> stopped = text->Add(tokens, &piece);
+      absl::MutexLock lock(&shared->mu);
+      if (shared->reactor == nullptr) return false;
+      if (!stopped.ok()) return false;
+      shared->reactor->QueueChunk(std::move(piece), tokens);
+      return !*stopped;
+    };
+    callbacks.on_done = [shared, text](absl::StatusOr<coordinator::GenerationSummary> summary) {
+      const std::string tail = summary.ok() ? text->Flush() : std::string();
+      absl::MutexLock lock(&shared->mu);
+      if (shared->reactor == nullptr) return;
+      if (!tail.empty()) shared->reactor->QueueChunk(tail, {});
+      shared->reactor->QueueFinal(std::move(summary));
+    };
+    absl::StatusOr<uint64_t> id = coordinator_->Start(std::move(*prepared), std::move(callbacks));
+    if (!id.ok()) {
+      FinishOnce(id.status());
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    session_id_ = *id;
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    writing_ = false;
+    if (!ok) {  // the client went away; OnCancel or OnDone follow
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      id = session_id_;
+    }
+    if (id != 0) coordinator_->Cancel(id);
+    FinishOnce(absl::CancelledError("the client cancelled the call"));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+  // Called with shared_->mu held.
+  void QueueChunk(std::string text, absl::Span<const int32_t> tokens) {
+    absl::MutexLock lock(&mu_);
+    completion_tokens_ += static_cast<int32_t>(tokens.size());
+    if (text.empty() && !(return_ids_ && !tokens.empty())) return;
+    v1::GenerateResponse response;
+    response.mutable_chunk()->set_text(std::move(text));
+    if (return_ids_) response.mutable_chunk()->mutable_token_ids()->Assign(tokens.begin(), tokens.end());
+    queue_.push_back(std::move(response));
+    WriteNextLocked();
+  }
+
+  void QueueFinal(absl::StatusOr<coordinator::GenerationSummary> summary) {
+    absl::MutexLock lock(&mu_);
+    if (!summary.ok()) {
+      final_status_ = summary.status();
+    } else {
+      v1::GenerateResponse response;
+      v1::GenerateResponse::Final* f = response.mutable_final();
+      const coordinator::GenerationStats& st = summary->stats;
+      f->set_finish_reason(ToProto(summary->finish_reason));
+      f->mutable_usage()->set_prompt_tokens(prompt_tokens_);
+      f->mutable_usage()->set_completion_tokens(static_cast<int32_t>(st.tokens));
+      v1::SpeculationStats* s = f->mutable_stats();
+      s->set_target_passes(st.target_passes);
+      s->set_draft_tokens_proposed(st.proposed);
+      s->set_accepted_exact(st.accepted_exact);
+      s->set_accepted_judge(st.accepted_judge);
+      s->set_accepted_lossy(st.accepted_lossy);
+      s->mutable_accepted_length_histogram()->Assign(st.accepted_histogram.begin(), st.accepted_histogram.end());
+      s->set_optimistic_blocks(st.optimistic_blocks);
+      s->set_optimistic_hits(st.optimistic_hits);
+      s->set_target_only_passes(st.target_only_passes);
+      s->set_shadow_judge_only(st.shadow_judge_only);
+      f->set_seed(seed_);
+      f->set_policy(policy_);
+      f->set_seconds(absl::ToDoubleSeconds(st.total_time));
+      f->set_degraded(st.degraded);
+      queue_.push_back(std::move(response));
+      final_status_ = absl::OkStatus();
+    }
+    done_ = true;
+    WriteNextLocked();
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_) return;
+    if (!queue_.empty()) {
+      writing_ = true;
+      StartWrite(&queue_.front());
+      return;
+    }
+    if (done_) {
+      finished_ = true;
+      Finish(wire::ToGrpc(final_status_));
+    }
+  }
+
+  void FinishOnce(const absl::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(wire::ToGrpc(status));
+  }
+
+  coordinator::Coordinator* coordinator_;
+  std::shared_ptr<Shared> shared_;
+  absl::Mutex mu_;
+  std::deque<v1::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  uint64_t session_id_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  bool return_ids_ = false;
+  std::string policy_;
+  uint64_t seed_ = 0;
+  int32_t prompt_tokens_ = 0;
+};
+
+}  // namespace
+
+GenerationService::GenerationService(coordinator::Coordinator* coordinator, ServedModel model)
+    : coordinator_(coordinator), model_(std::move(model)) {}
+
+absl::Status GenerationService::CheckModel(const std::string& name) const {
+  if (!name.empty() && name != model_.name) {
+    return absl::NotFoundError(absl::StrCat("unknown model \"", name, "\"; this server serves \"", model_.name, "\""));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const v1::GenerateRequest& request) const {
+  VERDICT_RETURN_IF_ERROR(CheckModel(request.model()));
+  coordinator::GenerationRequest r;
+  const int64_t vocab = model_.config.vocab_size;
+  if (request.has_prompt_tokens()) {
+    for (int32_t id : request.prompt_tokens().ids()) {
+      if (id < 0 || id >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " is outside the vocabulary of ", vocab));
+      }
+      r.prompt.push_back(id);
+    }
+  } else {
+    if (request.prompt().empty()) return absl::InvalidArgumentError("the prompt is empty");
+    VERDICT_ASSIGN_OR_RETURN(r.prompt, model_.tokenizer->Encode(request.prompt(), {/*add_bos=*/true,
+                                                                                   /*parse_special=*/false}));
+  }
+  if (r.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  const int64_t context = model_.config.max_position_embeddings;
+  if (request.max_tokens() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 0, got ", request.max_tokens()));
+  }
+  r.max_new_tokens = request.max_tokens() > 0 ? request.max_tokens() : model_.default_max_tokens;
+  if (static_cast<int64_t>(r.prompt.size()) >= context) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", r.prompt.size(),
+                                                   " tokens; the model's context holds ", context));
+  }
+  if (request.max_tokens() > 0 && static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens > context) {
+    return absl::InvalidArgumentError(absl::StrCat("the prompt (", r.prompt.size(), " tokens) plus max_tokens (",
+                                                   r.max_new_tokens, ") exceed the model's context of ", context));
+  }
+  r.max_new_tokens = std::min<int64_t>(r.max_new_tokens, context - static_cast<int64_t>(r.prompt.size()));
+
+  engine::SamplingParams sampling = wire::FromProto(request.sampling());
+  VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(sampling));
+  if (sampling.seed == 0 && !sampling.greedy()) sampling.seed = absl::ToUnixNanos(absl::Now()) | 1;
+
+  for (int32_t id : request.stop_token_ids()) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("stop token id ", id, " is outside the vocabulary of ", vocab));
+    }
+    r.stop_token_ids.push_back(id);
+  }
+  if (!request.ignore_eos()) {
+    r.stop_token_ids.insert(r.stop_token_ids.end(), model_.stop_token_ids.begin(), model_.stop_token_ids.end());
+  }
+  for (const std::string& s : request.stop()) {
+    if (s.empty()) return absl::InvalidArgumentError("a stop string is empty");
+  }
+
+  const v1::SpeculationParams& sp = request.speculation();
+  wire::PolicyParams policy;
+  policy.policy = sp.policy() == v1::VERIFICATION_POLICY_UNSPECIFIED ? model_.default_policy : sp.policy();
+  if (policy.policy != v1::VERIFICATION_POLICY_EXACT && policy.policy != v1::VERIFICATION_POLICY_UNSPECIFIED &&
+      std::find(model_.allowed_policies.begin(), model_.allowed_policies.end(), policy.policy) ==
+          model_.allowed_policies.end()) {
+    return absl::PermissionDeniedError(absl::StrCat("this server does not allow the ", wire::PolicyWireName(policy.policy),
+                                                    " verification policy"));
+  }
+  const bool judge = policy.policy == v1::VERIFICATION_POLICY_JUDGE ||
+                     policy.policy == v1::VERIFICATION_POLICY_JUDGE_SHADOW;
+  if (judge && !model_.has_judge) {
+    return absl::FailedPreconditionError("the judge policy needs a judge head; none is loaded on the last shard");
+  }
+  if (sp.has_judge_threshold()) policy.judge_threshold = sp.judge_threshold();
+  if (sp.has_lossy_threshold()) policy.lossy_threshold = sp.lossy_threshold();
+  if (sp.has_typical_delta()) policy.typical_delta = sp.typical_delta();
+  VERDICT_ASSIGN_OR_RETURN(r.verification, wire::ToVerificationConfig(policy, sampling, model_.judge_threshold));
+
+  const int32_t window = sp.draft_window() > 0 ? sp.draft_window() : model_.default_draft_window;
+  r.window.k = window;
+  r.window.adaptive = sp.adaptive_window();
+  if (sp.adaptive_window()) {
+    r.window.min_k = sp.min_window() > 0 ? sp.min_window() : 1;
+    r.window.max_k = sp.max_window() > 0 ? sp.max_window() : 64;
+    r.window.k = std::clamp<int64_t>(r.window.k, r.window.min_k, r.window.max_k);
+  }
+  if (sp.draft_window() < 0 || sp.min_window() < 0 || sp.max_window() < 0) {
+    return absl::InvalidArgumentError("draft windows must be positive");
+  }
+  VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(r.window));
+  r.speculate = !sp.disable_speculation() && !model_.draft_name.empty();
+  r.request_id = request.request_id();
+  return r;
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(grpc::CallbackServerContext*,
+                                                                            const v1::GenerateRequest* request) {
+  return new GenerateReactor(coordinator_, model_, *request, Prepare(*request));
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                      const v1::TokenizeRequest* request,
+                                                      v1::TokenizeResponse* response) {
+  if (absl::Status s = CheckModel(request->model()); !s.ok()) return FinishNow(context, s);
+  absl::StatusOr<std::vector<int32_t>> ids =
+      model_.tokenizer->Encode(request->text(), {request->add_bos(), /*parse_special=*/false});
+  if (ids.ok()) response->mutable_token_ids()->Assign(ids->begin(), ids->end());
+  return FinishNow(context, ids.status());
+}
+
+grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* context,
+                                                        const v1::DetokenizeRequest* request,
+                                                        v1::DetokenizeResponse* response) {
+  if (absl::Status s = CheckModel(request->model()); !s.ok()) return FinishNow(context, s);
+  std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
+  absl::StatusOr<std::string> text = model_.tokenizer->Decode(ids, /*skip_special=*/false);
+  if (text.ok()) response->set_text(*text);
+  return FinishNow(context, text.status());
+}
+
+grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* context,
+                                                        const v1::ListModelsRequest*,
+                                                        v1::ListModelsResponse* response) {
+  v1::ModelInfo* m = response->add_models();
+  m->set_name(model_.name);
+  m->set_architecture("llama");
+  m->set_parameters(model_.parameters);
+  m->set_context_length(static_cast<int32_t>(model_.config.max_position_embeddings));
+  m->set_vocab_size(static_cast<int32_t>(model_.config.vocab_size));
+  m->set_draft_model(model_.draft_name);
+  m->set_judge(model_.has_judge);
+  m->set_judge_threshold(model_.judge_threshold);
+  m->set_judge_fingerprint(model_.judge_fingerprint);
+  m->set_target_shards(model_.target_shards);
+  m->add_allowed_policies(v1::VERIFICATION_POLICY_EXACT);
+  for (v1::VerificationPolicy p : model_.allowed_policies) {
+    if (p != v1::VERIFICATION_POLICY_EXACT) m->add_allowed_policies(p);
+  }
+  m->set_default_draft_window(model_.default_draft_window);
+  return FinishNow(context, absl::OkStatus());
+}
+
+}  // namespace verdict::services

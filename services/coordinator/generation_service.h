@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+// The client API (verdict.v1.Verdict) on the coordinator: validates a request against the served
+// model and the server's allow-list, tokenizes, starts the generation on the coordinator core and
+// streams committed text (incremental detokenization, stop strings held back until decided) and a
+// final message with usage and speculation statistics. Cancelling the call cancels the generation.
+#ifndef VERDICT_SERVICES_COORDINATOR_GENERATION_SERVICE_H_
+#define VERDICT_SERVICES_COORDINATOR_GENERATION_SERVICE_H_
+
+#include <string>
+#include <vector>
+
+#include "coordinator/coordinator.h"
+#include "engine/model_config.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "verdict/v1/generation.grpc.pb.h"
+
+namespace verdict::services {
+
+// What the coordinator serves and what it allows.
+struct ServedModel {
+  std::string name;
+  const engine::Tokenizer* tokenizer = nullptr;  // must outlive the service
+  engine::LlamaConfig config;
+  int64_t parameters = 0;
+  std::vector<int32_t> stop_token_ids;
+  std::string draft_name;  // empty: target-only serving
+  bool has_judge = false;
+  float judge_threshold = 0.5f;
+  std::string judge_fingerprint;
+  int target_shards = 1;
+  v1::VerificationPolicy default_policy = v1::VERIFICATION_POLICY_EXACT;
+  std::vector<v1::VerificationPolicy> allowed_policies;  // EXACT is always allowed
+  int default_draft_window = 8;
+  int default_max_tokens = 256;
+};
+
+class GenerationService final : public v1::Verdict::CallbackService {
+ public:
+  // `coordinator` must outlive the service.
+  GenerationService(coordinator::Coordinator* coordinator, ServedModel model);
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
+                                                           const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context, const v1::DetokenizeRequest* request,
+                                       v1::DetokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context, const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+
+  // Checks a request and turns it into the coordinator's (tokenized prompt, resolved policy,
+  // defaults). kNotFound (model), kInvalidArgument, kPermissionDenied (policy not allowed),
+  // kFailedPrecondition (judge asked for, none loaded). Public for tests.
+  absl::StatusOr<coordinator::GenerationRequest> Prepare(const v1::GenerateRequest& request) const;
+
+  const ServedModel& model() const { return model_; }
+
+ private:
+  absl::Status CheckModel(const std::string& name) const;
+
+  coordinator::Coordinator* coordinator_;
+  ServedModel model_;
+};
+
+}  // namespace verdict::services
+
+#endif  // VERDICT_SERVICES_COORDINATOR_GENERATION_SERVICE_H_

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "services/shard/target_shard_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/shard/activation_codec.h"
+#include "clients/grpc/wire_convert.h"
+
+namespace verdict::services {
+namespace {
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(wire::ToGrpc(status));
+  return reactor;
+}
+
+}  // namespace
+
+TargetShardService::TargetShardService(workers::TargetShardLoop* loop, ShardEventHub* events,
+                                       const ShardIdentity& identity)
+    : loop_(loop), events_(events), identity_(identity) {}
+
+grpc::ServerUnaryReactor* TargetShardService::OpenSession(grpc::CallbackServerContext* context,
+                                                          const v1::OpenShardSessionRequest* request,
+                                                          v1::OpenShardSessionResponse*) {
+  judge::VerificationConfig verification;
+  if (identity_.shard_index + 1 == identity_.num_shards) {
+    wire::PolicyParams params;
+    params.policy = request->policy();
+    if (request->has_judge_threshold()) params.judge_threshold = request->judge_threshold();
+    if (request->has_lossy_threshold()) params.lossy_threshold = request->lossy_threshold();
+    if (request->has_typical_delta()) params.typical_delta = request->typical_delta();
+    absl::StatusOr<judge::VerificationConfig> config =
+        wire::ToVerificationConfig(params, wire::FromProto(request->target_sampling()), identity_.judge_threshold);
+    if (!config.ok()) return FinishNow(context, config.status());
+    verification = std::move(*config);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  loop_->OpenSession(request->session_id(), request->capacity(), std::move(verification),
+                     [reactor](absl::Status status) { reactor->Finish(wire::ToGrpc(status)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* TargetShardService::CloseSession(grpc::CallbackServerContext* context,
+                                                           const v1::CloseShardSessionRequest* request,
+                                                           v1::CloseShardSessionResponse*) {
+  loop_->CloseSession(request->session_id());
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* TargetShardService::Forward(grpc::CallbackServerContext* context,
+                                                      const v1::ForwardRequest* request, v1::ForwardAck*) {
+  if (identity_.shard_index != 0) {
+    return FinishNow(context, absl::FailedPreconditionError(absl::StrCat(
+                                  "target shard ", identity_.shard_index, " takes activations, not token ids")));
+  }
+  absl::StatusOr<workers::ShardBlock> block = wire::FromProto(request->header(), identity_.vocab_size);
+  if (!block.ok()) return FinishNow(context, block.status());
+  if (request->token_ids_size() != block->num_tokens) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat("a block of ", block->num_tokens,
+                                                                      " positions came with ",
+                                                                      request->token_ids_size(), " token ids")));
+  }
+  workers::ShardBatch batch;
+  batch.token_ids.assign(request->token_ids().begin(), request->token_ids().end());
+  batch.blocks.push_back(std::move(*block));
+  loop_->Submit(std::move(batch));
+  return FinishNow(context, absl::OkStatus());
+}
+
+absl::Status TargetShardService::HandleActivations(const v1::ActivationBatch& header, absl::string_view payload) {
+  if (identity_.shard_index == 0) {
+    return absl::FailedPreconditionError("target shard 0 takes token ids, not activations");
+  }
+  absl::StatusOr<workers::ShardBatch> batch =
+      DecodeActivations(header, payload, identity_.hidden_size, identity_.vocab_size);
+  if (!batch.ok()) {
+    rejected_payloads_.fetch_add(1);
+    // Fail the sessions the header names (only theirs), so their generations end with a clear error.
+    for (const v1::BlockHeader& b : header.blocks()) {
+      events_->Publish({b.session_id(), b.step(), batch.status(), std::nullopt});
+    }
+    return batch.status();
+  }
+  loop_->Submit(std::move(*batch));
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* TargetShardService::PushActivations(grpc::CallbackServerContext* context,
+                                                              const v1::ActivationBatch* request, v1::ForwardAck*) {
+  return FinishNow(context, HandleActivations(*request, request->data()));
+}
+
+void TargetShardService::HandleActivationFrame(absl::StatusOr<transport::Frame> frame) {
+  if (!frame.ok()) {  // a malformed frame or a peer that went away: nothing to attribute
+    rejected_payloads_.fetch_add(1);
+    return;
+  }
+  v1::ActivationBatch header;
+  if (!header.ParseFromString(frame->header)) {
+    rejected_payloads_.fetch_add(1);
+    return;
+  }
+  (void)HandleActivations(header, frame->payload);
+}
+
+grpc::ServerWriteReactor<v1::ShardEvent>* TargetShardService::Events(grpc::CallbackServerContext*,
+                                                                     const v1::EventsRequest*) {
+  return new ShardEventsReactor(events_);
+}
+
+grpc::ServerUnaryReactor* TargetShardService::Describe(grpc::CallbackServerContext* context,
+                                                       const v1::DescribeShardRequest*,
+                                                       v1::ShardDescription* response) {
+  response->set_shard_index(identity_.shard_index);
+  response->set_num_shards(identity_.num_shards);
+  response->set_layer_begin(static_cast<int32_t>(identity_.layer_begin));
+  response->set_layer_end(static_cast<int32_t>(identity_.layer_end));
+  response->set_num_layers(static_cast<int32_t>(identity_.num_layers));
+  response->set_hidden_size(static_cast<int32_t>(identity_.hidden_size));
+  response->set_vocab_size(static_cast<int32_t>(identity_.vocab_size));
+  response->set_model_fingerprint(identity_.model_fingerprint);
+  response->set_has_judge(identity_.has_judge);
+  response->set_judge_threshold(identity_.judge_threshold);
+  response->set_judge_fingerprint(identity_.judge_fingerprint);
+  return FinishNow(context, absl::OkStatus());
+}
+
+}  // namespace verdict::services
