@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   verdict::cli::AddBenchCommand(app, &exit_code);
   verdict::cli::AddTokenizeCommand(app, &exit_code);
   verdict::cli::AddJudgeCommand(app, &exit_code);
+  verdict::cli::AddClientCommand(app, &exit_code);
+  verdict::cli::AddUpCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// The C++ client library applications link to talk to a Verdict coordinator (verdict.v1.Verdict):
+// blocking calls, streaming text through a callback. Thread-safe (one channel, calls in parallel).
+//
+//   verdict::clients::VerdictClient client("127.0.0.1:50051");
+//   v1::GenerateRequest request;
+//   request.set_prompt("Q: ...\nA:");
+//   auto result = client.Generate(request, [](const auto& chunk) { std::cout << chunk.text(); });
+#ifndef VERDICT_CLIENTS_VERDICT_CLIENT_H_
+#define VERDICT_CLIENTS_VERDICT_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "verdict/v1/generation.grpc.pb.h"
+
+namespace verdict::clients {
+
+struct GenerateResult {
+  std::string text;                  // all streamed text
+  std::vector<int32_t> token_ids;    // with return_token_ids
+  v1::GenerateResponse::Final final;  // finish reason, usage, speculation statistics
+};
+
+class VerdictClient {
+ public:
+  explicit VerdictClient(const std::string& address);
+  explicit VerdictClient(std::shared_ptr<grpc::Channel> channel);
+
+  // Streams the generation; `on_chunk` (optional) sees each chunk as it arrives. The error is the
+  // server's status (INVALID_ARGUMENT, PERMISSION_DENIED, UNAVAILABLE naming a shard, ...), or
+  // DEADLINE_EXCEEDED after `deadline`.
+  absl::StatusOr<GenerateResult> Generate(const v1::GenerateRequest& request,
+                                          const std::function<void(const v1::GenerateResponse::Chunk&)>& on_chunk = {},
+                                          absl::Duration deadline = absl::Minutes(10));
+  absl::StatusOr<std::vector<int32_t>> Tokenize(const std::string& text, bool add_bos = true);
+  absl::StatusOr<std::string> Detokenize(const std::vector<int32_t>& ids);
+  absl::StatusOr<v1::ListModelsResponse> ListModels();
+  // Waits until the channel connects (kUnavailable after `timeout`).
+  absl::Status WaitForReady(absl::Duration timeout);
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Verdict::Stub> stub_;
+};
+
+}  // namespace verdict::clients
+
+#endif  // VERDICT_CLIENTS_VERDICT_CLIENT_H_

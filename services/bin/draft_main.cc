@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+// verdict-draft: serves the cluster's draft model (verdict.v1.DraftWorker).
+//   verdict-draft --config cluster.textproto [--threads N] [--listen ADDR]
+#include <cstdio>
+
+#include "CLI/CLI.hpp"
+#include "common/status_macros.h"
+#include "services/bin/server_main_util.h"
+#include "services/cli/cli_util.h"
+#include "services/config/cluster_config.h"
+#include "services/draft/draft_worker_service.h"
+#include "workers/draft_worker_loop.h"
+
+namespace {
+
+int Run(const std::string& config_path, int threads, std::string listen) {
+  using namespace verdict;
+  services::BlockTerminationSignals();
+  absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
+  if (!config.ok()) return services::Fail("draft", config.status());
+  if (!config->has_draft()) return services::Fail("draft", absl::InvalidArgumentError("the cluster config has no draft"));
+  const v1::DraftWorkerConfig& dc = config->draft();
+  if (listen.empty()) listen = dc.listen();
+  absl::StatusOr<cli::ReadyModel> model = cli::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads());
+  if (!model.ok()) return services::Fail("draft", model.status());
+  absl::StatusOr<std::unique_ptr<workers::DraftWorker>> worker =
+      workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
+  if (!worker.ok()) return services::Fail("draft", worker.status());
+  workers::DraftWorkerLoop loop(std::move(*worker), {.max_batch_tokens = dc.max_batch_tokens()});
+  services::DraftWorkerService service(&loop);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(listen, {&service});
+  if (!server.ok()) return services::Fail("draft", server.status());
+  std::fprintf(stderr, "verdict-draft: serving %s on %s\n", dc.model().path().c_str(), listen.c_str());
+  services::WaitForTerminationSignal();
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  std::fprintf(stderr, "verdict-draft: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"verdict-draft: the draft worker of a Verdict cluster"};
+  std::string config, listen;
+  int threads = 0;
+  app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
+  app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
+  app.add_option("--listen", listen, "override the config's listen address");
+  CLI11_PARSE(app, argc, argv);
+  return Run(config, threads, listen);
+}

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+// What every service process does around its service: parse common flags, start a gRPC server
+// (health service on, message size limits), block until SIGINT or SIGTERM, shut down within a
+// deadline. One line on stderr says the process is serving (`verdict up` and tests wait for it).
+#ifndef VERDICT_SERVICES_BIN_SERVER_MAIN_UTIL_H_
+#define VERDICT_SERVICES_BIN_SERVER_MAIN_UTIL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+
+namespace verdict::services {
+
+// Blocks SIGINT/SIGTERM in this thread (and the threads started after it): call first in main().
+void BlockTerminationSignals();
+// Waits for SIGINT or SIGTERM (blocked by BlockTerminationSignals); returns the signal.
+int WaitForTerminationSignal();
+
+// Builds and starts a server on `address` with `services`. kUnavailable if the port cannot be
+// bound (naming it).
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& address,
+                                                         const std::vector<grpc::Service*>& services,
+                                                         int max_message_bytes = 64 << 20);
+
+// Prints "verdict-<role>: <message>" to stderr and returns 1 (for `return Fail(...)` in main).
+int Fail(const std::string& role, const absl::Status& status);
+
+}  // namespace verdict::services
+
+#endif  // VERDICT_SERVICES_BIN_SERVER_MAIN_UTIL_H_

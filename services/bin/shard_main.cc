@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: Apache-2.0
+// verdict-shard: serves one target shard of the cluster (verdict.v1.TargetShard): its layer range,
+// and on the last shard the LM head, the judge and the verification policy.
+//   verdict-shard --config cluster.textproto --shard N [--threads T]
+#include <cstdio>
+
+#include "CLI/CLI.hpp"
+#include "engine/model.h"
+#include "engine/model_loader.h"
+#include "judge/judge_head.h"
+#include "services/bin/server_main_util.h"
+#include "services/config/cluster_config.h"
+#include "services/shard/activation_forwarder.h"
+#include "services/shard/target_shard_service.h"
+#include "transport/ucx_transport.h"
+#include "workers/target_shard_loop.h"
+
+namespace {
+
+int Run(const std::string& config_path, int index, int threads) {
+  using namespace verdict;
+  services::BlockTerminationSignals();
+  const std::string role = absl::StrCat("shard[", index, "]");
+  absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
+  if (!config.ok()) return services::Fail(role, config.status());
+  if (index < 0 || index >= config->shards_size()) {
+    return services::Fail(role, absl::InvalidArgumentError(absl::StrCat("the config has ", config->shards_size(),
+                                                                        " shards; --shard ", index, " is none")));
+  }
+  const v1::TargetShardConfig& sc = config->shards(index);
+  const bool last = index + 1 == config->shards_size();
+  absl::StatusOr<engine::LoadedModel> loaded = engine::LoadModel(config->target().path());
+  if (!loaded.ok()) return services::Fail(role, loaded.status());
+  if (absl::Status s = services::ValidateClusterConfig(*config, loaded->config.num_layers); !s.ok()) {
+    return services::Fail(role, s);
+  }
+  std::unique_ptr<engine::Backend> backend = engine::CreateCpuBackend({threads > 0 ? threads : sc.threads()});
+  absl::StatusOr<std::unique_ptr<engine::ModelSlice>> slice = engine::ModelSlice::Create(
+      loaded->config, *loaded->weights, {sc.layer_begin(), sc.layer_end()}, backend.get());
+  if (!slice.ok()) return services::Fail(role, slice.status());
+
+  absl::StatusOr<std::string> fingerprint = judge::TargetFingerprint(loaded->config, *loaded->weights);
+  if (!fingerprint.ok()) return services::Fail(role, fingerprint.status());
+  services::ShardIdentity identity;
+  identity.shard_index = index;
+  identity.num_shards = config->shards_size();
+  identity.layer_begin = sc.layer_begin();
+  identity.layer_end = sc.layer_end();
+  identity.num_layers = loaded->config.num_layers;
+  identity.hidden_size = loaded->config.hidden_size;
+  identity.vocab_size = loaded->config.vocab_size;
+  identity.model_fingerprint = *fingerprint;
+  std::unique_ptr<judge::JudgeHead> head;
+  if (last && !sc.judge_head().empty()) {
+    absl::StatusOr<judge::JudgeHead> h = judge::LoadJudgeHead(sc.judge_head());
+    if (!h.ok()) return services::Fail(role, h.status());
+    if (absl::Status s = judge::CheckHeadMatchesTarget(*h, *fingerprint, loaded->config.hidden_size); !s.ok()) {
+      return services::Fail(role, s);
+    }
+    head = std::make_unique<judge::JudgeHead>(std::move(*h));
+    if (sc.has_judge_threshold()) head->threshold = sc.judge_threshold();
+    identity.has_judge = true;
+    identity.judge_threshold = head->threshold;
+    identity.judge_fingerprint = head->target_fingerprint;
+  }
+  absl::StatusOr<std::unique_ptr<workers::TargetShard>> shard = workers::TargetShard::Create(
+      slice->get(), head.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
+  if (!shard.ok()) return services::Fail(role, shard.status());
+
+  services::ShardEventHub events(index);
+  const bool ucx = config->transport().kind() != v1::TransportConfig::KIND_GRPC;
+  transport::UcxOptions ucx_options;
+  ucx_options.tls = config->transport().ucx_tls();
+  std::unique_ptr<services::ActivationForwarder> forwarder;
+  if (!last) {
+    services::ForwarderOptions f;
+    f.from_shard = index;
+    f.hidden_size = loaded->config.hidden_size;
+    f.dtype = config->transport().dtype();
+    f.use_ucx = ucx;
+    f.next_data_address = config->shards(index + 1).data_listen();
+    f.next_grpc_address = config->shards(index + 1).listen();
+    f.ucx = ucx_options;
+    forwarder = std::make_unique<services::ActivationForwarder>(
+        f, [&events](workers::BlockOutcome outcome) { events.Publish(outcome); });
+  }
+  workers::ShardLoopSinks sinks;
+  if (forwarder) sinks.to_next = [&forwarder](workers::ShardBatch batch) { forwarder->Send(std::move(batch)); };
+  sinks.on_outcome = [&events](workers::BlockOutcome outcome) { events.Publish(outcome); };
+  auto loop = std::make_unique<workers::TargetShardLoop>(std::move(*shard),
+                                                         workers::ShardLoopOptions{sc.max_batch_tokens()}, sinks);
+  services::TargetShardService service(loop.get(), &events, identity);
+  std::unique_ptr<transport::ActivationReceiver> receiver;
+  if (index > 0 && ucx) {
+    absl::StatusOr<std::unique_ptr<transport::ActivationReceiver>> r = transport::ListenUcx(
+        ucx_options, sc.data_listen(),
+        [&service](absl::StatusOr<transport::Frame> frame) { service.HandleActivationFrame(std::move(frame)); });
+    if (!r.ok()) return services::Fail(role, r.status());
+    receiver = std::move(*r);
+  }
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(sc.listen(), {&service});
+  if (!server.ok()) return services::Fail(role, server.status());
+  std::fprintf(stderr, "verdict-shard: shard %d serving layers [%d, %d) on %s%s%s\n", index, sc.layer_begin(),
+               sc.layer_end(), sc.listen().c_str(), receiver ? ", activations on " : "",
+               receiver ? receiver->address().c_str() : "");
+  services::WaitForTerminationSignal();
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  receiver.reset();
+  loop.reset();
+  forwarder.reset();
+  std::fprintf(stderr, "verdict-shard: shard %d stopped\n", index);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"verdict-shard: one target shard of a Verdict cluster"};
+  std::string config;
+  int shard = -1, threads = 0;
+  app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
+  app.add_option("--shard", shard, "which shard of the config (0-based)")->required();
+  app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
+  CLI11_PARSE(app, argc, argv);
+  return Run(config, shard, threads);
+}

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+// verdict client generate|models: talk to a running coordinator (the client library in clients/).
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "clients/verdict_client.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "services/cli/cli_util.h"
+#include "services/cli/commands.h"
+
+namespace verdict::cli {
+namespace {
+
+struct ClientFlags {
+  std::string addr = "127.0.0.1:50051";
+  std::string prompt;
+  std::string model;
+  int max_tokens = 0;
+  std::string policy;
+  int k = 0;
+  bool adaptive = false;
+  std::optional<float> judge_threshold;
+  std::optional<float> temperature;
+  std::optional<int> top_k;
+  std::optional<float> top_p;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+  bool no_speculation = false;
+  bool quiet = false;
+  bool json = false;
+  double timeout_s = 600;
+};
+
+absl::StatusOr<v1::VerificationPolicy> ParsePolicy(const std::string& name) {
+  if (name.empty()) return v1::VERIFICATION_POLICY_UNSPECIFIED;
+  if (name == "exact" || name == "greedy" || name == "sampled") return v1::VERIFICATION_POLICY_EXACT;
+  if (name == "judge") return v1::VERIFICATION_POLICY_JUDGE;
+  if (name == "judge-shadow") return v1::VERIFICATION_POLICY_JUDGE_SHADOW;
+  if (name == "lossy-prob") return v1::VERIFICATION_POLICY_LOSSY_PROB;
+  if (name == "lossy-typical") return v1::VERIFICATION_POLICY_LOSSY_TYPICAL;
+  return absl::InvalidArgumentError(absl::StrCat("unknown policy \"", name,
+                                                 "\" (exact, judge, judge-shadow, lossy-prob, lossy-typical)"));
+}
+
+absl::Status RunGenerate(const ClientFlags& flags) {
+  clients::VerdictClient client(flags.addr);
+  v1::GenerateRequest request;
+  request.set_model(flags.model);
+  request.set_prompt(flags.prompt);
+  request.set_max_tokens(flags.max_tokens);
+  if (flags.temperature) request.mutable_sampling()->set_temperature(*flags.temperature);
+  if (flags.top_k) request.mutable_sampling()->set_top_k(*flags.top_k);
+  if (flags.top_p) request.mutable_sampling()->set_top_p(*flags.top_p);
+  request.mutable_sampling()->set_seed(flags.seed);
+  VERDICT_ASSIGN_OR_RETURN(v1::VerificationPolicy policy, ParsePolicy(flags.policy));
+  v1::SpeculationParams* sp = request.mutable_speculation();
+  sp->set_policy(policy);
+  sp->set_draft_window(flags.k);
+  sp->set_adaptive_window(flags.adaptive);
+  if (flags.judge_threshold) sp->set_judge_threshold(*flags.judge_threshold);
+  sp->set_disable_speculation(flags.no_speculation);
+  for (const std::string& s : flags.stop) request.add_stop(s);
+  if (!flags.json) {
+    std::fputs(flags.prompt.c_str(), stdout);
+    std::fflush(stdout);
+  }
+  VERDICT_ASSIGN_OR_RETURN(
+      clients::GenerateResult result,
+      client.Generate(
+          request,
+          [&flags](const v1::GenerateResponse::Chunk& chunk) {
+            if (flags.json) return;
+            std::fwrite(chunk.text().data(), 1, chunk.text().size(), stdout);
+            std::fflush(stdout);
+          },
+          absl::Seconds(flags.timeout_s)));
+  const v1::GenerateResponse::Final& f = result.final;
+  const v1::SpeculationStats& st = f.stats();
+  if (flags.json) {
+    nlohmann::json out = {{"text", result.text},
+                          {"finish_reason", v1::FinishReason_Name(f.finish_reason())},
+                          {"prompt_tokens", f.usage().prompt_tokens()},
+                          {"completion_tokens", f.usage().completion_tokens()},
+                          {"policy", f.policy()},
+                          {"target_passes", st.target_passes()},
+                          {"draft_tokens_proposed", st.draft_tokens_proposed()},
+                          {"accepted_exact", st.accepted_exact()},
+                          {"accepted_judge", st.accepted_judge()},
+                          {"accepted_lossy", st.accepted_lossy()},
+                          {"optimistic_blocks", st.optimistic_blocks()},
+                          {"optimistic_hits", st.optimistic_hits()},
+                          {"target_only_passes", st.target_only_passes()},
+                          {"degraded", f.degraded()},
+                          {"seconds", f.seconds()}};
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return absl::OkStatus();
+  }
+  std::fputc('\n', stdout);
+  if (!flags.quiet) {
+    const int64_t tokens = f.usage().completion_tokens();
+    std::fprintf(stderr,
+                 "[verdict] %s via the cluster: %lld tokens, %lld target passes (%.2f tokens per pass), "
+                 "%s; draft proposed %lld, accepted exact %lld / judge %lld / lossy %lld; pipelined guesses %lld/%lld "
+                 "held%s; %.3f s\n",
+                 f.policy().c_str(), static_cast<long long>(tokens), static_cast<long long>(st.target_passes()),
+                 st.target_passes() > 0 ? static_cast<double>(tokens) / st.target_passes() : 0.0,
+                 v1::FinishReason_Name(f.finish_reason()).c_str(), static_cast<long long>(st.draft_tokens_proposed()),
+                 static_cast<long long>(st.accepted_exact()), static_cast<long long>(st.accepted_judge()),
+                 static_cast<long long>(st.accepted_lossy()), static_cast<long long>(st.optimistic_hits()),
+                 static_cast<long long>(st.optimistic_blocks()), f.degraded() ? "; DEGRADED (draft unavailable)" : "",
+                 f.seconds());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunModels(const ClientFlags& flags) {
+  clients::VerdictClient client(flags.addr);
+  VERDICT_ASSIGN_OR_RETURN(v1::ListModelsResponse models, client.ListModels());
+  for (const v1::ModelInfo& m : models.models()) {
+    std::printf("%s: context %d, vocab %d, %d target shards, draft %s, judge %s (threshold %.3f)\n",
+                m.name().c_str(), m.context_length(), m.vocab_size(), m.target_shards(),
+                m.draft_model().empty() ? "none" : m.draft_model().c_str(), m.judge() ? "yes" : "no",
+                m.judge_threshold());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddClientCommand(CLI::App& app, int* exit_code) {
+  CLI::App* client = app.add_subcommand("client", "Talk to a running Verdict coordinator");
+  client->require_subcommand(1);
+  auto flags = std::make_shared<ClientFlags>();
+  CLI::App* gen = client->add_subcommand("generate", "Stream a generation from the coordinator");
+  gen->add_option("--addr", flags->addr, "coordinator address HOST:PORT")->capture_default_str();
+  gen->add_option("--prompt", flags->prompt, "prompt text")->required();
+  gen->add_option("--model", flags->model, "served model name (default: the server's)");
+  gen->add_option("--max-tokens", flags->max_tokens, "tokens to generate at most (0: server default)");
+  gen->add_option("--policy", flags->policy, "exact|judge|judge-shadow|lossy-prob|lossy-typical (server allow-list)");
+  gen->add_option("--k", flags->k, "draft window (0: server default)");
+  gen->add_flag("--adaptive", flags->adaptive, "adapt the draft window");
+  gen->add_option("--judge-threshold", flags->judge_threshold, "judge threshold (default: the head's)");
+  gen->add_option("--temperature", flags->temperature, "sampling temperature (default greedy)");
+  gen->add_option("--top-k", flags->top_k, "top-k");
+  gen->add_option("--top-p", flags->top_p, "top-p");
+  gen->add_option("--seed", flags->seed, "sampling seed (0: the server picks and reports one)");
+  gen->add_option("--stop", flags->stop, "stop string (repeatable)");
+  gen->add_flag("--no-speculation", flags->no_speculation, "decode with the target alone");
+  gen->add_flag("--quiet", flags->quiet, "no statistics line");
+  gen->add_flag("--json", flags->json, "print one JSON object instead of streaming");
+  gen->add_option("--timeout", flags->timeout_s, "seconds before giving up")->capture_default_str();
+  gen->callback([flags, exit_code] { *exit_code = ExitCode(RunGenerate(*flags)); });
+  CLI::App* models = client->add_subcommand("models", "List the coordinator's models");
+  models->add_option("--addr", flags->addr, "coordinator address HOST:PORT")->capture_default_str();
+  models->callback([flags, exit_code] { *exit_code = ExitCode(RunModels(*flags)); });
+}
+
+}  // namespace verdict::cli
