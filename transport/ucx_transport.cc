@@ -420,6 +420,10 @@ class UcxSender final : public ActivationSender {
   // connection (the sequence numbers would have a gap) and returns kUnavailable.
   absl::Status SendMessage(absl::string_view am_header, absl::string_view data) {
     if (worker_ == nullptr) return closed_reason_;
+    // The sender has no thread of its own: progress now, so a peer that died since the last send
+    // (its TCP connection reset) is noticed here instead of an eager send "completing" into a dead
+    // connection.
+    worker_->Progress();
     if (endpoint_error() != UCS_OK) return Fail(endpoint_error());
     ucp_request_param_t params{};
     params.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_DATATYPE;

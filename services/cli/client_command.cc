@@ -29,6 +29,7 @@ struct ClientFlags {
   uint64_t seed = 0;
   std::vector<std::string> stop;
   bool no_speculation = false;
+  bool ignore_eos = false;
   bool quiet = false;
   bool json = false;
   double timeout_s = 600;
@@ -62,6 +63,7 @@ absl::Status RunGenerate(const ClientFlags& flags) {
   sp->set_adaptive_window(flags.adaptive);
   if (flags.judge_threshold) sp->set_judge_threshold(*flags.judge_threshold);
   sp->set_disable_speculation(flags.no_speculation);
+  request.set_ignore_eos(flags.ignore_eos);
   for (const std::string& s : flags.stop) request.add_stop(s);
   if (!flags.json) {
     std::fputs(flags.prompt.c_str(), stdout);
@@ -149,6 +151,7 @@ void AddClientCommand(CLI::App& app, int* exit_code) {
   gen->add_option("--seed", flags->seed, "sampling seed (0: the server picks and reports one)");
   gen->add_option("--stop", flags->stop, "stop string (repeatable)");
   gen->add_flag("--no-speculation", flags->no_speculation, "decode with the target alone");
+  gen->add_flag("--ignore-eos", flags->ignore_eos, "do not stop at the model's end-of-text tokens");
   gen->add_flag("--quiet", flags->quiet, "no statistics line");
   gen->add_flag("--json", flags->json, "print one JSON object instead of streaming");
   gen->add_option("--timeout", flags->timeout_s, "seconds before giving up")->capture_default_str();

@@ -129,23 +129,33 @@ absl::Status RunUp(const UpFlags& flags) {
     if (access(m.argv[0].c_str(), X_OK) != 0) {
       return absl::NotFoundError(absl::StrCat("cannot find ", m.argv[0], " (build it, or pass --bin-dir)"));
     }
-    VERDICT_ASSIGN_OR_RETURN(m.pid, Spawn(m));
   }
-  // Ready when every member accepts connections and the coordinator answers.
+  // Workers first, the coordinator once they accept connections (so its first calls find them).
   const absl::Time deadline = absl::Now() + absl::Seconds(flags.ready_timeout_s);
-  for (Member& m : members) {
-    while (!Connected(m.address, absl::Milliseconds(200))) {
-      int status = 0;
-      if (waitpid(m.pid, &status, WNOHANG) == m.pid) {
-        m.pid = -1;
-        StopAll(members, absl::Seconds(5));
-        return absl::UnavailableError(absl::StrCat(m.name, " exited during start-up (see its messages above)"));
-      }
-      if (absl::Now() > deadline) {
-        StopAll(members, absl::Seconds(5));
-        return absl::DeadlineExceededError(absl::StrCat(m.name, " did not come up at ", m.address));
+  auto start_and_wait = [&](size_t from, size_t to) -> absl::Status {
+    for (size_t i = from; i < to; ++i) {
+      VERDICT_ASSIGN_OR_RETURN(members[i].pid, Spawn(members[i]));
+    }
+    for (size_t i = from; i < to; ++i) {
+      Member& m = members[i];
+      while (!Connected(m.address, absl::Milliseconds(200))) {
+        int status = 0;
+        if (waitpid(m.pid, &status, WNOHANG) == m.pid) {
+          m.pid = -1;
+          return absl::UnavailableError(absl::StrCat(m.name, " exited during start-up (see its messages above)"));
+        }
+        if (absl::Now() > deadline) {
+          return absl::DeadlineExceededError(absl::StrCat(m.name, " did not come up at ", m.address));
+        }
       }
     }
+    return absl::OkStatus();
+  };
+  absl::Status started = start_and_wait(0, members.size() - 1);
+  if (started.ok()) started = start_and_wait(members.size() - 1, members.size());
+  if (!started.ok()) {
+    StopAll(members, absl::Seconds(5));
+    return started;
   }
   clients::VerdictClient client(config.coordinator().listen());
   absl::StatusOr<v1::ListModelsResponse> models = client.ListModels();

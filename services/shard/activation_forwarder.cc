@@ -47,7 +47,17 @@ absl::Status ActivationForwarder::Deliver(const workers::ShardBatch& batch, int6
     }
     transport::Frame frame{encoded.header.SerializeAsString(), std::move(encoded.payload)};
     absl::Status status = ucx_->Send(frame);
-    if (!status.ok()) ucx_.reset();  // reconnect with the next batch
+    if (!status.ok()) {
+      // The connection broke (e.g. the next shard restarted): reconnect once and resend. A block
+      // that did arrive before the break is refused by the next shard as a repeated step.
+      ucx_.reset();
+      absl::StatusOr<std::unique_ptr<transport::ActivationSender>> sender =
+          transport::ConnectUcx(options_.ucx, options_.next_data_address);
+      if (!sender.ok()) return status;
+      ucx_ = std::move(*sender);
+      status = ucx_->Send(frame);
+      if (!status.ok()) ucx_.reset();
+    }
     return status;
   }
   if (stub_ == nullptr) {

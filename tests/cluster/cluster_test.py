@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Real multi-process clusters on 127.0.0.1 (`verdict up`: coordinator, draft worker and target
+shards as separate processes) against single-process `verdict generate`, with the shipped
+arithmetic-world models:
+
+- greedy text through 2 and 3 shards, over UCX and over the gRPC fallback, equals the target alone
+  (and judge decoding equals single-process judge decoding with the same window), for several
+  prompts and windows;
+- 32 concurrent streaming requests each equal their single-request output;
+- killing the draft worker: streams still complete (target-only, flagged degraded); killing a shard:
+  the affected requests fail with UNAVAILABLE naming the shard, and requests succeed again once
+  `verdict up` has restarted it;
+- bad input over the wire gets the right status code, and the cluster keeps serving.
+
+Every process is started by the test and stopped by PID (process group); ports come from the OS.
+Usage: cluster_test.py BUILD_BIN_DIR
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = os.path.join(REPO, "assets", "models")
+TARGET = os.path.join(MODELS, "arith-target")
+DRAFT = os.path.join(MODELS, "arith-draft")
+HEAD = os.path.join(MODELS, "arith-judge", "judge-head.safetensors")
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import arith_world  # noqa: E402
+
+BIN = None
+PROMPTS = [arith_world.prompt(p) for p in arith_world.unique_problems(seed=23, split="eval", count=6)]
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_config(tmp, shards, transport):
+    layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
+    ports = free_ports(2 + 2 * shards)
+    lines = [
+        'name: "test"',
+        f'target {{ name: "arith-target" path: "{TARGET}" }}',
+        f'coordinator {{ listen: "127.0.0.1:{ports[0]}" default_draft_window: 8 default_max_tokens: 96 '
+        'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: 64 draft_deadline_ms: 2000 }',
+        f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',
+    ]
+    for i, (b, e) in enumerate(layers):
+        judge = f' judge_head: "{HEAD}"' if i == shards - 1 else ""
+        lines.append(f'shards {{ listen: "127.0.0.1:{ports[2 + 2 * i]}" data_listen: "127.0.0.1:{ports[3 + 2 * i]}" '
+                     f'layer_begin: {b} layer_end: {e} threads: 1{judge} }}')
+    kind = "KIND_UCX" if transport == "ucx" else "KIND_GRPC"
+    lines.append(f'transport {{ kind: {kind} ucx_tls: "tcp" }}')
+    path = os.path.join(tmp, f"cluster-{shards}-{transport}.textproto")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path, f"127.0.0.1:{ports[0]}"
+
+
+class Cluster:
+    """`verdict up` in its own process group; stopped (and reaped) by PID."""
+
+    def __init__(self, config, extra=()):
+        env = dict(os.environ, UCX_NET_DEVICES="lo")
+        self.config = config
+        self.proc = subprocess.Popen([os.path.join(BIN, "verdict"), "up", "--config", config, *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True, env=env)
+        self.log = []
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.log.append(line)
+            if "ready:" in line:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return
+        self.stop()
+        raise AssertionError("the cluster did not come up:\n" + "".join(self.log))
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self.log.append(line)
+
+    def member_pid(self, pattern):
+        out = subprocess.run(["pgrep", "-g", str(self.proc.pid), "-f", pattern], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()]
+        return pids[0] if pids else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # Nothing of the group may survive.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def client(addr, prompt, *args, timeout=120):
+    r = subprocess.run([os.path.join(BIN, "verdict"), "client", "generate", "--addr", addr, "--prompt", prompt,
+                        "--json", *args], capture_output=True, text=True, timeout=timeout)
+    return r
+
+
+def reference(prompt, *args):
+    r = subprocess.run([os.path.join(BIN, "verdict"), "generate", "--model", TARGET, "--prompt", prompt,
+                        "--max-tokens", "96", "--quiet", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith(prompt), out
+    return out[len(prompt):].rstrip("\n")
+
+
+class ClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.greedy = {p: reference(p) for p in PROMPTS}
+        cls.judge16 = {p: reference(p, "--draft", DRAFT, "--judge", HEAD, "--k", "16") for p in PROMPTS[:3]}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def check_outputs(self, addr, what):
+        for k in ("1", "4", "16"):
+            for p in PROMPTS:
+                r = client(addr, p, "--k", k)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                out = json.loads(r.stdout)
+                self.assertEqual(out["text"], self.greedy[p], f"{what}, k {k}, prompt {p!r}")
+                self.assertEqual(out["finish_reason"], "FINISH_REASON_STOP")
+                self.assertLess(out["target_passes"], out["completion_tokens"])
+        for p, expected in self.judge16.items():
+            r = client(addr, p, "--k", "16", "--policy", "judge")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = json.loads(r.stdout)
+            self.assertEqual(out["text"], expected, f"{what}, judge, prompt {p!r}")
+
+    def test_distributed_equals_single_process(self):
+        for shards in (2, 3):
+            for transport in ("ucx", "grpc"):
+                config, addr = write_config(self.tmp.name, shards, transport)
+                cluster = Cluster(config)
+                try:
+                    self.check_outputs(addr, f"{shards} shards over {transport}")
+                finally:
+                    cluster.stop()
+
+    def test_concurrency_faults_and_bad_input(self):
+        config, addr = write_config(self.tmp.name, 2, "ucx")
+        cluster = Cluster(config, ["--restart-delay", "3"])
+        try:
+            # 32 concurrent streams, each equal to its solo output.
+            results = [None] * 32
+            def run(i):
+                results[i] = client(addr, PROMPTS[i % len(PROMPTS)], "--k", str(1 + i % 16))
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(32)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=300)
+            for i, r in enumerate(results):
+                self.assertIsNotNone(r)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(json.loads(r.stdout)["text"], self.greedy[PROMPTS[i % len(PROMPTS)]], f"stream {i}")
+
+            # Bad input over the wire: clear codes, and the cluster keeps serving.
+            cases = [
+                (["--model", "nope"], "NOT_FOUND"),
+                (["--k", "300"], "INVALID_ARGUMENT"),
+                (["--temperature", "-1"], "INVALID_ARGUMENT"),
+                (["--policy", "lossy-prob"], "PERMISSION_DENIED"),
+                (["--max-tokens", "100000"], "INVALID_ARGUMENT"),
+            ]
+            for args, code in cases:
+                r = client(addr, PROMPTS[0], *args)
+                self.assertNotEqual(r.returncode, 0, args)
+                self.assertIn(code, r.stderr, args)
+            r = client(addr, "", timeout=60)
+            self.assertIn("INVALID_ARGUMENT", r.stderr)
+            r = client(addr, "Q: " + "Ann has 3 apples. " * 200 + "\nA:")
+            self.assertIn("INVALID_ARGUMENT", r.stderr)
+            self.assertIn("context", r.stderr)
+            r = client(addr, PROMPTS[0])
+            self.assertEqual(r.returncode, 0, r.stderr)
+
+            # The draft worker dies: requests still complete, target-only, flagged degraded, with the
+            # same greedy text; once `verdict up` has restarted it, speculation resumes.
+            pid = cluster.member_pid("verdict-draft")
+            self.assertIsNotNone(pid)
+            os.kill(pid, signal.SIGKILL)
+            for p in PROMPTS[:3]:
+                r = client(addr, p, "--k", "8")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                out = json.loads(r.stdout)
+                self.assertEqual(out["text"], self.greedy[p])
+                self.assertTrue(out["degraded"], out)
+                self.assertEqual(out["target_only_passes"], out["target_passes"])
+            resumed = False
+            for _ in range(60):
+                time.sleep(0.5)
+                out = json.loads(client(addr, PROMPTS[1], "--k", "8").stdout)
+                self.assertEqual(out["text"], self.greedy[PROMPTS[1]])
+                if not out["degraded"] and out["draft_tokens_proposed"] > 0:
+                    resumed = True
+                    break
+            self.assertTrue(resumed, "speculation did not resume after the draft worker came back")
+
+            # A target shard dies: requests fail with UNAVAILABLE naming it; once `verdict up` has
+            # restarted it, requests succeed again.
+            pid = cluster.member_pid("verdict-shard --config .* --shard 1")
+            self.assertIsNotNone(pid)
+            os.kill(pid, signal.SIGKILL)
+            r = client(addr, PROMPTS[2])
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("UNAVAILABLE", r.stderr)
+            self.assertIn("target shard 1", r.stderr)
+            ok_again = False
+            for _ in range(60):
+                time.sleep(0.5)
+                r = client(addr, PROMPTS[2])
+                if r.returncode == 0:
+                    self.assertEqual(json.loads(r.stdout)["text"], self.greedy[PROMPTS[2]])
+                    ok_again = True
+                    break
+                self.assertIn("UNAVAILABLE", r.stderr)
+            self.assertTrue(ok_again, "requests did not succeed after the shard restarted")
+        finally:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    BIN = sys.argv.pop(1)
+    unittest.main(verbosity=2)
