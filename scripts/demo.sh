@@ -7,13 +7,16 @@
 #      (identical text, fewer target passes) and by judge decoding (the judge also accepts the
 #      draft's correct but differently phrased tokens: fewer passes still);
 #   2. `verdict judge eval` on DEMO_PROBLEMS held-out problems (default 100): accuracy and target
-#      passes per answer for the target alone, standard speculative decoding and judge decoding.
+#      passes per answer for the target alone, standard speculative decoding and judge decoding;
+#   3. the same models as a local cluster (`verdict up --config deploy/local/cluster.textproto`:
+#      coordinator, draft worker and two target shards as separate processes, activations over
+#      UCX), a few problems streamed through it with `verdict client generate`, then shut down.
 # Extra arguments go to the three `verdict generate` runs. VERDICT_DEMO_MODEL=DIR|FILE.gguf instead
 # inspects and generates with any model of your own (VERDICT_DEMO_PROMPT, VERDICT_DEMO_DRAFT).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$repo/scripts/setup.sh"
-bash "$repo/scripts/build.sh" --target verdict >/dev/null
+bash "$repo/scripts/build.sh" --target verdict verdict-shard verdict-draft verdict-coordinator >/dev/null
 verdict="${BUILD_DIR:-$repo/build}/bin/verdict"
 models="$repo/assets/models"
 
@@ -47,3 +50,25 @@ echo
 echo "== verdict judge eval: ${DEMO_PROBLEMS:-100} held-out problems, k = 16 =="
 "$verdict" judge eval --model "$target" --draft "$draft" --judge "$head" --tasks "$tasks" \
   --check final-answer --max-tokens 96 --k 16 --threads 1 --policies target,draft,greedy,judge
+
+echo
+echo "== the local cluster: verdict up --config deploy/local/cluster.textproto =="
+cd "$repo"
+up_log="$(mktemp)"
+"$verdict" up --config deploy/local/cluster.textproto >"$up_log" 2>&1 &
+up_pid=$!
+trap 'kill -TERM "$up_pid" 2>/dev/null; wait "$up_pid" 2>/dev/null; rm -f "$tasks" "$up_log"' EXIT
+for _ in $(seq 1 600); do
+  grep -q "ready:" "$up_log" && break
+  kill -0 "$up_pid" 2>/dev/null || { cat "$up_log"; exit 1; }
+  sleep 0.2
+done
+grep "ready:" "$up_log"
+for line in 2 3 4; do
+  p="$("$repo/.venv/bin/python" -c 'import json, sys; print(json.loads(open(sys.argv[1]).readlines()[int(sys.argv[2])])["prompt"], end="")' "$tasks" "$line")"
+  "$verdict" client generate --addr 127.0.0.1:50051 --prompt "$p" --k 16
+  "$verdict" client generate --addr 127.0.0.1:50051 --prompt "$p" --k 16 --policy judge
+done
+kill -TERM "$up_pid"
+wait "$up_pid" 2>/dev/null || true
+echo "cluster stopped"

@@ -101,6 +101,7 @@ absl::Status RunGenerate(const ClientFlags& flags) {
     return absl::OkStatus();
   }
   std::fputc('\n', stdout);
+  std::fflush(stdout);
   if (!flags.quiet) {
     const int64_t tokens = f.usage().completion_tokens();
     std::fprintf(stderr,
