@@ -22,3 +22,6 @@ find_package(gRPC CONFIG REQUIRED)          # client API and internal services
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(UCX REQUIRED IMPORTED_TARGET ucx)
 find_package(ZLIB REQUIRED)                 # CRC-32 of activation payloads
+# Admin endpoints: cpp-httplib (pkg-config only) serves them, prometheus-cpp formats /metrics.
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+find_package(prometheus-cpp CONFIG REQUIRED)

@@ -16,6 +16,7 @@ apt_packages=(
   libopenblas-dev        # sgemm for large (prefill) matrix products
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # services, wire contract
   libucx-dev ucx-utils   # activations between target shards
+  libcpp-httplib-dev prometheus-cpp-dev  # admin HTTP endpoints and /metrics
   python3 python3-venv python3-pip
 )
 

@@ -49,7 +49,10 @@ GrpcDraftClient::GrpcDraftClient(const std::string& address, absl::Duration prop
     : address_(address),
       propose_deadline_(propose_deadline),
       control_deadline_(control_deadline),
-      stub_(v1::DraftWorker::NewStub(WorkerChannel(address))) {}
+      channel_(WorkerChannel(address)),
+      stub_(v1::DraftWorker::NewStub(channel_)) {}
+
+bool GrpcDraftClient::connected() const { return channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY; }
 
 void GrpcDraftClient::OpenSession(const DraftSessionSpec& spec, StatusCallback done) {
   auto call = std::make_shared<Call<v1::OpenDraftSessionRequest, v1::OpenDraftSessionResponse>>();

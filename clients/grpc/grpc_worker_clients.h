@@ -34,11 +34,14 @@ class GrpcDraftClient : public DraftClient {
                std::function<void(absl::StatusOr<workers::Proposal>)> done) override;
   void CloseSession(uint64_t session_id) override;
   const std::string& address() const { return address_; }
+  // Whether the channel to the worker is connected (asks it to connect if idle).
+  bool connected() const;
 
  private:
   std::string address_;
   absl::Duration propose_deadline_;
   absl::Duration control_deadline_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::DraftWorker::Stub> stub_;
 };
 

@@ -9,6 +9,9 @@
 #include "coordinator/coordinator.h"
 #include "engine/model_loader.h"
 #include "judge/judge_head.h"
+#include "nlohmann/json.hpp"
+#include "services/admin/admin_server.h"
+#include "services/admin/dashboard.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/coordinator/generation_service.h"
@@ -82,9 +85,91 @@ int Run(const std::string& config_path) {
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
       services::StartServer(cc.listen(), {&service}, cc.max_request_bytes());
   if (!server.ok()) return services::Fail("coordinator", server.status());
+  const absl::Time started = absl::Now();
+  std::unique_ptr<services::AdminServer> admin;
+  if (!cc.admin_listen().empty()) {
+    services::AdminHandlers h;
+    h.ready = [&target_client] {
+      for (int i = 0; i < target_client.num_shards(); ++i) {
+        if (!target_client.connected(i)) return false;
+      }
+      return true;
+    };
+    h.metrics = [&coordinator, &target_client, &draft] {
+      const coordinator::CoordinatorSnapshot snap = coordinator.Snapshot();
+      const coordinator::CoordinatorTotals& t = snap.totals;
+      std::vector<prometheus::MetricFamily> m;
+      m.push_back(services::CounterFamily("verdict_requests_total", "Generate requests started", t.requests));
+      m.push_back(services::CounterFamily("verdict_requests_failed_total", "Generate requests that failed", t.requests_failed));
+      m.push_back(services::CounterFamily("verdict_requests_cancelled_total", "Generate requests cancelled", t.requests_cancelled));
+      m.push_back(services::CounterFamily("verdict_tokens_total", "Generated tokens", t.tokens));
+      m.push_back(services::CounterFamily("verdict_target_passes_total", "Target verification passes", t.target_passes));
+      m.push_back(services::CounterFamily("verdict_target_only_passes_total", "Passes without draft tokens", t.target_only_passes));
+      m.push_back(services::CounterFamily("verdict_draft_tokens_proposed_total", "Draft tokens sent for verification", t.proposed));
+      prometheus::MetricFamily acc = services::CounterFamily("verdict_accepted_tokens_total", "Accepted draft tokens by rule", t.accepted_exact, {{"rule", "exact"}});
+      services::AddSeries(acc, t.accepted_judge, {{"rule", "judge"}});
+      services::AddSeries(acc, t.accepted_lossy, {{"rule", "lossy"}});
+      m.push_back(acc);
+      m.push_back(services::IntegerHistogramFamily("verdict_accepted_per_pass", "Accepted draft tokens per target pass", t.accepted_histogram));
+      m.push_back(services::CounterFamily("verdict_pipelined_guesses_total", "Blocks drafted ahead of a verdict", t.optimistic_blocks));
+      m.push_back(services::CounterFamily("verdict_pipelined_hits_total", "Drafted-ahead blocks whose guess held", t.optimistic_hits));
+      m.push_back(services::CounterFamily("verdict_draft_failures_total", "Draft worker failures seen by sessions", t.draft_failures));
+      m.push_back(services::GaugeFamily("verdict_sessions", "Sessions in flight", snap.sessions.size()));
+      prometheus::MetricFamily up = services::GaugeFamily("verdict_member_up", "Cluster member reachable (1) or not (0)",
+                                                          draft == nullptr ? 0 : draft->connected(), {{"member", "draft"}});
+      for (int i = 0; i < target_client.num_shards(); ++i) {
+        services::AddSeries(up, target_client.connected(i), {{"member", absl::StrCat("shard", i)}});
+      }
+      m.push_back(up);
+      return m;
+    };
+    h.status_json = [&, started] {
+      const coordinator::CoordinatorSnapshot snap = coordinator.Snapshot();
+      const coordinator::CoordinatorTotals& t = snap.totals;
+      nlohmann::json j;
+      j["cluster"] = config->name();
+      j["uptime_seconds"] = absl::ToDoubleSeconds(absl::Now() - started);
+      j["transport"] = config->transport().kind() == v1::TransportConfig::KIND_GRPC ? "grpc" : "ucx";
+      j["totals"] = {{"requests", t.requests}, {"requests_failed", t.requests_failed}, {"tokens", t.tokens},
+                     {"target_passes", t.target_passes}, {"target_only_passes", t.target_only_passes},
+                     {"proposed", t.proposed}, {"accepted_exact", t.accepted_exact},
+                     {"accepted_judge", t.accepted_judge}, {"accepted_lossy", t.accepted_lossy},
+                     {"accepted_histogram", t.accepted_histogram}, {"optimistic_blocks", t.optimistic_blocks},
+                     {"optimistic_hits", t.optimistic_hits}, {"draft_failures", t.draft_failures}};
+      nlohmann::json members = nlohmann::json::array();
+      members.push_back({{"role", "coordinator"}, {"address", cc.listen()}, {"healthy", true}});
+      if (draft) members.push_back({{"role", "draft"}, {"address", config->draft().listen()}, {"healthy", draft->connected()}});
+      for (int i = 0; i < config->shards_size(); ++i) {
+        const v1::TargetShardConfig& sh = config->shards(i);
+        members.push_back({{"role", absl::StrCat("shard ", i)}, {"address", sh.listen()},
+                           {"layers", absl::StrCat("[", sh.layer_begin(), ", ", sh.layer_end(), ")")},
+                           {"healthy", target_client.connected(i)}});
+      }
+      j["members"] = members;
+      nlohmann::json sessions = nlohmann::json::array();
+      for (const coordinator::SessionSnapshot& x : snap.sessions) {
+        sessions.push_back({{"id", x.id}, {"request_id", x.request_id}, {"policy", x.policy},
+                            {"prompt_tokens", x.prompt_tokens}, {"generated_tokens", x.generated_tokens},
+                            {"draft_window", x.draft_window}, {"degraded", x.degraded},
+                            {"seconds", absl::ToDoubleSeconds(x.age)}});
+      }
+      j["sessions"] = sessions;
+      j["models"] = nlohmann::json::array({{{"name", served.name}, {"context_length", served.config.max_position_embeddings},
+                                            {"draft", served.draft_name}, {"judge", served.has_judge},
+                                            {"judge_threshold", served.judge_threshold},
+                                            {"judge_fingerprint", served.judge_fingerprint},
+                                            {"target_shards", served.target_shards}}});
+      return j.dump();
+    };
+    h.dashboard_html = services::kDashboardHtml;
+    absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(cc.admin_listen(), std::move(h));
+    if (!a.ok()) return services::Fail("coordinator", a.status());
+    admin = std::move(*a);
+  }
   std::fprintf(stderr, "verdict-coordinator: serving %s (%d target shards%s) on %s\n", served.name.c_str(),
                served.target_shards, draft ? ", draft " : "", cc.listen().c_str());
   services::WaitForTerminationSignal();
+  admin.reset();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   std::fprintf(stderr, "verdict-coordinator: stopped\n");
   return 0;

@@ -5,6 +5,8 @@
 
 #include "CLI/CLI.hpp"
 #include "common/status_macros.h"
+#include "absl/strings/str_cat.h"
+#include "services/admin/admin_server.h"
 #include "services/bin/server_main_util.h"
 #include "services/cli/cli_util.h"
 #include "services/config/cluster_config.h"
@@ -30,8 +32,26 @@ int Run(const std::string& config_path, int threads, std::string listen) {
   services::DraftWorkerService service(&loop);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(listen, {&service});
   if (!server.ok()) return services::Fail("draft", server.status());
+  std::unique_ptr<services::AdminServer> admin;
+  if (!dc.admin_listen().empty()) {
+    services::AdminHandlers h;
+    h.metrics = [&loop] {
+      const workers::DraftLoopStats st = loop.stats();
+      std::vector<prometheus::MetricFamily> m;
+      m.push_back(services::CounterFamily("verdict_draft_batches_total", "Batched proposal runs", st.batches));
+      m.push_back(services::CounterFamily("verdict_draft_proposals_total", "Proposals", st.proposals));
+      m.push_back(services::CounterFamily("verdict_draft_forward_passes_total", "Draft forward passes", st.forward_passes));
+      m.push_back(services::GaugeFamily("verdict_draft_queue_depth", "Requests waiting", st.queue_depth));
+      m.push_back(services::GaugeFamily("verdict_draft_sessions", "Open sessions", st.sessions));
+      return m;
+    };
+    absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(dc.admin_listen(), std::move(h));
+    if (!a.ok()) return services::Fail("draft", a.status());
+    admin = std::move(*a);
+  }
   std::fprintf(stderr, "verdict-draft: serving %s on %s\n", dc.model().path().c_str(), listen.c_str());
   services::WaitForTerminationSignal();
+  admin.reset();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   std::fprintf(stderr, "verdict-draft: stopped\n");
   return 0;

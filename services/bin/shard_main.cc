@@ -8,6 +8,7 @@
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "judge/judge_head.h"
+#include "services/admin/admin_server.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/shard/activation_forwarder.h"
@@ -100,10 +101,46 @@ int Run(const std::string& config_path, int index, int threads) {
   }
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(sc.listen(), {&service});
   if (!server.ok()) return services::Fail(role, server.status());
+  std::unique_ptr<services::AdminServer> admin;
+  if (!sc.admin_listen().empty()) {
+    services::AdminHandlers h;
+    h.metrics = [&loop, &forwarder, &service, &events, index] {
+      const workers::ShardLoopStats st = loop->stats();
+      const std::vector<prometheus::ClientMetric::Label> shard = {{"shard", absl::StrCat(index)}};
+      std::vector<prometheus::MetricFamily> m;
+      m.push_back(services::CounterFamily("verdict_shard_forward_passes_total", "Forward passes", st.forward_passes, shard));
+      m.push_back(services::CounterFamily("verdict_shard_blocks_total", "Blocks run", st.blocks, shard));
+      m.push_back(services::CounterFamily("verdict_shard_tokens_total", "Positions run", st.tokens, shard));
+      m.push_back(services::CounterFamily("verdict_shard_forward_seconds_total", "Time in forward passes",
+                                          st.forward_micros_total * 1e-6, shard));
+      m.push_back(services::GaugeFamily("verdict_shard_last_forward_seconds", "Latency of the last forward pass",
+                                        st.last_forward_micros * 1e-6, shard));
+      m.push_back(services::GaugeFamily("verdict_shard_queue_depth", "Blocks waiting", st.queue_depth, shard));
+      m.push_back(services::GaugeFamily("verdict_shard_sessions", "Open sessions", st.sessions, shard));
+      m.push_back(services::CounterFamily("verdict_shard_rejected_payloads_total", "Activation payloads refused",
+                                          service.rejected_payloads(), shard));
+      m.push_back(services::CounterFamily("verdict_shard_events_dropped_total", "Events dropped with no subscriber",
+                                          events.dropped(), shard));
+      if (forwarder) {
+        const services::ForwarderStats f = forwarder->stats();
+        m.push_back(services::CounterFamily("verdict_transport_bytes_total", "Activation bytes sent", f.bytes, shard));
+        m.push_back(services::CounterFamily("verdict_transport_batches_total", "Activation batches sent", f.batches, shard));
+        m.push_back(services::CounterFamily("verdict_transport_send_seconds_total", "Time sending activations",
+                                            f.send_micros_total * 1e-6, shard));
+        m.push_back(services::CounterFamily("verdict_transport_failures_total", "Activation batches not delivered",
+                                            f.failures, shard));
+      }
+      return m;
+    };
+    absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(sc.admin_listen(), std::move(h));
+    if (!a.ok()) return services::Fail(role, a.status());
+    admin = std::move(*a);
+  }
   std::fprintf(stderr, "verdict-shard: shard %d serving layers [%d, %d) on %s%s%s\n", index, sc.layer_begin(),
                sc.layer_end(), sc.listen().c_str(), receiver ? ", activations on " : "",
                receiver ? receiver->address().c_str() : "");
   services::WaitForTerminationSignal();
+  admin.reset();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   receiver.reset();
   loop.reset();

@@ -8,7 +8,11 @@
 
 namespace verdict::services {
 
-ShardEventsReactor::ShardEventsReactor(ShardEventHub* hub) : hub_(hub) { hub_->Attach(this); }
+ShardEventsReactor::ShardEventsReactor(ShardEventHub* hub) : hub_(hub) {
+  // Headers go out at once, so the subscriber knows the stream is up before the first event.
+  StartSendInitialMetadata();
+  hub_->Attach(this);
+}
 
 void ShardEventsReactor::Push(v1::ShardEvent event) {
   absl::MutexLock lock(&mu_);

@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = os.path.join(REPO, "assets", "models")
@@ -53,23 +55,27 @@ def free_ports(n):
 
 def write_config(tmp, shards, transport):
     layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
-    ports = free_ports(2 + 2 * shards)
+    ports = free_ports(2 + 3 * shards + 2)
     lines = [
         'name: "test"',
         f'target {{ name: "arith-target" path: "{TARGET}" }}',
-        f'coordinator {{ listen: "127.0.0.1:{ports[0]}" default_draft_window: 8 default_max_tokens: 96 '
+        f'coordinator {{ listen: "127.0.0.1:{ports[0]}" admin_listen: "127.0.0.1:{ports[-1]}" '
+        'default_draft_window: 8 default_max_tokens: 96 '
         'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: 64 draft_deadline_ms: 2000 }',
         f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',
     ]
     for i, (b, e) in enumerate(layers):
         judge = f' judge_head: "{HEAD}"' if i == shards - 1 else ""
         lines.append(f'shards {{ listen: "127.0.0.1:{ports[2 + 2 * i]}" data_listen: "127.0.0.1:{ports[3 + 2 * i]}" '
+                     f'admin_listen: "127.0.0.1:{ports[2 + 2 * shards + i]}" '
                      f'layer_begin: {b} layer_end: {e} threads: 1{judge} }}')
     kind = "KIND_UCX" if transport == "ucx" else "KIND_GRPC"
     lines.append(f'transport {{ kind: {kind} ucx_tls: "tcp" }}')
     path = os.path.join(tmp, f"cluster-{shards}-{transport}.textproto")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+    write_config.admin = f"127.0.0.1:{ports[-1]}"
+    write_config.shard_admin = [f"127.0.0.1:{ports[2 + 2 * shards + i]}" for i in range(shards)]
     return path, f"127.0.0.1:{ports[0]}"
 
 
@@ -123,6 +129,21 @@ def client(addr, prompt, *args, timeout=120):
     r = subprocess.run([os.path.join(BIN, "verdict"), "client", "generate", "--addr", addr, "--prompt", prompt,
                         "--json", *args], capture_output=True, text=True, timeout=timeout)
     return r
+
+
+def http_get(addr, path):
+    try:
+        with urllib.request.urlopen(f"http://{addr}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name, labels=""):
+    for line in text.splitlines():
+        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + " ")):
+            return float(line.split()[-1])
+    return None
 
 
 def reference(prompt, *args):
@@ -187,6 +208,44 @@ class ClusterTest(unittest.TestCase):
                 self.assertIsNotNone(r)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertEqual(json.loads(r.stdout)["text"], self.greedy[PROMPTS[i % len(PROMPTS)]], f"stream {i}")
+
+            # Admin endpoints: health, readiness, Prometheus metrics, status JSON, dashboard.
+            admin, shard_admin = write_config.admin, write_config.shard_admin
+            self.assertEqual(http_get(admin, "/healthz")[0], 200)
+            self.assertEqual(http_get(admin, "/readyz")[0], 200)
+            code, text = http_get(admin, "/metrics")
+            self.assertEqual(code, 200)
+            self.assertGreaterEqual(metric(text, "verdict_requests_total"), 32)
+            self.assertGreater(metric(text, "verdict_tokens_total"), 32 * 10)
+            self.assertGreater(metric(text, "verdict_accepted_tokens_total", '{rule="exact"}'), 0)
+            self.assertIn("verdict_accepted_per_pass_bucket", text)
+            self.assertEqual(metric(text, "verdict_member_up", '{member="shard1"}'), 1)
+            code, body = http_get(admin, "/v1/status")
+            status = json.loads(body)
+            self.assertEqual([m["healthy"] for m in status["members"]], [True] * 4)
+            self.assertTrue(status["models"][0]["judge"])
+            self.assertEqual(status["sessions"], [])
+            code, page = http_get(admin, "/dashboard")
+            self.assertEqual(code, 200)
+            self.assertIn("<canvas", page)
+            code, text = http_get(shard_admin[1], "/metrics")
+            self.assertGreater(metric(text, "verdict_shard_forward_passes_total", '{shard="1"}'), 0)
+            code, text = http_get(shard_admin[0], "/metrics")
+            self.assertGreater(metric(text, "verdict_transport_bytes_total", '{shard="0"}'), 0)
+
+            # A request cancelled by its deadline releases every piece of its state.
+            r = client(addr, PROMPTS[0], "--ignore-eos", "--max-tokens", "200", "--k", "1", "--timeout", "0.02")
+            self.assertIn("DEADLINE_EXCEEDED", r.stderr)
+            released = False
+            for _ in range(100):
+                st = json.loads(http_get(admin, "/v1/status")[1])
+                shard_sessions = [metric(http_get(a, "/metrics")[1], "verdict_shard_sessions", f'{{shard="{i}"}}')
+                                  for i, a in enumerate(shard_admin)]
+                if st["sessions"] == [] and shard_sessions == [0, 0]:
+                    released = True
+                    break
+                time.sleep(0.1)
+            self.assertTrue(released, "the cancelled request's state was not released")
 
             # Bad input over the wire: clear codes, and the cluster keeps serving.
             cases = [

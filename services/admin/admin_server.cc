@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "services/admin/admin_server.h"
+
+#include <limits>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "httplib.h"
+#include "prometheus/text_serializer.h"
+
+namespace verdict::services {
+
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& address, AdminHandlers handlers) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("admin address \"", address, "\" is not HOST:PORT"));
+  }
+  const std::string host = address.substr(0, colon);
+  std::unique_ptr<AdminServer> admin(new AdminServer());
+  admin->handlers_ = std::move(handlers);
+  admin->server_ = std::make_unique<httplib::Server>();
+  AdminServer* self = admin.get();
+  httplib::Server& s = *admin->server_;
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  s.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
+    const bool ready = !self->handlers_.ready || self->handlers_.ready();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+  });
+  s.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+    std::vector<prometheus::MetricFamily> families;
+    if (self->handlers_.metrics) families = self->handlers_.metrics();
+    res.set_content(prometheus::TextSerializer().Serialize(families), "text/plain; version=0.0.4");
+  });
+  if (admin->handlers_.status_json) {
+    s.Get("/v1/status", [self](const httplib::Request&, httplib::Response& res) {
+      res.set_content(self->handlers_.status_json(), "application/json");
+    });
+  }
+  if (!admin->handlers_.dashboard_html.empty()) {
+    s.Get("/dashboard", [self](const httplib::Request&, httplib::Response& res) {
+      res.set_content(self->handlers_.dashboard_html, "text/html; charset=utf-8");
+    });
+  }
+  if (port == 0) {
+    admin->port_ = s.bind_to_any_port(host);
+  } else {
+    admin->port_ = s.bind_to_port(host, port) ? port : -1;
+  }
+  if (admin->port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " (admin)"));
+  admin->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
+  return admin;
+}
+
+AdminServer::~AdminServer() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+
+prometheus::MetricFamily Family(const std::string& name, const std::string& help, prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+}  // namespace
+
+void AddSeries(prometheus::MetricFamily& family, double value, std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (family.type == prometheus::MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  family.metric.push_back(std::move(m));
+}
+
+prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help, double value,
+                                       std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::MetricFamily f = Family(name, help, prometheus::MetricType::Counter);
+  AddSeries(f, value, std::move(labels));
+  return f;
+}
+
+prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string& help, double value,
+                                     std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::MetricFamily f = Family(name, help, prometheus::MetricType::Gauge);
+  AddSeries(f, value, std::move(labels));
+  return f;
+}
+
+prometheus::MetricFamily IntegerHistogramFamily(const std::string& name, const std::string& help,
+                                                const std::vector<int64_t>& counts) {
+  prometheus::MetricFamily f = Family(name, help, prometheus::MetricType::Histogram);
+  prometheus::ClientMetric m;
+  uint64_t cumulative = 0;
+  double sum = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    cumulative += static_cast<uint64_t>(counts[i]);
+    sum += static_cast<double>(i) * static_cast<double>(counts[i]);
+    m.histogram.bucket.push_back({cumulative, static_cast<double>(i)});
+  }
+  m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = sum;
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+}  // namespace verdict::services

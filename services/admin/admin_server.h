@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+// The admin HTTP endpoint every Verdict process serves (cpp-httplib on its own thread):
+//   /healthz     200 while the process runs
+//   /readyz      200 when the process can serve (its `ready` callback), 503 otherwise
+//   /metrics     Prometheus text format, built at scrape time from the process's counters
+//   /v1/status   JSON (the coordinator: cluster members, sessions, models, judge)
+//   /dashboard   a self-contained HTML page (the coordinator)
+// Metrics are built from snapshots of the cores' own counters when scraped (no second set of
+// counters to keep in step).
+#ifndef VERDICT_SERVICES_ADMIN_ADMIN_SERVER_H_
+#define VERDICT_SERVICES_ADMIN_ADMIN_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "prometheus/metric_family.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace verdict::services {
+
+struct AdminHandlers {
+  std::function<bool()> ready;                                 // default: always ready
+  std::function<std::vector<prometheus::MetricFamily>()> metrics;
+  std::function<std::string()> status_json;                    // empty: no /v1/status
+  std::string dashboard_html;                                  // empty: no /dashboard
+};
+
+class AdminServer {
+ public:
+  // Listens on "HOST:PORT" (port 0 picks one). kUnavailable if it cannot bind.
+  static absl::StatusOr<std::unique_ptr<AdminServer>> Start(const std::string& address, AdminHandlers handlers);
+  ~AdminServer();  // stops serving and joins the thread
+  int port() const { return port_; }
+
+ private:
+  AdminServer() = default;
+  AdminHandlers handlers_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// Building blocks for the metrics callbacks.
+prometheus::MetricFamily CounterFamily(const std::string& name, const std::string& help, double value,
+                                       std::vector<prometheus::ClientMetric::Label> labels = {});
+prometheus::MetricFamily GaugeFamily(const std::string& name, const std::string& help, double value,
+                                     std::vector<prometheus::ClientMetric::Label> labels = {});
+// A histogram over small integers: counts[i] = observations of value i (e.g. accepted draft tokens
+// per target pass), exposed with buckets le=0,1,2,...
+prometheus::MetricFamily IntegerHistogramFamily(const std::string& name, const std::string& help,
+                                                const std::vector<int64_t>& counts);
+// Adds one labelled series to a family of the same type.
+void AddSeries(prometheus::MetricFamily& family, double value, std::vector<prometheus::ClientMetric::Label> labels);
+
+}  // namespace verdict::services
+
+#endif  // VERDICT_SERVICES_ADMIN_ADMIN_SERVER_H_
