@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "clients/status_join.h"
 
 namespace verdict::clients {
 
@@ -41,30 +42,10 @@ InProcessTargetClient::~InProcessTargetClient() {
 
 void InProcessTargetClient::OpenSession(const TargetSessionSpec& spec, StatusCallback done) {
   // done(OK) after every shard opened it; the first error otherwise (reported once).
-  struct Join {
-    absl::Mutex mu;
-    int remaining;
-    absl::Status status;
-    StatusCallback done;
-  };
-  auto join = std::make_shared<Join>();
-  join->remaining = num_shards();
-  join->done = std::move(done);
+  std::shared_ptr<StatusJoin> join = StatusJoin::Create(num_shards(), std::move(done));
   for (int i = 0; i < num_shards(); ++i) {
     loops_[i]->OpenSession(spec.session_id, spec.capacity, spec.verification, [join, i](absl::Status s) {
-      StatusCallback finish;
-      absl::Status result;
-      {
-        absl::MutexLock lock(&join->mu);
-        if (!s.ok() && join->status.ok()) {
-          join->status = absl::Status(s.code(), absl::StrCat("target shard ", i, ": ", s.message()));
-        }
-        if (--join->remaining == 0) {
-          finish = std::move(join->done);
-          result = join->status;
-        }
-      }
-      if (finish) finish(result);
+      join->Report(s.ok() ? s : absl::Status(s.code(), absl::StrCat("target shard ", i, ": ", s.message())));
     });
   }
 }

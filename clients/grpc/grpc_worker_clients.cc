@@ -4,8 +4,9 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "grpcpp/grpcpp.h"
 #include "clients/grpc/wire_convert.h"
+#include "clients/status_join.h"
+#include "grpcpp/grpcpp.h"
 
 namespace verdict::clients {
 namespace {
@@ -263,15 +264,7 @@ void GrpcTargetClient::OpenSession(const TargetSessionSpec& spec, StatusCallback
     done(policy.status());
     return;
   }
-  struct Join {
-    absl::Mutex mu;
-    int remaining;
-    absl::Status status;
-    StatusCallback done;
-  };
-  auto join = std::make_shared<Join>();
-  join->remaining = num_shards();
-  join->done = std::move(done);
+  std::shared_ptr<StatusJoin> join = StatusJoin::Create(num_shards(), std::move(done));
   for (int i = 0; i < num_shards(); ++i) {
     auto call = std::make_shared<Call<v1::OpenShardSessionRequest, v1::OpenShardSessionResponse>>();
     call->context.set_deadline(After(options_.control_deadline));
@@ -285,19 +278,7 @@ void GrpcTargetClient::OpenSession(const TargetSessionSpec& spec, StatusCallback
     if (policy->typical_delta) r.set_typical_delta(*policy->typical_delta);
     const std::string who = absl::StrCat("target shard ", i, " (", addresses_[i], ")");
     stubs_[i]->async()->OpenSession(&call->context, &call->request, &call->response,
-                                    [call, join, who](grpc::Status status) {
-                                      StatusCallback finish;
-                                      absl::Status result;
-                                      {
-                                        absl::MutexLock lock(&join->mu);
-                                        if (!status.ok() && join->status.ok()) join->status = Named(status, who);
-                                        if (--join->remaining == 0) {
-                                          finish = std::move(join->done);
-                                          result = join->status;
-                                        }
-                                      }
-                                      if (finish) finish(result);
-                                    });
+                                    [call, join, who](grpc::Status status) { join->Report(Named(status, who)); });
   }
 }
 

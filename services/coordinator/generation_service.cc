@@ -10,17 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "clients/grpc/wire_convert.h"
+#include "services/reactor_util.h"
 #include "common/status_macros.h"
 #include "engine/tokenizer/detokenizer.h"
 
 namespace verdict::services {
 namespace {
-
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(wire::ToGrpc(status));
-  return reactor;
-}
 
 v1::FinishReason ToProto(coordinator::FinishReason reason) {
   switch (reason) {

@@ -6,18 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "services/shard/activation_codec.h"
 #include "clients/grpc/wire_convert.h"
+#include "services/reactor_util.h"
 
 namespace verdict::services {
-namespace {
-
-grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(wire::ToGrpc(status));
-  return reactor;
-}
-
-}  // namespace
-
 TargetShardService::TargetShardService(workers::TargetShardLoop* loop, ShardEventHub* events,
                                        const ShardIdentity& identity)
     : loop_(loop), events_(events), identity_(identity) {}

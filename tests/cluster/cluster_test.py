@@ -19,7 +19,6 @@ Usage: cluster_test.py BUILD_BIN_DIR
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,99 +29,13 @@ import urllib.error
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODELS = os.path.join(REPO, "assets", "models")
-TARGET = os.path.join(MODELS, "arith-target")
-DRAFT = os.path.join(MODELS, "arith-draft")
-HEAD = os.path.join(MODELS, "arith-judge", "judge-head.safetensors")
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import arith_world  # noqa: E402
+from local_cluster import DRAFT, HEAD, TARGET, write_config  # noqa: E402
+import local_cluster  # noqa: E402
 
 BIN = None
 PROMPTS = [arith_world.prompt(p) for p in arith_world.unique_problems(seed=23, split="eval", count=6)]
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-def write_config(tmp, shards, transport):
-    layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
-    ports = free_ports(2 + 3 * shards + 2)
-    lines = [
-        'name: "test"',
-        f'target {{ name: "arith-target" path: "{TARGET}" }}',
-        f'coordinator {{ listen: "127.0.0.1:{ports[0]}" admin_listen: "127.0.0.1:{ports[-1]}" '
-        'default_draft_window: 8 default_max_tokens: 96 '
-        'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: 64 draft_deadline_ms: 2000 }',
-        f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',
-    ]
-    for i, (b, e) in enumerate(layers):
-        judge = f' judge_head: "{HEAD}"' if i == shards - 1 else ""
-        lines.append(f'shards {{ listen: "127.0.0.1:{ports[2 + 2 * i]}" data_listen: "127.0.0.1:{ports[3 + 2 * i]}" '
-                     f'admin_listen: "127.0.0.1:{ports[2 + 2 * shards + i]}" '
-                     f'layer_begin: {b} layer_end: {e} threads: 1{judge} }}')
-    kind = "KIND_UCX" if transport == "ucx" else "KIND_GRPC"
-    lines.append(f'transport {{ kind: {kind} ucx_tls: "tcp" }}')
-    path = os.path.join(tmp, f"cluster-{shards}-{transport}.textproto")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    write_config.admin = f"127.0.0.1:{ports[-1]}"
-    write_config.shard_admin = [f"127.0.0.1:{ports[2 + 2 * shards + i]}" for i in range(shards)]
-    return path, f"127.0.0.1:{ports[0]}"
-
-
-class Cluster:
-    """`verdict up` in its own process group; stopped (and reaped) by PID."""
-
-    def __init__(self, config, extra=()):
-        env = dict(os.environ, UCX_NET_DEVICES="lo")
-        self.config = config
-        self.proc = subprocess.Popen([os.path.join(BIN, "verdict"), "up", "--config", config, *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True, env=env)
-        self.log = []
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.log.append(line)
-            if "ready:" in line:
-                threading.Thread(target=self._drain, daemon=True).start()
-                return
-        self.stop()
-        raise AssertionError("the cluster did not come up:\n" + "".join(self.log))
-
-    def _drain(self):
-        for line in self.proc.stdout:
-            self.log.append(line)
-
-    def member_pid(self, pattern):
-        out = subprocess.run(["pgrep", "-g", str(self.proc.pid), "-f", pattern], capture_output=True, text=True)
-        pids = [int(p) for p in out.stdout.split()]
-        return pids[0] if pids else None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        # Nothing of the group may survive.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def client(addr, prompt, *args, timeout=120):
@@ -155,6 +68,10 @@ def reference(prompt, *args):
     return out[len(prompt):].rstrip("\n")
 
 
+def Cluster(bin_dir, config, extra=()):
+    return local_cluster.Cluster(bin_dir, config, extra)
+
+
 class ClusterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -185,7 +102,7 @@ class ClusterTest(unittest.TestCase):
         for shards in (2, 3):
             for transport in ("ucx", "grpc"):
                 config, addr = write_config(self.tmp.name, shards, transport)
-                cluster = Cluster(config)
+                cluster = Cluster(BIN, config)
                 try:
                     self.check_outputs(addr, f"{shards} shards over {transport}")
                 finally:
@@ -193,7 +110,7 @@ class ClusterTest(unittest.TestCase):
 
     def test_concurrency_faults_and_bad_input(self):
         config, addr = write_config(self.tmp.name, 2, "ucx")
-        cluster = Cluster(config, ["--restart-delay", "3"])
+        cluster = Cluster(BIN, config, ["--restart-delay", "3"])
         try:
             # 32 concurrent streams, each equal to its solo output.
             results = [None] * 32

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A local Verdict cluster for tests and benchmarks: a cluster config over free loopback ports with
+the repository's arithmetic-world models, and `verdict up` run in its own process group (stopped and
+reaped by PID)."""
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(REPO, "assets", "models")
+TARGET = os.path.join(MODELS, "arith-target")
+DRAFT = os.path.join(MODELS, "arith-draft")
+HEAD = os.path.join(MODELS, "arith-judge", "judge-head.safetensors")
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_config(tmp, shards, transport, pipelined=True):
+    layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
+    ports = free_ports(2 + 3 * shards + 2)
+    lines = [
+        'name: "test"',
+        f'target {{ name: "arith-target" path: "{TARGET}" }}',
+        f'coordinator {{ listen: "127.0.0.1:{ports[0]}" admin_listen: "127.0.0.1:{ports[-1]}" '
+        'default_draft_window: 8 default_max_tokens: 96 '
+        'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: 64 draft_deadline_ms: 2000 '
+        f'pipelined: {str(pipelined).lower()} }}',
+        f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',
+    ]
+    for i, (b, e) in enumerate(layers):
+        judge = f' judge_head: "{HEAD}"' if i == shards - 1 else ""
+        lines.append(f'shards {{ listen: "127.0.0.1:{ports[2 + 2 * i]}" data_listen: "127.0.0.1:{ports[3 + 2 * i]}" '
+                     f'admin_listen: "127.0.0.1:{ports[2 + 2 * shards + i]}" '
+                     f'layer_begin: {b} layer_end: {e} threads: 1{judge} }}')
+    kind = "KIND_UCX" if transport == "ucx" else "KIND_GRPC"
+    lines.append(f'transport {{ kind: {kind} ucx_tls: "tcp" }}')
+    path = os.path.join(tmp, f"cluster-{shards}-{transport}-{int(pipelined)}.textproto")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_config.admin = f"127.0.0.1:{ports[-1]}"
+    write_config.shard_admin = [f"127.0.0.1:{ports[2 + 2 * shards + i]}" for i in range(shards)]
+    return path, f"127.0.0.1:{ports[0]}"
+
+
+class Cluster:
+    """`verdict up` in its own process group; stopped (and reaped) by PID."""
+
+    def __init__(self, bin_dir, config, extra=()):
+        env = dict(os.environ, UCX_NET_DEVICES="lo")
+        self.config = config
+        self.proc = subprocess.Popen([os.path.join(bin_dir, "verdict"), "up", "--config", config, *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True, env=env)
+        self.log = []
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.log.append(line)
+            if "ready:" in line:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return
+        self.stop()
+        raise AssertionError("the cluster did not come up:\n" + "".join(self.log))
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self.log.append(line)
+
+    def member_pid(self, pattern):
+        out = subprocess.run(["pgrep", "-g", str(self.proc.pid), "-f", pattern], capture_output=True, text=True)
+        pids = [int(p) for p in out.stdout.split()]
+        return pids[0] if pids else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # Nothing of the group may survive.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
