@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
@@ -63,7 +64,20 @@ def in_process(tasks):
                    "s_pass": row["seconds"] / max(row["target_passes"], 1)} for name, row in rows.items()}
 
 
-def concurrent(addr, prompts, streams, args):
+def shard_busy_seconds(admins):
+    """Seconds each shard has spent in forward passes (its /metrics)."""
+    out = []
+    for i, a in enumerate(admins):
+        with urllib.request.urlopen(f"http://{a}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r'verdict_shard_forward_seconds_total\{shard="%d"\} ([0-9.e+-]+)' % i, text)
+        out.append(float(m.group(1)))
+    return out
+
+
+def concurrent(addr, prompts, streams, args, admins=None):
+    """Tokens/s over `streams` concurrent requests, and how busy the shards were together."""
+    before = shard_busy_seconds(admins) if admins else None
     results = [None] * streams
     def go(i):
         results[i] = client(addr, prompts[i % len(prompts)], *args)
@@ -74,7 +88,11 @@ def concurrent(addr, prompts, streams, args):
     for t in threads:
         t.join()
     wall = time.time() - start
-    return sum(r["completion_tokens"] for r in results) / wall
+    tok_s = sum(r["completion_tokens"] for r in results) / wall
+    if not admins:
+        return tok_s, None
+    busy = [b - a for a, b in zip(before, shard_busy_seconds(admins))]
+    return tok_s, (busy, wall)
 
 
 def main():
@@ -99,8 +117,9 @@ def main():
                         continue
                     results[(name, pipelined)] = run_mode(addr, prompts, margs)
                 if pipelined:
-                    results["concurrent1"] = concurrent(addr, prompts, 1, modes["judge"])
-                    results["concurrent16"] = concurrent(addr, prompts, 16, modes["judge"])
+                    results["concurrent1"] = concurrent(addr, prompts, 1, modes["judge"])[0]
+                    results["concurrent16"], results["overlap"] = concurrent(
+                        addr, prompts * 2, 64, modes["judge"], write_config.shard_admin)
             finally:
                 cluster.stop()
     cpu = open("/proc/cpuinfo").read()
@@ -126,8 +145,12 @@ def main():
         on, off = results[(name, True)], results[(name, False)]
         print(f"pipelining ({name}): {1e3 * off['s_pass']:.2f} -> {1e3 * on['s_pass']:.2f} ms per pass "
               f"({100 * (on['s_pass'] / off['s_pass'] - 1):+.0f}%)")
-    print(f"judge decoding, 1 stream: {results['concurrent1']:.1f} tok/s; 16 concurrent streams: "
+    print(f"judge decoding, 1 stream: {results['concurrent1']:.1f} tok/s; 64 concurrent streams: "
           f"{results['concurrent16']:.1f} tok/s (client wall time, process start-up included)")
+    busy, wall = results["overlap"]
+    print(f"shard overlap under 64 streams: shard busy time {' + '.join(f'{b:.2f}' for b in busy)} s in "
+          f"{wall:.2f} s of wall time; both shards busy at once at least "
+          f"{max(0.0, sum(busy) - wall):.2f} s (sum of busy time beyond the wall time)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ Usage: cluster_test.py BUILD_BIN_DIR
 """
 import json
 import os
+import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -183,6 +186,24 @@ class ClusterTest(unittest.TestCase):
             self.assertIn("context", r.stderr)
             r = client(addr, PROMPTS[0])
             self.assertEqual(r.returncode, 0, r.stderr)
+
+            # Garbage on the data path (shard 1's UCX port) and on a shard's gRPC port: refused,
+            # nothing crashes, requests still give the same text.
+            rng = random.Random(5)
+            with open(cluster.config) as f:
+                ports = [int(p) for p in re.findall(r'data_listen: "127.0.0.1:(\d+)"', f.read())]
+                f.seek(0)
+                grpc_ports = [int(p) for p in re.findall(r'shards \{ listen: "127.0.0.1:(\d+)"', f.read())]
+            for port in (ports[1], grpc_ports[1]):
+                for size in (16, 4096, 1 << 16):
+                    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                        try:
+                            sock.sendall(bytes(rng.getrandbits(8) for _ in range(size)))
+                        except OSError:
+                            pass  # the peer may close first
+            r = client(addr, PROMPTS[3])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["text"], self.greedy[PROMPTS[3]])
 
             # The draft worker dies: requests still complete, target-only, flagged degraded, with the
             # same greedy text; once `verdict up` has restarted it, speculation resumes.
