@@ -17,6 +17,7 @@ apt_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # services, wire contract
   libucx-dev ucx-utils   # activations between target shards
   libcpp-httplib-dev prometheus-cpp-dev  # admin HTTP endpoints and /metrics
+  chromium               # headless browser: the dashboard test
   python3 python3-venv python3-pip
 )
 

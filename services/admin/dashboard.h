@@ -20,12 +20,12 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:
 <h2>Members</h2><table id="members"></table>
 <h2>Sessions</h2><table id="sessions"></table>
 <script>
-const tps=[],acc=[];let last=null;
+const tps=[],acc=[];let last=null,ticks=0;
 function plot(id,data,label){const c=document.getElementById(id),g=c.getContext('2d');
 g.clearRect(0,0,c.width,c.height);const max=Math.max(1e-9,...data);g.fillText(label+' (max '+max.toFixed(2)+')',6,12);
 g.beginPath();data.forEach((v,i)=>{const x=i*(c.width/60),y=c.height-4-(v/max)*(c.height-20);i?g.lineTo(x,y):g.moveTo(x,y)});g.stroke();}
 function row(cells,h){return '<tr>'+cells.map(c=>h?'<th>'+c+'</th>':'<td>'+c+'</td>').join('')+'</tr>';}
-async function tick(){try{const s=await (await fetch('/v1/status')).json();
+async function tick(){try{const s=await (await fetch('/v1/status')).json();document.body.dataset.updates=++ticks;
 document.getElementById('title').textContent='Verdict cluster "'+s.cluster+'"';
 const t=s.totals,now=performance.now();
 if(last){const dt=(now-last.now)/1000;tps.push(Math.max(0,(t.tokens-last.tokens)/dt));

@@ -148,6 +148,23 @@ class ClusterTest(unittest.TestCase):
             code, page = http_get(admin, "/dashboard")
             self.assertEqual(code, 200)
             self.assertIn("<canvas", page)
+            # The dashboard in headless Chromium: the page loads, shows the cluster and updates.
+            def dashboard_dom():
+                r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                    "--virtual-time-budget=3000", "--dump-dom", f"http://{admin}/dashboard"],
+                                   capture_output=True, text=True, timeout=120)
+                self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+                return r.stdout
+            dom = dashboard_dom()
+            self.assertIn('Verdict cluster "test"', dom)
+            self.assertIn("shard 1", dom)
+            self.assertIn(">up<", dom)
+            self.assertGreaterEqual(int(re.search(r'data-updates="(\d+)"', dom).group(1)), 2)  # it polls
+            before = int(re.search(r"requests (\d+)", dom).group(1))
+            self.assertEqual(client(addr, PROMPTS[0]).returncode, 0)
+            after = int(re.search(r"requests (\d+)", dashboard_dom()).group(1))
+            self.assertEqual(after, before + 1)
+
             code, text = http_get(shard_admin[1], "/metrics")
             self.assertGreater(metric(text, "verdict_shard_forward_passes_total", '{shard="1"}'), 0)
             code, text = http_get(shard_admin[0], "/metrics")
