@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The coordinator's /dashboard: one self-contained HTML page (no external scripts) that polls
-// /v1/status every second and plots tokens per second and the mean accepted draft tokens per
-// target pass, next to the cluster's members and sessions.
+// /v1/status every second and plots tokens per second, the mean accepted draft tokens per target
+// pass and each shard's forward-pass latency, next to the cluster's members and sessions.
 #ifndef VERDICT_SERVICES_ADMIN_DASHBOARD_H_
 #define VERDICT_SERVICES_ADMIN_DASHBOARD_H_
 
@@ -16,11 +16,11 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:
 </style></head><body>
 <h1 id="title">Verdict cluster</h1>
 <div id="summary">loading...</div>
-<div><canvas id="tps" width="420" height="150"></canvas><canvas id="acc" width="420" height="150"></canvas></div>
+<div><canvas id="tps" width="420" height="150"></canvas><canvas id="acc" width="420" height="150"></canvas><canvas id="lat" width="420" height="150"></canvas></div>
 <h2>Members</h2><table id="members"></table>
 <h2>Sessions</h2><table id="sessions"></table>
 <script>
-const tps=[],acc=[];let last=null,ticks=0;
+const tps=[],acc=[],lat=[];let last=null,ticks=0;
 function plot(id,data,label){const c=document.getElementById(id),g=c.getContext('2d');
 g.clearRect(0,0,c.width,c.height);const max=Math.max(1e-9,...data);g.fillText(label+' (max '+max.toFixed(2)+')',6,12);
 g.beginPath();data.forEach((v,i)=>{const x=i*(c.width/60),y=c.height-4-(v/max)*(c.height-20);i?g.lineTo(x,y):g.moveTo(x,y)});g.stroke();}
@@ -31,13 +31,15 @@ const t=s.totals,now=performance.now();
 if(last){const dt=(now-last.now)/1000;tps.push(Math.max(0,(t.tokens-last.tokens)/dt));
 const dp=t.target_passes-last.passes,da=(t.accepted_exact+t.accepted_judge+t.accepted_lossy)-last.acc;acc.push(dp>0?da/dp:0);
 if(tps.length>60){tps.shift();acc.shift();}}
+const shards=s.members.filter(m=>m.role.startsWith('shard'));lat.push(Math.max(0,...shards.map(m=>m.forward_ms_mean||0)));if(lat.length>60)lat.shift();
 last={now,tokens:t.tokens,passes:t.target_passes,acc:t.accepted_exact+t.accepted_judge+t.accepted_lossy};
-plot('tps',tps,'tokens/s');plot('acc',acc,'accepted draft tokens per target pass');
+plot('tps',tps,'tokens/s');plot('acc',acc,'accepted draft tokens per target pass');plot('lat',lat,'slowest shard: mean forward ms');
 document.getElementById('summary').innerHTML='requests '+t.requests+' (failed '+t.requests_failed+'), tokens '+t.tokens+
 ', target passes '+t.target_passes+', accepted exact/judge/lossy '+t.accepted_exact+'/'+t.accepted_judge+'/'+t.accepted_lossy+
 ', pipelined guesses held '+t.optimistic_hits+'/'+t.optimistic_blocks+', sessions '+s.sessions.length+', uptime '+s.uptime_seconds.toFixed(0)+' s';
-document.getElementById('members').innerHTML=row(['role','address','layers','health'],1)+s.members.map(m=>row([m.role,m.address,
-m.layers||'',m.healthy?'<span class="ok">up</span>':'<span class="bad">down</span>'])).join('');
+document.getElementById('members').innerHTML=row(['role','address','layers','health','forward ms (mean / last)'],1)+s.members.map(m=>row([m.role,m.address,
+m.layers||'',m.healthy?'<span class="ok">up</span>':'<span class="bad">down</span>',
+m.forward_ms_mean===undefined||m.forward_ms_mean<0?'':m.forward_ms_mean.toFixed(2)+' / '+m.forward_ms_last.toFixed(2)])).join('');
 document.getElementById('sessions').innerHTML=row(['id','request','policy','prompt','generated','window','degraded'],1)+
 s.sessions.map(x=>row([x.id,x.request_id,x.policy,x.prompt_tokens,x.generated_tokens,x.draft_window,x.degraded])).join('');
 }catch(e){document.getElementById('summary').textContent='status unavailable: '+e;}}

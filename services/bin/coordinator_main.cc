@@ -9,6 +9,7 @@
 #include "coordinator/coordinator.h"
 #include "engine/model_loader.h"
 #include "judge/judge_head.h"
+#include "httplib.h"
 #include "nlohmann/json.hpp"
 #include "services/admin/admin_server.h"
 #include "services/admin/dashboard.h"
@@ -17,6 +18,29 @@
 #include "services/coordinator/generation_service.h"
 
 namespace {
+
+// One value of a Prometheus text exposition ("name{labels} value"), or -1.
+double ScrapeValue(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtod(text.c_str() + at + series.size() + 2, nullptr);
+}
+
+// A shard's forward-pass latency from its /metrics (mean and last, ms), or {-1, -1}.
+std::pair<double, double> ShardLatencyMs(const std::string& admin, int index) {
+  const size_t colon = admin.rfind(':');
+  if (admin.empty() || colon == std::string::npos) return {-1, -1};
+  httplib::Client http(admin.substr(0, colon), std::atoi(admin.c_str() + colon + 1));
+  http.set_connection_timeout(0, 200000);
+  http.set_read_timeout(0, 500000);
+  auto res = http.Get("/metrics");
+  if (!res || res->status != 200) return {-1, -1};
+  const std::string label = "{shard=\"" + std::to_string(index) + "\"}";
+  const double seconds = ScrapeValue(res->body, "verdict_shard_forward_seconds_total" + label);
+  const double passes = ScrapeValue(res->body, "verdict_shard_forward_passes_total" + label);
+  const double last = ScrapeValue(res->body, "verdict_shard_last_forward_seconds" + label);
+  return {passes > 0 ? 1e3 * seconds / passes : 0.0, last >= 0 ? 1e3 * last : -1};
+}
 
 std::string BaseName(const std::string& path) {
   std::string p = path;
@@ -141,9 +165,11 @@ int Run(const std::string& config_path) {
       if (draft) members.push_back({{"role", "draft"}, {"address", config->draft().listen()}, {"healthy", draft->connected()}});
       for (int i = 0; i < config->shards_size(); ++i) {
         const v1::TargetShardConfig& sh = config->shards(i);
+        const auto [mean_ms, last_ms] = ShardLatencyMs(sh.admin_listen(), i);
         members.push_back({{"role", absl::StrCat("shard ", i)}, {"address", sh.listen()},
                            {"layers", absl::StrCat("[", sh.layer_begin(), ", ", sh.layer_end(), ")")},
-                           {"healthy", target_client.connected(i)}});
+                           {"healthy", target_client.connected(i)}, {"forward_ms_mean", mean_ms},
+                           {"forward_ms_last", last_ms}});
       }
       j["members"] = members;
       nlohmann::json sessions = nlohmann::json::array();

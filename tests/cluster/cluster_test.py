@@ -144,6 +144,8 @@ class ClusterTest(unittest.TestCase):
             status = json.loads(body)
             self.assertEqual([m["healthy"] for m in status["members"]], [True] * 4)
             self.assertTrue(status["models"][0]["judge"])
+            shard_members = [m for m in status["members"] if m["role"].startswith("shard")]
+            self.assertTrue(all(m["forward_ms_mean"] > 0 for m in shard_members), shard_members)
             self.assertEqual(status["sessions"], [])
             code, page = http_get(admin, "/dashboard")
             self.assertEqual(code, 200)
@@ -159,6 +161,7 @@ class ClusterTest(unittest.TestCase):
             self.assertIn('Verdict cluster "test"', dom)
             self.assertIn("shard 1", dom)
             self.assertIn(">up<", dom)
+            self.assertIn("forward ms", dom)
             self.assertGreaterEqual(int(re.search(r'data-updates="(\d+)"', dom).group(1)), 2)  # it polls
             before = int(re.search(r"requests (\d+)", dom).group(1))
             self.assertEqual(client(addr, PROMPTS[0]).returncode, 0)
