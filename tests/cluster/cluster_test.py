@@ -187,6 +187,13 @@ class ClusterTest(unittest.TestCase):
                 time.sleep(0.1)
             self.assertTrue(released, "the cancelled request's state was not released")
 
+            # Sampling through the cluster (rejection sampling on the last shard): a fixed seed
+            # repeats exactly.
+            a = json.loads(client(addr, PROMPTS[4], "--temperature", "0.9", "--seed", "77", "--k", "6").stdout)
+            b = json.loads(client(addr, PROMPTS[4], "--temperature", "0.9", "--seed", "77", "--k", "6").stdout)
+            self.assertEqual(a["text"], b["text"])
+            self.assertEqual(a["policy"], "sampled")
+
             # Bad input over the wire: clear codes, and the cluster keeps serving.
             cases = [
                 (["--model", "nope"], "NOT_FOUND"),
