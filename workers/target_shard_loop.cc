@@ -75,6 +75,11 @@ void TargetShardLoop::FailBlocks(const ShardBatch& batch, const absl::Status& st
   for (const ShardBlock& b : batch.blocks) sinks_.on_outcome({b.session_id, b.step, status, std::nullopt});
 }
 
+std::vector<std::pair<int64_t, int64_t>> TargetShardLoop::recent_forward_intervals() const {
+  absl::MutexLock lock(&mu_);
+  return std::vector<std::pair<int64_t, int64_t>>(intervals_.begin(), intervals_.end());
+}
+
 ShardLoopStats TargetShardLoop::stats() const {
   absl::MutexLock lock(&mu_);
   ShardLoopStats s = stats_;
@@ -168,8 +173,11 @@ void TargetShardLoop::Run() {
       if (batch.blocks.empty()) continue;
       const auto start = std::chrono::steady_clock::now();
       ShardForwardResult result = shard_->Forward(batch);
-      const int64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                                 std::chrono::steady_clock::now() - start).count();
+      const auto end = std::chrono::steady_clock::now();
+      const int64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(end - start).count();
+      auto since_epoch = [](std::chrono::steady_clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+      };
       {
         absl::MutexLock lock(&mu_);
         ++stats_.forward_passes;
@@ -179,6 +187,8 @@ void TargetShardLoop::Run() {
         stats_.last_forward_micros = micros;
         stats_.sessions = shard_->num_sessions();
         queued_blocks_ -= static_cast<int64_t>(batch.blocks.size());
+        intervals_.emplace_back(since_epoch(start), since_epoch(end));
+        if (intervals_.size() > 4096) intervals_.pop_front();
       }
       if (!result.next.blocks.empty() && sinks_.to_next) sinks_.to_next(std::move(result.next));
       if (sinks_.on_outcome) {

@@ -16,6 +16,8 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -61,6 +63,9 @@ class TargetShardLoop {
   void Submit(ShardBatch batch);
 
   ShardLoopStats stats() const;
+  // The most recent forward passes as [start, end) in steady-clock microseconds (up to 4096, oldest
+  // first): lets a test or benchmark measure how much two shards' work overlapped in time.
+  std::vector<std::pair<int64_t, int64_t>> recent_forward_intervals() const;
   const TargetShard& shard() const { return *shard_; }  // engine-thread data: tests only
 
  private:
@@ -85,6 +90,7 @@ class TargetShardLoop {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   ShardLoopStats stats_ ABSL_GUARDED_BY(mu_);
   int64_t queued_blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<int64_t, int64_t>> intervals_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

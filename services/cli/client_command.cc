@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // verdict client generate|models: talk to a running coordinator (the client library in clients/).
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +19,7 @@ namespace {
 struct ClientFlags {
   std::string addr = "127.0.0.1:50051";
   std::string prompt;
+  std::string prompt_file;
   std::string model;
   int max_tokens = 0;
   std::string policy;
@@ -46,7 +49,12 @@ absl::StatusOr<v1::VerificationPolicy> ParsePolicy(const std::string& name) {
                                                  "\" (exact, judge, judge-shadow, lossy-prob, lossy-typical)"));
 }
 
-absl::Status RunGenerate(const ClientFlags& flags) {
+absl::Status RunGenerate(ClientFlags flags) {
+  if (!flags.prompt_file.empty()) {
+    std::ifstream in(flags.prompt_file, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", flags.prompt_file));
+    flags.prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   clients::VerdictClient client(flags.addr);
   v1::GenerateRequest request;
   request.set_model(flags.model);
@@ -139,7 +147,9 @@ void AddClientCommand(CLI::App& app, int* exit_code) {
   auto flags = std::make_shared<ClientFlags>();
   CLI::App* gen = client->add_subcommand("generate", "Stream a generation from the coordinator");
   gen->add_option("--addr", flags->addr, "coordinator address HOST:PORT")->capture_default_str();
-  gen->add_option("--prompt", flags->prompt, "prompt text")->required();
+  CLI::Option* prompt = gen->add_option("--prompt", flags->prompt, "prompt text");
+  CLI::Option* prompt_file = gen->add_option("--prompt-file", flags->prompt_file, "read the prompt from a file");
+  prompt->excludes(prompt_file);
   gen->add_option("--model", flags->model, "served model name (default: the server's)");
   gen->add_option("--max-tokens", flags->max_tokens, "tokens to generate at most (0: server default)");
   gen->add_option("--policy", flags->policy, "exact|judge|judge-shadow|lossy-prob|lossy-typical (server allow-list)");
@@ -156,7 +166,13 @@ void AddClientCommand(CLI::App& app, int* exit_code) {
   gen->add_flag("--quiet", flags->quiet, "no statistics line");
   gen->add_flag("--json", flags->json, "print one JSON object instead of streaming");
   gen->add_option("--timeout", flags->timeout_s, "seconds before giving up")->capture_default_str();
-  gen->callback([flags, exit_code] { *exit_code = ExitCode(RunGenerate(*flags)); });
+  gen->callback([flags, exit_code, prompt, prompt_file] {
+    if (prompt->count() == 0 && prompt_file->count() == 0) {
+      *exit_code = ReportError(absl::InvalidArgumentError("give --prompt or --prompt-file"));
+      return;
+    }
+    *exit_code = ExitCode(RunGenerate(*flags));
+  });
   CLI::App* models = client->add_subcommand("models", "List the coordinator's models");
   models->add_option("--addr", flags->addr, "coordinator address HOST:PORT")->capture_default_str();
   models->callback([flags, exit_code] { *exit_code = ExitCode(RunModels(*flags)); });

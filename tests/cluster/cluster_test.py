@@ -115,7 +115,19 @@ class ClusterTest(unittest.TestCase):
         config, addr = write_config(self.tmp.name, 2, "ucx")
         cluster = Cluster(BIN, config, ["--restart-delay", "3"])
         try:
-            # 32 concurrent streams, each equal to its solo output.
+            def rss_mb():
+                total = 0
+                for pattern in ("verdict-coordinator", "verdict-draft", "verdict-shard"):
+                    out = subprocess.run(["pgrep", "-g", str(cluster.proc.pid), "-f", pattern],
+                                         capture_output=True, text=True).stdout.split()
+                    for pid in out:
+                        with open(f"/proc/{pid}/status") as f:
+                            total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+                return total / 1024
+
+            # 32 concurrent streams, each equal to its solo output, with bounded memory.
+            client(addr, PROMPTS[0])  # warm-up: first allocations
+            rss_before = rss_mb()
             results = [None] * 32
             def run(i):
                 results[i] = client(addr, PROMPTS[i % len(PROMPTS)], "--k", str(1 + i % 16))
@@ -128,6 +140,9 @@ class ClusterTest(unittest.TestCase):
                 self.assertIsNotNone(r)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertEqual(json.loads(r.stdout)["text"], self.greedy[PROMPTS[i % len(PROMPTS)]], f"stream {i}")
+            rss_after = rss_mb()
+            print(f"cluster RSS {rss_before:.0f} MB -> {rss_after:.0f} MB after 32 concurrent streams", file=sys.stderr)
+            self.assertLess(rss_after - rss_before, 256, "memory grew too much for 32 small sessions")
 
             # Admin endpoints: health, readiness, Prometheus metrics, status JSON, dashboard.
             admin, shard_admin = write_config.admin, write_config.shard_admin
@@ -211,6 +226,12 @@ class ClusterTest(unittest.TestCase):
             r = client(addr, "Q: " + "Ann has 3 apples. " * 200 + "\nA:")
             self.assertIn("INVALID_ARGUMENT", r.stderr)
             self.assertIn("context", r.stderr)
+            big = os.path.join(self.tmp.name, "big-prompt.txt")
+            with open(big, "w") as f:
+                f.write("Q: " + "x" * (5 << 20) + "\nA:")
+            r = subprocess.run([os.path.join(BIN, "verdict"), "client", "generate", "--addr", addr, "--prompt-file", big,
+                                "--json"], capture_output=True, text=True, timeout=120)
+            self.assertIn("RESOURCE_EXHAUSTED", r.stderr)  # over the coordinator's 4 MiB message limit
             r = client(addr, PROMPTS[0])
             self.assertEqual(r.returncode, 0, r.stderr)
 
