@@ -29,6 +29,8 @@ def free_ports(n):
 
 
 def write_config(tmp, shards, transport, pipelined=True):
+    """transport: "ucx" (tcp, peer-failure handling), "ucx-shm" (shared memory, no peer-failure
+    handling) or "grpc"."""
     layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
     ports = free_ports(2 + 3 * shards + 2)
     lines = [
@@ -45,8 +47,11 @@ def write_config(tmp, shards, transport, pipelined=True):
         lines.append(f'shards {{ listen: "127.0.0.1:{ports[2 + 2 * i]}" data_listen: "127.0.0.1:{ports[3 + 2 * i]}" '
                      f'admin_listen: "127.0.0.1:{ports[2 + 2 * shards + i]}" '
                      f'layer_begin: {b} layer_end: {e} threads: 1{judge} }}')
-    kind = "KIND_UCX" if transport == "ucx" else "KIND_GRPC"
-    lines.append(f'transport {{ kind: {kind} ucx_tls: "tcp" }}')
+    if transport == "ucx-shm":
+        lines.append('transport { kind: KIND_UCX ucx_tls: "posix,sysv,cma,tcp" ucx_peer_failure_detection: false }')
+    else:
+        kind = "KIND_UCX" if transport == "ucx" else "KIND_GRPC"
+        lines.append(f'transport {{ kind: {kind} ucx_tls: "tcp" }}')
     path = os.path.join(tmp, f"cluster-{shards}-{transport}-{int(pipelined)}.textproto")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

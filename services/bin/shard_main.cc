@@ -72,6 +72,9 @@ int Run(const std::string& config_path, int index, int threads) {
   const bool ucx = config->transport().kind() != v1::TransportConfig::KIND_GRPC;
   transport::UcxOptions ucx_options;
   ucx_options.tls = config->transport().ucx_tls();
+  if (config->transport().has_ucx_peer_failure_detection()) {
+    ucx_options.peer_failure_detection = config->transport().ucx_peer_failure_detection();
+  }
   std::unique_ptr<services::ActivationForwarder> forwarder;
   if (!last) {
     services::ForwarderOptions f;

@@ -102,14 +102,13 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(out["text"], expected, f"{what}, judge, prompt {p!r}")
 
     def test_distributed_equals_single_process(self):
-        for shards in (2, 3):
-            for transport in ("ucx", "grpc"):
-                config, addr = write_config(self.tmp.name, shards, transport)
-                cluster = Cluster(BIN, config)
-                try:
-                    self.check_outputs(addr, f"{shards} shards over {transport}")
-                finally:
-                    cluster.stop()
+        for shards, transport in ((2, "ucx"), (2, "grpc"), (3, "ucx"), (3, "grpc"), (2, "ucx-shm")):
+            config, addr = write_config(self.tmp.name, shards, transport)
+            cluster = Cluster(BIN, config)
+            try:
+                self.check_outputs(addr, f"{shards} shards over {transport}")
+            finally:
+                cluster.stop()
 
     def test_concurrency_faults_and_bad_input(self):
         config, addr = write_config(self.tmp.name, 2, "ucx")
