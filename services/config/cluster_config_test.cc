@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+// Cluster configs: textproto and JSON forms parse to the same message with defaults filled, and
+// every config that cannot work is refused with a message naming the problem.
+#include "services/config/cluster_config.h"
+
+#include "common/testing/status_matchers.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace verdict::services {
+namespace {
+
+using ::testing::HasSubstr;
+using ::verdict::testing::StatusIs;
+
+constexpr char kText[] = R"pb(
+  name: "t"
+  target { path: "/models/target" }
+  coordinator { listen: "127.0.0.1:1" allowed_policies: [VERIFICATION_POLICY_JUDGE] }
+  draft { listen: "127.0.0.1:2" model { path: "/models/draft" } }
+  shards { listen: "127.0.0.1:3" layer_begin: 0 layer_end: 2 }
+  shards { listen: "127.0.0.1:4" data_listen: "127.0.0.1:5" layer_begin: 2 layer_end: 4 judge_head: "h" }
+)pb";
+
+constexpr char kJson[] = R"({
+  "name": "t",
+  "target": {"path": "/models/target"},
+  "coordinator": {"listen": "127.0.0.1:1", "allowedPolicies": ["VERIFICATION_POLICY_JUDGE"]},
+  "draft": {"listen": "127.0.0.1:2", "model": {"path": "/models/draft"}},
+  "shards": [
+    {"listen": "127.0.0.1:3", "layerBegin": 0, "layerEnd": 2},
+    {"listen": "127.0.0.1:4", "dataListen": "127.0.0.1:5", "layerBegin": 2, "layerEnd": 4, "judgeHead": "h"}
+  ]
+})";
+
+TEST(ClusterConfigTest, TextprotoAndJsonAgreeAndDefaultsAreFilled) {
+  absl::StatusOr<v1::ClusterConfig> text = ParseClusterConfig(kText, /*json=*/false, /*num_layers=*/4);
+  ASSERT_OK(text.status());
+  absl::StatusOr<v1::ClusterConfig> json = ParseClusterConfig(kJson, /*json=*/true, 4);
+  ASSERT_OK(json.status());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*text, *json));
+  EXPECT_EQ(text->coordinator().default_draft_window(), 8);
+  EXPECT_EQ(text->coordinator().max_sessions(), 64);
+  EXPECT_TRUE(text->coordinator().pipelined());
+  EXPECT_EQ(text->transport().kind(), v1::TransportConfig::KIND_UCX);
+  EXPECT_EQ(text->shards(1).max_batch_tokens(), 1024);
+}
+
+TEST(ClusterConfigTest, RefusesConfigsThatCannotWork) {
+  auto parse = [](const std::string& text, int64_t layers = 4) { return ParseClusterConfig(text, false, layers).status(); };
+  EXPECT_THAT(parse("name: "), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("line")));
+  EXPECT_THAT(parse("bogus_field: 1"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bogus_field")));
+  EXPECT_THAT(ParseClusterConfig("{\"nope\": 1}", true, 0).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  const std::string base = R"pb(target { path: "m" } coordinator { listen: "a:1" } )pb";
+  EXPECT_THAT(parse(base), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no target shards")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 2 }
+                                shards { listen: "a:3" data_listen: "a:4" layer_begin: 3 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must start at 2")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 3 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("the target has 4")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:1" layer_begin: 0 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("used twice")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 2 judge_head: "h" }
+                                shards { listen: "a:3" data_listen: "a:4" layer_begin: 2 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only the last shard")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 2 }
+                                shards { listen: "a:3" layer_begin: 2 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("data_listen is empty")));
+  EXPECT_THAT(parse(R"pb(coordinator { listen: "a:1" } shards { listen: "a:2" layer_begin: 0 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("target.path")));
+  EXPECT_THAT(LoadClusterConfig("/nonexistent/cluster.textproto").status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(ClusterConfigTest, TheShippedLocalClusterConfigIsValid) {
+  absl::StatusOr<v1::ClusterConfig> c = LoadClusterConfig(std::string(VERDICT_SOURCE_DIR) + "/deploy/local/cluster.textproto", 4);
+  ASSERT_OK(c.status());
+  EXPECT_EQ(c->shards_size(), 2);
+  EXPECT_FALSE(c->shards(1).judge_head().empty());
+}
+
+}  // namespace
+}  // namespace verdict::services
