@@ -3,7 +3,9 @@
 
 namespace verdict::engine::vec {
 
-#if defined(__x86_64__) && defined(__GNUC__)
+// Not under ThreadSanitizer: the clones' ifunc resolvers run during relocation, before TSan's
+// runtime is up, and crash instrumented.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__)
 #define VERDICT_MULTIVERSION __attribute__((target_clones("avx2,fma", "default")))
 #else
 #define VERDICT_MULTIVERSION
