@@ -57,7 +57,8 @@ cd "$repo"
 up_log="$(mktemp)"
 "$verdict" up --config deploy/local/cluster.textproto >"$up_log" 2>&1 &
 up_pid=$!
-trap 'kill -TERM "$up_pid" 2>/dev/null; wait "$up_pid" 2>/dev/null; rm -f "$tasks" "$up_log"' EXIT
+# (errexit applies inside traps: every command here must succeed or be allowed to fail)
+trap 'kill -TERM "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; rm -f "$tasks" "$up_log"' EXIT
 for _ in $(seq 1 600); do
   grep -q "ready:" "$up_log" && break
   kill -0 "$up_pid" 2>/dev/null || { cat "$up_log"; exit 1; }
