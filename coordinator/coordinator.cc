@@ -69,7 +69,6 @@ struct Coordinator::Session {
   bool target_open = false;
   bool target_started = false;  // the prompt went out with the first block
   judge::DraftBlock verifying_draft;
-  bool verifying_optimistic = false;
 
   // Draft side.
   enum class DraftState { kNone, kOpening, kReady, kFailed } draft_state = DraftState::kNone;
@@ -205,32 +204,35 @@ void Coordinator::Open(Session& s) {
       MaybeRelease(s);
     });
   });
-  if (s.request.speculate) {
-    s.draft_state = Session::DraftState::kOpening;
-    s.draft_session = next_draft_session_++;
-    s.draft_sequence = s.committed;
-    ++s.opens_in_flight;
-    const uint64_t draft_session = s.draft_session;
-    draft_->OpenSession({draft_session, s.committed, s.draft_sampling, s.draft_capacity},
-                        [this, id, draft_session](absl::Status status) {
-                          loop_.Post([this, id, draft_session, status] {
-                            auto it = sessions_.find(id);
-                            if (it == sessions_.end()) {
-                              if (status.ok()) draft_->CloseSession(draft_session);
-                              return;
-                            }
-                            Session& s = *it->second;
-                            --s.opens_in_flight;
-                            if (status.ok()) {
-                              s.draft_state = Session::DraftState::kReady;
-                            } else {
-                              DraftFailed(s, status);
-                            }
-                            if (!s.done) Advance(s);
-                            MaybeRelease(s);
-                          });
+  if (s.request.speculate) OpenDraftSession(s);
+}
+
+void Coordinator::OpenDraftSession(Session& s) {
+  // A fresh draft-session id each time: a late answer for an abandoned one is recognisably stale.
+  s.draft_state = Session::DraftState::kOpening;
+  s.draft_session = next_draft_session_++;
+  s.draft_sequence = s.committed;
+  ++s.opens_in_flight;
+  const uint64_t id = s.id, draft_session = s.draft_session;
+  draft_->OpenSession({draft_session, s.committed, s.draft_sampling, s.draft_capacity},
+                      [this, id, draft_session](absl::Status status) {
+                        loop_.Post([this, id, draft_session, status] {
+                          auto it = sessions_.find(id);
+                          if (it == sessions_.end()) {
+                            if (status.ok()) draft_->CloseSession(draft_session);
+                            return;
+                          }
+                          Session& s = *it->second;
+                          --s.opens_in_flight;
+                          if (status.ok()) {
+                            s.draft_state = Session::DraftState::kReady;
+                          } else {
+                            DraftFailed(s, status);
+                          }
+                          if (!s.done) Advance(s);
+                          MaybeRelease(s);
                         });
-  }
+                      });
 }
 
 int64_t Coordinator::WindowFor(const Session& s, int64_t committed, int64_t generated) const {
@@ -252,30 +254,7 @@ void Coordinator::Advance(Session& s) {
   // The draft was down: try it again after the pause (catching up from the committed tokens).
   if (s.request.speculate && s.draft_state == Session::DraftState::kFailed && !s.proposing &&
       absl::Now() >= s.draft_retry_at) {
-    s.draft_state = Session::DraftState::kOpening;
-    s.draft_session = next_draft_session_++;
-    s.draft_sequence = s.committed;
-    ++s.opens_in_flight;
-    const uint64_t id = s.id, draft_session = s.draft_session;
-    draft_->OpenSession({draft_session, s.committed, s.draft_sampling, s.draft_capacity},
-                        [this, id, draft_session](absl::Status status) {
-                          loop_.Post([this, id, draft_session, status] {
-                            auto it = sessions_.find(id);
-                            if (it == sessions_.end()) {
-                              if (status.ok()) draft_->CloseSession(draft_session);
-                              return;
-                            }
-                            Session& s = *it->second;
-                            --s.opens_in_flight;
-                            if (status.ok()) {
-                              s.draft_state = Session::DraftState::kReady;
-                            } else {
-                              DraftFailed(s, status);
-                            }
-                            if (!s.done) Advance(s);
-                            MaybeRelease(s);
-                          });
-                        });
+    OpenDraftSession(s);
   }
 
   if (s.verifying) {
@@ -293,7 +272,7 @@ void Coordinator::Advance(Session& s) {
 
   const int64_t k = WindowFor(s, n, generated);
   if (k == 0) {
-    SendBlock(s, {}, false);
+    SendBlock(s, {});
     return;
   }
   // A proposal that continues exactly the committed tokens?
@@ -309,7 +288,7 @@ void Coordinator::Advance(Session& s) {
     if (usable) {
       const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(tokens.size()) - j);
       if (ready.optimistic) ++s.stats.optimistic_hits;
-      SendBlock(s, Slice(ready.proposal.block, j, take), ready.optimistic);
+      SendBlock(s, Slice(ready.proposal.block, j, take));
       return;
     }
   }
@@ -383,7 +362,7 @@ void Coordinator::DraftFailed(Session& s, const absl::Status& status) {
   s.draft_retry_at = absl::Now() + options_.draft_retry_interval;
 }
 
-void Coordinator::SendBlock(Session& s, judge::DraftBlock draft, bool from_optimistic) {
+void Coordinator::SendBlock(Session& s, judge::DraftBlock draft) {
   const int64_t n = static_cast<int64_t>(s.committed.size());
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
   workers::ShardBlock block;
@@ -398,7 +377,6 @@ void Coordinator::SendBlock(Session& s, judge::DraftBlock draft, bool from_optim
   s.target_started = true;
   s.verifying = true;
   s.verifying_draft = std::move(draft);
-  s.verifying_optimistic = from_optimistic;
   if (k == 0) ++s.stats.target_only_passes;
   const uint64_t id = s.id;
   target_->Verify(block, std::move(ids), [this, id](workers::BlockOutcome outcome) {

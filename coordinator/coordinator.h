@@ -153,9 +153,11 @@ class Coordinator {
   struct Session;
 
   void Open(Session& s);
+  // Opens (or reopens after a failure) the session's draft session from its committed tokens.
+  void OpenDraftSession(Session& s);
   void Advance(Session& s);
   void RequestProposal(Session& s, bool optimistic);
-  void SendBlock(Session& s, judge::DraftBlock draft, bool from_optimistic);
+  void SendBlock(Session& s, judge::DraftBlock draft);
   void OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<workers::Proposal> proposal);
   void OnOutcome(uint64_t id, workers::BlockOutcome outcome);
   void DraftFailed(Session& s, const absl::Status& status);

@@ -160,7 +160,6 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   // Called with shared_->mu held.
   void QueueChunk(std::string text, absl::Span<const int32_t> tokens) {
     absl::MutexLock lock(&mu_);
-    completion_tokens_ += static_cast<int32_t>(tokens.size());
     if (text.empty() && !(return_ids_ && !tokens.empty())) return;
     v1::GenerateResponse response;
     response.mutable_chunk()->set_text(std::move(text));
@@ -232,7 +231,6 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
   uint64_t session_id_ ABSL_GUARDED_BY(mu_) = 0;
-  int32_t completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   bool return_ids_ = false;
   std::string policy_;
   uint64_t seed_ = 0;
