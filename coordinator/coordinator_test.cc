@@ -18,6 +18,7 @@
 #include "engine/kernels/matmul.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "judge/testing/generic_kernels.h"
 #include "judge/testing/paired_models.h"
 
 namespace verdict::coordinator {
@@ -107,14 +108,8 @@ class FailingTargetClient : public clients::TargetClient {
   clients::TargetClient* inner_;
 };
 
-class CoordinatorTest : public ::testing::Test {
+class CoordinatorTest : public judge::testing::GenericKernelsTest {
  protected:
-  static void SetUpTestSuite() {
-    previous_isa_ = engine::ActiveKernelIsa();
-    ASSERT_OK(engine::SetKernelIsa(engine::KernelIsa::kGeneric));
-  }
-  static void TearDownTestSuite() { ASSERT_OK(engine::SetKernelIsa(previous_isa_)); }
-
   void SetUp() override {
     backend_ = engine::CreateCpuBackend({.num_threads = 1});
     config_ = judge::testing::SmallConfig(64, kContext);
@@ -194,7 +189,6 @@ class CoordinatorTest : public ::testing::Test {
     ADD_FAILURE() << "worker sessions were not released";
   }
 
-  static inline engine::KernelIsa previous_isa_;
   std::unique_ptr<engine::Backend> backend_;
   engine::LlamaConfig config_;
   std::unique_ptr<judge::testing::InMemoryWeights> target_weights_, draft_weights_;

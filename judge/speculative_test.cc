@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "judge/speculative_session.h"
+#include "judge/testing/generic_kernels.h"
 #include "judge/testing/paired_models.h"
 
 namespace verdict::judge {
@@ -53,14 +54,8 @@ SpeculativeOptions GreedyOptions(int64_t k) {
 // an unrelated model (agrees rarely). Generic kernels: their per-row results do not depend on how
 // many rows a matrix product has, so a verification block computes bit-for-bit what decoding does
 // and greedy equality can be exact.
-class SpeculativeTest : public ::testing::Test {
+class SpeculativeTest : public testing::GenericKernelsTest {
  protected:
-  static void SetUpTestSuite() {
-    previous_isa_ = engine::ActiveKernelIsa();
-    ASSERT_OK(engine::SetKernelIsa(engine::KernelIsa::kGeneric));
-  }
-  static void TearDownTestSuite() { ASSERT_OK(engine::SetKernelIsa(previous_isa_)); }
-
   void SetUp() override {
     backend_ = engine::CreateCpuBackend({.num_threads = 1});
     config_ = SmallConfig(64);
@@ -79,7 +74,6 @@ class SpeculativeTest : public ::testing::Test {
     }
   }
 
-  static inline engine::KernelIsa previous_isa_ = engine::KernelIsa::kGeneric;
   std::unique_ptr<engine::Backend> backend_;
   engine::LlamaConfig config_;
   std::unique_ptr<testing::InMemoryWeights> target_weights_, noisy_weights_, unrelated_weights_;

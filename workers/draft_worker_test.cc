@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "judge/speculative_session.h"
+#include "judge/testing/generic_kernels.h"
 #include "judge/testing/paired_models.h"
 
 namespace verdict::workers {
@@ -23,14 +24,8 @@ using ::verdict::testing::StatusIs;
 
 // Generic kernels: per-row results do not depend on the batch, so batched and single-session
 // proposals can be compared exactly.
-class DraftWorkerTest : public ::testing::Test {
+class DraftWorkerTest : public judge::testing::GenericKernelsTest {
  protected:
-  static void SetUpTestSuite() {
-    previous_isa_ = engine::ActiveKernelIsa();
-    ASSERT_OK(engine::SetKernelIsa(engine::KernelIsa::kGeneric));
-  }
-  static void TearDownTestSuite() { ASSERT_OK(engine::SetKernelIsa(previous_isa_)); }
-
   void SetUp() override {
     backend_ = engine::CreateCpuBackend({.num_threads = 1});
     config_ = judge::testing::SmallConfig(64, /*context=*/128);
@@ -64,7 +59,6 @@ class DraftWorkerTest : public ::testing::Test {
     return a;
   }
 
-  static inline engine::KernelIsa previous_isa_;
   std::unique_ptr<engine::Backend> backend_;
   engine::LlamaConfig config_;
   std::unique_ptr<judge::testing::InMemoryWeights> weights_;

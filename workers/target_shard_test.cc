@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "judge/speculative_session.h"
+#include "judge/testing/generic_kernels.h"
 #include "judge/testing/paired_models.h"
 #include "workers/draft_worker.h"
 
@@ -27,14 +28,8 @@ using ::verdict::testing::StatusIs;
 constexpr int64_t kCapacity = 160;
 
 // The shards of one target and the draft worker, and a driver that runs sessions through them.
-class ShardChainTest : public ::testing::Test {
+class ShardChainTest : public judge::testing::GenericKernelsTest {
  protected:
-  static void SetUpTestSuite() {
-    previous_isa_ = engine::ActiveKernelIsa();
-    ASSERT_OK(engine::SetKernelIsa(engine::KernelIsa::kGeneric));
-  }
-  static void TearDownTestSuite() { ASSERT_OK(engine::SetKernelIsa(previous_isa_)); }
-
   void SetUp() override {
     backend_ = engine::CreateCpuBackend({.num_threads = 1});
     config_ = judge::testing::SmallConfig(64, /*context=*/kCapacity);
@@ -163,7 +158,6 @@ class ShardChainTest : public ::testing::Test {
     return r.ok() ? r->tokens : std::vector<int32_t>{};
   }
 
-  static inline engine::KernelIsa previous_isa_;
   std::unique_ptr<engine::Backend> backend_;
   engine::LlamaConfig config_;
   std::unique_ptr<judge::testing::InMemoryWeights> target_weights_, draft_weights_;
