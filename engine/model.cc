@@ -2,6 +2,7 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -29,13 +30,30 @@ struct Names {
   }
 };
 
+// The part of a [rows, cols] tensor (1-D: [1, cols]) one tensor-parallel rank loads.
+struct Part {
+  enum class Kind { kWhole, kRows, kCols };
+  Kind kind = Kind::kWhole;
+  int64_t begin = 0;
+  int64_t count = 0;
+
+  static Part Whole() { return Part{}; }
+  static Part Rows(int64_t begin, int64_t count) { return Part{Kind::kRows, begin, count}; }
+  static Part Cols(int64_t begin, int64_t count) { return Part{Kind::kCols, begin, count}; }
+};
+
 class WeightUploader {
  public:
-  WeightUploader(const WeightSource& source, Backend* backend) : source_(source), backend_(backend) {}
+  // Column slices are copied into buffers appended to `owned`, which must outlive the weights.
+  WeightUploader(const WeightSource& source, Backend* backend,
+                 std::vector<std::unique_ptr<std::vector<uint8_t>>>* owned)
+      : source_(source), backend_(backend), owned_(owned) {}
 
-  // Uploads `name` after checking its shape is [rows, cols] (1-D tensors: rows == 1).
+  // Uploads `part` of `name` after checking the tensor's shape is [rows, cols] (1-D tensors:
+  // rows == 1). A row slice is a view into the source's memory; a column slice (rows are not
+  // contiguous) is an owned copy, for q8_0 only on 32-value block boundaries.
   absl::StatusOr<std::unique_ptr<DeviceWeight>> Get(const std::string& name, int64_t rows,
-                                                    int64_t cols) {
+                                                    int64_t cols, Part part = Part::Whole()) {
     const WeightTensor* t = source_.Find(name);
     if (t == nullptr) {
       return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
@@ -58,17 +76,61 @@ class WeightUploader {
       return absl::InvalidArgumentError(
           absl::StrCat("tensor '", name, "' is q8_0 but its rows are not multiples of 32"));
     }
-    VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(*t, rows, cols));
-    bytes_ += t->nbytes;
-    params_ += t->num_elements();
+    const int64_t full = part.kind == Part::Kind::kRows ? rows : cols;
+    if (part.kind != Part::Kind::kWhole && part.begin == 0 && part.count == full) {
+      part = Part::Whole();
+    }
+    if (part.kind == Part::Kind::kWhole) {
+      VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(*t, rows, cols));
+      bytes_ += t->nbytes;
+      params_ += t->num_elements();
+      return w;
+    }
+    if (part.begin < 0 || part.count <= 0 || part.begin + part.count > full) {
+      return absl::InternalError(absl::StrCat("slice [", part.begin, ", +", part.count,
+                                              ") out of range for tensor '", name, "'"));
+    }
+    WeightTensor sliced;
+    sliced.name = name;
+    sliced.dtype = t->dtype;
+    VERDICT_ASSIGN_OR_RETURN(const size_t row_bytes, DTypeByteSize(t->dtype, cols));
+    int64_t out_rows = rows, out_cols = cols;
+    if (part.kind == Part::Kind::kRows) {
+      out_rows = part.count;
+      sliced.shape = {out_rows, cols};
+      sliced.data = t->data + part.begin * row_bytes;
+      sliced.nbytes = part.count * row_bytes;
+    } else {
+      if (t->dtype == DType::kQ8_0 &&
+          (part.begin % kQ8_0BlockSize != 0 || part.count % kQ8_0BlockSize != 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor '", name, "' is q8_0 and its tensor-parallel column slice [", part.begin, ", ",
+            part.begin + part.count, ") does not fall on 32-value block boundaries"));
+      }
+      out_cols = part.count;
+      sliced.shape = one_d ? std::vector<int64_t>{out_cols} : std::vector<int64_t>{rows, out_cols};
+      VERDICT_ASSIGN_OR_RETURN(const size_t offset, DTypeByteSize(t->dtype, part.begin));
+      VERDICT_ASSIGN_OR_RETURN(const size_t slice_bytes, DTypeByteSize(t->dtype, part.count));
+      auto copy = std::make_unique<std::vector<uint8_t>>(rows * slice_bytes);
+      for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(copy->data() + r * slice_bytes, t->data + r * row_bytes + offset, slice_bytes);
+      }
+      sliced.data = copy->data();
+      sliced.nbytes = copy->size();
+      owned_->push_back(std::move(copy));
+    }
+    VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(sliced, out_rows, out_cols));
+    bytes_ += sliced.nbytes;
+    params_ += sliced.num_elements();
     return w;
   }
 
   // Like Get, but a missing tensor is fine (returns nullptr).
   absl::StatusOr<std::unique_ptr<DeviceWeight>> GetOptional(const std::string& name, int64_t rows,
-                                                            int64_t cols) {
+                                                            int64_t cols,
+                                                            Part part = Part::Whole()) {
     if (source_.Find(name) == nullptr) return std::unique_ptr<DeviceWeight>();
-    return Get(name, rows, cols);
+    return Get(name, rows, cols, part);
   }
 
   size_t bytes() const { return bytes_; }
@@ -77,6 +139,7 @@ class WeightUploader {
  private:
   const WeightSource& source_;
   Backend* backend_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>>* owned_;
   size_t bytes_ = 0;
   int64_t params_ = 0;
 };
@@ -93,6 +156,13 @@ absl::Status ValidateConfig(const LlamaConfig& c) {
   return absl::OkStatus();
 }
 
+// Returns `error` once the backend has finished the work enqueued so far (it may read host memory
+// of this Forward() call).
+absl::Status FailAfterSync(Backend* backend, absl::Status error) {
+  backend->Synchronize().IgnoreError();
+  return error;
+}
+
 }  // namespace
 
 ModelSlice::ModelSlice(const LlamaConfig& config, int64_t layer_begin, int64_t layer_end,
@@ -104,6 +174,13 @@ ModelSlice::~ModelSlice() = default;
 absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig& config,
                                                                const WeightSource& weights,
                                                                SliceRange range, Backend* backend) {
+  return Create(config, weights, range, backend, TensorParallelConfig{});
+}
+
+absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig& config,
+                                                               const WeightSource& weights,
+                                                               SliceRange range, Backend* backend,
+                                                               const TensorParallelConfig& tp) {
   VERDICT_RETURN_IF_ERROR(ValidateConfig(config));
   const int64_t end = range.layer_end < 0 ? config.num_layers : range.layer_end;
   if (range.layer_begin < 0 || range.layer_begin >= end || end > config.num_layers) {
@@ -111,12 +188,43 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
                                                    end, ") for a model of ", config.num_layers,
                                                    " layers"));
   }
+  const int world = tp.comm == nullptr ? 1 : tp.comm->size();
+  const int rank = tp.comm == nullptr ? 0 : tp.comm->rank();
+  for (const auto& [what, count] : {std::pair<const char*, int64_t>{"num_heads", config.num_heads},
+                                    {"num_kv_heads", config.num_kv_heads},
+                                    {"intermediate_size", config.intermediate_size}}) {
+    if (count % world != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " ", count, " is not divisible by the tensor-parallel size ", world,
+                       " (every rank must hold an equal share)"));
+    }
+  }
   std::unique_ptr<ModelSlice> slice(new ModelSlice(config, range.layer_begin, end, backend));
+  slice->comm_ = tp.comm;
+  slice->tp_rank_ = rank;
+  slice->tp_size_ = world;
+  slice->local_heads_ = config.num_heads / world;
+  slice->local_kv_heads_ = config.num_kv_heads / world;
+  slice->local_intermediate_ = config.intermediate_size / world;
+  if (tp.comm != nullptr) {
+    VERDICT_ASSIGN_OR_RETURN(slice->agreement_buffer_, backend->Allocate(sizeof(float)));
+  }
   const Names names{weights.Format() == "gguf"};
   const LlamaConfig& c = config;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-  WeightUploader up(weights, backend);
+  // This rank's rows of q (heads), k/v (kv heads) and gate/up (intermediate), and the matching
+  // columns of o and down (whole ranges without tensor parallelism).
+  const int64_t local_q = slice->local_heads_ * c.head_dim;
+  const int64_t local_kv = slice->local_kv_heads_ * c.head_dim;
+  const int64_t local_i = slice->local_intermediate_;
+  const Part q_rows = Part::Rows(rank * local_q, local_q);
+  const Part kv_rows = Part::Rows(rank * local_kv, local_kv);
+  const Part i_rows = Part::Rows(rank * local_i, local_i);
+  const Part q_cols = Part::Cols(rank * local_q, local_q);
+  const Part kv_cols = Part::Cols(rank * local_kv, local_kv);
+  const Part i_cols = Part::Cols(rank * local_i, local_i);
+  WeightUploader up(weights, backend, &slice->owned_weight_bytes_);
 
   std::vector<float> freq_divisors;
   if (const WeightTensor* rf = weights.Find("rope_freqs.weight"); rf != nullptr) {
@@ -126,6 +234,10 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
   }
   VERDICT_ASSIGN_OR_RETURN(slice->rope_, ComputeRopeParams(c, freq_divisors));
 
+  // The embedding, the norms and the LM head are replicated on every rank: they are small next to
+  // the layers, and a replicated head gives every rank the full logits without another collective.
+  // A vocab-parallel head (rows of the head per rank, then an all-gather of the logits) would save
+  // its memory and bandwidth on big-vocabulary models; an option for later.
   if (slice->is_first()) {
     VERDICT_ASSIGN_OR_RETURN(slice->embedding_, up.Get(names.Embedding(), c.vocab_size, c.hidden_size));
   }
@@ -135,20 +247,20 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
       return names.Layer(i, hf, gguf, suffix);
     };
     VERDICT_ASSIGN_OR_RETURN(layer->attn_norm, up.Get(name("input_layernorm", "attn_norm"), 1, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->q, up.Get(name("self_attn.q_proj", "attn_q"), q_dim, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->k, up.Get(name("self_attn.k_proj", "attn_k"), kv_dim, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->v, up.Get(name("self_attn.v_proj", "attn_v"), kv_dim, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->o, up.Get(name("self_attn.o_proj", "attn_output"), c.hidden_size, q_dim));
-    VERDICT_ASSIGN_OR_RETURN(layer->q_bias, up.GetOptional(name("self_attn.q_proj", "attn_q", "bias"), 1, q_dim));
-    VERDICT_ASSIGN_OR_RETURN(layer->k_bias, up.GetOptional(name("self_attn.k_proj", "attn_k", "bias"), 1, kv_dim));
-    VERDICT_ASSIGN_OR_RETURN(layer->v_bias, up.GetOptional(name("self_attn.v_proj", "attn_v", "bias"), 1, kv_dim));
+    VERDICT_ASSIGN_OR_RETURN(layer->q, up.Get(name("self_attn.q_proj", "attn_q"), q_dim, c.hidden_size, q_rows));
+    VERDICT_ASSIGN_OR_RETURN(layer->k, up.Get(name("self_attn.k_proj", "attn_k"), kv_dim, c.hidden_size, kv_rows));
+    VERDICT_ASSIGN_OR_RETURN(layer->v, up.Get(name("self_attn.v_proj", "attn_v"), kv_dim, c.hidden_size, kv_rows));
+    VERDICT_ASSIGN_OR_RETURN(layer->o, up.Get(name("self_attn.o_proj", "attn_output"), c.hidden_size, q_dim, q_cols));
+    VERDICT_ASSIGN_OR_RETURN(layer->q_bias, up.GetOptional(name("self_attn.q_proj", "attn_q", "bias"), 1, q_dim, q_cols));
+    VERDICT_ASSIGN_OR_RETURN(layer->k_bias, up.GetOptional(name("self_attn.k_proj", "attn_k", "bias"), 1, kv_dim, kv_cols));
+    VERDICT_ASSIGN_OR_RETURN(layer->v_bias, up.GetOptional(name("self_attn.v_proj", "attn_v", "bias"), 1, kv_dim, kv_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->o_bias, up.GetOptional(name("self_attn.o_proj", "attn_output", "bias"), 1, c.hidden_size));
     VERDICT_ASSIGN_OR_RETURN(layer->mlp_norm, up.Get(name("post_attention_layernorm", "ffn_norm"), 1, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->gate, up.Get(name("mlp.gate_proj", "ffn_gate"), c.intermediate_size, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->up, up.Get(name("mlp.up_proj", "ffn_up"), c.intermediate_size, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->down, up.Get(name("mlp.down_proj", "ffn_down"), c.hidden_size, c.intermediate_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->gate_bias, up.GetOptional(name("mlp.gate_proj", "ffn_gate", "bias"), 1, c.intermediate_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->up_bias, up.GetOptional(name("mlp.up_proj", "ffn_up", "bias"), 1, c.intermediate_size));
+    VERDICT_ASSIGN_OR_RETURN(layer->gate, up.Get(name("mlp.gate_proj", "ffn_gate"), c.intermediate_size, c.hidden_size, i_rows));
+    VERDICT_ASSIGN_OR_RETURN(layer->up, up.Get(name("mlp.up_proj", "ffn_up"), c.intermediate_size, c.hidden_size, i_rows));
+    VERDICT_ASSIGN_OR_RETURN(layer->down, up.Get(name("mlp.down_proj", "ffn_down"), c.hidden_size, c.intermediate_size, i_cols));
+    VERDICT_ASSIGN_OR_RETURN(layer->gate_bias, up.GetOptional(name("mlp.gate_proj", "ffn_gate", "bias"), 1, c.intermediate_size, i_cols));
+    VERDICT_ASSIGN_OR_RETURN(layer->up_bias, up.GetOptional(name("mlp.up_proj", "ffn_up", "bias"), 1, c.intermediate_size, i_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->down_bias, up.GetOptional(name("mlp.down_proj", "ffn_down", "bias"), 1, c.hidden_size));
     slice->layers_.push_back(std::move(layer));
   }
@@ -186,7 +298,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> ModelSlice::NewKvCache(int64_t capacity
                                                    config_.max_position_embeddings));
   }
   return KvCache::Create(backend_,
-                         KvShape{layer_end_ - layer_begin_, config_.num_kv_heads, config_.head_dim},
+                         KvShape{layer_end_ - layer_begin_, local_kv_heads_, config_.head_dim},
                          capacity);
 }
 
@@ -200,7 +312,7 @@ absl::Status ModelSlice::Validate(const ForwardBatch& batch, int64_t* total_toke
           absl::StrCat("sequence ", s, " of the batch has no cache or no new tokens"));
     }
     const KvShape& shape = seq.cache->shape();
-    if (shape.num_layers != layer_end_ - layer_begin_ || shape.num_kv_heads != config_.num_kv_heads ||
+    if (shape.num_layers != layer_end_ - layer_begin_ || shape.num_kv_heads != local_kv_heads_ ||
         shape.head_dim != config_.head_dim) {
       return absl::InvalidArgumentError(
           absl::StrCat("sequence ", s, " has a KV cache made for another model slice"));
@@ -241,9 +353,11 @@ absl::Status ModelSlice::Validate(const ForwardBatch& batch, int64_t* total_toke
 absl::Status ModelSlice::EnsureWorkspace(int64_t tokens) {
   if (tokens <= workspace_tokens_) return absl::OkStatus();
   const LlamaConfig& c = config_;
-  // x, normed, gathered, q, attn, k, v, gate, up per token.
-  const int64_t per_token = 3 * c.hidden_size + 2 * c.num_heads * c.head_dim +
-                            2 * c.num_kv_heads * c.head_dim + 2 * c.intermediate_size;
+  // x, normed, gathered, q, attn, k, v, gate, up per token (this rank's heads and columns), and with
+  // tensor parallelism the partial output projections that are all-reduced.
+  const int64_t per_token = (comm_ != nullptr ? 4 : 3) * c.hidden_size +
+                            2 * local_heads_ * c.head_dim + 2 * local_kv_heads_ * c.head_dim +
+                            2 * local_intermediate_;
   VERDICT_ASSIGN_OR_RETURN(workspace_, backend_->Allocate(tokens * per_token * sizeof(float)));
   workspace_tokens_ = tokens;
   return absl::OkStatus();
@@ -257,18 +371,53 @@ absl::Status ModelSlice::EnsureLogitsBuffer(int64_t rows) {
   return absl::OkStatus();
 }
 
+absl::Status ModelSlice::AgreeAcrossRanks(const absl::Status& local) {
+  float failed = local.ok() ? 0.0f : 1.0f;
+  float failed_ranks = 0.0f;
+  TensorView flag{static_cast<float*>(agreement_buffer_->data()), 1, 1, 1};
+  backend_->CopyToDevice(&failed, flag);
+  absl::Status status = comm_->AllReduceSum(absl::MakeSpan(flag.data, 1));
+  if (status.ok()) {
+    backend_->CopyToHost(flag, &failed_ranks);
+    status = backend_->Synchronize();
+  } else {
+    backend_->Synchronize().IgnoreError();  // `failed` must outlive the copy
+  }
+  if (status.ok() && failed_ranks == 0.0f) return absl::OkStatus();
+  // Start again from no buffers on every rank, so that all ranks keep making the same decision
+  // about growing them (and so agreeing) in the next Forward().
+  workspace_.reset();
+  workspace_tokens_ = 0;
+  logits_buffer_.reset();
+  logits_rows_ = 0;
+  if (!status.ok()) return status;
+  if (!local.ok()) return local;
+  return absl::ResourceExhaustedError(
+      absl::StrCat(static_cast<int>(failed_ranks),
+                   " other rank(s) of the tensor-parallel group could not allocate their "
+                   "activation buffers"));
+}
+
 absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* result) {
   int64_t n = 0;
-  VERDICT_RETURN_IF_ERROR(Validate(batch, &n));
-  VERDICT_RETURN_IF_ERROR(EnsureWorkspace(n));
-  if (is_last()) {
-    VERDICT_RETURN_IF_ERROR(EnsureLogitsBuffer(
-        batch.outputs == ForwardBatch::Outputs::kAll ? n
-                                                     : static_cast<int64_t>(batch.sequences.size())));
+  VERDICT_RETURN_IF_ERROR(Validate(batch, &n));  // same outcome on every rank
+  const int64_t output_rows = batch.outputs == ForwardBatch::Outputs::kAll
+                                  ? n
+                                  : static_cast<int64_t>(batch.sequences.size());
+  const bool grows = n > workspace_tokens_ || (is_last() && output_rows > logits_rows_);
+  absl::Status prepared = EnsureWorkspace(n);
+  if (prepared.ok() && is_last()) prepared = EnsureLogitsBuffer(output_rows);
+  if (comm_ != nullptr && grows) {
+    // An allocation can fail on one rank only; the others would then wait in the first all-reduce
+    // forever. Ranks grow their buffers at the same calls (same batches), so they agree exactly
+    // then: one extra one-float all-reduce per growth, none in the steady state.
+    VERDICT_RETURN_IF_ERROR(AgreeAcrossRanks(prepared));
+  } else {
+    VERDICT_RETURN_IF_ERROR(prepared);
   }
   const LlamaConfig& c = config_;
-  const int64_t q_dim = c.num_heads * c.head_dim;
-  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t q_dim = local_heads_ * c.head_dim;
+  const int64_t kv_dim = local_kv_heads_ * c.head_dim;
 
   float* base = static_cast<float*>(workspace_->data());
   auto carve = [&](int64_t cols) {
@@ -283,8 +432,21 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   TensorView attn = carve(q_dim);
   TensorView k = carve(kv_dim);
   TensorView v = carve(kv_dim);
-  TensorView gate = carve(c.intermediate_size);
-  TensorView up = carve(c.intermediate_size);
+  TensorView gate = carve(local_intermediate_);
+  TensorView up = carve(local_intermediate_);
+  TensorView partial = comm_ != nullptr ? carve(c.hidden_size) : TensorView{};
+  // Sums this rank's partial output projection over the ranks and adds it to the residual stream
+  // (without tensor parallelism the product accumulates into x directly).
+  auto project = [&](TensorView in, const DeviceWeight& w) -> absl::Status {
+    if (comm_ == nullptr) {
+      backend_->MatMul(in, w, x, /*accumulate=*/true);  // residual add fused
+      return absl::OkStatus();
+    }
+    backend_->MatMul(in, w, partial, /*accumulate=*/false);
+    VERDICT_RETURN_IF_ERROR(comm_->AllReduceSum(absl::MakeSpan(partial.data, n * c.hidden_size)));
+    backend_->Add(partial, x);
+    return absl::OkStatus();
+  };
 
   std::vector<int32_t> positions(n);
   std::vector<AttentionSequence> attention_seqs;
@@ -313,12 +475,12 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     if (L.q_bias) backend_->AddBias(q, *L.q_bias);
     if (L.k_bias) backend_->AddBias(k, *L.k_bias);
     if (L.v_bias) backend_->AddBias(v, *L.v_bias);
-    backend_->Rope(q, c.num_heads, c.head_dim, positions, rope_);
-    backend_->Rope(k, c.num_kv_heads, c.head_dim, positions, rope_);
-    backend_->Attention(q, k, v, static_cast<int64_t>(li), attention_seqs, c.num_heads,
-                        c.num_kv_heads, c.head_dim, attn);
-    backend_->MatMul(attn, *L.o, x, /*accumulate=*/true);  // residual add fused
-    if (L.o_bias) backend_->AddBias(x, *L.o_bias);
+    backend_->Rope(q, local_heads_, c.head_dim, positions, rope_);
+    backend_->Rope(k, local_kv_heads_, c.head_dim, positions, rope_);
+    backend_->Attention(q, k, v, static_cast<int64_t>(li), attention_seqs, local_heads_,
+                        local_kv_heads_, c.head_dim, attn);
+    if (absl::Status s = project(attn, *L.o); !s.ok()) return FailAfterSync(backend_, s);
+    if (L.o_bias) backend_->AddBias(x, *L.o_bias);  // once, after the sum over ranks
 
     backend_->RmsNorm(x, *L.mlp_norm, c.rms_norm_eps, normed);
     backend_->MatMul(normed, *L.gate, gate, false);
@@ -326,7 +488,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     if (L.gate_bias) backend_->AddBias(gate, *L.gate_bias);
     if (L.up_bias) backend_->AddBias(up, *L.up_bias);
     backend_->SiluMul(gate, up, gate);
-    backend_->MatMul(gate, *L.down, x, /*accumulate=*/true);
+    if (absl::Status s = project(gate, *L.down); !s.ok()) return FailAfterSync(backend_, s);
     if (L.down_bias) backend_->AddBias(x, *L.down_bias);
   }
 

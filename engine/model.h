@@ -5,6 +5,12 @@
 // sequences, each with any number of new tokens on top of its KV cache (prefill, decode and
 // verification blocks alike), sharing every matrix product across all tokens of the batch.
 //
+// Tensor parallelism (Megatron-style, optional): with a Communicator of W ranks, the slice of rank r
+// holds attention heads and kv heads [r*H/W, (r+1)*H/W) and MLP intermediate columns
+// [r*I/W, (r+1)*I/W); each layer all-reduces twice (after the attention output projection and after
+// the MLP down projection). Every rank of the group runs the same Forward() calls on its own thread
+// and gets the same result (engine/tensor_parallel.h drives such a group).
+//
 // Weights are immutable after Create(); per-sequence state lives in KvCache objects. A ModelSlice
 // and its caches are used from one thread at a time (the engine thread).
 #ifndef VERDICT_ENGINE_MODEL_H_
@@ -18,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/backend.h"
+#include "engine/communicator.h"
 #include "engine/io/weight_source.h"
 #include "engine/kv_cache.h"
 #include "engine/model_config.h"
@@ -57,6 +64,13 @@ struct ForwardResult {
   std::vector<int32_t> output_rows;  // batch row of each output
 };
 
+// Splits every layer of a slice across the ranks of `comm` (see the file comment). nullptr: the
+// slice holds the whole layers and communicates with nobody. A communicator of size 1 runs the split
+// code path with one rank (the whole layers, an all-reduce that changes nothing).
+struct TensorParallelConfig {
+  Communicator* comm = nullptr;  // not owned; must outlive the slice
+};
+
 class ModelSlice {
  public:
   // Loads the slice's weights from `weights` (Hugging Face or GGUF tensor names) onto `backend`.
@@ -66,6 +80,15 @@ class ModelSlice {
   static absl::StatusOr<std::unique_ptr<ModelSlice>> Create(const LlamaConfig& config,
                                                             const WeightSource& weights,
                                                             SliceRange range, Backend* backend);
+  // The same, as rank tp.comm->rank() of a tensor-parallel group: this rank's share of the heads
+  // and intermediate columns (row slices of q/k/v/gate/up and their biases, column slices of o and
+  // down; o/down biases, embedding, norms and LM head whole). Column slices are owned host copies.
+  // Further errors, kInvalidArgument: num_heads, num_kv_heads or intermediate_size not divisible
+  // by the group size; a q8_0 column slice not starting and ending on a 32-value block boundary.
+  static absl::StatusOr<std::unique_ptr<ModelSlice>> Create(const LlamaConfig& config,
+                                                            const WeightSource& weights,
+                                                            SliceRange range, Backend* backend,
+                                                            const TensorParallelConfig& tp);
   ~ModelSlice();
 
   const LlamaConfig& config() const { return config_; }
@@ -73,14 +96,22 @@ class ModelSlice {
   int64_t layer_end() const { return layer_end_; }
   bool is_first() const { return layer_begin_ == 0; }
   bool is_last() const { return layer_end_ == config_.num_layers; }
-  // Bytes of weights this slice reads per forward pass (all its matrices once).
+  // Tensor parallelism: this rank, the group size (0 and 1 without a communicator) and the heads,
+  // kv heads and intermediate columns this rank holds (the whole model's without one).
+  int tp_rank() const { return tp_rank_; }
+  int tp_size() const { return tp_size_; }
+  int64_t local_num_heads() const { return local_heads_; }
+  int64_t local_num_kv_heads() const { return local_kv_heads_; }
+  int64_t local_intermediate_size() const { return local_intermediate_; }
+  // Bytes of weights this slice reads per forward pass (all its matrices once; with tensor
+  // parallelism this rank's share, replicated tensors counted in full).
   size_t weight_bytes() const { return weight_bytes_; }
   // Bytes of weights one decode step streams from memory: every matrix except an untied input
   // embedding, of which a step reads one row. The memory-bandwidth floor of decoding.
   size_t streamed_weight_bytes() const { return streamed_weight_bytes_; }
   int64_t num_parameters() const { return num_parameters_; }
 
-  // A KV cache for this slice's layers holding up to `capacity` positions
+  // A KV cache for this slice's layers (this rank's kv heads) holding up to `capacity` positions
   // (capacity <= max_position_embeddings).
   absl::StatusOr<std::unique_ptr<KvCache>> NewKvCache(int64_t capacity) const;
 
@@ -88,7 +119,11 @@ class ModelSlice {
   // Errors (nothing is computed and every cache is unchanged):
   //   kInvalidArgument: empty batch, token id out of range, wrong number of ids/activations, a
   //     sequence whose positions would pass max_position_embeddings, a cache of another slice;
-  //   kResourceExhausted: a cache without room for its new tokens.
+  //   kResourceExhausted: a cache without room for its new tokens, or out of backend memory for
+  //     the activation buffers (with tensor parallelism: on this or another rank).
+  // Tensor parallelism: REQUIRES every rank to call Forward with the same batch (token ids,
+  // activations, outputs, cache lengths) at the same time. An error of the communicator is returned
+  // as is; the caches' lengths are then unchanged too (positions past them may have been written).
   absl::Status Forward(const ForwardBatch& batch, ForwardResult* result);
 
  private:
@@ -97,12 +132,22 @@ class ModelSlice {
   absl::Status Validate(const ForwardBatch& batch, int64_t* total_tokens) const;
   absl::Status EnsureWorkspace(int64_t tokens);
   absl::Status EnsureLogitsBuffer(int64_t rows);
+  absl::Status AgreeAcrossRanks(const absl::Status& local);
 
   LlamaConfig config_;
   int64_t layer_begin_;
   int64_t layer_end_;
   Backend* backend_;
   RopeParams rope_;
+  Communicator* comm_ = nullptr;  // tensor parallelism, else nullptr
+  int tp_rank_ = 0;
+  int tp_size_ = 1;
+  int64_t local_heads_ = 0;
+  int64_t local_kv_heads_ = 0;
+  int64_t local_intermediate_ = 0;
+  // Host copies of column-sliced weights. The CPU backend's DeviceWeights view them, so they are
+  // declared before (destroyed after) the weights.
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_weight_bytes_;
   std::unique_ptr<DeviceWeight> embedding_;   // first slice
   std::unique_ptr<DeviceWeight> final_norm_;  // last slice
   std::unique_ptr<DeviceWeight> lm_head_;     // last slice (untied)
@@ -118,6 +163,8 @@ class ModelSlice {
   // Last slice: logits of the output rows, grown on demand (not per forward: decode's hot path).
   std::unique_ptr<DeviceBuffer> logits_buffer_;
   int64_t logits_rows_ = 0;
+  // Tensor parallelism: one float in backend memory for the ranks' agreement on buffer growth.
+  std::unique_ptr<DeviceBuffer> agreement_buffer_;
 };
 
 }  // namespace verdict::engine
