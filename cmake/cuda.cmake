@@ -11,6 +11,10 @@ if(NOT VERDICT_CUDA STREQUAL "OFF")
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 90)  # H100/H200; "native" fails without a GPU
     endif()
+    # CMake 3.25 cannot pass -std=c++20 to nvcc; CUDA sources are C++17 (they include only headers
+    # that are C++17-clean: the shared op math and Abseil).
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(VERDICT_HAVE_CUDA ON)

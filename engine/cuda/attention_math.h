@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+// Index and softmax math of the CUDA attention kernels (engine/cuda/kernels.cu), written once as
+// VERDICT_HOST_DEVICE functions so that the CPU test suite runs the same decomposition
+// (engine/cuda/attention_math_test.cc): the paged KV layout, the flash-decoding split of a
+// sequence into chunks, and the merge of per-chunk partial softmax results.
+#ifndef VERDICT_ENGINE_CUDA_ATTENTION_MATH_H_
+#define VERDICT_ENGINE_CUDA_ATTENTION_MATH_H_
+
+#include <cmath>
+#include <cstdint>
+
+#include "engine/kernels/op_math.h"
+
+namespace verdict::engine::cuda_math {
+
+// Paged KV cache: a sequence's positions live in fixed-size blocks of `block_positions`; one block
+// holds every layer of its slice: keys [layer][position in block][kv_dim], then values likewise.
+struct KvBlockLayout {
+  int64_t num_layers = 0;
+  int64_t block_positions = 0;
+  int64_t kv_dim = 0;  // num_kv_heads * head_dim
+
+  VERDICT_HOST_DEVICE int64_t ElementsPerBlock() const {
+    return 2 * num_layers * block_positions * kv_dim;
+  }
+  // Element offset, inside a block, of the key row (layer, position % block_positions).
+  VERDICT_HOST_DEVICE int64_t KeyOffset(int64_t layer, int64_t position) const {
+    return (layer * block_positions + position % block_positions) * kv_dim;
+  }
+  VERDICT_HOST_DEVICE int64_t ValueOffset(int64_t layer, int64_t position) const {
+    return num_layers * block_positions * kv_dim + KeyOffset(layer, position);
+  }
+  // Index into the block table of the block holding `position`.
+  VERDICT_HOST_DEVICE int64_t BlockIndex(int64_t position) const {
+    return position / block_positions;
+  }
+};
+
+// Flash-decoding: the keys [0, context) of one query are cut into `num_splits` chunks of
+// `split_positions` (the last may be shorter or empty); chunk s covers [begin, end).
+VERDICT_HOST_DEVICE inline void SplitRange(int64_t split, int64_t split_positions, int64_t context,
+                                           int64_t& begin, int64_t& end) {
+  begin = split * split_positions;
+  end = begin + split_positions;
+  if (end > context) end = context;
+  if (begin > end) begin = end;
+}
+
+// A chunk's partial result: the max score m, sum of exp(score - m), and the unnormalised
+// accumulation sum_j exp(score_j - m) * v_j (per output element, stored beside it).
+// Weight of a chunk with max `chunk_max` once the global max is known (0 for an empty chunk).
+VERDICT_HOST_DEVICE inline float ChunkWeight(float chunk_max, float global_max) {
+  return chunk_max == -INFINITY ? 0.0f : expf(chunk_max - global_max);
+}
+
+// Scale applied to q.k (1 / sqrt(head_dim)), as the CPU backend computes it.
+VERDICT_HOST_DEVICE inline float AttentionScale(int64_t head_dim) {
+  return 1.0f / sqrtf(static_cast<float>(head_dim));
+}
+
+// Grouped-query attention: the kv head serving query head `head`.
+VERDICT_HOST_DEVICE inline int64_t KvHeadOf(int64_t head, int64_t num_heads, int64_t num_kv_heads) {
+  return head / (num_heads / num_kv_heads);
+}
+
+// Chooses the chunking for a batch whose longest query sees `max_context` keys: chunks of at least
+// `min_split` positions (a multiple of 32), at most `max_splits` of them.
+VERDICT_HOST_DEVICE inline void ChooseSplits(int64_t max_context, int64_t min_split,
+                                             int64_t max_splits, int64_t& split_positions,
+                                             int64_t& num_splits) {
+  num_splits = (max_context + min_split - 1) / min_split;
+  if (num_splits > max_splits) num_splits = max_splits;
+  if (num_splits < 1) num_splits = 1;
+  split_positions = (max_context + num_splits - 1) / num_splits;
+  split_positions = (split_positions + 31) / 32 * 32;
+  num_splits = (max_context + split_positions - 1) / split_positions;
+  if (num_splits < 1) num_splits = 1;
+}
+
+}  // namespace verdict::engine::cuda_math
+
+#endif  // VERDICT_ENGINE_CUDA_ATTENTION_MATH_H_

@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "engine/cuda/backend_checks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/rope.h"
+
+namespace verdict::engine {
+namespace {
+
+constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
+
+// Relative error of `candidate` against `reference` (see the header), infinity for a non-finite
+// candidate value or a size mismatch.
+CheckResult Compare(std::string name, const std::vector<float>& reference,
+                    const std::vector<float>& candidate, double tolerance) {
+  CheckResult r;
+  r.name = std::move(name);
+  r.tolerance = tolerance;
+  if (reference.size() != candidate.size()) {
+    r.relative_error = std::numeric_limits<double>::infinity();
+    r.detail = absl::StrCat("size ", candidate.size(), " vs ", reference.size());
+    return r;
+  }
+  double max_ref = 0, max_diff = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    if (!std::isfinite(candidate[i])) {
+      r.relative_error = std::numeric_limits<double>::infinity();
+      r.detail = absl::StrCat("element ", i, " is ", candidate[i], " (unwritten or overflow)");
+      return r;
+    }
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(reference[i])));
+    const double diff = std::fabs(static_cast<double>(candidate[i]) - reference[i]);
+    if (diff > max_diff) {
+      max_diff = diff;
+      worst = i;
+    }
+  }
+  r.relative_error = max_diff / std::max(max_ref, 1e-20);
+  r.passed = r.relative_error <= tolerance;
+  if (!r.passed && !reference.empty()) {
+    r.detail = absl::StrFormat("worst element %d: %.6g vs %.6g", worst, candidate[worst], reference[worst]);
+  }
+  return r;
+}
+
+CheckResult Failure(std::string name, const absl::Status& status) {
+  CheckResult r;
+  r.name = std::move(name);
+  r.relative_error = std::numeric_limits<double>::infinity();
+  r.detail = std::string(status.message());
+  return r;
+}
+
+// A buffer of `rows` x `stride` floats on one backend and a [rows, cols] view of it.
+struct Tensor {
+  std::unique_ptr<DeviceBuffer> buffer;
+  TensorView view;
+};
+
+absl::StatusOr<Tensor> MakeTensor(Backend& b, int64_t rows, int64_t cols, int64_t stride = -1) {
+  if (stride < 0) stride = cols;
+  auto buffer = b.Allocate(std::max<int64_t>(1, rows * stride) * sizeof(float));
+  if (!buffer.ok()) return buffer.status();
+  Tensor t;
+  t.buffer = std::move(*buffer);
+  t.view = TensorView{static_cast<float*>(t.buffer->data()), rows, cols, stride};
+  return t;
+}
+
+absl::Status Write(Backend& b, const TensorView& view, const std::vector<float>& host) {
+  b.CopyToDevice(host.data(), view);
+  return b.Synchronize();
+}
+
+absl::StatusOr<std::vector<float>> Read(Backend& b, const TensorView& view) {
+  std::vector<float> host(view.rows * view.cols);
+  b.CopyToHost(view, host.data());
+  absl::Status s = b.Synchronize();
+  if (!s.ok()) return s;
+  return host;
+}
+
+// Fills a [rows, stride] buffer, poisoning the padding and (optionally) the view itself.
+absl::Status Poison(Backend& b, const TensorView& view) {
+  std::vector<float> nan(view.rows * view.cols, kPoison);
+  return Write(b, view, nan);
+}
+
+std::vector<float> Random(std::mt19937& rng, size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+// A host tensor in a checkpoint dtype, viewable as a WeightTensor (kept alive by the caller: the CPU
+// backend keeps a zero-copy view).
+struct HostWeight {
+  std::vector<uint8_t> bytes;
+  WeightTensor tensor;
+};
+
+std::unique_ptr<HostWeight> MakeWeight(const std::string& name, const std::vector<float>& values,
+                                       std::vector<int64_t> shape, DType dtype) {
+  auto w = std::make_unique<HostWeight>();
+  w->tensor.name = name;
+  w->tensor.dtype = dtype;
+  w->tensor.shape = std::move(shape);
+  const size_t n = values.size();
+  switch (dtype) {
+    case DType::kF32:
+      w->bytes.resize(n * 4);
+      std::memcpy(w->bytes.data(), values.data(), n * 4);
+      break;
+    case DType::kBF16:
+    case DType::kF16:
+      w->bytes.resize(n * 2);
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = dtype == DType::kBF16 ? F32ToBf16(values[i]) : F32ToF16(values[i]);
+        std::memcpy(w->bytes.data() + 2 * i, &h, 2);
+      }
+      break;
+    case DType::kQ8_0: {
+      w->bytes.resize(n / kQ8_0BlockSize * sizeof(BlockQ8_0));
+      auto* blocks = reinterpret_cast<BlockQ8_0*>(w->bytes.data());
+      for (size_t b = 0; b < n / kQ8_0BlockSize; ++b) {
+        float amax = 0;
+        for (int i = 0; i < kQ8_0BlockSize; ++i) amax = std::max(amax, std::fabs(values[b * 32 + i]));
+        const float d = amax / 127.0f;
+        blocks[b].scale_f16 = F32ToF16(d);
+        for (int i = 0; i < kQ8_0BlockSize; ++i) {
+          blocks[b].qs[i] = static_cast<int8_t>(d > 0 ? std::lround(values[b * 32 + i] / d) : 0);
+        }
+      }
+      break;
+    }
+    case DType::kI32:
+      break;
+  }
+  w->tensor.data = w->bytes.data();
+  w->tensor.nbytes = w->bytes.size();
+  return w;
+}
+
+// Both backends' copies of one weight.
+struct WeightPair {
+  std::unique_ptr<HostWeight> host;
+  std::unique_ptr<DeviceWeight> reference, candidate;
+};
+
+absl::StatusOr<WeightPair> Upload(Backend& ref, Backend& cand, std::unique_ptr<HostWeight> host,
+                                  int64_t rows, int64_t cols) {
+  WeightPair p;
+  p.host = std::move(host);
+  auto r = ref.UploadWeight(p.host->tensor, rows, cols);
+  if (!r.ok()) return r.status();
+  auto c = cand.UploadWeight(p.host->tensor, rows, cols);
+  if (!c.ok()) return c.status();
+  p.reference = std::move(*r);
+  p.candidate = std::move(*c);
+  return p;
+}
+
+// Runs `op` on both backends: inputs are written to both, the candidate's output poisoned, then
+// outputs are read back and compared.
+class OpRunner {
+ public:
+  OpRunner(Backend& ref, Backend& cand, double tolerance, std::vector<CheckResult>* results)
+      : ref_(ref), cand_(cand), tolerance_(tolerance), results_(results) {}
+
+  struct Pair {
+    Tensor ref, cand;
+  };
+  // A tensor on both backends holding `values` (or poisoned when values is empty).
+  absl::StatusOr<Pair> Input(int64_t rows, int64_t cols, const std::vector<float>& values,
+                             int64_t stride = -1) {
+    Pair p;
+    auto r = MakeTensor(ref_, rows, cols, stride);
+    if (!r.ok()) return r.status();
+    auto c = MakeTensor(cand_, rows, cols, stride);
+    if (!c.ok()) return c.status();
+    p.ref = std::move(*r);
+    p.cand = std::move(*c);
+    if (values.empty()) {
+      if (auto s = Poison(ref_, p.ref.view); !s.ok()) return s;
+      if (auto s = Poison(cand_, p.cand.view); !s.ok()) return s;
+    } else {
+      if (auto s = Write(ref_, p.ref.view, values); !s.ok()) return s;
+      if (auto s = Write(cand_, p.cand.view, values); !s.ok()) return s;
+    }
+    return p;
+  }
+
+  // Compares the two sides of `out` after the op ran on both; records the result.
+  void Finish(const std::string& name, const Pair& out) {
+    absl::Status rs = ref_.Synchronize();
+    absl::Status cs = cand_.Synchronize();
+    if (!rs.ok()) return results_->push_back(Failure(name, rs));
+    if (!cs.ok()) return results_->push_back(Failure(name, cs));
+    auto r = Read(ref_, out.ref.view);
+    auto c = Read(cand_, out.cand.view);
+    if (!r.ok()) return results_->push_back(Failure(name, r.status()));
+    if (!c.ok()) return results_->push_back(Failure(name, c.status()));
+    results_->push_back(Compare(name, *r, *c, tolerance_));
+  }
+
+  void Fail(const std::string& name, const absl::Status& s) { results_->push_back(Failure(name, s)); }
+
+  Backend& ref() { return ref_; }
+  Backend& cand() { return cand_; }
+
+ private:
+  Backend& ref_;
+  Backend& cand_;
+  double tolerance_;
+  std::vector<CheckResult>* results_;
+};
+
+#define CHECK_OK_OR_RECORD(runner, name, expr) \
+  do {                                         \
+    absl::Status _s = (expr);                  \
+    if (!_s.ok()) {                            \
+      (runner).Fail((name), _s);               \
+      return;                                  \
+    }                                          \
+  } while (0)
+
+#define ASSIGN_OR_RECORD(runner, name, lhs, expr) \
+  auto lhs##_or = (expr);                         \
+  if (!lhs##_or.ok()) {                           \
+    (runner).Fail((name), lhs##_or.status());     \
+    return;                                       \
+  }                                               \
+  auto lhs = std::move(*lhs##_or)
+
+void CheckMatMul(OpRunner& run, std::mt19937& rng, DType dtype, int64_t m, int64_t n, int64_t k,
+                 bool accumulate) {
+  const std::string name = absl::StrCat("matmul ", DTypeName(dtype), " m=", m, " n=", n, " k=", k,
+                                        accumulate ? " accumulate" : "");
+  ASSIGN_OR_RECORD(run, name, w, Upload(run.ref(), run.cand(),
+                                        MakeWeight("w", Random(rng, n * k, 0.05f), {n, k}, dtype), n, k));
+  // Activations with a row stride wider than k, output a column window of a wider buffer.
+  ASSIGN_OR_RECORD(run, name, x, run.Input(m, k, {}, k + 8));
+  std::vector<float> xs = Random(rng, m * k);
+  CHECK_OK_OR_RECORD(run, name, Write(run.ref(), x.ref.view, xs));
+  CHECK_OK_OR_RECORD(run, name, Write(run.cand(), x.cand.view, xs));
+  ASSIGN_OR_RECORD(run, name, out, run.Input(m, n + 5, accumulate ? Random(rng, m * (n + 5)) : std::vector<float>{}));
+  OpRunner::Pair window{{nullptr, out.ref.view.Cols(3, n)}, {nullptr, out.cand.view.Cols(3, n)}};
+  run.ref().MatMul(x.ref.view, *w.reference, window.ref.view, accumulate);
+  run.cand().MatMul(x.cand.view, *w.candidate, window.cand.view, accumulate);
+  run.Finish(name, window);
+}
+
+void CheckElementwise(OpRunner& run, std::mt19937& rng) {
+  const int64_t rows = 7, cols = 1000;
+  {
+    const std::string name = "embed";
+    ASSIGN_OR_RECORD(run, name, table, Upload(run.ref(), run.cand(),
+                                              MakeWeight("t", Random(rng, 500 * 96), {500, 96}, DType::kBF16), 500, 96));
+    std::vector<int32_t> ids = {0, 499, 7, 7, 250, 31, 1};
+    ASSIGN_OR_RECORD(run, name, out, run.Input(static_cast<int64_t>(ids.size()), 96, {}));
+    run.ref().Embed(*table.reference, ids, out.ref.view);
+    run.cand().Embed(*table.candidate, ids, out.cand.view);
+    run.Finish(name, out);
+  }
+  {
+    const std::string name = "rms_norm";
+    ASSIGN_OR_RECORD(run, name, w, Upload(run.ref(), run.cand(),
+                                          MakeWeight("n", Random(rng, cols), {cols}, DType::kF32), 1, cols));
+    ASSIGN_OR_RECORD(run, name, x, run.Input(rows, cols, Random(rng, rows * (cols + 3)), cols + 3));
+    ASSIGN_OR_RECORD(run, name, out, run.Input(rows, cols, {}));
+    run.ref().RmsNorm(x.ref.view, *w.reference, 1e-5f, out.ref.view);
+    run.cand().RmsNorm(x.cand.view, *w.candidate, 1e-5f, out.cand.view);
+    run.Finish(name, out);
+  }
+  {
+    const std::string name = "silu_mul";
+    ASSIGN_OR_RECORD(run, name, g, run.Input(rows, cols, Random(rng, rows * cols, 3.0f)));
+    ASSIGN_OR_RECORD(run, name, u, run.Input(rows, cols, Random(rng, rows * cols)));
+    ASSIGN_OR_RECORD(run, name, out, run.Input(rows, cols, {}));
+    run.ref().SiluMul(g.ref.view, u.ref.view, out.ref.view);
+    run.cand().SiluMul(g.cand.view, u.cand.view, out.cand.view);
+    run.Finish(name, out);
+  }
+  {
+    const std::string name = "add + add_bias";
+    ASSIGN_OR_RECORD(run, name, b, Upload(run.ref(), run.cand(),
+                                          MakeWeight("b", Random(rng, cols), {cols}, DType::kBF16), 1, cols));
+    ASSIGN_OR_RECORD(run, name, x, run.Input(rows, cols, Random(rng, rows * cols)));
+    ASSIGN_OR_RECORD(run, name, y, run.Input(rows, cols, Random(rng, rows * cols)));
+    run.ref().Add(x.ref.view, y.ref.view);
+    run.cand().Add(x.cand.view, y.cand.view);
+    run.ref().AddBias(y.ref.view, *b.reference);
+    run.cand().AddBias(y.cand.view, *b.candidate);
+    run.Finish(name, y);
+  }
+  {
+    const std::string name = "gather_rows";
+    ASSIGN_OR_RECORD(run, name, x, run.Input(rows, cols, Random(rng, rows * cols)));
+    std::vector<int32_t> pick = {6, 0, 3, 3};
+    ASSIGN_OR_RECORD(run, name, out, run.Input(static_cast<int64_t>(pick.size()), cols, {}));
+    run.ref().GatherRows(x.ref.view, pick, out.ref.view);
+    run.cand().GatherRows(x.cand.view, pick, out.cand.view);
+    run.Finish(name, out);
+  }
+  for (bool interleaved : {false, true}) {
+    const std::string name = absl::StrCat("rope llama3-scaled ", interleaved ? "interleaved" : "half-split");
+    LlamaConfig c;
+    c.head_dim = 64;
+    c.rope_theta = 500000.0f;
+    c.has_llama3_rope_scaling = true;
+    c.rope_style = interleaved ? RopeStyle::kInterleaved : RopeStyle::kHalfSplit;
+    auto rope = ComputeRopeParams(c, {});
+    if (!rope.ok()) return run.Fail(name, rope.status());
+    const int64_t heads = 4;
+    std::vector<int32_t> positions = {0, 1, 17, 4095, 8191, 65000, 131071};
+    const int64_t n = static_cast<int64_t>(positions.size());
+    ASSIGN_OR_RECORD(run, name, x, run.Input(n, heads * c.head_dim, Random(rng, n * heads * c.head_dim)));
+    run.ref().Rope(x.ref.view, heads, c.head_dim, positions, *rope);
+    run.cand().Rope(x.cand.view, heads, c.head_dim, positions, *rope);
+    run.Finish(name, x);
+  }
+}
+
+// Attention over ragged batches: two calls (prefill, then decode + verification + a continued
+// prefill), grouped-query heads, contexts long enough for several flash-decoding chunks, then a
+// forked cache continuing on its own.
+void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t num_kv_heads,
+                    int64_t head_dim) {
+  const std::string base = absl::StrFormat("attention heads=%d kv=%d d=%d", num_heads, num_kv_heads, head_dim);
+  const KvShape shape{2, num_kv_heads, head_dim};
+  const int64_t layer = 1;
+  std::unique_ptr<KvStorage> ref_kv[3], cand_kv[3];
+  for (int s = 0; s < 3; ++s) {
+    auto r = run.ref().AllocateKv(shape, 2400);
+    auto c = run.cand().AllocateKv(shape, 2400);
+    if (!r.ok()) return run.Fail(base, r.status());
+    if (!c.ok()) return run.Fail(base, c.status());
+    ref_kv[s] = std::move(*r);
+    cand_kv[s] = std::move(*c);
+  }
+  struct Step {
+    std::vector<int64_t> tokens, starts;
+  };
+  // Step 1: prefill 40, 700 and 2100 tokens. Step 2: decode 1, verify 17, continue 33.
+  const std::vector<Step> steps = {{{40, 700, 2100}, {0, 0, 0}}, {{1, 17, 33}, {40, 700, 2100}}};
+  for (size_t step = 0; step < steps.size(); ++step) {
+    const std::string name = absl::StrCat(base, step == 0 ? " prefill" : " decode+verify+continue");
+    int64_t rows = 0;
+    for (int64_t t : steps[step].tokens) rows += t;
+    ASSIGN_OR_RECORD(run, name, q, run.Input(rows, num_heads * head_dim, Random(rng, rows * num_heads * head_dim)));
+    ASSIGN_OR_RECORD(run, name, k, run.Input(rows, num_kv_heads * head_dim, Random(rng, rows * num_kv_heads * head_dim)));
+    ASSIGN_OR_RECORD(run, name, v, run.Input(rows, num_kv_heads * head_dim, Random(rng, rows * num_kv_heads * head_dim)));
+    ASSIGN_OR_RECORD(run, name, out, run.Input(rows, num_heads * head_dim, {}));
+    std::vector<AttentionSequence> ref_seqs, cand_seqs;
+    int64_t row = 0;
+    for (int s = 0; s < 3; ++s) {
+      ref_seqs.push_back({ref_kv[s].get(), row, steps[step].tokens[s], steps[step].starts[s]});
+      cand_seqs.push_back({cand_kv[s].get(), row, steps[step].tokens[s], steps[step].starts[s]});
+      row += steps[step].tokens[s];
+    }
+    run.ref().Attention(q.ref.view, k.ref.view, v.ref.view, layer, ref_seqs, num_heads, num_kv_heads, head_dim, out.ref.view);
+    run.cand().Attention(q.cand.view, k.cand.view, v.cand.view, layer, cand_seqs, num_heads, num_kv_heads, head_dim, out.cand.view);
+    run.Finish(name, out);
+  }
+  // Fork sequence 1 (717 positions) after 500 positions and continue the fork with 5 new tokens.
+  const std::string name = base + " forked cache";
+  auto rf = run.ref().AllocateKv(shape, 600);
+  auto cf = run.cand().AllocateKv(shape, 600);
+  if (!rf.ok()) return run.Fail(name, rf.status());
+  if (!cf.ok()) return run.Fail(name, cf.status());
+  run.ref().CopyKv(*ref_kv[1], **rf, 500);
+  run.cand().CopyKv(*cand_kv[1], **cf, 500);
+  const int64_t rows = 5;
+  ASSIGN_OR_RECORD(run, name, q, run.Input(rows, num_heads * head_dim, Random(rng, rows * num_heads * head_dim)));
+  ASSIGN_OR_RECORD(run, name, k, run.Input(rows, num_kv_heads * head_dim, Random(rng, rows * num_kv_heads * head_dim)));
+  ASSIGN_OR_RECORD(run, name, v, run.Input(rows, num_kv_heads * head_dim, Random(rng, rows * num_kv_heads * head_dim)));
+  ASSIGN_OR_RECORD(run, name, out, run.Input(rows, num_heads * head_dim, {}));
+  const AttentionSequence ref_seq{rf->get(), 0, rows, 500};
+  const AttentionSequence cand_seq{cf->get(), 0, rows, 500};
+  run.ref().Attention(q.ref.view, k.ref.view, v.ref.view, layer, {&ref_seq, 1}, num_heads, num_kv_heads, head_dim, out.ref.view);
+  run.cand().Attention(q.cand.view, k.cand.view, v.cand.view, layer, {&cand_seq, 1}, num_heads, num_kv_heads, head_dim, out.cand.view);
+  run.Finish(name, out);
+}
+
+int32_t ArgMax(const float* v, int64_t n) {
+  return static_cast<int32_t>(std::max_element(v, v + n) - v);
+}
+
+// Gap between the largest logit and the logit of `other`.
+float Margin(const float* v, int64_t n, int32_t other) { return v[ArgMax(v, n)] - v[other]; }
+
+}  // namespace
+
+std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
+                                         const CheckOptions& options) {
+  std::vector<CheckResult> results;
+  std::mt19937 rng(static_cast<uint32_t>(options.seed));
+  OpRunner run(reference, candidate, options.tolerance, &results);
+  for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32, DType::kQ8_0}) {
+    CheckMatMul(run, rng, dtype, 1, 2048, 1024, false);   // decode
+    CheckMatMul(run, rng, dtype, 17, 1000, 512, true);    // verification block, accumulate
+    CheckMatMul(run, rng, dtype, 64, 384, 256, false);
+    CheckMatMul(run, rng, dtype, 130, 333, 128, true);    // prefill, odd n
+  }
+  CheckElementwise(run, rng);
+  CheckAttention(run, rng, 8, 2, 64);
+  CheckAttention(run, rng, 4, 4, 128);
+  return results;
+}
+
+std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
+                                    const LlamaConfig& config, const WeightSource& weights,
+                                    const CheckOptions& options) {
+  std::vector<CheckResult> results;
+  const std::string base = absl::StrCat("model ", config.hidden_size, "x", config.num_layers);
+  auto ref_model = ModelSlice::Create(config, weights, {}, &reference);
+  auto cand_model = ModelSlice::Create(config, weights, {}, &candidate);
+  if (!ref_model.ok()) return {Failure(base, ref_model.status())};
+  if (!cand_model.ok()) return {Failure(base, cand_model.status())};
+  std::mt19937 rng(static_cast<uint32_t>(options.seed));
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
+  const std::vector<int64_t> prompt_lengths = {5, 33, 70};
+  std::vector<std::unique_ptr<KvCache>> ref_caches, cand_caches;
+  for (size_t s = 0; s < prompt_lengths.size(); ++s) {
+    auto r = (*ref_model)->NewKvCache(256);
+    auto c = (*cand_model)->NewKvCache(256);
+    if (!r.ok()) return {Failure(base, r.status())};
+    if (!c.ok()) return {Failure(base, c.status())};
+    ref_caches.push_back(std::move(*r));
+    cand_caches.push_back(std::move(*c));
+  }
+  // Steps: prefill all; decode 1 each; verify 9 / decode 1 / decode 1; roll the first back by 5 and
+  // continue it with 3.
+  struct Step {
+    std::string name;
+    std::vector<int64_t> tokens;
+    ForwardBatch::Outputs outputs;
+    int64_t truncate_first = 0;
+  };
+  const std::vector<Step> steps = {
+      {"prefill", prompt_lengths, ForwardBatch::Outputs::kAll},
+      {"decode", {1, 1, 1}, ForwardBatch::Outputs::kLastOfEachSequence},
+      {"verify block", {9, 1, 1}, ForwardBatch::Outputs::kAll},
+      {"after rollback", {3, 1, 1}, ForwardBatch::Outputs::kAll, 5},
+  };
+  for (const Step& step : steps) {
+    const std::string name = absl::StrCat(base, " ", step.name);
+    if (step.truncate_first > 0) {
+      const int64_t n = ref_caches[0]->length() - step.truncate_first;
+      if (auto s = ref_caches[0]->Truncate(n); !s.ok()) return {Failure(name, s)};
+      if (auto s = cand_caches[0]->Truncate(n); !s.ok()) return {Failure(name, s)};
+    }
+    ForwardBatch ref_batch, cand_batch;
+    std::vector<int32_t> ids;
+    for (size_t s = 0; s < step.tokens.size(); ++s) {
+      ref_batch.sequences.push_back({ref_caches[s].get(), step.tokens[s]});
+      cand_batch.sequences.push_back({cand_caches[s].get(), step.tokens[s]});
+      for (int64_t i = 0; i < step.tokens[s]; ++i) ids.push_back(token(rng));
+    }
+    ref_batch.token_ids = cand_batch.token_ids = ids;
+    ref_batch.outputs = cand_batch.outputs = step.outputs;
+    ForwardResult ref_out, cand_out;
+    if (auto s = (*ref_model)->Forward(ref_batch, &ref_out); !s.ok()) return {Failure(name, s)};
+    if (auto s = (*cand_model)->Forward(cand_batch, &cand_out); !s.ok()) {
+      results.push_back(Failure(name, s));
+      return results;
+    }
+    CheckResult logits = Compare(name + " logits", ref_out.logits, cand_out.logits, options.tolerance);
+    int64_t agree = 0;
+    const int64_t rows = static_cast<int64_t>(ref_out.output_rows.size());
+    for (int64_t r = 0; r < rows && logits.relative_error < 1e30; ++r) {
+      agree += ArgMax(&ref_out.logits[r * config.vocab_size], config.vocab_size) ==
+               ArgMax(&cand_out.logits[r * config.vocab_size], config.vocab_size);
+    }
+    if (logits.detail.empty()) logits.detail = absl::StrCat("argmax agrees on ", agree, "/", rows, " rows");
+    results.push_back(logits);
+    results.push_back(Compare(name + " hidden", ref_out.hidden, cand_out.hidden, options.tolerance));
+  }
+
+  // Greedy generation from a fresh prompt, one token per step.
+  const std::string name = base + " greedy generation";
+  auto rc = (*ref_model)->NewKvCache(256);
+  auto cc = (*cand_model)->NewKvCache(256);
+  if (!rc.ok() || !cc.ok()) return results;
+  std::vector<int32_t> next = {1, 42 % static_cast<int32_t>(config.vocab_size), 7, 3};
+  CheckResult greedy;
+  greedy.name = name;
+  greedy.passed = true;
+  int64_t equal = 0;
+  for (int64_t step = 0; step < options.greedy_tokens; ++step) {
+    ForwardBatch rb, cb;
+    rb.sequences = {{rc->get(), static_cast<int64_t>(next.size())}};
+    cb.sequences = {{cc->get(), static_cast<int64_t>(next.size())}};
+    rb.token_ids = cb.token_ids = next;
+    rb.outputs = cb.outputs = ForwardBatch::Outputs::kLastOfEachSequence;
+    ForwardResult ro, co;
+    if (auto s = (*ref_model)->Forward(rb, &ro); !s.ok()) return results;
+    if (auto s = (*cand_model)->Forward(cb, &co); !s.ok()) {
+      results.push_back(Failure(name, s));
+      return results;
+    }
+    const int32_t ref_token = ArgMax(ro.logits.data(), config.vocab_size);
+    const int32_t cand_token = ArgMax(co.logits.data(), config.vocab_size);
+    if (ref_token != cand_token) {
+      const float margin = Margin(ro.logits.data(), config.vocab_size, cand_token);
+      greedy.passed = margin < options.greedy_tie_margin;
+      greedy.detail = absl::StrFormat("token %d differs (%d vs %d) at a reference margin of %.4f%s",
+                                      step, cand_token, ref_token, margin,
+                                      greedy.passed ? " (a near-tie)" : "");
+      break;
+    }
+    ++equal;
+    next = {ref_token};
+  }
+  if (greedy.detail.empty()) greedy.detail = absl::StrCat(equal, " tokens identical");
+  greedy.tolerance = options.greedy_tie_margin;
+  results.push_back(greedy);
+  return results;
+}
+
+}  // namespace verdict::engine

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA backend: the engine's Backend interface (engine/backend.h) on one NVIDIA GPU.
+//   - Weights live on the device as bf16 (default), f16 or f32 (q8_0 and other checkpoint dtypes are
+//     converted once at upload); norms and biases as f32. Activations stay f32 between ops.
+//   - Matrix products go through cuBLASLt with 16-bit inputs and f32 accumulation and output (the
+//     activation is rounded to the weight dtype first). For each new (m, n, k) with m <= 64 (decode
+//     and verification shapes) the candidate algorithms are timed once and the fastest is cached.
+//   - The KV cache is paged: fixed-size blocks from one pool per cache shape, a block table per
+//     sequence, blocks taken as a sequence grows and returned when its cache is destroyed;
+//     truncation stays a metadata operation (engine/kv_cache.h).
+//   - Memory comes from a caching device pool, small per-op metadata (token ids, positions, sequence
+//     descriptors) from per-step arenas, host copies go through pinned staging buffers: after the
+//     first steps of a shape nothing is allocated on the hot path.
+//   - Everything is enqueued on one stream; results reach host memory at Synchronize().
+// A backend belongs to one engine thread (it makes its device current on every call).
+//
+// This header has no CUDA dependency: without a CUDA toolkit at build time (VERDICT_CUDA=OFF)
+// CreateCudaBackend returns kUnimplemented and CudaDeviceCount() is 0.
+#ifndef VERDICT_ENGINE_CUDA_CUDA_BACKEND_H_
+#define VERDICT_ENGINE_CUDA_CUDA_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/dtype.h"
+
+namespace verdict::engine {
+
+struct CudaBackendOptions {
+  int device = 0;
+  // Storage of weight matrices: kBF16 (default), kF16 or kF32 (exact reference mode: f32 products
+  // without TF32 and an f32 KV cache; for checks, not for speed).
+  DType weight_dtype = DType::kBF16;
+  // Time cuBLASLt's candidate algorithms for skinny shapes (m <= 64) at first use.
+  bool autotune_matmul = true;
+  // Positions per KV block.
+  int64_t kv_block_positions = 16;
+};
+
+// True when this build contains the CUDA backend.
+bool CudaBackendCompiled();
+
+// Number of usable CUDA devices; 0 when there is no GPU, no driver, or any error (the error text,
+// if any, is stored in *why when why != nullptr).
+int CudaDeviceCount(std::string* why = nullptr);
+
+// A one-line description of device `device` (name, memory, SMs, compute capability, driver).
+absl::StatusOr<std::string> CudaDeviceDescription(int device);
+
+// Errors: kUnimplemented without CUDA support in the build, kFailedPrecondition when the device
+// does not exist or cannot be initialised, kInvalidArgument for an unsupported weight dtype.
+absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options);
+
+// Statistics a CUDA backend reports (for benchmarks and the admin endpoint); zeros elsewhere.
+struct CudaBackendStats {
+  size_t device_bytes_reserved = 0;  // held by the caching pool (in use + cached)
+  size_t device_bytes_in_use = 0;
+  int64_t kv_blocks_in_use = 0;
+  int64_t kv_blocks_total = 0;
+  int64_t matmul_shapes_tuned = 0;
+};
+CudaBackendStats GetCudaBackendStats(const Backend& backend);
+
+// Creates a backend by device name: "cpu" or "cuda" / "cuda:N" (N = device index).
+// `cpu_threads` applies to "cpu" (0: all hardware threads).
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(const std::string& device,
+                                                                int cpu_threads);
+
+}  // namespace verdict::engine
+
+#endif  // VERDICT_ENGINE_CUDA_CUDA_BACKEND_H_

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+// The CUDA backend against the CPU backend (op by op, whole fixture models) and against the
+// Hugging Face transformers logits stored with the fixtures. Inputs are fresh random values each run
+// (the seed is printed); outputs are poisoned before each op. Without a GPU the GPU tests skip with
+// the reason (any error from cudaGetDeviceCount means no GPU); the CPU-side tests run everywhere.
+#include "engine/cuda/cuda_backend.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/testing/status_matchers.h"
+#include "engine/cuda/backend_checks.h"
+#include "engine/io/safetensors.h"
+#include "engine/model.h"
+#include "engine/model_loader.h"
+#include "engine/random_weights.h"
+#include "gtest/gtest.h"
+
+namespace verdict::engine {
+namespace {
+
+const std::string kFixtures = std::string(VERDICT_SOURCE_DIR) + "/tests/fixtures/models/";
+
+uint64_t FreshSeed() {
+  const uint64_t seed = std::random_device{}();
+  std::printf("random seed for this run: %llu\n", static_cast<unsigned long long>(seed));
+  return seed;
+}
+
+void ExpectAllPassed(const std::vector<CheckResult>& results) {
+  ASSERT_FALSE(results.empty());
+  for (const CheckResult& r : results) {
+    std::printf("  %-60s rel.err %.3g (tol %.1g) %s %s\n", r.name.c_str(), r.relative_error,
+                r.tolerance, r.passed ? "ok" : "FAIL", r.detail.c_str());
+    EXPECT_TRUE(r.passed) << r.name << ": relative error " << r.relative_error << " > "
+                          << r.tolerance << " " << r.detail;
+  }
+}
+
+// ---- everywhere ------------------------------------------------------------------------------
+
+// The comparison harness itself, CPU against CPU (different thread counts): it must pass at a tight
+// tolerance, so a GPU failure means the GPU differs, not that the harness is broken.
+TEST(BackendChecksTest, CpuAgainstCpuPasses) {
+  auto a = CreateCpuBackend({1});
+  auto b = CreateCpuBackend({2});
+  CheckOptions options;
+  options.seed = FreshSeed();
+  options.tolerance = 1e-5;
+  ExpectAllPassed(CheckBackendOps(*a, *b, options));
+}
+
+TEST(BackendFactoryTest, NamesDevices) {
+  ASSERT_OK_AND_ASSIGN(auto cpu, CreateBackendForDevice("cpu", 1));
+  EXPECT_EQ(cpu->name(), "cpu");
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "cudax"}) {
+    auto b = CreateBackendForDevice(bad, 1);
+    EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(b.status().message().find(bad), std::string::npos) << b.status();
+  }
+}
+
+TEST(CudaBackendTest, MissingDeviceIsAClearError) {
+  CudaBackendOptions options;
+  options.device = 99;
+  auto backend = CreateCudaBackend(options);
+  ASSERT_FALSE(backend.ok());
+  if (CudaBackendCompiled()) {
+    EXPECT_EQ(backend.status().code(), absl::StatusCode::kFailedPrecondition) << backend.status();
+    EXPECT_NE(backend.status().message().find("CUDA device 99"), std::string::npos);
+  } else {
+    EXPECT_EQ(backend.status().code(), absl::StatusCode::kUnimplemented);
+  }
+  options.device = 0;
+  options.weight_dtype = DType::kQ8_0;
+  EXPECT_FALSE(CreateCudaBackend(options).ok());
+}
+
+// ---- on a GPU --------------------------------------------------------------------------------
+
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no CUDA GPU: " << why;
+    std::printf("%s\n", CudaDeviceDescription(0).value_or("?").c_str());
+    cpu_ = CreateCpuBackend({0});
+  }
+  std::unique_ptr<Backend> Cuda(DType weights) {
+    CudaBackendOptions options;
+    options.weight_dtype = weights;
+    auto backend = CreateCudaBackend(options);
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    return backend.ok() ? std::move(*backend) : nullptr;
+  }
+  std::unique_ptr<Backend> cpu_;
+};
+
+TEST_F(GpuTest, OpsMatchCpuWithBf16Weights) {
+  auto cuda = Cuda(DType::kBF16);
+  ASSERT_NE(cuda, nullptr);
+  CheckOptions options;
+  options.seed = FreshSeed();
+  options.tolerance = 1e-2;
+  ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
+}
+
+TEST_F(GpuTest, OpsMatchCpuWithF16Weights) {
+  auto cuda = Cuda(DType::kF16);
+  ASSERT_NE(cuda, nullptr);
+  CheckOptions options;
+  options.seed = FreshSeed();
+  options.tolerance = 1e-2;
+  ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
+}
+
+// f32 storage: only summation order differs from the CPU (16-bit checkpoint weights are widened
+// exactly; q8_0 is dequantised to f32 exactly).
+TEST_F(GpuTest, OpsMatchCpuInF32Mode) {
+  auto cuda = Cuda(DType::kF32);
+  ASSERT_NE(cuda, nullptr);
+  CheckOptions options;
+  options.seed = FreshSeed();
+  options.tolerance = 1e-4;
+  ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
+}
+
+TEST_F(GpuTest, FixtureModelsMatchCpu) {
+  for (const char* fixture : {"llama3_gqa", "llama2_mha", "odd_tied", "llama3_gqa/llama3_gqa-q8_0.gguf"}) {
+    ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + fixture));
+    for (DType dtype : {DType::kF32, DType::kBF16}) {
+      SCOPED_TRACE(absl::StrCat(fixture, " ", DTypeName(dtype)));
+      auto cuda = Cuda(dtype);
+      ASSERT_NE(cuda, nullptr);
+      CheckOptions options;
+      options.seed = FreshSeed();
+      options.tolerance = dtype == DType::kF32 ? 1e-4 : 1e-2;
+      std::printf("%s, %s weights:\n", fixture, std::string(DTypeName(dtype)).c_str());
+      ExpectAllPassed(CheckModel(*cpu_, *cuda, model.config, *model.weights, options));
+    }
+  }
+}
+
+// Independent reference: the transformers logits committed with the fixtures.
+TEST_F(GpuTest, FixtureLogitsMatchTransformers) {
+  for (const char* fixture : {"llama3_gqa", "llama2_mha", "odd_tied"}) {
+    ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + fixture));
+    ASSERT_OK_AND_ASSIGN(auto reference, OpenSafetensors(kFixtures + fixture + "/reference.safetensors"));
+    for (DType dtype : {DType::kF32, DType::kBF16}) {
+      auto cuda = Cuda(dtype);
+      ASSERT_NE(cuda, nullptr);
+      ASSERT_OK_AND_ASSIGN(auto slice, ModelSlice::Create(model.config, *model.weights, {}, cuda.get()));
+      for (int i = 0; i < 3; ++i) {
+        const WeightTensor* tokens_t = reference->Find("tokens_" + std::to_string(i));
+        const WeightTensor* logits_t = reference->Find("logits_" + std::to_string(i));
+        ASSERT_NE(tokens_t, nullptr);
+        ASSERT_NE(logits_t, nullptr);
+        const auto* tp = reinterpret_cast<const int32_t*>(tokens_t->data);
+        std::vector<int32_t> tokens(tp, tp + tokens_t->num_elements());
+        const auto* lp = reinterpret_cast<const float*>(logits_t->data);
+        std::vector<float> expected(lp, lp + logits_t->num_elements());
+        ASSERT_OK_AND_ASSIGN(auto cache, slice->NewKvCache(static_cast<int64_t>(tokens.size())));
+        ForwardBatch batch;
+        batch.sequences = {{cache.get(), static_cast<int64_t>(tokens.size())}};
+        batch.token_ids = tokens;
+        ForwardResult result;
+        ASSERT_OK(slice->Forward(batch, &result));
+        double max_diff = 0, max_ref = 0;
+        for (size_t j = 0; j < expected.size(); ++j) {
+          ASSERT_TRUE(std::isfinite(result.logits[j]));
+          max_diff = std::max(max_diff, std::fabs(double{result.logits[j]} - expected[j]));
+          max_ref = std::max(max_ref, std::fabs(double{expected[j]}));
+        }
+        const double tolerance = dtype == DType::kF32 ? 1e-4 : 1e-2;
+        std::printf("  %s %s sequence %d: relative error vs transformers %.3g\n", fixture,
+                    std::string(DTypeName(dtype)).c_str(), i, max_diff / max_ref);
+        EXPECT_LE(max_diff / max_ref, tolerance) << fixture << " " << DTypeName(dtype) << " sequence " << i;
+      }
+    }
+  }
+}
+
+// Steady-state decoding allocates nothing: the pool's reservation is flat after a warm-up step,
+// and destroyed caches give every KV block back.
+TEST_F(GpuTest, DecodeStepsDoNotGrowMemory) {
+  auto cuda = Cuda(DType::kBF16);
+  ASSERT_NE(cuda, nullptr);
+  ASSERT_OK_AND_ASSIGN(LlamaConfig config, PresetConfig("tiny"));
+  ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kBF16, 3));
+  ASSERT_OK_AND_ASSIGN(auto slice, ModelSlice::Create(config, *weights, {}, cuda.get()));
+  {
+    std::vector<std::unique_ptr<KvCache>> caches;
+    for (int s = 0; s < 4; ++s) {
+      ASSERT_OK_AND_ASSIGN(auto c, slice->NewKvCache(1024));
+      caches.push_back(std::move(c));
+    }
+    auto step = [&](int64_t tokens) {
+      ForwardBatch batch;
+      std::vector<int32_t> ids;
+      for (auto& c : caches) {
+        batch.sequences.push_back({c.get(), tokens});
+        for (int64_t i = 0; i < tokens; ++i) ids.push_back(static_cast<int32_t>(ids.size() % 100));
+      }
+      batch.token_ids = ids;
+      batch.outputs = ForwardBatch::Outputs::kLastOfEachSequence;
+      ForwardResult result;
+      return slice->Forward(batch, &result);
+    };
+    ASSERT_OK(step(100));  // prefill
+    ASSERT_OK(step(1));    // warm-up decode
+    // Warm up every block the next steps will need so only transient allocations could grow.
+    const CudaBackendStats before = GetCudaBackendStats(*cuda);
+    for (int i = 0; i < 12; ++i) ASSERT_OK(step(1));  // stays within the 8th block of 16 positions
+    const CudaBackendStats after = GetCudaBackendStats(*cuda);
+    EXPECT_EQ(after.device_bytes_reserved, before.device_bytes_reserved);
+    EXPECT_GT(after.kv_blocks_in_use, 0);
+  }
+  EXPECT_EQ(GetCudaBackendStats(*cuda).kv_blocks_in_use, 0);
+}
+
+TEST_F(GpuTest, UnsupportedHeadDimIsRejected) {
+  auto cuda = Cuda(DType::kBF16);
+  ASSERT_NE(cuda, nullptr);
+  auto kv = cuda->AllocateKv(KvShape{1, 1, 512}, 16);
+  EXPECT_EQ(kv.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace verdict::engine

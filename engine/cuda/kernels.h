@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+// Launchers of the CUDA backend's own kernels (internal to engine/cuda; definitions in kernels.cu).
+// Every pointer is device memory; every launcher enqueues on `stream` and returns at once. The
+// per-element math comes from engine/kernels/op_math.h and engine/cuda/attention_math.h, shared
+// with the CPU backend and the CPU tests; only launch geometry and reductions live in kernels.cu.
+#ifndef VERDICT_ENGINE_CUDA_KERNELS_H_
+#define VERDICT_ENGINE_CUDA_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "engine/cuda/attention_math.h"
+#include "engine/dtype.h"
+
+namespace verdict::engine::cuda {
+
+// Storage type of the KV cache and of 16-bit matrix operands.
+enum class StorageType : uint8_t { kF32, kBF16, kF16 };
+
+// out[r, :] = x[r, :] rounded to `type` (out is contiguous [rows, cols]).
+void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
+                       StorageType type, void* out, cudaStream_t stream);
+// out[i, :] = table[ids[i], :] as f32.
+void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_t* ids, int64_t n,
+                 float* out, int64_t out_stride, cudaStream_t stream);
+// out = rms_norm(x) * w.
+void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
+                   float eps, float* out, int64_t out_stride, cudaStream_t stream);
+// x[r, :] += bias.
+void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
+                   cudaStream_t stream);
+// y += x.
+void LaunchAdd(const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t rows,
+               int64_t cols, cudaStream_t stream);
+// out = silu(gate) * up.
+void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
+                   float* out, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream);
+// dst[i, :] = src[rows[i], :].
+void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,
+                      int64_t n, float* dst, int64_t dst_stride, cudaStream_t stream);
+// Rotary embedding in place on `num_heads` heads per row.
+void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,
+                const int32_t* positions, const float* inv_freq, bool interleaved,
+                cudaStream_t stream);
+
+// One sequence of an attention batch, as the kernels see it.
+struct DeviceSequence {
+  const uint64_t* block_table = nullptr;  // device addresses of the sequence's KV blocks
+  int32_t row_begin = 0;
+  int32_t num_tokens = 0;
+  int32_t start_pos = 0;
+  int32_t unused = 0;
+};
+
+struct AttentionLaunch {
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  const float* k = nullptr;
+  int64_t k_stride = 0;
+  const float* v = nullptr;
+  int64_t v_stride = 0;
+  float* out = nullptr;
+  int64_t out_stride = 0;
+  int64_t rows = 0;
+  const int32_t* row_sequence = nullptr;   // [rows] index into sequences
+  const DeviceSequence* sequences = nullptr;
+  cuda_math::KvBlockLayout layout;
+  StorageType kv_type = StorageType::kBF16;
+  int64_t layer = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t max_context = 0;  // longest key range of any row
+  // Scratch for the flash-decoding partials: room for partial_rows * num_heads * num_splits
+  // entries of (head_dim + 2) floats.
+  float* partials = nullptr;
+  int64_t partial_rows = 0;  // rows processed per launch of the split kernel
+  int64_t split_positions = 0;
+  int64_t num_splits = 0;
+};
+
+// Writes the rows' keys/values into the paged cache, then computes causal GQA attention.
+void LaunchAttention(const AttentionLaunch& a, cudaStream_t stream);
+
+// Largest head_dim the attention kernels support.
+inline constexpr int64_t kMaxAttentionHeadDim = 256;
+
+}  // namespace verdict::engine::cuda
+
+#endif  // VERDICT_ENGINE_CUDA_KERNELS_H_

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// out[m, n] (+)= x[m, k] . w[n, k]^T through cuBLASLt (internal to engine/cuda).
+// Operands: w is the weight as stored on the device (bf16, f16 or f32, row-major [n, k]); x is the
+// activation already in the same type (row-major, leading dimension ldx); out is f32 row-major with
+// leading dimension ldout. Accumulation is f32 (no TF32 for f32 operands).
+// The algorithm for each shape comes from cuBLASLt's heuristic; for m <= kTuneMaxRows the top
+// candidates are timed once on the stream and the fastest is cached (decode and verification run the
+// same few shapes millions of times). Not thread-safe: owned by the backend's engine thread.
+#ifndef VERDICT_ENGINE_CUDA_LT_MATMUL_H_
+#define VERDICT_ENGINE_CUDA_LT_MATMUL_H_
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "absl/status/status.h"
+#include "engine/cuda/device_memory.h"
+#include "engine/cuda/kernels.h"
+
+namespace verdict::engine::cuda {
+
+class LtMatMul {
+ public:
+  static constexpr int64_t kTuneMaxRows = 64;
+
+  // `pool` provides the workspace and tuning scratch; it must outlive this object.
+  static absl::StatusOr<std::unique_ptr<LtMatMul>> Create(DevicePool* pool, cudaStream_t stream,
+                                                          bool autotune);
+  ~LtMatMul();
+
+  absl::Status Run(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
+                   int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate);
+
+  int64_t shapes_tuned() const { return shapes_tuned_; }
+
+ private:
+  struct Plan {
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo;
+    bool has_algo = false;
+  };
+  // (m, n, k, ldx, ldout, operand type)
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+
+  LtMatMul(DevicePool* pool, cudaStream_t stream, bool autotune)
+      : pool_(pool), stream_(stream), autotune_(autotune) {}
+  absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w);
+  absl::Status Tune(Plan* plan, cublasLtMatmulDesc_t desc,
+                    const cublasLtMatmulHeuristicResult_t* candidates, int count, const void* x,
+                    const void* w, int64_t m, int64_t n);
+  cublasLtMatmulDesc_t Desc(StorageType type) const {
+    return type == StorageType::kF32 ? desc_f32_ : desc_16_;
+  }
+
+  DevicePool* pool_;
+  cudaStream_t stream_;
+  bool autotune_;
+  cublasLtHandle_t handle_ = nullptr;
+  cublasLtMatmulDesc_t desc_16_ = nullptr;   // bf16/f16 operands, f32 compute
+  cublasLtMatmulDesc_t desc_f32_ = nullptr;  // f32 operands, f32 compute (no TF32)
+  cublasLtMatmulPreference_t preference_ = nullptr;
+  std::unique_ptr<PoolAllocation> workspace_;
+  std::map<Key, Plan> plans_;
+  int64_t shapes_tuned_ = 0;
+};
+
+}  // namespace verdict::engine::cuda
+
+#endif  // VERDICT_ENGINE_CUDA_LT_MATMUL_H_
