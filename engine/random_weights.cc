@@ -136,6 +136,11 @@ absl::StatusOr<LlamaConfig> PresetConfig(const std::string& name) {
     c.llama3_rope_scaling.factor = 8.0f;
     return c;
   }
+  if (name == "llama-3.1-70b") {
+    LlamaConfig c = Llama(8192, 28672, 80, 64, 8, 128256, false);
+    c.llama3_rope_scaling.factor = 8.0f;
+    return c;
+  }
   if (name == "tiny") {
     LlamaConfig c = Llama(256, 768, 4, 8, 4, 4096, false);
     c.max_position_embeddings = 4096;
@@ -143,7 +148,7 @@ absl::StatusOr<LlamaConfig> PresetConfig(const std::string& name) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown model preset '", name, "'; known: ",
-      absl::StrJoin({"llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "tiny"}, ", ")));
+      absl::StrJoin({"llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b", "tiny"}, ", ")));
 }
 
 absl::StatusOr<std::unique_ptr<WeightSource>> CreateRandomWeights(const LlamaConfig& c, DType dtype,

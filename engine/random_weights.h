@@ -13,7 +13,8 @@
 
 namespace verdict::engine {
 
-// Named architectures: "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "tiny" (a few MB).
+// Named architectures: "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b" (for
+// benchmarks of a layer slice: set num_layers lower), "tiny" (a few MB).
 // Errors: kInvalidArgument for an unknown name (the message lists the known ones).
 absl::StatusOr<LlamaConfig> PresetConfig(const std::string& name);
 

@@ -432,11 +432,14 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
   if (!cand_model.ok()) return {Failure(base, cand_model.status())};
   std::mt19937 rng(static_cast<uint32_t>(options.seed));
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
-  const std::vector<int64_t> prompt_lengths = {5, 33, 70};
+  // Sized to fit small fixtures' context (64 positions and up).
+  const int64_t capacity = std::min<int64_t>(256, config.max_position_embeddings);
+  const std::vector<int64_t> prompt_lengths = {5, std::min<int64_t>(33, capacity / 4),
+                                               std::min<int64_t>(70, capacity / 2)};
   std::vector<std::unique_ptr<KvCache>> ref_caches, cand_caches;
   for (size_t s = 0; s < prompt_lengths.size(); ++s) {
-    auto r = (*ref_model)->NewKvCache(256);
-    auto c = (*cand_model)->NewKvCache(256);
+    auto r = (*ref_model)->NewKvCache(capacity);
+    auto c = (*cand_model)->NewKvCache(capacity);
     if (!r.ok()) return {Failure(base, r.status())};
     if (!c.ok()) return {Failure(base, c.status())};
     ref_caches.push_back(std::move(*r));
@@ -492,15 +495,16 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
 
   // Greedy generation from a fresh prompt, one token per step.
   const std::string name = base + " greedy generation";
-  auto rc = (*ref_model)->NewKvCache(256);
-  auto cc = (*cand_model)->NewKvCache(256);
+  auto rc = (*ref_model)->NewKvCache(capacity);
+  auto cc = (*cand_model)->NewKvCache(capacity);
   if (!rc.ok() || !cc.ok()) return results;
   std::vector<int32_t> next = {1, 42 % static_cast<int32_t>(config.vocab_size), 7, 3};
   CheckResult greedy;
   greedy.name = name;
   greedy.passed = true;
   int64_t equal = 0;
-  for (int64_t step = 0; step < options.greedy_tokens; ++step) {
+  const int64_t greedy_tokens = std::min<int64_t>(options.greedy_tokens, capacity - 4);
+  for (int64_t step = 0; step < greedy_tokens; ++step) {
     ForwardBatch rb, cb;
     rb.sequences = {{rc->get(), static_cast<int64_t>(next.size())}};
     cb.sequences = {{cc->get(), static_cast<int64_t>(next.size())}};

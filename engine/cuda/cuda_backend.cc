@@ -181,7 +181,7 @@ class CudaBackend final : public Backend {
   }
 
   void CopyToDevice(const float* host, TensorView dst) override {
-    if (!Begin()) return;
+    if (!Begin() || dst.rows * dst.cols == 0) return;
     const size_t row_bytes = dst.cols * sizeof(float);
     void* staged = Staging(row_bytes * dst.rows);
     if (staged == nullptr) return;
@@ -192,7 +192,7 @@ class CudaBackend final : public Backend {
   }
 
   void CopyToHost(TensorView src, float* host) override {
-    if (!Begin()) return;
+    if (!Begin() || src.rows * src.cols == 0) return;
     const size_t row_bytes = src.cols * sizeof(float);
     void* staged = Staging(row_bytes * src.rows);
     if (staged == nullptr) return;
@@ -412,7 +412,10 @@ class CudaBackend final : public Backend {
   // same bytes uploaded earlier in the step (every layer repeats positions and descriptors) are
   // reused instead of copied again.
   const void* Upload(const void* data, size_t bytes) {
-    if (bytes == 0) bytes = 1;
+    if (bytes == 0) {  // an empty span: any valid device address will do
+      absl::StatusOr<void*> device = meta_.Allocate(1);
+      return Fail(device.status()) ? *device : nullptr;
+    }
     for (const RecentUpload& u : recent_uploads_) {
       if (u.bytes == bytes && std::memcmp(u.pinned, data, bytes) == 0) return u.device;
     }
@@ -576,6 +579,38 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOpti
   auto backend = std::make_unique<CudaBackend>(options, stream);
   VERDICT_RETURN_IF_ERROR(backend->Init());
   return std::unique_ptr<Backend>(std::move(backend));
+}
+
+absl::StatusOr<double> MeasureCudaCopyBandwidth(int device) {
+  VERDICT_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device), "selecting the CUDA device"));
+  const size_t bytes = size_t{1} << 30;
+  void* src = nullptr;
+  void* dst = nullptr;
+  VERDICT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&src, bytes), "bandwidth buffer"));
+  if (absl::Status s = CudaStatus(cudaMalloc(&dst, bytes), "bandwidth buffer"); !s.ok()) {
+    cudaFree(src);
+    return s;
+  }
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  float best_ms = 1e30f;
+  absl::Status status = CudaStatus(cudaMemset(src, 1, bytes), "bandwidth buffer");
+  for (int run = 0; run < 6 && status.ok(); ++run) {
+    cudaEventRecord(start);
+    status = CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy");
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    if (run > 0) best_ms = std::min(best_ms, ms);  // the first run warms up
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(src);
+  cudaFree(dst);
+  if (!status.ok()) return status;
+  return 2.0 * bytes / (best_ms * 1e-3);
 }
 
 CudaBackendStats GetCudaBackendStats(const Backend& backend) {

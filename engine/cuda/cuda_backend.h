@@ -64,6 +64,10 @@ struct CudaBackendStats {
 };
 CudaBackendStats GetCudaBackendStats(const Backend& backend);
 
+// Device-to-device copy bandwidth of `device` in bytes per second, counting bytes read and written
+// (best of several 1 GiB copies): the memory floor of decoding is this / weight bytes per token.
+absl::StatusOr<double> MeasureCudaCopyBandwidth(int device);
+
 // Creates a backend by device name: "cpu" or "cuda" / "cuda:N" (N = device index).
 // `cpu_threads` applies to "cpu" (0: all hardware threads).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(const std::string& device,

@@ -20,6 +20,10 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOpti
       "this build of Verdict has no CUDA support: rebuild with the CUDA toolkit and VERDICT_CUDA=ON");
 }
 
+absl::StatusOr<double> MeasureCudaCopyBandwidth(int) {
+  return absl::UnimplementedError("this build of Verdict has no CUDA support");
+}
+
 CudaBackendStats GetCudaBackendStats(const Backend&) { return {}; }
 
 }  // namespace verdict::engine

@@ -51,13 +51,6 @@ absl::StatusOr<std::unique_ptr<LtMatMul>> LtMatMul::Create(DevicePool* pool, cud
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&mm->handle_), "cublasLtCreate"));
   VERDICT_ASSIGN_OR_RETURN(mm->desc_16_, MakeDesc());
   VERDICT_ASSIGN_OR_RETURN(mm->desc_f32_, MakeDesc());
-  VERDICT_RETURN_IF_ERROR(
-      CublasStatus(cublasLtMatmulPreferenceCreate(&mm->preference_), "preference"));
-  const uint64_t workspace = kWorkspaceBytes;
-  VERDICT_RETURN_IF_ERROR(CublasStatus(
-      cublasLtMatmulPreferenceSetAttribute(mm->preference_, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &workspace, sizeof(workspace)),
-      "workspace preference"));
   VERDICT_ASSIGN_OR_RETURN(mm->workspace_, pool->Allocate(kWorkspaceBytes));
   return mm;
 }
@@ -68,7 +61,6 @@ LtMatMul::~LtMatMul() {
     if (plan.b) cublasLtMatrixLayoutDestroy(plan.b);
     if (plan.d) cublasLtMatrixLayoutDestroy(plan.d);
   }
-  if (preference_) cublasLtMatmulPreferenceDestroy(preference_);
   if (desc_16_) cublasLtMatmulDescDestroy(desc_16_);
   if (desc_f32_) cublasLtMatmulDescDestroy(desc_f32_);
   if (handle_) cublasLtDestroy(handle_);
@@ -76,26 +68,51 @@ LtMatMul::~LtMatMul() {
 
 absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x, const void* w) {
   if (auto it = plans_.find(key); it != plans_.end()) return &it->second;
-  const auto [m, n, k, ldx, ldout, type_int] = key;
+  const auto [m, n, k, ldx, ldout, type_int, align_x, align_w, align_out] = key;
   const StorageType type = static_cast<StorageType>(type_int);
   Plan plan;
+  struct LayoutGuard {  // destroys the layouts unless the plan is stored
+    Plan* plan;
+    ~LayoutGuard() {
+      if (plan == nullptr) return;
+      if (plan->a) cublasLtMatrixLayoutDestroy(plan->a);
+      if (plan->b) cublasLtMatrixLayoutDestroy(plan->b);
+      if (plan->d) cublasLtMatrixLayoutDestroy(plan->d);
+    }
+  } guard{&plan};
   const cudaDataType_t operand = CudaType(type);
   // Column-major views: A = w as [k, n] (ld k), B = x as [k, m] (ld ldx), D = out as [n, m].
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtMatrixLayoutCreate(&plan.a, operand, k, n, k), "layout A"));
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtMatrixLayoutCreate(&plan.b, operand, k, m, ldx), "layout B"));
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtMatrixLayoutCreate(&plan.d, CUDA_R_32F, n, m, ldout), "layout D"));
+  cublasLtMatmulPreference_t preference = nullptr;
+  VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtMatmulPreferenceCreate(&preference), "preference"));
+  const uint64_t workspace = kWorkspaceBytes;
+  const uint32_t alignments[4] = {static_cast<uint32_t>(align_w), static_cast<uint32_t>(align_x),
+                                  static_cast<uint32_t>(align_out), static_cast<uint32_t>(align_out)};
+  cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                       &workspace, sizeof(workspace));
+  cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                       &alignments[0], sizeof(uint32_t));
+  cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                       &alignments[1], sizeof(uint32_t));
+  cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                       &alignments[2], sizeof(uint32_t));
+  cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                       &alignments[3], sizeof(uint32_t));
   cublasLtMatmulHeuristicResult_t results[kCandidates];
   int found = 0;
-  VERDICT_RETURN_IF_ERROR(CublasStatus(
-      cublasLtMatmulAlgoGetHeuristic(handle_, Desc(type), plan.a, plan.b, plan.d, plan.d,
-                                     preference_, kCandidates, results, &found),
-      absl::StrCat("no cuBLASLt algorithm for m=", m, " n=", n, " k=", k)));
+  const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(
+      handle_, Desc(type), plan.a, plan.b, plan.d, plan.d, preference, kCandidates, results, &found);
+  cublasLtMatmulPreferenceDestroy(preference);
+  VERDICT_RETURN_IF_ERROR(
+      CublasStatus(heuristic, absl::StrCat("no cuBLASLt algorithm for m=", m, " n=", n, " k=", k)));
   if (found == 0) {
     return absl::InvalidArgumentError(absl::StrCat("no cuBLASLt algorithm for m=", m, " n=", n, " k=", k));
   }
   Plan& stored = plans_[key] = plan;
+  guard.plan = nullptr;
   stored.algo = results[0].algo;
-  stored.has_algo = true;
   if (autotune_ && m <= kTuneMaxRows && found > 1) {
     VERDICT_RETURN_IF_ERROR(Tune(&stored, Desc(type), results, found, x, w, m, n));
   }
@@ -139,10 +156,17 @@ absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
   return CudaStatus(cudaGetLastError(), "tuning cuBLASLt algorithms");
 }
 
+int LtMatMul::Alignment(const void* p) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  int alignment = 256;
+  while (alignment > 1 && address % alignment != 0) alignment /= 2;
+  return alignment;
+}
+
 absl::Status LtMatMul::Run(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
                            int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate) {
   if (m == 0) return absl::OkStatus();
-  const Key key{m, n, k, ldx, ldout, static_cast<int>(type)};
+  const Key key{m, n, k, ldx, ldout, static_cast<int>(type), Alignment(x), Alignment(w), Alignment(out)};
   VERDICT_ASSIGN_OR_RETURN(Plan * plan, GetPlan(key, x, w));
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;

@@ -41,14 +41,15 @@ class LtMatMul {
   struct Plan {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo;
-    bool has_algo = false;
   };
-  // (m, n, k, ldx, ldout, operand type)
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+  // (m, n, k, ldx, ldout, operand type, alignment of x, of w, of out): cuBLASLt's heuristic assumes
+  // 256-byte aligned pointers unless told otherwise, and views into activation buffers need not be.
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int>;
 
   LtMatMul(DevicePool* pool, cudaStream_t stream, bool autotune)
       : pool_(pool), stream_(stream), autotune_(autotune) {}
   absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w);
+  static int Alignment(const void* p);
   absl::Status Tune(Plan* plan, cublasLtMatmulDesc_t desc,
                     const cublasLtMatmulHeuristicResult_t* candidates, int count, const void* x,
                     const void* w, int64_t m, int64_t n);
@@ -62,7 +63,6 @@ class LtMatMul {
   cublasLtHandle_t handle_ = nullptr;
   cublasLtMatmulDesc_t desc_16_ = nullptr;   // bf16/f16 operands, f32 compute
   cublasLtMatmulDesc_t desc_f32_ = nullptr;  // f32 operands, f32 compute (no TF32)
-  cublasLtMatmulPreference_t preference_ = nullptr;
   std::unique_ptr<PoolAllocation> workspace_;
   std::map<Key, Plan> plans_;
   int64_t shapes_tuned_ = 0;

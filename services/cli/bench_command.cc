@@ -14,10 +14,12 @@
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/random_weights.h"
 #include "nlohmann/json.hpp"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
+#include "services/cli/decode_bench.h"
 
 namespace verdict::cli {
 namespace {
@@ -31,15 +33,13 @@ struct BenchFlags {
   int64_t decode_tokens = 32;
   int repeats = 5;
   std::vector<int64_t> ks = {1, 2, 4, 8, 16, 32};
+  std::vector<int64_t> batches = {1};
+  std::string device = "cpu";
+  int64_t layers = 0;
   std::string json;
 };
 
 using Clock = std::chrono::steady_clock;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Bytes per second of memcpy over a buffer far larger than the caches, using `threads` threads
 // (each copies its own part), best of a few runs. Counts the bytes copied (read once, written once).
@@ -106,126 +106,115 @@ absl::StatusOr<engine::DType> ParseDType(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "'; use f32, f16, bf16 or q8_0"));
 }
 
+// Device index of "cuda" / "cuda:N" (already validated by CreateBackendForDevice).
+int CudaIndex(const std::string& device) {
+  return device.size() > 5 ? std::atoi(device.c_str() + 5) : 0;
+}
+
 absl::Status RunBench(const BenchFlags& flags) {
   if (flags.model.empty() == flags.random.empty()) {
     return absl::InvalidArgumentError("give exactly one of --model and --random");
   }
-  if (flags.prompt_tokens < 1 || flags.decode_tokens < 1 || flags.repeats < 1) {
-    return absl::InvalidArgumentError("--prompt-tokens, --decode-tokens and --repeats must be >= 1");
-  }
   const int threads = flags.threads > 0 ? flags.threads
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const bool on_cpu = flags.device == "cpu";
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
+                           engine::CreateBackendForDevice(flags.device, threads));
   std::unique_ptr<engine::WeightSource> random_weights;
   engine::LlamaConfig config;
   std::string label;
-  std::unique_ptr<engine::Backend> backend = engine::CreateCpuBackend({threads});
   std::unique_ptr<engine::ModelSlice> model;
   engine::LoadedModel loaded;
   if (!flags.random.empty()) {
     VERDICT_ASSIGN_OR_RETURN(config, engine::PresetConfig(flags.random));
+    if (flags.layers > 0) config.num_layers = std::min(config.num_layers, flags.layers);
     VERDICT_ASSIGN_OR_RETURN(engine::DType dtype, ParseDType(flags.dtype));
-    std::fprintf(stderr, "[bench] creating random %s weights in %s...\n", flags.random.c_str(),
-                 flags.dtype.c_str());
+    std::fprintf(stderr, "[bench] creating random %s weights (%lld layers) in %s...\n",
+                 flags.random.c_str(), (long long)config.num_layers, flags.dtype.c_str());
     VERDICT_ASSIGN_OR_RETURN(random_weights, engine::CreateRandomWeights(config, dtype, 1234));
-    VERDICT_ASSIGN_OR_RETURN(model, engine::ModelSlice::Create(config, *random_weights, {}, backend.get()));
-    label = absl::StrCat("random ", flags.random, " ", flags.dtype);
+    label = absl::StrCat("random ", flags.random, flags.layers > 0 ? absl::StrCat(" (", config.num_layers, " layers)") : "",
+                         " ", flags.dtype);
   } else {
     VERDICT_ASSIGN_OR_RETURN(loaded, engine::LoadModel(flags.model));
     config = loaded.config;
-    VERDICT_ASSIGN_OR_RETURN(model, engine::ModelSlice::Create(config, *loaded.weights, {}, backend.get()));
     label = loaded.path;
   }
-  const int64_t max_k = *std::max_element(flags.ks.begin(), flags.ks.end());
-  const int64_t capacity = flags.prompt_tokens + flags.decode_tokens + max_k + 2;
-  if (capacity > config.max_position_embeddings) {
-    return absl::InvalidArgumentError("the benchmark does not fit the model's context length");
-  }
-  VERDICT_ASSIGN_OR_RETURN(auto cache, model->NewKvCache(capacity));
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
-  auto random_ids = [&](int64_t n) {
-    std::vector<int32_t> ids(n);
-    for (auto& id : ids) id = token(rng);
-    return ids;
-  };
-  engine::ForwardResult result;
-  auto forward = [&](const std::vector<int32_t>& ids, engine::ForwardBatch::Outputs outputs) -> absl::StatusOr<double> {
-    engine::ForwardBatch batch;
-    batch.sequences = {{cache.get(), static_cast<int64_t>(ids.size())}};
-    batch.token_ids = ids;
-    batch.outputs = outputs;
-    const auto start = Clock::now();
-    VERDICT_RETURN_IF_ERROR(model->Forward(batch, &result));
-    return std::chrono::duration<double>(Clock::now() - start).count();
-  };
+  std::fprintf(stderr, "[bench] loading onto %s...\n", flags.device.c_str());
+  VERDICT_ASSIGN_OR_RETURN(model, engine::ModelSlice::Create(
+                                      config, random_weights ? *random_weights : *loaded.weights, {}, backend.get()));
+  // The GPU holds its own copy of the weights; the CPU backend reads the host tensors in place.
+  if (!on_cpu) random_weights.reset();
+  DecodeBenchOptions options;
+  options.prompt_tokens = flags.prompt_tokens;
+  options.decode_tokens = flags.decode_tokens;
+  options.repeats = flags.repeats;
+  options.batches = flags.batches;
+  options.ks = flags.ks;
+  VERDICT_ASSIGN_OR_RETURN(DecodeBenchResult r, RunDecodeBench(*model, options));
 
-  // Prefill (best of repeats; a warm-up run first).
-  std::vector<double> prefill_times;
-  for (int r = 0; r <= flags.repeats; ++r) {
-    VERDICT_RETURN_IF_ERROR(cache->Truncate(0));
-    VERDICT_ASSIGN_OR_RETURN(double s, forward(random_ids(flags.prompt_tokens),
-                                               engine::ForwardBatch::Outputs::kLastOfEachSequence));
-    if (r > 0) prefill_times.push_back(s);
+  std::string bandwidth_label;
+  double bandwidth = 0;
+  if (on_cpu) {
+    bandwidth = CopyBandwidth(threads);
+    bandwidth_label = "memcpy";
+  } else {
+    VERDICT_ASSIGN_OR_RETURN(bandwidth, engine::MeasureCudaCopyBandwidth(CudaIndex(flags.device)));
+    bandwidth_label = "device-to-device copy, bytes read + written";
   }
-  // Decode steps after the prompt.
-  std::vector<double> decode_times;
-  for (int64_t i = 0; i < flags.decode_tokens; ++i) {
-    VERDICT_ASSIGN_OR_RETURN(double s, forward(random_ids(1), engine::ForwardBatch::Outputs::kAll));
-    decode_times.push_back(s);
-  }
-  const double decode_step = Median(decode_times);
-  // Verification passes: k drafts + last committed token, then roll back (as speculation does).
-  struct VerifyRow { int64_t k; double seconds; double ratio; };
-  std::vector<VerifyRow> verify;
-  const int64_t base = cache->length();
-  for (int64_t k : flags.ks) {
-    std::vector<double> times;
-    for (int r = 0; r < flags.repeats; ++r) {
-      VERDICT_ASSIGN_OR_RETURN(double s, forward(random_ids(k + 1), engine::ForwardBatch::Outputs::kAll));
-      VERDICT_RETURN_IF_ERROR(cache->Truncate(base));
-      times.push_back(s);
-    }
-    const double t = Median(times);
-    verify.push_back({k, t, t / decode_step});
-  }
-  const double copy_bw = CopyBandwidth(threads);
-  const double read_bw = ReadBandwidth(threads);
   const double streamed = static_cast<double>(model->streamed_weight_bytes());
-  const double floor_tok_s = copy_bw / streamed;
-  const double decode_tok_s = 1.0 / decode_step;
-  const double prefill_tok_s = flags.prompt_tokens / Median(prefill_times);
-
-  std::printf("model: %s, %d thread(s), %.3f B parameters, %.2f GB streamed per decode step\n",
-              label.c_str(), threads, model->num_parameters() / 1e9, streamed / 1e9);
-  std::printf("prefill (%lld tokens):  %9.1f tok/s\n", (long long)flags.prompt_tokens, prefill_tok_s);
-  std::printf("decode:                %9.2f tok/s (%.2f ms/step, median of %lld)\n", decode_tok_s,
-              decode_step * 1e3, (long long)flags.decode_tokens);
-  std::printf("memory floor:          %9.2f tok/s (copy bandwidth %.2f GB/s); decode at %.0f%% of floor\n",
-              floor_tok_s, copy_bw / 1e9, 100.0 * decode_tok_s / floor_tok_s);
-  std::printf("read-only floor:       %9.2f tok/s (read bandwidth %.2f GB/s); decode at %.0f%%\n",
-              read_bw / streamed, read_bw / 1e9, 100.0 * decode_tok_s / (read_bw / streamed));
-  std::printf("verification pass (k drafts + 1 committed token per forward):\n");
-  std::printf("  %4s %10s %12s\n", "k", "ms", "x decode");
-  for (const VerifyRow& row : verify) {
-    std::printf("  %4lld %10.2f %12.2f\n", (long long)row.k, row.seconds * 1e3, row.ratio);
+  const double floor_tok_s = bandwidth / streamed;
+  std::string device_label = flags.device;
+  if (!on_cpu) {
+    device_label = engine::CudaDeviceDescription(CudaIndex(flags.device))
+                       .value_or(flags.device);
+  } else {
+    device_label = absl::StrCat("cpu, ", threads, " thread(s)");
+  }
+  std::printf("model: %s on %s\n", label.c_str(), device_label.c_str());
+  std::printf("%.3f B parameters, %.2f GB of weights streamed per decode step\n",
+              model->num_parameters() / 1e9, streamed / 1e9);
+  std::printf("prefill (%lld tokens):  %9.1f tok/s\n", (long long)flags.prompt_tokens, r.prefill_tok_s);
+  std::printf("memory floor:          %9.2f steps/s (%s %.2f GB/s / weight bytes per step)\n",
+              floor_tok_s, bandwidth_label.c_str(), bandwidth / 1e9);
+  std::printf("decode (median of %lld steps):\n", (long long)flags.decode_tokens);
+  std::printf("  %6s %10s %12s %14s\n", "batch", "ms/step", "tok/s", "% of floor");
+  for (const auto& row : r.decode) {
+    std::printf("  %6lld %10.3f %12.1f %13.0f%%\n", (long long)row.batch, row.step_ms, row.tok_s,
+                100.0 * (1e3 / row.step_ms) / floor_tok_s);
+  }
+  if (!r.verify.empty()) {
+    std::printf("verification pass, batch 1 (k drafts + 1 committed token per forward):\n");
+    std::printf("  %4s %10s %12s\n", "k", "ms", "x decode");
+    for (const auto& row : r.verify) {
+      std::printf("  %4lld %10.3f %12.2f\n", (long long)row.k, row.ms, row.ratio);
+    }
+  }
+  if (on_cpu) {
+    const double read_bw = ReadBandwidth(threads);
+    std::printf("read-only floor:       %9.2f steps/s (read bandwidth %.2f GB/s)\n", read_bw / streamed,
+                read_bw / 1e9);
   }
   if (!flags.json.empty()) {
     nlohmann::json j;
     j["model"] = label;
+    j["device"] = device_label;
     j["threads"] = threads;
     j["parameters"] = model->num_parameters();
     j["streamed_weight_bytes"] = streamed;
     j["prefill_tokens"] = flags.prompt_tokens;
-    j["prefill_tok_s"] = prefill_tok_s;
-    j["decode_tok_s"] = decode_tok_s;
-    j["decode_step_ms"] = decode_step * 1e3;
-    j["copy_bandwidth_gb_s"] = copy_bw / 1e9;
-    j["memory_floor_tok_s"] = floor_tok_s;
-    j["read_bandwidth_gb_s"] = read_bw / 1e9;
-    j["read_floor_tok_s"] = read_bw / streamed;
-    j["decode_fraction_of_floor"] = decode_tok_s / floor_tok_s;
-    for (const VerifyRow& row : verify) {
-      j["verify"].push_back({{"k", row.k}, {"ms", row.seconds * 1e3}, {"ratio_to_decode", row.ratio}});
+    j["prefill_tok_s"] = r.prefill_tok_s;
+    j["bandwidth_gb_s"] = bandwidth / 1e9;
+    j["memory_floor_steps_s"] = floor_tok_s;
+    for (const auto& row : r.decode) {
+      j["decode"].push_back({{"batch", row.batch}, {"step_ms", row.step_ms}, {"tok_s", row.tok_s},
+                             {"fraction_of_floor", (1e3 / row.step_ms) / floor_tok_s}});
+    }
+    if (!r.decode.empty() && r.decode.front().batch == 1) {
+      j["decode_tok_s"] = r.decode.front().tok_s;
+      j["decode_step_ms"] = r.decode.front().step_ms;
+    }
+    for (const auto& row : r.verify) {
+      j["verify"].push_back({{"k", row.k}, {"ms", row.ms}, {"ratio_to_decode", row.ratio}});
     }
     std::FILE* f = std::fopen(flags.json.c_str(), "w");
     if (f == nullptr) return absl::UnavailableError(absl::StrCat("cannot write ", flags.json));
@@ -243,13 +232,18 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("bench", "Prefill/decode speed and verification-pass cost");
   cmd->add_option("--model", flags->model, "Hugging Face model directory or .gguf file");
   cmd->add_option("--random", flags->random,
-                  "Random weights of a preset shape instead: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, tiny");
+                  "Random weights of a preset shape instead: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, llama-3.1-70b, tiny");
   cmd->add_option("--dtype", flags->dtype, "Weight dtype with --random: f32, f16, bf16, q8_0")->capture_default_str();
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)");
   cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prefill length")->capture_default_str();
   cmd->add_option("--decode-tokens", flags->decode_tokens, "Decode steps to time")->capture_default_str();
   cmd->add_option("--repeats", flags->repeats, "Repeats per measurement")->capture_default_str();
   cmd->add_option("--k", flags->ks, "Draft lengths to time")->capture_default_str()->delimiter(',');
+  cmd->add_option("--batch", flags->batches, "Concurrent sequences per decode step")
+      ->capture_default_str()->delimiter(',');
+  cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--layers", flags->layers,
+                  "With --random: keep only the first N layers (e.g. a 70B layer slice that fits one GPU)");
   cmd->add_option("--json", flags->json, "Also write the figures as JSON to this file");
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunBench(*flags));

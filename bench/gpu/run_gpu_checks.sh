@@ -1,0 +1,30 @@
+#!/bin/bash
+# Runs the GPU checks and benchmarks of issue 6 on a GPU node and writes logs to $OUT (default
+# ./gpu-out): the CUDA backend tests, `verdict selftest --gpu`, and decode/verification benchmarks of
+# a Llama-3.1-8B-shaped model and a 10-layer Llama-3.1-70B slice (random bf16 weights).
+# Binaries come from $VERDICT_BIN (default build/bin and build/engine/cuda), or from a bundle
+# (.devcarry/bundle.tar.xz: stripped binaries + the shared libraries they need) when one exists.
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+if [[ -f .devcarry/bundle.tar.xz ]]; then
+  bundle=/tmp/verdict-bundle
+  mkdir -p $bundle && tar -C $bundle -xJf .devcarry/bundle.tar.xz
+  VERDICT=$bundle/bin/verdict
+  TEST=$bundle/bin/cuda_backend_test
+  cublas=$(find /usr/local /opt /usr/lib -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
+  export LD_LIBRARY_PATH=$bundle/lib:$(dirname "${cublas:-/x/y}"):${LD_LIBRARY_PATH:-}
+  # The tests read fixtures at the source path they were built in.
+  [[ -e /work/main ]] || { mkdir -p /work && ln -s "$PWD" /work/main; }
+else
+  VERDICT=${VERDICT_BIN:-build/bin}/verdict
+  TEST=${VERDICT_TEST_BIN:-build/engine/cuda}/cuda_backend_test
+fi
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv;
+  ldd "$VERDICT" | grep "not found"; } 2>&1 | tee "$OUT/gpu.txt"
+timeout 240 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|rel.err.*FAIL|seed|error" | tail -40
+timeout 150 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
+timeout 200 "$VERDICT" bench --device cuda --random llama-3.1-8b --batch 1,8,32 --k 1,4,8,16,32,64 \
+  --prompt-tokens 512 --decode-tokens 64 --json "$OUT/bench_8b.json" 2>&1 | tee "$OUT/bench_8b.txt"
+timeout 200 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --batch 1,8,32 --k 16 \
+  --prompt-tokens 512 --decode-tokens 32 --json "$OUT/bench_70b10.json" 2>&1 | tee "$OUT/bench_70b10.txt"
