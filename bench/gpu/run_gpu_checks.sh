@@ -22,9 +22,9 @@ else
 fi
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv;
   ldd "$VERDICT" | grep "not found"; } 2>&1 | tee "$OUT/gpu.txt"
-timeout 240 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|rel.err.*FAIL|seed|error" | tail -40
-timeout 150 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
-timeout 200 "$VERDICT" bench --device cuda --random llama-3.1-8b --batch 1,8,32 --k 1,4,8,16,32,64 \
+timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|rel.err.*FAIL|seed|error" | tail -40
+timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --batch 1,8,32 --k 1,4,8,16,32,64 \
   --prompt-tokens 512 --decode-tokens 64 --json "$OUT/bench_8b.json" 2>&1 | tee "$OUT/bench_8b.txt"
-timeout 200 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --batch 1,8,32 --k 16 \
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --batch 1,8,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 32 --json "$OUT/bench_70b10.json" 2>&1 | tee "$OUT/bench_70b10.txt"
