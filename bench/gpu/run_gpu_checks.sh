@@ -24,7 +24,10 @@ fi
   ldd "$VERDICT" | grep "not found"; } 2>&1 | tee "$OUT/gpu.txt"
 timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|rel.err.*FAIL|seed|error" | tail -40
 timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
-timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --batch 1,8,32 --k 1,4,8,16,32,64 \
-  --prompt-tokens 512 --decode-tokens 64 --json "$OUT/bench_8b.json" 2>&1 | tee "$OUT/bench_8b.txt"
+VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b \
+  --batch 1,8,32 --k 1,4,8,16,32,64 --prompt-tokens 512 --decode-tokens 64 \
+  --json "$OUT/bench_8b.json" 2>&1 | tee "$OUT/bench_8b.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-cuda-graphs --batch 1,8 --k 16 \
+  --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_graphs.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --batch 1,8,32 --k 16 \
-  --prompt-tokens 512 --decode-tokens 32 --json "$OUT/bench_70b10.json" 2>&1 | tee "$OUT/bench_70b10.txt"
+  --prompt-tokens 512 --decode-tokens 32 2>&1 | tee "$OUT/bench_70b10.txt"

@@ -7,11 +7,13 @@
 namespace verdict::engine {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(const std::string& device,
-                                                                int cpu_threads) {
+                                                                int cpu_threads,
+                                                                const CudaBackendOptions& cuda) {
   if (device == "cpu") return CreateCpuBackend({cpu_threads});
   absl::string_view rest = device;
   if (absl::ConsumePrefix(&rest, "cuda")) {
-    CudaBackendOptions options;
+    CudaBackendOptions options = cuda;
+    options.device = 0;
     if (!rest.empty()) {
       if (!absl::ConsumePrefix(&rest, ":") || !absl::SimpleAtoi(rest, &options.device) ||
           options.device < 0) {

@@ -22,6 +22,7 @@
 #include "engine/cuda/kernels.h"
 #include "engine/cuda/kv_blocks.h"
 #include "engine/cuda/lt_matmul.h"
+#include "engine/cuda/step_graphs.h"
 #include "engine/kernels/matmul.h"
 
 namespace verdict::engine {
@@ -94,7 +95,8 @@ class CudaBackend final : public Backend {
         stream_(stream),
         weight_type_(StorageOf(options.weight_dtype)),
         pinned_(cuda::StepArena::Kind::kPinnedHost, size_t{16} << 20),
-        meta_(cuda::StepArena::Kind::kDevice, size_t{1} << 20) {}
+        meta_(cuda::StepArena::Kind::kDevice, size_t{1} << 20),
+        steps_(stream, options.cuda_graphs) {}
 
   ~CudaBackend() override {
     (void)cudaSetDevice(options_.device);
@@ -123,6 +125,9 @@ class CudaBackend final : public Backend {
       s.kv_blocks_total += kv->blocks_total();
     }
     s.matmul_shapes_tuned = lt_ ? lt_->shapes_tuned() : 0;
+    s.eager_steps = steps_.eager_steps();
+    s.graphs_captured = steps_.graphs_captured();
+    s.graph_replays = steps_.graph_replays();
     return s;
   }
 
@@ -149,6 +154,7 @@ class CudaBackend final : public Backend {
     }
     // 1-D parameters (norms, biases) are f32 for the elementwise kernels; matrices take the
     // backend's weight dtype.
+    if (!steps_.empty()) VERDICT_RETURN_IF_ERROR(Synchronize());  // keep the stream in call order
     const StorageType type = as_rows == 1 ? StorageType::kF32 : weight_type_;
     const size_t row_bytes = as_cols * ElementBytes(type);
     void* device = nullptr;
@@ -186,9 +192,11 @@ class CudaBackend final : public Backend {
     void* staged = Staging(row_bytes * dst.rows);
     if (staged == nullptr) return;
     std::memcpy(staged, host, row_bytes * dst.rows);
-    Check(cudaMemcpy2DAsync(dst.data, dst.stride * sizeof(float), staged, row_bytes, row_bytes,
-                            dst.rows, cudaMemcpyHostToDevice, stream_),
-          "copy to device");
+    Record(Op::kCopyToDevice, [=, stream = stream_] {
+      return CudaStatus(cudaMemcpy2DAsync(dst.data, dst.stride * sizeof(float), staged, row_bytes,
+                                          row_bytes, dst.rows, cudaMemcpyHostToDevice, stream),
+                        "copy to device");
+    }, dst, staged);
   }
 
   void CopyToHost(TensorView src, float* host) override {
@@ -196,69 +204,104 @@ class CudaBackend final : public Backend {
     const size_t row_bytes = src.cols * sizeof(float);
     void* staged = Staging(row_bytes * src.rows);
     if (staged == nullptr) return;
-    if (!Check(cudaMemcpy2DAsync(staged, row_bytes, src.data, src.stride * sizeof(float), row_bytes,
-                                 src.rows, cudaMemcpyDeviceToHost, stream_),
-               "copy to host")) {
-      return;
-    }
+    Record(Op::kCopyToHost, [=, stream = stream_] {
+      return CudaStatus(cudaMemcpy2DAsync(staged, row_bytes, src.data, src.stride * sizeof(float),
+                                          row_bytes, src.rows, cudaMemcpyDeviceToHost, stream),
+                        "copy to host");
+    }, src, staged);
     pending_host_copies_.push_back({staged, host, row_bytes * src.rows});
   }
 
   absl::Status Synchronize() override {
     MakeCurrent();
-    absl::Status status = CudaStatus(cudaStreamSynchronize(stream_), "CUDA stream");
+    absl::Status status = status_;
+    if (status.ok()) {
+      status = steps_.Run();
+    } else {
+      steps_.Discard();
+    }
+    const absl::Status sync = CudaStatus(cudaStreamSynchronize(stream_), "CUDA stream");
+    if (status.ok()) status = sync;
     if (status.ok()) {
       for (const PendingCopy& c : pending_host_copies_) std::memcpy(c.host, c.staged, c.bytes);
     }
     pending_host_copies_.clear();
     recent_uploads_.clear();
+    converted_valid_ = false;
     pinned_.Reset();
     meta_.Reset();
-    if (!status_.ok()) status = status_;
     status_ = absl::OkStatus();
     return status;
   }
 
-  // --- ops --------------------------------------------------------------------------------------
+  // --- ops: each one does its host work now and records its GPU work for the step ---------------
 
   void Embed(const DeviceWeight& table, absl::Span<const int32_t> ids, TensorView out) override {
     if (!Begin()) return;
     const auto* d_ids = static_cast<const int32_t*>(Upload(ids.data(), ids.size() * sizeof(int32_t)));
     if (d_ids == nullptr) return;
     const CudaWeight& t = AsCuda(table);
-    cuda::LaunchEmbed(t.data(), t.type(), t.cols(), d_ids, static_cast<int64_t>(ids.size()),
-                      out.data, out.stride, stream_);
-    CheckLaunch("Embed");
+    const void* data = t.data();
+    const StorageType type = t.type();
+    const int64_t cols = t.cols();
+    const int64_t n = static_cast<int64_t>(ids.size());
+    Record(Op::kEmbed, [=, stream = stream_] {
+      cuda::LaunchEmbed(data, type, cols, d_ids, n, out.data, out.stride, stream);
+      return LaunchStatus("Embed");
+    }, data, type, cols, d_ids, n, out);
   }
 
   void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) override {
     if (!Begin()) return;
-    cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, AsCuda(weight).f32(), eps, out.data,
-                        out.stride, stream_);
-    CheckLaunch("RmsNorm");
+    const float* w = AsCuda(weight).f32();
+    Record(Op::kRmsNorm, [=, stream = stream_] {
+      cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, stream);
+      return LaunchStatus("RmsNorm");
+    }, x, w, eps, out);
   }
 
   void MatMul(TensorView x, const DeviceWeight& w, TensorView out, bool accumulate) override {
     if (!Begin()) return;
     const CudaWeight& cw = AsCuda(w);
+    const StorageType type = cw.type();
+    const void* wdata = cw.data();
+    const int64_t n = cw.rows();
+    const int64_t k = cw.cols();
     const void* operand = x.data;
     int64_t ld = x.stride;
-    if (cw.type() != StorageType::kF32) {
-      void* converted = Scratch(x.rows * x.cols * ElementBytes(cw.type()));
-      if (converted == nullptr) return;
-      cuda::LaunchConvertRows(x.data, x.rows, x.cols, x.stride, cw.type(), converted, stream_);
-      if (!CheckLaunch("MatMul input conversion")) return;
-      operand = converted;
+    if (type != StorageType::kF32) {
+      // The activation rounded to the weight's type; reused by consecutive products of the same
+      // input (q/k/v, gate/up) as long as nothing was written in between.
+      if (!(converted_valid_ && converted_source_.data == x.data && converted_source_.rows == x.rows &&
+            converted_source_.cols == x.cols && converted_source_.stride == x.stride &&
+            converted_type_ == type)) {
+        void* converted = Scratch(x.rows * x.cols * ElementBytes(type));
+        if (converted == nullptr) return;
+        Record(Op::kConvert, [=, stream = stream_] {
+          cuda::LaunchConvertRows(x.data, x.rows, x.cols, x.stride, type, converted, stream);
+          return LaunchStatus("MatMul input conversion");
+        }, x, type, converted);
+        converted_valid_ = true;
+        converted_source_ = x;
+        converted_type_ = type;
+      }
+      operand = scratch_->get();
       ld = x.cols;
     }
-    Fail(lt_->Run(operand, ld, cw.data(), cw.type(), out.data, out.stride, x.rows, cw.rows(),
-                  cw.cols(), accumulate));
+    cuda::LtMatMul* lt = lt_.get();
+    Record(Op::kMatMul, [=] {
+      return lt->Run(operand, ld, wdata, type, out.data, out.stride, x.rows, n, k, accumulate);
+    }, operand, ld, wdata, type, out, x.rows, n, k, accumulate);
+    if (Overlaps(out, converted_source_)) converted_valid_ = false;
   }
 
   void AddBias(TensorView x, const DeviceWeight& bias) override {
     if (!Begin()) return;
-    cuda::LaunchAddBias(x.data, x.stride, x.rows, x.cols, AsCuda(bias).f32(), stream_);
-    CheckLaunch("AddBias");
+    const float* b = AsCuda(bias).f32();
+    Record(Op::kAddBias, [=, stream = stream_] {
+      cuda::LaunchAddBias(x.data, x.stride, x.rows, x.cols, b, stream);
+      return LaunchStatus("AddBias");
+    }, x, b);
   }
 
   void Rope(TensorView x, int64_t num_heads, int64_t head_dim, absl::Span<const int32_t> positions,
@@ -269,9 +312,12 @@ class CudaBackend final : public Backend {
     const auto* d_freq =
         static_cast<const float*>(Upload(rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float)));
     if (d_positions == nullptr || d_freq == nullptr) return;
-    cuda::LaunchRope(x.data, x.stride, x.rows, num_heads, head_dim, d_positions, d_freq,
-                     rope.interleaved, stream_);
-    CheckLaunch("Rope");
+    const bool interleaved = rope.interleaved;
+    Record(Op::kRope, [=, stream = stream_] {
+      cuda::LaunchRope(x.data, x.stride, x.rows, num_heads, head_dim, d_positions, d_freq,
+                       interleaved, stream);
+      return LaunchStatus("Rope");
+    }, x, num_heads, head_dim, d_positions, d_freq, interleaved);
   }
 
   void Attention(TensorView q, TensorView k, TensorView v, int64_t layer,
@@ -290,7 +336,9 @@ class CudaBackend final : public Backend {
       const AttentionSequence& a = sequences[s];
       auto* storage = static_cast<cuda::CudaKvStorage*>(a.kv);
       kv_pool = storage->blocks();
-      if (!Fail(storage->EnsurePositions(a.start_pos + a.num_tokens, &pinned_, stream_))) return;
+      cuda::CudaKvStorage::TableCopy copy;
+      if (!Fail(storage->EnsurePositions(a.start_pos + a.num_tokens, &pinned_, &copy))) return;
+      if (copy.bytes > 0) RecordCopy(copy.device, copy.staged, copy.bytes, "uploading a KV block table");
       seqs[s] = {storage->device_table(), static_cast<int32_t>(a.row_begin),
                  static_cast<int32_t>(a.num_tokens), static_cast<int32_t>(a.start_pos), 0};
       for (int64_t i = 0; i < a.num_tokens; ++i) row_sequence[a.row_begin + i] = static_cast<int32_t>(s);
@@ -298,6 +346,7 @@ class CudaBackend final : public Backend {
     }
     if (kv_pool == nullptr) return;
     cuda::AttentionLaunch launch;
+    std::memset(static_cast<void*>(&launch), 0, sizeof(launch));  // padding bytes are part of the step signature
     launch.sequences = static_cast<const cuda::DeviceSequence*>(
         Upload(seqs.data(), seqs.size() * sizeof(cuda::DeviceSequence)));
     launch.row_sequence =
@@ -329,50 +378,65 @@ class CudaBackend final : public Backend {
     launch.partial_rows = std::min(launch.partial_rows, q.rows);
     launch.partials = static_cast<float*>(Partials(launch.partial_rows * per_row));
     if (launch.partials == nullptr) return;
-    cuda::LaunchAttention(launch, stream_);
-    CheckLaunch("Attention");
+    Record(Op::kAttention, [=, stream = stream_] {
+      cuda::LaunchAttention(launch, stream);
+      return LaunchStatus("Attention");
+    }, launch);
   }
 
   void SiluMul(TensorView gate, TensorView up, TensorView out) override {
     if (!Begin()) return;
-    cuda::LaunchSiluMul(gate.data, gate.stride, up.data, up.stride, out.data, out.stride, gate.rows,
-                        gate.cols, stream_);
-    CheckLaunch("SiluMul");
+    Record(Op::kSiluMul, [=, stream = stream_] {
+      cuda::LaunchSiluMul(gate.data, gate.stride, up.data, up.stride, out.data, out.stride,
+                          gate.rows, gate.cols, stream);
+      return LaunchStatus("SiluMul");
+    }, gate, up, out);
   }
 
   void Add(TensorView x, TensorView y) override {
     if (!Begin()) return;
-    cuda::LaunchAdd(x.data, x.stride, y.data, y.stride, x.rows, x.cols, stream_);
-    CheckLaunch("Add");
+    Record(Op::kAdd, [=, stream = stream_] {
+      cuda::LaunchAdd(x.data, x.stride, y.data, y.stride, x.rows, x.cols, stream);
+      return LaunchStatus("Add");
+    }, x, y);
   }
 
   void GatherRows(TensorView src, absl::Span<const int32_t> rows, TensorView dst) override {
     if (!Begin()) return;
     const auto* d_rows = static_cast<const int32_t*>(Upload(rows.data(), rows.size() * sizeof(int32_t)));
     if (d_rows == nullptr) return;
-    cuda::LaunchGatherRows(src.data, src.stride, src.cols, d_rows, static_cast<int64_t>(rows.size()),
-                           dst.data, dst.stride, stream_);
-    CheckLaunch("GatherRows");
+    const int64_t n = static_cast<int64_t>(rows.size());
+    Record(Op::kGatherRows, [=, stream = stream_] {
+      cuda::LaunchGatherRows(src.data, src.stride, src.cols, d_rows, n, dst.data, dst.stride, stream);
+      return LaunchStatus("GatherRows");
+    }, src, d_rows, n, dst);
   }
 
   void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) override {
     if (!Begin()) return;
     const auto& from = static_cast<const cuda::CudaKvStorage&>(from_storage);
     auto& to = static_cast<cuda::CudaKvStorage&>(to_storage);
-    if (!Fail(to.EnsurePositions(count, &pinned_, stream_))) return;
+    cuda::CudaKvStorage::TableCopy copy;
+    if (!Fail(to.EnsurePositions(count, &pinned_, &copy))) return;
+    if (copy.bytes > 0) RecordCopy(copy.device, copy.staged, copy.bytes, "uploading a KV block table");
     const int64_t blocks = (count + from.blocks()->layout().block_positions - 1) /
                            from.blocks()->layout().block_positions;
+    const size_t block_bytes = from.blocks()->block_bytes();
     for (int64_t b = 0; b < blocks; ++b) {
-      if (!Check(cudaMemcpyAsync(reinterpret_cast<void*>(to.block(b)),
-                                 reinterpret_cast<const void*>(from.block(b)),
-                                 from.blocks()->block_bytes(), cudaMemcpyDeviceToDevice, stream_),
-                 "copying KV blocks")) {
-        return;
-      }
+      void* dst = reinterpret_cast<void*>(to.block(b));
+      const void* src = reinterpret_cast<const void*>(from.block(b));
+      Record(Op::kCopyKv, [=, stream = stream_] {
+        return CudaStatus(cudaMemcpyAsync(dst, src, block_bytes, cudaMemcpyDeviceToDevice, stream),
+                          "copying KV blocks");
+      }, dst, src, block_bytes);
     }
   }
 
  private:
+  enum class Op : uint8_t {
+    kCopyToDevice, kCopyToHost, kUpload, kEmbed, kRmsNorm, kConvert, kMatMul, kAddBias, kRope,
+    kAttention, kSiluMul, kAdd, kGatherRows, kCopyKv,
+  };
   struct PendingCopy {
     void* staged;
     float* host;
@@ -383,6 +447,27 @@ class CudaBackend final : public Backend {
     const void* device;
     size_t bytes;
   };
+
+  // Adds GPU work to the step with the arguments that identify it (see step_graphs.h). Any op may
+  // write anywhere, so a cached 16-bit operand is only trusted across consecutive products.
+  template <typename Work, typename... Args>
+  void Record(Op op, Work work, const Args&... signature) {
+    steps_.Sign(op, signature...);
+    steps_.Record(std::move(work));
+    if (op != Op::kMatMul && op != Op::kConvert && op != Op::kUpload) converted_valid_ = false;
+  }
+  void RecordCopy(void* device, const void* staged, size_t bytes, const char* what) {
+    Record(Op::kUpload, [=, stream = stream_] {
+      return CudaStatus(cudaMemcpyAsync(device, staged, bytes, cudaMemcpyHostToDevice, stream), what);
+    }, device, staged, bytes);
+  }
+  static bool Overlaps(const TensorView& a, const TensorView& b) {
+    if (a.data == nullptr || b.data == nullptr) return false;
+    const float* a_end = a.data + (a.rows - 1) * a.stride + a.cols;
+    const float* b_end = b.data + (b.rows - 1) * b.stride + b.cols;
+    return a.data < b_end && b.data < a_end;
+  }
+  static absl::Status LaunchStatus(const char* what) { return CudaStatus(cudaGetLastError(), what); }
 
   StorageType KvType() const {
     return weight_type_ == StorageType::kF32 ? StorageType::kF32 : StorageType::kBF16;
@@ -399,8 +484,6 @@ class CudaBackend final : public Backend {
     if (status_.ok()) status_ = std::move(status);
     return false;
   }
-  bool Check(cudaError_t error, const char* what) { return Fail(CudaStatus(error, what)); }
-  bool CheckLaunch(const char* what) { return Check(cudaGetLastError(), what); }
 
   void* Staging(size_t bytes) {
     absl::StatusOr<void*> p = pinned_.Allocate(bytes);
@@ -424,10 +507,7 @@ class CudaBackend final : public Backend {
     std::memcpy(staged, data, bytes);
     absl::StatusOr<void*> device = meta_.Allocate(bytes);
     if (!Fail(device.status())) return nullptr;
-    if (!Check(cudaMemcpyAsync(*device, staged, bytes, cudaMemcpyHostToDevice, stream_),
-               "uploading op arguments")) {
-      return nullptr;
-    }
+    RecordCopy(*device, staged, bytes, "uploading op arguments");
     if (recent_uploads_.size() == 8) recent_uploads_.erase(recent_uploads_.begin());
     recent_uploads_.push_back({staged, *device, bytes});
     return *device;
@@ -441,6 +521,7 @@ class CudaBackend final : public Backend {
       auto allocation = pool_.Allocate(std::max(bytes, size_t{1} << 20));
       if (!Fail(allocation.status())) return nullptr;
       buffer = std::move(*allocation);
+      converted_valid_ = false;
     }
     return buffer->get();
   }
@@ -524,7 +605,12 @@ class CudaBackend final : public Backend {
   std::vector<RecentUpload> recent_uploads_;
   std::vector<void*> upload_buffers_;
   std::array<cudaEvent_t, 2> upload_events_{};
-  absl::Status status_;
+  cuda::StepGraphs steps_;
+  // The 16-bit copy of an activation in scratch_ (see MatMul).
+  bool converted_valid_ = false;
+  TensorView converted_source_;
+  StorageType converted_type_ = StorageType::kF32;
+  absl::Status status_;  // first error while recording this step
 };
 
 }  // namespace

@@ -11,7 +11,9 @@
 //   - Memory comes from a caching device pool, small per-op metadata (token ids, positions, sequence
 //     descriptors) from per-step arenas, host copies go through pinned staging buffers: after the
 //     first steps of a shape nothing is allocated on the hot path.
-//   - Everything is enqueued on one stream; results reach host memory at Synchronize().
+//   - Ops record their GPU work; Synchronize() enqueues the step on one stream — op by op the first
+//     time a step's exact shape is seen, as a captured CUDA graph from the second time on
+//     (engine/cuda/step_graphs.h) — waits, and delivers host copies.
 // A backend belongs to one engine thread (it makes its device current on every call).
 //
 // This header has no CUDA dependency: without a CUDA toolkit at build time (VERDICT_CUDA=OFF)
@@ -38,6 +40,8 @@ struct CudaBackendOptions {
   bool autotune_matmul = true;
   // Positions per KV block.
   int64_t kv_block_positions = 16;
+  // Replay repeated steps (same shapes and buffers: decode, verification) as CUDA graphs.
+  bool cuda_graphs = true;
 };
 
 // True when this build contains the CUDA backend.
@@ -61,6 +65,9 @@ struct CudaBackendStats {
   int64_t kv_blocks_in_use = 0;
   int64_t kv_blocks_total = 0;
   int64_t matmul_shapes_tuned = 0;
+  int64_t eager_steps = 0;      // steps launched op by op
+  int64_t graphs_captured = 0;  // distinct step shapes captured as CUDA graphs
+  int64_t graph_replays = 0;    // steps launched as one graph
 };
 CudaBackendStats GetCudaBackendStats(const Backend& backend);
 
@@ -69,9 +76,9 @@ CudaBackendStats GetCudaBackendStats(const Backend& backend);
 absl::StatusOr<double> MeasureCudaCopyBandwidth(int device);
 
 // Creates a backend by device name: "cpu" or "cuda" / "cuda:N" (N = device index).
-// `cpu_threads` applies to "cpu" (0: all hardware threads).
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(const std::string& device,
-                                                                int cpu_threads);
+// `cpu_threads` applies to "cpu" (0: all hardware threads); `cuda` (device ignored) to CUDA.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(
+    const std::string& device, int cpu_threads, const CudaBackendOptions& cuda = {});
 
 }  // namespace verdict::engine
 

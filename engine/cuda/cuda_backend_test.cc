@@ -5,6 +5,7 @@
 // the reason (any error from cudaGetDeviceCount means no GPU); the CPU-side tests run everywhere.
 #include "engine/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -139,19 +140,31 @@ TEST_F(GpuTest, OpsMatchCpuInF32Mode) {
   ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
 }
 
+// Both backends read the same checkpoint: 16-bit checkpoints for the bf16 mode (the GPU then differs
+// from the CPU only by rounding activations to bf16 for the products and by its bf16 KV cache),
+// f32 checkpoints for the f32 mode.
 TEST_F(GpuTest, FixtureModelsMatchCpu) {
-  for (const char* fixture : {"llama3_gqa", "llama2_mha", "odd_tied", "llama3_gqa/llama3_gqa-q8_0.gguf"}) {
-    ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + fixture));
-    for (DType dtype : {DType::kF32, DType::kBF16}) {
-      SCOPED_TRACE(absl::StrCat(fixture, " ", DTypeName(dtype)));
-      auto cuda = Cuda(dtype);
-      ASSERT_NE(cuda, nullptr);
-      CheckOptions options;
-      options.seed = FreshSeed();
-      options.tolerance = dtype == DType::kF32 ? 1e-4 : 1e-2;
-      std::printf("%s, %s weights:\n", fixture, std::string(DTypeName(dtype)).c_str());
-      ExpectAllPassed(CheckModel(*cpu_, *cuda, model.config, *model.weights, options));
-    }
+  struct Case {
+    const char* path;
+    DType weights;
+    double tolerance;
+  };
+  for (const Case& c : {Case{"llama3_gqa", DType::kF32, 1e-4}, Case{"llama2_mha", DType::kF32, 1e-4},
+                        Case{"odd_tied", DType::kF32, 1e-4},
+                        Case{"llama3_gqa/llama3_gqa-q8_0.gguf", DType::kF32, 1e-4},
+                        Case{"llama3_gqa/bf16", DType::kBF16, 1e-2},
+                        Case{"llama2_mha/llama2_mha-bf16.gguf", DType::kBF16, 1e-2},
+                        Case{"odd_tied/odd_tied-bf16.gguf", DType::kBF16, 1e-2},
+                        Case{"llama3_gqa/llama3_gqa-f16.gguf", DType::kF16, 1e-2}}) {
+    SCOPED_TRACE(absl::StrCat(c.path, " ", DTypeName(c.weights)));
+    ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + c.path));
+    auto cuda = Cuda(c.weights);
+    ASSERT_NE(cuda, nullptr);
+    CheckOptions options;
+    options.seed = FreshSeed();
+    options.tolerance = c.tolerance;
+    std::printf("%s, %s weights on the GPU:\n", c.path, std::string(DTypeName(c.weights)).c_str());
+    ExpectAllPassed(CheckModel(*cpu_, *cuda, model.config, *model.weights, options));
   }
 }
 
@@ -229,6 +242,55 @@ TEST_F(GpuTest, DecodeStepsDoNotGrowMemory) {
     EXPECT_GT(after.kv_blocks_in_use, 0);
   }
   EXPECT_EQ(GetCudaBackendStats(*cuda).kv_blocks_in_use, 0);
+}
+
+// Decode steps of a fixed batch repeat exactly and run as CUDA graphs from the second step on; the
+// graph replays give bit-identical logits to op-by-op execution (same kernels and cuBLASLt
+// algorithms: autotuning off on both sides so the choice cannot differ).
+TEST_F(GpuTest, GraphReplayMatchesEagerExactly) {
+  ASSERT_OK_AND_ASSIGN(LlamaConfig config, PresetConfig("tiny"));
+  ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kBF16, FreshSeed()));
+  std::unique_ptr<Backend> backends[2];
+  std::unique_ptr<ModelSlice> slices[2];
+  std::vector<std::unique_ptr<KvCache>> caches[2];
+  for (int i = 0; i < 2; ++i) {
+    CudaBackendOptions options;
+    options.autotune_matmul = false;
+    options.cuda_graphs = i == 0;
+    ASSERT_OK_AND_ASSIGN(backends[i], CreateCudaBackend(options));
+    ASSERT_OK_AND_ASSIGN(slices[i], ModelSlice::Create(config, *weights, {}, backends[i].get()));
+    for (int s = 0; s < 2; ++s) {
+      ASSERT_OK_AND_ASSIGN(auto c, slices[i]->NewKvCache(512));
+      caches[i].push_back(std::move(c));
+    }
+  }
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 40; ++i) ids.push_back((i * 37) % static_cast<int>(config.vocab_size));
+  int64_t tokens = 20;  // prefill 20 per sequence, then decode one at a time
+  for (int step = 0; step < 60; ++step) {
+    ForwardResult results[2];
+    for (int i = 0; i < 2; ++i) {
+      ForwardBatch batch;
+      batch.sequences = {{caches[i][0].get(), tokens}, {caches[i][1].get(), tokens}};
+      batch.token_ids = absl::MakeConstSpan(ids).subspan(0, 2 * tokens);
+      batch.outputs = ForwardBatch::Outputs::kLastOfEachSequence;
+      ASSERT_OK(slices[i]->Forward(batch, &results[i]));
+    }
+    ASSERT_EQ(results[0].logits, results[1].logits) << "step " << step;
+    ASSERT_EQ(results[0].hidden, results[1].hidden) << "step " << step;
+    // Next tokens: the argmax of each sequence.
+    for (int s = 0; s < 2; ++s) {
+      const float* row = &results[0].logits[s * config.vocab_size];
+      ids[s] = static_cast<int32_t>(std::max_element(row, row + config.vocab_size) - row);
+    }
+    tokens = 1;
+  }
+  const CudaBackendStats graphs = GetCudaBackendStats(*backends[0]);
+  const CudaBackendStats eager = GetCudaBackendStats(*backends[1]);
+  std::printf("graphs: %lld captured, %lld replays, %lld eager steps\n", (long long)graphs.graphs_captured,
+              (long long)graphs.graph_replays, (long long)graphs.eager_steps);
+  EXPECT_GT(graphs.graph_replays, 30);  // 59 decode steps; a new KV block every 16 runs eagerly
+  EXPECT_EQ(eager.graph_replays, 0);
 }
 
 TEST_F(GpuTest, UnsupportedHeadDimIsRejected) {

@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "engine/cuda/cuda_status.h"
 
 namespace verdict::engine::cuda {
 namespace {
@@ -48,7 +47,8 @@ CudaKvStorage::~CudaKvStorage() {
 }
 
 absl::Status CudaKvStorage::EnsurePositions(int64_t positions, StepArena* staging,
-                                            cudaStream_t stream) {
+                                            TableCopy* copy) {
+  *copy = TableCopy{nullptr, nullptr, 0};
   if (positions > capacity_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("KV cache capacity exceeded: ", positions, " > ", capacity_));
@@ -69,10 +69,7 @@ absl::Status CudaKvStorage::EnsurePositions(int64_t positions, StepArena* stagin
   const size_t bytes = (needed - have) * sizeof(uint64_t);
   VERDICT_ASSIGN_OR_RETURN(void* pinned, staging->Allocate(bytes));
   std::memcpy(pinned, host_table_.data() + have, bytes);
-  VERDICT_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(static_cast<uint64_t*>(table_->get()) + have, pinned, bytes,
-                      cudaMemcpyHostToDevice, stream),
-      "uploading a KV block table");
+  *copy = TableCopy{static_cast<uint64_t*>(table_->get()) + have, pinned, bytes};
   return absl::OkStatus();
 }
 

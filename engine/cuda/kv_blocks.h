@@ -57,9 +57,16 @@ class CudaKvStorage final : public KvStorage {
 
   KvBlockPool* blocks() const { return blocks_; }
   const uint64_t* device_table() const { return static_cast<const uint64_t*>(table_->get()); }
-  // Makes positions [0, positions) backed by blocks; new table entries are copied to the device
-  // through `staging` (pinned memory valid until the stream has run) on `stream`.
-  absl::Status EnsurePositions(int64_t positions, StepArena* staging, cudaStream_t stream);
+  // A host-to-device copy the caller must enqueue (from pinned staging memory).
+  struct TableCopy {
+    void* device;
+    const void* staged;
+    size_t bytes;
+  };
+  // Makes positions [0, positions) backed by blocks. New block-table entries are staged in
+  // `staging` (pinned memory that must stay valid until the copy ran); *copy receives the copy to
+  // enqueue (bytes == 0 when the table did not change).
+  absl::Status EnsurePositions(int64_t positions, StepArena* staging, TableCopy* copy);
   uint64_t block(int64_t index) const { return host_table_[index]; }
 
  private:

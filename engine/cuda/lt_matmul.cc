@@ -2,6 +2,8 @@
 #include "engine/cuda/lt_matmul.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -129,6 +131,7 @@ absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
   VERDICT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop), "event");
   const float alpha = 1.0f, beta = 0.0f;
   float best_ms = std::numeric_limits<float>::infinity();
+  float first_ms = 0;
   int best = 0;
   for (int c = 0; c < count; ++c) {
     constexpr int kRuns = 5;
@@ -144,6 +147,7 @@ absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
     cudaEventSynchronize(stop);
     float ms = 0;
     cudaEventElapsedTime(&ms, start, stop);
+    if (c == 0) first_ms = ms;
     if (ms < best_ms) {
       best_ms = ms;
       best = c;
@@ -153,6 +157,11 @@ absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
   cudaEventDestroy(stop);
   plan->algo = candidates[best].algo;
   ++shapes_tuned_;
+  if (std::getenv("VERDICT_LOG_MATMUL_TUNING") != nullptr) {
+    std::fprintf(stderr,
+                 "[cublaslt] m=%lld n=%lld: %d candidates, heuristic's first %.1f us, best #%d %.1f us\n",
+                 (long long)m, (long long)n, count, first_ms * 1e3 / 5, best, best_ms * 1e3 / 5);
+  }
   return CudaStatus(cudaGetLastError(), "tuning cuBLASLt algorithms");
 }
 

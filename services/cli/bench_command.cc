@@ -36,6 +36,7 @@ struct BenchFlags {
   std::vector<int64_t> batches = {1};
   std::string device = "cpu";
   int64_t layers = 0;
+  bool cuda_graphs = true;
   std::string json;
 };
 
@@ -118,8 +119,10 @@ absl::Status RunBench(const BenchFlags& flags) {
   const int threads = flags.threads > 0 ? flags.threads
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const bool on_cpu = flags.device == "cpu";
+  engine::CudaBackendOptions cuda_options;
+  cuda_options.cuda_graphs = flags.cuda_graphs;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
-                           engine::CreateBackendForDevice(flags.device, threads));
+                           engine::CreateBackendForDevice(flags.device, threads, cuda_options));
   std::unique_ptr<engine::WeightSource> random_weights;
   engine::LlamaConfig config;
   std::string label;
@@ -189,6 +192,14 @@ absl::Status RunBench(const BenchFlags& flags) {
       std::printf("  %4lld %10.3f %12.2f\n", (long long)row.k, row.ms, row.ratio);
     }
   }
+  if (!on_cpu) {
+    const engine::CudaBackendStats stats = engine::GetCudaBackendStats(*backend);
+    std::printf("steps: %lld op by op, %lld as CUDA graph replays (%lld shapes captured); "
+                "%lld matmul shapes tuned; device memory %.2f GB reserved\n",
+                (long long)stats.eager_steps, (long long)stats.graph_replays,
+                (long long)stats.graphs_captured, (long long)stats.matmul_shapes_tuned,
+                stats.device_bytes_reserved / 1e9);
+  }
   if (on_cpu) {
     const double read_bw = ReadBandwidth(threads);
     std::printf("read-only floor:       %9.2f steps/s (read bandwidth %.2f GB/s)\n", read_bw / streamed,
@@ -244,6 +255,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--layers", flags->layers,
                   "With --random: keep only the first N layers (e.g. a 70B layer slice that fits one GPU)");
+  cmd->add_flag("!--no-cuda-graphs", flags->cuda_graphs, "CUDA: launch every step op by op");
   cmd->add_option("--json", flags->json, "Also write the figures as JSON to this file");
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunBench(*flags));
