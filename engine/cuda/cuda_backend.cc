@@ -367,10 +367,14 @@ class CudaBackend final : public Backend {
     launch.num_heads = num_heads;
     launch.num_kv_heads = num_kv_heads;
     launch.head_dim = head_dim;
-    launch.max_context = max_context;
-    constexpr int64_t kMinSplit = 256;  // keys per chunk before splitting further pays off
+    // The chunking follows the longest context rounded up to 256 positions, so that consecutive
+    // decode steps launch the same grid (and replay as one CUDA graph); chunks past a row's
+    // context are empty and cost one early exit.
+    constexpr int64_t kContextBucket = 256;
+    constexpr int64_t kMinSplit = 64;  // keys per chunk: enough blocks for a batch of one
     constexpr int64_t kMaxSplits = 64;
-    cuda_math::ChooseSplits(max_context, kMinSplit, kMaxSplits, launch.split_positions,
+    launch.max_context = (max_context + kContextBucket - 1) / kContextBucket * kContextBucket;
+    cuda_math::ChooseSplits(launch.max_context, kMinSplit, kMaxSplits, launch.split_positions,
                             launch.num_splits);
     // Partials of at most 64 MiB per launch of the split kernel; more rows run in several launches.
     const int64_t per_row = num_heads * launch.num_splits * (head_dim + 2) * sizeof(float);

@@ -176,10 +176,15 @@ __global__ void KvWriteKernel(AttentionLaunch a) {
 }
 
 constexpr int kAttentionThreads = 128;
+constexpr int kAttentionWarps = kAttentionThreads / 32;
+constexpr int kMaxDimsPerLane = 8;  // kMaxAttentionHeadDim / 32
 
 // One block per (head, row, split): the chunk's scores, their softmax partials and the
 // unnormalised weighted sum of values. Partial layout: [row][head][split] x (head_dim + 2) floats:
-// the accumulation, then max and sum.
+// the accumulation, then max and sum. Shared memory: q [head_dim], scores [split_positions],
+// per-warp accumulations [warps][head_dim], then the chunk's block addresses.
+// Warps take positions round-robin (independent loads in flight for both keys and values) and the
+// chunk's block table is read once into shared memory.
 template <typename KvT>
 __global__ void AttentionSplitKernel(AttentionLaunch a, int64_t row_offset) {
   extern __shared__ float shared[];
@@ -189,7 +194,10 @@ __global__ void AttentionSplitKernel(AttentionLaunch a, int64_t row_offset) {
   const int64_t split = blockIdx.z;
   const int64_t head_dim = a.head_dim;
   float* q_shared = shared;
-  float* scores = shared + head_dim;
+  float* scores = q_shared + head_dim;
+  float* warp_acc = scores + a.split_positions;
+  auto* blocks = reinterpret_cast<const KvT**>(
+      (reinterpret_cast<uintptr_t>(warp_acc + kAttentionWarps * head_dim) + 7) & ~uintptr_t{7});
 
   const DeviceSequence seq = a.sequences[a.row_sequence[row]];
   const int64_t position = seq.start_pos + (row - seq.row_begin);
@@ -204,6 +212,11 @@ __global__ void AttentionSplitKernel(AttentionLaunch a, int64_t row_offset) {
     }
     return;
   }
+  const int64_t first_block = a.layout.BlockIndex(begin);
+  const int64_t num_blocks = a.layout.BlockIndex(end - 1) - first_block + 1;
+  for (int64_t i = threadIdx.x; i < num_blocks; i += blockDim.x) {
+    blocks[i] = reinterpret_cast<const KvT*>(seq.block_table[first_block + i]);
+  }
   const float* q = a.q + row * a.q_stride + head * head_dim;
   for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) q_shared[d] = q[d];
   __syncthreads();
@@ -212,10 +225,8 @@ __global__ void AttentionSplitKernel(AttentionLaunch a, int64_t row_offset) {
   const float scale = cuda_math::AttentionScale(head_dim);
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  const int warps = blockDim.x / 32;
-  for (int64_t p = begin + warp; p < end; p += warps) {
-    const KvT* block = reinterpret_cast<const KvT*>(seq.block_table[a.layout.BlockIndex(p)]);
-    const KvT* key = block + a.layout.KeyOffset(a.layer, p) + kv_offset;
+  for (int64_t p = begin + warp; p < end; p += kAttentionWarps) {
+    const KvT* key = blocks[a.layout.BlockIndex(p) - first_block] + a.layout.KeyOffset(a.layer, p) + kv_offset;
     float dot = 0.0f;
     for (int64_t d = lane; d < head_dim; d += 32) dot += q_shared[d] * Load(key + d);
     dot = WarpSum(dot);
@@ -233,14 +244,29 @@ __global__ void AttentionSplitKernel(AttentionLaunch a, int64_t row_offset) {
     local_sum += e;
   }
   const float chunk_sum = BlockSum(local_sum);  // also orders the score writes before the reads
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float acc = 0.0f;
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t p = begin + i;
-      const KvT* block = reinterpret_cast<const KvT*>(seq.block_table[a.layout.BlockIndex(p)]);
-      acc += scores[i] * Load(block + a.layout.ValueOffset(a.layer, p) + kv_offset + d);
+
+  float acc[kMaxDimsPerLane];
+#pragma unroll
+  for (int j = 0; j < kMaxDimsPerLane; ++j) acc[j] = 0.0f;
+  for (int64_t p = begin + warp; p < end; p += kAttentionWarps) {
+    const float weight = scores[p - begin];
+    const KvT* value = blocks[a.layout.BlockIndex(p) - first_block] + a.layout.ValueOffset(a.layer, p) + kv_offset;
+#pragma unroll
+    for (int j = 0; j < kMaxDimsPerLane; ++j) {
+      const int64_t d = lane + 32 * j;
+      if (d < head_dim) acc[j] += weight * Load(value + d);
     }
-    partial[d] = acc;
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxDimsPerLane; ++j) {
+    const int64_t d = lane + 32 * j;
+    if (d < head_dim) warp_acc[warp * head_dim + d] = acc[j];
+  }
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float total = 0.0f;
+    for (int w = 0; w < kAttentionWarps; ++w) total += warp_acc[w * head_dim + d];
+    partial[d] = total;
   }
   if (threadIdx.x == 0) {
     partial[head_dim] = chunk_max;
@@ -278,7 +304,10 @@ __global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
 template <typename KvT>
 void AttentionTyped(const AttentionLaunch& a, cudaStream_t stream) {
   KvWriteKernel<KvT><<<static_cast<unsigned>(a.rows), kAttentionThreads, 0, stream>>>(a);
-  const size_t shared_bytes = (a.head_dim + a.split_positions) * sizeof(float);
+  const int64_t max_blocks = a.split_positions / a.layout.block_positions + 2;
+  const size_t shared_bytes =
+      (a.head_dim + a.split_positions + kAttentionWarps * a.head_dim) * sizeof(float) + 8 +
+      max_blocks * sizeof(void*);
   for (int64_t offset = 0; offset < a.rows; offset += a.partial_rows) {
     const int64_t rows = a.rows - offset < a.partial_rows ? a.rows - offset : a.partial_rows;
     const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(rows),
