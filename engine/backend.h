@@ -24,6 +24,8 @@
 
 namespace verdict::engine {
 
+class Communicator;
+
 // Backend-owned memory (host RAM for the CPU backend, device memory for CUDA).
 class DeviceBuffer {
  public:
@@ -140,6 +142,10 @@ class Backend {
   // Copies kv entries [from, from + count) of `from_storage` to `to_storage` (same shape): used to
   // fork a sequence (prefix sharing).
   virtual void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) = 0;
+  // x = the sum of x over the ranks of `comm` (tensor parallelism), in order with the other ops.
+  // REQUIRES: x contiguous (stride == cols). A backend that runs ops synchronously returns the
+  // collective's error here; an asynchronous one returns OK and reports errors at Synchronize().
+  virtual absl::Status AllReduceSum(TensorView x, Communicator& comm) = 0;
 };
 
 struct CpuBackendOptions {

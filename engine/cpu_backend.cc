@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
 #include "engine/backend.h"
+#include "engine/communicator.h"
 #include "engine/kernels/matmul.h"
 #include "engine/kernels/op_math.h"
 #include "engine/kernels/thread_pool.h"
@@ -270,6 +271,11 @@ class CpuBackend final : public Backend {
       std::memcpy(dst.data + i * dst.stride, src.data + rows[i] * src.stride,
                   src.cols * sizeof(float));
     }
+  }
+
+  absl::Status AllReduceSum(TensorView x, Communicator& comm) override {
+    if (x.stride != x.cols) return absl::InvalidArgumentError("all-reduce of a strided view");
+    return comm.AllReduceSum(absl::MakeSpan(x.data, x.rows * x.cols));
   }
 
   void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) override {

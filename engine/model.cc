@@ -376,7 +376,7 @@ absl::Status ModelSlice::AgreeAcrossRanks(const absl::Status& local) {
   float failed_ranks = 0.0f;
   TensorView flag{static_cast<float*>(agreement_buffer_->data()), 1, 1, 1};
   backend_->CopyToDevice(&failed, flag);
-  absl::Status status = comm_->AllReduceSum(absl::MakeSpan(flag.data, 1));
+  absl::Status status = backend_->AllReduceSum(flag, *comm_);
   if (status.ok()) {
     backend_->CopyToHost(flag, &failed_ranks);
     status = backend_->Synchronize();
@@ -443,7 +443,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       return absl::OkStatus();
     }
     backend_->MatMul(in, w, partial, /*accumulate=*/false);
-    VERDICT_RETURN_IF_ERROR(comm_->AllReduceSum(absl::MakeSpan(partial.data, n * c.hidden_size)));
+    VERDICT_RETURN_IF_ERROR(backend_->AllReduceSum(partial, *comm_));
     backend_->Add(partial, x);
     return absl::OkStatus();
   };

@@ -516,6 +516,9 @@ class FlakyBackend final : public Backend {
   void CopyKv(const KvStorage& from, KvStorage& to, int64_t count) override {
     inner_->CopyKv(from, to, count);
   }
+  absl::Status AllReduceSum(TensorView x, Communicator& comm) override {
+    return inner_->AllReduceSum(x, comm);
+  }
 
  private:
   std::unique_ptr<Backend> inner_;

@@ -22,6 +22,7 @@
 #include "engine/cuda/kernels.h"
 #include "engine/cuda/kv_blocks.h"
 #include "engine/cuda/lt_matmul.h"
+#include "engine/cuda/nccl_communicator.h"
 #include "engine/cuda/step_graphs.h"
 #include "engine/kernels/matmul.h"
 
@@ -416,6 +417,34 @@ class CudaBackend final : public Backend {
     }, src, d_rows, n, dst);
   }
 
+  absl::Status AllReduceSum(TensorView x, Communicator& comm) override {
+    if (x.stride != x.cols) return absl::InvalidArgumentError("all-reduce of a strided view");
+    if (!Begin()) return absl::OkStatus();  // the step already failed; Synchronize() says why
+    const size_t count = static_cast<size_t>(x.rows * x.cols);
+    if (auto* nccl = dynamic_cast<cuda::NcclCommunicator*>(&comm)) {
+      Record(Op::kAllReduce, [=, stream = stream_] {
+        return nccl->AllReduceSumOnStream(x.data, count, stream);
+      }, x, nccl);
+      return absl::OkStatus();
+    }
+    // A host communicator (threads of one process, e.g. several ranks sharing a GPU in tests):
+    // through pinned memory, waiting for the stream. Such a step cannot become a CUDA graph.
+    void* staged = Staging(count * sizeof(float));
+    if (staged == nullptr) return absl::OkStatus();
+    Communicator* host_comm = &comm;
+    Record(Op::kAllReduce, [=, stream = stream_] {
+      absl::Status s = CudaStatus(cudaMemcpyAsync(staged, x.data, count * sizeof(float),
+                                                  cudaMemcpyDeviceToHost, stream), "all-reduce");
+      if (s.ok()) s = CudaStatus(cudaStreamSynchronize(stream), "all-reduce");
+      if (!s.ok()) return s;  // (also how a graph capture of this step fails, before the collective)
+      s = host_comm->AllReduceSum(absl::MakeSpan(static_cast<float*>(staged), count));
+      if (!s.ok()) return s;
+      return CudaStatus(cudaMemcpyAsync(x.data, staged, count * sizeof(float),
+                                        cudaMemcpyHostToDevice, stream), "all-reduce");
+    }, x, host_comm);
+    return absl::OkStatus();
+  }
+
   void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) override {
     if (!Begin()) return;
     const auto& from = static_cast<const cuda::CudaKvStorage&>(from_storage);
@@ -439,7 +468,7 @@ class CudaBackend final : public Backend {
  private:
   enum class Op : uint8_t {
     kCopyToDevice, kCopyToHost, kUpload, kEmbed, kRmsNorm, kConvert, kMatMul, kAddBias, kRope,
-    kAttention, kSiluMul, kAdd, kGatherRows, kCopyKv,
+    kAttention, kSiluMul, kAdd, kGatherRows, kCopyKv, kAllReduce,
   };
   struct PendingCopy {
     void* staged;

@@ -24,9 +24,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/communicator.h"
 #include "engine/dtype.h"
 
 namespace verdict::engine {
@@ -74,6 +76,13 @@ CudaBackendStats GetCudaBackendStats(const Backend& backend);
 // Device-to-device copy bandwidth of `device` in bytes per second, counting bytes read and written
 // (best of several 1 GiB copies): the memory floor of decoding is this / weight bytes per token.
 absl::StatusOr<double> MeasureCudaCopyBandwidth(int device);
+
+// Tensor parallelism over NCCL: one communicator per entry of `devices` (rank i on devices[i]),
+// from ncclCommInitAll, for the CUDA backends of one process. NCCL is loaded at run time.
+// Errors: kFailedPrecondition when NCCL cannot be loaded or initialised (the message says why),
+// kInvalidArgument for an empty or repeated device list, kUnimplemented without CUDA support.
+absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateNcclCommunicators(
+    const std::vector<int>& devices);
 
 // Creates a backend by device name: "cpu" or "cuda" / "cuda:N" (N = device index).
 // `cpu_threads` applies to "cpu" (0: all hardware threads); `cuda` (device ignored) to CUDA.

@@ -24,6 +24,11 @@ absl::StatusOr<double> MeasureCudaCopyBandwidth(int) {
   return absl::UnimplementedError("this build of Verdict has no CUDA support");
 }
 
+absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateNcclCommunicators(
+    const std::vector<int>&) {
+  return absl::UnimplementedError("this build of Verdict has no CUDA support");
+}
+
 CudaBackendStats GetCudaBackendStats(const Backend&) { return {}; }
 
 }  // namespace verdict::engine

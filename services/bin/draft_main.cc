@@ -15,7 +15,7 @@
 
 namespace {
 
-int Run(const std::string& config_path, int threads, std::string listen) {
+int Run(const std::string& config_path, int threads, std::string listen, std::string device) {
   using namespace verdict;
   services::BlockTerminationSignals();
   absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
@@ -23,7 +23,9 @@ int Run(const std::string& config_path, int threads, std::string listen) {
   if (!config->has_draft()) return services::Fail("draft", absl::InvalidArgumentError("the cluster config has no draft"));
   const v1::DraftWorkerConfig& dc = config->draft();
   if (listen.empty()) listen = dc.listen();
-  absl::StatusOr<cli::ReadyModel> model = cli::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads());
+  if (device.empty()) device = dc.device().empty() ? "cpu" : dc.device();
+  absl::StatusOr<cli::ReadyModel> model =
+      cli::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device);
   if (!model.ok()) return services::Fail("draft", model.status());
   absl::StatusOr<std::unique_ptr<workers::DraftWorker>> worker =
       workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
@@ -61,11 +63,12 @@ int Run(const std::string& config_path, int threads, std::string listen) {
 
 int main(int argc, char** argv) {
   CLI::App app{"verdict-draft: the draft worker of a Verdict cluster"};
-  std::string config, listen;
+  std::string config, listen, device;
   int threads = 0;
   app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
   app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
   app.add_option("--listen", listen, "override the config's listen address");
+  app.add_option("--device", device, "cpu, cuda or cuda:N (default: the config's, else cpu)");
   CLI11_PARSE(app, argc, argv);
-  return Run(config, threads, listen);
+  return Run(config, threads, listen, device);
 }

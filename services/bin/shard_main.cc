@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "judge/judge_head.h"
@@ -18,7 +19,7 @@
 
 namespace {
 
-int Run(const std::string& config_path, int index, int threads) {
+int Run(const std::string& config_path, int index, int threads, std::string device) {
   using namespace verdict;
   services::BlockTerminationSignals();
   const std::string role = absl::StrCat("shard[", index, "]");
@@ -35,7 +36,11 @@ int Run(const std::string& config_path, int index, int threads) {
   if (absl::Status s = services::ValidateClusterConfig(*config, loaded->config.num_layers); !s.ok()) {
     return services::Fail(role, s);
   }
-  std::unique_ptr<engine::Backend> backend = engine::CreateCpuBackend({threads > 0 ? threads : sc.threads()});
+  if (device.empty()) device = sc.device().empty() ? "cpu" : sc.device();
+  absl::StatusOr<std::unique_ptr<engine::Backend>> created =
+      engine::CreateBackendForDevice(device, threads > 0 ? threads : sc.threads());
+  if (!created.ok()) return services::Fail(role, created.status());
+  std::unique_ptr<engine::Backend> backend = std::move(*created);
   absl::StatusOr<std::unique_ptr<engine::ModelSlice>> slice = engine::ModelSlice::Create(
       loaded->config, *loaded->weights, {sc.layer_begin(), sc.layer_end()}, backend.get());
   if (!slice.ok()) return services::Fail(role, slice.status());
@@ -158,9 +163,11 @@ int main(int argc, char** argv) {
   CLI::App app{"verdict-shard: one target shard of a Verdict cluster"};
   std::string config;
   int shard = -1, threads = 0;
+  std::string device;
   app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
   app.add_option("--shard", shard, "which shard of the config (0-based)")->required();
   app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
+  app.add_option("--device", device, "cpu, cuda or cuda:N (default: the config's, else cpu)");
   CLI11_PARSE(app, argc, argv);
-  return Run(config, shard, threads);
+  return Run(config, shard, threads, device);
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "engine/cuda/cuda_backend.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
 
@@ -21,10 +22,11 @@ int ReportError(const absl::Status& status) {
   return 1;
 }
 
-absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads) {
+absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads,
+                                     const std::string& device) {
   ReadyModel ready;
   VERDICT_ASSIGN_OR_RETURN(ready.loaded, engine::LoadModel(path));
-  ready.backend = engine::CreateCpuBackend({threads});
+  VERDICT_ASSIGN_OR_RETURN(ready.backend, engine::CreateBackendForDevice(device, threads));
   VERDICT_ASSIGN_OR_RETURN(ready.model, engine::ModelSlice::Create(ready.loaded.config,
                                                                    *ready.loaded.weights, {},
                                                                    ready.backend.get()));

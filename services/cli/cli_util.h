@@ -23,13 +23,14 @@ int ReportError(const absl::Status& status);
 // 0 for OK, otherwise ReportError(status): the exit code of a subcommand.
 inline int ExitCode(const absl::Status& status) { return status.ok() ? 0 : ReportError(status); }
 
-// A loaded whole model on the CPU backend.
+// A loaded whole model on a backend ("cpu", "cuda" or "cuda:N").
 struct ReadyModel {
   engine::LoadedModel loaded;
   std::unique_ptr<engine::Backend> backend;
   std::unique_ptr<engine::ModelSlice> model;
 };
-absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads);
+absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads,
+                                     const std::string& device = "cpu");
 
 // "1,2, 3" -> {1, 2, 3}. Errors: kInvalidArgument naming the bad entry.
 absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const std::string& text);
