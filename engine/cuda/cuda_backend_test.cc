@@ -113,34 +113,27 @@ class GpuTest : public ::testing::Test {
   std::unique_ptr<Backend> cpu_;
 };
 
-TEST_F(GpuTest, OpsMatchCpuWithBf16Weights) {
-  auto cuda = Cuda(DType::kBF16);
+// bf16/f16 storage: products of operands rounded to 16 bits (1e-2). f32 storage: only summation
+// order differs from the CPU (16-bit checkpoint weights widen exactly; q8_0 dequantises exactly).
+struct OpsCase {
+  DType weights;
+  double tolerance;
+};
+class GpuOpsTest : public GpuTest, public ::testing::WithParamInterface<OpsCase> {};
+
+TEST_P(GpuOpsTest, MatchCpu) {
+  auto cuda = Cuda(GetParam().weights);
   ASSERT_NE(cuda, nullptr);
   CheckOptions options;
   options.seed = FreshSeed();
-  options.tolerance = 1e-2;
+  options.tolerance = GetParam().tolerance;
   ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
 }
 
-TEST_F(GpuTest, OpsMatchCpuWithF16Weights) {
-  auto cuda = Cuda(DType::kF16);
-  ASSERT_NE(cuda, nullptr);
-  CheckOptions options;
-  options.seed = FreshSeed();
-  options.tolerance = 1e-2;
-  ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
-}
-
-// f32 storage: only summation order differs from the CPU (16-bit checkpoint weights are widened
-// exactly; q8_0 is dequantised to f32 exactly).
-TEST_F(GpuTest, OpsMatchCpuInF32Mode) {
-  auto cuda = Cuda(DType::kF32);
-  ASSERT_NE(cuda, nullptr);
-  CheckOptions options;
-  options.seed = FreshSeed();
-  options.tolerance = 1e-4;
-  ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
-}
+INSTANTIATE_TEST_SUITE_P(WeightTypes, GpuOpsTest,
+                         ::testing::Values(OpsCase{DType::kBF16, 1e-2}, OpsCase{DType::kF16, 1e-2},
+                                           OpsCase{DType::kF32, 1e-4}),
+                         [](const auto& info) { return std::string(DTypeName(info.param.weights)); });
 
 // Both backends read the same checkpoint: 16-bit checkpoints for the bf16 mode (the GPU then differs
 // from the CPU only by rounding activations to bf16 for the products and by its bf16 KV cache),
