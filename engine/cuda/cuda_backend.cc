@@ -255,14 +255,10 @@ class CudaBackend final : public Backend {
   void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) override {
     if (!Begin()) return;
     const float* w = AsCuda(weight).f32();
-    const cuda::Copy16 copy16 = OperandCopy(out);
-    if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
     Record(Op::kRmsNorm, [=, stream = stream_] {
-      cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, copy16,
-                          stream);
+      cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, stream);
       return LaunchStatus("RmsNorm");
-    }, x, w, eps, out, copy16.data);
-    KeepOperandCopy(out, copy16);
+    }, x, w, eps, out);
   }
 
   void MatMul(TensorView x, const DeviceWeight& w, TensorView out, bool accumulate) override {
@@ -387,27 +383,19 @@ class CudaBackend final : public Backend {
     launch.partial_rows = std::min(launch.partial_rows, q.rows);
     launch.partials = static_cast<float*>(Partials(launch.partial_rows * per_row));
     if (launch.partials == nullptr) return;
-    if (out.stride == out.cols) {  // the combine kernel writes the copy densely by head
-      launch.out_copy16 = OperandCopy(out);
-      if (weight_type_ != StorageType::kF32 && launch.out_copy16.data == nullptr) return;
-    }
     Record(Op::kAttention, [=, stream = stream_] {
       cuda::LaunchAttention(launch, stream);
       return LaunchStatus("Attention");
     }, launch);
-    KeepOperandCopy(out, launch.out_copy16);
   }
 
   void SiluMul(TensorView gate, TensorView up, TensorView out) override {
     if (!Begin()) return;
-    const cuda::Copy16 copy16 = OperandCopy(out);
-    if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
     Record(Op::kSiluMul, [=, stream = stream_] {
       cuda::LaunchSiluMul(gate.data, gate.stride, up.data, up.stride, out.data, out.stride,
-                          gate.rows, gate.cols, copy16, stream);
+                          gate.rows, gate.cols, stream);
       return LaunchStatus("SiluMul");
-    }, gate, up, out, copy16.data);
-    KeepOperandCopy(out, copy16);
+    }, gate, up, out);
   }
 
   void Add(TensorView x, TensorView y) override {
@@ -506,23 +494,6 @@ class CudaBackend final : public Backend {
       return CudaStatus(cudaMemcpyAsync(device, staged, bytes, cudaMemcpyHostToDevice, stream), what);
     }, device, staged, bytes);
   }
-  // Room for `out` rounded to the weights' 16-bit type, written by the op that produces `out` so the
-  // next product skips its conversion pass ({} with f32 weights; data == nullptr on failure).
-  cuda::Copy16 OperandCopy(const TensorView& out) {
-    if (weight_type_ == StorageType::kF32) return {};
-    cuda::Copy16 copy;
-    copy.type = weight_type_;
-    copy.data = Scratch(out.rows * out.cols * ElementBytes(weight_type_));
-    return copy;
-  }
-  // After recording such an op: the scratch now holds `out`'s operand copy (see MatMul).
-  void KeepOperandCopy(const TensorView& out, const cuda::Copy16& copy) {
-    if (copy.data == nullptr) return;
-    converted_valid_ = true;
-    converted_source_ = out;
-    converted_type_ = copy.type;
-  }
-
   static bool Overlaps(const TensorView& a, const TensorView& b) {
     if (a.data == nullptr || b.data == nullptr) return false;
     const float* a_end = a.data + (a.rows - 1) * a.stride + a.cols;

@@ -92,28 +92,14 @@ __global__ void EmbedKernel(const T* table, int64_t cols, const int32_t* ids, fl
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) out[row * out_stride + c] = Load(src + c);
 }
 
-// Stores v at element i of an optional 16-bit copy.
-__device__ __forceinline__ void StoreCopy(const Copy16& copy, int64_t i, float v) {
-  if (copy.data == nullptr) return;
-  if (copy.type == StorageType::kBF16) {
-    Store(static_cast<__nv_bfloat16*>(copy.data) + i, v);
-  } else if (copy.type == StorageType::kF16) {
-    Store(static_cast<__half*>(copy.data) + i, v);
-  }
-}
-
 __global__ void RmsNormKernel(const float* x, int64_t x_stride, int64_t cols, const float* w,
-                              float eps, float* out, int64_t out_stride, Copy16 copy16) {
+                              float eps, float* out, int64_t out_stride) {
   const float* xr = x + blockIdx.x * x_stride;
   float* yr = out + blockIdx.x * out_stride;
   float sum = 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c] * xr[c];
   const float inv = math::RmsInverse(BlockSum(sum), cols, eps);
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    const float y = w[c] * (xr[c] * inv);
-    yr[c] = y;
-    StoreCopy(copy16, blockIdx.x * cols + c, y);
-  }
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = w[c] * (xr[c] * inv);
 }
 
 __global__ void AddBiasKernel(float* x, int64_t x_stride, int64_t rows, int64_t cols,
@@ -138,15 +124,13 @@ __global__ void AddKernel(const float* x, int64_t x_stride, float* y, int64_t y_
 
 __global__ void SiluMulKernel(const float* gate, int64_t gate_stride, const float* up,
                               int64_t up_stride, float* out, int64_t out_stride, int64_t rows,
-                              int64_t cols, Copy16 copy16) {
+                              int64_t cols) {
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols;
     const int64_t c = i % cols;
-    const float y = math::SiluMul(gate[r * gate_stride + c], up[r * up_stride + c]);
-    out[r * out_stride + c] = y;
-    StoreCopy(copy16, i, y);
+    out[r * out_stride + c] = math::SiluMul(gate[r * gate_stride + c], up[r * up_stride + c]);
   }
 }
 
@@ -314,7 +298,6 @@ __global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
       acc += cuda_math::ChunkWeight(p[head_dim], global_max) * p[d];
     }
     out[d] = acc / denominator;
-    StoreCopy(a.out_copy16, row * a.num_heads * head_dim + head * head_dim + d, acc / denominator);
   }
 }
 
@@ -335,103 +318,7 @@ void AttentionTyped(const AttentionLaunch& a, cudaStream_t stream) {
   }
 }
 
-// ---- skinny products ---------------------------------------------------------------------------
-
-// Eight 16-bit values of a 16-byte vector as floats.
-__device__ __forceinline__ void Unpack(const uint4& v, float* f, const __nv_bfloat16*) {
-  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(words[i] << 16);
-    f[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
-  }
-}
-__device__ __forceinline__ void Unpack(const uint4& v, float* f, const __half*) {
-  const __half2* h = reinterpret_cast<const __half2*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 p = __half22float2(h[i]);
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
-  }
-}
-
-constexpr int kGemvThreads = 256;
-
-template <typename T, int M>
-__global__ void GemvKernel(const T* x, int64_t ldx, const T* w, float* out, int64_t ldout, int64_t n,
-                           int64_t k, bool accumulate) {
-  const int lane = threadIdx.x % 32;
-  const int64_t column = blockIdx.x * int64_t{kGemvThreads / 32} + threadIdx.x / 32;
-  if (column >= n) return;
-  const uint4* weights = reinterpret_cast<const uint4*>(w + column * k);
-  const int64_t vectors = k / 8;
-  float acc[M];
-#pragma unroll
-  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
-#pragma unroll 4
-  for (int64_t i = lane; i < vectors; i += 32) {
-    float wf[8];
-    Unpack(__ldg(weights + i), wf, static_cast<const T*>(nullptr));
-#pragma unroll
-    for (int r = 0; r < M; ++r) {
-      float xf[8];
-      Unpack(__ldg(reinterpret_cast<const uint4*>(x + r * ldx) + i), xf, static_cast<const T*>(nullptr));
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[r] += wf[j] * xf[j];
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < M; ++r) {
-    const float sum = WarpSum(acc[r]);
-    if (lane == 0) {
-      float* o = out + r * ldout + column;
-      *o = accumulate ? *o + sum : sum;
-    }
-  }
-}
-
-template <typename T>
-void GemvTyped(const void* x, int64_t ldx, const void* w, float* out, int64_t ldout, int64_t m,
-               int64_t n, int64_t k, bool accumulate, cudaStream_t stream) {
-  const unsigned blocks = static_cast<unsigned>((n + kGemvThreads / 32 - 1) / (kGemvThreads / 32));
-  const T* xt = static_cast<const T*>(x);
-  const T* wt = static_cast<const T*>(w);
-  switch (m) {
-#define VERDICT_GEMV_CASE(M)                                                                      \
-  case M:                                                                                         \
-    GemvKernel<T, M><<<blocks, kGemvThreads, 0, stream>>>(xt, ldx, wt, out, ldout, n, k, accumulate); \
-    break;
-    VERDICT_GEMV_CASE(1)
-    VERDICT_GEMV_CASE(2)
-    VERDICT_GEMV_CASE(3)
-    VERDICT_GEMV_CASE(4)
-    VERDICT_GEMV_CASE(5)
-    VERDICT_GEMV_CASE(6)
-    VERDICT_GEMV_CASE(7)
-    VERDICT_GEMV_CASE(8)
-#undef VERDICT_GEMV_CASE
-    default:
-      break;
-  }
-}
-
 }  // namespace
-
-bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w) {
-  return type != StorageType::kF32 && m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && ldx % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
-}
-
-void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
-                int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
-                cudaStream_t stream) {
-  if (type == StorageType::kBF16) {
-    GemvTyped<__nv_bfloat16>(x, ldx, w, out, ldout, m, n, k, accumulate, stream);
-  } else {
-    GemvTyped<__half>(x, ldx, w, out, ldout, m, n, k, accumulate, stream);
-  }
-}
 
 void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
                        StorageType type, void* out, cudaStream_t stream) {
@@ -473,10 +360,10 @@ void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_
 }
 
 void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, Copy16 copy16, cudaStream_t stream) {
+                   float eps, float* out, int64_t out_stride, cudaStream_t stream) {
   if (rows == 0) return;
   RmsNormKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, x_stride, cols, w, eps,
-                                                                      out, out_stride, copy16);
+                                                                      out, out_stride);
 }
 
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
@@ -492,11 +379,10 @@ void LaunchAdd(const float* x, int64_t x_stride, float* y, int64_t y_stride, int
 }
 
 void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
-                   float* out, int64_t out_stride, int64_t rows, int64_t cols, Copy16 copy16,
-                   cudaStream_t stream) {
+                   float* out, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows * cols == 0) return;
   SiluMulKernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(gate, gate_stride, up, up_stride,
-                                                              out, out_stride, rows, cols, copy16);
+                                                              out, out_stride, rows, cols);
 }
 
 void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,

@@ -24,16 +24,9 @@ void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_str
 // out[i, :] = table[ids[i], :] as f32.
 void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_t* ids, int64_t n,
                  float* out, int64_t out_stride, cudaStream_t stream);
-// The ops whose output feeds a matrix product can also write it rounded to the 16-bit operand
-// type (`copy16`, contiguous [rows, cols]; nullptr: no copy), saving a conversion pass.
-struct Copy16 {
-  void* data = nullptr;
-  StorageType type = StorageType::kBF16;
-};
-
 // out = rms_norm(x) * w.
 void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, Copy16 copy16, cudaStream_t stream);
+                   float eps, float* out, int64_t out_stride, cudaStream_t stream);
 // x[r, :] += bias.
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
                    cudaStream_t stream);
@@ -42,24 +35,13 @@ void LaunchAdd(const float* x, int64_t x_stride, float* y, int64_t y_stride, int
                int64_t cols, cudaStream_t stream);
 // out = silu(gate) * up.
 void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
-                   float* out, int64_t out_stride, int64_t rows, int64_t cols, Copy16 copy16,
-                   cudaStream_t stream);
+                   float* out, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream);
 // dst[i, :] = src[rows[i], :].
 void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,
                       int64_t n, float* dst, int64_t dst_stride, cudaStream_t stream);
 // Rotary embedding in place on `num_heads` heads per row.
 void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool interleaved,
-                cudaStream_t stream);
-
-// Skinny products for decode: out[r, :] (+)= x[r, :] . w^T for r < m <= kGemvMaxRows, x and w in
-// the same 16-bit type, one warp per output column streaming its weight row with 16-byte loads.
-// cuBLASLt's autotuning times it beside its own algorithms and keeps whichever is faster.
-inline constexpr int64_t kGemvMaxRows = 8;
-// True when LaunchGemv can run these operands (16-bit, k and ldx multiples of 8, aligned rows).
-bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w);
-void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
-                int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
                 cudaStream_t stream);
 
 // One sequence of an attention batch, as the kernels see it.
@@ -80,7 +62,6 @@ struct AttentionLaunch {
   int64_t v_stride = 0;
   float* out = nullptr;
   int64_t out_stride = 0;
-  Copy16 out_copy16;  // the output rounded for the next product (see Copy16)
   int64_t rows = 0;
   const int32_t* row_sequence = nullptr;   // [rows] index into sequences
   const DeviceSequence* sequences = nullptr;

@@ -115,17 +115,15 @@ absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x,
   Plan& stored = plans_[key] = plan;
   guard.plan = nullptr;
   stored.algo = results[0].algo;
-  const bool gemv = GemvApplies(type, m, k, x, ldx, w);
-  if (autotune_ && m <= kTuneMaxRows && (found > 1 || gemv)) {
-    VERDICT_RETURN_IF_ERROR(Tune(&stored, Desc(type), results, found, x, ldx, w, type, m, n, k));
+  if (autotune_ && m <= kTuneMaxRows && found > 1) {
+    VERDICT_RETURN_IF_ERROR(Tune(&stored, Desc(type), results, found, x, w, m, n));
   }
   return &stored;
 }
 
 absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
                             const cublasLtMatmulHeuristicResult_t* candidates, int count,
-                            const void* x, int64_t ldx, const void* w, StorageType type,
-                            int64_t m, int64_t n, int64_t k) {
+                            const void* x, const void* w, int64_t m, int64_t n) {
   // Time each candidate into scratch (the real output may be an accumulation target).
   VERDICT_ASSIGN_OR_RETURN(auto scratch, pool_->Allocate(static_cast<size_t>(m * n) * sizeof(float)));
   cudaEvent_t start, stop;
@@ -158,27 +156,11 @@ absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   plan->algo = candidates[best].algo;
-  // Our skinny-product kernel, as one more candidate.
-  float gemv_ms = std::numeric_limits<float>::infinity();
-  if (GemvApplies(type, m, k, x, ldx, w)) {
-    constexpr int kRuns = 5;
-    float* d = static_cast<float*>(scratch->get());
-    LaunchGemv(x, ldx, w, type, d, n, m, n, k, false, stream_);  // warm-up
-    cudaEventRecord(start, stream_);
-    for (int r = 0; r < kRuns; ++r) LaunchGemv(x, ldx, w, type, d, n, m, n, k, false, stream_);
-    cudaEventRecord(stop, stream_);
-    cudaEventSynchronize(stop);
-    cudaEventElapsedTime(&gemv_ms, start, stop);
-    if (cudaGetLastError() != cudaSuccess) gemv_ms = std::numeric_limits<float>::infinity();
-    plan->use_gemv = gemv_ms < best_ms;
-  }
   ++shapes_tuned_;
   if (std::getenv("VERDICT_LOG_MATMUL_TUNING") != nullptr) {
     std::fprintf(stderr,
-                 "[cublaslt] m=%lld n=%lld k=%lld: %d candidates, heuristic's first %.1f us, best #%d "
-                 "%.1f us; own gemv %.1f us -> %s\n",
-                 (long long)m, (long long)n, (long long)k, count, first_ms * 1e3 / 5, best,
-                 best_ms * 1e3 / 5, gemv_ms * 1e3 / 5, plan->use_gemv ? "gemv" : "cublaslt");
+                 "[cublaslt] m=%lld n=%lld: %d candidates, heuristic's first %.1f us, best #%d %.1f us\n",
+                 (long long)m, (long long)n, count, first_ms * 1e3 / 5, best, best_ms * 1e3 / 5);
   }
   return CudaStatus(cudaGetLastError(), "tuning cuBLASLt algorithms");
 }
@@ -195,10 +177,6 @@ absl::Status LtMatMul::Run(const void* x, int64_t ldx, const void* w, StorageTyp
   if (m == 0) return absl::OkStatus();
   const Key key{m, n, k, ldx, ldout, static_cast<int>(type), Alignment(x), Alignment(w), Alignment(out)};
   VERDICT_ASSIGN_OR_RETURN(Plan * plan, GetPlan(key, x, w));
-  if (plan->use_gemv) {
-    LaunchGemv(x, ldx, w, type, out, ldout, m, n, k, accumulate, stream_);
-    return CudaStatus(cudaGetLastError(), "skinny product");
-  }
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;
   return CublasStatus(cublasLtMatmul(handle_, Desc(type), &alpha, w, plan->a, x, plan->b, &beta,

@@ -41,7 +41,6 @@ class LtMatMul {
   struct Plan {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo;
-    bool use_gemv = false;  // our skinny-product kernel won the timing (kernels.h)
   };
   // (m, n, k, ldx, ldout, operand type, alignment of x, of w, of out): cuBLASLt's heuristic assumes
   // 256-byte aligned pointers unless told otherwise, and views into activation buffers need not be.
@@ -53,7 +52,7 @@ class LtMatMul {
   static int Alignment(const void* p);
   absl::Status Tune(Plan* plan, cublasLtMatmulDesc_t desc,
                     const cublasLtMatmulHeuristicResult_t* candidates, int count, const void* x,
-                    int64_t ldx, const void* w, StorageType type, int64_t m, int64_t n, int64_t k);
+                    const void* w, int64_t m, int64_t n);
   cublasLtMatmulDesc_t Desc(StorageType type) const {
     return type == StorageType::kF32 ? desc_f32_ : desc_16_;
   }
