@@ -200,8 +200,9 @@ absl::Status RunBench(const BenchFlags& flags) {
                 (long long)stats.graphs_captured, (long long)stats.matmul_shapes_tuned,
                 stats.device_bytes_reserved / 1e9);
   }
+  double read_bw = 0;
   if (on_cpu) {
-    const double read_bw = ReadBandwidth(threads);
+    read_bw = ReadBandwidth(threads);
     std::printf("read-only floor:       %9.2f steps/s (read bandwidth %.2f GB/s)\n", read_bw / streamed,
                 read_bw / 1e9);
   }
@@ -216,6 +217,12 @@ absl::Status RunBench(const BenchFlags& flags) {
     j["prefill_tok_s"] = r.prefill_tok_s;
     j["bandwidth_gb_s"] = bandwidth / 1e9;
     j["memory_floor_steps_s"] = floor_tok_s;
+    j["memory_floor_tok_s"] = floor_tok_s;  // batch 1 (one token per step)
+    if (on_cpu) {
+      j["copy_bandwidth_gb_s"] = bandwidth / 1e9;
+      j["read_bandwidth_gb_s"] = read_bw / 1e9;
+      j["read_floor_tok_s"] = read_bw / streamed;
+    }
     for (const auto& row : r.decode) {
       j["decode"].push_back({{"batch", row.batch}, {"step_ms", row.step_ms}, {"tok_s", row.tok_s},
                              {"fraction_of_floor", (1e3 / row.step_ms) / floor_tok_s}});
@@ -223,6 +230,7 @@ absl::Status RunBench(const BenchFlags& flags) {
     if (!r.decode.empty() && r.decode.front().batch == 1) {
       j["decode_tok_s"] = r.decode.front().tok_s;
       j["decode_step_ms"] = r.decode.front().step_ms;
+      j["decode_fraction_of_floor"] = r.decode.front().tok_s / floor_tok_s;
     }
     for (const auto& row : r.verify) {
       j["verify"].push_back({{"k", row.k}, {"ms", row.ms}, {"ratio_to_decode", row.ratio}});

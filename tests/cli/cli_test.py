@@ -144,13 +144,19 @@ class BenchTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "bench.json")
             p = run("bench", "--random", "tiny", "--threads", "1", "--prompt-tokens", "16",
-                    "--decode-tokens", "4", "--repeats", "1", "--k", "1,4", "--json", out)
+                    "--decode-tokens", "4", "--repeats", "1", "--k", "1,4", "--batch", "1,3",
+                    "--json", out)
             self.assertEqual(p.returncode, 0, p.stderr.decode())
             with open(out) as f:
                 figures = json.load(f)
         self.assertEqual([v["k"] for v in figures["verify"]], [1, 4])
         for key in ("prefill_tok_s", "decode_tok_s", "memory_floor_tok_s", "read_floor_tok_s"):
             self.assertGreater(figures[key], 0)
+        # One decode row per batch size; three sequences per step decode more tokens per second
+        # than one would in three steps only if batching works, so check the shape, not speed.
+        self.assertEqual([row["batch"] for row in figures["decode"]], [1, 3])
+        for row in figures["decode"]:
+            self.assertAlmostEqual(row["tok_s"], row["batch"] * 1e3 / row["step_ms"], places=3)
         self.assertIn(b"verification pass", p.stdout)
 
 
