@@ -16,6 +16,7 @@
 #include "common/testing/status_matchers.h"
 #include "engine/generator.h"
 #include "engine/kernels/matmul.h"
+#include "engine/slice_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "judge/testing/generic_kernels.h"
@@ -131,12 +132,14 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
     coordinator_.reset();
     target_client_.reset();
     draft_loop_.reset();
+    runners_.clear();
     slices_.clear();
     std::vector<std::unique_ptr<workers::TargetShard>> shards;
     for (int i = 0; i < num_shards; ++i) {
       const int64_t begin = config_.num_layers * i / num_shards, end = config_.num_layers * (i + 1) / num_shards;
       slices_.push_back(std::move(*engine::ModelSlice::Create(config_, *target_weights_, {begin, end}, backend_.get())));
-      shards.push_back(std::move(*workers::TargetShard::Create(slices_.back().get(), nullptr, {})));
+      runners_.push_back(engine::RunSingleSlice(slices_.back().get()));
+      shards.push_back(std::move(*workers::TargetShard::Create(runners_.back().get(), nullptr, {})));
     }
     target_client_ = std::make_unique<clients::InProcessTargetClient>(std::move(shards));
     engine::ModelSlice* d = const_cast<engine::ModelSlice*>(draft_model ? draft_model : draft_.get());
@@ -194,6 +197,7 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
   std::unique_ptr<judge::testing::InMemoryWeights> target_weights_, draft_weights_;
   std::unique_ptr<engine::ModelSlice> target_, draft_;
   std::vector<std::unique_ptr<engine::ModelSlice>> slices_;
+  std::vector<std::unique_ptr<engine::SliceRunner>> runners_;  // over slices_
   std::unique_ptr<clients::InProcessTargetClient> target_client_;
   std::unique_ptr<workers::DraftWorkerLoop> draft_loop_;
   std::unique_ptr<clients::InProcessDraftClient> draft_client_;

@@ -10,26 +10,26 @@
 
 namespace verdict::workers {
 
-TargetShard::TargetShard(engine::ModelSlice* slice, const judge::JudgeHead* head,
+TargetShard::TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head,
                          const TargetShardOptions& options)
-    : slice_(slice), head_(head), options_(options) {}
+    : runner_(runner), head_(head), options_(options) {}
 
-absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::ModelSlice* slice,
+absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRunner* runner,
                                                                  const judge::JudgeHead* head,
                                                                  const TargetShardOptions& options) {
-  if (slice == nullptr) return absl::InvalidArgumentError("no target slice");
+  if (runner == nullptr) return absl::InvalidArgumentError("no target slice");
   if (head != nullptr) {
-    if (!slice->is_last()) {
+    if (!runner->is_last()) {
       return absl::InvalidArgumentError("only the last target shard holds the judge head");
     }
-    if (head->hidden_size() != slice->config().hidden_size) {
+    if (head->hidden_size() != runner->config().hidden_size) {
       return absl::InvalidArgumentError(absl::StrCat("the judge head was trained for hidden size ",
                                                      head->hidden_size(), ", the target has ",
-                                                     slice->config().hidden_size));
+                                                     runner->config().hidden_size));
     }
   }
   if (options.max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
-  return std::unique_ptr<TargetShard>(new TargetShard(slice, head, options));
+  return std::unique_ptr<TargetShard>(new TargetShard(runner, head, options));
 }
 
 absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
@@ -41,7 +41,7 @@ absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
     return absl::ResourceExhaustedError(
         absl::StrCat("the target shard holds its maximum of ", options_.max_sessions, " sessions"));
   }
-  const int64_t context = slice_->config().max_position_embeddings;
+  const int64_t context = runner_->config().max_position_embeddings;
   if (capacity < 1 || capacity > context) {
     return absl::InvalidArgumentError(
         absl::StrCat("session capacity ", capacity, " is outside [1, ", context, "]"));
@@ -52,7 +52,7 @@ absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
       return absl::FailedPreconditionError("the judge policy needs a judge head; this shard has none");
     }
   }
-  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, slice_->NewKvCache(capacity));
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::SequenceCache> cache, runner_->NewCache(capacity));
   sessions_.emplace(session_id, std::unique_ptr<Session>(new Session{
                                     std::move(cache), verification,
                                     engine::Sampler(verification.target_sampling)}));
@@ -71,7 +71,7 @@ absl::Status TargetShard::ValidateBlock(const ShardBlock& block, const Session& 
     return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": step ", block.step,
                                                    " does not follow step ", session.last_step));
   }
-  const engine::KvCache& cache = *session.cache;
+  const engine::SequenceCache& cache = *session.cache;
   if (block.start_position < 0 || block.start_position > cache.length()) {
     return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": the block starts at position ",
                                                    block.start_position, " but ", cache.length(),
@@ -100,7 +100,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   auto fail = [&out](const ShardBlock& block, absl::Status status) {
     out.outcomes.push_back({block.session_id, block.step, std::move(status), std::nullopt});
   };
-  const engine::LlamaConfig& config = slice_->config();
+  const engine::LlamaConfig& config = runner_->config();
   const int64_t hidden = config.hidden_size;
   const int64_t vocab = config.vocab_size;
 
@@ -177,7 +177,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   }
   if (ready.empty()) return out;
 
-  engine::ForwardBatch forward;
+  engine::RunnerBatch forward;
   std::vector<int32_t> ids;
   std::vector<float> activations;
   const bool all_ready = ready.size() == batch.blocks.size();
@@ -200,7 +200,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     forward.activations = all_ready ? absl::MakeConstSpan(batch.activations) : absl::MakeConstSpan(activations);
   }
   forward.outputs = engine::ForwardBatch::Outputs::kAll;
-  if (absl::Status status = slice_->Forward(forward, &forward_); !status.ok()) {
+  if (absl::Status status = runner_->Forward(forward, &forward_); !status.ok()) {
     for (const Ready& r : ready) fail(*r.block, status);
     return out;
   }

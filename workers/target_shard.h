@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// A target shard's core: one contiguous layer range of the target (engine::ModelSlice) and one KV
-// cache per session. Forward runs the ready blocks of many sessions as one ragged batch: token ids
+// A target shard's core: one contiguous layer range of the target (an engine::SliceRunner: one
+// ModelSlice, or the slice split tensor-parallel across several backends) and one KV cache per
+// session. Forward runs the ready blocks of many sessions as one ragged batch: token ids
 // into the first shard, activations into the others; a non-last shard returns the activations for
 // the next shard, the last shard verifies each block (judge::VerifyBlock: exact rule, judge head,
 // lossy rules) and returns only verdicts.
@@ -24,9 +25,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/slice_runner.h"
 #include "judge/judge_head.h"
 #include "judge/verification.h"
 #include "workers/messages.h"
@@ -50,9 +51,9 @@ struct TargetShardOptions {
 
 class TargetShard {
  public:
-  // `slice` (and `head`, when given; the last shard only) must outlive the shard.
-  // kInvalidArgument for a head on a non-last shard or a head for another hidden size.
-  static absl::StatusOr<std::unique_ptr<TargetShard>> Create(engine::ModelSlice* slice,
+  // `runner` (and `head`, when given; the last shard only) must outlive the shard.
+  // kInvalidArgument for no runner, a head on a non-last shard or a head for another hidden size.
+  static absl::StatusOr<std::unique_ptr<TargetShard>> Create(engine::SliceRunner* runner,
                                                              const judge::JudgeHead* head,
                                                              const TargetShardOptions& options);
 
@@ -67,29 +68,29 @@ class TargetShard {
   // the blocks) fails every block with kInvalidArgument.
   ShardForwardResult Forward(const ShardBatch& batch);
 
-  bool is_first() const { return slice_->is_first(); }
-  bool is_last() const { return slice_->is_last(); }
+  bool is_first() const { return runner_->is_first(); }
+  bool is_last() const { return runner_->is_last(); }
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
   bool has_session(uint64_t session_id) const { return sessions_.contains(session_id); }
   // The session's cached length (for tests and status), -1 if unknown.
   int64_t cached_length(uint64_t session_id) const;
-  const engine::ModelSlice& slice() const { return *slice_; }
+  const engine::SliceRunner& runner() const { return *runner_; }
   const judge::JudgeHead* head() const { return head_; }
   int64_t forward_passes() const { return forward_passes_; }
 
  private:
   struct Session {
-    std::unique_ptr<engine::KvCache> cache;
+    std::unique_ptr<engine::SequenceCache> cache;
     judge::VerificationConfig verification;
     engine::Sampler rng;  // sampled verification's random stream
     uint64_t last_step = 0;
     bool has_step = false;
   };
 
-  TargetShard(engine::ModelSlice* slice, const judge::JudgeHead* head, const TargetShardOptions& options);
+  TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head, const TargetShardOptions& options);
   absl::Status ValidateBlock(const ShardBlock& block, const Session& session) const;
 
-  engine::ModelSlice* slice_;
+  engine::SliceRunner* runner_;
   const judge::JudgeHead* head_;
   TargetShardOptions options_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;

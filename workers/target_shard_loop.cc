@@ -88,7 +88,7 @@ ShardLoopStats TargetShardLoop::stats() const {
 }
 
 void TargetShardLoop::Run() {
-  const int64_t hidden = shard_->slice().config().hidden_size;
+  const int64_t hidden = shard_->runner().config().hidden_size;
   auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
   while (true) {
     std::deque<Item> items;

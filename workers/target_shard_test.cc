@@ -3,14 +3,20 @@
 // blocks, rollback by start position), against the single-process references: greedy speculative
 // output through 1, 2 and 4 shards equals engine::Generate's greedy output; judge verdicts equal
 // judge::TargetSession's; several sessions batched together equal each alone; bad blocks fail
-// alone and malformed batches fail whole.
+// alone and malformed batches fail whole. The same shards over tensor-parallel groups of 2 and 4 CPU
+// ranks give the single slice's verdicts exactly and its activations within 1e-4.
 #include "workers/target_shard.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "common/testing/status_matchers.h"
 #include "engine/generator.h"
 #include "engine/kernels/matmul.h"
+#include "engine/slice_runner.h"
+#include "engine/tensor_parallel.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "judge/speculative_session.h"
@@ -32,8 +38,7 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
  protected:
   void SetUp() override {
     backend_ = engine::CreateCpuBackend({.num_threads = 1});
-    config_ = judge::testing::SmallConfig(64, /*context=*/kCapacity);
-    config_.num_layers = 4;
+    config_ = Config();
     target_weights_ = judge::testing::MakeWeights(config_, 1, 4.0f);
     draft_weights_ = judge::testing::MakeWeights(config_, 1, 4.0f, /*noise=*/0.04f, /*noise_seed=*/5);
     target_ = judge::testing::MakeModel(config_, *target_weights_, backend_.get());
@@ -49,26 +54,49 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
     }
   }
 
-  // Splits the target at `cuts` (layer boundaries) into shards; `head` goes to the last one.
-  void MakeShards(std::vector<int64_t> cuts, const judge::JudgeHead* head = nullptr) {
+  virtual engine::LlamaConfig Config() const {
+    engine::LlamaConfig c = judge::testing::SmallConfig(64, /*context=*/kCapacity);
+    c.num_layers = 4;
+    return c;
+  }
+
+  // Splits the target at `cuts` (layer boundaries) into shards; `head` goes to the last one. Each
+  // shard runs one ModelSlice (tensor_parallel 0) or a group of that many CPU ranks.
+  void MakeShards(std::vector<int64_t> cuts, const judge::JudgeHead* head = nullptr, int tensor_parallel = 0) {
     shards_.clear();
+    runners_.clear();
     slices_.clear();
+    sent_activations_.clear();
     cuts.insert(cuts.begin(), 0);
     cuts.push_back(config_.num_layers);
     for (size_t i = 0; i + 1 < cuts.size(); ++i) {
-      absl::StatusOr<std::unique_ptr<engine::ModelSlice>> slice =
-          engine::ModelSlice::Create(config_, *target_weights_, {cuts[i], cuts[i + 1]}, backend_.get());
-      ASSERT_OK(slice.status());
-      slices_.push_back(std::move(*slice));
+      const engine::SliceRange range = {cuts[i], cuts[i + 1]};
+      if (tensor_parallel == 0) {
+        absl::StatusOr<std::unique_ptr<engine::ModelSlice>> slice =
+            engine::ModelSlice::Create(config_, *target_weights_, range, backend_.get());
+        ASSERT_OK(slice.status());
+        slices_.push_back(std::move(*slice));
+        runners_.push_back(engine::RunSingleSlice(slices_.back().get()));
+      } else {
+        absl::StatusOr<std::unique_ptr<engine::TensorParallelGroup>> group = engine::TensorParallelGroup::Create(
+            config_, *target_weights_, range, tensor_parallel,
+            [](int) -> absl::StatusOr<std::unique_ptr<engine::Backend>> {
+              return engine::CreateCpuBackend(engine::CpuBackendOptions{/*num_threads=*/1});
+            });
+        ASSERT_OK(group.status());
+        runners_.push_back(engine::RunTensorParallel(std::move(*group)));
+        ASSERT_EQ(runners_.back()->world_size(), tensor_parallel);
+      }
       const bool last = i + 2 == cuts.size();
       absl::StatusOr<std::unique_ptr<TargetShard>> shard =
-          TargetShard::Create(slices_.back().get(), last ? head : nullptr, {});
+          TargetShard::Create(runners_.back().get(), last ? head : nullptr, {});
       ASSERT_OK(shard.status());
       shards_.push_back(std::move(*shard));
     }
   }
 
-  // One batch through every shard; returns the last shard's outcomes (and earlier failures).
+  // One batch through every shard; returns the last shard's outcomes (and earlier failures). The
+  // activations passed between shards are kept in sent_activations_.
   std::vector<BlockOutcome> RunChain(ShardBatch batch) {
     std::vector<BlockOutcome> outcomes;
     for (auto& shard : shards_) {
@@ -76,6 +104,7 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
       outcomes.insert(outcomes.end(), r.outcomes.begin(), r.outcomes.end());
       batch = std::move(r.next);
       if (batch.blocks.empty()) break;
+      sent_activations_.push_back(batch.activations);
     }
     return outcomes;
   }
@@ -163,7 +192,9 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
   std::unique_ptr<judge::testing::InMemoryWeights> target_weights_, draft_weights_;
   std::unique_ptr<engine::ModelSlice> target_, draft_;
   std::vector<std::unique_ptr<engine::ModelSlice>> slices_;
+  std::vector<std::unique_ptr<engine::SliceRunner>> runners_;  // one per shard
   std::vector<std::unique_ptr<TargetShard>> shards_;
+  std::vector<std::vector<float>> sent_activations_;  // by RunChain, in order
   std::unique_ptr<DraftWorker> worker_;
   std::vector<std::vector<int32_t>> prompts_;
 };
@@ -334,14 +365,18 @@ TEST_F(ShardChainTest, CreateAndOpenErrors) {
   absl::StatusOr<std::unique_ptr<engine::ModelSlice>> first =
       engine::ModelSlice::Create(config_, *target_weights_, {0, 2}, backend_.get());
   ASSERT_OK(first.status());
-  EXPECT_THAT(TargetShard::Create(first->get(), &head, {}).status(),
+  std::unique_ptr<engine::SliceRunner> first_runner = engine::RunSingleSlice(first->get());
+  std::unique_ptr<engine::SliceRunner> target_runner = engine::RunSingleSlice(target_.get());
+  EXPECT_THAT(TargetShard::Create(nullptr, nullptr, {}).status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(TargetShard::Create(first_runner.get(), &head, {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("last target shard")));
   judge::JudgeHead wrong;
   wrong.weight.assign(7, 0.1f);
-  EXPECT_THAT(TargetShard::Create(target_.get(), &wrong, {}).status(),
+  EXPECT_THAT(TargetShard::Create(target_runner.get(), &wrong, {}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hidden size")));
 
-  absl::StatusOr<std::unique_ptr<TargetShard>> shard = TargetShard::Create(target_.get(), nullptr, {.max_sessions = 1});
+  absl::StatusOr<std::unique_ptr<TargetShard>> shard =
+      TargetShard::Create(target_runner.get(), nullptr, {.max_sessions = 1});
   ASSERT_OK(shard.status());
   judge::VerificationConfig judge_config;
   judge_config.judge = judge::JudgeMode::kOn;
@@ -354,6 +389,126 @@ TEST_F(ShardChainTest, CreateAndOpenErrors) {
   (*shard)->CloseSession(1);
   (*shard)->CloseSession(1);
   EXPECT_OK((*shard)->OpenSession(2, 16, {}));
+}
+
+// The same shards over tensor-parallel groups of CPU ranks. Head counts divisible by 4: at 4 ranks
+// each holds 2 heads and 1 kv head.
+class TensorParallelShardTest : public ShardChainTest {
+ protected:
+  engine::LlamaConfig Config() const override {
+    engine::LlamaConfig c = judge::testing::SmallConfig(64, /*context=*/kCapacity);
+    c.num_layers = 4;
+    c.num_heads = 8;
+    c.num_kv_heads = 4;
+    c.head_dim = 8;
+    c.hidden_size = 64;
+    c.intermediate_size = 128;
+    return c;
+  }
+
+  // Greedy speculative generation of every prompt through shards cut at `cuts`, each shard over a
+  // group of `tensor_parallel` ranks (0: one slice).
+  std::vector<Driven> Run(const std::vector<int64_t>& cuts, int tensor_parallel, int64_t k, int64_t max_new) {
+    MakeShards(cuts, nullptr, tensor_parallel);
+    worker_ = std::move(*DraftWorker::Create(draft_.get(), {}));
+    std::vector<Driven> sessions;
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      sessions.push_back({i + 1, prompts_[i], prompts_[i].size()});
+      Open(sessions.back(), {});
+    }
+    Generate(sessions, k, max_new);
+    return sessions;
+  }
+};
+
+// max |a - b| / max |b|.
+double RelativeError(const std::vector<float>& a, const std::vector<float>& b) {
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
+  }
+  return max_diff / std::max(max_ref, 1e-30);
+}
+
+// Tolerance of the activations: the split products sum in another order (W partial sums, then
+// over ranks), a few ulps per layer (engine/tensor_parallel_test.cc).
+constexpr double kActivationTolerance = 1e-4;
+
+TEST_F(TensorParallelShardTest, VerdictsAndActivationsEqualTheSingleSlice) {
+  constexpr int64_t kMaxNew = 24;
+  constexpr int64_t kWindow = 4;
+  for (const std::vector<int64_t>& cuts : std::vector<std::vector<int64_t>>{{}, {2}}) {
+    const std::vector<Driven> reference = Run(cuts, 0, kWindow, kMaxNew);
+    const std::vector<std::vector<float>> reference_activations = sent_activations_;
+    EXPECT_EQ(reference_activations.empty(), cuts.empty());
+    int64_t rollbacks = 0;
+    for (const Driven& s : reference) {
+      std::vector<int32_t> got(s.committed.begin() + s.prompt_length, s.committed.end());
+      got.resize(kMaxNew);
+      EXPECT_THAT(got, ElementsAreArray(GreedyReference(prompts_[s.id - 1], kMaxNew)));
+      for (const judge::Verdict& v : s.verdicts) rollbacks += v.num_accepted < kWindow;
+    }
+    EXPECT_GT(rollbacks, 0) << "the noisy draft should have some draft tokens rejected";
+
+    for (int tensor_parallel : {2, 4}) {
+      SCOPED_TRACE(::testing::Message() << "shards " << cuts.size() + 1 << ", ranks " << tensor_parallel);
+      const std::vector<Driven> got = Run(cuts, tensor_parallel, kWindow, kMaxNew);
+      ASSERT_EQ(got.size(), reference.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_THAT(got[i].committed, ElementsAreArray(reference[i].committed)) << "prompt " << i;
+        ASSERT_EQ(got[i].verdicts.size(), reference[i].verdicts.size()) << "prompt " << i;
+        for (size_t b = 0; b < got[i].verdicts.size(); ++b) {
+          const judge::Verdict& v = got[i].verdicts[b];
+          const judge::Verdict& want = reference[i].verdicts[b];
+          EXPECT_EQ(v.num_accepted, want.num_accepted) << "prompt " << i << ", block " << b;
+          EXPECT_EQ(v.next_token, want.next_token) << "prompt " << i << ", block " << b;
+          EXPECT_THAT(v.reasons, ElementsAreArray(want.reasons)) << "prompt " << i << ", block " << b;
+        }
+      }
+      ASSERT_EQ(sent_activations_.size(), reference_activations.size());
+      double worst = 0;
+      for (size_t b = 0; b < sent_activations_.size(); ++b) {
+        ASSERT_EQ(sent_activations_[b].size(), reference_activations[b].size()) << "batch " << b;
+        worst = std::max(worst, RelativeError(sent_activations_[b], reference_activations[b]));
+      }
+      EXPECT_LE(worst, kActivationTolerance);
+      if (!cuts.empty()) std::printf("  %d ranks: activations within %.2e of the single slice\n", tensor_parallel, worst);
+    }
+  }
+}
+
+TEST_F(TensorParallelShardTest, RunnersRefuseCachesOfAnotherRunner) {
+  absl::StatusOr<std::unique_ptr<engine::TensorParallelGroup>> group = engine::TensorParallelGroup::Create(
+      config_, *target_weights_, {0, config_.num_layers}, 2,
+      [](int) -> absl::StatusOr<std::unique_ptr<engine::Backend>> {
+        return engine::CreateCpuBackend(engine::CpuBackendOptions{/*num_threads=*/1});
+      });
+  ASSERT_OK(group.status());
+  std::unique_ptr<engine::SliceRunner> split = engine::RunTensorParallel(std::move(*group));
+  std::unique_ptr<engine::SliceRunner> whole = engine::RunSingleSlice(target_.get());
+  EXPECT_TRUE(split->is_first() && split->is_last());
+  EXPECT_EQ(split->config().hidden_size, whole->config().hidden_size);
+  absl::StatusOr<std::unique_ptr<engine::SequenceCache>> split_cache = split->NewCache(8);
+  absl::StatusOr<std::unique_ptr<engine::SequenceCache>> whole_cache = whole->NewCache(8);
+  ASSERT_OK(split_cache.status());
+  ASSERT_OK(whole_cache.status());
+  EXPECT_EQ((*split_cache)->capacity(), 8);
+  const std::vector<int32_t> ids = {1, 2, 3};
+  engine::ForwardResult result;
+  engine::RunnerBatch batch;
+  batch.token_ids = ids;
+  batch.sequences = {{whole_cache->get(), 3}};
+  EXPECT_THAT(split->Forward(batch, &result), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("runner")));
+  batch.sequences = {{split_cache->get(), 3}};
+  EXPECT_THAT(whole->Forward(batch, &result), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("runner")));
+  EXPECT_EQ((*whole_cache)->length(), 0);
+  ASSERT_OK(split->Forward(batch, &result));
+  EXPECT_EQ((*split_cache)->length(), 3);
+  ASSERT_OK((*split_cache)->Truncate(1));
+  EXPECT_EQ((*split_cache)->length(), 1);
+  EXPECT_THAT((*split_cache)->Truncate(2), StatusIs(absl::StatusCode::kInvalidArgument));
+  split_cache->reset();  // before its runner
 }
 
 }  // namespace

@@ -1,13 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 // verdict-shard: serves one target shard of the cluster (verdict.v1.TargetShard): its layer range,
-// and on the last shard the LM head, the judge and the verification policy.
+// and on the last shard the LM head, the judge and the verification policy. With tensor_parallel > 1
+// in its config the layer range is split across that many backends (one per device).
 //   verdict-shard --config cluster.textproto --shard N [--threads T]
+#include <algorithm>
 #include <cstdio>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/model.h"
 #include "engine/model_loader.h"
+#include "engine/slice_runner.h"
+#include "engine/tensor_parallel.h"
 #include "judge/judge_head.h"
 #include "services/admin/admin_server.h"
 #include "services/bin/server_main_util.h"
@@ -18,6 +28,23 @@
 #include "workers/target_shard_loop.h"
 
 namespace {
+
+// The device indices of `devices` when every one is "cuda:N" and no N repeats (NCCL's case), else
+// an empty list.
+std::vector<int> DistinctCudaDevices(const std::vector<std::string>& devices) {
+  std::vector<int> indices;
+  std::set<int> seen;
+  for (const std::string& device : devices) {
+    absl::string_view rest = device;
+    int index = -1;
+    if (!absl::ConsumePrefix(&rest, "cuda:") || !absl::SimpleAtoi(rest, &index) || index < 0 ||
+        !seen.insert(index).second) {
+      return {};
+    }
+    indices.push_back(index);
+  }
+  return indices;
+}
 
 int Run(const std::string& config_path, int index, int threads, std::string device) {
   using namespace verdict;
@@ -37,13 +64,39 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     return services::Fail(role, s);
   }
   if (device.empty()) device = sc.device().empty() ? "cpu" : sc.device();
-  absl::StatusOr<std::unique_ptr<engine::Backend>> created =
-      engine::CreateBackendForDevice(device, threads > 0 ? threads : sc.threads());
-  if (!created.ok()) return services::Fail(role, created.status());
-  std::unique_ptr<engine::Backend> backend = std::move(*created);
-  absl::StatusOr<std::unique_ptr<engine::ModelSlice>> slice = engine::ModelSlice::Create(
-      loaded->config, *loaded->weights, {sc.layer_begin(), sc.layer_end()}, backend.get());
-  if (!slice.ok()) return services::Fail(role, slice.status());
+  // One device per rank: the config's list, else the shard's device for every rank.
+  const int ranks = std::max(1, sc.tensor_parallel());
+  std::vector<std::string> rank_devices(sc.devices().begin(), sc.devices().end());
+  if (rank_devices.empty()) rank_devices.assign(ranks, device);
+  const int backend_threads = threads > 0 ? threads : sc.threads();
+  const engine::SliceRange range = {sc.layer_begin(), sc.layer_end()};
+  std::unique_ptr<engine::Backend> backend;  // single slice only
+  std::unique_ptr<engine::ModelSlice> slice;  // single slice only
+  std::unique_ptr<engine::SliceRunner> runner;
+  if (ranks == 1) {
+    absl::StatusOr<std::unique_ptr<engine::Backend>> created =
+        engine::CreateBackendForDevice(rank_devices[0], backend_threads);
+    if (!created.ok()) return services::Fail(role, created.status());
+    backend = std::move(*created);
+    absl::StatusOr<std::unique_ptr<engine::ModelSlice>> s =
+        engine::ModelSlice::Create(loaded->config, *loaded->weights, range, backend.get());
+    if (!s.ok()) return services::Fail(role, s.status());
+    slice = std::move(*s);
+    runner = engine::RunSingleSlice(slice.get());
+  } else {
+    engine::TensorParallelGroup::CommunicatorFactory communicators;  // default: in-process threads
+    if (std::vector<int> cuda = DistinctCudaDevices(rank_devices); !cuda.empty()) {
+      communicators = [cuda](int) { return engine::CreateNcclCommunicators(cuda); };
+    }
+    absl::StatusOr<std::unique_ptr<engine::TensorParallelGroup>> group = engine::TensorParallelGroup::Create(
+        loaded->config, *loaded->weights, range, ranks,
+        [&rank_devices, backend_threads](int rank) {
+          return engine::CreateBackendForDevice(rank_devices[rank], backend_threads);
+        },
+        std::move(communicators));
+    if (!group.ok()) return services::Fail(role, group.status());
+    runner = engine::RunTensorParallel(std::move(*group));
+  }
 
   absl::StatusOr<std::string> fingerprint = judge::TargetFingerprint(loaded->config, *loaded->weights);
   if (!fingerprint.ok()) return services::Fail(role, fingerprint.status());
@@ -70,7 +123,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     identity.judge_fingerprint = head->target_fingerprint;
   }
   absl::StatusOr<std::unique_ptr<workers::TargetShard>> shard = workers::TargetShard::Create(
-      slice->get(), head.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
+      runner.get(), head.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
   if (!shard.ok()) return services::Fail(role, shard.status());
 
   services::ShardEventHub events(index);
@@ -144,9 +197,9 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     if (!a.ok()) return services::Fail(role, a.status());
     admin = std::move(*a);
   }
-  std::fprintf(stderr, "verdict-shard: shard %d serving layers [%d, %d) on %s%s%s\n", index, sc.layer_begin(),
-               sc.layer_end(), sc.listen().c_str(), receiver ? ", activations on " : "",
-               receiver ? receiver->address().c_str() : "");
+  std::fprintf(stderr, "verdict-shard: shard %d serving layers [%d, %d) on %s%s%s (%s)\n", index,
+               sc.layer_begin(), sc.layer_end(), sc.listen().c_str(), receiver ? ", activations on " : "",
+               receiver ? receiver->address().c_str() : "", absl::StrJoin(rank_devices, ", ").c_str());
   services::WaitForTerminationSignal();
   admin.reset();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
@@ -167,7 +220,9 @@ int main(int argc, char** argv) {
   app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
   app.add_option("--shard", shard, "which shard of the config (0-based)")->required();
   app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
-  app.add_option("--device", device, "cpu, cuda or cuda:N (default: the config's, else cpu)");
+  app.add_option("--device", device,
+                 "cpu, cuda or cuda:N (default: the config's, else cpu); with tensor parallelism every "
+                 "rank's, unless the config lists devices");
   CLI11_PARSE(app, argc, argv);
   return Run(config, shard, threads, device);
 }

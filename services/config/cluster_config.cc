@@ -78,6 +78,15 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c, int64_t num_layer
                                                      ", ", s.layer_end(), "); the next range must start at ", next,
                                                      " and be non-empty"));
     }
+    if (s.tensor_parallel() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, ".tensor_parallel is ",
+                                                     s.tensor_parallel(), "; it must be >= 0"));
+    }
+    if (s.devices_size() != 0 && s.devices_size() != s.tensor_parallel()) {
+      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, " lists ", s.devices_size(),
+                                                     " devices for tensor_parallel ", s.tensor_parallel(),
+                                                     "; give none or one per rank"));
+    }
     if (!s.judge_head().empty() && i + 1 != c.shards_size()) {
       return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, " has a judge head; only the last shard may"));
     }

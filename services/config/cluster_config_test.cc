@@ -67,9 +67,31 @@ TEST(ClusterConfigTest, RefusesConfigsThatCannotWork) {
   EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 2 }
                                 shards { listen: "a:3" layer_begin: 2 layer_end: 4 })pb"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("data_listen is empty")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 4 tensor_parallel: -1 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tensor_parallel is -1")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 4 tensor_parallel: 2
+                                         devices: "cuda:0" })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 devices for tensor_parallel 2")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 4 devices: "cuda:0" })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 devices for tensor_parallel 0")));
   EXPECT_THAT(parse(R"pb(coordinator { listen: "a:1" } shards { listen: "a:2" layer_begin: 0 layer_end: 4 })pb"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("target.path")));
   EXPECT_THAT(LoadClusterConfig("/nonexistent/cluster.textproto").status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(ClusterConfigTest, TensorParallelShards) {
+  const std::string base = R"pb(target { path: "m" } coordinator { listen: "a:1" } )pb";
+  absl::StatusOr<v1::ClusterConfig> c = ParseClusterConfig(
+      base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 2 tensor_parallel: 2
+                           devices: "cuda:0" devices: "cuda:1" }
+                  shards { listen: "a:3" data_listen: "a:4" layer_begin: 2 layer_end: 4 tensor_parallel: 4
+                           device: "cpu" })pb",
+      /*json=*/false, 4);
+  ASSERT_OK(c.status());
+  EXPECT_EQ(c->shards(0).tensor_parallel(), 2);
+  EXPECT_THAT(c->shards(0).devices(), ::testing::ElementsAre("cuda:0", "cuda:1"));
+  EXPECT_EQ(c->shards(1).tensor_parallel(), 4);
+  EXPECT_TRUE(c->shards(1).devices().empty());
 }
 
 TEST(ClusterConfigTest, TheShippedLocalClusterConfigIsValid) {
