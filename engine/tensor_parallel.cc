@@ -158,4 +158,6 @@ absl::Status TensorParallelGroup::Forward(const TensorParallelBatch& batch, Forw
   return status;
 }
 
+const Backend& TensorParallelGroup::backend(int rank) const { return *ranks_[rank]->backend; }
+
 }  // namespace verdict::engine

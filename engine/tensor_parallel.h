@@ -91,6 +91,8 @@ class TensorParallelGroup {
   TensorParallelGroup& operator=(const TensorParallelGroup&) = delete;
 
   int world_size() const { return static_cast<int>(ranks_.size()); }
+  // Rank `rank`'s backend (driven by that rank's thread; read only thread-safe figures from it).
+  const Backend& backend(int rank) const;
   // Rank `rank`'s slice, for its metadata (config, sizes, local head counts); do not run it.
   const ModelSlice& slice(int rank) const { return *ranks_[rank]->slice; }
 

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "engine/cuda/attention_math.h"
 #include "engine/cuda/cuda_status.h"
@@ -131,6 +132,10 @@ class CudaBackend final : public Backend {
     s.graph_replays = steps_.graph_replays();
     return s;
   }
+  CudaBackendStats Snapshot() const {
+    absl::MutexLock lock(&snapshot_mu_);
+    return snapshot_;
+  }
 
   // --- memory -----------------------------------------------------------------------------------
 
@@ -232,6 +237,11 @@ class CudaBackend final : public Backend {
     pinned_.Reset();
     meta_.Reset();
     status_ = absl::OkStatus();
+    const CudaBackendStats stats = Stats();
+    {
+      absl::MutexLock lock(&snapshot_mu_);
+      snapshot_ = stats;
+    }
     return status;
   }
 
@@ -644,6 +654,8 @@ class CudaBackend final : public Backend {
   TensorView converted_source_;
   StorageType converted_type_ = StorageType::kF32;
   absl::Status status_;  // first error while recording this step
+  mutable absl::Mutex snapshot_mu_;
+  CudaBackendStats snapshot_ ABSL_GUARDED_BY(snapshot_mu_);  // as of the last Synchronize()
 };
 
 }  // namespace
@@ -735,6 +747,13 @@ absl::StatusOr<double> MeasureCudaCopyBandwidth(int device) {
 CudaBackendStats GetCudaBackendStats(const Backend& backend) {
   if (const auto* cuda_backend = dynamic_cast<const CudaBackend*>(&backend)) {
     return cuda_backend->Stats();
+  }
+  return {};
+}
+
+CudaBackendStats GetCudaBackendStatsSnapshot(const Backend& backend) {
+  if (const auto* cuda_backend = dynamic_cast<const CudaBackend*>(&backend)) {
+    return cuda_backend->Snapshot();
   }
   return {};
 }

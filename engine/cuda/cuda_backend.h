@@ -71,7 +71,10 @@ struct CudaBackendStats {
   int64_t graphs_captured = 0;  // distinct step shapes captured as CUDA graphs
   int64_t graph_replays = 0;    // steps launched as one graph
 };
+// Live figures; call from the backend's engine thread.
 CudaBackendStats GetCudaBackendStats(const Backend& backend);
+// The figures as of the backend's last Synchronize(); safe from any thread (admin endpoints).
+CudaBackendStats GetCudaBackendStatsSnapshot(const Backend& backend);
 
 // Device-to-device copy bandwidth of `device` in bytes per second, counting bytes read and written
 // (best of several 1 GiB copies): the memory floor of decoding is this / weight bytes per token.

@@ -30,5 +30,6 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateNcclCommunicato
 }
 
 CudaBackendStats GetCudaBackendStats(const Backend&) { return {}; }
+CudaBackendStats GetCudaBackendStatsSnapshot(const Backend&) { return {}; }
 
 }  // namespace verdict::engine

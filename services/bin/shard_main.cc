@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -73,6 +74,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   std::unique_ptr<engine::Backend> backend;  // single slice only
   std::unique_ptr<engine::ModelSlice> slice;  // single slice only
   std::unique_ptr<engine::SliceRunner> runner;
+  std::vector<const engine::Backend*> rank_backends;  // for the admin endpoint's GPU figures
   if (ranks == 1) {
     absl::StatusOr<std::unique_ptr<engine::Backend>> created =
         engine::CreateBackendForDevice(rank_devices[0], backend_threads);
@@ -83,6 +85,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     if (!s.ok()) return services::Fail(role, s.status());
     slice = std::move(*s);
     runner = engine::RunSingleSlice(slice.get());
+    rank_backends.push_back(backend.get());
   } else {
     engine::TensorParallelGroup::CommunicatorFactory communicators;  // default: in-process threads
     if (std::vector<int> cuda = DistinctCudaDevices(rank_devices); !cuda.empty()) {
@@ -95,6 +98,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
         },
         std::move(communicators));
     if (!group.ok()) return services::Fail(role, group.status());
+    for (int r = 0; r < ranks; ++r) rank_backends.push_back(&(*group)->backend(r));
     runner = engine::RunTensorParallel(std::move(*group));
   }
 
@@ -165,7 +169,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   std::unique_ptr<services::AdminServer> admin;
   if (!sc.admin_listen().empty()) {
     services::AdminHandlers h;
-    h.metrics = [&loop, &forwarder, &service, &events, index] {
+    h.metrics = [&loop, &forwarder, &service, &events, &rank_backends, index] {
       const workers::ShardLoopStats st = loop->stats();
       const std::vector<prometheus::ClientMetric::Label> shard = {{"shard", absl::StrCat(index)}};
       std::vector<prometheus::MetricFamily> m;
@@ -182,6 +186,32 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
                                           service.rejected_payloads(), shard));
       m.push_back(services::CounterFamily("verdict_shard_events_dropped_total", "Events dropped with no subscriber",
                                           events.dropped(), shard));
+      // GPU figures of each rank's CUDA backend, as of its last step.
+      std::vector<prometheus::MetricFamily> gpu;
+      for (size_t r = 0; r < rank_backends.size(); ++r) {
+        if (rank_backends[r]->name() != "cuda") continue;
+        const engine::CudaBackendStats g = engine::GetCudaBackendStatsSnapshot(*rank_backends[r]);
+        const std::vector<prometheus::ClientMetric::Label> labels = {{"shard", absl::StrCat(index)},
+                                                                     {"rank", absl::StrCat(r)}};
+        const std::vector<std::pair<const char*, double>> gauges = {
+            {"verdict_gpu_memory_reserved_bytes", static_cast<double>(g.device_bytes_reserved)},
+            {"verdict_gpu_memory_in_use_bytes", static_cast<double>(g.device_bytes_in_use)},
+            {"verdict_gpu_kv_blocks_in_use", static_cast<double>(g.kv_blocks_in_use)},
+            {"verdict_gpu_kv_blocks_total", static_cast<double>(g.kv_blocks_total)},
+            {"verdict_gpu_graph_replays_total", static_cast<double>(g.graph_replays)},
+            {"verdict_gpu_eager_steps_total", static_cast<double>(g.eager_steps)},
+        };
+        for (size_t i = 0; i < gauges.size(); ++i) {
+          if (gpu.size() <= i) {
+            const bool counter = absl::EndsWith(gauges[i].first, "_total");
+            gpu.push_back(counter ? services::CounterFamily(gauges[i].first, "CUDA backend", gauges[i].second, labels)
+                                  : services::GaugeFamily(gauges[i].first, "CUDA backend", gauges[i].second, labels));
+          } else {
+            services::AddSeries(gpu[i], gauges[i].second, labels);
+          }
+        }
+      }
+      for (auto& family : gpu) m.push_back(std::move(family));
       if (forwarder) {
         const services::ForwarderStats f = forwarder->stats();
         m.push_back(services::CounterFamily("verdict_transport_bytes_total", "Activation bytes sent", f.bytes, shard));
