@@ -402,7 +402,66 @@ int32_t ArgMax(const float* v, int64_t n) {
 // Gap between the largest logit and the logit of `other`.
 float Margin(const float* v, int64_t n, int32_t other) { return v[ArgMax(v, n)] - v[other]; }
 
+// Token ids of a step: deterministic, in range.
+std::vector<int32_t> StepIds(int64_t n, int64_t offset, int64_t vocab) {
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((offset + i) * 7 % vocab);
+  return ids;
+}
+
 }  // namespace
+
+LlamaConfig TensorParallelCheckConfig() {
+  LlamaConfig c;
+  c.vocab_size = 300;
+  c.hidden_size = 256;
+  c.intermediate_size = 512;
+  c.num_layers = 3;
+  c.num_heads = 8;
+  c.num_kv_heads = 8;
+  c.head_dim = 32;
+  c.max_position_embeddings = 256;
+  return c;
+}
+
+std::vector<CheckResult> CheckTensorParallel(Backend& reference,
+                                             TensorParallelGroup::BackendFactory backends,
+                                             TensorParallelGroup::CommunicatorFactory communicators,
+                                             int world_size, const LlamaConfig& config,
+                                             const WeightSource& weights,
+                                             const CheckOptions& options) {
+  const std::string base = absl::StrCat("tensor parallel, ", world_size, " rank(s)");
+  auto unsplit = ModelSlice::Create(config, weights, {}, &reference);
+  if (!unsplit.ok()) return {Failure(base, unsplit.status())};
+  auto group = TensorParallelGroup::Create(config, weights, {}, world_size, std::move(backends),
+                                           std::move(communicators));
+  if (!group.ok()) return {Failure(base, group.status())};
+  auto cache = (*unsplit)->NewKvCache(128);
+  auto group_cache = (*group)->NewKvCache(128);
+  if (!cache.ok()) return {Failure(base, cache.status())};
+  if (!group_cache.ok()) return {Failure(base, group_cache.status())};
+  std::vector<CheckResult> results;
+  const std::vector<std::pair<const char*, int64_t>> steps = {
+      {"prefill", 12}, {"decode", 1}, {"decode", 1}, {"decode", 1}, {"verify block", 9}};
+  for (const auto& [name, tokens] : steps) {
+    const std::string label = absl::StrCat(base, " ", name);
+    const std::vector<int32_t> ids = StepIds(tokens, (*cache)->length(), config.vocab_size);
+    ForwardBatch batch;
+    batch.sequences = {{cache->get(), tokens}};
+    batch.token_ids = ids;
+    TensorParallelBatch group_batch;
+    group_batch.sequences = {{group_cache->get(), tokens}};
+    group_batch.token_ids = ids;
+    ForwardResult expected, got;
+    if (auto s = (*unsplit)->Forward(batch, &expected); !s.ok()) return {Failure(label, s)};
+    if (auto s = (*group)->Forward(group_batch, &got); !s.ok()) {
+      results.push_back(Failure(label, s));
+      return results;
+    }
+    results.push_back(Compare(label + " logits", expected.logits, got.logits, options.tolerance));
+  }
+  return results;
+}
 
 std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
                                          const CheckOptions& options) {

@@ -16,6 +16,7 @@
 #include "engine/backend.h"
 #include "engine/io/weight_source.h"
 #include "engine/model_config.h"
+#include "engine/tensor_parallel.h"
 
 namespace verdict::engine {
 
@@ -50,6 +51,21 @@ std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
 std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
                                     const LlamaConfig& config, const WeightSource& weights,
                                     const CheckOptions& options);
+
+// The model split over `world_size` ranks (TensorParallelGroup with the given factories;
+// `communicators` nullptr: in-process threads) against the unsplit model on `reference`: logits of
+// one sequence through prefill, three decode steps and a verification block, each step compared.
+// `config` needs head, kv-head and intermediate counts divisible by world_size.
+std::vector<CheckResult> CheckTensorParallel(Backend& reference,
+                                             TensorParallelGroup::BackendFactory backends,
+                                             TensorParallelGroup::CommunicatorFactory communicators,
+                                             int world_size, const LlamaConfig& config,
+                                             const WeightSource& weights,
+                                             const CheckOptions& options);
+
+// A small config (hidden 256, 8 heads, 8 kv heads, intermediate 512, 3 layers, vocab 300) that
+// splits over 1, 2, 4 and 8 ranks.
+LlamaConfig TensorParallelCheckConfig();
 
 }  // namespace verdict::engine
 

@@ -12,7 +12,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/testing/status_matchers.h"
-#include "common/status_macros.h"
 #include "engine/cuda/backend_checks.h"
 #include "engine/tensor_parallel.h"
 #include "engine/io/safetensors.h"
@@ -64,6 +63,19 @@ TEST(BackendChecksTest, ModelCpuAgainstCpuPasses) {
   for (const char* fixture : {"llama3_gqa", "odd_tied"}) {
     ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + fixture));
     ExpectAllPassed(CheckModel(*a, *b, model.config, *model.weights, options));
+  }
+}
+
+TEST(BackendChecksTest, TensorParallelCpuAgainstCpuPasses) {
+  const LlamaConfig config = TensorParallelCheckConfig();
+  ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kF32, FreshSeed()));
+  auto reference = CreateCpuBackend({1});
+  CheckOptions options;
+  options.tolerance = 1e-5;
+  for (int world : {2, 4}) {
+    ExpectAllPassed(CheckTensorParallel(
+        *reference, [](int) -> absl::StatusOr<std::unique_ptr<Backend>> { return CreateCpuBackend({1}); },
+        nullptr, world, config, *weights, options));
   }
 }
 
@@ -289,116 +301,48 @@ TEST_F(GpuTest, GraphReplayMatchesEagerExactly) {
 }
 
 // Megatron splitting with CUDA backends: W ranks sharing this GPU (host thread communicators), and
-// one rank over NCCL, against the unsplit model on the same backend type.
-class GpuTensorParallelTest : public GpuTest {
- protected:
-  // Runs prefill + decode + a verification block; returns every step's logits.
-  static absl::StatusOr<std::vector<std::vector<float>>> RunUnsplit(const LlamaConfig& config,
-                                                                     const WeightSource& weights,
-                                                                     DType dtype) {
-    CudaBackendOptions options;
-    options.weight_dtype = dtype;
-    VERDICT_ASSIGN_OR_RETURN(auto backend, CreateCudaBackend(options));
-    VERDICT_ASSIGN_OR_RETURN(auto slice, ModelSlice::Create(config, weights, {}, backend.get()));
-    VERDICT_ASSIGN_OR_RETURN(auto cache, slice->NewKvCache(128));
-    std::vector<std::vector<float>> out;
-    for (int64_t tokens : Steps()) {
-      ForwardBatch batch;
-      batch.sequences = {{cache.get(), tokens}};
-      const std::vector<int32_t> ids = Ids(tokens, cache->length());
-      batch.token_ids = ids;
-      ForwardResult r;
-      VERDICT_RETURN_IF_ERROR(slice->Forward(batch, &r));
-      out.push_back(r.logits);
-    }
-    return out;
-  }
-  static absl::StatusOr<std::vector<std::vector<float>>> RunGroup(TensorParallelGroup& group) {
-    VERDICT_ASSIGN_OR_RETURN(auto cache, group.NewKvCache(128));
-    std::vector<std::vector<float>> out;
-    for (int64_t tokens : Steps()) {
-      TensorParallelBatch batch;
-      batch.sequences = {{cache.get(), tokens}};
-      const std::vector<int32_t> ids = Ids(tokens, cache->length());
-      batch.token_ids = ids;
-      ForwardResult r;
-      VERDICT_RETURN_IF_ERROR(group.Forward(batch, &r));
-      out.push_back(r.logits);
-    }
-    return out;
-  }
-  static std::vector<int64_t> Steps() { return {12, 1, 1, 1, 9, 1}; }
-  static std::vector<int32_t> Ids(int64_t n, int64_t offset) {
-    std::vector<int32_t> ids(n);
-    for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((offset + i) * 7 % 300);
-    return ids;
-  }
-  static LlamaConfig Config() {
-    LlamaConfig c;
-    c.vocab_size = 300;
-    c.hidden_size = 256;
-    c.intermediate_size = 512;
-    c.num_layers = 3;
-    c.num_heads = 8;
-    c.num_kv_heads = 4;
-    c.head_dim = 32;
-    c.max_position_embeddings = 256;
-    return c;
-  }
-  static void ExpectClose(const std::vector<std::vector<float>>& a,
-                          const std::vector<std::vector<float>>& b, double tolerance) {
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t step = 0; step < a.size(); ++step) {
-      ASSERT_EQ(a[step].size(), b[step].size());
-      double diff = 0, scale = 0;
-      for (size_t i = 0; i < a[step].size(); ++i) {
-        ASSERT_TRUE(std::isfinite(a[step][i]));
-        diff = std::max(diff, std::fabs(double{a[step][i]} - b[step][i]));
-        scale = std::max(scale, std::fabs(double{b[step][i]}));
-      }
-      std::printf("  step %zu: relative error %.3g\n", step, diff / scale);
-      EXPECT_LE(diff / scale, tolerance) << "step " << step;
-    }
-  }
-};
-
-TEST_F(GpuTensorParallelTest, RanksSharingTheGpuMatchUnsplit) {
-  const LlamaConfig config = Config();
+// one rank over NCCL, against the unsplit model on a CUDA backend of the same weight type.
+TEST_F(GpuTest, TensorParallelRanksSharingTheGpuMatchUnsplit) {
+  const LlamaConfig config = TensorParallelCheckConfig();
   ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kF32, FreshSeed()));
   for (DType dtype : {DType::kF32, DType::kBF16}) {
-    ASSERT_OK_AND_ASSIGN(auto expected, RunUnsplit(config, *weights, dtype));
+    auto reference = Cuda(dtype);
+    ASSERT_NE(reference, nullptr);
     for (int world : {2, 4}) {
-      SCOPED_TRACE(absl::StrCat(world, " ranks, ", DTypeName(dtype)));
-      ASSERT_OK_AND_ASSIGN(auto group, TensorParallelGroup::Create(
-                                           config, *weights, {}, world, [dtype](int) {
-                                             CudaBackendOptions options;
-                                             options.weight_dtype = dtype;
-                                             return CreateCudaBackend(options);
-                                           }));
-      ASSERT_OK_AND_ASSIGN(auto got, RunGroup(*group));
-      ExpectClose(got, expected, dtype == DType::kF32 ? 1e-4 : 1e-2);
+      CheckOptions options;
+      options.tolerance = dtype == DType::kF32 ? 1e-4 : 1e-2;
+      std::printf("%s weights:\n", std::string(DTypeName(dtype)).c_str());
+      ExpectAllPassed(CheckTensorParallel(
+          *reference,
+          [dtype](int) {
+            CudaBackendOptions o;
+            o.weight_dtype = dtype;
+            return CreateCudaBackend(o);
+          },
+          nullptr, world, config, *weights, options));
     }
   }
 }
 
-TEST_F(GpuTensorParallelTest, NcclSingleRankMatchesUnsplit) {
+TEST_F(GpuTest, TensorParallelOverNcclMatchesUnsplit) {
   auto probe = CreateNcclCommunicators({0});
   if (!probe.ok()) GTEST_SKIP() << "NCCL unavailable: " << probe.status();
   probe->clear();
-  const LlamaConfig config = Config();
+  const LlamaConfig config = TensorParallelCheckConfig();
   ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kF32, FreshSeed()));
-  ASSERT_OK_AND_ASSIGN(auto expected, RunUnsplit(config, *weights, DType::kF32));
-  ASSERT_OK_AND_ASSIGN(
-      auto group, TensorParallelGroup::Create(
-                      config, *weights, {}, 1,
-                      [](int) {
-                        CudaBackendOptions options;
-                        options.weight_dtype = DType::kF32;
-                        return CreateCudaBackend(options);
-                      },
-                      [](int world) { return CreateNcclCommunicators(std::vector<int>(world, 0)); }));
-  ASSERT_OK_AND_ASSIGN(auto got, RunGroup(*group));
-  ExpectClose(got, expected, 1e-5);
+  auto reference = Cuda(DType::kF32);
+  ASSERT_NE(reference, nullptr);
+  CheckOptions options;
+  options.tolerance = 1e-5;
+  ExpectAllPassed(CheckTensorParallel(
+      *reference,
+      [](int) {
+        CudaBackendOptions o;
+        o.weight_dtype = DType::kF32;
+        return CreateCudaBackend(o);
+      },
+      [](int world) { return CreateNcclCommunicators(std::vector<int>(world, 0)); }, 1, config,
+      *weights, options));
 }
 
 TEST_F(GpuTest, UnsupportedHeadDimIsRejected) {

@@ -2,7 +2,8 @@
 // verdict selftest --gpu: validates every GPU of a node before it serves. For each device: the
 // CUDA backend against the CPU backend op by op (bf16 and exact f32 modes, fresh random inputs,
 // poisoned outputs), a whole random model through prefill/decode/verification/rollback and greedy
-// generation, then a short decode benchmark next to the device's memory floor. Exit status 0 when
+// generation, then a short decode benchmark next to the device's memory floor; then tensor
+// parallelism across the node's GPUs over NCCL against the unsplit model. Exit status 0 when
 // everything passed, 1 when a check failed, 2 when there is no usable GPU.
 #include <cstdio>
 #include <memory>
@@ -102,6 +103,44 @@ absl::Status SelftestDevice(int device, const SelftestFlags& flags, int* failure
   return absl::OkStatus();
 }
 
+// Tensor parallelism across the node's GPUs over NCCL (the largest power of two of them, up to 8),
+// in exact f32 mode, against the unsplit model on GPU 0. A node without NCCL is reported, not
+// failed: it can still serve without tensor parallelism.
+absl::Status SelftestTensorParallel(int count, int* failures, nlohmann::json* report) {
+  int world = 1;
+  while (world * 2 <= count && world * 2 <= 8) world *= 2;
+  std::vector<int> devices(world);
+  for (int d = 0; d < world; ++d) devices[d] = d;
+  std::printf("== tensor parallelism over %d GPU(s) with NCCL\n", world);
+  (*report)["tensor_parallel_ranks"] = world;
+  {
+    auto probe = engine::CreateNcclCommunicators(devices);
+    if (!probe.ok()) {
+      std::printf("  skipped: %s\n", std::string(probe.status().message()).c_str());
+      (*report)["skipped"] = std::string(probe.status().message());
+      return absl::OkStatus();
+    }
+  }
+  const engine::LlamaConfig config = engine::TensorParallelCheckConfig();
+  VERDICT_ASSIGN_OR_RETURN(auto weights, engine::CreateRandomWeights(config, engine::DType::kF32, 5));
+  engine::CudaBackendOptions options;
+  options.weight_dtype = engine::DType::kF32;
+  VERDICT_ASSIGN_OR_RETURN(auto reference, engine::CreateCudaBackend(options));
+  engine::CheckOptions check;
+  check.tolerance = 1e-4;
+  PrintResults(engine::CheckTensorParallel(
+                   *reference,
+                   [options](int rank) {
+                     engine::CudaBackendOptions o = options;
+                     o.device = rank;
+                     return engine::CreateCudaBackend(o);
+                   },
+                   [devices](int) { return engine::CreateNcclCommunicators(devices); }, world, config,
+                   *weights, check),
+               failures, &(*report)["checks"]);
+  return absl::OkStatus();
+}
+
 int RunSelftest(const SelftestFlags& flags) {
   if (!flags.gpu) {
     std::fprintf(stderr, "verdict selftest: nothing to test; pass --gpu to validate this node's GPUs\n");
@@ -133,6 +172,15 @@ int RunSelftest(const SelftestFlags& flags) {
       ++failures;
     }
     report.push_back(device_report);
+  }
+  if (flags.device < 0) {
+    nlohmann::json tp_report;
+    if (absl::Status s = SelftestTensorParallel(count, &failures, &tp_report); !s.ok()) {
+      std::printf("  FAIL tensor parallelism: %s\n", std::string(s.message()).c_str());
+      tp_report["error"] = std::string(s.message());
+      ++failures;
+    }
+    report.push_back(tp_report);
   }
   std::printf("%s: %d failure(s) on %zu device(s)\n", failures == 0 ? "PASSED" : "FAILED", failures,
               devices.size());
