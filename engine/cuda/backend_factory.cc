@@ -6,25 +6,31 @@
 
 namespace verdict::engine {
 
+absl::StatusOr<DeviceName> ParseDeviceName(absl::string_view name) {
+  if (name == "cpu") return DeviceName{};
+  absl::string_view rest = name;
+  if (!absl::ConsumePrefix(&rest, "cuda")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown device '", name, "': expected cpu, cuda or cuda:N"));
+  }
+  DeviceName device{true, 0};
+  if (!rest.empty() && (!absl::ConsumePrefix(&rest, ":") || !absl::SimpleAtoi(rest, &device.index) ||
+                        device.index < 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad device '", name, "': expected cpu, cuda or cuda:N"));
+  }
+  return device;
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(const std::string& device,
                                                                 int cpu_threads,
                                                                 const CudaBackendOptions& cuda) {
-  if (device == "cpu") return CreateCpuBackend({cpu_threads});
-  absl::string_view rest = device;
-  if (absl::ConsumePrefix(&rest, "cuda")) {
-    CudaBackendOptions options = cuda;
-    options.device = 0;
-    if (!rest.empty()) {
-      if (!absl::ConsumePrefix(&rest, ":") || !absl::SimpleAtoi(rest, &options.device) ||
-          options.device < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("bad device '", device, "': expected cpu, cuda or cuda:N"));
-      }
-    }
-    return CreateCudaBackend(options);
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown device '", device, "': expected cpu, cuda or cuda:N"));
+  absl::StatusOr<DeviceName> name = ParseDeviceName(device);
+  if (!name.ok()) return name.status();
+  if (!name->cuda) return CreateCpuBackend({cpu_threads});
+  CudaBackendOptions options = cuda;
+  options.device = name->index;
+  return CreateCudaBackend(options);
 }
 
 }  // namespace verdict::engine

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "engine/backend.h"
 #include "engine/communicator.h"
 #include "engine/dtype.h"
@@ -86,6 +87,14 @@ absl::StatusOr<double> MeasureCudaCopyBandwidth(int device);
 // kInvalidArgument for an empty or repeated device list, kUnimplemented without CUDA support.
 absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateNcclCommunicators(
     const std::vector<int>& devices);
+
+// A device name as users write it: "cpu", "cuda" (device 0) or "cuda:N".
+struct DeviceName {
+  bool cuda = false;
+  int index = 0;  // CUDA device index
+};
+// Errors: kInvalidArgument naming the text and the accepted forms.
+absl::StatusOr<DeviceName> ParseDeviceName(absl::string_view name);
 
 // Creates a backend by device name: "cpu" or "cuda" / "cuda:N" (N = device index).
 // `cpu_threads` applies to "cpu" (0: all hardware threads); `cuda` (device ignored) to CUDA.

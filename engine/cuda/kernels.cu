@@ -21,48 +21,43 @@ __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 __device__ __forceinline__ void Store(__half* p, float v) { *p = __float2half_rn(v); }
 
-__device__ __forceinline__ float WarpSum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+  static constexpr float kIdentity = 0.0f;
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  static constexpr float kIdentity = -INFINITY;
+};
 
-// Block-wide reductions (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ float BlockSum(float v) {
+template <typename Op>
+__device__ __forceinline__ float WarpReduce(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+__device__ __forceinline__ float WarpSum(float v) { return WarpReduce<SumOp>(v); }
+
+// Block-wide reduction (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// Each instantiation has its own shared scratch.
+template <typename Op>
+__device__ float BlockReduce(float v) {
   __shared__ float partial[32];
   __shared__ float total;
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  v = WarpSum(v);
+  v = WarpReduce<Op>(v);
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    float w = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
-    w = WarpSum(w);
+    float w = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : Op::kIdentity;
+    w = WarpReduce<Op>(w);
     if (lane == 0) total = w;
   }
   __syncthreads();
   return total;
 }
-__device__ float BlockMax(float v) {
-  __shared__ float partial[32];
-  __shared__ float total;
-  const int lane = threadIdx.x % 32;
-  const int warp = threadIdx.x / 32;
-  v = WarpMax(v);
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float w = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : -INFINITY;
-    w = WarpMax(w);
-    if (lane == 0) total = w;
-  }
-  __syncthreads();
-  return total;
-}
+__device__ float BlockSum(float v) { return BlockReduce<SumOp>(v); }
+__device__ float BlockMax(float v) { return BlockReduce<MaxOp>(v); }
 
 int Blocks(int64_t n, int threads = kThreads) {
   int64_t blocks = (n + threads - 1) / threads;

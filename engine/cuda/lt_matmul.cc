@@ -51,8 +51,7 @@ absl::StatusOr<std::unique_ptr<LtMatMul>> LtMatMul::Create(DevicePool* pool, cud
                                                            bool autotune) {
   std::unique_ptr<LtMatMul> mm(new LtMatMul(pool, stream, autotune));
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&mm->handle_), "cublasLtCreate"));
-  VERDICT_ASSIGN_OR_RETURN(mm->desc_16_, MakeDesc());
-  VERDICT_ASSIGN_OR_RETURN(mm->desc_f32_, MakeDesc());
+  VERDICT_ASSIGN_OR_RETURN(mm->desc_, MakeDesc());
   VERDICT_ASSIGN_OR_RETURN(mm->workspace_, pool->Allocate(kWorkspaceBytes));
   return mm;
 }
@@ -63,8 +62,7 @@ LtMatMul::~LtMatMul() {
     if (plan.b) cublasLtMatrixLayoutDestroy(plan.b);
     if (plan.d) cublasLtMatrixLayoutDestroy(plan.d);
   }
-  if (desc_16_) cublasLtMatmulDescDestroy(desc_16_);
-  if (desc_f32_) cublasLtMatmulDescDestroy(desc_f32_);
+  if (desc_) cublasLtMatmulDescDestroy(desc_);
   if (handle_) cublasLtDestroy(handle_);
 }
 
@@ -105,7 +103,7 @@ absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x,
   cublasLtMatmulHeuristicResult_t results[kCandidates];
   int found = 0;
   const cublasStatus_t heuristic = cublasLtMatmulAlgoGetHeuristic(
-      handle_, Desc(type), plan.a, plan.b, plan.d, plan.d, preference, kCandidates, results, &found);
+      handle_, desc_, plan.a, plan.b, plan.d, plan.d, preference, kCandidates, results, &found);
   cublasLtMatmulPreferenceDestroy(preference);
   VERDICT_RETURN_IF_ERROR(
       CublasStatus(heuristic, absl::StrCat("no cuBLASLt algorithm for m=", m, " n=", n, " k=", k)));
@@ -116,14 +114,13 @@ absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x,
   guard.plan = nullptr;
   stored.algo = results[0].algo;
   if (autotune_ && m <= kTuneMaxRows && found > 1) {
-    VERDICT_RETURN_IF_ERROR(Tune(&stored, Desc(type), results, found, x, w, m, n));
+    VERDICT_RETURN_IF_ERROR(Tune(&stored, results, found, x, w, m, n));
   }
   return &stored;
 }
 
-absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
-                            const cublasLtMatmulHeuristicResult_t* candidates, int count,
-                            const void* x, const void* w, int64_t m, int64_t n) {
+absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates,
+                            int count, const void* x, const void* w, int64_t m, int64_t n) {
   // Time each candidate into scratch (the real output may be an accumulation target).
   VERDICT_ASSIGN_OR_RETURN(auto scratch, pool_->Allocate(static_cast<size_t>(m * n) * sizeof(float)));
   cudaEvent_t start, stop;
@@ -138,7 +135,7 @@ absl::Status LtMatMul::Tune(Plan* plan, cublasLtMatmulDesc_t desc,
     bool ok = true;
     for (int r = 0; r <= kRuns && ok; ++r) {  // the first run warms up
       if (r == 1) cudaEventRecord(start, stream_);
-      ok = cublasLtMatmul(handle_, desc, &alpha, w, plan->a, x, plan->b, &beta, scratch->get(),
+      ok = cublasLtMatmul(handle_, desc_, &alpha, w, plan->a, x, plan->b, &beta, scratch->get(),
                           plan->d, scratch->get(), plan->d, &candidates[c].algo, workspace_->get(),
                           kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
     }
@@ -179,7 +176,7 @@ absl::Status LtMatMul::Run(const void* x, int64_t ldx, const void* w, StorageTyp
   VERDICT_ASSIGN_OR_RETURN(Plan * plan, GetPlan(key, x, w));
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;
-  return CublasStatus(cublasLtMatmul(handle_, Desc(type), &alpha, w, plan->a, x, plan->b, &beta,
+  return CublasStatus(cublasLtMatmul(handle_, desc_, &alpha, w, plan->a, x, plan->b, &beta,
                                      out, plan->d, out, plan->d, &plan->algo, workspace_->get(),
                                      kWorkspaceBytes, stream_),
                       absl::StrCat("cublasLtMatmul m=", m, " n=", n, " k=", k));

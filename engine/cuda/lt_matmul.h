@@ -50,19 +50,15 @@ class LtMatMul {
       : pool_(pool), stream_(stream), autotune_(autotune) {}
   absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w);
   static int Alignment(const void* p);
-  absl::Status Tune(Plan* plan, cublasLtMatmulDesc_t desc,
-                    const cublasLtMatmulHeuristicResult_t* candidates, int count, const void* x,
-                    const void* w, int64_t m, int64_t n);
-  cublasLtMatmulDesc_t Desc(StorageType type) const {
-    return type == StorageType::kF32 ? desc_f32_ : desc_16_;
-  }
+  absl::Status Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates, int count,
+                    const void* x, const void* w, int64_t m, int64_t n);
 
   DevicePool* pool_;
   cudaStream_t stream_;
   bool autotune_;
   cublasLtHandle_t handle_ = nullptr;
-  cublasLtMatmulDesc_t desc_16_ = nullptr;   // bf16/f16 operands, f32 compute
-  cublasLtMatmulDesc_t desc_f32_ = nullptr;  // f32 operands, f32 compute (no TF32)
+  // f32 compute and scale (no TF32) for every operand type: the operand types live in the layouts.
+  cublasLtMatmulDesc_t desc_ = nullptr;
   std::unique_ptr<PoolAllocation> workspace_;
   std::map<Key, Plan> plans_;
   int64_t shapes_tuned_ = 0;

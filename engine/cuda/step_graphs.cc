@@ -63,7 +63,7 @@ absl::Status StepGraphs::Run() {
         e = e->second.exec == nullptr ? cache_.erase(e) : std::next(e);
       }
     }
-    if (cache_.size() < kMaxEntries) cache_.emplace(signature_, Entry{signature_, nullptr, false});
+    if (cache_.size() < kMaxEntries) cache_.emplace(signature_, Entry{});
     status = RunEager();
   } else if (it->second.exec != nullptr) {
     ++graph_replays_;

@@ -34,10 +34,11 @@ class StepGraphs {
   StepGraphs(const StepGraphs&) = delete;
   StepGraphs& operator=(const StepGraphs&) = delete;
 
-  // Appends values to the current step's signature (trivially copyable values only).
+  // Appends values to the current step's signature (their bytes, padding included: zero it).
   template <typename... Args>
   void Sign(const Args&... args) {
-    (Append(&args, sizeof(args), std::is_trivially_copyable_v<Args>), ...);
+    static_assert((std::is_trivially_copyable_v<Args> && ...), "signatures hold plain bytes");
+    (signature_.append(reinterpret_cast<const char*>(&args), sizeof(args)), ...);
   }
   // Adds work to the current step; it runs, in order, at Run().
   void Record(std::function<absl::Status()> work) { work_.push_back(std::move(work)); }
@@ -55,14 +56,9 @@ class StepGraphs {
 
  private:
   struct Entry {
-    std::string signature;
     cudaGraphExec_t exec = nullptr;
     bool uncapturable = false;
   };
-  void Append(const void* p, size_t n, bool ok) {
-    static_assert(sizeof(char) == 1);
-    if (ok) signature_.append(static_cast<const char*>(p), n);
-  }
   absl::Status RunEager();
   absl::Status Capture(Entry& entry);
   void Clear();

@@ -11,9 +11,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/model.h"
 #include "engine/model_loader.h"
@@ -36,13 +34,9 @@ std::vector<int> DistinctCudaDevices(const std::vector<std::string>& devices) {
   std::vector<int> indices;
   std::set<int> seen;
   for (const std::string& device : devices) {
-    absl::string_view rest = device;
-    int index = -1;
-    if (!absl::ConsumePrefix(&rest, "cuda:") || !absl::SimpleAtoi(rest, &index) || index < 0 ||
-        !seen.insert(index).second) {
-      return {};
-    }
-    indices.push_back(index);
+    const absl::StatusOr<verdict::engine::DeviceName> name = verdict::engine::ParseDeviceName(device);
+    if (!absl::StartsWith(device, "cuda:") || !name.ok() || !seen.insert(name->index).second) return {};
+    indices.push_back(name->index);
   }
   return indices;
 }

@@ -107,18 +107,14 @@ absl::StatusOr<engine::DType> ParseDType(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "'; use f32, f16, bf16 or q8_0"));
 }
 
-// Device index of "cuda" / "cuda:N" (already validated by CreateBackendForDevice).
-int CudaIndex(const std::string& device) {
-  return device.size() > 5 ? std::atoi(device.c_str() + 5) : 0;
-}
-
 absl::Status RunBench(const BenchFlags& flags) {
   if (flags.model.empty() == flags.random.empty()) {
     return absl::InvalidArgumentError("give exactly one of --model and --random");
   }
   const int threads = flags.threads > 0 ? flags.threads
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const bool on_cpu = flags.device == "cpu";
+  VERDICT_ASSIGN_OR_RETURN(const engine::DeviceName device, engine::ParseDeviceName(flags.device));
+  const bool on_cpu = !device.cuda;
   engine::CudaBackendOptions cuda_options;
   cuda_options.cuda_graphs = flags.cuda_graphs;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
@@ -161,14 +157,14 @@ absl::Status RunBench(const BenchFlags& flags) {
     bandwidth = CopyBandwidth(threads);
     bandwidth_label = "memcpy";
   } else {
-    VERDICT_ASSIGN_OR_RETURN(bandwidth, engine::MeasureCudaCopyBandwidth(CudaIndex(flags.device)));
+    VERDICT_ASSIGN_OR_RETURN(bandwidth, engine::MeasureCudaCopyBandwidth(device.index));
     bandwidth_label = "device-to-device copy, bytes read + written";
   }
   const double streamed = static_cast<double>(model->streamed_weight_bytes());
   const double floor_tok_s = bandwidth / streamed;
   std::string device_label = flags.device;
   if (!on_cpu) {
-    device_label = engine::CudaDeviceDescription(CudaIndex(flags.device))
+    device_label = engine::CudaDeviceDescription(device.index)
                        .value_or(flags.device);
   } else {
     device_label = absl::StrCat("cpu, ", threads, " thread(s)");
