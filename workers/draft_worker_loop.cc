@@ -14,10 +14,7 @@ DraftWorkerLoop::DraftWorkerLoop(std::unique_ptr<DraftWorker> worker, const Draf
 }
 
 DraftWorkerLoop::~DraftWorkerLoop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
+  queue_.Stop();
   thread_.join();
 }
 
@@ -46,17 +43,12 @@ void DraftWorkerLoop::CloseSession(uint64_t session_id) {
   Enqueue(item);
 }
 
-bool DraftWorkerLoop::Enqueue(Item& item) {
-  absl::MutexLock lock(&mu_);
-  if (stopping_) return false;
-  queue_.push_back(std::move(item));
-  return true;
-}
+bool DraftWorkerLoop::Enqueue(Item& item) { return queue_.Push(item); }
 
 DraftLoopStats DraftWorkerLoop::stats() const {
   absl::MutexLock lock(&mu_);
   DraftLoopStats s = stats_;
-  s.queue_depth = static_cast<int64_t>(queue_.size());
+  s.queue_depth = static_cast<int64_t>(queue_.size());  // (the queue locks itself)
   return s;
 }
 
@@ -67,17 +59,9 @@ int64_t DraftWorkerLoop::FirstStepTokens(const ProposeRequest& request) const {
 }
 
 void DraftWorkerLoop::Run() {
-  auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+  std::deque<Item> items;
   while (true) {
-    std::deque<Item> items;
-    bool stopping;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(&has_work));
-      items.swap(queue_);
-      stopping = stopping_;
-    }
-    if (stopping) {  // fail what is left (outside the lock: callbacks may call back in)
+    if (!queue_.Take(&items)) {  // stopped: fail what is left (callbacks may call back in)
       for (Item& item : items) {
         if (item.kind == Item::Kind::kOpen) item.open_done(absl::UnavailableError("the draft worker stopped"));
         if (item.kind == Item::Kind::kPropose) item.propose_done(absl::UnavailableError("the draft worker stopped"));

@@ -23,6 +23,7 @@
 #include "engine/sampler.h"
 #include "workers/draft_worker.h"
 #include "workers/messages.h"
+#include "workers/work_queue.h"
 
 namespace verdict::workers {
 
@@ -77,9 +78,8 @@ class DraftWorkerLoop {
 
   std::unique_ptr<DraftWorker> worker_;
   DraftLoopOptions options_;
+  WorkQueue<Item> queue_;
   mutable absl::Mutex mu_;
-  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   DraftLoopStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

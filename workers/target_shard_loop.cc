@@ -33,19 +33,21 @@ TargetShardLoop::TargetShardLoop(std::unique_ptr<TargetShard> shard, const Shard
 }
 
 TargetShardLoop::~TargetShardLoop() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
+  queue_.Stop();
   thread_.join();
 }
 
 bool TargetShardLoop::Enqueue(Item& item) {
+  // Counted before the push so the engine thread never subtracts blocks not yet added.
+  const int64_t blocks = item.kind == Item::Kind::kBlocks ? static_cast<int64_t>(item.batch.blocks.size()) : 0;
+  {
+    absl::MutexLock lock(&mu_);
+    queued_blocks_ += blocks;
+  }
+  if (queue_.Push(item)) return true;
   absl::MutexLock lock(&mu_);
-  if (stopping_) return false;
-  if (item.kind == Item::Kind::kBlocks) queued_blocks_ += static_cast<int64_t>(item.batch.blocks.size());
-  queue_.push_back(std::move(item));
-  return true;
+  queued_blocks_ -= blocks;
+  return false;
 }
 
 void TargetShardLoop::OpenSession(uint64_t session_id, int64_t capacity,
@@ -89,17 +91,9 @@ ShardLoopStats TargetShardLoop::stats() const {
 
 void TargetShardLoop::Run() {
   const int64_t hidden = shard_->runner().config().hidden_size;
-  auto has_work = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+  std::deque<Item> items;
   while (true) {
-    std::deque<Item> items;
-    bool stopping;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(&has_work));
-      items.swap(queue_);
-      stopping = stopping_;
-    }
-    if (stopping) {
+    if (!queue_.Take(&items)) {  // stopped: fail what is left
       for (Item& item : items) {
         if (item.kind == Item::Kind::kOpen) item.done(absl::UnavailableError("the target shard stopped"));
         if (item.kind == Item::Kind::kBlocks) FailBlocks(item.batch, absl::UnavailableError("the target shard stopped"));

@@ -25,6 +25,7 @@
 #include "judge/verification.h"
 #include "workers/messages.h"
 #include "workers/target_shard.h"
+#include "workers/work_queue.h"
 
 namespace verdict::workers {
 
@@ -85,9 +86,8 @@ class TargetShardLoop {
   std::unique_ptr<TargetShard> shard_;
   ShardLoopOptions options_;
   ShardLoopSinks sinks_;
+  WorkQueue<Item> queue_;
   mutable absl::Mutex mu_;
-  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   ShardLoopStats stats_ ABSL_GUARDED_BY(mu_);
   int64_t queued_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::pair<int64_t, int64_t>> intervals_ ABSL_GUARDED_BY(mu_);
