@@ -21,6 +21,7 @@
 #include "absl/types/span.h"
 #include "engine/dtype.h"
 #include "engine/io/weight_source.h"
+#include "engine/kernels/op_math.h"
 
 namespace verdict::engine {
 
@@ -85,6 +86,28 @@ struct AttentionSequence {
   int64_t start_pos = 0;
 };
 
+// What a backend reports about one row of logits instead of the row itself (Backend::SummarizeLogits):
+// enough for greedy decisions, token log-probabilities and entropies (the judge's features and the
+// verification rules that need no full distribution), so a GPU need not copy 128k-wide rows to the
+// host. All values are of the plain softmax (temperature 1).
+struct LogitSummary {
+  int32_t argmax = 0;         // first index of the largest logit (NaN never wins)
+  float max_logit = 0;
+  float log_sum_exp = 0;      // log sum_j e^(logit_j)
+  float entropy = 0;          // of softmax(logits), nats
+  int32_t token = -1;         // the token whose logit was asked for, -1 for none
+  float token_logit = 0;      // NaN when token < 0
+
+  float TokenLogprob() const { return token_logit - log_sum_exp; }
+  // Reads a row in the layout the backends write (engine/kernels/op_math.h, WriteLogitSummary).
+  static LogitSummary FromRow(const float* row, int32_t token) {
+    return LogitSummary{static_cast<int32_t>(row[0]), row[1], row[2], row[3], token, row[4]};
+  }
+};
+inline constexpr int64_t kLogitSummaryWidth = math::kLogitSummaryWidth;
+// Largest vocabulary a summary can name exactly (the argmax travels as a float).
+inline constexpr int64_t kMaxSummarizedVocab = int64_t{1} << 24;
+
 // Precomputed rotary-embedding frequencies of one model.
 struct RopeParams {
   std::vector<float> inv_freq;  // [head_dim / 2]
@@ -139,6 +162,12 @@ class Backend {
   virtual void Add(TensorView x, TensorView y) = 0;
   // dst[i, :] = src[rows[i], :].
   virtual void GatherRows(TensorView src, absl::Span<const int32_t> rows, TensorView dst) = 0;
+  // out[i, :] = the summary of logits row i (LogitSummary::FromRow's layout), with the logit of
+  // tokens[i] (NaN where tokens[i] < 0; tokens empty: no token for any row). REQUIRES: out is
+  // [logits.rows, kLogitSummaryWidth]; logits.cols <= kMaxSummarizedVocab; tokens empty or one per
+  // row, each < logits.cols.
+  virtual void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens,
+                               TensorView out) = 0;
   // Copies kv entries [from, from + count) of `from_storage` to `to_storage` (same shape): used to
   // fork a sequence (prefix sharing).
   virtual void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) = 0;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <thread>
 #include <vector>
@@ -270,6 +271,33 @@ class CpuBackend final : public Backend {
     for (size_t i = 0; i < rows.size(); ++i) {
       std::memcpy(dst.data + i * dst.stride, src.data + rows[i] * src.stride,
                   src.cols * sizeof(float));
+    }
+  }
+
+  void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens,
+                       TensorView out) override {
+    // Column chunks of every row in parallel (a decode step has one row), merged in chunk order.
+    constexpr int64_t kChunk = 16384;
+    const int64_t chunks = std::max<int64_t>(1, (logits.cols + kChunk - 1) / kChunk);
+    std::vector<math::LogitStats> partial(logits.rows * chunks);
+    pool_.ParallelFor(logits.rows * chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t r = task / chunks;
+        const int64_t c0 = task % chunks * kChunk;
+        const int64_t c1 = std::min(logits.cols, c0 + kChunk);
+        const float* row = logits.data + r * logits.stride;
+        math::LogitStats stats = math::EmptyLogitStats();
+        for (int64_t c = c0; c < c1; ++c) math::AddLogit(stats, row[c], static_cast<int32_t>(c));
+        partial[task] = stats;
+      }
+    });
+    for (int64_t r = 0; r < logits.rows; ++r) {
+      math::LogitStats stats = partial[r * chunks];
+      for (int64_t c = 1; c < chunks; ++c) math::MergeLogitStats(stats, partial[r * chunks + c]);
+      const int32_t token = tokens.empty() ? -1 : tokens[r];
+      const float token_logit = token >= 0 ? logits.data[r * logits.stride + token]
+                                           : std::numeric_limits<float>::quiet_NaN();
+      math::WriteLogitSummary(stats, token_logit, out.data + r * out.stride);
     }
   }
 

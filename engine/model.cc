@@ -2,6 +2,7 @@
 #include "engine/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -302,6 +303,85 @@ absl::StatusOr<std::unique_ptr<KvCache>> ModelSlice::NewKvCache(int64_t capacity
                          capacity);
 }
 
+absl::Status ModelSlice::SetHiddenProbe(absl::Span<const float> weight) {
+  if (!is_last()) {
+    return absl::FailedPreconditionError("only the last slice has final hidden states to probe");
+  }
+  if (static_cast<int64_t>(weight.size()) != config_.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("a hidden-state probe of ", weight.size(),
+                                                   " values for hidden size ", config_.hidden_size));
+  }
+  for (float v : weight) {
+    if (!std::isfinite(v)) return absl::InvalidArgumentError("the hidden-state probe has a non-finite value");
+  }
+  auto bytes = std::make_unique<std::vector<uint8_t>>(weight.size() * sizeof(float));
+  std::memcpy(bytes->data(), weight.data(), bytes->size());
+  WeightTensor tensor;
+  tensor.name = "hidden_probe";
+  tensor.dtype = DType::kF32;
+  tensor.shape = {config_.hidden_size};
+  tensor.data = bytes->data();
+  tensor.nbytes = bytes->size();
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<DeviceWeight> probe,
+                           backend_->UploadWeight(tensor, 1, config_.hidden_size));
+  probe_.reset();  // before the bytes an old probe may view
+  probe_bytes_ = std::move(bytes);
+  probe_ = std::move(probe);
+  return absl::OkStatus();
+}
+
+bool ModelSlice::HiddenProbeIs(absl::Span<const float> weight) const {
+  return probe_ != nullptr && probe_bytes_->size() == weight.size() * sizeof(float) &&
+         std::memcmp(probe_bytes_->data(), weight.data(), probe_bytes_->size()) == 0;
+}
+
+absl::Status ModelSlice::ValidateOutputs(const ForwardBatch& batch, int64_t total_tokens,
+                                         int64_t* output_rows) const {
+  switch (batch.outputs) {
+    case ForwardBatch::Outputs::kAll:
+      *output_rows = total_tokens;
+      break;
+    case ForwardBatch::Outputs::kLastOfEachSequence:
+      *output_rows = static_cast<int64_t>(batch.sequences.size());
+      break;
+    case ForwardBatch::Outputs::kSelectedRows:
+      for (size_t i = 0; i < batch.selected_rows.size(); ++i) {
+        const int32_t row = batch.selected_rows[i];
+        if (row < 0 || row >= total_tokens || (i > 0 && row <= batch.selected_rows[i - 1])) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "selected output rows must be strictly ascending rows of the batch of ", total_tokens,
+              "; entry ", i, " is ", row));
+        }
+      }
+      *output_rows = static_cast<int64_t>(batch.selected_rows.size());
+      break;
+  }
+  if (!is_last()) return absl::OkStatus();
+  const OutputContents& want = batch.contents;
+  if (want.summaries) {
+    if (config_.vocab_size > kMaxSummarizedVocab) {
+      return absl::InvalidArgumentError(absl::StrCat("logits summaries support vocabularies up to ",
+                                                     kMaxSummarizedVocab, " tokens"));
+    }
+    if (!want.summary_tokens.empty() &&
+        static_cast<int64_t>(want.summary_tokens.size()) != *output_rows) {
+      return absl::InvalidArgumentError(absl::StrCat(want.summary_tokens.size(),
+                                                     " summary tokens for ", *output_rows,
+                                                     " output rows"));
+    }
+    for (int32_t id : want.summary_tokens) {
+      if (id < -1 || id >= config_.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("summary token ", id, " is out of range [-1, ", config_.vocab_size, ")"));
+      }
+    }
+  }
+  if (want.probe && probe_ == nullptr) {
+    return absl::InvalidArgumentError("a hidden-state probe was asked for but none is set");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ModelSlice::Validate(const ForwardBatch& batch, int64_t* total_tokens) const {
   if (batch.sequences.empty()) return absl::InvalidArgumentError("empty batch");
   int64_t total = 0;
@@ -365,8 +445,9 @@ absl::Status ModelSlice::EnsureWorkspace(int64_t tokens) {
 
 absl::Status ModelSlice::EnsureLogitsBuffer(int64_t rows) {
   if (rows <= logits_rows_) return absl::OkStatus();
-  VERDICT_ASSIGN_OR_RETURN(logits_buffer_,
-                           backend_->Allocate(rows * config_.vocab_size * sizeof(float)));
+  // Per row: the logits, their summary and the probe's value.
+  const int64_t per_row = config_.vocab_size + kLogitSummaryWidth + 1;
+  VERDICT_ASSIGN_OR_RETURN(logits_buffer_, backend_->Allocate(rows * per_row * sizeof(float)));
   logits_rows_ = rows;
   return absl::OkStatus();
 }
@@ -400,10 +481,9 @@ absl::Status ModelSlice::AgreeAcrossRanks(const absl::Status& local) {
 
 absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* result) {
   int64_t n = 0;
+  int64_t output_rows = 0;
   VERDICT_RETURN_IF_ERROR(Validate(batch, &n));  // same outcome on every rank
-  const int64_t output_rows = batch.outputs == ForwardBatch::Outputs::kAll
-                                  ? n
-                                  : static_cast<int64_t>(batch.sequences.size());
+  VERDICT_RETURN_IF_ERROR(ValidateOutputs(batch, n, &output_rows));
   const bool grows = n > workspace_tokens_ || (is_last() && output_rows > logits_rows_);
   absl::Status prepared = EnsureWorkspace(n);
   if (prepared.ok() && is_last()) prepared = EnsureLogitsBuffer(output_rows);
@@ -496,33 +576,70 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   result->logits.clear();
   result->hidden.clear();
   result->output_rows.clear();
+  result->summaries.clear();
+  result->probe.clear();
+  const OutputContents& want = batch.contents;
   if (!is_last()) {
     result->activations.resize(n * c.hidden_size);
     backend_->CopyToHost(x, result->activations.data());
   } else {
-    if (batch.outputs == ForwardBatch::Outputs::kAll) {
-      for (int64_t r = 0; r < n; ++r) result->output_rows.push_back(static_cast<int32_t>(r));
-    } else {
-      for (const AttentionSequence& s : attention_seqs) {
-        result->output_rows.push_back(static_cast<int32_t>(s.row_begin + s.num_tokens - 1));
-      }
+    switch (batch.outputs) {
+      case ForwardBatch::Outputs::kAll:
+        for (int64_t r = 0; r < n; ++r) result->output_rows.push_back(static_cast<int32_t>(r));
+        break;
+      case ForwardBatch::Outputs::kLastOfEachSequence:
+        for (const AttentionSequence& s : attention_seqs) {
+          result->output_rows.push_back(static_cast<int32_t>(s.row_begin + s.num_tokens - 1));
+        }
+        break;
+      case ForwardBatch::Outputs::kSelectedRows:
+        result->output_rows.assign(batch.selected_rows.begin(), batch.selected_rows.end());
+        break;
     }
     const int64_t m = static_cast<int64_t>(result->output_rows.size());
     TensorView selected = normed.Rows(0, m);
-    if (m == n) {
+    if (m == n) {  // every row, in order (selected rows are strictly ascending)
       backend_->RmsNorm(x, *final_norm_, c.rms_norm_eps, normed);
-    } else {
+    } else if (m > 0) {
       backend_->GatherRows(x, result->output_rows, gathered.Rows(0, m));
       backend_->RmsNorm(gathered.Rows(0, m), *final_norm_, c.rms_norm_eps, selected);
     }
-    TensorView logits{static_cast<float*>(logits_buffer_->data()), m, c.vocab_size, c.vocab_size};
-    backend_->MatMul(selected, *lm_head_view_, logits, false);
-    result->hidden.resize(m * c.hidden_size);
-    result->logits.resize(m * c.vocab_size);
-    backend_->CopyToHost(selected, result->hidden.data());
-    backend_->CopyToHost(logits, result->logits.data());
+    float* out = m > 0 ? static_cast<float*>(logits_buffer_->data()) : nullptr;
+    TensorView logits{out, m, c.vocab_size, c.vocab_size};
+    TensorView summaries{out + m * c.vocab_size, m, kLogitSummaryWidth, kLogitSummaryWidth};
+    TensorView probe{out + m * (c.vocab_size + kLogitSummaryWidth), m, 1, 1};
+    if (m > 0 && (want.logits || want.summaries)) {
+      backend_->MatMul(selected, *lm_head_view_, logits, false);
+    }
+    if (m > 0 && want.hidden) {
+      result->hidden.resize(m * c.hidden_size);
+      backend_->CopyToHost(selected, result->hidden.data());
+    }
+    if (m > 0 && want.logits) {
+      result->logits.resize(m * c.vocab_size);
+      backend_->CopyToHost(logits, result->logits.data());
+    }
+    if (m > 0 && want.summaries) {
+      backend_->SummarizeLogits(logits, want.summary_tokens, summaries);
+      summary_host_.resize(m * kLogitSummaryWidth);
+      backend_->CopyToHost(summaries, summary_host_.data());
+    }
+    if (m > 0 && want.probe) {
+      backend_->MatMul(selected, *probe_, probe, false);
+      result->probe.resize(m);
+      backend_->CopyToHost(probe, result->probe.data());
+    }
   }
   VERDICT_RETURN_IF_ERROR(backend_->Synchronize());
+  if (!result->output_rows.empty() && want.summaries) {
+    const int64_t m = static_cast<int64_t>(result->output_rows.size());
+    result->summaries.reserve(m);
+    for (int64_t i = 0; i < m; ++i) {
+      const int32_t token = want.summary_tokens.empty() ? -1 : want.summary_tokens[i];
+      result->summaries.push_back(
+          LogitSummary::FromRow(summary_host_.data() + i * kLogitSummaryWidth, token));
+    }
+  }
   for (const SequenceInput& seq : batch.sequences) seq.cache->Advance(seq.num_tokens);
   return absl::OkStatus();
 }

@@ -42,16 +42,37 @@ struct SequenceInput {
   int64_t num_tokens = 0;
 };
 
+// What the last slice returns for each output row. The full logits row is what scoring, sampling
+// with top-k/top-p and the KL rule need; greedy decisions, log-probabilities of given tokens,
+// entropies and the judge's dot product need only the summaries and the probe, which the backend
+// computes where the logits are (on a GPU: a few bytes per row instead of vocab_size floats).
+struct OutputContents {
+  bool logits = true;  // ForwardResult::logits
+  bool hidden = true;  // ForwardResult::hidden (after the final norm)
+  bool summaries = false;  // ForwardResult::summaries
+  // The token whose logit (and so log-probability) each summary reports: one per output row, -1
+  // for none; empty: none for any row.
+  absl::Span<const int32_t> summary_tokens;
+  // ForwardResult::probe: hidden . w for the probe vector w set with ModelSlice::SetHiddenProbe
+  // (the judge head's weight), so the hidden states need not leave the backend either.
+  bool probe = false;
+};
+
 struct ForwardBatch {
   std::vector<SequenceInput> sequences;
   // First slice: the new token ids of all sequences, concatenated in sequence order.
   absl::Span<const int32_t> token_ids;
   // Other slices: incoming activations [total tokens, hidden_size], row-major.
   absl::Span<const float> activations;
-  // Last slice: which batch rows need logits and hidden states. kAll for scoring/verification,
-  // kLastOfEachSequence for plain generation (saves the LM head on prompt tokens).
-  enum class Outputs { kAll, kLastOfEachSequence };
+  // Last slice: which batch rows need outputs. kAll for scoring, kLastOfEachSequence for plain
+  // generation (saves the LM head on prompt tokens), kSelectedRows for exactly `selected_rows`
+  // (e.g. only the k + 1 rows of the verification blocks of a batch that also prefills prompts;
+  // none at all is allowed and skips the LM head).
+  enum class Outputs { kAll, kLastOfEachSequence, kSelectedRows };
   Outputs outputs = Outputs::kAll;
+  absl::Span<const int32_t> selected_rows;  // kSelectedRows: batch rows, strictly ascending
+  // Last slice: what comes back to the host for each output row (see OutputContents).
+  OutputContents contents;
 };
 
 struct ForwardResult {
@@ -62,6 +83,9 @@ struct ForwardResult {
   std::vector<float> logits;
   std::vector<float> hidden;
   std::vector<int32_t> output_rows;  // batch row of each output
+  // What OutputContents asked for beyond those (empty otherwise), one per output row.
+  std::vector<LogitSummary> summaries;
+  std::vector<float> probe;
 };
 
 // Splits every layer of a slice across the ranks of `comm` (see the file comment). nullptr: the
@@ -111,6 +135,14 @@ class ModelSlice {
   size_t streamed_weight_bytes() const { return streamed_weight_bytes_; }
   int64_t num_parameters() const { return num_parameters_; }
 
+  // Sets the vector w of OutputContents::probe ([hidden_size], e.g. a judge head's weight; copied
+  // to the backend). Last slice only. Errors: kFailedPrecondition on another slice,
+  // kInvalidArgument for the wrong size or a non-finite value.
+  absl::Status SetHiddenProbe(absl::Span<const float> weight);
+  bool has_hidden_probe() const { return probe_ != nullptr; }
+  // Whether the probe set is exactly `weight`.
+  bool HiddenProbeIs(absl::Span<const float> weight) const;
+
   // A KV cache for this slice's layers (this rank's kv heads) holding up to `capacity` positions
   // (capacity <= max_position_embeddings).
   absl::StatusOr<std::unique_ptr<KvCache>> NewKvCache(int64_t capacity) const;
@@ -118,7 +150,9 @@ class ModelSlice {
   // Runs the batch. On success every sequence's cache has grown by its num_tokens.
   // Errors (nothing is computed and every cache is unchanged):
   //   kInvalidArgument: empty batch, token id out of range, wrong number of ids/activations, a
-  //     sequence whose positions would pass max_position_embeddings, a cache of another slice;
+  //     sequence whose positions would pass max_position_embeddings, a cache of another slice,
+  //     selected rows not ascending or out of the batch, summary tokens that do not match the
+  //     output rows or the vocabulary, a probe without SetHiddenProbe;
   //   kResourceExhausted: a cache without room for its new tokens, or out of backend memory for
   //     the activation buffers (with tensor parallelism: on this or another rank).
   // Tensor parallelism: REQUIRES every rank to call Forward with the same batch (token ids,
@@ -130,6 +164,8 @@ class ModelSlice {
   struct Layer;
   ModelSlice(const LlamaConfig& config, int64_t layer_begin, int64_t layer_end, Backend* backend);
   absl::Status Validate(const ForwardBatch& batch, int64_t* total_tokens) const;
+  absl::Status ValidateOutputs(const ForwardBatch& batch, int64_t total_tokens,
+                               int64_t* output_rows) const;
   absl::Status EnsureWorkspace(int64_t tokens);
   absl::Status EnsureLogitsBuffer(int64_t rows);
   absl::Status AgreeAcrossRanks(const absl::Status& local);
@@ -152,6 +188,8 @@ class ModelSlice {
   std::unique_ptr<DeviceWeight> final_norm_;  // last slice
   std::unique_ptr<DeviceWeight> lm_head_;     // last slice (untied)
   const DeviceWeight* lm_head_view_ = nullptr;  // lm_head_ or the tied embedding
+  std::unique_ptr<std::vector<uint8_t>> probe_bytes_;  // what probe_ views on the CPU backend
+  std::unique_ptr<DeviceWeight> probe_;               // [1, hidden_size] f32, last slice
   std::vector<std::unique_ptr<Layer>> layers_;
   size_t weight_bytes_ = 0;
   size_t streamed_weight_bytes_ = 0;
@@ -160,9 +198,11 @@ class ModelSlice {
   // Activation workspace, grown on demand (one buffer, carved into views).
   std::unique_ptr<DeviceBuffer> workspace_;
   int64_t workspace_tokens_ = 0;
-  // Last slice: logits of the output rows, grown on demand (not per forward: decode's hot path).
+  // Last slice: logits, summaries and probe values of the output rows, grown on demand (not per
+  // forward: decode's hot path).
   std::unique_ptr<DeviceBuffer> logits_buffer_;
   int64_t logits_rows_ = 0;
+  std::vector<float> summary_host_;  // summaries as copied back, before decoding
   // Tensor parallelism: one float in backend memory for the ranks' agreement on buffer growth.
   std::unique_ptr<DeviceBuffer> agreement_buffer_;
 };

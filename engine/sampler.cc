@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "engine/kernels/op_math.h"
 
 namespace verdict::engine {
 
@@ -21,11 +23,17 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
 }
 
 int32_t Argmax(absl::Span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  // The rule the backends' logits summaries use (engine/kernels/op_math.h), so that a greedy token
+  // is the same whether the host or the device picks it.
+  float best = -std::numeric_limits<float>::infinity();
+  int32_t best_index = math::kNoLogitIndex;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (math::BeatsArgmax(logits[i], static_cast<int32_t>(i), best, best_index)) {
+      best = logits[i];
+      best_index = static_cast<int32_t>(i);
+    }
   }
-  return best;
+  return best_index == math::kNoLogitIndex ? 0 : best_index;
 }
 
 void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& params,

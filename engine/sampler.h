@@ -29,7 +29,8 @@ struct SamplingParams {
 // kInvalidArgument for NaN/negative temperature, top_p outside (0, 1], and the like.
 absl::Status ValidateSamplingParams(const SamplingParams& params);
 
-// Index of the largest logit (the first on ties, like torch.argmax).
+// Index of the largest logit (the first on ties, like torch.argmax; NaN never wins; 0 for a row of
+// NaN).
 int32_t Argmax(absl::Span<const float> logits);
 
 // The distribution the sampler draws from: softmax(logits / temperature) restricted to the top-k and

@@ -51,6 +51,10 @@ class SingleSliceRunner final : public SliceRunner {
     return std::unique_ptr<SequenceCache>(new SingleSliceCache(this, std::move(cache)));
   }
 
+  absl::Status SetHiddenProbe(absl::Span<const float> weight) override {
+    return slice_->SetHiddenProbe(weight);
+  }
+
   absl::Status Forward(const RunnerBatch& batch, ForwardResult* result) override {
     VERDICT_RETURN_IF_ERROR(CheckCaches(batch, this));
     forward_.sequences.clear();
@@ -60,6 +64,8 @@ class SingleSliceRunner final : public SliceRunner {
     forward_.token_ids = batch.token_ids;
     forward_.activations = batch.activations;
     forward_.outputs = batch.outputs;
+    forward_.selected_rows = batch.selected_rows;
+    forward_.contents = batch.contents;
     return slice_->Forward(forward_, result);
   }
 
@@ -97,6 +103,10 @@ class TensorParallelRunner final : public SliceRunner {
     return std::unique_ptr<SequenceCache>(new TensorParallelCache(this, std::move(cache)));
   }
 
+  absl::Status SetHiddenProbe(absl::Span<const float> weight) override {
+    return group_->SetHiddenProbe(weight);
+  }
+
   absl::Status Forward(const RunnerBatch& batch, ForwardResult* result) override {
     VERDICT_RETURN_IF_ERROR(CheckCaches(batch, this));
     forward_.sequences.clear();
@@ -107,6 +117,8 @@ class TensorParallelRunner final : public SliceRunner {
     forward_.token_ids = batch.token_ids;
     forward_.activations = batch.activations;
     forward_.outputs = batch.outputs;
+    forward_.selected_rows = batch.selected_rows;
+    forward_.contents = batch.contents;
     return group_->Forward(forward_, result);
   }
 

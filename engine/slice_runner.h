@@ -57,6 +57,8 @@ struct RunnerBatch {
   absl::Span<const int32_t> token_ids;  // first slice
   absl::Span<const float> activations;  // other slices
   ForwardBatch::Outputs outputs = ForwardBatch::Outputs::kAll;
+  absl::Span<const int32_t> selected_rows;
+  OutputContents contents;
 };
 
 class SliceRunner {
@@ -75,6 +77,9 @@ class SliceRunner {
   // A cache of up to `capacity` positions. Errors: as ModelSlice::NewKvCache (with tensor
   // parallelism the first failing rank's; nothing is left allocated).
   virtual absl::StatusOr<std::unique_ptr<SequenceCache>> NewCache(int64_t capacity) = 0;
+
+  // ModelSlice::SetHiddenProbe (on every rank). Errors: as that.
+  virtual absl::Status SetHiddenProbe(absl::Span<const float> weight) = 0;
 
   // Runs the batch; on success every sequence's cache has grown by its num_tokens. Errors: as
   // ModelSlice::Forward, plus kInvalidArgument for a cache of another runner. On error every cache

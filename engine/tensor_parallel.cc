@@ -124,6 +124,10 @@ absl::StatusOr<std::unique_ptr<TensorParallelKvCache>> TensorParallelGroup::NewK
   return cache;
 }
 
+absl::Status TensorParallelGroup::SetHiddenProbe(absl::Span<const float> weight) {
+  return RunOnRanks([&](int r) { return ranks_[r]->slice->SetHiddenProbe(weight); });
+}
+
 absl::Status TensorParallelGroup::Forward(const TensorParallelBatch& batch, ForwardResult* result) {
   if (batch.sequences.empty()) return absl::InvalidArgumentError("empty batch");
   std::vector<int64_t> lengths;
@@ -144,6 +148,8 @@ absl::Status TensorParallelGroup::Forward(const TensorParallelBatch& batch, Forw
     rank_batch.token_ids = batch.token_ids;
     rank_batch.activations = batch.activations;
     rank_batch.outputs = batch.outputs;
+    rank_batch.selected_rows = batch.selected_rows;
+    rank_batch.contents = batch.contents;
     return ranks_[r]->slice->Forward(rank_batch, r == 0 ? result : &ranks_[r]->scratch);
   });
   if (!status.ok()) {

@@ -68,6 +68,8 @@ struct TensorParallelBatch {
   absl::Span<const int32_t> token_ids;
   absl::Span<const float> activations;
   ForwardBatch::Outputs outputs = ForwardBatch::Outputs::kAll;
+  absl::Span<const int32_t> selected_rows;
+  OutputContents contents;
 };
 
 class TensorParallelGroup {
@@ -99,6 +101,10 @@ class TensorParallelGroup {
   // A sequence's caches on every rank, up to `capacity` positions. Errors: as
   // ModelSlice::NewKvCache (the first failing rank's); nothing is left allocated.
   absl::StatusOr<std::unique_ptr<TensorParallelKvCache>> NewKvCache(int64_t capacity);
+
+  // ModelSlice::SetHiddenProbe on every rank (the LM head and final norm are replicated, so every
+  // rank computes the same probe values; rank 0's are returned).
+  absl::Status SetHiddenProbe(absl::Span<const float> weight);
 
   // Runs the batch on every rank; `result` gets rank 0's result. Errors: kInvalidArgument for an
   // empty batch or a cache of another group, else as ModelSlice::Forward (the first failing rank's,

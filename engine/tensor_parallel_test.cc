@@ -513,6 +513,9 @@ class FlakyBackend final : public Backend {
   void GatherRows(TensorView src, absl::Span<const int32_t> rows, TensorView dst) override {
     inner_->GatherRows(src, rows, dst);
   }
+  void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens, TensorView out) override {
+    inner_->SummarizeLogits(logits, tokens, out);
+  }
   void CopyKv(const KvStorage& from, KvStorage& to, int64_t count) override {
     inner_->CopyKv(from, to, count);
   }

@@ -150,7 +150,7 @@ absl::StatusOr<JudgeFeature> ParseJudgeFeature(absl::string_view name) {
 
 float JudgeHead::Logit(absl::Span<const float> hidden, absl::Span<const float> extras) const {
   // Two interleaved sums keep the dependency chain short; the head is a few thousand FMAs.
-  float a = bias, b = 0;
+  float a = 0, b = 0;
   const size_t n = weight.size();
   size_t i = 0;
   for (; i + 1 < n; i += 2) {
@@ -158,14 +158,24 @@ float JudgeHead::Logit(absl::Span<const float> hidden, absl::Span<const float> e
     b += weight[i + 1] * hidden[i + 1];
   }
   if (i < n) a += weight[i] * hidden[i];
-  for (size_t j = 0; j < extra_weight.size(); ++j) a += extra_weight[j] * extras[j];
-  return a + b;
+  return LogitFromDot(a + b, extras);
+}
+
+float JudgeHead::LogitFromDot(float dot, absl::Span<const float> extras) const {
+  float z = bias + dot;
+  for (size_t j = 0; j < extra_weight.size(); ++j) z += extra_weight[j] * extras[j];
+  return z;
 }
 
 float JudgeHead::Probability(absl::Span<const float> hidden, absl::Span<const float> extras) const {
-  const float z = Logit(hidden, extras);
-  return 1.0f / (1.0f + std::exp(-z));
+  return Sigmoid(Logit(hidden, extras));
 }
+
+float JudgeHead::ProbabilityFromDot(float dot, absl::Span<const float> extras) const {
+  return Sigmoid(LogitFromDot(dot, extras));
+}
+
+float JudgeHead::Sigmoid(float z) { return 1.0f / (1.0f + std::exp(-z)); }
 
 absl::StatusOr<JudgeHead> LoadJudgeHead(const std::string& path) {
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::MappedFile> mapped, engine::MappedFile::Open(path));

@@ -56,6 +56,11 @@ struct JudgeHead {
   // weight . hidden + extra_weight . extras + bias. REQUIRES matching sizes.
   float Logit(absl::Span<const float> hidden, absl::Span<const float> extras) const;
   float Probability(absl::Span<const float> hidden, absl::Span<const float> extras) const;
+  // The same from weight . hidden computed elsewhere (on the device that holds the hidden state,
+  // engine::OutputContents::probe).
+  float LogitFromDot(float dot, absl::Span<const float> extras) const;
+  float ProbabilityFromDot(float dot, absl::Span<const float> extras) const;
+  static float Sigmoid(float z);
 };
 
 // Errors: kNotFound, kInvalidArgument for a malformed file, wrong shapes, non-finite values, an

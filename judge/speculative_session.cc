@@ -66,6 +66,12 @@ int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sample
   return token;
 }
 
+int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, DraftBlock* block) {
+  block->tokens.push_back(row.argmax);
+  block->logprobs.push_back(row.max_logit - row.log_sum_exp);
+  return row.argmax;
+}
+
 // ---- DraftSession --------------------------------------------------------------------------------
 
 DraftSession::DraftSession(engine::ModelSlice* draft, const engine::SamplingParams& sampling,
@@ -117,14 +123,27 @@ absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
   block.logprobs.reserve(k);
   const int64_t start_length = cache_->length();
   absl::Span<const int32_t> feed = absl::MakeConstSpan(committed_).subspan(start_length);
+  // Greedy proposals need only the backend's summary of each row, not the row.
+  const bool from_summary = sampler_.params().greedy() && !record_distributions_;
   for (int64_t i = 0; i < k; ++i) {
-    if (absl::Status status = ForwardLast(*draft_, cache_.get(), feed, &forward_); !status.ok()) {
+    engine::ForwardBatch batch;
+    batch.sequences = {{cache_.get(), static_cast<int64_t>(feed.size())}};
+    batch.token_ids = feed;
+    batch.outputs = engine::ForwardBatch::Outputs::kLastOfEachSequence;
+    batch.contents.logits = !from_summary;
+    batch.contents.hidden = false;
+    batch.contents.summaries = from_summary;
+    if (absl::Status status = draft_->Forward(batch, &forward_); !status.ok()) {
       VERDICT_CHECK(cache_->Truncate(start_length).ok());  // the session stays as it was
       return status;
     }
     ++forward_passes_;
-    AppendDraftToken(absl::MakeConstSpan(forward_.logits).subspan(0, vocab), sampler_,
-                     record_distributions_, &probs_, &block);
+    if (from_summary) {
+      AppendGreedyDraftToken(forward_.summaries[0], &block);
+    } else {
+      AppendDraftToken(absl::MakeConstSpan(forward_.logits).subspan(0, vocab), sampler_,
+                       record_distributions_, &probs_, &block);
+    }
     feed = absl::MakeConstSpan(&block.tokens.back(), 1);
     if (i + 1 == k) break;  // the last proposal is not fed: its verdict decides what comes next
   }
@@ -153,13 +172,20 @@ absl::Status DraftSession::Commit(int64_t num_accepted, int32_t next_token) {
 // ---- TargetSession -------------------------------------------------------------------------------
 
 TargetSession::TargetSession(engine::ModelSlice* target, const VerificationConfig& config,
-                             const JudgeHead* head, std::unique_ptr<engine::KvCache> cache)
-    : target_(target), config_(config), head_(head), rng_(config.target_sampling), cache_(std::move(cache)) {}
+                             const JudgeHead* head, std::unique_ptr<engine::KvCache> cache,
+                             bool keep_full_outputs)
+    : target_(target),
+      config_(config),
+      keep_full_outputs_(keep_full_outputs),
+      head_(head),
+      rng_(config.target_sampling),
+      cache_(std::move(cache)) {}
 
 absl::StatusOr<std::unique_ptr<TargetSession>> TargetSession::Create(engine::ModelSlice* target,
                                                                      const VerificationConfig& config,
                                                                      const JudgeHead* head,
-                                                                     int64_t capacity) {
+                                                                     int64_t capacity,
+                                                                     bool keep_full_outputs) {
   VERDICT_RETURN_IF_ERROR(RequireWholeModel(target, "target"));
   VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(config));
   if (config.judge != JudgeMode::kOff) {
@@ -170,8 +196,12 @@ absl::StatusOr<std::unique_ptr<TargetSession>> TargetSession::Create(engine::Mod
           target->config().hidden_size));
     }
   }
+  if (config.judge != JudgeMode::kOff && !target->HiddenProbeIs(head->weight)) {
+    VERDICT_RETURN_IF_ERROR(target->SetHiddenProbe(head->weight));
+  }
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, target->NewKvCache(capacity));
-  return std::unique_ptr<TargetSession>(new TargetSession(target, config, head, std::move(cache)));
+  return std::unique_ptr<TargetSession>(
+      new TargetSession(target, config, head, std::move(cache), keep_full_outputs));
 }
 
 absl::Status TargetSession::Start(absl::Span<const int32_t> prompt) {
@@ -180,7 +210,12 @@ absl::Status TargetSession::Start(absl::Span<const int32_t> prompt) {
   committed_.assign(prompt.begin(), prompt.end());
   if (prompt.size() > 1) {
     VERDICT_RETURN_IF_ERROR(cache_->CheckRoom(static_cast<int64_t>(prompt.size())));
-    VERDICT_RETURN_IF_ERROR(ForwardLast(*target_, cache_.get(), prompt.subspan(0, prompt.size() - 1), &forward_));
+    // Only the KV cache matters here: no outputs, no LM head.
+    engine::ForwardBatch batch;
+    batch.sequences = {{cache_.get(), static_cast<int64_t>(prompt.size()) - 1}};
+    batch.token_ids = prompt.subspan(0, prompt.size() - 1);
+    batch.outputs = engine::ForwardBatch::Outputs::kSelectedRows;
+    VERDICT_RETURN_IF_ERROR(target_->Forward(batch, &forward_));
   }
   return absl::OkStatus();
 }
@@ -206,12 +241,27 @@ absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
   batch.sequences = {{cache_.get(), k + 1}};
   batch.token_ids = block_;
   batch.outputs = engine::ForwardBatch::Outputs::kAll;
+  const bool judge = config_.judge != JudgeMode::kOff;
+  // Another session's head may have replaced the probe since Create: then the hidden states.
+  const bool summaries = !keep_full_outputs_ && CanVerifyFromSummaries(config_) &&
+                         (!judge || target_->HiddenProbeIs(head_->weight));
+  if (summaries) {
+    summary_tokens_.clear();
+    AppendSummaryTokens(draft, &summary_tokens_);
+    batch.contents.logits = false;
+    batch.contents.hidden = false;
+    batch.contents.summaries = true;
+    batch.contents.summary_tokens = summary_tokens_;
+    batch.contents.probe = judge;
+  }
   VERDICT_RETURN_IF_ERROR(target_->Forward(batch, &forward_));
 
   VerifyInput input;
   input.draft = &draft;
   input.target_logits = forward_.logits;
+  input.target_summaries = forward_.summaries;
   input.target_hidden = forward_.hidden;
+  input.judge_dots = forward_.probe;
   input.vocab_size = vocab;
   input.hidden_size = target_->config().hidden_size;
   absl::StatusOr<Verdict> verdict = VerifyBlock(config_, head_, input, rng_);

@@ -30,6 +30,9 @@ namespace verdict::judge {
 // proposals, so both propose identically.
 int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sampler,
                          bool record_distribution, std::vector<float>* scratch, DraftBlock* block);
+// The greedy case from the backend's summary of the row (engine::OutputContents::summaries), so
+// the logits need not reach the host: the argmax and its log-probability max - log-sum-exp.
+int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, DraftBlock* block);
 
 // Draft side: proposes blocks of k tokens with the draft model.
 class DraftSession {
@@ -81,11 +84,16 @@ class DraftSession {
 // Target side: runs the verification pass over [x_{n-1}, d_1..d_k] and applies the policy.
 class TargetSession {
  public:
-  // `target` must be a whole model and outlive the session; `head` (optional) too.
+  // `target` must be a whole model and outlive the session; `head` (optional) too. With a judge,
+  // the head's weight becomes the target's hidden-state probe (engine::ModelSlice::SetHiddenProbe).
+  // Policies that allow it (CanVerifyFromSummaries) are decided from the backend's logits
+  // summaries and judge dot products, without copying logits rows to the host, unless
+  // `keep_full_outputs` (then last_forward() has the logits and hidden states of every pass).
   static absl::StatusOr<std::unique_ptr<TargetSession>> Create(engine::ModelSlice* target,
                                                                const VerificationConfig& config,
                                                                const JudgeHead* head,
-                                                               int64_t capacity);
+                                                               int64_t capacity,
+                                                               bool keep_full_outputs = false);
 
   // Prefills all prompt tokens but the last (which opens the first verification block).
   absl::Status Start(absl::Span<const int32_t> prompt);
@@ -95,7 +103,8 @@ class TargetSession {
   // kResourceExhausted when the block does not fit the capacity.
   absl::StatusOr<Verdict> Verify(const DraftBlock& draft);
 
-  // The outputs of the last Verify's forward pass (k + 1 rows), for judge data collection.
+  // The outputs of the last Verify's forward pass (k + 1 rows; full logits and hidden states with
+  // keep_full_outputs or a policy that needs them, else summaries and judge dots).
   const engine::ForwardResult& last_forward() const { return forward_; }
 
   int64_t committed_length() const { return static_cast<int64_t>(committed_.size()); }
@@ -105,10 +114,12 @@ class TargetSession {
 
  private:
   TargetSession(engine::ModelSlice* target, const VerificationConfig& config, const JudgeHead* head,
-                std::unique_ptr<engine::KvCache> cache);
+                std::unique_ptr<engine::KvCache> cache, bool keep_full_outputs);
 
   engine::ModelSlice* target_;
   VerificationConfig config_;
+  bool keep_full_outputs_;
+  std::vector<int32_t> summary_tokens_;
   const JudgeHead* head_;
   engine::Sampler rng_;
   std::unique_ptr<engine::KvCache> cache_;

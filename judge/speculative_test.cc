@@ -298,7 +298,7 @@ std::vector<float> FreshLastLogits(engine::ModelSlice& model, const std::vector<
 
 TEST_F(SpeculativeTest, CachesAreRolledBackCorrectlyAfterEveryRejection) {
   ASSERT_OK_AND_ASSIGN(auto drafter, DraftSession::Create(noisy_.get(), {}, 400));
-  ASSERT_OK_AND_ASSIGN(auto verifier, TargetSession::Create(target_.get(), {}, nullptr, 400));
+  ASSERT_OK_AND_ASSIGN(auto verifier, TargetSession::Create(target_.get(), {}, nullptr, 400, /*keep_full_outputs=*/true));
   const std::vector<int32_t>& prompt = prompts_[3];
   ASSERT_OK(drafter->Start(prompt));
   ASSERT_OK(verifier->Start(prompt));

@@ -25,7 +25,7 @@ class ExactDecider {
   // Greedy: deterministic. Sampled: draws from `rng`.
   bool Accepts(int64_t i, engine::Sampler& rng) {
     const int32_t token = input_.draft->tokens[i];
-    if (config_.exact == ExactRule::kGreedy) return Argmax(Row(i)) == token;
+    if (config_.exact == ExactRule::kGreedy) return TargetArgmax(i) == token;
     TargetDistribution(i);
     const float p = target_probs_[token];
     const float q = DraftProb(i, token);
@@ -34,12 +34,12 @@ class ExactDecider {
   }
 
   // Greedy answer for row i without drawing (shadow walks past the real rejection use it).
-  bool GreedyAccepts(int64_t i) const { return Argmax(Row(i)) == input_.draft->tokens[i]; }
+  bool GreedyAccepts(int64_t i) const { return TargetArgmax(i) == input_.draft->tokens[i]; }
 
   // The target's token at row `row` after rejecting draft token `row` (row < k), or the bonus token
   // (row == k).
   int32_t Replacement(int64_t row, engine::Sampler& rng) {
-    if (config_.exact == ExactRule::kGreedy) return Argmax(Row(row));
+    if (config_.exact == ExactRule::kGreedy) return TargetArgmax(row);
     TargetDistribution(row);
     const int64_t k = static_cast<int64_t>(input_.draft->tokens.size());
     if (row == k) return rng.SampleFrom(target_probs_);
@@ -62,8 +62,20 @@ class ExactDecider {
     return rng.SampleFrom(residual_);
   }
 
+  // REQUIRES: the input has logits (the sampled rule and KL; see CanVerifyFromSummaries).
   absl::Span<const float> Row(int64_t row) const {
     return input_.target_logits.subspan(row * input_.vocab_size, input_.vocab_size);
+  }
+  bool has_logits() const { return !input_.target_logits.empty(); }
+
+  int32_t TargetArgmax(int64_t row) const {
+    return has_logits() ? Argmax(Row(row)) : input_.target_summaries[row].argmax;
+  }
+  // Plain-softmax statistics of row i for draft token i.
+  TokenStats Stats(int64_t i) const {
+    if (has_logits()) return ComputeTokenStats(Row(i), input_.draft->tokens[i]);
+    const engine::LogitSummary& s = input_.target_summaries[i];
+    return TokenStats{s.TokenLogprob(), s.entropy};
   }
 
  private:
@@ -95,10 +107,29 @@ absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* he
         absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ", kMaxDraftTokens));
   }
   if (input.vocab_size <= 0) return absl::InvalidArgumentError("vocab_size must be positive");
-  if (static_cast<int64_t>(input.target_logits.size()) != (k + 1) * input.vocab_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("target logits have ", input.target_logits.size(), " values; a block of ", k,
-                     " draft tokens needs ", k + 1, " rows of ", input.vocab_size));
+  if (!input.target_logits.empty() || input.target_summaries.empty()) {
+    if (static_cast<int64_t>(input.target_logits.size()) != (k + 1) * input.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("target logits have ", input.target_logits.size(), " values; a block of ", k,
+                       " draft tokens needs ", k + 1, " rows of ", input.vocab_size));
+    }
+  } else {
+    if (!CanVerifyFromSummaries(config)) {
+      return absl::InvalidArgumentError(absl::StrCat("the ", PolicyName(config),
+                                                     " policy needs the target's logits, not summaries"));
+    }
+    if (static_cast<int64_t>(input.target_summaries.size()) != k + 1) {
+      return absl::InvalidArgumentError(absl::StrCat("a block of ", k, " draft tokens needs ", k + 1,
+                                                     " logits summaries, got ",
+                                                     input.target_summaries.size()));
+    }
+    for (int64_t i = 0; i < k; ++i) {
+      if (input.target_summaries[i].token != draft.tokens[i]) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("logits summary ", i, " reports token ", input.target_summaries[i].token,
+                         ", not draft token ", i, " (", draft.tokens[i], ")"));
+      }
+    }
   }
   for (int64_t i = 0; i < k; ++i) {
     if (draft.tokens[i] < 0 || draft.tokens[i] >= input.vocab_size) {
@@ -147,7 +178,13 @@ absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* he
                                                      head->hidden_size(), ", the target has ",
                                                      input.hidden_size));
     }
-    if (static_cast<int64_t>(input.target_hidden.size()) != (k + 1) * input.hidden_size) {
+    if (!input.judge_dots.empty() && input.target_hidden.empty()) {
+      if (static_cast<int64_t>(input.judge_dots.size()) != k + 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "a block of ", k, " draft tokens needs ", k + 1, " judge dot products, got ",
+            input.judge_dots.size()));
+      }
+    } else if (static_cast<int64_t>(input.target_hidden.size()) != (k + 1) * input.hidden_size) {
       return absl::InvalidArgumentError(
           absl::StrCat("target hidden states have ", input.target_hidden.size(), " values; need ",
                        k + 1, " rows of ", input.hidden_size));
@@ -318,6 +355,15 @@ void JudgeExtras(const JudgeHead& head, const TokenStats& target_stats, float dr
   }
 }
 
+bool CanVerifyFromSummaries(const VerificationConfig& config) {
+  return config.exact == ExactRule::kGreedy && config.lossy != LossyRule::kKl;
+}
+
+void AppendSummaryTokens(const DraftBlock& draft, std::vector<int32_t>* tokens) {
+  tokens->insert(tokens->end(), draft.tokens.begin(), draft.tokens.end());
+  tokens->push_back(-1);
+}
+
 absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
                                     const VerifyInput& input, engine::Sampler& rng) {
   VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(config));
@@ -335,7 +381,7 @@ absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const Judg
   std::vector<bool> have_stats(k, false);
   auto stats_at = [&](int64_t i) -> const TokenStats& {
     if (!have_stats[i]) {
-      stats[i] = ComputeTokenStats(exact.Row(i), draft.tokens[i]);
+      stats[i] = exact.Stats(i);
       have_stats[i] = true;
     }
     return stats[i];
@@ -348,8 +394,12 @@ absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const Judg
         JudgeExtras(*head, stats_at(i), draft.logprobs.empty() ? 0.0f : draft.logprobs[i], &extras);
       }
       // Hidden row i + 1 is the state after reading draft token i (0-based).
-      verdict.judge_scores[i] = head->Probability(
-          input.target_hidden.subspan((i + 1) * input.hidden_size, input.hidden_size), extras);
+      verdict.judge_scores[i] =
+          input.target_hidden.empty()
+              ? head->ProbabilityFromDot(input.judge_dots[i + 1], extras)
+              : head->Probability(
+                    input.target_hidden.subspan((i + 1) * input.hidden_size, input.hidden_size),
+                    extras);
     }
     return verdict.judge_scores[i] > config.judge_threshold;
   };

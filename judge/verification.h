@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "engine/backend.h"
 #include "engine/sampler.h"
 #include "judge/judge_head.h"
 
@@ -114,13 +115,27 @@ std::string PolicyName(const VerificationConfig& config);
 // kInvalidArgument for inconsistent settings (sampled rule with greedy params, NaN thresholds...).
 absl::Status ValidateVerificationConfig(const VerificationConfig& config);
 
+// The target's outputs for a block come either as full rows (logits, hidden states) or as what the
+// device that holds them computed from them (engine::OutputContents): per-row logits summaries and
+// the judge head's dot product. The summaries suffice for every rule but the sampled one and KL.
 struct VerifyInput {
   const DraftBlock* draft = nullptr;
-  absl::Span<const float> target_logits;  // [k + 1, vocab_size]
-  absl::Span<const float> target_hidden;  // [k + 1, hidden_size]; needed only with a judge
+  absl::Span<const float> target_logits;  // [k + 1, vocab_size]; or empty, then:
+  // [k + 1]: row i (< k) reports the logit of draft token i + 1 (summary token d_{i+1}, see
+  // SummaryTokens); row k any token.
+  absl::Span<const engine::LogitSummary> target_summaries;
+  absl::Span<const float> target_hidden;  // [k + 1, hidden_size]; needed only with a judge, or:
+  absl::Span<const float> judge_dots;     // [k + 1]: head.weight . hidden row i
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
 };
+
+// Whether VerifyBlock can decide with logits summaries instead of the logits: the greedy rule with
+// no lossy rule or a lossy rule other than KL (any judge mode).
+bool CanVerifyFromSummaries(const VerificationConfig& config);
+// The summary token of each of the k + 1 rows of a block (OutputContents::summary_tokens): d_1..d_k
+// and -1, appended to `tokens`.
+void AppendSummaryTokens(const DraftBlock& draft, std::vector<int32_t>* tokens);
 
 struct Verdict {
   int32_t num_accepted = 0;  // accepted draft tokens, 0..k
@@ -143,7 +158,8 @@ struct Verdict {
 // Verifies one block. `rng` supplies the randomness of the sampled rule (untouched by greedy).
 // `head` is required when config.judge != kOff. Errors (kInvalidArgument): sizes that do not
 // match k, token ids outside the vocabulary, a proposal that gives its own token probability 0,
-// missing head or hidden states, a head for another hidden size.
+// missing head or hidden states (or dots), a head for another hidden size, summaries for a rule
+// that needs the logits or whose tokens are not the draft tokens.
 absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
                                     const VerifyInput& input, engine::Sampler& rng);
 

@@ -158,6 +158,13 @@ std::vector<absl::StatusOr<Proposal>> DraftWorker::ProposeBatch(
     batch.sequences = sequences;
     batch.token_ids = feed_;
     batch.outputs = engine::ForwardBatch::Outputs::kLastOfEachSequence;
+    // Greedy sessions propose from the backend's row summaries; only sampled ones need the rows.
+    const bool any_sampled = std::any_of(running.begin(), running.end(), [](const Running& run) {
+      return !run.session->sampler.params().greedy();
+    });
+    batch.contents.logits = any_sampled;
+    batch.contents.hidden = false;
+    batch.contents.summaries = true;
     if (absl::Status status = draft_->Forward(batch, &forward_); !status.ok()) {
       // Validation above makes this unexpected; each session keeps a consistent state (its cache
       // holds a prefix of its tokens), the proposals fail.
@@ -169,10 +176,14 @@ std::vector<absl::StatusOr<Proposal>> DraftWorker::ProposeBatch(
     std::vector<Running> still;
     for (size_t j = 0; j < running.size(); ++j) {
       Running& run = running[j];
-      absl::Span<const float> logits = absl::MakeConstSpan(forward_.logits).subspan(j * vocab, vocab);
-      const int32_t token = judge::AppendDraftToken(logits, run.session->sampler,
-                                                    /*record_distribution=*/false, &scratch_,
-                                                    &run.proposal.block);
+      int32_t token;
+      if (run.session->sampler.params().greedy()) {
+        token = judge::AppendGreedyDraftToken(forward_.summaries[j], &run.proposal.block);
+      } else {
+        absl::Span<const float> logits = absl::MakeConstSpan(forward_.logits).subspan(j * vocab, vocab);
+        token = judge::AppendDraftToken(logits, run.session->sampler,
+                                        /*record_distribution=*/false, &scratch_, &run.proposal.block);
+      }
       run.session->tokens.push_back(token);
       if (--run.remaining > 0) {
         still.push_back(std::move(run));

@@ -29,6 +29,7 @@ absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRu
     }
   }
   if (options.max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
+  if (head != nullptr) VERDICT_RETURN_IF_ERROR(runner->SetHiddenProbe(head->weight));
   return std::unique_ptr<TargetShard>(new TargetShard(runner, head, options));
 }
 
@@ -199,7 +200,36 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   } else {
     forward.activations = all_ready ? absl::MakeConstSpan(batch.activations) : absl::MakeConstSpan(activations);
   }
-  forward.outputs = engine::ForwardBatch::Outputs::kAll;
+  if (is_last()) {
+    // Outputs only for the k + 1 rows of each verification block (none for prompt prefills), and
+    // only what their policies need.
+    forward.outputs = engine::ForwardBatch::Outputs::kSelectedRows;
+    output_rows_.clear();
+    summary_tokens_.clear();
+    bool summaries = options_.verify_from_summaries;
+    bool judge = false;
+    int64_t block_row = 0;
+    for (const Ready& r : ready) {
+      const ShardBlock& b = *r.block;
+      if (b.verify) {
+        const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
+        for (int64_t i = b.num_tokens - (k + 1); i < b.num_tokens; ++i) {
+          output_rows_.push_back(static_cast<int32_t>(block_row + i));
+        }
+        judge::AppendSummaryTokens(b.draft, &summary_tokens_);
+        summaries = summaries && judge::CanVerifyFromSummaries(r.session->verification);
+        judge = judge || r.session->verification.judge != judge::JudgeMode::kOff;
+      }
+      block_row += b.num_tokens;
+    }
+    forward.selected_rows = output_rows_;
+    engine::OutputContents& want = forward.contents;
+    want.summaries = summaries;
+    want.summary_tokens = summaries ? absl::MakeConstSpan(summary_tokens_) : absl::Span<const int32_t>();
+    want.probe = summaries && judge && head_ != nullptr;
+    want.logits = !summaries;
+    want.hidden = !summaries && judge;
+  }
   if (absl::Status status = runner_->Forward(forward, &forward_); !status.ok()) {
     for (const Ready& r : ready) fail(*r.block, status);
     return out;
@@ -216,22 +246,29 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     return out;
   }
 
-  // Last shard: every output row has logits and hidden states; verify each block's tail.
-  int64_t output_row = 0;
+  // Last shard: the output rows are the verification blocks' tails, in block order.
+  logits_rows_to_host_ += static_cast<int64_t>(forward_.logits.size()) / vocab;
+  int64_t first = 0;  // the block's first output row
   for (const Ready& r : ready) {
     const ShardBlock& b = *r.block;
-    const int64_t block_row = output_row;
-    output_row += b.num_tokens;
     if (!b.verify) {
       out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::nullopt});
       continue;
     }
     const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
-    const int64_t first = block_row + b.num_tokens - (k + 1);
     judge::VerifyInput input;
     input.draft = &b.draft;
-    input.target_logits = absl::MakeConstSpan(forward_.logits).subspan(first * vocab, (k + 1) * vocab);
-    input.target_hidden = absl::MakeConstSpan(forward_.hidden).subspan(first * hidden, (k + 1) * hidden);
+    if (!forward_.logits.empty()) {
+      input.target_logits = absl::MakeConstSpan(forward_.logits).subspan(first * vocab, (k + 1) * vocab);
+    } else {
+      input.target_summaries = absl::MakeConstSpan(forward_.summaries).subspan(first, k + 1);
+    }
+    if (!forward_.hidden.empty()) {
+      input.target_hidden = absl::MakeConstSpan(forward_.hidden).subspan(first * hidden, (k + 1) * hidden);
+    } else if (!forward_.probe.empty()) {
+      input.judge_dots = absl::MakeConstSpan(forward_.probe).subspan(first, k + 1);
+    }
+    first += k + 1;
     input.vocab_size = vocab;
     input.hidden_size = hidden;
     absl::StatusOr<judge::Verdict> verdict = judge::VerifyBlock(r.session->verification, head_, input, r.session->rng);

@@ -47,6 +47,10 @@ struct ShardForwardResult {
 
 struct TargetShardOptions {
   int64_t max_sessions = 256;
+  // Last shard: decide blocks whose policy allows it (judge::CanVerifyFromSummaries) from logits
+  // summaries and the judge's dot products computed on the backend, instead of copying k + 1 rows
+  // of logits and hidden states to the host. Off: always the full rows (same verdicts).
+  bool verify_from_summaries = true;
 };
 
 class TargetShard {
@@ -77,6 +81,9 @@ class TargetShard {
   const engine::SliceRunner& runner() const { return *runner_; }
   const judge::JudgeHead* head() const { return head_; }
   int64_t forward_passes() const { return forward_passes_; }
+  // Last shard: rows of full logits copied to the host so far (0 while every block is decided from
+  // summaries).
+  int64_t logits_rows_to_host() const { return logits_rows_to_host_; }
 
  private:
   struct Session {
@@ -95,7 +102,10 @@ class TargetShard {
   TargetShardOptions options_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
   engine::ForwardResult forward_;
+  std::vector<int32_t> output_rows_;     // last shard: the verification rows of a batch
+  std::vector<int32_t> summary_tokens_;  // and the draft token each row's summary reports
   int64_t forward_passes_ = 0;
+  int64_t logits_rows_to_host_ = 0;
 };
 
 }  // namespace verdict::workers

@@ -427,6 +427,21 @@ class CudaBackend final : public Backend {
     }, src, d_rows, n, dst);
   }
 
+  void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens,
+                       TensorView out) override {
+    if (!Begin()) return;
+    const int32_t* d_tokens = nullptr;
+    if (!tokens.empty()) {
+      d_tokens = static_cast<const int32_t*>(Upload(tokens.data(), tokens.size() * sizeof(int32_t)));
+      if (d_tokens == nullptr) return;
+    }
+    Record(Op::kSummarizeLogits, [=, stream = stream_] {
+      cuda::LaunchSummarizeLogits(logits.data, logits.stride, logits.rows, logits.cols, d_tokens,
+                                  out.data, out.stride, stream);
+      return LaunchStatus("SummarizeLogits");
+    }, logits, d_tokens, out);
+  }
+
   absl::Status AllReduceSum(TensorView x, Communicator& comm) override {
     if (x.stride != x.cols) return absl::InvalidArgumentError("all-reduce of a strided view");
     if (!Begin()) return absl::OkStatus();  // the step already failed; Synchronize() says why
@@ -478,7 +493,7 @@ class CudaBackend final : public Backend {
  private:
   enum class Op : uint8_t {
     kCopyToDevice, kCopyToHost, kUpload, kEmbed, kRmsNorm, kConvert, kMatMul, kAddBias, kRope,
-    kAttention, kSiluMul, kAdd, kGatherRows, kCopyKv, kAllReduce,
+    kAttention, kSiluMul, kAdd, kGatherRows, kCopyKv, kAllReduce, kSummarizeLogits,
   };
   struct PendingCopy {
     void* staged;

@@ -59,6 +59,47 @@ __device__ float BlockReduce(float v) {
 __device__ float BlockSum(float v) { return BlockReduce<SumOp>(v); }
 __device__ float BlockMax(float v) { return BlockReduce<MaxOp>(v); }
 
+// ---- logits summaries -------------------------------------------------------------------------
+
+__device__ __forceinline__ void MergeWithLane(math::LogitStats& s, int offset) {
+  math::LogitStats o;
+  o.max = __shfl_xor_sync(0xffffffffu, s.max, offset);
+  o.sum = __shfl_xor_sync(0xffffffffu, s.sum, offset);
+  o.weighted = __shfl_xor_sync(0xffffffffu, s.weighted, offset);
+  o.best = __shfl_xor_sync(0xffffffffu, s.best, offset);
+  o.best_index = __shfl_xor_sync(0xffffffffu, s.best_index, offset);
+  math::MergeLogitStats(s, o);
+}
+
+__device__ __forceinline__ void WarpMergeStats(math::LogitStats& s) {
+  for (int offset = 16; offset > 0; offset >>= 1) MergeWithLane(s, offset);
+}
+
+// One block per row: each thread accumulates a strided share of the row, then warps and the block
+// merge (the merge is exact for the argmax and reorders only the sums).
+__global__ void SummarizeLogitsKernel(const float* logits, int64_t stride, int64_t cols,
+                                      const int32_t* tokens, float* out, int64_t out_stride) {
+  const int64_t row = blockIdx.x;
+  const float* x = logits + row * stride;
+  math::LogitStats s = math::EmptyLogitStats();
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    math::AddLogit(s, x[c], static_cast<int32_t>(c));
+  }
+  WarpMergeStats(s);
+  __shared__ math::LogitStats warp_stats[32];
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  if (lane == 0) warp_stats[warp] = s;
+  __syncthreads();
+  if (warp != 0) return;
+  s = lane < static_cast<int>(blockDim.x / 32) ? warp_stats[lane] : math::EmptyLogitStats();
+  WarpMergeStats(s);
+  if (lane != 0) return;
+  const int32_t token = tokens != nullptr ? tokens[row] : -1;
+  const float token_logit = token >= 0 ? x[token] : __int_as_float(0x7fc00000);  // quiet NaN
+  math::WriteLogitSummary(s, token_logit, out + row * out_stride);
+}
+
 int Blocks(int64_t n, int threads = kThreads) {
   int64_t blocks = (n + threads - 1) / threads;
   if (blocks > 65535 * 16) blocks = 65535 * 16;
@@ -385,6 +426,15 @@ void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const 
   if (n == 0) return;
   GatherRowsKernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(src, src_stride, cols, rows,
                                                                       dst, dst_stride);
+}
+
+void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
+                           const int32_t* tokens, float* out, int64_t out_stride,
+                           cudaStream_t stream) {
+  if (rows == 0) return;
+  constexpr int kSummaryThreads = 1024;  // few rows of 128k logits: as many loads in flight as fit
+  SummarizeLogitsKernel<<<static_cast<unsigned>(rows), kSummaryThreads, 0, stream>>>(
+      logits, stride, cols, tokens, out, out_stride);
 }
 
 void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,

@@ -39,6 +39,11 @@ void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int6
 // dst[i, :] = src[rows[i], :].
 void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,
                       int64_t n, float* dst, int64_t dst_stride, cudaStream_t stream);
+// out[r, :] = the summary of logits row r (engine::LogitSummary's layout), with the logit of
+// tokens[r] (tokens may be nullptr: no token).
+void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
+                           const int32_t* tokens, float* out, int64_t out_stride,
+                           cudaStream_t stream);
 // Rotary embedding in place on `num_heads` heads per row.
 void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool interleaved,

@@ -51,6 +51,96 @@ VERDICT_HOST_DEVICE inline float RopeAngle(int64_t position, float inv_freq) {
   return static_cast<float>(position) * inv_freq;
 }
 
+// ---- logits summaries --------------------------------------------------------------------------
+// Running statistics of a row of logits, accumulated element by element (in any order) and merged
+// across threads: the argmax (first index among equal maxima; NaN never wins), and, relative to the
+// running maximum m, sum = sum_j e^(x_j - m) and weighted = sum_j e^(x_j - m) (x_j - m), from which
+// the log-sum-exp and the entropy of softmax(x) follow. One accumulator serves the CPU executor
+// (sequential) and the CUDA kernel (per thread, then warp/block merges).
+struct LogitStats {
+  float max;        // running maximum (-inf while empty)
+  float sum;        // sum of e^(x - max)
+  float weighted;   // sum of e^(x - max) (x - max)
+  float best;       // value of the argmax so far
+  int32_t best_index;  // argmax so far; kNoLogitIndex while empty or all NaN
+};
+
+inline constexpr int32_t kNoLogitIndex = 0x7fffffff;
+
+VERDICT_HOST_DEVICE inline LogitStats EmptyLogitStats() {
+  return LogitStats{-INFINITY, 0.0f, 0.0f, -INFINITY, kNoLogitIndex};
+}
+
+// Whether (value, index) beats the current best: larger, or equal with a smaller index.
+VERDICT_HOST_DEVICE inline bool BeatsArgmax(float value, int32_t index, float best, int32_t best_index) {
+  return value > best || (value == best && index < best_index);
+}
+
+VERDICT_HOST_DEVICE inline void MergeLogitStats(LogitStats& a, const LogitStats& b) {
+  if (BeatsArgmax(b.best, b.best_index, a.best, a.best_index)) {
+    a.best = b.best;
+    a.best_index = b.best_index;
+  }
+  if (b.sum == 0.0f) return;  // b is empty (or saw only -inf)
+  if (a.sum == 0.0f) {
+    a.max = b.max;
+    a.sum = b.sum;
+    a.weighted = b.weighted;
+    return;
+  }
+  const float m = fmaxf(a.max, b.max);
+  // Moving a term from maximum m_old to m scales it by s = e^(m_old - m) and shifts its offset by
+  // d = m_old - m: e^(x-m)(x-m) = s (e^(x-m_old)(x-m_old) + d e^(x-m_old)).
+  const float da = a.max - m;
+  const float db = b.max - m;
+  const float sa = expf(da);
+  const float sb = expf(db);
+  a.weighted = sa * (a.weighted + da * a.sum) + sb * (b.weighted + db * b.sum);
+  a.sum = sa * a.sum + sb * b.sum;
+  a.max = m;
+}
+
+VERDICT_HOST_DEVICE inline void AddLogit(LogitStats& a, float value, int32_t index) {
+  if (BeatsArgmax(value, index, a.best, a.best_index)) {
+    a.best = value;
+    a.best_index = index;
+  }
+  if (value != value || value == -INFINITY) {
+    if (value != value) a.sum = a.sum + value;  // NaN poisons the sums, as it would a softmax
+    return;
+  }
+  if (a.sum == 0.0f || value > a.max) {
+    const float d = a.sum == 0.0f ? 0.0f : a.max - value;  // <= 0
+    const float s = expf(d);
+    a.weighted = s * (a.weighted + d * a.sum);
+    a.sum = s * a.sum + 1.0f;
+    a.max = value;
+  } else {
+    const float z = value - a.max;
+    const float e = expf(z);
+    a.sum += e;
+    a.weighted += e * z;
+  }
+}
+
+// log(sum_j e^x_j) and the entropy -sum_j p_j log p_j (nats) of p = softmax(x). An empty row, or
+// one of only -inf, has log-sum-exp -inf and entropy NaN.
+VERDICT_HOST_DEVICE inline float LogSumExp(const LogitStats& a) { return a.max + logf(a.sum); }
+VERDICT_HOST_DEVICE inline float Entropy(const LogitStats& a) {
+  return logf(a.sum) - a.weighted / a.sum;
+}
+
+// A row's summary as the backends write it (engine::LogitSummary reads it back): [argmax as an
+// exact float (0 for a row of NaN), max logit, log-sum-exp, entropy, the logit of the row's token].
+inline constexpr int kLogitSummaryWidth = 5;
+VERDICT_HOST_DEVICE inline void WriteLogitSummary(const LogitStats& a, float token_logit, float* out) {
+  out[0] = a.best_index == kNoLogitIndex ? 0.0f : static_cast<float>(a.best_index);
+  out[1] = a.best;
+  out[2] = LogSumExp(a);
+  out[3] = Entropy(a);
+  out[4] = token_logit;
+}
+
 }  // namespace verdict::engine::math
 
 #endif  // VERDICT_ENGINE_KERNELS_OP_MATH_H_
