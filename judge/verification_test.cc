@@ -4,7 +4,11 @@
 #include "judge/verification.h"
 
 #include <cmath>
+#include <memory>
 #include <random>
+
+#include "absl/strings/str_cat.h"
+#include "engine/backend.h"
 
 #include "common/testing/chi_square.h"
 #include "common/testing/status_matchers.h"
@@ -374,6 +378,147 @@ TEST(VerifyBlockTest, RejectsMalformedBlocks) {
   EXPECT_THAT(VerifyBlock(sampled, nullptr, b.Input(), rng), StatusIs(absl::StatusCode::kInvalidArgument));
   b.draft.tokens.assign(kMaxDraftTokens + 1, 0);
   EXPECT_THAT(VerifyBlock({}, nullptr, b.Input(), rng), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// The same blocks decided from full rows and from what a device would send instead (the backend's
+// logits summaries, the judge's dot products): identical verdicts for every policy that allows it.
+TEST(VerifyFromSummariesTest, SameVerdictsAsFromTheFullRows) {
+  constexpr int64_t vocab = 50, hidden = 16;
+  std::mt19937 gen(2024);
+  std::normal_distribution<float> normal(0.0f, 1.5f);
+  auto backend = engine::CreateCpuBackend({1});
+  JudgeHead head;
+  for (int64_t h = 0; h < hidden; ++h) head.weight.push_back(normal(gen) * 0.5f);
+  head.bias = -0.3f;
+  head.extra_features = {JudgeFeature::kTargetLogprob, JudgeFeature::kTargetEntropy,
+                         JudgeFeature::kDraftLogprob};
+  head.extra_weight = {0.8f, -0.2f, 0.3f};
+  std::vector<VerificationConfig> configs(6);
+  configs[1].judge = JudgeMode::kOn;
+  configs[2].judge = JudgeMode::kShadow;
+  configs[3].lossy = LossyRule::kTargetProb;
+  configs[3].lossy_threshold = 0.1f;
+  configs[4].lossy = LossyRule::kTypical;
+  configs[5].lossy = LossyRule::kTokenMask;
+  auto mask = std::make_shared<std::vector<uint8_t>>(vocab, 0);
+  for (int64_t t = 0; t < vocab; t += 3) (*mask)[t] = 1;
+  configs[5].lossy_token_mask = mask;
+  int64_t decided = 0, judge_accepted = 0, lossy_accepted = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t k = 1 + trial % 9;
+    std::vector<float> logits((k + 1) * vocab), hidden_rows((k + 1) * hidden);
+    for (float& v : logits) v = normal(gen);
+    for (float& v : hidden_rows) v = normal(gen);
+    DraftBlock draft;
+    for (int64_t i = 0; i < k; ++i) {
+      // Mostly the target's argmax (long accepted runs), sometimes another token.
+      const int32_t argmax = engine::Argmax(absl::MakeConstSpan(logits).subspan(i * vocab, vocab));
+      draft.tokens.push_back(gen() % 3 == 0 ? static_cast<int32_t>(gen() % vocab) : argmax);
+      draft.logprobs.push_back(-0.1f * static_cast<float>(gen() % 30));
+    }
+    // The device side: summaries of the k + 1 rows and the judge's dot products.
+    std::vector<int32_t> tokens;
+    AppendSummaryTokens(draft, &tokens);
+    auto in = backend->Allocate(logits.size() * sizeof(float)).value();
+    auto out = backend->Allocate((k + 1) * engine::kLogitSummaryWidth * sizeof(float)).value();
+    engine::TensorView x{static_cast<float*>(in->data()), k + 1, vocab, vocab};
+    engine::TensorView y{static_cast<float*>(out->data()), k + 1, engine::kLogitSummaryWidth,
+                         engine::kLogitSummaryWidth};
+    backend->CopyToDevice(logits.data(), x);
+    backend->SummarizeLogits(x, tokens, y);
+    std::vector<float> raw((k + 1) * engine::kLogitSummaryWidth);
+    backend->CopyToHost(y, raw.data());
+    ASSERT_OK(backend->Synchronize());
+    std::vector<engine::LogitSummary> summaries;
+    std::vector<float> dots;
+    for (int64_t r = 0; r <= k; ++r) {
+      summaries.push_back(engine::LogitSummary::FromRow(raw.data() + r * engine::kLogitSummaryWidth, tokens[r]));
+      float dot = 0;
+      for (int64_t h = 0; h < hidden; ++h) dot += head.weight[h] * hidden_rows[r * hidden + h];
+      dots.push_back(dot);
+    }
+    for (size_t c = 0; c < configs.size(); ++c) {
+      SCOPED_TRACE(absl::StrCat("trial ", trial, " policy ", PolicyName(configs[c])));
+      ASSERT_TRUE(CanVerifyFromSummaries(configs[c]));
+      VerifyInput rows;
+      rows.draft = &draft;
+      rows.target_logits = logits;
+      rows.target_hidden = hidden_rows;
+      rows.vocab_size = vocab;
+      rows.hidden_size = hidden;
+      VerifyInput lean = rows;
+      lean.target_logits = {};
+      lean.target_hidden = {};
+      lean.target_summaries = summaries;
+      lean.judge_dots = dots;
+      engine::Sampler rng_rows({}), rng_lean({});
+      ASSERT_OK_AND_ASSIGN(Verdict a, VerifyBlock(configs[c], &head, rows, rng_rows));
+      ASSERT_OK_AND_ASSIGN(Verdict b, VerifyBlock(configs[c], &head, lean, rng_lean));
+      EXPECT_EQ(a.num_accepted, b.num_accepted);
+      EXPECT_EQ(a.next_token, b.next_token);
+      EXPECT_EQ(a.reasons, b.reasons);
+      EXPECT_EQ(a.shadow_num_accepted, b.shadow_num_accepted);
+      ASSERT_EQ(a.judge_scores.size(), b.judge_scores.size());
+      for (size_t i = 0; i < a.judge_scores.size(); ++i) {
+        if (std::isnan(a.judge_scores[i])) {
+          EXPECT_TRUE(std::isnan(b.judge_scores[i]));
+        } else {
+          EXPECT_NEAR(a.judge_scores[i], b.judge_scores[i], 1e-5);
+        }
+      }
+      ++decided;
+      for (AcceptReason r : a.reasons) {
+        judge_accepted += r == AcceptReason::kJudge;
+        lossy_accepted += r == AcceptReason::kLossy;
+      }
+    }
+  }
+  // The blocks exercise the rules, not just the exact one.
+  EXPECT_EQ(decided, 200 * 6);
+  EXPECT_GT(judge_accepted, 20);
+  EXPECT_GT(lossy_accepted, 20);
+}
+
+TEST(VerifyFromSummariesTest, RejectsWhatSummariesCannotDecide) {
+  Block b;
+  b.draft.tokens = {1, 2};
+  const std::vector<engine::LogitSummary> summaries = {
+      {1, 3.0f, 3.5f, 1.0f, 1, 3.0f}, {2, 3.0f, 3.5f, 1.0f, 2, 3.0f}, {4, 3.0f, 3.5f, 1.0f, -1, 0.0f}};
+  VerifyInput in;
+  in.draft = &b.draft;
+  in.target_summaries = summaries;
+  in.vocab_size = kVocab;
+  in.hidden_size = kHidden;
+  engine::Sampler rng({});
+  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock({}, nullptr, in, rng));
+  EXPECT_EQ(v.num_accepted, 2);
+  EXPECT_EQ(v.next_token, 4);
+
+  VerificationConfig sampled;
+  sampled.exact = ExactRule::kSampled;
+  sampled.target_sampling.temperature = 1.0f;
+  EXPECT_FALSE(CanVerifyFromSummaries(sampled));
+  EXPECT_THAT(VerifyBlock(sampled, nullptr, in, rng),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("needs the target's logits")));
+  VerificationConfig kl;
+  kl.lossy = LossyRule::kKl;
+  EXPECT_FALSE(CanVerifyFromSummaries(kl));
+
+  const std::vector<engine::LogitSummary> wrong_token = {summaries[1], summaries[1], summaries[2]};
+  in.target_summaries = wrong_token;
+  EXPECT_THAT(VerifyBlock({}, nullptr, in, rng),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("not draft token 0")));
+  in.target_summaries = absl::MakeConstSpan(summaries).subspan(0, 2);
+  EXPECT_THAT(VerifyBlock({}, nullptr, in, rng), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  in.target_summaries = summaries;
+  VerificationConfig judge;
+  judge.judge = JudgeMode::kOn;
+  const JudgeHead head = FirstCoordinateJudge();
+  const std::vector<float> two_dots = {0.0f, 1.0f};
+  in.judge_dots = two_dots;
+  EXPECT_THAT(VerifyBlock(judge, &head, in, rng),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("judge dot products")));
 }
 
 TEST(PolicyConfigTest, NamesMapToRules) {

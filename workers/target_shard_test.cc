@@ -62,7 +62,8 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
 
   // Splits the target at `cuts` (layer boundaries) into shards; `head` goes to the last one. Each
   // shard runs one ModelSlice (tensor_parallel 0) or a group of that many CPU ranks.
-  void MakeShards(std::vector<int64_t> cuts, const judge::JudgeHead* head = nullptr, int tensor_parallel = 0) {
+  void MakeShards(std::vector<int64_t> cuts, const judge::JudgeHead* head = nullptr, int tensor_parallel = 0,
+                  const TargetShardOptions& options = {}) {
     shards_.clear();
     runners_.clear();
     slices_.clear();
@@ -89,7 +90,7 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
       }
       const bool last = i + 2 == cuts.size();
       absl::StatusOr<std::unique_ptr<TargetShard>> shard =
-          TargetShard::Create(runners_.back().get(), last ? head : nullptr, {});
+          TargetShard::Create(runners_.back().get(), last ? head : nullptr, options);
       ASSERT_OK(shard.status());
       shards_.push_back(std::move(*shard));
     }
@@ -262,6 +263,69 @@ TEST_F(ShardChainTest, JudgeVerdictsEqualTheInProcessTargetSession) {
   }
   EXPECT_THAT((*reference)->committed(), ElementsAreArray(sessions[0].committed));
   EXPECT_GT(judge_accepted, 0) << "the random head should accept some mismatches at this threshold";
+}
+
+// The last shard decides greedy, judge and lossy policies from the backend's logits summaries and
+// the judge's dot products (no logits rows reach the host); the verdicts equal those from the full
+// rows. A sampled session in the batch brings the rows back.
+TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
+  judge::JudgeHead head;
+  std::mt19937 rng(23);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t i = 0; i < config_.hidden_size; ++i) head.weight.push_back(normal(rng));
+  head.bias = 1.0f;
+  head.extra_features = {judge::JudgeFeature::kTargetLogprob, judge::JudgeFeature::kTargetEntropy};
+  head.extra_weight = {0.05f, -0.05f};
+  std::vector<judge::VerificationConfig> configs(4);
+  configs[1].judge = judge::JudgeMode::kOn;
+  configs[1].judge_threshold = 0.05f;
+  configs[2].judge = judge::JudgeMode::kShadow;
+  configs[3].lossy = judge::LossyRule::kTypical;
+  std::vector<std::vector<Driven>> runs;
+  std::vector<int64_t> rows_to_host;
+  for (bool summaries : {false, true}) {
+    MakeShards({2}, &head, 0, {.verify_from_summaries = summaries});
+    worker_ = std::move(*DraftWorker::Create(draft_.get(), {}));
+    std::vector<Driven> sessions;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      sessions.push_back({i + 1, prompts_[i], prompts_[i].size()});
+      Open(sessions.back(), configs[i]);
+    }
+    Generate(sessions, 7, 30);
+    runs.push_back(std::move(sessions));
+    rows_to_host.push_back(shards_.back()->logits_rows_to_host());
+  }
+  EXPECT_GT(rows_to_host[0], 0);
+  EXPECT_EQ(rows_to_host[1], 0);
+  int64_t by_judge = 0;
+  for (size_t s = 0; s < configs.size(); ++s) {
+    const Driven& full = runs[0][s];
+    const Driven& lean = runs[1][s];
+    ASSERT_EQ(full.verdicts.size(), lean.verdicts.size()) << "session " << s;
+    EXPECT_THAT(lean.committed, ElementsAreArray(full.committed)) << "session " << s;
+    for (size_t b = 0; b < full.verdicts.size(); ++b) {
+      const judge::Verdict& a = full.verdicts[b];
+      const judge::Verdict& v = lean.verdicts[b];
+      EXPECT_EQ(v.num_accepted, a.num_accepted);
+      EXPECT_EQ(v.next_token, a.next_token);
+      EXPECT_THAT(v.reasons, ElementsAreArray(a.reasons));
+      EXPECT_EQ(v.shadow_num_accepted, a.shadow_num_accepted);
+      ASSERT_EQ(v.judge_scores.size(), a.judge_scores.size());
+      for (size_t i = 0; i < a.judge_scores.size(); ++i) {
+        if (!std::isnan(a.judge_scores[i])) EXPECT_NEAR(v.judge_scores[i], a.judge_scores[i], 1e-5);
+      }
+      for (judge::AcceptReason r : v.reasons) by_judge += r == judge::AcceptReason::kJudge;
+    }
+  }
+  EXPECT_GT(by_judge, 0);
+  // Sampled verification needs the target's distribution: full rows for that batch.
+  judge::VerificationConfig sampled;
+  sampled.exact = judge::ExactRule::kSampled;
+  sampled.target_sampling.temperature = 0.8f;
+  std::vector<Driven> one = {{9, prompts_[1], prompts_[1].size()}};
+  Open(one[0], sampled);
+  Generate(one, 4, 8);
+  EXPECT_GT(shards_.back()->logits_rows_to_host(), 0);
 }
 
 TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {

@@ -14,6 +14,7 @@
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/rope.h"
+#include "engine/sampler.h"
 
 namespace verdict::engine {
 namespace {
@@ -60,6 +61,60 @@ CheckResult Failure(std::string name, const absl::Status& status) {
   r.name = std::move(name);
   r.relative_error = std::numeric_limits<double>::infinity();
   r.detail = std::string(status.message());
+  return r;
+}
+
+// Backend-computed logits summaries (kLogitSummaryWidth floats per row, as SummarizeLogits writes
+// them) against a double-precision computation from the same logits on the host. The argmax must
+// match exactly (the same tie rule); the rest within `tolerance` relative to max(1, |value|).
+CheckResult CompareSummaries(std::string name, absl::Span<const float> logits, int64_t vocab,
+                             absl::Span<const float> summaries, absl::Span<const int32_t> tokens,
+                             double tolerance) {
+  CheckResult r;
+  r.name = std::move(name);
+  r.tolerance = tolerance;
+  const int64_t rows = vocab > 0 ? static_cast<int64_t>(logits.size()) / vocab : 0;
+  if (static_cast<int64_t>(summaries.size()) != rows * kLogitSummaryWidth) {
+    r.relative_error = std::numeric_limits<double>::infinity();
+    r.detail = absl::StrCat(summaries.size(), " summary values for ", rows, " rows");
+    return r;
+  }
+  auto err = [](double got, double want) {
+    if (!std::isfinite(got)) return std::numeric_limits<double>::infinity();
+    return std::fabs(got - want) / std::max(1.0, std::fabs(want));
+  };
+  for (int64_t row = 0; row < rows; ++row) {
+    absl::Span<const float> x = logits.subspan(row * vocab, vocab);
+    const int32_t token = tokens.empty() ? -1 : tokens[row];
+    const LogitSummary got = LogitSummary::FromRow(summaries.data() + row * kLogitSummaryWidth, token);
+    const int32_t argmax = Argmax(x);
+    const double max = x[argmax];
+    double sum = 0, weighted = 0;
+    for (float v : x) {
+      const double z = static_cast<double>(v) - max;
+      sum += std::exp(z);
+      weighted += std::exp(z) * z;
+    }
+    const double lse = max + std::log(sum);
+    const double entropy = std::log(sum) - weighted / sum;
+    if (got.argmax != argmax) {
+      r.relative_error = std::numeric_limits<double>::infinity();
+      r.detail = absl::StrCat("row ", row, ": argmax ", got.argmax, ", expected ", argmax);
+      return r;
+    }
+    double e = std::max({err(got.max_logit, max), err(got.log_sum_exp, lse), err(got.entropy, entropy)});
+    if (token >= 0) {
+      e = std::max(e, err(got.token_logit, x[token]));
+    } else if (!std::isnan(got.token_logit)) {
+      e = std::numeric_limits<double>::infinity();
+    }
+    if (e > r.relative_error) {
+      r.relative_error = e;
+      r.detail = absl::StrFormat("worst row %d: lse %.7g vs %.7g, entropy %.7g vs %.7g", row,
+                                 got.log_sum_exp, lse, got.entropy, entropy);
+    }
+  }
+  r.passed = r.relative_error <= tolerance;
   return r;
 }
 
@@ -334,6 +389,28 @@ void CheckElementwise(OpRunner& run, std::mt19937& rng) {
   }
 }
 
+// SummarizeLogits on a Llama-3-sized vocabulary: random rows, a row with its maximum repeated
+// (the first index must win), a row with -inf entries (masked tokens), a strided input, tokens
+// present and absent. Pure f32 on both sides: compared with the host in double precision.
+void CheckLogitSummaries(OpRunner& run, std::mt19937& rng, std::vector<CheckResult>* results) {
+  const std::string name = "summarize_logits vocab=128256";
+  const int64_t rows = 6, vocab = 128256, stride = vocab + 16;
+  std::vector<float> values = Random(rng, rows * vocab, 3.0f);  // dense [rows, vocab]
+  float* tie_row = values.data() + 1 * vocab;
+  tie_row[90000] = tie_row[70001] = tie_row[123] = 40.0f;  // argmax 123
+  float* masked = values.data() + 2 * vocab;
+  for (int64_t c = 0; c < vocab; c += 3) masked[c] = -std::numeric_limits<float>::infinity();
+  float* peaked = values.data() + 3 * vocab;
+  peaked[vocab - 1] = 80.0f;  // near-zero entropy, argmax at the last index
+  ASSIGN_OR_RECORD(run, name, x, run.Input(rows, vocab, values, stride));
+  ASSIGN_OR_RECORD(run, name, out, run.Input(rows, kLogitSummaryWidth, {}));
+  const std::vector<int32_t> tokens = {0, 123, 4, static_cast<int32_t>(vocab - 1), -1, 77777};
+  run.cand().SummarizeLogits(x.cand.view, tokens, out.cand.view);
+  CHECK_OK_OR_RECORD(run, name, run.cand().Synchronize());
+  ASSIGN_OR_RECORD(run, name, got, Read(run.cand(), out.cand.view));
+  results->push_back(CompareSummaries(name, values, vocab, got, tokens, 1e-4));
+}
+
 // Attention over ragged batches: two calls (prefill, then decode + verification + a continued
 // prefill), grouped-query heads, contexts long enough for several flash-decoding chunks, then a
 // forked cache continuing on its own.
@@ -475,6 +552,7 @@ std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
     CheckMatMul(run, rng, dtype, 130, 333, 128, true);    // prefill, odd n
   }
   CheckElementwise(run, rng);
+  CheckLogitSummaries(run, rng, &results);
   CheckAttention(run, rng, 8, 2, 64);
   CheckAttention(run, rng, 4, 4, 128);
   return results;
@@ -490,6 +568,8 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
   if (!ref_model.ok()) return {Failure(base, ref_model.status())};
   if (!cand_model.ok()) return {Failure(base, cand_model.status())};
   std::mt19937 rng(static_cast<uint32_t>(options.seed));
+  const std::vector<float> probe = Random(rng, config.hidden_size, 0.1f);
+  if (auto s = (*cand_model)->SetHiddenProbe(probe); !s.ok()) return {Failure(base, s)};
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
   // Sized to fit small fixtures' context (64 positions and up).
   const int64_t capacity = std::min<int64_t>(256, config.max_position_embeddings);
@@ -534,6 +614,16 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
     }
     ref_batch.token_ids = cand_batch.token_ids = ids;
     ref_batch.outputs = cand_batch.outputs = step.outputs;
+    // The verification block also asks the candidate for logits summaries and a hidden-state probe
+    // (what the last shard uses instead of the rows), checked against its own rows below.
+    const bool verify_outputs = step.name == "verify block";
+    std::vector<int32_t> summary_tokens;
+    if (verify_outputs) {
+      for (size_t i = 0; i < ids.size(); ++i) summary_tokens.push_back(i % 4 == 3 ? -1 : ids[i]);
+      cand_batch.contents.summaries = true;
+      cand_batch.contents.summary_tokens = summary_tokens;
+      cand_batch.contents.probe = true;
+    }
     ForwardResult ref_out, cand_out;
     if (auto s = (*ref_model)->Forward(ref_batch, &ref_out); !s.ok()) return {Failure(name, s)};
     if (auto s = (*cand_model)->Forward(cand_batch, &cand_out); !s.ok()) {
@@ -550,6 +640,26 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
     if (logits.detail.empty()) logits.detail = absl::StrCat("argmax agrees on ", agree, "/", rows, " rows");
     results.push_back(logits);
     results.push_back(Compare(name + " hidden", ref_out.hidden, cand_out.hidden, options.tolerance));
+    if (verify_outputs) {
+      std::vector<float> raw;
+      for (const LogitSummary& sm : cand_out.summaries) {
+        raw.insert(raw.end(), {static_cast<float>(sm.argmax), sm.max_logit, sm.log_sum_exp,
+                               sm.entropy, sm.token_logit});
+      }
+      results.push_back(CompareSummaries(name + " logits summaries (vs its own logits)",
+                                         cand_out.logits, config.vocab_size, raw, summary_tokens,
+                                         1e-4));
+      std::vector<float> dots;
+      for (int64_t r = 0; r < rows; ++r) {
+        double dot = 0;
+        for (int64_t c = 0; c < config.hidden_size; ++c) {
+          dot += static_cast<double>(cand_out.hidden[r * config.hidden_size + c]) * probe[c];
+        }
+        dots.push_back(static_cast<float>(dot));
+      }
+      results.push_back(Compare(name + " hidden probe (vs its own hidden states)", dots,
+                                cand_out.probe, 1e-4));
+    }
   }
 
   // Greedy generation from a fresh prompt, one token per step.
