@@ -286,9 +286,7 @@ class CpuBackend final : public Backend {
         const int64_t c0 = task % chunks * kChunk;
         const int64_t c1 = std::min(logits.cols, c0 + kChunk);
         const float* row = logits.data + r * logits.stride;
-        math::LogitStats stats = math::EmptyLogitStats();
-        for (int64_t c = c0; c < c1; ++c) math::AddLogit(stats, row[c], static_cast<int32_t>(c));
-        partial[task] = stats;
+        partial[task] = math::ChunkLogitStats(row + c0, c1 - c0, static_cast<int32_t>(c0));
       }
     });
     for (int64_t r = 0; r < logits.rows; ++r) {

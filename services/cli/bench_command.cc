@@ -37,6 +37,7 @@ struct BenchFlags {
   std::string device = "cpu";
   int64_t layers = 0;
   bool cuda_graphs = true;
+  bool full_outputs = false;
   std::string json;
 };
 
@@ -149,6 +150,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   options.repeats = flags.repeats;
   options.batches = flags.batches;
   options.ks = flags.ks;
+  options.full_outputs = flags.full_outputs;
   VERDICT_ASSIGN_OR_RETURN(DecodeBenchResult r, RunDecodeBench(*model, options));
 
   std::string bandwidth_label;
@@ -175,6 +177,9 @@ absl::Status RunBench(const BenchFlags& flags) {
   std::printf("prefill (%lld tokens):  %9.1f tok/s\n", (long long)flags.prompt_tokens, r.prefill_tok_s);
   std::printf("memory floor:          %9.2f steps/s (%s %.2f GB/s / weight bytes per step)\n",
               floor_tok_s, bandwidth_label.c_str(), bandwidth / 1e9);
+  std::printf("outputs: %s\n", flags.full_outputs
+                                  ? "full logits rows and hidden states to the host"
+                                  : "logits summaries + judge probe on the backend (--full-outputs for rows)");
   std::printf("decode (median of %lld steps):\n", (long long)flags.decode_tokens);
   std::printf("  %6s %10s %12s %14s\n", "batch", "ms/step", "tok/s", "% of floor");
   for (const auto& row : r.decode) {
@@ -209,6 +214,7 @@ absl::Status RunBench(const BenchFlags& flags) {
     j["threads"] = threads;
     j["parameters"] = model->num_parameters();
     j["streamed_weight_bytes"] = streamed;
+    j["outputs"] = flags.full_outputs ? "full" : "summaries";
     j["prefill_tokens"] = flags.prompt_tokens;
     j["prefill_tok_s"] = r.prefill_tok_s;
     j["bandwidth_gb_s"] = bandwidth / 1e9;
@@ -260,6 +266,9 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--layers", flags->layers,
                   "With --random: keep only the first N layers (e.g. a 70B layer slice that fits one GPU)");
   cmd->add_flag("!--no-cuda-graphs", flags->cuda_graphs, "CUDA: launch every step op by op");
+  cmd->add_flag("--full-outputs", flags->full_outputs,
+                "Copy every logits row and hidden state to the host (as sampling and scoring do) "
+                "instead of the backend's summaries and judge probe");
   cmd->add_option("--json", flags->json, "Also write the figures as JSON to this file");
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunBench(*flags));

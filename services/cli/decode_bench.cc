@@ -35,6 +35,14 @@ absl::StatusOr<DecodeBenchResult> RunDecodeBench(engine::ModelSlice& model,
   }
   std::mt19937 rng(7);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
+  if (!options.full_outputs && !model.has_hidden_probe()) {
+    // A judge-like probe: the verification passes below compute its dot products too.
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    std::vector<float> probe(config.hidden_size);
+    for (float& v : probe) v = normal(rng);
+    VERDICT_RETURN_IF_ERROR(model.SetHiddenProbe(probe));
+  }
+  std::vector<int32_t> summary_tokens;
   engine::ForwardResult result;
   // One forward of `tokens` new tokens for each cache; returns its wall time in seconds.
   auto forward = [&](const std::vector<std::unique_ptr<engine::KvCache>>& caches, int64_t tokens,
@@ -47,6 +55,16 @@ absl::StatusOr<DecodeBenchResult> RunDecodeBench(engine::ModelSlice& model,
     }
     batch.token_ids = ids;
     batch.outputs = outputs;
+    if (!options.full_outputs && outputs == engine::ForwardBatch::Outputs::kAll) {
+      // Each row's summary reports the next token's logit, as verification asks for.
+      summary_tokens.assign(ids.begin() + 1, ids.end());
+      summary_tokens.push_back(-1);
+      batch.contents.logits = false;
+      batch.contents.hidden = false;
+      batch.contents.summaries = true;
+      batch.contents.summary_tokens = summary_tokens;
+      batch.contents.probe = true;
+    }
     const auto start = Clock::now();
     VERDICT_RETURN_IF_ERROR(model.Forward(batch, &result));
     return std::chrono::duration<double>(Clock::now() - start).count();

@@ -19,6 +19,10 @@ struct DecodeBenchOptions {
   int repeats = 5;
   std::vector<int64_t> batches = {1};
   std::vector<int64_t> ks = {1, 2, 4, 8, 16, 32};
+  // What each output row returns, as the runtime asks for it: false: logits summaries and the judge
+  // probe computed by the backend (greedy drafts, the last shard's greedy/judge verification);
+  // true: every logits row and hidden state copied to the host (sampling, KL, scoring).
+  bool full_outputs = false;
 };
 
 struct DecodeBenchResult {
