@@ -132,6 +132,19 @@ TEST(LogitSummaryTest, NanAndMaskedRows) {
   }
 }
 
+TEST(LogitSummaryTest, ExpNonPositiveMatchesExp) {
+  double worst = 0;
+  for (float z = 0.0f; z > -87.0f; z -= 0.0137f) {
+    const double want = std::exp(static_cast<double>(z));
+    worst = std::max(worst, std::fabs(math::ExpNonPositive(z) - want) / want);
+  }
+  EXPECT_LT(worst, 4e-7);
+  EXPECT_EQ(math::ExpNonPositive(0.0f), 1.0f);
+  EXPECT_EQ(math::ExpNonPositive(-88.0f), 0.0f);
+  EXPECT_EQ(math::ExpNonPositive(-kInf), 0.0f);
+  EXPECT_TRUE(std::isnan(math::ExpNonPositive(kNaN)));
+}
+
 // The CUDA kernel accumulates strided shares per thread and merges them in a tree; any split and
 // merge order must give the same argmax and the same sums up to rounding.
 TEST(LogitSummaryTest, MergingPartialsInAnyOrderAgrees) {
