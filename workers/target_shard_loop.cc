@@ -180,6 +180,7 @@ void TargetShardLoop::Run() {
         stats_.forward_micros_total += micros;
         stats_.last_forward_micros = micros;
         stats_.sessions = shard_->num_sessions();
+        stats_.logits_rows_to_host = shard_->logits_rows_to_host();
         queued_blocks_ -= static_cast<int64_t>(batch.blocks.size());
         intervals_.emplace_back(since_epoch(start), since_epoch(end));
         if (intervals_.size() > 4096) intervals_.pop_front();

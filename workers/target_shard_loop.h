@@ -48,6 +48,9 @@ struct ShardLoopStats {
   int64_t sessions = 0;
   int64_t forward_micros_total = 0;
   int64_t last_forward_micros = 0;
+  // Last shard: rows of full logits copied to the host (0 while every policy is decided from the
+  // backend's summaries; TargetShardOptions::verify_from_summaries).
+  int64_t logits_rows_to_host = 0;
 };
 
 class TargetShardLoop {

@@ -174,6 +174,10 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
                                           st.forward_micros_total * 1e-6, shard));
       m.push_back(services::GaugeFamily("verdict_shard_last_forward_seconds", "Latency of the last forward pass",
                                         st.last_forward_micros * 1e-6, shard));
+      m.push_back(services::CounterFamily("verdict_shard_logits_rows_to_host_total",
+                                          "Logits rows copied to the host for verification (policies "
+                                          "that need the full distribution: sampled, KL)",
+                                          st.logits_rows_to_host, shard));
       m.push_back(services::GaugeFamily("verdict_shard_queue_depth", "Blocks waiting", st.queue_depth, shard));
       m.push_back(services::GaugeFamily("verdict_shard_sessions", "Open sessions", st.sessions, shard));
       m.push_back(services::CounterFamily("verdict_shard_rejected_payloads_total", "Activation payloads refused",

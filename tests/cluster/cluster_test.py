@@ -184,6 +184,8 @@ class ClusterTest(unittest.TestCase):
 
             code, text = http_get(shard_admin[1], "/metrics")
             self.assertGreater(metric(text, "verdict_shard_forward_passes_total", '{shard="1"}'), 0)
+            # Greedy and judge verification so far: decided from the backend's logits summaries.
+            self.assertEqual(metric(text, "verdict_shard_logits_rows_to_host_total", '{shard="1"}'), 0)
             code, text = http_get(shard_admin[0], "/metrics")
             self.assertGreater(metric(text, "verdict_transport_bytes_total", '{shard="0"}'), 0)
 
@@ -207,6 +209,9 @@ class ClusterTest(unittest.TestCase):
             b = json.loads(client(addr, PROMPTS[4], "--temperature", "0.9", "--seed", "77", "--k", "6").stdout)
             self.assertEqual(a["text"], b["text"])
             self.assertEqual(a["policy"], "sampled")
+            # Rejection sampling needs the target's distributions: those rows reach the host.
+            code, text = http_get(shard_admin[1], "/metrics")
+            self.assertGreater(metric(text, "verdict_shard_logits_rows_to_host_total", '{shard="1"}'), 0)
 
             # Bad input over the wire: clear codes, and the cluster keeps serving.
             cases = [
