@@ -29,5 +29,7 @@ VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random 
   --json "$OUT/bench_8b.json" 2>&1 | tee "$OUT/bench_8b.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-cuda-graphs --batch 1,8 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_graphs.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --full-outputs --batch 1,32 --k 16 \
+  --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_full_outputs.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --batch 1,8,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 32 2>&1 | tee "$OUT/bench_70b10.txt"
