@@ -288,7 +288,9 @@ TEST_F(OutputContentsTest, SummariesAndProbeMatchTheFullRows) {
     EXPECT_EQ(s.token, tokens[r]);
     EXPECT_NEAR(s.log_sum_exp, e.lse, 1e-5);
     EXPECT_NEAR(s.entropy, e.entropy, 1e-5);
-    if (tokens[r] >= 0) EXPECT_NEAR(s.TokenLogprob(), row[tokens[r]] - e.lse, 1e-5);
+    if (tokens[r] >= 0) {
+      EXPECT_NEAR(s.TokenLogprob(), row[tokens[r]] - e.lse, 1e-5);
+    }
     double dot = 0;
     for (int64_t h = 0; h < hidden_; ++h) dot += static_cast<double>(full.hidden[r * hidden_ + h]) * probe[h];
     EXPECT_NEAR(lean.probe[r], dot, 1e-5 * std::max(1.0, std::fabs(dot)));

@@ -180,6 +180,17 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
     FAIL() << "generation did not finish";
   }
 
+  // A judge head with standard-normal weights (threshold 0.5).
+  judge::JudgeHead RandomHead(uint32_t seed, float bias) const {
+    judge::JudgeHead head;
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (int64_t i = 0; i < config_.hidden_size; ++i) head.weight.push_back(normal(rng));
+    head.bias = bias;
+    head.threshold = 0.5f;
+    return head;
+  }
+
   std::vector<int32_t> GreedyReference(const std::vector<int32_t>& prompt, int64_t max_new) {
     engine::GenerateOptions options;
     options.max_new_tokens = max_new;
@@ -231,12 +242,7 @@ TEST_F(ShardChainTest, GreedyOutputThroughShardsEqualsTheTargetAlone) {
 }
 
 TEST_F(ShardChainTest, JudgeVerdictsEqualTheInProcessTargetSession) {
-  judge::JudgeHead head;
-  std::mt19937 rng(17);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (int64_t i = 0; i < config_.hidden_size; ++i) head.weight.push_back(normal(rng));
-  head.bias = 0.5f;
-  head.threshold = 0.5f;
+  judge::JudgeHead head = RandomHead(17, 0.5f);
   MakeShards({2}, &head);
   judge::VerificationConfig config;
   config.judge = judge::JudgeMode::kOn;
@@ -269,11 +275,7 @@ TEST_F(ShardChainTest, JudgeVerdictsEqualTheInProcessTargetSession) {
 // the judge's dot products (no logits rows reach the host); the verdicts equal those from the full
 // rows. A sampled session in the batch brings the rows back.
 TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
-  judge::JudgeHead head;
-  std::mt19937 rng(23);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (int64_t i = 0; i < config_.hidden_size; ++i) head.weight.push_back(normal(rng));
-  head.bias = 1.0f;
+  judge::JudgeHead head = RandomHead(23, 1.0f);
   head.extra_features = {judge::JudgeFeature::kTargetLogprob, judge::JudgeFeature::kTargetEntropy};
   head.extra_weight = {0.05f, -0.05f};
   std::vector<judge::VerificationConfig> configs(4);
@@ -312,7 +314,9 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
       EXPECT_EQ(v.shadow_num_accepted, a.shadow_num_accepted);
       ASSERT_EQ(v.judge_scores.size(), a.judge_scores.size());
       for (size_t i = 0; i < a.judge_scores.size(); ++i) {
-        if (!std::isnan(a.judge_scores[i])) EXPECT_NEAR(v.judge_scores[i], a.judge_scores[i], 1e-5);
+        if (!std::isnan(a.judge_scores[i])) {
+          EXPECT_NEAR(v.judge_scores[i], a.judge_scores[i], 1e-5);
+        }
       }
       for (judge::AcceptReason r : v.reasons) by_judge += r == judge::AcceptReason::kJudge;
     }
