@@ -32,6 +32,12 @@ absl::StatusOr<GenerateResult> Generate(ModelSlice& model, absl::Span<const int3
   batch.sequences = {{cache.get(), static_cast<int64_t>(prompt.size())}};
   batch.token_ids = prompt;
   batch.outputs = ForwardBatch::Outputs::kLastOfEachSequence;
+  // Greedy decoding needs only each row's argmax, which the backend reports without copying the
+  // row (the same first-maximum rule as Argmax).
+  const bool greedy = options.sampling.greedy();
+  batch.contents.logits = !greedy;
+  batch.contents.hidden = false;
+  batch.contents.summaries = greedy;
   VERDICT_RETURN_IF_ERROR(model.Forward(batch, &forward));
   result.prefill_time = absl::Now() - start;
   start = absl::Now();
@@ -39,7 +45,11 @@ absl::StatusOr<GenerateResult> Generate(ModelSlice& model, absl::Span<const int3
   const int64_t vocab = model.config().vocab_size;
   int32_t token = 0;
   while (static_cast<int64_t>(result.tokens.size()) < options.max_new_tokens) {
-    VERDICT_ASSIGN_OR_RETURN(token, sampler.Sample(absl::MakeConstSpan(forward.logits).subspan(0, vocab)));
+    if (greedy) {
+      token = forward.summaries[0].argmax;
+    } else {
+      VERDICT_ASSIGN_OR_RETURN(token, sampler.Sample(absl::MakeConstSpan(forward.logits).subspan(0, vocab)));
+    }
     result.tokens.push_back(token);
     if (options.on_token && !options.on_token(token)) break;
     if (std::find(options.stop_token_ids.begin(), options.stop_token_ids.end(), token) !=
