@@ -101,7 +101,12 @@ struct LogitSummary {
   float TokenLogprob() const { return token_logit - log_sum_exp; }
   // Reads a row in the layout the backends write (engine/kernels/op_math.h, WriteLogitSummary).
   static LogitSummary FromRow(const float* row, int32_t token) {
-    return LogitSummary{static_cast<int32_t>(row[0]), row[1], row[2], row[3], token, row[4]};
+    return FromStats(math::ReadLogitStats(row, 0), token, row[5]);
+  }
+  static LogitSummary FromStats(const math::LogitStats& stats, int32_t token, float token_logit) {
+    const int32_t argmax = stats.best_index == math::kNoLogitIndex ? 0 : stats.best_index;
+    return LogitSummary{argmax, stats.best, math::LogSumExp(stats), math::Entropy(stats), token,
+                        token_logit};
   }
 };
 inline constexpr int64_t kLogitSummaryWidth = math::kLogitSummaryWidth;

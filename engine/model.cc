@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -235,10 +236,13 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
   }
   VERDICT_ASSIGN_OR_RETURN(slice->rope_, ComputeRopeParams(c, freq_divisors));
 
-  // The embedding, the norms and the LM head are replicated on every rank: they are small next to
-  // the layers, and a replicated head gives every rank the full logits without another collective.
-  // A vocab-parallel head (rows of the head per rank, then an all-gather of the logits) would save
-  // its memory and bandwidth on big-vocabulary models; an option for later.
+  // The embedding and the norms are replicated on every rank. The LM head is split by vocabulary
+  // rows (vocab-parallel): with a 128k vocabulary it is as big as several layers, and each rank's
+  // share of the logits is summarized where it is computed; only the summaries (or, when whole
+  // rows are asked for, the rows) are combined across ranks (see Forward).
+  slice->vocab_begin_ = rank * c.vocab_size / world;
+  slice->local_vocab_ = (rank + 1) * c.vocab_size / world - slice->vocab_begin_;
+  const Part vocab_rows = Part::Rows(slice->vocab_begin_, slice->local_vocab_);
   if (slice->is_first()) {
     VERDICT_ASSIGN_OR_RETURN(slice->embedding_, up.Get(names.Embedding(), c.vocab_size, c.hidden_size));
   }
@@ -269,13 +273,15 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
     VERDICT_ASSIGN_OR_RETURN(slice->final_norm_, up.Get(names.FinalNorm(), 1, c.hidden_size));
     const bool has_head = weights.Find(names.LmHead()) != nullptr;
     if (has_head) {
-      VERDICT_ASSIGN_OR_RETURN(slice->lm_head_, up.Get(names.LmHead(), c.vocab_size, c.hidden_size));
+      VERDICT_ASSIGN_OR_RETURN(slice->lm_head_,
+                               up.Get(names.LmHead(), c.vocab_size, c.hidden_size, vocab_rows));
       slice->lm_head_view_ = slice->lm_head_.get();
     } else if (c.tie_word_embeddings || names.gguf) {  // GGUF omits output.weight when tied
-      if (slice->embedding_ != nullptr) {
+      if (slice->embedding_ != nullptr && slice->local_vocab_ == c.vocab_size) {
         slice->lm_head_view_ = slice->embedding_.get();
       } else {
-        VERDICT_ASSIGN_OR_RETURN(slice->lm_head_, up.Get(names.Embedding(), c.vocab_size, c.hidden_size));
+        VERDICT_ASSIGN_OR_RETURN(slice->lm_head_,
+                                 up.Get(names.Embedding(), c.vocab_size, c.hidden_size, vocab_rows));
         slice->lm_head_view_ = slice->lm_head_.get();
       }
     } else {
@@ -445,8 +451,10 @@ absl::Status ModelSlice::EnsureWorkspace(int64_t tokens) {
 
 absl::Status ModelSlice::EnsureLogitsBuffer(int64_t rows) {
   if (rows <= logits_rows_) return absl::OkStatus();
-  // Per row: the logits, their summary and the probe's value.
-  const int64_t per_row = config_.vocab_size + kLogitSummaryWidth + 1;
+  // Per row: the logits (this rank's share, and with a split head the whole row assembled), a
+  // summary per rank and the probe's value.
+  const int64_t assembled = local_vocab_ < config_.vocab_size ? config_.vocab_size : 0;
+  const int64_t per_row = local_vocab_ + assembled + tp_size_ * kLogitSummaryWidth + 1;
   VERDICT_ASSIGN_OR_RETURN(logits_buffer_, backend_->Allocate(rows * per_row * sizeof(float)));
   logits_rows_ = rows;
   return absl::OkStatus();
@@ -604,12 +612,34 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       backend_->GatherRows(x, result->output_rows, gathered.Rows(0, m));
       backend_->RmsNorm(gathered.Rows(0, m), *final_norm_, c.rms_norm_eps, selected);
     }
+    const bool split_head = local_vocab_ < c.vocab_size;
     float* out = m > 0 ? static_cast<float*>(logits_buffer_->data()) : nullptr;
-    TensorView logits{out, m, c.vocab_size, c.vocab_size};
-    TensorView summaries{out + m * c.vocab_size, m, kLogitSummaryWidth, kLogitSummaryWidth};
-    TensorView probe{out + m * (c.vocab_size + kLogitSummaryWidth), m, 1, 1};
-    if (m > 0 && (want.logits || want.summaries)) {
-      backend_->MatMul(selected, *lm_head_view_, logits, false);
+    auto carve_out = [&](int64_t cols) {
+      TensorView view{out, m, cols, cols};
+      out += m * cols;
+      return view;
+    };
+    TensorView local_logits = carve_out(local_vocab_);
+    TensorView assembled = carve_out(split_head ? c.vocab_size : 0);
+    TensorView summaries = carve_out(tp_size_ * kLogitSummaryWidth);
+    TensorView probe = carve_out(1);
+    // Whole rows: with a split head each rank writes its columns of a zeroed [m, vocab] buffer and
+    // one all-reduce assembles them (x + 0 is exact). Summaries only: each rank summarizes its
+    // columns into its slot of a zeroed [m, ranks x width] buffer, one small all-reduce, and the
+    // host merges the ranks' statistics (exact for the argmax; sums merged as in the kernels).
+    const bool whole_rows = want.logits || (want.summaries && !split_head);
+    TensorView logits = split_head ? assembled : local_logits;
+    if (m > 0 && whole_rows) {
+      if (split_head) {
+        zeros_host_.assign(m * c.vocab_size, 0.0f);
+        backend_->CopyToDevice(zeros_host_.data(), assembled);
+        backend_->MatMul(selected, *lm_head_view_, assembled.Cols(vocab_begin_, local_vocab_), false);
+        if (absl::Status s = backend_->AllReduceSum(assembled, *comm_); !s.ok()) {
+          return FailAfterSync(backend_, s);
+        }
+      } else {
+        backend_->MatMul(selected, *lm_head_view_, logits, false);
+      }
     }
     if (m > 0 && want.hidden) {
       result->hidden.resize(m * c.hidden_size);
@@ -619,10 +649,29 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       result->logits.resize(m * c.vocab_size);
       backend_->CopyToHost(logits, result->logits.data());
     }
+    const bool merge_ranks = want.summaries && !whole_rows;
     if (m > 0 && want.summaries) {
-      backend_->SummarizeLogits(logits, want.summary_tokens, summaries);
-      summary_host_.resize(m * kLogitSummaryWidth);
-      backend_->CopyToHost(summaries, summary_host_.data());
+      if (!merge_ranks) {
+        backend_->SummarizeLogits(logits, want.summary_tokens, summaries.Cols(0, kLogitSummaryWidth));
+      } else {
+        backend_->MatMul(selected, *lm_head_view_, local_logits, false);
+        local_tokens_.clear();
+        for (int32_t t : want.summary_tokens) {
+          local_tokens_.push_back(t >= vocab_begin_ && t < vocab_begin_ + local_vocab_
+                                      ? static_cast<int32_t>(t - vocab_begin_)
+                                      : -1);
+        }
+        zeros_host_.assign(m * summaries.cols, 0.0f);
+        backend_->CopyToDevice(zeros_host_.data(), summaries);
+        backend_->SummarizeLogits(local_logits, local_tokens_,
+                                  summaries.Cols(tp_rank_ * kLogitSummaryWidth, kLogitSummaryWidth));
+        if (absl::Status s = backend_->AllReduceSum(summaries, *comm_); !s.ok()) {
+          return FailAfterSync(backend_, s);
+        }
+      }
+      const TensorView written = merge_ranks ? summaries : summaries.Cols(0, kLogitSummaryWidth);
+      summary_host_.resize(m * written.cols);
+      backend_->CopyToHost(written, summary_host_.data());
     }
     if (m > 0 && want.probe) {
       backend_->MatMul(selected, *probe_, probe, false);
@@ -633,11 +682,26 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   VERDICT_RETURN_IF_ERROR(backend_->Synchronize());
   if (!result->output_rows.empty() && want.summaries) {
     const int64_t m = static_cast<int64_t>(result->output_rows.size());
+    const int64_t width = static_cast<int64_t>(summary_host_.size()) / m;
     result->summaries.reserve(m);
     for (int64_t i = 0; i < m; ++i) {
       const int32_t token = want.summary_tokens.empty() ? -1 : want.summary_tokens[i];
-      result->summaries.push_back(
-          LogitSummary::FromRow(summary_host_.data() + i * kLogitSummaryWidth, token));
+      const float* row = summary_host_.data() + i * width;
+      if (width == kLogitSummaryWidth) {
+        result->summaries.push_back(LogitSummary::FromRow(row, token));
+        continue;
+      }
+      // One summary per rank, in rank order (vocabulary order): merge them.
+      math::LogitStats stats = math::EmptyLogitStats();
+      float token_logit = std::numeric_limits<float>::quiet_NaN();
+      for (int r = 0; r < tp_size_; ++r) {
+        const float* part = row + r * kLogitSummaryWidth;
+        const int64_t begin = r * c.vocab_size / tp_size_;
+        const int64_t end = (r + 1) * c.vocab_size / tp_size_;
+        math::MergeLogitStats(stats, math::ReadLogitStats(part, static_cast<int32_t>(begin)));
+        if (token >= begin && token < end) token_logit = part[5];
+      }
+      result->summaries.push_back(LogitSummary::FromStats(stats, token, token_logit));
     }
   }
   for (const SequenceInput& seq : batch.sequences) seq.cache->Advance(seq.num_tokens);

@@ -8,7 +8,9 @@
 // Tensor parallelism (Megatron-style, optional): with a Communicator of W ranks, the slice of rank r
 // holds attention heads and kv heads [r*H/W, (r+1)*H/W) and MLP intermediate columns
 // [r*I/W, (r+1)*I/W); each layer all-reduces twice (after the attention output projection and after
-// the MLP down projection). Every rank of the group runs the same Forward() calls on its own thread
+// the MLP down projection). The last slice's LM head is split by vocabulary rows: logits
+// summaries are merged across ranks with one small all-reduce, whole logits rows assembled with one
+// all-reduce of the rows. Every rank of the group runs the same Forward() calls on its own thread
 // and gets the same result (engine/tensor_parallel.h drives such a group).
 //
 // Weights are immutable after Create(); per-sequence state lives in KvCache objects. A ModelSlice
@@ -106,7 +108,8 @@ class ModelSlice {
                                                             SliceRange range, Backend* backend);
   // The same, as rank tp.comm->rank() of a tensor-parallel group: this rank's share of the heads
   // and intermediate columns (row slices of q/k/v/gate/up and their biases, column slices of o and
-  // down; o/down biases, embedding, norms and LM head whole). Column slices are owned host copies.
+  // down, rows [r*V/W, (r+1)*V/W) of the LM head (vocab-parallel); o/down biases, embedding and
+  // norms whole). Column slices are owned host copies.
   // Further errors, kInvalidArgument: num_heads, num_kv_heads or intermediate_size not divisible
   // by the group size; a q8_0 column slice not starting and ending on a 32-value block boundary.
   static absl::StatusOr<std::unique_ptr<ModelSlice>> Create(const LlamaConfig& config,
@@ -127,6 +130,10 @@ class ModelSlice {
   int64_t local_num_heads() const { return local_heads_; }
   int64_t local_num_kv_heads() const { return local_kv_heads_; }
   int64_t local_intermediate_size() const { return local_intermediate_; }
+  // The LM head rows (vocabulary ids) this rank computes logits for: all of them without tensor
+  // parallelism, a 1/W share with it.
+  int64_t local_vocab_begin() const { return vocab_begin_; }
+  int64_t local_vocab_size() const { return local_vocab_; }
   // Bytes of weights this slice reads per forward pass (all its matrices once; with tensor
   // parallelism this rank's share, replicated tensors counted in full).
   size_t weight_bytes() const { return weight_bytes_; }
@@ -181,6 +188,8 @@ class ModelSlice {
   int64_t local_heads_ = 0;
   int64_t local_kv_heads_ = 0;
   int64_t local_intermediate_ = 0;
+  int64_t vocab_begin_ = 0;  // last slice: this rank's rows of the LM head
+  int64_t local_vocab_ = 0;
   // Host copies of column-sliced weights. The CPU backend's DeviceWeights view them, so they are
   // declared before (destroyed after) the weights.
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_weight_bytes_;
@@ -203,6 +212,8 @@ class ModelSlice {
   std::unique_ptr<DeviceBuffer> logits_buffer_;
   int64_t logits_rows_ = 0;
   std::vector<float> summary_host_;  // summaries as copied back, before decoding
+  std::vector<float> zeros_host_;    // what split-head buffers start from before an all-reduce
+  std::vector<int32_t> local_tokens_;  // summary tokens in this rank's vocabulary share
   // Tensor parallelism: one float in backend memory for the ranks' agreement on buffer growth.
   std::unique_ptr<DeviceBuffer> agreement_buffer_;
 };

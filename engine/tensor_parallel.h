@@ -102,7 +102,7 @@ class TensorParallelGroup {
   // ModelSlice::NewKvCache (the first failing rank's); nothing is left allocated.
   absl::StatusOr<std::unique_ptr<TensorParallelKvCache>> NewKvCache(int64_t capacity);
 
-  // ModelSlice::SetHiddenProbe on every rank (the LM head and final norm are replicated, so every
+  // ModelSlice::SetHiddenProbe on every rank (the final hidden states are replicated, so every
   // rank computes the same probe values; rank 0's are returned).
   absl::Status SetHiddenProbe(absl::Span<const float> weight);
 

@@ -297,17 +297,20 @@ TEST(TensorParallelTest, MiddleSliceMatchesUnsplit) {
   EXPECT_LT(d.activations, kTolerance);
 }
 
-// Each rank holds its share of the layers and the whole embedding, norms and LM head.
+// Each rank holds its share of the layers and of the LM head's rows, and the whole embedding and
+// norms.
 TEST(TensorParallelTest, SizesAreThisRanksShare) {
   const LlamaConfig config = TpConfig();
   ASSERT_OK_AND_ASSIGN(auto weights, TestWeights(config, DType::kF32, /*biases=*/false));
   ASSERT_OK_AND_ASSIGN(Reference ref, MakeReference(config, *weights));
   ASSERT_OK_AND_ASSIGN(auto group,
                        TensorParallelGroup::Create(config, *weights, {}, 4, CpuBackends()));
-  const int64_t replicated = 2 * config.vocab_size * config.hidden_size +
+  const int64_t replicated = config.vocab_size * config.hidden_size +
                              (2 * config.num_layers + 1) * config.hidden_size;
   const int64_t split = ref.slice->num_parameters() - replicated;
   for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(group->slice(r).local_vocab_begin(), r * config.vocab_size / 4);
+    EXPECT_EQ(group->slice(r).local_vocab_size(), config.vocab_size / 4);
     EXPECT_EQ(group->slice(r).num_parameters(), replicated + split / 4);
     EXPECT_EQ(group->slice(r).weight_bytes(), sizeof(float) * (replicated + split / 4));
     // The untied input embedding is read one row per token, so not streamed.

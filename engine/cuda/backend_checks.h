@@ -54,7 +54,9 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
 
 // The model split over `world_size` ranks (TensorParallelGroup with the given factories;
 // `communicators` nullptr: in-process threads) against the unsplit model on `reference`: logits of
-// one sequence through prefill, three decode steps and a verification block, each step compared.
+// one sequence through prefill and three decode steps, then a verification block returning only
+// logits summaries (merged across the ranks' vocabulary shares) and a hidden-state probe, each
+// step compared.
 // `config` needs head, kv-head and intermediate counts divisible by world_size.
 std::vector<CheckResult> CheckTensorParallel(Backend& reference,
                                              TensorParallelGroup::BackendFactory backends,

@@ -212,15 +212,23 @@ VERDICT_HOST_DEVICE inline float Entropy(const LogitStats& a) {
   return logf(a.sum) - a.weighted / a.sum;
 }
 
-// A row's summary as the backends write it (engine::LogitSummary reads it back): [argmax as an
-// exact float (0 for a row of NaN), max logit, log-sum-exp, entropy, the logit of the row's token].
-inline constexpr int kLogitSummaryWidth = 5;
+// A row's summary as the backends write it (engine::LogitSummary reads it back): the raw
+// statistics, so that summaries of parts of a row (a vocab-parallel LM head's shards) merge
+// exactly: [argmax as an exact float (0 for a row of NaN), max logit, sum base, sum, weighted, the
+// logit of the row's token].
+inline constexpr int kLogitSummaryWidth = 6;
 VERDICT_HOST_DEVICE inline void WriteLogitSummary(const LogitStats& a, float token_logit, float* out) {
   out[0] = a.best_index == kNoLogitIndex ? 0.0f : static_cast<float>(a.best_index);
   out[1] = a.best;
-  out[2] = LogSumExp(a);
-  out[3] = Entropy(a);
-  out[4] = token_logit;
+  out[2] = a.max;
+  out[3] = a.sum;
+  out[4] = a.weighted;
+  out[5] = token_logit;
+}
+// The statistics of a written summary, with its argmax moved by `index_offset` (the first column of
+// the part of the row it summarized).
+VERDICT_HOST_DEVICE inline LogitStats ReadLogitStats(const float* row, int32_t index_offset) {
+  return LogitStats{row[2], row[3], row[4], row[1], static_cast<int32_t>(row[0]) + index_offset};
 }
 
 }  // namespace verdict::engine::math
