@@ -124,6 +124,15 @@ class Backend {
   virtual ~Backend() = default;
   virtual absl::string_view name() const = 0;
 
+  // Whether UploadWeight copies the tensor's bytes (into device memory), so the caller may free
+  // host buffers it built once UploadWeight returns. False for a backend that keeps zero-copy views
+  // of the checkpoint (the CPU backend): those buffers must then outlive the weight.
+  virtual bool CopiesWeights() const { return false; }
+  // Whether ModelSlice should upload q|k|v and gate|up as single stacked matrices (one wide product
+  // instead of two or three skinny ones, and fewer launches). Stacking needs a host copy of the
+  // matrices, which a backend that keeps views of the checkpoint would have to keep forever.
+  virtual bool PrefersFusedProjections() const { return false; }
+
   // --- memory ---------------------------------------------------------------------------------
   // Errors: kResourceExhausted when the backend is out of memory.
   virtual absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) = 0;
@@ -184,6 +193,10 @@ class Backend {
 
 struct CpuBackendOptions {
   int num_threads = 0;  // 0: all hardware threads
+  // Stacked q|k|v and gate|up products (PrefersFusedProjections). Off by default: the stacked
+  // matrices would be host copies beside the memory-mapped checkpoint; tests turn it on to check
+  // the stacked path against the separate one.
+  bool fuse_projections = false;
 };
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options);
 

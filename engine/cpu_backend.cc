@@ -87,7 +87,10 @@ const CpuWeight& AsCpu(const DeviceWeight& w) { return static_cast<const CpuWeig
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int num_threads) : pool_(num_threads) {}
+  CpuBackend(int num_threads, bool fuse_projections)
+      : pool_(num_threads), fuse_projections_(fuse_projections) {}
+
+  bool PrefersFusedProjections() const override { return fuse_projections_; }
 
   absl::string_view name() const override { return "cpu"; }
 
@@ -315,6 +318,7 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
+  bool fuse_projections_;
 };
 
 }  // namespace
@@ -322,7 +326,7 @@ class CpuBackend final : public Backend {
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
   int threads = options.num_threads;
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  return std::make_unique<CpuBackend>(threads);
+  return std::make_unique<CpuBackend>(threads, options.fuse_projections);
 }
 
 }  // namespace verdict::engine

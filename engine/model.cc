@@ -16,6 +16,8 @@ namespace verdict::engine {
 struct ModelSlice::Layer {
   std::unique_ptr<DeviceWeight> attn_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias;
   std::unique_ptr<DeviceWeight> mlp_norm, gate, up, down, gate_bias, up_bias, down_bias;
+  // Backend::PrefersFusedProjections: q|k|v and gate|up stacked (then q/k/v and gate/up are null).
+  std::unique_ptr<DeviceWeight> qkv, gate_up;
 };
 
 namespace {
@@ -56,28 +58,8 @@ class WeightUploader {
   // contiguous) is an owned copy, for q8_0 only on 32-value block boundaries.
   absl::StatusOr<std::unique_ptr<DeviceWeight>> Get(const std::string& name, int64_t rows,
                                                     int64_t cols, Part part = Part::Whole()) {
-    const WeightTensor* t = source_.Find(name);
-    if (t == nullptr) {
-      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
-    }
+    VERDICT_ASSIGN_OR_RETURN(const WeightTensor* t, Checked(name, rows, cols));
     const bool one_d = rows == 1;
-    const bool shape_ok =
-        one_d ? (t->shape.size() == 1 && t->shape[0] == cols)
-              : (t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols);
-    if (!shape_ok) {
-      std::string got;
-      for (int64_t d : t->shape) absl::StrAppend(&got, got.empty() ? "" : ", ", d);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", name, "' has shape [", got, "], expected ",
-          one_d ? absl::StrCat("[", cols, "]") : absl::StrCat("[", rows, ", ", cols, "]")));
-    }
-    if (t->dtype == DType::kI32) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has integer dtype"));
-    }
-    if (t->dtype == DType::kQ8_0 && (one_d || cols % kQ8_0BlockSize != 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "' is q8_0 but its rows are not multiples of 32"));
-    }
     const int64_t full = part.kind == Part::Kind::kRows ? rows : cols;
     if (part.kind != Part::Kind::kWhole && part.begin == 0 && part.count == full) {
       part = Part::Whole();
@@ -122,9 +104,88 @@ class WeightUploader {
       owned_->push_back(std::move(copy));
     }
     VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(sliced, out_rows, out_cols));
+    if (part.kind == Part::Kind::kCols && backend_->CopiesWeights()) owned_->pop_back();
     bytes_ += sliced.nbytes;
     params_ += sliced.num_elements();
     return w;
+  }
+
+  // One matrix whose rows are, in order, the row parts of several [rows, cols] tensors (q|k|v,
+  // gate|up), each checked as by Get. nullptr, not an error, when their dtypes differ (the caller
+  // then uploads them one by one). The stacked rows are a host copy, kept only while the backend
+  // views it.
+  struct RowPart {
+    std::string name;
+    int64_t rows;
+    Part part;  // Whole or Rows
+  };
+  absl::StatusOr<std::unique_ptr<DeviceWeight>> GetStacked(const std::vector<RowPart>& parts,
+                                                           int64_t cols) {
+    std::vector<const WeightTensor*> tensors;
+    for (const RowPart& p : parts) {
+      VERDICT_ASSIGN_OR_RETURN(const WeightTensor* t, Checked(p.name, p.rows, cols));
+      if (!tensors.empty() && t->dtype != tensors.front()->dtype) {
+        return std::unique_ptr<DeviceWeight>();
+      }
+      tensors.push_back(t);
+    }
+    const DType dtype = tensors.front()->dtype;
+    VERDICT_ASSIGN_OR_RETURN(const size_t row_bytes, DTypeByteSize(dtype, cols));
+    int64_t total_rows = 0;
+    for (const RowPart& p : parts) total_rows += p.part.kind == Part::Kind::kRows ? p.part.count : p.rows;
+    auto copy = std::make_unique<std::vector<uint8_t>>(total_rows * row_bytes);
+    uint8_t* dst = copy->data();
+    std::string name;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const Part& part = parts[i].part;
+      const int64_t begin = part.kind == Part::Kind::kRows ? part.begin : 0;
+      const int64_t count = part.kind == Part::Kind::kRows ? part.count : parts[i].rows;
+      if (part.kind == Part::Kind::kCols || begin < 0 || count <= 0 || begin + count > parts[i].rows) {
+        return absl::InternalError(absl::StrCat("bad row part of tensor '", parts[i].name, "'"));
+      }
+      std::memcpy(dst, tensors[i]->data + begin * row_bytes, count * row_bytes);
+      dst += count * row_bytes;
+      absl::StrAppend(&name, i == 0 ? "" : "|", parts[i].name);
+    }
+    WeightTensor stacked;
+    stacked.name = name;
+    stacked.dtype = dtype;
+    stacked.shape = {total_rows, cols};
+    stacked.data = copy->data();
+    stacked.nbytes = copy->size();
+    VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(stacked, total_rows, cols));
+    if (!backend_->CopiesWeights()) owned_->push_back(std::move(copy));
+    bytes_ += stacked.nbytes;
+    params_ += total_rows * cols;
+    return w;
+  }
+
+  // The tensor `name` after checking its shape is [rows, cols] (1-D tensors: rows == 1) and its
+  // dtype usable.
+  absl::StatusOr<const WeightTensor*> Checked(const std::string& name, int64_t rows, int64_t cols) {
+    const WeightTensor* t = source_.Find(name);
+    if (t == nullptr) {
+      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
+    }
+    const bool one_d = rows == 1;
+    const bool shape_ok =
+        one_d ? (t->shape.size() == 1 && t->shape[0] == cols)
+              : (t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols);
+    if (!shape_ok) {
+      std::string got;
+      for (int64_t d : t->shape) absl::StrAppend(&got, got.empty() ? "" : ", ", d);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", name, "' has shape [", got, "], expected ",
+          one_d ? absl::StrCat("[", cols, "]") : absl::StrCat("[", rows, ", ", cols, "]")));
+    }
+    if (t->dtype == DType::kI32) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has integer dtype"));
+    }
+    if (t->dtype == DType::kQ8_0 && (one_d || cols % kQ8_0BlockSize != 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' is q8_0 but its rows are not multiples of 32"));
+    }
+    return t;
   }
 
   // Like Get, but a missing tensor is fine (returns nullptr).
@@ -252,17 +313,38 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
       return names.Layer(i, hf, gguf, suffix);
     };
     VERDICT_ASSIGN_OR_RETURN(layer->attn_norm, up.Get(name("input_layernorm", "attn_norm"), 1, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->q, up.Get(name("self_attn.q_proj", "attn_q"), q_dim, c.hidden_size, q_rows));
-    VERDICT_ASSIGN_OR_RETURN(layer->k, up.Get(name("self_attn.k_proj", "attn_k"), kv_dim, c.hidden_size, kv_rows));
-    VERDICT_ASSIGN_OR_RETURN(layer->v, up.Get(name("self_attn.v_proj", "attn_v"), kv_dim, c.hidden_size, kv_rows));
+    const std::string q_name = name("self_attn.q_proj", "attn_q");
+    const std::string k_name = name("self_attn.k_proj", "attn_k");
+    const std::string v_name = name("self_attn.v_proj", "attn_v");
+    if (backend->PrefersFusedProjections()) {
+      VERDICT_ASSIGN_OR_RETURN(layer->qkv, up.GetStacked({{q_name, q_dim, q_rows},
+                                                          {k_name, kv_dim, kv_rows},
+                                                          {v_name, kv_dim, kv_rows}},
+                                                         c.hidden_size));
+    }
+    if (layer->qkv == nullptr) {
+      VERDICT_ASSIGN_OR_RETURN(layer->q, up.Get(q_name, q_dim, c.hidden_size, q_rows));
+      VERDICT_ASSIGN_OR_RETURN(layer->k, up.Get(k_name, kv_dim, c.hidden_size, kv_rows));
+      VERDICT_ASSIGN_OR_RETURN(layer->v, up.Get(v_name, kv_dim, c.hidden_size, kv_rows));
+    }
     VERDICT_ASSIGN_OR_RETURN(layer->o, up.Get(name("self_attn.o_proj", "attn_output"), c.hidden_size, q_dim, q_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->q_bias, up.GetOptional(name("self_attn.q_proj", "attn_q", "bias"), 1, q_dim, q_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->k_bias, up.GetOptional(name("self_attn.k_proj", "attn_k", "bias"), 1, kv_dim, kv_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->v_bias, up.GetOptional(name("self_attn.v_proj", "attn_v", "bias"), 1, kv_dim, kv_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->o_bias, up.GetOptional(name("self_attn.o_proj", "attn_output", "bias"), 1, c.hidden_size));
     VERDICT_ASSIGN_OR_RETURN(layer->mlp_norm, up.Get(name("post_attention_layernorm", "ffn_norm"), 1, c.hidden_size));
-    VERDICT_ASSIGN_OR_RETURN(layer->gate, up.Get(name("mlp.gate_proj", "ffn_gate"), c.intermediate_size, c.hidden_size, i_rows));
-    VERDICT_ASSIGN_OR_RETURN(layer->up, up.Get(name("mlp.up_proj", "ffn_up"), c.intermediate_size, c.hidden_size, i_rows));
+    const std::string gate_name = name("mlp.gate_proj", "ffn_gate");
+    const std::string up_name = name("mlp.up_proj", "ffn_up");
+    if (backend->PrefersFusedProjections()) {
+      VERDICT_ASSIGN_OR_RETURN(layer->gate_up,
+                               up.GetStacked({{gate_name, c.intermediate_size, i_rows},
+                                              {up_name, c.intermediate_size, i_rows}},
+                                             c.hidden_size));
+    }
+    if (layer->gate_up == nullptr) {
+      VERDICT_ASSIGN_OR_RETURN(layer->gate, up.Get(gate_name, c.intermediate_size, c.hidden_size, i_rows));
+      VERDICT_ASSIGN_OR_RETURN(layer->up, up.Get(up_name, c.intermediate_size, c.hidden_size, i_rows));
+    }
     VERDICT_ASSIGN_OR_RETURN(layer->down, up.Get(name("mlp.down_proj", "ffn_down"), c.hidden_size, c.intermediate_size, i_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->gate_bias, up.GetOptional(name("mlp.gate_proj", "ffn_gate", "bias"), 1, c.intermediate_size, i_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->up_bias, up.GetOptional(name("mlp.up_proj", "ffn_up", "bias"), 1, c.intermediate_size, i_cols));
@@ -334,6 +416,10 @@ absl::Status ModelSlice::SetHiddenProbe(absl::Span<const float> weight) {
   probe_bytes_ = std::move(bytes);
   probe_ = std::move(probe);
   return absl::OkStatus();
+}
+
+bool ModelSlice::stacked_projections() const {
+  return !layers_.empty() && layers_.front()->qkv != nullptr && layers_.front()->gate_up != nullptr;
 }
 
 bool ModelSlice::HiddenProbeIs(absl::Span<const float> weight) const {
@@ -516,12 +602,15 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   TensorView x = carve(c.hidden_size);
   TensorView normed = carve(c.hidden_size);
   TensorView gathered = carve(c.hidden_size);
-  TensorView q = carve(q_dim);
+  // q, k and v share one region: side by side in each row when one stacked product writes them,
+  // one after the other otherwise; gate and up likewise.
+  TensorView qkv = carve(q_dim + 2 * kv_dim);
   TensorView attn = carve(q_dim);
-  TensorView k = carve(kv_dim);
-  TensorView v = carve(kv_dim);
-  TensorView gate = carve(local_intermediate_);
-  TensorView up = carve(local_intermediate_);
+  TensorView gate_up = carve(2 * local_intermediate_);
+  auto part = [n](TensorView region, bool side_by_side, int64_t offset, int64_t width) {
+    return side_by_side ? region.Cols(offset, width)
+                        : TensorView{region.data + n * offset, n, width, width};
+  };
   TensorView partial = comm_ != nullptr ? carve(c.hidden_size) : TensorView{};
   // Sums this rank's partial output projection over the ranks and adds it to the residual stream
   // (without tensor parallelism the product accumulates into x directly).
@@ -557,9 +646,17 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = *layers_[li];
     backend_->RmsNorm(x, *L.attn_norm, c.rms_norm_eps, normed);
-    backend_->MatMul(normed, *L.q, q, false);
-    backend_->MatMul(normed, *L.k, k, false);
-    backend_->MatMul(normed, *L.v, v, false);
+    const bool stacked_qkv = L.qkv != nullptr;
+    const TensorView q = part(qkv, stacked_qkv, 0, q_dim);
+    const TensorView k = part(qkv, stacked_qkv, q_dim, kv_dim);
+    const TensorView v = part(qkv, stacked_qkv, q_dim + kv_dim, kv_dim);
+    if (L.qkv != nullptr) {
+      backend_->MatMul(normed, *L.qkv, qkv, false);
+    } else {
+      backend_->MatMul(normed, *L.q, q, false);
+      backend_->MatMul(normed, *L.k, k, false);
+      backend_->MatMul(normed, *L.v, v, false);
+    }
     if (L.q_bias) backend_->AddBias(q, *L.q_bias);
     if (L.k_bias) backend_->AddBias(k, *L.k_bias);
     if (L.v_bias) backend_->AddBias(v, *L.v_bias);
@@ -571,8 +668,15 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     if (L.o_bias) backend_->AddBias(x, *L.o_bias);  // once, after the sum over ranks
 
     backend_->RmsNorm(x, *L.mlp_norm, c.rms_norm_eps, normed);
-    backend_->MatMul(normed, *L.gate, gate, false);
-    backend_->MatMul(normed, *L.up, up, false);
+    const bool stacked_mlp = L.gate_up != nullptr;
+    const TensorView gate = part(gate_up, stacked_mlp, 0, local_intermediate_);
+    const TensorView up = part(gate_up, stacked_mlp, local_intermediate_, local_intermediate_);
+    if (L.gate_up != nullptr) {
+      backend_->MatMul(normed, *L.gate_up, gate_up, false);
+    } else {
+      backend_->MatMul(normed, *L.gate, gate, false);
+      backend_->MatMul(normed, *L.up, up, false);
+    }
     if (L.gate_bias) backend_->AddBias(gate, *L.gate_bias);
     if (L.up_bias) backend_->AddBias(up, *L.up_bias);
     backend_->SiluMul(gate, up, gate);

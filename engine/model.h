@@ -141,6 +141,9 @@ class ModelSlice {
   // embedding, of which a step reads one row. The memory-bandwidth floor of decoding.
   size_t streamed_weight_bytes() const { return streamed_weight_bytes_; }
   int64_t num_parameters() const { return num_parameters_; }
+  // Whether q|k|v and gate|up run as stacked products (Backend::PrefersFusedProjections and
+  // matching dtypes in the checkpoint).
+  bool stacked_projections() const;
 
   // Sets the vector w of OutputContents::probe ([hidden_size], e.g. a judge head's weight; copied
   // to the backend). Last slice only. Errors: kFailedPrecondition on another slice,

@@ -104,9 +104,10 @@ class WithBiases final : public WeightSource {
   std::map<std::string, Bias> biases_;
 };
 
-TensorParallelGroup::BackendFactory CpuBackends() {
-  return [](int) -> absl::StatusOr<std::unique_ptr<Backend>> {
-    return CreateCpuBackend(CpuBackendOptions{/*num_threads=*/1});
+// `stacked`: the backends ask for stacked q|k|v and gate|up products (as the CUDA backend does).
+TensorParallelGroup::BackendFactory CpuBackends(bool stacked = false) {
+  return [stacked](int) -> absl::StatusOr<std::unique_ptr<Backend>> {
+    return CreateCpuBackend(CpuBackendOptions{/*num_threads=*/1, /*fuse_projections=*/stacked});
   };
 }
 
@@ -247,15 +248,18 @@ absl::StatusOr<std::unique_ptr<WeightSource>> TestWeights(const LlamaConfig& con
   return std::unique_ptr<WeightSource>(new WithBiases(config, *std::move(weights)));
 }
 
-class TensorParallelParityTest : public ::testing::TestWithParam<std::tuple<int, DType, bool>> {};
+// The unsplit reference always runs separate q/k/v and gate/up products; the group runs them
+// separate or stacked.
+class TensorParallelParityTest
+    : public ::testing::TestWithParam<std::tuple<int, DType, bool, bool>> {};
 
 TEST_P(TensorParallelParityTest, MatchesUnsplitModel) {
-  const auto [world, dtype, biases] = GetParam();
+  const auto [world, dtype, biases, stacked] = GetParam();
   const LlamaConfig config = TpConfig();
   ASSERT_OK_AND_ASSIGN(auto weights, TestWeights(config, dtype, biases));
   ASSERT_OK_AND_ASSIGN(Reference ref, MakeReference(config, *weights));
-  ASSERT_OK_AND_ASSIGN(auto group,
-                       TensorParallelGroup::Create(config, *weights, {}, world, CpuBackends()));
+  ASSERT_OK_AND_ASSIGN(auto group, TensorParallelGroup::Create(config, *weights, {}, world,
+                                                               CpuBackends(stacked)));
   for (int r = 0; r < world; ++r) {
     EXPECT_EQ(group->slice(r).tp_rank(), r);
     EXPECT_EQ(group->slice(r).tp_size(), world);
@@ -265,9 +269,20 @@ TEST_P(TensorParallelParityTest, MatchesUnsplitModel) {
   }
   Divergence d;
   ASSERT_NO_FATAL_FAILURE(RunScript(config, ref, *group, /*first_slice=*/true, &d));
-  std::printf("[tensor parallel] W=%d %s%s: max relative error logits %.3g, hidden %.3g\n", world,
-              std::string(DTypeName(dtype)).c_str(), biases ? " with biases" : "", d.logits,
-              d.hidden);
+  std::printf("[tensor parallel] W=%d %s%s%s: max relative error logits %.3g, hidden %.3g\n",
+              world, std::string(DTypeName(dtype)).c_str(), biases ? " with biases" : "",
+              stacked ? " stacked" : "", d.logits, d.hidden);
+  if (stacked) {
+    // Same bytes as separate matrices: the stacked ones replace them.
+    ASSERT_OK_AND_ASSIGN(auto separate,
+                         TensorParallelGroup::Create(config, *weights, {}, world, CpuBackends()));
+    for (int r = 0; r < world; ++r) {
+      EXPECT_TRUE(group->slice(r).stacked_projections());
+      EXPECT_FALSE(separate->slice(r).stacked_projections());
+      EXPECT_EQ(group->slice(r).weight_bytes(), separate->slice(r).weight_bytes());
+      EXPECT_EQ(group->slice(r).num_parameters(), separate->slice(r).num_parameters());
+    }
+  }
   EXPECT_LT(d.logits, kTolerance);
   EXPECT_LT(d.hidden, kTolerance);
 }
@@ -276,10 +291,11 @@ INSTANTIATE_TEST_SUITE_P(
     Ranks, TensorParallelParityTest,
     ::testing::Combine(::testing::Values(1, 2, 4, 8),
                        ::testing::Values(DType::kF32, DType::kBF16, DType::kQ8_0),
-                       ::testing::Values(false, true)),
-    [](const ::testing::TestParamInfo<std::tuple<int, DType, bool>>& info) {
+                       ::testing::Values(false, true), ::testing::Values(false, true)),
+    [](const ::testing::TestParamInfo<std::tuple<int, DType, bool, bool>>& info) {
       return absl::StrCat("W", std::get<0>(info.param), "_", DTypeName(std::get<1>(info.param)),
-                          std::get<2>(info.param) ? "_biases" : "");
+                          std::get<2>(info.param) ? "_biases" : "",
+                          std::get<3>(info.param) ? "_stacked" : "");
     });
 
 // A middle slice (activations in, activations out) splits the same way.

@@ -137,6 +137,9 @@ class CudaBackend final : public Backend {
     return snapshot_;
   }
 
+  bool CopiesWeights() const override { return true; }  // into device memory, synchronously
+  bool PrefersFusedProjections() const override { return options_.fuse_projections; }
+
   // --- memory -----------------------------------------------------------------------------------
 
   absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) override {

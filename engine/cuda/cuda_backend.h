@@ -45,6 +45,8 @@ struct CudaBackendOptions {
   int64_t kv_block_positions = 16;
   // Replay repeated steps (same shapes and buffers: decode, verification) as CUDA graphs.
   bool cuda_graphs = true;
+  // Stacked q|k|v and gate|up matrices: one product each instead of three and two.
+  bool fuse_projections = true;
 };
 
 // True when this build contains the CUDA backend.

@@ -38,6 +38,7 @@ struct BenchFlags {
   int64_t layers = 0;
   bool cuda_graphs = true;
   bool full_outputs = false;
+  bool fuse_projections = true;
   std::string json;
 };
 
@@ -118,6 +119,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   const bool on_cpu = !device.cuda;
   engine::CudaBackendOptions cuda_options;
   cuda_options.cuda_graphs = flags.cuda_graphs;
+  cuda_options.fuse_projections = flags.fuse_projections;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
                            engine::CreateBackendForDevice(flags.device, threads, cuda_options));
   std::unique_ptr<engine::WeightSource> random_weights;
@@ -177,6 +179,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   std::printf("prefill (%lld tokens):  %9.1f tok/s\n", (long long)flags.prompt_tokens, r.prefill_tok_s);
   std::printf("memory floor:          %9.2f steps/s (%s %.2f GB/s / weight bytes per step)\n",
               floor_tok_s, bandwidth_label.c_str(), bandwidth / 1e9);
+  std::printf("q|k|v and gate|up: %s\n", model->stacked_projections() ? "stacked products" : "separate products");
   std::printf("outputs: %s\n", flags.full_outputs
                                   ? "full logits rows and hidden states to the host"
                                   : "logits summaries + judge probe on the backend (--full-outputs for rows)");
@@ -215,6 +218,7 @@ absl::Status RunBench(const BenchFlags& flags) {
     j["parameters"] = model->num_parameters();
     j["streamed_weight_bytes"] = streamed;
     j["outputs"] = flags.full_outputs ? "full" : "summaries";
+    j["stacked_projections"] = model->stacked_projections();
     j["prefill_tokens"] = flags.prompt_tokens;
     j["prefill_tok_s"] = r.prefill_tok_s;
     j["bandwidth_gb_s"] = bandwidth / 1e9;
@@ -266,6 +270,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--layers", flags->layers,
                   "With --random: keep only the first N layers (e.g. a 70B layer slice that fits one GPU)");
   cmd->add_flag("!--no-cuda-graphs", flags->cuda_graphs, "CUDA: launch every step op by op");
+  cmd->add_flag("!--no-fused-projections", flags->fuse_projections,
+                "CUDA: separate q/k/v and gate/up products instead of stacked ones");
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");
