@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/testing/relative_error.h"
 #include "common/testing/status_matchers.h"
 #include "engine/io/safetensors.h"
 #include "engine/model.h"
@@ -23,15 +24,7 @@ using ::verdict::testing::StatusIs;
 
 const std::string kFixtures = std::string(VERDICT_SOURCE_DIR) + "/tests/fixtures/models/";
 
-// max |a - b| / max |b|: the error relative to the scale of the reference.
-double RelativeError(absl::Span<const float> a, absl::Span<const float> b) {
-  double max_diff = 0, max_ref = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
-  }
-  return max_diff / std::max(max_ref, 1e-30);
-}
+using ::verdict::testing::RelativeError;
 
 std::vector<float> FloatTensor(const WeightSource& source, const std::string& name) {
   const WeightTensor* t = source.Find(name);

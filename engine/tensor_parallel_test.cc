@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/testing/relative_error.h"
 #include "common/testing/status_matchers.h"
 #include "engine/communicator.h"
 #include "engine/model.h"
@@ -111,15 +112,7 @@ TensorParallelGroup::BackendFactory CpuBackends(bool stacked = false) {
   };
 }
 
-// max |a - b| / max |b|.
-double RelativeError(const std::vector<float>& a, const std::vector<float>& b) {
-  double max_diff = 0, max_ref = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
-  }
-  return max_diff / std::max(max_ref, 1e-30);
-}
+using ::verdict::testing::RelativeError;
 
 std::vector<int32_t> Argmax(const std::vector<float>& logits, int64_t vocab) {
   std::vector<int32_t> out;

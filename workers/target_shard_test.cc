@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <random>
 
+#include "common/testing/relative_error.h"
 #include "common/testing/status_matchers.h"
 #include "engine/generator.h"
 #include "engine/kernels/matmul.h"
@@ -489,15 +490,7 @@ class TensorParallelShardTest : public ShardChainTest {
   }
 };
 
-// max |a - b| / max |b|.
-double RelativeError(const std::vector<float>& a, const std::vector<float>& b) {
-  double max_diff = 0, max_ref = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(static_cast<double>(a[i]) - b[i]));
-    max_ref = std::max(max_ref, std::fabs(static_cast<double>(b[i])));
-  }
-  return max_diff / std::max(max_ref, 1e-30);
-}
+using ::verdict::testing::RelativeError;
 
 // Tolerance of the activations: the split products sum in another order (W partial sums, then
 // over ranks), a few ulps per layer (engine/tensor_parallel_test.cc).
