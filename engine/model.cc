@@ -418,6 +418,11 @@ absl::Status ModelSlice::SetHiddenProbe(absl::Span<const float> weight) {
   return absl::OkStatus();
 }
 
+const float* ModelSlice::Zeros(int64_t count) {
+  if (static_cast<int64_t>(zeros_host_.size()) < count) zeros_host_.assign(count, 0.0f);
+  return zeros_host_.data();
+}
+
 bool ModelSlice::stacked_projections() const {
   return !layers_.empty() && layers_.front()->qkv != nullptr && layers_.front()->gate_up != nullptr;
 }
@@ -735,8 +740,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     TensorView logits = split_head ? assembled : local_logits;
     if (m > 0 && whole_rows) {
       if (split_head) {
-        zeros_host_.assign(m * c.vocab_size, 0.0f);
-        backend_->CopyToDevice(zeros_host_.data(), assembled);
+        backend_->CopyToDevice(Zeros(m * c.vocab_size), assembled);
         backend_->MatMul(selected, *lm_head_view_, assembled.Cols(vocab_begin_, local_vocab_), false);
         if (absl::Status s = backend_->AllReduceSum(assembled, *comm_); !s.ok()) {
           return FailAfterSync(backend_, s);
@@ -765,8 +769,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
                                       ? static_cast<int32_t>(t - vocab_begin_)
                                       : -1);
         }
-        zeros_host_.assign(m * summaries.cols, 0.0f);
-        backend_->CopyToDevice(zeros_host_.data(), summaries);
+        backend_->CopyToDevice(Zeros(m * summaries.cols), summaries);
         backend_->SummarizeLogits(local_logits, local_tokens_,
                                   summaries.Cols(tp_rank_ * kLogitSummaryWidth, kLogitSummaryWidth));
         if (absl::Status s = backend_->AllReduceSum(summaries, *comm_); !s.ok()) {

@@ -77,6 +77,18 @@ struct ForwardBatch {
   OutputContents contents;
 };
 
+// Copies everything of a batch but its sequences (ids or activations, which rows produce outputs and
+// what of them) between ForwardBatch and the batch types of TensorParallelGroup and SliceRunner,
+// which differ only in their caches.
+template <typename From, typename To>
+void CopyBatchExceptSequences(const From& from, To* to) {
+  to->token_ids = from.token_ids;
+  to->activations = from.activations;
+  to->outputs = from.outputs;
+  to->selected_rows = from.selected_rows;
+  to->contents = from.contents;
+}
+
 struct ForwardResult {
   // Non-last slices: activations [total tokens, hidden_size] for the next slice.
   std::vector<float> activations;
@@ -179,6 +191,8 @@ class ModelSlice {
   absl::Status EnsureWorkspace(int64_t tokens);
   absl::Status EnsureLogitsBuffer(int64_t rows);
   absl::Status AgreeAcrossRanks(const absl::Status& local);
+  // `count` zeros in host memory (valid until the next call; grown, never refilled).
+  const float* Zeros(int64_t count);
 
   LlamaConfig config_;
   int64_t layer_begin_;

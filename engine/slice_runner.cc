@@ -61,11 +61,7 @@ class SingleSliceRunner final : public SliceRunner {
     for (const RunnerSequence& seq : batch.sequences) {
       forward_.sequences.push_back({static_cast<SingleSliceCache*>(seq.cache)->kv(), seq.num_tokens});
     }
-    forward_.token_ids = batch.token_ids;
-    forward_.activations = batch.activations;
-    forward_.outputs = batch.outputs;
-    forward_.selected_rows = batch.selected_rows;
-    forward_.contents = batch.contents;
+    CopyBatchExceptSequences(batch, &forward_);
     return slice_->Forward(forward_, result);
   }
 
@@ -114,11 +110,7 @@ class TensorParallelRunner final : public SliceRunner {
       forward_.sequences.push_back(
           {static_cast<TensorParallelCache*>(seq.cache)->group_cache(), seq.num_tokens});
     }
-    forward_.token_ids = batch.token_ids;
-    forward_.activations = batch.activations;
-    forward_.outputs = batch.outputs;
-    forward_.selected_rows = batch.selected_rows;
-    forward_.contents = batch.contents;
+    CopyBatchExceptSequences(batch, &forward_);
     return group_->Forward(forward_, result);
   }
 

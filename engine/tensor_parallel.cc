@@ -145,11 +145,7 @@ absl::Status TensorParallelGroup::Forward(const TensorParallelBatch& batch, Forw
     for (const TensorParallelSequence& seq : batch.sequences) {
       rank_batch.sequences.push_back({seq.cache->rank_cache(r), seq.num_tokens});
     }
-    rank_batch.token_ids = batch.token_ids;
-    rank_batch.activations = batch.activations;
-    rank_batch.outputs = batch.outputs;
-    rank_batch.selected_rows = batch.selected_rows;
-    rank_batch.contents = batch.contents;
+    CopyBatchExceptSequences(batch, &rank_batch);
     return ranks_[r]->slice->Forward(rank_batch, r == 0 ? result : &ranks_[r]->scratch);
   });
   if (!status.ok()) {

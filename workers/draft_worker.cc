@@ -159,12 +159,10 @@ std::vector<absl::StatusOr<Proposal>> DraftWorker::ProposeBatch(
     batch.token_ids = feed_;
     batch.outputs = engine::ForwardBatch::Outputs::kLastOfEachSequence;
     // Greedy sessions propose from the backend's row summaries; only sampled ones need the rows.
-    const bool any_sampled = std::any_of(running.begin(), running.end(), [](const Running& run) {
-      return !run.session->sampler.params().greedy();
-    });
-    batch.contents.logits = any_sampled;
+    const auto greedy = [](const Running& run) { return run.session->sampler.params().greedy(); };
+    batch.contents.logits = !std::all_of(running.begin(), running.end(), greedy);
     batch.contents.hidden = false;
-    batch.contents.summaries = true;
+    batch.contents.summaries = std::any_of(running.begin(), running.end(), greedy);
     if (absl::Status status = draft_->Forward(batch, &forward_); !status.ok()) {
       // Validation above makes this unexpected; each session keeps a consistent state (its cache
       // holds a prefix of its tokens), the proposals fail.
