@@ -23,6 +23,12 @@ fi
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv;
   ldd "$VERDICT" | grep "not found"; } 2>&1 | tee "$OUT/gpu.txt"
 timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|rel.err.*FAIL|seed|error" | tail -40
+# Out-of-bounds device writes corrupt neighbouring buffers silently (a cuBLASLt tuning scratch too
+# small for a strided output once did): memcheck over the tensor-parallel and graph tests. API
+# errors are not reported: a step with a host all-reduce fails its graph capture by design.
+timeout 150 compute-sanitizer --tool memcheck --report-api-errors no "$TEST" \
+  --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*' 2>&1 |
+  tee "$OUT/memcheck.txt" | grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" | head -20
 timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
 VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b \
   --batch 1,8,32 --k 1,4,8,16,32,64 --prompt-tokens 512 --decode-tokens 64 \
@@ -31,5 +37,7 @@ timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-cuda-graph
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_graphs.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --full-outputs --batch 1,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_full_outputs.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-fused-projections --batch 1,32 --k 16 \
+  --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_separate_products.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --batch 1,8,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 32 2>&1 | tee "$OUT/bench_70b10.txt"

@@ -114,15 +114,19 @@ absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x,
   guard.plan = nullptr;
   stored.algo = results[0].algo;
   if (autotune_ && m <= kTuneMaxRows && found > 1) {
-    VERDICT_RETURN_IF_ERROR(Tune(&stored, results, found, x, w, m, n));
+    VERDICT_RETURN_IF_ERROR(Tune(&stored, results, found, x, w, m, n, ldout));
   }
   return &stored;
 }
 
 absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates,
-                            int count, const void* x, const void* w, int64_t m, int64_t n) {
-  // Time each candidate into scratch (the real output may be an accumulation target).
-  VERDICT_ASSIGN_OR_RETURN(auto scratch, pool_->Allocate(static_cast<size_t>(m * n) * sizeof(float)));
+                            int count, const void* x, const void* w, int64_t m, int64_t n,
+                            int64_t ldout) {
+  // Time each candidate into scratch (the real output may be an accumulation target). The scratch
+  // has the output's layout: m rows `ldout` apart (a column view of a wider buffer writes past
+  // m * n floats).
+  const size_t scratch_floats = static_cast<size_t>((m - 1) * ldout + n);
+  VERDICT_ASSIGN_OR_RETURN(auto scratch, pool_->Allocate(scratch_floats * sizeof(float)));
   cudaEvent_t start, stop;
   VERDICT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start), "event");
   VERDICT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop), "event");

@@ -51,7 +51,7 @@ class LtMatMul {
   absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w);
   static int Alignment(const void* p);
   absl::Status Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates, int count,
-                    const void* x, const void* w, int64_t m, int64_t n);
+                    const void* x, const void* w, int64_t m, int64_t n, int64_t ldout);
 
   DevicePool* pool_;
   cudaStream_t stream_;
