@@ -77,6 +77,31 @@ VERDICT_HOST_DEVICE inline void ChooseSplits(int64_t max_context, int64_t min_sp
   if (num_splits < 1) num_splits = 1;
 }
 
+// The chunk kernel shares each key/value tile it loads among several queries: the query heads of
+// one GQA group (same kv head) and consecutive rows of one sequence, at most `max_queries` in all.
+// Heads per block: the largest divisor of the group size not above max_queries.
+VERDICT_HOST_DEVICE inline int64_t HeadsPerBlock(int64_t num_heads, int64_t num_kv_heads,
+                                                 int64_t max_queries) {
+  const int64_t group = num_heads / num_kv_heads;
+  int64_t heads = group < max_queries ? group : max_queries;
+  while (group % heads != 0) --heads;
+  return heads;
+}
+// Rows per block once a block takes `heads_per_block` heads (queries = rows x heads).
+VERDICT_HOST_DEVICE inline int64_t RowsPerBlock(int64_t heads_per_block, int64_t max_queries) {
+  const int64_t rows = max_queries / heads_per_block;
+  return rows < 1 ? 1 : rows;
+}
+// Online softmax over a chunk's key tiles: after a tile whose largest score is `tile_max`, the
+// running max becomes NewMax and earlier sums and accumulations are scaled by ChunkWeight(old, new).
+VERDICT_HOST_DEVICE inline float NewMax(float running_max, float tile_max) {
+  return running_max > tile_max ? running_max : tile_max;
+}
+// Softmax weight of one score against the running max (0 while every key so far is masked).
+VERDICT_HOST_DEVICE inline float ScoreWeight(float score, float running_max) {
+  return running_max == -INFINITY ? 0.0f : expf(score - running_max);
+}
+
 }  // namespace verdict::engine::cuda_math
 
 #endif  // VERDICT_ENGINE_CUDA_ATTENTION_MATH_H_

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// The CUDA attention decomposition (paged KV layout, flash-decoding chunks, partial-softmax merge)
-// executed on the CPU with the same cuda_math functions the kernels use, against attention computed
-// directly in double precision.
+// The CUDA attention decomposition (paged KV layout, flash-decoding chunks, key tiles with an online
+// softmax, partial-softmax merge) executed on the CPU with the same cuda_math functions the kernels
+// use, against attention computed directly in double precision.
 #include "engine/cuda/attention_math.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -114,6 +115,112 @@ TEST(SplitAttentionTest, MatchesDirectSoftmaxAttention) {
         for (int64_t s = 0; s < splits; ++s) out += ChunkWeight(chunk_max[s], global_max) * acc[s * head_dim + d];
         out /= denominator;
         ASSERT_NEAR(out, expected[d], 2e-5) << "context " << context << " head " << head << " d " << d;
+      }
+    }
+  }
+}
+
+
+TEST(ChunkGroupingTest, HeadsDivideTheGroupAndQueriesStayBounded) {
+  struct Case {
+    int64_t heads, kv_heads, expect_heads;
+  };
+  for (const Case& c : {Case{32, 8, 4}, Case{64, 8, 8}, Case{8, 8, 1}, Case{32, 1, 8}, Case{24, 2, 6},
+                        Case{40, 4, 5}, Case{14, 2, 7}}) {
+    const int64_t heads = HeadsPerBlock(c.heads, c.kv_heads, 8);
+    EXPECT_EQ(heads, c.expect_heads) << c.heads << "/" << c.kv_heads;
+    EXPECT_EQ((c.heads / c.kv_heads) % heads, 0);
+    EXPECT_LE(heads * RowsPerBlock(heads, 8), 8);
+    EXPECT_GE(RowsPerBlock(heads, 8), 1);
+  }
+}
+
+// The chunk kernel's decomposition: consecutive rows of one sequence (a verification block) share a
+// chunk's keys, which arrive in tiles with an online softmax across tiles and a causal mask per row;
+// the chunks are then merged as the combine kernel does. Against direct causal softmax attention in
+// double precision.
+TEST(TiledChunkAttentionTest, CausalRowsSharingTilesMatchDirectAttention) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t head_dim = 32;
+  for (int64_t context : {1, 9, 40, 333, 1100}) {
+    const int64_t rows = std::min<int64_t>(context, 9);  // the last `rows` positions are queries
+    std::vector<float> keys(context * head_dim), values(keys.size()), q(rows * head_dim);
+    for (float& x : keys) x = 3.0f * normal(rng);  // spread scores: tiles' maxima differ
+    for (float& x : values) x = normal(rng);
+    for (float& x : q) x = normal(rng);
+    for (int64_t tile : {16, 32}) {
+      int64_t split = 0, splits = 0;
+      ChooseSplits(context, 32, 64, split, splits);
+      std::vector<float> chunk_max(rows * splits), chunk_sum(rows * splits),
+          acc(rows * splits * head_dim, 0.0f);
+      const int64_t first_position = context - rows;
+      for (int64_t s = 0; s < splits; ++s) {
+        int64_t begin, end;
+        SplitRange(s, split, context, begin, end);
+        std::vector<float> running_max(rows, -INFINITY), running_sum(rows, 0.0f);
+        for (int64_t tile_begin = begin; tile_begin < end; tile_begin += tile) {
+          const int64_t count = std::min(tile, end - tile_begin);
+          for (int64_t r = 0; r < rows; ++r) {
+            std::vector<float> score(tile, -INFINITY);
+            float tile_max = -INFINITY;
+            for (int64_t t = 0; t < count; ++t) {
+              const int64_t p = tile_begin + t;
+              if (p > first_position + r) continue;
+              float dot = 0;
+              for (int64_t d = 0; d < head_dim; ++d) dot += q[r * head_dim + d] * keys[p * head_dim + d];
+              score[t] = dot * AttentionScale(head_dim);
+              tile_max = std::max(tile_max, score[t]);
+            }
+            const float new_max = NewMax(running_max[r], tile_max);
+            const float correction = ChunkWeight(running_max[r], new_max);
+            float tile_sum = 0;
+            float* a = &acc[(r * splits + s) * head_dim];
+            for (int64_t d = 0; d < head_dim; ++d) a[d] *= correction;
+            for (int64_t t = 0; t < count; ++t) {
+              const float w = ScoreWeight(score[t], new_max);
+              tile_sum += w;
+              for (int64_t d = 0; d < head_dim; ++d) a[d] += w * values[(tile_begin + t) * head_dim + d];
+            }
+            running_sum[r] = running_sum[r] * correction + tile_sum;
+            running_max[r] = new_max;
+          }
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          chunk_max[r * splits + s] = running_max[r];
+          chunk_sum[r * splits + s] = running_sum[r];
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t visible = first_position + r + 1;
+        std::vector<double> scores(visible);
+        double max_score = -INFINITY;
+        for (int64_t p = 0; p < visible; ++p) {
+          double dot = 0;
+          for (int64_t d = 0; d < head_dim; ++d) dot += double{q[r * head_dim + d]} * keys[p * head_dim + d];
+          scores[p] = dot / std::sqrt(double(head_dim));
+          max_score = std::max(max_score, scores[p]);
+        }
+        double total = 0;
+        for (double sc : scores) total += std::exp(sc - max_score);
+        float global_max = -INFINITY;
+        for (int64_t s = 0; s < splits; ++s) global_max = std::max(global_max, chunk_max[r * splits + s]);
+        float denominator = 0;
+        for (int64_t s = 0; s < splits; ++s) {
+          denominator += ChunkWeight(chunk_max[r * splits + s], global_max) * chunk_sum[r * splits + s];
+        }
+        for (int64_t d = 0; d < head_dim; ++d) {
+          double expected = 0;
+          for (int64_t p = 0; p < visible; ++p) {
+            expected += std::exp(scores[p] - max_score) / total * values[p * head_dim + d];
+          }
+          float out = 0;
+          for (int64_t s = 0; s < splits; ++s) {
+            out += ChunkWeight(chunk_max[r * splits + s], global_max) * acc[(r * splits + s) * head_dim + d];
+          }
+          ASSERT_NEAR(out / denominator, expected, 2e-5)
+              << "context " << context << " tile " << tile << " row " << r << " d " << d;
+        }
       }
     }
   }

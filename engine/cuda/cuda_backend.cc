@@ -235,6 +235,7 @@ class CudaBackend final : public Backend {
       for (const PendingCopy& c : pending_host_copies_) std::memcpy(c.host, c.staged, c.bytes);
     }
     pending_host_copies_.clear();
+    retired_.clear();
     recent_uploads_.clear();
     converted_valid_ = false;
     pinned_.Reset();
@@ -268,10 +269,14 @@ class CudaBackend final : public Backend {
   void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) override {
     if (!Begin()) return;
     const float* w = AsCuda(weight).f32();
+    const cuda::Copy16 copy16 = OperandCopy(out);
+    if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
     Record(Op::kRmsNorm, [=, stream = stream_] {
-      cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, stream);
+      cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, copy16,
+                          stream);
       return LaunchStatus("RmsNorm");
-    }, x, w, eps, out);
+    }, x, w, eps, out, copy16.data);
+    KeepOperandCopy(out, copy16);
   }
 
   void MatMul(TensorView x, const DeviceWeight& w, TensorView out, bool accumulate) override {
@@ -385,7 +390,7 @@ class CudaBackend final : public Backend {
     // decode steps launch the same grid (and replay as one CUDA graph); chunks past a row's
     // context are empty and cost one early exit.
     constexpr int64_t kContextBucket = 256;
-    constexpr int64_t kMinSplit = 64;  // keys per chunk: enough blocks for a batch of one
+    constexpr int64_t kMinSplit = 32;  // keys per chunk (one tile): enough blocks for a batch of one
     constexpr int64_t kMaxSplits = 64;
     launch.max_context = (max_context + kContextBucket - 1) / kContextBucket * kContextBucket;
     cuda_math::ChooseSplits(launch.max_context, kMinSplit, kMaxSplits, launch.split_positions,
@@ -396,19 +401,29 @@ class CudaBackend final : public Backend {
     launch.partial_rows = std::min(launch.partial_rows, q.rows);
     launch.partials = static_cast<float*>(Partials(launch.partial_rows * per_row));
     if (launch.partials == nullptr) return;
+    if (out.stride == out.cols) {  // the combine kernel writes the copy densely by head
+      const cuda::Copy16 copy16 = OperandCopy(out);
+      if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
+      launch.out_copy16.data = copy16.data;  // field by field: the padding stays zero
+      launch.out_copy16.type = copy16.type;
+    }
     Record(Op::kAttention, [=, stream = stream_] {
       cuda::LaunchAttention(launch, stream);
       return LaunchStatus("Attention");
     }, launch);
+    KeepOperandCopy(out, launch.out_copy16);
   }
 
   void SiluMul(TensorView gate, TensorView up, TensorView out) override {
     if (!Begin()) return;
+    const cuda::Copy16 copy16 = OperandCopy(out);
+    if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
     Record(Op::kSiluMul, [=, stream = stream_] {
       cuda::LaunchSiluMul(gate.data, gate.stride, up.data, up.stride, out.data, out.stride,
-                          gate.rows, gate.cols, stream);
+                          gate.rows, gate.cols, copy16, stream);
       return LaunchStatus("SiluMul");
-    }, gate, up, out);
+    }, gate, up, out, copy16.data);
+    KeepOperandCopy(out, copy16);
   }
 
   void Add(TensorView x, TensorView y) override {
@@ -438,11 +453,13 @@ class CudaBackend final : public Backend {
       d_tokens = static_cast<const int32_t*>(Upload(tokens.data(), tokens.size() * sizeof(int32_t)));
       if (d_tokens == nullptr) return;
     }
+    void* scratch = GrowOnly(summary_scratch_, cuda::SummaryScratchBytes(logits.rows, logits.cols));
+    if (scratch == nullptr) return;
     Record(Op::kSummarizeLogits, [=, stream = stream_] {
       cuda::LaunchSummarizeLogits(logits.data, logits.stride, logits.rows, logits.cols, d_tokens,
-                                  out.data, out.stride, stream);
+                                  out.data, out.stride, scratch, stream);
       return LaunchStatus("SummarizeLogits");
-    }, logits, d_tokens, out);
+    }, logits, d_tokens, out, scratch);
   }
 
   absl::Status AllReduceSum(TensorView x, Communicator& comm) override {
@@ -522,6 +539,23 @@ class CudaBackend final : public Backend {
       return CudaStatus(cudaMemcpyAsync(device, staged, bytes, cudaMemcpyHostToDevice, stream), what);
     }, device, staged, bytes);
   }
+  // Room for `out` rounded to the weights' 16-bit type, written by the op that produces `out` so
+  // that the next product of `out` skips its conversion pass ({} with f32 weights; data ==
+  // nullptr when the scratch could not grow).
+  cuda::Copy16 OperandCopy(const TensorView& out) {
+    if (weight_type_ == StorageType::kF32) return {};
+    cuda::Copy16 copy;
+    copy.type = weight_type_;
+    copy.data = Scratch(out.rows * out.cols * ElementBytes(weight_type_));
+    return copy;
+  }
+  // After recording such an op: the scratch holds `out`'s operand copy (see MatMul).
+  void KeepOperandCopy(const TensorView& out, const cuda::Copy16& copy) {
+    if (copy.data == nullptr) return;
+    converted_valid_ = true;
+    converted_source_ = out;
+    converted_type_ = copy.type;
+  }
   static bool Overlaps(const TensorView& a, const TensorView& b) {
     if (a.data == nullptr || b.data == nullptr) return false;
     const float* a_end = a.data + (a.rows - 1) * a.stride + a.cols;
@@ -574,11 +608,12 @@ class CudaBackend final : public Backend {
     return *device;
   }
 
-  // Grow-only device scratch (16-bit matmul operands; attention partials). Replacing a buffer while
-  // queued kernels still read it is safe: the pool only reissues it to later work on this stream.
+  // Grow-only device scratch (16-bit matmul operands; attention partials; summary chunks). A
+  // replaced buffer is kept until the step has run: work recorded before the replacement still
+  // uses it, and a cuBLASLt tuning run inside the step allocates from the same pool.
   void* GrowOnly(std::unique_ptr<cuda::PoolAllocation>& buffer, size_t bytes) {
     if (buffer == nullptr || buffer->bytes() < bytes) {
-      buffer.reset();
+      if (buffer != nullptr) retired_.push_back(std::move(buffer));
       auto allocation = pool_.Allocate(std::max(bytes, size_t{1} << 20));
       if (!Fail(allocation.status())) return nullptr;
       buffer = std::move(*allocation);
@@ -662,6 +697,8 @@ class CudaBackend final : public Backend {
   std::map<std::tuple<int64_t, int64_t>, std::unique_ptr<cuda::KvBlockPool>> kv_pools_;
   std::unique_ptr<cuda::PoolAllocation> scratch_;
   std::unique_ptr<cuda::PoolAllocation> partials_;
+  std::unique_ptr<cuda::PoolAllocation> summary_scratch_;
+  std::vector<std::unique_ptr<cuda::PoolAllocation>> retired_;  // replaced scratch, until Synchronize
   std::vector<PendingCopy> pending_host_copies_;
   std::vector<RecentUpload> recent_uploads_;
   std::vector<void*> upload_buffers_;

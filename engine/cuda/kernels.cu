@@ -20,6 +20,14 @@ __device__ __forceinline__ float Load(const __half* p) { return __half2float(*p)
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 __device__ __forceinline__ void Store(__half* p, float v) { *p = __float2half_rn(v); }
+// Element i of a 16-bit operand copy (a uniform branch on the type).
+__device__ __forceinline__ void StoreCopy(const Copy16& copy, int64_t i, float v) {
+  if (copy.type == StorageType::kBF16) {
+    Store(static_cast<__nv_bfloat16*>(copy.data) + i, v);
+  } else {
+    Store(static_cast<__half*>(copy.data) + i, v);
+  }
+}
 
 struct SumOp {
   __device__ float operator()(float a, float b) const { return a + b; }
@@ -27,7 +35,6 @@ struct SumOp {
 };
 struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-  static constexpr float kIdentity = -INFINITY;
 };
 
 template <typename Op>
@@ -57,7 +64,6 @@ __device__ float BlockReduce(float v) {
   return total;
 }
 __device__ float BlockSum(float v) { return BlockReduce<SumOp>(v); }
-__device__ float BlockMax(float v) { return BlockReduce<MaxOp>(v); }
 
 // ---- logits summaries -------------------------------------------------------------------------
 
@@ -75,28 +81,52 @@ __device__ __forceinline__ void WarpMergeStats(math::LogitStats& s) {
   for (int offset = 16; offset > 0; offset >>= 1) MergeWithLane(s, offset);
 }
 
-// One block per row: each thread accumulates a strided share of the row, then warps and the block
-// merge (the merge is exact for the argmax and reorders only the sums).
-__global__ void SummarizeLogitsKernel(const float* logits, int64_t stride, int64_t cols,
-                                      const int32_t* tokens, float* out, int64_t out_stride) {
-  const int64_t row = blockIdx.x;
-  const float* x = logits + row * stride;
-  math::LogitStats s = math::EmptyLogitStats();
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    math::AddLogit(s, x[c], static_cast<int32_t>(c));
-  }
+// Block-wide merge of every thread's statistics; thread 0 gets the result.
+__device__ math::LogitStats BlockMergeStats(math::LogitStats s) {
   WarpMergeStats(s);
   __shared__ math::LogitStats warp_stats[32];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   if (lane == 0) warp_stats[warp] = s;
   __syncthreads();
-  if (warp != 0) return;
   s = lane < static_cast<int>(blockDim.x / 32) ? warp_stats[lane] : math::EmptyLogitStats();
   WarpMergeStats(s);
-  if (lane != 0) return;
+  return s;
+}
+
+// A row of 128k logits is too long for one block (one SM, a long chain of loads per thread): first
+// one block per (chunk of columns, row) writes the chunk's statistics, then one warp per row merges
+// the chunks (exact for the argmax; only the order of the sums differs).
+constexpr int kSummaryThreads = 256;
+constexpr int kSummaryPerThread = 8;
+constexpr int64_t kSummaryChunk = int64_t{kSummaryThreads} * kSummaryPerThread;
+
+__global__ void SummarizeChunksKernel(const float* logits, int64_t stride, int64_t cols,
+                                      math::LogitStats* chunk_stats) {
+  const int64_t chunk = blockIdx.x;
+  const int64_t row = blockIdx.y;
+  const float* x = logits + row * stride;
+  const int64_t end = (chunk + 1) * kSummaryChunk < cols ? (chunk + 1) * kSummaryChunk : cols;
+  math::LogitStats s = math::EmptyLogitStats();
+#pragma unroll
+  for (int i = 0; i < kSummaryPerThread; ++i) {
+    const int64_t c = chunk * kSummaryChunk + i * int64_t{kSummaryThreads} + threadIdx.x;
+    if (c < end) math::AddLogit(s, x[c], static_cast<int32_t>(c));
+  }
+  s = BlockMergeStats(s);
+  if (threadIdx.x == 0) chunk_stats[row * gridDim.x + chunk] = s;
+}
+
+__global__ void MergeSummaryChunksKernel(const math::LogitStats* chunk_stats, int64_t chunks,
+                                         const float* logits, int64_t stride,
+                                         const int32_t* tokens, float* out, int64_t out_stride) {
+  const int64_t row = blockIdx.x;
+  math::LogitStats s = math::EmptyLogitStats();
+  for (int64_t c = threadIdx.x; c < chunks; c += 32) math::MergeLogitStats(s, chunk_stats[row * chunks + c]);
+  WarpMergeStats(s);
+  if (threadIdx.x != 0) return;
   const int32_t token = tokens != nullptr ? tokens[row] : -1;
-  const float token_logit = token >= 0 ? x[token] : __int_as_float(0x7fc00000);  // quiet NaN
+  const float token_logit = token >= 0 ? logits[row * stride + token] : __int_as_float(0x7fc00000);  // quiet NaN
   math::WriteLogitSummary(s, token_logit, out + row * out_stride);
 }
 
@@ -128,14 +158,22 @@ __global__ void EmbedKernel(const T* table, int64_t cols, const int32_t* ids, fl
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) out[row * out_stride + c] = Load(src + c);
 }
 
+// One block per row, sized so that each thread loads a few elements (all in flight at once: a
+// single row is latency-bound, not bandwidth-bound); the second pass reads them again from L1.
 __global__ void RmsNormKernel(const float* x, int64_t x_stride, int64_t cols, const float* w,
-                              float eps, float* out, int64_t out_stride) {
+                              float eps, float* out, int64_t out_stride, Copy16 copy16) {
   const float* xr = x + blockIdx.x * x_stride;
   float* yr = out + blockIdx.x * out_stride;
   float sum = 0.0f;
+#pragma unroll 4
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c] * xr[c];
   const float inv = math::RmsInverse(BlockSum(sum), cols, eps);
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = w[c] * (xr[c] * inv);
+#pragma unroll 4
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float y = w[c] * (xr[c] * inv);
+    yr[c] = y;
+    if (copy16.data != nullptr) StoreCopy(copy16, blockIdx.x * cols + c, y);
+  }
 }
 
 __global__ void AddBiasKernel(float* x, int64_t x_stride, int64_t rows, int64_t cols,
@@ -160,13 +198,15 @@ __global__ void AddKernel(const float* x, int64_t x_stride, float* y, int64_t y_
 
 __global__ void SiluMulKernel(const float* gate, int64_t gate_stride, const float* up,
                               int64_t up_stride, float* out, int64_t out_stride, int64_t rows,
-                              int64_t cols) {
+                              int64_t cols, Copy16 copy16) {
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t r = i / cols;
     const int64_t c = i % cols;
-    out[r * out_stride + c] = math::SiluMul(gate[r * gate_stride + c], up[r * up_stride + c]);
+    const float y = math::SiluMul(gate[r * gate_stride + c], up[r * up_stride + c]);
+    out[r * out_stride + c] = y;
+    if (copy16.data != nullptr) StoreCopy(copy16, i, y);
   }
 }
 
@@ -177,136 +217,246 @@ __global__ void GatherRowsKernel(const float* src, int64_t src_stride, int64_t c
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
 }
 
-__global__ void RopeKernel(float* x, int64_t x_stride, int64_t num_heads, int64_t head_dim,
-                           const int32_t* positions, const float* inv_freq, bool interleaved) {
-  float* row = x + blockIdx.x * x_stride;
+// One block per (row, head), one thread per rotated pair: every load in flight at once.
+__global__ void RopeKernel(float* x, int64_t x_stride, int64_t head_dim, const int32_t* positions,
+                           const float* inv_freq, bool interleaved) {
+  float* h = x + blockIdx.x * x_stride + blockIdx.y * head_dim;
   const int64_t half = head_dim / 2;
   const int64_t position = positions[blockIdx.x];
-  for (int64_t idx = threadIdx.x; idx < num_heads * half; idx += blockDim.x) {
-    const int64_t head = idx / half;
-    const int64_t i = idx % half;
+  for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
     const float angle = math::RopeAngle(position, inv_freq[i]);
     const float cos_v = cosf(angle);
     const float sin_v = sinf(angle);
     int64_t a, b;
     math::RopePairIndices(i, head_dim, interleaved, a, b);
-    float* h = row + head * head_dim;
     math::RotatePair(h[a], h[b], cos_v, sin_v);
   }
 }
 
 // ---- attention ---------------------------------------------------------------------------------
 
+// One block per (row, 256 elements of the row's keys and values).
+constexpr int kKvWriteThreads = 256;
 template <typename KvT>
 __global__ void KvWriteKernel(AttentionLaunch a) {
   const int64_t row = blockIdx.x;
+  const int64_t e = blockIdx.y * int64_t{kKvWriteThreads} + threadIdx.x;
+  if (e >= a.layout.kv_dim) return;
   const DeviceSequence seq = a.sequences[a.row_sequence[row]];
   const int64_t position = seq.start_pos + (row - seq.row_begin);
   KvT* block = reinterpret_cast<KvT*>(seq.block_table[a.layout.BlockIndex(position)]);
-  KvT* key = block + a.layout.KeyOffset(a.layer, position);
-  KvT* value = block + a.layout.ValueOffset(a.layer, position);
-  for (int64_t e = threadIdx.x; e < a.layout.kv_dim; e += blockDim.x) {
-    Store(key + e, a.k[row * a.k_stride + e]);
-    Store(value + e, a.v[row * a.v_stride + e]);
-  }
+  Store(block + a.layout.KeyOffset(a.layer, position) + e, a.k[row * a.k_stride + e]);
+  Store(block + a.layout.ValueOffset(a.layer, position) + e, a.v[row * a.v_stride + e]);
 }
 
 constexpr int kAttentionThreads = 128;
 constexpr int kAttentionWarps = kAttentionThreads / 32;
-constexpr int kMaxDimsPerLane = 8;  // kMaxAttentionHeadDim / 32
+// Queries (rows x heads of one kv head) sharing each key/value tile a block loads, and the most
+// accumulator elements (queries x head_dim / threads) a thread then holds in registers.
+constexpr int kMaxTileQueries = 8;
+constexpr int kMaxAccPerThread = kMaxTileQueries * kMaxAttentionHeadDim / kAttentionThreads;
 
-// One block per (head, row, split): the chunk's scores, their softmax partials and the
-// unnormalised weighted sum of values. Partial layout: [row][head][split] x (head_dim + 2) floats:
-// the accumulation, then max and sum. Shared memory: q [head_dim], scores [split_positions],
-// per-warp accumulations [warps][head_dim], then the chunk's block addresses.
-// Warps take positions round-robin (independent loads in flight for both keys and values) and the
-// chunk's block table is read once into shared memory.
+// Positions per key/value tile: two tiles of f32 [positions][head_dim] stay under 48 KiB of shared
+// memory with the queries beside them.
+__host__ __device__ constexpr int64_t TilePositions(int64_t head_dim) { return head_dim <= 128 ? 32 : 16; }
+
+__device__ __forceinline__ void Load8(const float* p, float* out) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0];
+  const float4 b = reinterpret_cast<const float4*>(p)[1];
+  out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+  out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
+}
+__device__ __forceinline__ void Load8(const __nv_bfloat16* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(pairs[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void Load8(const __half* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const auto* pairs = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __half22float2(pairs[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+// Shared-memory layout of the chunk kernel, in floats (block addresses after it, 8-byte aligned).
+struct ChunkSharedLayout {
+  int64_t tile, key_stride, q, keys, values, weights, stats, floats;
+  __host__ __device__ explicit ChunkSharedLayout(int64_t head_dim) {
+    tile = TilePositions(head_dim);
+    key_stride = head_dim + 1;  // padded: lanes reading one dim of consecutive keys hit distinct banks
+    q = 0;
+    keys = q + kMaxTileQueries * head_dim;
+    values = keys + tile * key_stride;
+    weights = values + tile * head_dim;
+    stats = weights + kMaxTileQueries * tile;  // running max, sum, correction per query
+    floats = stats + 3 * kMaxTileQueries;
+  }
+};
+
+// One block per (group of query heads of one kv head, chunk of keys, group of rows): every key and
+// value of the chunk is read from the paged cache once per block and used by all its queries (the
+// heads of a GQA group x consecutive rows of one sequence: a verification block's rows share it).
+// Keys go through shared memory in tiles, with an online softmax across tiles; the result is the
+// chunk's partial (unnormalised accumulation, max, sum) per (row, head), merged by the combine
+// kernel. Partial layout: [row][head][split] x (head_dim + 2) floats.
 template <typename KvT>
-__global__ void AttentionSplitKernel(AttentionLaunch a, int64_t row_offset) {
+__global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int64_t row_end,
+                                     int64_t heads_per_block, int64_t rows_per_block) {
   extern __shared__ float shared[];
-  const int64_t head = blockIdx.x;
-  const int64_t local_row = blockIdx.y;
-  const int64_t row = row_offset + local_row;
-  const int64_t split = blockIdx.z;
   const int64_t head_dim = a.head_dim;
-  float* q_shared = shared;
-  float* scores = q_shared + head_dim;
-  float* warp_acc = scores + a.split_positions;
+  const ChunkSharedLayout layout(head_dim);
+  float* q_s = shared + layout.q;
+  float* keys = shared + layout.keys;
+  float* values = shared + layout.values;
+  float* weights = shared + layout.weights;
+  float* running_max = shared + layout.stats;
+  float* running_sum = running_max + kMaxTileQueries;
+  float* correction = running_sum + kMaxTileQueries;
   auto* blocks = reinterpret_cast<const KvT**>(
-      (reinterpret_cast<uintptr_t>(warp_acc + kAttentionWarps * head_dim) + 7) & ~uintptr_t{7});
+      (reinterpret_cast<uintptr_t>(shared + layout.floats) + 7) & ~uintptr_t{7});
 
-  const DeviceSequence seq = a.sequences[a.row_sequence[row]];
-  const int64_t position = seq.start_pos + (row - seq.row_begin);
-  int64_t begin, end;
-  cuda_math::SplitRange(split, a.split_positions, position + 1, begin, end);
-  float* partial = a.partials + ((local_row * a.num_heads + head) * a.num_splits + split) * (head_dim + 2);
-  if (begin >= end) {
-    for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) partial[d] = 0.0f;
-    if (threadIdx.x == 0) {
-      partial[head_dim] = -INFINITY;
-      partial[head_dim + 1] = 0.0f;
-    }
-    return;
-  }
-  const int64_t first_block = a.layout.BlockIndex(begin);
-  const int64_t num_blocks = a.layout.BlockIndex(end - 1) - first_block + 1;
-  for (int64_t i = threadIdx.x; i < num_blocks; i += blockDim.x) {
-    blocks[i] = reinterpret_cast<const KvT*>(seq.block_table[first_block + i]);
-  }
-  const float* q = a.q + row * a.q_stride + head * head_dim;
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) q_shared[d] = q[d];
-  __syncthreads();
-
-  const int64_t kv_offset = cuda_math::KvHeadOf(head, a.num_heads, a.num_kv_heads) * head_dim;
+  const int64_t first_head = blockIdx.x * heads_per_block;
+  const int64_t split = blockIdx.y;
+  const int64_t kv_offset = cuda_math::KvHeadOf(first_head, a.num_heads, a.num_kv_heads) * head_dim;
   const float scale = cuda_math::AttentionScale(head_dim);
+  const int64_t tile = layout.tile;
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  for (int64_t p = begin + warp; p < end; p += kAttentionWarps) {
-    const KvT* key = blocks[a.layout.BlockIndex(p) - first_block] + a.layout.KeyOffset(a.layer, p) + kv_offset;
-    float dot = 0.0f;
-    for (int64_t d = lane; d < head_dim; d += 32) dot += q_shared[d] * Load(key + d);
-    dot = WarpSum(dot);
-    if (lane == 0) scores[p - begin] = dot * scale;
-  }
-  __syncthreads();
-  const int64_t count = end - begin;
-  float local_max = -INFINITY;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) local_max = fmaxf(local_max, scores[i]);
-  const float chunk_max = BlockMax(local_max);
-  float local_sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
-    const float e = expf(scores[i] - chunk_max);
-    scores[i] = e;
-    local_sum += e;
-  }
-  const float chunk_sum = BlockSum(local_sum);  // also orders the score writes before the reads
+  int64_t row = row_offset + blockIdx.z * rows_per_block;
+  const int64_t rows_end = row + rows_per_block < row_end ? row + rows_per_block : row_end;
 
-  float acc[kMaxDimsPerLane];
-#pragma unroll
-  for (int j = 0; j < kMaxDimsPerLane; ++j) acc[j] = 0.0f;
-  for (int64_t p = begin + warp; p < end; p += kAttentionWarps) {
-    const float weight = scores[p - begin];
-    const KvT* value = blocks[a.layout.BlockIndex(p) - first_block] + a.layout.ValueOffset(a.layer, p) + kv_offset;
-#pragma unroll
-    for (int j = 0; j < kMaxDimsPerLane; ++j) {
-      const int64_t d = lane + 32 * j;
-      if (d < head_dim) acc[j] += weight * Load(value + d);
+  // Rows of different sequences see different caches: one segment per sequence in the range.
+  while (row < rows_end) {
+    const DeviceSequence seq = a.sequences[a.row_sequence[row]];
+    const int64_t seq_end = seq.row_begin + seq.num_tokens;
+    const int64_t rows = (seq_end < rows_end ? seq_end : rows_end) - row;
+    const int64_t queries = rows * heads_per_block;  // query i: row i / heads, head i % heads
+    const int64_t first_position = seq.start_pos + (row - seq.row_begin);
+    int64_t begin, end;  // keys the last row sees in this chunk (earlier rows see a prefix)
+    cuda_math::SplitRange(split, a.split_positions, first_position + rows, begin, end);
+
+    for (int64_t i = threadIdx.x; i < queries * head_dim; i += blockDim.x) {
+      const int64_t query = i / head_dim;
+      const int64_t r = row + query / heads_per_block;
+      q_s[i] = a.q[r * a.q_stride + (first_head + query % heads_per_block) * head_dim + i % head_dim];
     }
-  }
+    if (threadIdx.x < queries) {
+      running_max[threadIdx.x] = -INFINITY;
+      running_sum[threadIdx.x] = 0.0f;
+    }
+    const int64_t first_block = begin < end ? a.layout.BlockIndex(begin) : 0;
+    const int64_t num_blocks = begin < end ? a.layout.BlockIndex(end - 1) - first_block + 1 : 0;
+    for (int64_t i = threadIdx.x; i < num_blocks; i += blockDim.x) {
+      blocks[i] = reinterpret_cast<const KvT*>(seq.block_table[first_block + i]);
+    }
+    float acc[kMaxAccPerThread];
 #pragma unroll
-  for (int j = 0; j < kMaxDimsPerLane; ++j) {
-    const int64_t d = lane + 32 * j;
-    if (d < head_dim) warp_acc[warp * head_dim + d] = acc[j];
-  }
-  __syncthreads();
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float total = 0.0f;
-    for (int w = 0; w < kAttentionWarps; ++w) total += warp_acc[w * head_dim + d];
-    partial[d] = total;
-  }
-  if (threadIdx.x == 0) {
-    partial[head_dim] = chunk_max;
-    partial[head_dim + 1] = chunk_sum;
+    for (int j = 0; j < kMaxAccPerThread; ++j) acc[j] = 0.0f;
+
+    for (int64_t tile_begin = begin; tile_begin < end; tile_begin += tile) {
+      const int64_t count = end - tile_begin < tile ? end - tile_begin : tile;
+      __syncthreads();  // q, stats and block addresses written; the previous tile fully used
+      // Load the tile's keys and values: 8 elements per thread and step (16-byte loads; rows of
+      // 8-element multiples are 16-byte aligned in the pool), else one at a time.
+      const int64_t width = head_dim % 8 == 0 ? 8 : 1;
+      const int64_t groups = head_dim / width;
+      for (int64_t i = threadIdx.x; i < count * groups; i += blockDim.x) {
+        const int64_t t = i / groups;
+        const int64_t d = (i % groups) * width;
+        const int64_t p = tile_begin + t;
+        const KvT* base = blocks[a.layout.BlockIndex(p) - first_block];
+        const KvT* key = base + a.layout.KeyOffset(a.layer, p) + kv_offset + d;
+        const KvT* value = base + a.layout.ValueOffset(a.layer, p) + kv_offset + d;
+        if (width == 8) {
+          float k8[8], v8[8];
+          Load8(key, k8);
+          Load8(value, v8);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            keys[t * layout.key_stride + d + e] = k8[e];
+            values[t * head_dim + d + e] = v8[e];
+          }
+        } else {
+          keys[t * layout.key_stride + d] = Load(key);
+          values[t * head_dim + d] = Load(value);
+        }
+      }
+      __syncthreads();
+      // Scores, causal per row: query i's row sees positions <= its own.
+      for (int64_t i = threadIdx.x; i < queries * tile; i += blockDim.x) {
+        const int64_t query = i / tile;
+        const int64_t t = i % tile;
+        const int64_t p = tile_begin + t;
+        float score = -INFINITY;
+        if (t < count && p <= first_position + query / heads_per_block) {
+          const float* qv = q_s + query * head_dim;
+          const float* kv = keys + t * layout.key_stride;
+          float dot = 0.0f;
+          for (int64_t d = 0; d < head_dim; ++d) dot += qv[d] * kv[d];
+          score = dot * scale;
+        }
+        weights[i] = score;
+      }
+      __syncthreads();
+      // Online softmax: one warp per query (tile <= 32 positions: one per lane).
+      for (int64_t query = warp; query < queries; query += kAttentionWarps) {
+        float* w = weights + query * tile;
+        const float score = lane < tile ? w[lane] : -INFINITY;
+        const float tile_max = WarpReduce<MaxOp>(score);
+        const float old_max = running_max[query];
+        const float new_max = cuda_math::NewMax(old_max, tile_max);
+        const float weight = cuda_math::ScoreWeight(score, new_max);
+        const float tile_sum = WarpSum(weight);
+        if (lane < tile) w[lane] = weight;
+        if (lane == 0) {
+          const float c = cuda_math::ChunkWeight(old_max, new_max);
+          correction[query] = c;
+          running_sum[query] = running_sum[query] * c + tile_sum;
+          running_max[query] = new_max;
+        }
+      }
+      __syncthreads();
+      // Accumulate: thread owns elements threadIdx.x + j * blockDim.x of [queries][head_dim].
+#pragma unroll
+      for (int j = 0; j < kMaxAccPerThread; ++j) {
+        const int64_t i = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+        if (i < queries * head_dim) {
+          const int64_t query = i / head_dim;
+          const int64_t d = i % head_dim;
+          const float* w = weights + query * tile;
+          float sum = 0.0f;
+          for (int64_t t = 0; t < count; ++t) sum += w[t] * values[t * head_dim + d];
+          acc[j] = acc[j] * correction[query] + sum;
+        }
+      }
+    }
+    __syncthreads();  // running stats final
+#pragma unroll
+    for (int j = 0; j < kMaxAccPerThread; ++j) {
+      const int64_t i = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+      if (i < queries * head_dim) {
+        const int64_t query = i / head_dim;
+        const int64_t local_row = row + query / heads_per_block - row_offset;
+        const int64_t head = first_head + query % heads_per_block;
+        float* partial = a.partials + ((local_row * a.num_heads + head) * a.num_splits + split) * (head_dim + 2);
+        partial[i % head_dim] = acc[j];
+        if (i % head_dim == 0) {
+          partial[head_dim] = running_max[query];
+          partial[head_dim + 1] = running_sum[query];
+        }
+      }
+    }
+    row += rows;
+    __syncthreads();  // before the next segment overwrites q and the stats
   }
 }
 
@@ -327,6 +477,7 @@ __global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
     denominator += cuda_math::ChunkWeight(p[head_dim], global_max) * p[head_dim + 1];
   }
   float* out = a.out + row * a.out_stride + head * head_dim;
+  const int64_t copy_offset = (row * a.num_heads + head) * head_dim;  // the copy is dense
   for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float acc = 0.0f;
     for (int64_t s = 0; s < a.num_splits; ++s) {
@@ -334,21 +485,26 @@ __global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
       acc += cuda_math::ChunkWeight(p[head_dim], global_max) * p[d];
     }
     out[d] = acc / denominator;
+    if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, copy_offset + d, out[d]);
   }
 }
 
 template <typename KvT>
 void AttentionTyped(const AttentionLaunch& a, cudaStream_t stream) {
-  KvWriteKernel<KvT><<<static_cast<unsigned>(a.rows), kAttentionThreads, 0, stream>>>(a);
+  const dim3 write_grid(static_cast<unsigned>(a.rows),
+                        static_cast<unsigned>((a.layout.kv_dim + kKvWriteThreads - 1) / kKvWriteThreads));
+  KvWriteKernel<KvT><<<write_grid, kKvWriteThreads, 0, stream>>>(a);
+  const int64_t heads = cuda_math::HeadsPerBlock(a.num_heads, a.num_kv_heads, kMaxTileQueries);
+  const int64_t rows_per_block = cuda_math::RowsPerBlock(heads, kMaxTileQueries);
   const int64_t max_blocks = a.split_positions / a.layout.block_positions + 2;
   const size_t shared_bytes =
-      (a.head_dim + a.split_positions + kAttentionWarps * a.head_dim) * sizeof(float) + 8 +
-      max_blocks * sizeof(void*);
+      ChunkSharedLayout(a.head_dim).floats * sizeof(float) + 8 + max_blocks * sizeof(void*);
   for (int64_t offset = 0; offset < a.rows; offset += a.partial_rows) {
     const int64_t rows = a.rows - offset < a.partial_rows ? a.rows - offset : a.partial_rows;
-    const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(rows),
-                    static_cast<unsigned>(a.num_splits));
-    AttentionSplitKernel<KvT><<<grid, kAttentionThreads, shared_bytes, stream>>>(a, offset);
+    const dim3 grid(static_cast<unsigned>(a.num_heads / heads), static_cast<unsigned>(a.num_splits),
+                    static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block));
+    AttentionChunkKernel<KvT><<<grid, kAttentionThreads, shared_bytes, stream>>>(
+        a, offset, offset + rows, heads, rows_per_block);
     const dim3 combine_grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(rows));
     AttentionCombineKernel<<<combine_grid, kAttentionThreads, 0, stream>>>(a, offset);
   }
@@ -396,10 +552,13 @@ void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_
 }
 
 void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, cudaStream_t stream) {
+                   float eps, float* out, int64_t out_stride, Copy16 copy16, cudaStream_t stream) {
   if (rows == 0) return;
-  RmsNormKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, x_stride, cols, w, eps,
-                                                                      out, out_stride);
+  // About four elements per thread: 1024 threads for a 4096-wide row, 2 passes of 4 for 8192.
+  int64_t threads = (cols / 4 + 31) / 32 * 32;
+  threads = threads < 64 ? 64 : (threads > 1024 ? 1024 : threads);
+  RmsNormKernel<<<static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream>>>(
+      x, x_stride, cols, w, eps, out, out_stride, copy16);
 }
 
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
@@ -415,10 +574,11 @@ void LaunchAdd(const float* x, int64_t x_stride, float* y, int64_t y_stride, int
 }
 
 void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
-                   float* out, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream) {
+                   float* out, int64_t out_stride, int64_t rows, int64_t cols, Copy16 copy16,
+                   cudaStream_t stream) {
   if (rows * cols == 0) return;
   SiluMulKernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(gate, gate_stride, up, up_stride,
-                                                              out, out_stride, rows, cols);
+                                                              out, out_stride, rows, cols, copy16);
 }
 
 void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,
@@ -428,22 +588,30 @@ void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const 
                                                                       dst, dst_stride);
 }
 
+int64_t SummaryScratchBytes(int64_t rows, int64_t cols) {
+  return rows * ((cols + kSummaryChunk - 1) / kSummaryChunk) * static_cast<int64_t>(sizeof(math::LogitStats));
+}
+
 void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
-                           const int32_t* tokens, float* out, int64_t out_stride,
+                           const int32_t* tokens, float* out, int64_t out_stride, void* scratch,
                            cudaStream_t stream) {
   if (rows == 0) return;
-  constexpr int kSummaryThreads = 1024;  // few rows of 128k logits: as many loads in flight as fit
-  SummarizeLogitsKernel<<<static_cast<unsigned>(rows), kSummaryThreads, 0, stream>>>(
-      logits, stride, cols, tokens, out, out_stride);
+  const int64_t chunks = cols > 0 ? (cols + kSummaryChunk - 1) / kSummaryChunk : 1;
+  auto* chunk_stats = static_cast<math::LogitStats*>(scratch);
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(rows));
+  SummarizeChunksKernel<<<grid, kSummaryThreads, 0, stream>>>(logits, stride, cols, chunk_stats);
+  MergeSummaryChunksKernel<<<static_cast<unsigned>(rows), 32, 0, stream>>>(
+      chunk_stats, chunks, logits, stride, tokens, out, out_stride);
 }
 
 void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool interleaved,
                 cudaStream_t stream) {
-  if (rows == 0) return;
-  RopeKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, x_stride, num_heads,
-                                                                   head_dim, positions, inv_freq,
-                                                                   interleaved);
+  if (rows == 0 || num_heads == 0) return;
+  const int64_t half = head_dim / 2;
+  const unsigned threads = static_cast<unsigned>(half < 32 ? 32 : (half > 256 ? 256 : (half + 31) / 32 * 32));
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(num_heads));
+  RopeKernel<<<grid, threads, 0, stream>>>(x, x_stride, head_dim, positions, inv_freq, interleaved);
 }
 
 void LaunchAttention(const AttentionLaunch& a, cudaStream_t stream) {

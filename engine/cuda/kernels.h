@@ -24,25 +24,36 @@ void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_str
 // out[i, :] = table[ids[i], :] as f32.
 void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_t* ids, int64_t n,
                  float* out, int64_t out_stride, cudaStream_t stream);
-// out = rms_norm(x) * w.
+// The ops whose output feeds a matrix product can also write it rounded to the product's 16-bit
+// operand type (contiguous [rows, cols]; data == nullptr: no copy), so the product skips its
+// conversion pass. Rounding as LaunchConvertRows (round to nearest even).
+struct Copy16 {
+  void* data = nullptr;
+  StorageType type = StorageType::kBF16;
+};
+
+// out = rms_norm(x) * w (and its 16-bit copy).
 void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, cudaStream_t stream);
+                   float eps, float* out, int64_t out_stride, Copy16 copy16, cudaStream_t stream);
 // x[r, :] += bias.
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
                    cudaStream_t stream);
 // y += x.
 void LaunchAdd(const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t rows,
                int64_t cols, cudaStream_t stream);
-// out = silu(gate) * up.
+// out = silu(gate) * up (and its 16-bit copy).
 void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
-                   float* out, int64_t out_stride, int64_t rows, int64_t cols, cudaStream_t stream);
+                   float* out, int64_t out_stride, int64_t rows, int64_t cols, Copy16 copy16,
+                   cudaStream_t stream);
 // dst[i, :] = src[rows[i], :].
 void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,
                       int64_t n, float* dst, int64_t dst_stride, cudaStream_t stream);
 // out[r, :] = the summary of logits row r (engine::LogitSummary's layout), with the logit of
-// tokens[r] (tokens may be nullptr: no token).
+// tokens[r] (tokens may be nullptr: no token). `scratch`: SummaryScratchBytes(rows, cols) of device
+// memory for per-chunk statistics.
+int64_t SummaryScratchBytes(int64_t rows, int64_t cols);
 void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
-                           const int32_t* tokens, float* out, int64_t out_stride,
+                           const int32_t* tokens, float* out, int64_t out_stride, void* scratch,
                            cudaStream_t stream);
 // Rotary embedding in place on `num_heads` heads per row.
 void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,
@@ -67,6 +78,7 @@ struct AttentionLaunch {
   int64_t v_stride = 0;
   float* out = nullptr;
   int64_t out_stride = 0;
+  Copy16 out_copy16;  // the output rounded for the next product (see Copy16)
   int64_t rows = 0;
   const int32_t* row_sequence = nullptr;   // [rows] index into sequences
   const DeviceSequence* sequences = nullptr;
