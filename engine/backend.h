@@ -164,6 +164,13 @@ class Backend {
   // position positions[i].
   virtual void Rope(TensorView x, int64_t num_heads, int64_t head_dim,
                     absl::Span<const int32_t> positions, const RopeParams& rope) = 0;
+  // Rope on a layer's queries and keys (same rows and positions); a backend may do both at once.
+  virtual void RopeQueriesAndKeys(TensorView q, int64_t q_heads, TensorView k, int64_t k_heads,
+                                  int64_t head_dim, absl::Span<const int32_t> positions,
+                                  const RopeParams& rope) {
+    Rope(q, q_heads, head_dim, positions, rope);
+    Rope(k, k_heads, head_dim, positions, rope);
+  }
   // Writes the rows' keys and values into each sequence's storage at its positions for `layer`,
   // then computes causal grouped-query attention of q over positions [0, start_pos + i] of the same
   // sequence. q/out: [tokens, num_heads * head_dim]; k/v: [tokens, num_kv_heads * head_dim].

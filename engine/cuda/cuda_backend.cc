@@ -178,10 +178,10 @@ class CudaBackend final : public Backend {
   absl::StatusOr<std::unique_ptr<KvStorage>> AllocateKv(const KvShape& shape,
                                                         int64_t capacity) override {
     MakeCurrent();
-    if (shape.head_dim > cuda::kMaxAttentionHeadDim) {
-      return absl::InvalidArgumentError(absl::StrCat("head_dim ", shape.head_dim,
-                                                     " is over the CUDA backend's limit of ",
-                                                     cuda::kMaxAttentionHeadDim));
+    if (!cuda::AttentionSupportsHeadDim(shape.head_dim)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "head_dim ", shape.head_dim, " is not supported by the CUDA backend (multiples of 8 up to ",
+          cuda::kMaxAttentionHeadDim, ")"));
     }
     const cuda_math::KvBlockLayout layout{shape.num_layers, options_.kv_block_positions,
                                           shape.num_kv_heads * shape.head_dim};
@@ -325,6 +325,13 @@ class CudaBackend final : public Backend {
 
   void Rope(TensorView x, int64_t num_heads, int64_t head_dim, absl::Span<const int32_t> positions,
             const RopeParams& rope) override {
+    RopeQueriesAndKeys(x, num_heads, TensorView{}, 0, head_dim, positions, rope);
+  }
+
+  // One launch for both tensors (a launch saved per layer).
+  void RopeQueriesAndKeys(TensorView q, int64_t q_heads, TensorView k, int64_t k_heads,
+                          int64_t head_dim, absl::Span<const int32_t> positions,
+                          const RopeParams& rope) override {
     if (!Begin()) return;
     const auto* d_positions =
         static_cast<const int32_t*>(Upload(positions.data(), positions.size() * sizeof(int32_t)));
@@ -333,18 +340,18 @@ class CudaBackend final : public Backend {
     if (d_positions == nullptr || d_freq == nullptr) return;
     const bool interleaved = rope.interleaved;
     Record(Op::kRope, [=, stream = stream_] {
-      cuda::LaunchRope(x.data, x.stride, x.rows, num_heads, head_dim, d_positions, d_freq,
-                       interleaved, stream);
+      cuda::LaunchRope({q.data, q.stride, q_heads}, {k.data, k.stride, k_heads}, q.rows, head_dim,
+                       d_positions, d_freq, interleaved, stream);
       return LaunchStatus("Rope");
-    }, x, num_heads, head_dim, d_positions, d_freq, interleaved);
+    }, q, q_heads, k, k_heads, head_dim, d_positions, d_freq, interleaved);
   }
 
   void Attention(TensorView q, TensorView k, TensorView v, int64_t layer,
                  absl::Span<const AttentionSequence> sequences, int64_t num_heads,
                  int64_t num_kv_heads, int64_t head_dim, TensorView out) override {
     if (!Begin()) return;
-    if (head_dim > cuda::kMaxAttentionHeadDim) {
-      Fail(absl::InvalidArgumentError(absl::StrCat("head_dim ", head_dim, " is over the limit")));
+    if (!cuda::AttentionSupportsHeadDim(head_dim)) {
+      Fail(absl::InvalidArgumentError(absl::StrCat("head_dim ", head_dim, " is not supported")));
       return;
     }
     std::vector<cuda::DeviceSequence> seqs(sequences.size());
@@ -391,7 +398,7 @@ class CudaBackend final : public Backend {
     // context are empty and cost one early exit.
     constexpr int64_t kContextBucket = 256;
     constexpr int64_t kMinSplit = 32;  // keys per chunk (one tile): enough blocks for a batch of one
-    constexpr int64_t kMaxSplits = 64;
+    constexpr int64_t kMaxSplits = cuda::kMaxAttentionSplits;
     launch.max_context = (max_context + kContextBucket - 1) / kContextBucket * kContextBucket;
     cuda_math::ChooseSplits(launch.max_context, kMinSplit, kMaxSplits, launch.split_positions,
                             launch.num_splits);

@@ -35,6 +35,7 @@ struct SumOp {
 };
 struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  static constexpr float kIdentity = -INFINITY;
 };
 
 template <typename Op>
@@ -217,10 +218,13 @@ __global__ void GatherRowsKernel(const float* src, int64_t src_stride, int64_t c
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
 }
 
-// One block per (row, head), one thread per rotated pair: every load in flight at once.
-__global__ void RopeKernel(float* x, int64_t x_stride, int64_t head_dim, const int32_t* positions,
-                           const float* inv_freq, bool interleaved) {
-  float* h = x + blockIdx.x * x_stride + blockIdx.y * head_dim;
+// One block per (row, head of either tensor), one thread per rotated pair: every load in flight.
+__global__ void RopeKernel(RopeTarget first, RopeTarget second, int64_t head_dim,
+                           const int32_t* positions, const float* inv_freq, bool interleaved) {
+  const bool in_first = blockIdx.y < first.heads;
+  const RopeTarget& x = in_first ? first : second;
+  const int64_t head = in_first ? blockIdx.y : blockIdx.y - first.heads;
+  float* h = x.data + blockIdx.x * x.stride + head * head_dim;
   const int64_t half = head_dim / 2;
   const int64_t position = positions[blockIdx.x];
   for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
@@ -254,7 +258,8 @@ constexpr int kAttentionWarps = kAttentionThreads / 32;
 // Queries (rows x heads of one kv head) sharing each key/value tile a block loads, and the most
 // accumulator elements (queries x head_dim / threads) a thread then holds in registers.
 constexpr int kMaxTileQueries = 8;
-constexpr int kMaxAccPerThread = kMaxTileQueries * kMaxAttentionHeadDim / kAttentionThreads;
+// Accumulator groups of 4 dims (float4) a thread holds: queries x head_dim / 4 / threads.
+constexpr int kMaxAccGroups = kMaxTileQueries * kMaxAttentionHeadDim / 4 / kAttentionThreads;
 
 // Positions per key/value tile: two tiles of f32 [positions][head_dim] stay under 48 KiB of shared
 // memory with the queries beside them.
@@ -292,7 +297,9 @@ struct ChunkSharedLayout {
   int64_t tile, key_stride, q, keys, values, weights, stats, floats;
   __host__ __device__ explicit ChunkSharedLayout(int64_t head_dim) {
     tile = TilePositions(head_dim);
-    key_stride = head_dim + 1;  // padded: lanes reading one dim of consecutive keys hit distinct banks
+    // Padded by 4: float4 reads of consecutive keys by 8 lanes (one shared-memory phase) fall in
+    // distinct banks, and rows stay 16-byte aligned.
+    key_stride = head_dim + 4;
     q = 0;
     keys = q + kMaxTileQueries * head_dim;
     values = keys + tile * key_stride;
@@ -358,37 +365,31 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
     for (int64_t i = threadIdx.x; i < num_blocks; i += blockDim.x) {
       blocks[i] = reinterpret_cast<const KvT*>(seq.block_table[first_block + i]);
     }
-    float acc[kMaxAccPerThread];
+    const int64_t head_groups = head_dim / 4;
+    float4 acc[kMaxAccGroups];
 #pragma unroll
-    for (int j = 0; j < kMaxAccPerThread; ++j) acc[j] = 0.0f;
+    for (int j = 0; j < kMaxAccGroups; ++j) acc[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 
     for (int64_t tile_begin = begin; tile_begin < end; tile_begin += tile) {
       const int64_t count = end - tile_begin < tile ? end - tile_begin : tile;
       __syncthreads();  // q, stats and block addresses written; the previous tile fully used
-      // Load the tile's keys and values: 8 elements per thread and step (16-byte loads; rows of
-      // 8-element multiples are 16-byte aligned in the pool), else one at a time.
-      const int64_t width = head_dim % 8 == 0 ? 8 : 1;
-      const int64_t groups = head_dim / width;
+      // Load the tile's keys and values, 8 elements per thread and step (16-byte loads: head_dim is
+      // a multiple of 8, so rows are 16-byte aligned in the pool).
+      const int64_t groups = head_dim / 8;
       for (int64_t i = threadIdx.x; i < count * groups; i += blockDim.x) {
         const int64_t t = i / groups;
-        const int64_t d = (i % groups) * width;
+        const int64_t d = (i % groups) * 8;
         const int64_t p = tile_begin + t;
         const KvT* base = blocks[a.layout.BlockIndex(p) - first_block];
-        const KvT* key = base + a.layout.KeyOffset(a.layer, p) + kv_offset + d;
-        const KvT* value = base + a.layout.ValueOffset(a.layer, p) + kv_offset + d;
-        if (width == 8) {
-          float k8[8], v8[8];
-          Load8(key, k8);
-          Load8(value, v8);
-#pragma unroll
-          for (int e = 0; e < 8; ++e) {
-            keys[t * layout.key_stride + d + e] = k8[e];
-            values[t * head_dim + d + e] = v8[e];
-          }
-        } else {
-          keys[t * layout.key_stride + d] = Load(key);
-          values[t * head_dim + d] = Load(value);
-        }
+        float k8[8], v8[8];
+        Load8(base + a.layout.KeyOffset(a.layer, p) + kv_offset + d, k8);
+        Load8(base + a.layout.ValueOffset(a.layer, p) + kv_offset + d, v8);
+        auto* key4 = reinterpret_cast<float4*>(keys + t * layout.key_stride + d);
+        auto* value4 = reinterpret_cast<float4*>(values + t * head_dim + d);
+        key4[0] = make_float4(k8[0], k8[1], k8[2], k8[3]);
+        key4[1] = make_float4(k8[4], k8[5], k8[6], k8[7]);
+        value4[0] = make_float4(v8[0], v8[1], v8[2], v8[3]);
+        value4[1] = make_float4(v8[4], v8[5], v8[6], v8[7]);
       }
       __syncthreads();
       // Scores, causal per row: query i's row sees positions <= its own.
@@ -398,10 +399,15 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         const int64_t p = tile_begin + t;
         float score = -INFINITY;
         if (t < count && p <= first_position + query / heads_per_block) {
-          const float* qv = q_s + query * head_dim;
-          const float* kv = keys + t * layout.key_stride;
+          const auto* qv = reinterpret_cast<const float4*>(q_s + query * head_dim);
+          const auto* kv = reinterpret_cast<const float4*>(keys + t * layout.key_stride);
           float dot = 0.0f;
-          for (int64_t d = 0; d < head_dim; ++d) dot += qv[d] * kv[d];
+#pragma unroll 4
+          for (int64_t d = 0; d < head_dim / 4; ++d) {
+            const float4 x = qv[d];
+            const float4 y = kv[d];
+            dot += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+          }
           score = dot * scale;
         }
         weights[i] = score;
@@ -425,31 +431,45 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         }
       }
       __syncthreads();
-      // Accumulate: thread owns elements threadIdx.x + j * blockDim.x of [queries][head_dim].
+      // Accumulate: thread owns 4-dim groups threadIdx.x + j * blockDim.x of [queries][head_dim].
 #pragma unroll
-      for (int j = 0; j < kMaxAccPerThread; ++j) {
-        const int64_t i = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
-        if (i < queries * head_dim) {
-          const int64_t query = i / head_dim;
-          const int64_t d = i % head_dim;
+      for (int j = 0; j < kMaxAccGroups; ++j) {
+        const int64_t g = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+        if (g < queries * head_groups) {
+          const int64_t query = g / head_groups;
+          const auto* v4 = reinterpret_cast<const float4*>(values) + g % head_groups;
           const float* w = weights + query * tile;
-          float sum = 0.0f;
-          for (int64_t t = 0; t < count; ++t) sum += w[t] * values[t * head_dim + d];
-          acc[j] = acc[j] * correction[query] + sum;
+          float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+          for (int64_t t = 0; t < count; ++t) {
+            const float wt = w[t];
+            const float4 v = v4[t * head_groups];
+            sum.x += wt * v.x;
+            sum.y += wt * v.y;
+            sum.z += wt * v.z;
+            sum.w += wt * v.w;
+          }
+          const float c = correction[query];
+          acc[j] = make_float4(acc[j].x * c + sum.x, acc[j].y * c + sum.y, acc[j].z * c + sum.z,
+                               acc[j].w * c + sum.w);
         }
       }
     }
     __syncthreads();  // running stats final
 #pragma unroll
-    for (int j = 0; j < kMaxAccPerThread; ++j) {
-      const int64_t i = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
-      if (i < queries * head_dim) {
-        const int64_t query = i / head_dim;
+    for (int j = 0; j < kMaxAccGroups; ++j) {
+      const int64_t g = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+      if (g < queries * head_groups) {
+        const int64_t query = g / head_groups;
+        const int64_t d = (g % head_groups) * 4;
         const int64_t local_row = row + query / heads_per_block - row_offset;
         const int64_t head = first_head + query % heads_per_block;
         float* partial = a.partials + ((local_row * a.num_heads + head) * a.num_splits + split) * (head_dim + 2);
-        partial[i % head_dim] = acc[j];
-        if (i % head_dim == 0) {
+        partial[d] = acc[j].x;  // (head_dim + 2)-float entries: not 16-byte aligned
+        partial[d + 1] = acc[j].y;
+        partial[d + 2] = acc[j].z;
+        partial[d + 3] = acc[j].w;
+        if (d == 0) {
           partial[head_dim] = running_max[query];
           partial[head_dim + 1] = running_sum[query];
         }
@@ -460,32 +480,33 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
   }
 }
 
-// One block per (head, row): merges the splits' partials into the output.
+// One block per (head, row): merges the splits' partials into the output. The splits' maxima and
+// sums are read in parallel (one thread each), then every dim sums over the splits.
+static_assert(kMaxAttentionSplits <= kAttentionThreads, "one thread per split");
 __global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
+  __shared__ float split_weight[kMaxAttentionSplits];
   const int64_t head = blockIdx.x;
   const int64_t local_row = blockIdx.y;
   const int64_t row = row_offset + local_row;
   const int64_t head_dim = a.head_dim;
-  const float* partials = a.partials + (local_row * a.num_heads + head) * a.num_splits * (head_dim + 2);
-  float global_max = -INFINITY;
-  for (int64_t s = 0; s < a.num_splits; ++s) {
-    global_max = fmaxf(global_max, partials[s * (head_dim + 2) + head_dim]);
-  }
-  float denominator = 0.0f;
-  for (int64_t s = 0; s < a.num_splits; ++s) {
-    const float* p = partials + s * (head_dim + 2);
-    denominator += cuda_math::ChunkWeight(p[head_dim], global_max) * p[head_dim + 1];
-  }
+  const int64_t entry = head_dim + 2;
+  const float* partials = a.partials + (local_row * a.num_heads + head) * a.num_splits * entry;
+  const bool has_split = threadIdx.x < a.num_splits;
+  const float split_max = has_split ? partials[threadIdx.x * entry + head_dim] : -INFINITY;
+  const float global_max = BlockReduce<MaxOp>(split_max);
+  const float weight = has_split ? cuda_math::ChunkWeight(split_max, global_max) : 0.0f;
+  const float denominator = BlockSum(has_split ? weight * partials[threadIdx.x * entry + head_dim + 1] : 0.0f);
+  if (has_split) split_weight[threadIdx.x] = weight;
+  __syncthreads();
   float* out = a.out + row * a.out_stride + head * head_dim;
   const int64_t copy_offset = (row * a.num_heads + head) * head_dim;  // the copy is dense
   for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float acc = 0.0f;
-    for (int64_t s = 0; s < a.num_splits; ++s) {
-      const float* p = partials + s * (head_dim + 2);
-      acc += cuda_math::ChunkWeight(p[head_dim], global_max) * p[d];
-    }
-    out[d] = acc / denominator;
-    if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, copy_offset + d, out[d]);
+#pragma unroll 4
+    for (int64_t s = 0; s < a.num_splits; ++s) acc += split_weight[s] * partials[s * entry + d];
+    const float y = acc / denominator;
+    out[d] = y;
+    if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, copy_offset + d, y);
   }
 }
 
@@ -604,14 +625,15 @@ void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, in
       chunk_stats, chunks, logits, stride, tokens, out, out_stride);
 }
 
-void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,
+void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool interleaved,
                 cudaStream_t stream) {
+  const int64_t num_heads = first.heads + second.heads;
   if (rows == 0 || num_heads == 0) return;
   const int64_t half = head_dim / 2;
   const unsigned threads = static_cast<unsigned>(half < 32 ? 32 : (half > 256 ? 256 : (half + 31) / 32 * 32));
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(num_heads));
-  RopeKernel<<<grid, threads, 0, stream>>>(x, x_stride, head_dim, positions, inv_freq, interleaved);
+  RopeKernel<<<grid, threads, 0, stream>>>(first, second, head_dim, positions, inv_freq, interleaved);
 }
 
 void LaunchAttention(const AttentionLaunch& a, cudaStream_t stream) {

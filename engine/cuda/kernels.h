@@ -55,8 +55,14 @@ int64_t SummaryScratchBytes(int64_t rows, int64_t cols);
 void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
                            const int32_t* tokens, float* out, int64_t out_stride, void* scratch,
                            cudaStream_t stream);
-// Rotary embedding in place on `num_heads` heads per row.
-void LaunchRope(float* x, int64_t x_stride, int64_t rows, int64_t num_heads, int64_t head_dim,
+// Rotary embedding in place on `heads` heads per row of one or two tensors (queries and keys of the
+// same rows; heads == 0: no tensor).
+struct RopeTarget {
+  float* data = nullptr;
+  int64_t stride = 0;
+  int64_t heads = 0;
+};
+void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool interleaved,
                 cudaStream_t stream);
 
@@ -100,8 +106,13 @@ struct AttentionLaunch {
 // Writes the rows' keys/values into the paged cache, then computes causal GQA attention.
 void LaunchAttention(const AttentionLaunch& a, cudaStream_t stream);
 
-// Largest head_dim the attention kernels support.
+// Head dims the attention kernels support: multiples of 8 (16-byte key/value loads) up to 256.
 inline constexpr int64_t kMaxAttentionHeadDim = 256;
+inline bool AttentionSupportsHeadDim(int64_t head_dim) {
+  return head_dim > 0 && head_dim <= kMaxAttentionHeadDim && head_dim % 8 == 0;
+}
+// Most chunks (flash-decoding splits) of one query's keys.
+inline constexpr int64_t kMaxAttentionSplits = 64;
 
 }  // namespace verdict::engine::cuda
 
