@@ -112,7 +112,8 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status Init() {
-    VERDICT_ASSIGN_OR_RETURN(lt_, cuda::LtMatMul::Create(&pool_, stream_, options_.autotune_matmul));
+    VERDICT_ASSIGN_OR_RETURN(lt_, cuda::LtMatMul::Create(&pool_, stream_, options_.autotune_matmul,
+                                                          options_.own_gemv));
     return absl::OkStatus();
   }
 
@@ -127,6 +128,7 @@ class CudaBackend final : public Backend {
       s.kv_blocks_total += kv->blocks_total();
     }
     s.matmul_shapes_tuned = lt_ ? lt_->shapes_tuned() : 0;
+    s.matmul_shapes_on_own_gemv = lt_ ? lt_->shapes_on_own_gemv() : 0;
     s.eager_steps = steps_.eager_steps();
     s.graphs_captured = steps_.graphs_captured();
     s.graph_replays = steps_.graph_replays();

@@ -3,8 +3,9 @@
 //   - Weights live on the device as bf16 (default), f16 or f32 (q8_0 and other checkpoint dtypes are
 //     converted once at upload); norms and biases as f32. Activations stay f32 between ops.
 //   - Matrix products go through cuBLASLt with 16-bit inputs and f32 accumulation and output (the
-//     activation is rounded to the weight dtype first). For each new (m, n, k) with m <= 64 (decode
-//     and verification shapes) the candidate algorithms are timed once and the fastest is cached.
+//     activation is rounded to the weight dtype first, by the op that produced it). For each new
+//     (m, n, k) with m <= 64 (decode and verification shapes) the candidate algorithms, and for
+//     m <= 8 our own warp-per-column kernel, are timed once (cold L2) and the fastest is cached.
 //   - The KV cache is paged: fixed-size blocks from one pool per cache shape, a block table per
 //     sequence, blocks taken as a sequence grows and returned when its cache is destroyed;
 //     truncation stays a metadata operation (engine/kv_cache.h).
@@ -34,6 +35,13 @@
 
 namespace verdict::engine {
 
+// Whether skinny products (m <= 8, 16-bit weights) may run on our own kernel instead of cuBLASLt.
+enum class OwnGemv : uint8_t {
+  kTimed,   // where it is faster than cuBLASLt's candidates (needs autotune_matmul)
+  kNever,
+  kAlways,  // wherever it applies (tests: a deterministic choice)
+};
+
 struct CudaBackendOptions {
   int device = 0;
   // Storage of weight matrices: kBF16 (default), kF16 or kF32 (exact reference mode: f32 products
@@ -47,6 +55,7 @@ struct CudaBackendOptions {
   bool cuda_graphs = true;
   // Stacked q|k|v and gate|up matrices: one product each instead of three and two.
   bool fuse_projections = true;
+  OwnGemv own_gemv = OwnGemv::kTimed;
 };
 
 // True when this build contains the CUDA backend.
@@ -70,6 +79,7 @@ struct CudaBackendStats {
   int64_t kv_blocks_in_use = 0;
   int64_t kv_blocks_total = 0;
   int64_t matmul_shapes_tuned = 0;
+  int64_t matmul_shapes_on_own_gemv = 0;  // shapes our skinny-product kernel runs
   int64_t eager_steps = 0;      // steps launched op by op
   int64_t graphs_captured = 0;  // distinct step shapes captured as CUDA graphs
   int64_t graph_replays = 0;    // steps launched as one graph

@@ -175,6 +175,26 @@ TEST_F(GpuTest, FixtureModelsMatchCpu) {
   }
 }
 
+// Our skinny-product kernel on every product it can run (16-bit weights, m <= 8), not only where it
+// times faster than cuBLASLt: the op checks' m = 1 products and a whole fixture model (decode steps
+// and the output projections' residual accumulation).
+TEST_F(GpuTest, OwnSkinnyKernelMatchesCpu) {
+  ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + "llama3_gqa/bf16"));
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    CudaBackendOptions cuda_options;
+    cuda_options.weight_dtype = dtype;
+    cuda_options.own_gemv = OwnGemv::kAlways;
+    ASSERT_OK_AND_ASSIGN(auto cuda, CreateCudaBackend(cuda_options));
+    CheckOptions options;
+    options.seed = FreshSeed();
+    options.tolerance = 1e-2;
+    std::printf("own skinny-product kernel, %s weights:\n", std::string(DTypeName(dtype)).c_str());
+    ExpectAllPassed(CheckBackendOps(*cpu_, *cuda, options));
+    ExpectAllPassed(CheckModel(*cpu_, *cuda, model.config, *model.weights, options));
+    EXPECT_GT(GetCudaBackendStats(*cuda).matmul_shapes_on_own_gemv, 0);
+  }
+}
+
 // Independent reference: the transformers logits committed with the fixtures.
 TEST_F(GpuTest, FixtureLogitsMatchTransformers) {
   for (const char* fixture : {"llama3_gqa", "llama2_mha", "odd_tied"}) {

@@ -137,6 +137,99 @@ int Blocks(int64_t n, int threads = kThreads) {
   return static_cast<int>(blocks < 1 ? 1 : blocks);
 }
 
+// ---- skinny products ---------------------------------------------------------------------------
+
+constexpr int kGemvThreads = 256;
+
+// 8 consecutive elements (16-byte aligned for 16-bit types, 32-byte for f32) as floats.
+__device__ __forceinline__ void Load8(const float* p, float* out) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0];
+  const float4 b = reinterpret_cast<const float4*>(p)[1];
+  out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+  out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
+}
+__device__ __forceinline__ void Load8(const __nv_bfloat16* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(pairs[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void Load8(const __half* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const auto* pairs = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __half22float2(pairs[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+
+// One warp per output column: the lanes stream the column's weight row in 16-byte loads (several
+// in flight per lane), each against the m activation rows (L1-resident), then reduce.
+template <typename T, int M>
+__global__ void GemvKernel(const T* x, int64_t ldx, const T* w, float* out, int64_t ldout,
+                           int64_t n, int64_t k, bool accumulate) {
+  const int lane = threadIdx.x % 32;
+  const int64_t column = blockIdx.x * int64_t{kGemvThreads / 32} + threadIdx.x / 32;
+  if (column >= n) return;
+  const T* row = w + column * k;
+  float acc[M];
+#pragma unroll
+  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
+#pragma unroll 4
+  for (int64_t i = lane * 8; i < k; i += 32 * 8) {
+    float wf[8];
+    Load8(row + i, wf);
+#pragma unroll
+    for (int r = 0; r < M; ++r) {
+      float xf[8];
+      Load8(x + r * ldx + i, xf);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[r] += wf[j] * xf[j];
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    const float sum = WarpSum(acc[r]);
+    if (lane == 0) {
+      float* o = out + r * ldout + column;
+      *o = accumulate ? *o + sum : sum;
+    }
+  }
+}
+
+template <typename T>
+void GemvTyped(const void* x, int64_t ldx, const void* w, float* out, int64_t ldout, int64_t m,
+               int64_t n, int64_t k, bool accumulate, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>((n + kGemvThreads / 32 - 1) / (kGemvThreads / 32));
+  const T* xt = static_cast<const T*>(x);
+  const T* wt = static_cast<const T*>(w);
+  switch (m) {
+#define VERDICT_GEMV_CASE(M)                                                                     \
+  case M:                                                                                        \
+    GemvKernel<T, M><<<blocks, kGemvThreads, 0, stream>>>(xt, ldx, wt, out, ldout, n, k,         \
+                                                          accumulate);                           \
+    break;
+    VERDICT_GEMV_CASE(1)
+    VERDICT_GEMV_CASE(2)
+    VERDICT_GEMV_CASE(3)
+    VERDICT_GEMV_CASE(4)
+    VERDICT_GEMV_CASE(5)
+    VERDICT_GEMV_CASE(6)
+    VERDICT_GEMV_CASE(7)
+    VERDICT_GEMV_CASE(8)
+#undef VERDICT_GEMV_CASE
+    default:
+      break;
+  }
+}
+
 // ---- elementwise ------------------------------------------------------------------------------
 
 template <typename T>
@@ -264,33 +357,6 @@ constexpr int kMaxAccGroups = kMaxTileQueries * kMaxAttentionHeadDim / 4 / kAtte
 // Positions per key/value tile: two tiles of f32 [positions][head_dim] stay under 48 KiB of shared
 // memory with the queries beside them.
 __host__ __device__ constexpr int64_t TilePositions(int64_t head_dim) { return head_dim <= 128 ? 32 : 16; }
-
-__device__ __forceinline__ void Load8(const float* p, float* out) {
-  const float4 a = reinterpret_cast<const float4*>(p)[0];
-  const float4 b = reinterpret_cast<const float4*>(p)[1];
-  out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
-  out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
-}
-__device__ __forceinline__ void Load8(const __nv_bfloat16* p, float* out) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const auto* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(pairs[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-__device__ __forceinline__ void Load8(const __half* p, float* out) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const auto* pairs = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __half22float2(pairs[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
 
 // Shared-memory layout of the chunk kernel, in floats (block addresses after it, 8-byte aligned).
 struct ChunkSharedLayout {
@@ -532,6 +598,21 @@ void AttentionTyped(const AttentionLaunch& a, cudaStream_t stream) {
 }
 
 }  // namespace
+
+bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w) {
+  return type != StorageType::kF32 && m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && ldx % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
+}
+
+void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
+                int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
+                cudaStream_t stream) {
+  if (type == StorageType::kBF16) {
+    GemvTyped<__nv_bfloat16>(x, ldx, w, out, ldout, m, n, k, accumulate, stream);
+  } else if (type == StorageType::kF16) {
+    GemvTyped<__half>(x, ldx, w, out, ldout, m, n, k, accumulate, stream);
+  }
+}
 
 void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
                        StorageType type, void* out, cudaStream_t stream) {

@@ -66,6 +66,16 @@ void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_
                 const int32_t* positions, const float* inv_freq, bool interleaved,
                 cudaStream_t stream);
 
+// Skinny products for decode and short verification blocks: out[r, :] (+)= x[r, :] . w^T for
+// r < m <= kGemvMaxRows, x and w in the same 16-bit type, one warp per output column streaming its
+// weight row with 16-byte loads. LtMatMul times it beside cuBLASLt's algorithms.
+inline constexpr int64_t kGemvMaxRows = 8;
+// True when LaunchGemv can run these operands (16-bit, k and ldx multiples of 8, 16-byte aligned).
+bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w);
+void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
+                int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
+                cudaStream_t stream);
+
 // One sequence of an attention batch, as the kernels see it.
 struct DeviceSequence {
   const uint64_t* block_table = nullptr;  // device addresses of the sequence's KV blocks

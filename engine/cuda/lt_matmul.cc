@@ -48,8 +48,8 @@ absl::StatusOr<cublasLtMatmulDesc_t> MakeDesc() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LtMatMul>> LtMatMul::Create(DevicePool* pool, cudaStream_t stream,
-                                                           bool autotune) {
-  std::unique_ptr<LtMatMul> mm(new LtMatMul(pool, stream, autotune));
+                                                           bool autotune, OwnGemv own_gemv) {
+  std::unique_ptr<LtMatMul> mm(new LtMatMul(pool, stream, autotune, own_gemv));
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&mm->handle_), "cublasLtCreate"));
   VERDICT_ASSIGN_OR_RETURN(mm->desc_, MakeDesc());
   VERDICT_ASSIGN_OR_RETURN(mm->workspace_, pool->Allocate(kWorkspaceBytes));
@@ -113,57 +113,93 @@ absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x,
   Plan& stored = plans_[key] = plan;
   guard.plan = nullptr;
   stored.algo = results[0].algo;
-  if (autotune_ && m <= kTuneMaxRows && found > 1) {
-    VERDICT_RETURN_IF_ERROR(Tune(&stored, results, found, x, w, m, n, ldout));
+  const bool gemv = own_gemv_ != OwnGemv::kNever && GemvApplies(type, m, k, x, ldx, w);
+  if (gemv && own_gemv_ == OwnGemv::kAlways) {
+    stored.use_gemv = true;
+    ++shapes_on_own_gemv_;
+  } else if (autotune_ && m <= kTuneMaxRows && (found > 1 || gemv)) {
+    VERDICT_RETURN_IF_ERROR(Tune(&stored, results, found, key, x, w, gemv));
   }
   return &stored;
 }
 
 absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates,
-                            int count, const void* x, const void* w, int64_t m, int64_t n,
-                            int64_t ldout) {
-  // Time each candidate into scratch (the real output may be an accumulation target). The scratch
-  // has the output's layout: m rows `ldout` apart (a column view of a wider buffer writes past
-  // m * n floats).
+                            int count, const Key& key, const void* x, const void* w,
+                            bool try_gemv) {
+  const auto [m, n, k, ldx, ldout, type_int, align_x, align_w, align_out] = key;
+  const StorageType type = static_cast<StorageType>(type_int);
+  // Candidates write into scratch (the real output may be an accumulation target) with the
+  // output's layout: m rows `ldout` apart (a column view of a wider buffer writes past m * n).
   const size_t scratch_floats = static_cast<size_t>((m - 1) * ldout + n);
   VERDICT_ASSIGN_OR_RETURN(auto scratch, pool_->Allocate(scratch_floats * sizeof(float)));
-  cudaEvent_t start, stop;
+  float* d = static_cast<float*>(scratch->get());
+  // Writing twice the L2 size between runs evicts the weights, as a decode step does (it streams
+  // every layer's weights once); timed on warm caches, algorithms that reread a matrix win wrongly.
+  int device = 0, l2_bytes = 0;
+  VERDICT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device), "device");
+  VERDICT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device),
+                               "L2 size");
+  const size_t flush_bytes = std::max<size_t>(size_t{2} * l2_bytes, size_t{8} << 20);
+  VERDICT_ASSIGN_OR_RETURN(auto flush, pool_->Allocate(flush_bytes));
+  cudaEvent_t start = nullptr, stop = nullptr;
   VERDICT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start), "event");
-  VERDICT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop), "event");
+  if (absl::Status s = CudaStatus(cudaEventCreate(&stop), "event"); !s.ok()) {
+    cudaEventDestroy(start);
+    return s;
+  }
+  // Mean microseconds of kRuns cold runs of `launch` (after one warm-up); infinity if it failed.
+  constexpr int kRuns = 5;
+  auto time_us = [&](const auto& launch) {
+    float total_ms = 0;
+    for (int r = 0; r <= kRuns; ++r) {
+      cudaMemsetAsync(flush->get(), r, flush_bytes, stream_);
+      cudaEventRecord(start, stream_);
+      if (!launch()) return std::numeric_limits<float>::infinity();
+      cudaEventRecord(stop, stream_);
+      if (cudaEventSynchronize(stop) != cudaSuccess) return std::numeric_limits<float>::infinity();
+      float ms = 0;
+      cudaEventElapsedTime(&ms, start, stop);
+      if (r > 0) total_ms += ms;  // run 0 warms up
+    }
+    return total_ms * 1e3f / kRuns;
+  };
   const float alpha = 1.0f, beta = 0.0f;
-  float best_ms = std::numeric_limits<float>::infinity();
-  float first_ms = 0;
+  float best_us = std::numeric_limits<float>::infinity();
+  float first_us = 0;
   int best = 0;
   for (int c = 0; c < count; ++c) {
-    constexpr int kRuns = 5;
-    bool ok = true;
-    for (int r = 0; r <= kRuns && ok; ++r) {  // the first run warms up
-      if (r == 1) cudaEventRecord(start, stream_);
-      ok = cublasLtMatmul(handle_, desc_, &alpha, w, plan->a, x, plan->b, &beta, scratch->get(),
-                          plan->d, scratch->get(), plan->d, &candidates[c].algo, workspace_->get(),
-                          kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
-    }
-    if (!ok) continue;
-    cudaEventRecord(stop, stream_);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    if (c == 0) first_ms = ms;
-    if (ms < best_ms) {
-      best_ms = ms;
+    const float us = time_us([&] {
+      return cublasLtMatmul(handle_, desc_, &alpha, w, plan->a, x, plan->b, &beta, d, plan->d, d,
+                            plan->d, &candidates[c].algo, workspace_->get(), kWorkspaceBytes,
+                            stream_) == CUBLAS_STATUS_SUCCESS;
+    });
+    if (c == 0) first_us = us;
+    if (us < best_us) {
+      best_us = us;
       best = c;
     }
   }
+  plan->algo = candidates[best].algo;
+  float gemv_us = std::numeric_limits<float>::infinity();
+  if (try_gemv) {
+    gemv_us = time_us([&] {
+      LaunchGemv(x, ldx, w, type, d, ldout, m, n, k, /*accumulate=*/false, stream_);
+      return cudaPeekAtLastError() == cudaSuccess;
+    });
+    plan->use_gemv = gemv_us < best_us;
+    if (plan->use_gemv) ++shapes_on_own_gemv_;
+  }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  plan->algo = candidates[best].algo;
   ++shapes_tuned_;
   if (std::getenv("VERDICT_LOG_MATMUL_TUNING") != nullptr) {
     std::fprintf(stderr,
-                 "[cublaslt] m=%lld n=%lld: %d candidates, heuristic's first %.1f us, best #%d %.1f us\n",
-                 (long long)m, (long long)n, count, first_ms * 1e3 / 5, best, best_ms * 1e3 / 5);
+                 "[cublaslt] m=%lld n=%lld k=%lld: %d candidates, heuristic's first %.1f us, best #%d "
+                 "%.1f us; own gemv %.1f us -> %s\n",
+                 (long long)m, (long long)n, (long long)k, count, first_us, best, best_us, gemv_us,
+                 plan->use_gemv ? "own gemv" : "cublaslt");
   }
-  return CudaStatus(cudaGetLastError(), "tuning cuBLASLt algorithms");
+  return CudaStatus(cudaGetLastError(), "tuning matrix-product algorithms");
 }
 
 int LtMatMul::Alignment(const void* p) {
@@ -178,6 +214,10 @@ absl::Status LtMatMul::Run(const void* x, int64_t ldx, const void* w, StorageTyp
   if (m == 0) return absl::OkStatus();
   const Key key{m, n, k, ldx, ldout, static_cast<int>(type), Alignment(x), Alignment(w), Alignment(out)};
   VERDICT_ASSIGN_OR_RETURN(Plan * plan, GetPlan(key, x, w));
+  if (plan->use_gemv) {
+    LaunchGemv(x, ldx, w, type, out, ldout, m, n, k, accumulate, stream_);
+    return CudaStatus(cudaGetLastError(), "skinny product");
+  }
   const float alpha = 1.0f;
   const float beta = accumulate ? 1.0f : 0.0f;
   return CublasStatus(cublasLtMatmul(handle_, desc_, &alpha, w, plan->a, x, plan->b, &beta,

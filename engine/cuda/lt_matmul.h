@@ -4,8 +4,10 @@
 // activation already in the same type (row-major, leading dimension ldx); out is f32 row-major with
 // leading dimension ldout. Accumulation is f32 (no TF32 for f32 operands).
 // The algorithm for each shape comes from cuBLASLt's heuristic; for m <= kTuneMaxRows the top
-// candidates are timed once on the stream and the fastest is cached (decode and verification run the
-// same few shapes millions of times). Not thread-safe: owned by the backend's engine thread.
+// candidates, and our own skinny-product kernel where it applies (kernels.h, m <= kGemvMaxRows),
+// are timed once on the stream and the fastest is cached (decode and verification run the same few
+// shapes millions of times). Each timed run starts with the L2 cache flushed, as in a real step,
+// where the weights stream from memory. Not thread-safe: owned by the backend's engine thread.
 #ifndef VERDICT_ENGINE_CUDA_LT_MATMUL_H_
 #define VERDICT_ENGINE_CUDA_LT_MATMUL_H_
 
@@ -18,6 +20,7 @@
 #include <tuple>
 
 #include "absl/status/status.h"
+#include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/device_memory.h"
 #include "engine/cuda/kernels.h"
 
@@ -29,39 +32,43 @@ class LtMatMul {
 
   // `pool` provides the workspace and tuning scratch; it must outlive this object.
   static absl::StatusOr<std::unique_ptr<LtMatMul>> Create(DevicePool* pool, cudaStream_t stream,
-                                                          bool autotune);
+                                                          bool autotune, OwnGemv own_gemv);
   ~LtMatMul();
 
   absl::Status Run(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
                    int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate);
 
   int64_t shapes_tuned() const { return shapes_tuned_; }
+  int64_t shapes_on_own_gemv() const { return shapes_on_own_gemv_; }
 
  private:
   struct Plan {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo;
+    bool use_gemv = false;  // our skinny-product kernel runs this shape
   };
   // (m, n, k, ldx, ldout, operand type, alignment of x, of w, of out): cuBLASLt's heuristic assumes
   // 256-byte aligned pointers unless told otherwise, and views into activation buffers need not be.
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int>;
 
-  LtMatMul(DevicePool* pool, cudaStream_t stream, bool autotune)
-      : pool_(pool), stream_(stream), autotune_(autotune) {}
+  LtMatMul(DevicePool* pool, cudaStream_t stream, bool autotune, OwnGemv own_gemv)
+      : pool_(pool), stream_(stream), autotune_(autotune), own_gemv_(own_gemv) {}
   absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w);
   static int Alignment(const void* p);
   absl::Status Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates, int count,
-                    const void* x, const void* w, int64_t m, int64_t n, int64_t ldout);
+                    const Key& key, const void* x, const void* w, bool try_gemv);
 
   DevicePool* pool_;
   cudaStream_t stream_;
   bool autotune_;
+  OwnGemv own_gemv_;
   cublasLtHandle_t handle_ = nullptr;
   // f32 compute and scale (no TF32) for every operand type: the operand types live in the layouts.
   cublasLtMatmulDesc_t desc_ = nullptr;
   std::unique_ptr<PoolAllocation> workspace_;
   std::map<Key, Plan> plans_;
   int64_t shapes_tuned_ = 0;
+  int64_t shapes_on_own_gemv_ = 0;
 };
 
 }  // namespace verdict::engine::cuda

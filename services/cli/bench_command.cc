@@ -39,6 +39,7 @@ struct BenchFlags {
   bool cuda_graphs = true;
   bool full_outputs = false;
   bool fuse_projections = true;
+  bool own_gemv = true;
   std::string json;
 };
 
@@ -120,6 +121,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   engine::CudaBackendOptions cuda_options;
   cuda_options.cuda_graphs = flags.cuda_graphs;
   cuda_options.fuse_projections = flags.fuse_projections;
+  cuda_options.own_gemv = flags.own_gemv ? engine::OwnGemv::kTimed : engine::OwnGemv::kNever;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
                            engine::CreateBackendForDevice(flags.device, threads, cuda_options));
   std::unique_ptr<engine::WeightSource> random_weights;
@@ -199,10 +201,11 @@ absl::Status RunBench(const BenchFlags& flags) {
   if (!on_cpu) {
     const engine::CudaBackendStats stats = engine::GetCudaBackendStats(*backend);
     std::printf("steps: %lld op by op, %lld as CUDA graph replays (%lld shapes captured); "
-                "%lld matmul shapes tuned; device memory %.2f GB reserved\n",
+                "%lld matmul shapes tuned (%lld on our own skinny-product kernel); device memory "
+                "%.2f GB reserved\n",
                 (long long)stats.eager_steps, (long long)stats.graph_replays,
                 (long long)stats.graphs_captured, (long long)stats.matmul_shapes_tuned,
-                stats.device_bytes_reserved / 1e9);
+                (long long)stats.matmul_shapes_on_own_gemv, stats.device_bytes_reserved / 1e9);
   }
   double read_bw = 0;
   if (on_cpu) {
@@ -272,6 +275,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("!--no-cuda-graphs", flags->cuda_graphs, "CUDA: launch every step op by op");
   cmd->add_flag("!--no-fused-projections", flags->fuse_projections,
                 "CUDA: separate q/k/v and gate/up products instead of stacked ones");
+  cmd->add_flag("!--no-own-gemv", flags->own_gemv,
+                "CUDA: skinny products on cuBLASLt only (not our own kernel where it times faster)");
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");
