@@ -493,6 +493,21 @@ int32_t ArgMax(const float* v, int64_t n) {
 // Gap between the largest logit and the logit of `other`.
 float Margin(const float* v, int64_t n, int32_t other) { return v[ArgMax(v, n)] - v[other]; }
 
+// hidden[r, :] . probe for each of `rows` rows, in double precision (the judge head's dot product,
+// as a reference for the backend's probe output).
+std::vector<float> ProbeDots(const std::vector<float>& hidden, const std::vector<float>& probe,
+                             int64_t rows, int64_t hidden_size) {
+  std::vector<float> dots;
+  for (int64_t r = 0; r < rows; ++r) {
+    double dot = 0;
+    for (int64_t c = 0; c < hidden_size; ++c) {
+      dot += static_cast<double>(hidden[r * hidden_size + c]) * probe[c];
+    }
+    dots.push_back(static_cast<float>(dot));
+  }
+  return dots;
+}
+
 // Token ids of a step: deterministic, in range.
 std::vector<int32_t> StepIds(int64_t n, int64_t offset, int64_t vocab) {
   std::vector<int32_t> ids(n);
@@ -571,15 +586,9 @@ std::vector<CheckResult> CheckTensorParallel(Backend& reference,
     results.push_back(CompareSummaries(label + " merged logits summaries", expected.logits,
                                        config.vocab_size, got.summaries, summary_tokens,
                                        std::max(1e-4, options.tolerance), options.greedy_tie_margin));
-    std::vector<float> dots;
-    for (int64_t r = 0; r < tokens; ++r) {
-      double dot = 0;
-      for (int64_t c = 0; c < config.hidden_size; ++c) {
-        dot += static_cast<double>(expected.hidden[r * config.hidden_size + c]) * probe[c];
-      }
-      dots.push_back(static_cast<float>(dot));
-    }
-    results.push_back(Compare(label + " hidden probe", dots, got.probe, std::max(1e-4, options.tolerance)));
+    results.push_back(Compare(label + " hidden probe",
+                              ProbeDots(expected.hidden, probe, tokens, config.hidden_size),
+                              got.probe, std::max(1e-4, options.tolerance)));
   }
   return results;
 }
@@ -688,15 +697,8 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
       results.push_back(CompareSummaries(name + " logits summaries (vs its own logits)",
                                          cand_out.logits, config.vocab_size, cand_out.summaries,
                                          summary_tokens, 1e-4));
-      std::vector<float> dots;
-      for (int64_t r = 0; r < rows; ++r) {
-        double dot = 0;
-        for (int64_t c = 0; c < config.hidden_size; ++c) {
-          dot += static_cast<double>(cand_out.hidden[r * config.hidden_size + c]) * probe[c];
-        }
-        dots.push_back(static_cast<float>(dot));
-      }
-      results.push_back(Compare(name + " hidden probe (vs its own hidden states)", dots,
+      results.push_back(Compare(name + " hidden probe (vs its own hidden states)",
+                                ProbeDots(cand_out.hidden, probe, rows, config.hidden_size),
                                 cand_out.probe, 1e-4));
     }
   }
