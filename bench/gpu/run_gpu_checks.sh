@@ -27,7 +27,7 @@ timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|
 # small for a strided output once did): memcheck over the tensor-parallel and graph tests. API
 # errors are not reported: a step with a host all-reduce fails its graph capture by design.
 timeout 150 compute-sanitizer --tool memcheck --report-api-errors no "$TEST" \
-  --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*' 2>&1 |
+  --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*:GpuTest.ProgrammaticLaunch*' 2>&1 |
   tee "$OUT/memcheck.txt" | grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" | head -20
 timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
 VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b \
@@ -37,6 +37,8 @@ timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-cuda-graph
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_graphs.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --full-outputs --batch 1,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_full_outputs.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-pdl --batch 1,32 --k 16 \
+  --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_pdl.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-own-gemv --batch 1,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_own_gemv.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-fused-projections --batch 1,32 --k 16 \

@@ -95,6 +95,7 @@ class CudaBackend final : public Backend {
   CudaBackend(const CudaBackendOptions& options, cudaStream_t stream)
       : options_(options),
         stream_(stream),
+        launch_{stream, options.programmatic_launch},
         weight_type_(StorageOf(options.weight_dtype)),
         pinned_(cuda::StepArena::Kind::kPinnedHost, size_t{16} << 20),
         meta_(cuda::StepArena::Kind::kDevice, size_t{1} << 20),
@@ -112,7 +113,7 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status Init() {
-    VERDICT_ASSIGN_OR_RETURN(lt_, cuda::LtMatMul::Create(&pool_, stream_, options_.autotune_matmul,
+    VERDICT_ASSIGN_OR_RETURN(lt_, cuda::LtMatMul::Create(&pool_, launch_, options_.autotune_matmul,
                                                           options_.own_gemv));
     return absl::OkStatus();
   }
@@ -262,7 +263,7 @@ class CudaBackend final : public Backend {
     const StorageType type = t.type();
     const int64_t cols = t.cols();
     const int64_t n = static_cast<int64_t>(ids.size());
-    Record(Op::kEmbed, [=, stream = stream_] {
+    Record(Op::kEmbed, [=, stream = launch_] {
       cuda::LaunchEmbed(data, type, cols, d_ids, n, out.data, out.stride, stream);
       return LaunchStatus("Embed");
     }, data, type, cols, d_ids, n, out);
@@ -273,7 +274,7 @@ class CudaBackend final : public Backend {
     const float* w = AsCuda(weight).f32();
     const cuda::Copy16 copy16 = OperandCopy(out);
     if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
-    Record(Op::kRmsNorm, [=, stream = stream_] {
+    Record(Op::kRmsNorm, [=, stream = launch_] {
       cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, copy16,
                           stream);
       return LaunchStatus("RmsNorm");
@@ -298,7 +299,7 @@ class CudaBackend final : public Backend {
             converted_type_ == type)) {
         void* converted = Scratch(x.rows * x.cols * ElementBytes(type));
         if (converted == nullptr) return;
-        Record(Op::kConvert, [=, stream = stream_] {
+        Record(Op::kConvert, [=, stream = launch_] {
           cuda::LaunchConvertRows(x.data, x.rows, x.cols, x.stride, type, converted, stream);
           return LaunchStatus("MatMul input conversion");
         }, x, type, converted);
@@ -319,7 +320,7 @@ class CudaBackend final : public Backend {
   void AddBias(TensorView x, const DeviceWeight& bias) override {
     if (!Begin()) return;
     const float* b = AsCuda(bias).f32();
-    Record(Op::kAddBias, [=, stream = stream_] {
+    Record(Op::kAddBias, [=, stream = launch_] {
       cuda::LaunchAddBias(x.data, x.stride, x.rows, x.cols, b, stream);
       return LaunchStatus("AddBias");
     }, x, b);
@@ -341,7 +342,7 @@ class CudaBackend final : public Backend {
         static_cast<const float*>(Upload(rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float)));
     if (d_positions == nullptr || d_freq == nullptr) return;
     const bool interleaved = rope.interleaved;
-    Record(Op::kRope, [=, stream = stream_] {
+    Record(Op::kRope, [=, stream = launch_] {
       cuda::LaunchRope({q.data, q.stride, q_heads}, {k.data, k.stride, k_heads}, q.rows, head_dim,
                        d_positions, d_freq, interleaved, stream);
       return LaunchStatus("Rope");
@@ -416,7 +417,7 @@ class CudaBackend final : public Backend {
       launch.out_copy16.data = copy16.data;  // field by field: the padding stays zero
       launch.out_copy16.type = copy16.type;
     }
-    Record(Op::kAttention, [=, stream = stream_] {
+    Record(Op::kAttention, [=, stream = launch_] {
       cuda::LaunchAttention(launch, stream);
       return LaunchStatus("Attention");
     }, launch);
@@ -427,7 +428,7 @@ class CudaBackend final : public Backend {
     if (!Begin()) return;
     const cuda::Copy16 copy16 = OperandCopy(out);
     if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
-    Record(Op::kSiluMul, [=, stream = stream_] {
+    Record(Op::kSiluMul, [=, stream = launch_] {
       cuda::LaunchSiluMul(gate.data, gate.stride, up.data, up.stride, out.data, out.stride,
                           gate.rows, gate.cols, copy16, stream);
       return LaunchStatus("SiluMul");
@@ -437,7 +438,7 @@ class CudaBackend final : public Backend {
 
   void Add(TensorView x, TensorView y) override {
     if (!Begin()) return;
-    Record(Op::kAdd, [=, stream = stream_] {
+    Record(Op::kAdd, [=, stream = launch_] {
       cuda::LaunchAdd(x.data, x.stride, y.data, y.stride, x.rows, x.cols, stream);
       return LaunchStatus("Add");
     }, x, y);
@@ -448,7 +449,7 @@ class CudaBackend final : public Backend {
     const auto* d_rows = static_cast<const int32_t*>(Upload(rows.data(), rows.size() * sizeof(int32_t)));
     if (d_rows == nullptr) return;
     const int64_t n = static_cast<int64_t>(rows.size());
-    Record(Op::kGatherRows, [=, stream = stream_] {
+    Record(Op::kGatherRows, [=, stream = launch_] {
       cuda::LaunchGatherRows(src.data, src.stride, src.cols, d_rows, n, dst.data, dst.stride, stream);
       return LaunchStatus("GatherRows");
     }, src, d_rows, n, dst);
@@ -464,7 +465,7 @@ class CudaBackend final : public Backend {
     }
     void* scratch = GrowOnly(summary_scratch_, cuda::SummaryScratchBytes(logits.rows, logits.cols));
     if (scratch == nullptr) return;
-    Record(Op::kSummarizeLogits, [=, stream = stream_] {
+    Record(Op::kSummarizeLogits, [=, stream = launch_] {
       cuda::LaunchSummarizeLogits(logits.data, logits.stride, logits.rows, logits.cols, d_tokens,
                                   out.data, out.stride, scratch, stream);
       return LaunchStatus("SummarizeLogits");
@@ -698,6 +699,7 @@ class CudaBackend final : public Backend {
 
   CudaBackendOptions options_;
   cudaStream_t stream_;
+  cuda::LaunchStream launch_;  // stream_ for our kernels (with programmatic launch if enabled)
   StorageType weight_type_;
   cuda::DevicePool pool_;
   cuda::StepArena pinned_;  // staging of host<->device copies for the current step

@@ -56,6 +56,9 @@ struct CudaBackendOptions {
   // Stacked q|k|v and gate|up matrices: one product each instead of three and two.
   bool fuse_projections = true;
   OwnGemv own_gemv = OwnGemv::kTimed;
+  // Programmatic dependent launch of our kernels (Hopper): each is scheduled while the previous
+  // kernel finishes and waits for it on the device, hiding the launch latency between them.
+  bool programmatic_launch = true;
 };
 
 // True when this build contains the CUDA backend.

@@ -274,17 +274,17 @@ TEST_F(GpuTest, DecodeStepsDoNotGrowMemory) {
 // Decode steps of a fixed batch repeat exactly and run as CUDA graphs from the second step on; the
 // graph replays give bit-identical logits to op-by-op execution (same kernels and cuBLASLt
 // algorithms: autotuning off on both sides so the choice cannot differ).
-TEST_F(GpuTest, GraphReplayMatchesEagerExactly) {
+// Runs the same prefill + 59 greedy decode steps of two sequences on two CUDA backends and expects
+// bit-identical logits and hidden states at every step (the same kernels in the same order, however
+// they are launched). Returns both backends' statistics.
+void ExpectIdenticalSteps(const CudaBackendOptions (&options)[2], CudaBackendStats (&stats)[2]) {
   ASSERT_OK_AND_ASSIGN(LlamaConfig config, PresetConfig("tiny"));
   ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kBF16, FreshSeed()));
   std::unique_ptr<Backend> backends[2];
   std::unique_ptr<ModelSlice> slices[2];
   std::vector<std::unique_ptr<KvCache>> caches[2];
   for (int i = 0; i < 2; ++i) {
-    CudaBackendOptions options;
-    options.autotune_matmul = false;
-    options.cuda_graphs = i == 0;
-    ASSERT_OK_AND_ASSIGN(backends[i], CreateCudaBackend(options));
+    ASSERT_OK_AND_ASSIGN(backends[i], CreateCudaBackend(options[i]));
     ASSERT_OK_AND_ASSIGN(slices[i], ModelSlice::Create(config, *weights, {}, backends[i].get()));
     for (int s = 0; s < 2; ++s) {
       ASSERT_OK_AND_ASSIGN(auto c, slices[i]->NewKvCache(512));
@@ -312,12 +312,36 @@ TEST_F(GpuTest, GraphReplayMatchesEagerExactly) {
     }
     tokens = 1;
   }
-  const CudaBackendStats graphs = GetCudaBackendStats(*backends[0]);
-  const CudaBackendStats eager = GetCudaBackendStats(*backends[1]);
-  std::printf("graphs: %lld captured, %lld replays, %lld eager steps\n", (long long)graphs.graphs_captured,
-              (long long)graphs.graph_replays, (long long)graphs.eager_steps);
-  EXPECT_GT(graphs.graph_replays, 30);  // 59 decode steps; a new KV block every 16 runs eagerly
-  EXPECT_EQ(eager.graph_replays, 0);
+  for (int i = 0; i < 2; ++i) stats[i] = GetCudaBackendStats(*backends[i]);
+}
+
+TEST_F(GpuTest, GraphReplayMatchesEagerExactly) {
+  CudaBackendOptions options[2];
+  for (int i = 0; i < 2; ++i) {
+    options[i].autotune_matmul = false;
+    options[i].cuda_graphs = i == 0;
+  }
+  CudaBackendStats stats[2];
+  ExpectIdenticalSteps(options, stats);
+  std::printf("graphs: %lld captured, %lld replays, %lld eager steps\n",
+              (long long)stats[0].graphs_captured, (long long)stats[0].graph_replays,
+              (long long)stats[0].eager_steps);
+  EXPECT_GT(stats[0].graph_replays, 30);  // 59 decode steps; a new KV block every 16 runs eagerly
+  EXPECT_EQ(stats[1].graph_replays, 0);
+}
+
+// Programmatic dependent launch only lets a kernel be scheduled early; each waits for its
+// predecessor before touching memory, so results are bit-identical to plain launches, in graphs too.
+TEST_F(GpuTest, ProgrammaticLaunchMatchesPlainLaunchExactly) {
+  CudaBackendOptions options[2];
+  for (int i = 0; i < 2; ++i) {
+    options[i].autotune_matmul = false;  // the same products on both
+    options[i].own_gemv = OwnGemv::kAlways;  // our kernel launches programmatically too
+    options[i].programmatic_launch = i == 0;
+  }
+  CudaBackendStats stats[2];
+  ExpectIdenticalSteps(options, stats);
+  EXPECT_GT(stats[0].graph_replays, 30);
 }
 
 // Megatron splitting with CUDA backends: W ranks sharing this GPU (host thread communicators), and

@@ -20,6 +20,30 @@ __device__ __forceinline__ float Load(const __half* p) { return __half2float(*p)
 __device__ __forceinline__ void Store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void Store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 __device__ __forceinline__ void Store(__half* p, float v) { *p = __float2half_rn(v); }
+// First statement of every kernel: under programmatic dependent launch the kernel may start while
+// the previous one on the stream still runs; this waits for it (a no-op otherwise).
+__device__ __forceinline__ void WaitForPredecessor() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cudaGridDependencySynchronize();
+#endif
+}
+
+template <typename... Params, typename... Args>
+void Launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+            LaunchStream stream, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream.stream;
+  cudaLaunchAttribute attribute[1] = {};
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = stream.programmatic ? 1 : 0;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  (void)cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);  // errors: cudaGetLastError
+}
+
 // Element i of a 16-bit operand copy (a uniform branch on the type).
 __device__ __forceinline__ void StoreCopy(const Copy16& copy, int64_t i, float v) {
   if (copy.type == StorageType::kBF16) {
@@ -104,6 +128,7 @@ constexpr int64_t kSummaryChunk = int64_t{kSummaryThreads} * kSummaryPerThread;
 
 __global__ void SummarizeChunksKernel(const float* logits, int64_t stride, int64_t cols,
                                       math::LogitStats* chunk_stats) {
+  WaitForPredecessor();
   const int64_t chunk = blockIdx.x;
   const int64_t row = blockIdx.y;
   const float* x = logits + row * stride;
@@ -121,6 +146,7 @@ __global__ void SummarizeChunksKernel(const float* logits, int64_t stride, int64
 __global__ void MergeSummaryChunksKernel(const math::LogitStats* chunk_stats, int64_t chunks,
                                          const float* logits, int64_t stride,
                                          const int32_t* tokens, float* out, int64_t out_stride) {
+  WaitForPredecessor();
   const int64_t row = blockIdx.x;
   math::LogitStats s = math::EmptyLogitStats();
   for (int64_t c = threadIdx.x; c < chunks; c += 32) math::MergeLogitStats(s, chunk_stats[row * chunks + c]);
@@ -175,6 +201,7 @@ __device__ __forceinline__ void Load8(const __half* p, float* out) {
 template <typename T, int M>
 __global__ void GemvKernel(const T* x, int64_t ldx, const T* w, float* out, int64_t ldout,
                            int64_t n, int64_t k, bool accumulate) {
+  WaitForPredecessor();
   const int lane = threadIdx.x % 32;
   const int64_t column = blockIdx.x * int64_t{kGemvThreads / 32} + threadIdx.x / 32;
   if (column >= n) return;
@@ -206,15 +233,15 @@ __global__ void GemvKernel(const T* x, int64_t ldx, const T* w, float* out, int6
 
 template <typename T>
 void GemvTyped(const void* x, int64_t ldx, const void* w, float* out, int64_t ldout, int64_t m,
-               int64_t n, int64_t k, bool accumulate, cudaStream_t stream) {
+               int64_t n, int64_t k, bool accumulate, LaunchStream stream) {
   const unsigned blocks = static_cast<unsigned>((n + kGemvThreads / 32 - 1) / (kGemvThreads / 32));
   const T* xt = static_cast<const T*>(x);
   const T* wt = static_cast<const T*>(w);
   switch (m) {
 #define VERDICT_GEMV_CASE(M)                                                                     \
   case M:                                                                                        \
-    GemvKernel<T, M><<<blocks, kGemvThreads, 0, stream>>>(xt, ldx, wt, out, ldout, n, k,         \
-                                                          accumulate);                           \
+    Launch(GemvKernel<T, M>, blocks, kGemvThreads, 0, stream, xt, ldx, wt, out, ldout, n, k, \
+           accumulate);                                                                          \
     break;
     VERDICT_GEMV_CASE(1)
     VERDICT_GEMV_CASE(2)
@@ -235,6 +262,7 @@ void GemvTyped(const void* x, int64_t ldx, const void* w, float* out, int64_t ld
 template <typename T>
 __global__ void ConvertRowsKernel(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
                                   T* out) {
+  WaitForPredecessor();
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -247,6 +275,7 @@ __global__ void ConvertRowsKernel(const float* x, int64_t rows, int64_t cols, in
 template <typename T>
 __global__ void EmbedKernel(const T* table, int64_t cols, const int32_t* ids, float* out,
                             int64_t out_stride) {
+  WaitForPredecessor();
   const int64_t row = blockIdx.x;
   const T* src = table + static_cast<int64_t>(ids[row]) * cols;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) out[row * out_stride + c] = Load(src + c);
@@ -256,6 +285,7 @@ __global__ void EmbedKernel(const T* table, int64_t cols, const int32_t* ids, fl
 // single row is latency-bound, not bandwidth-bound); the second pass reads them again from L1.
 __global__ void RmsNormKernel(const float* x, int64_t x_stride, int64_t cols, const float* w,
                               float eps, float* out, int64_t out_stride, Copy16 copy16) {
+  WaitForPredecessor();
   const float* xr = x + blockIdx.x * x_stride;
   float* yr = out + blockIdx.x * out_stride;
   float sum = 0.0f;
@@ -272,6 +302,7 @@ __global__ void RmsNormKernel(const float* x, int64_t x_stride, int64_t cols, co
 
 __global__ void AddBiasKernel(float* x, int64_t x_stride, int64_t rows, int64_t cols,
                               const float* bias) {
+  WaitForPredecessor();
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -281,6 +312,7 @@ __global__ void AddBiasKernel(float* x, int64_t x_stride, int64_t rows, int64_t 
 
 __global__ void AddKernel(const float* x, int64_t x_stride, float* y, int64_t y_stride,
                           int64_t rows, int64_t cols) {
+  WaitForPredecessor();
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -293,6 +325,7 @@ __global__ void AddKernel(const float* x, int64_t x_stride, float* y, int64_t y_
 __global__ void SiluMulKernel(const float* gate, int64_t gate_stride, const float* up,
                               int64_t up_stride, float* out, int64_t out_stride, int64_t rows,
                               int64_t cols, Copy16 copy16) {
+  WaitForPredecessor();
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -306,6 +339,7 @@ __global__ void SiluMulKernel(const float* gate, int64_t gate_stride, const floa
 
 __global__ void GatherRowsKernel(const float* src, int64_t src_stride, int64_t cols,
                                  const int32_t* rows, float* dst, int64_t dst_stride) {
+  WaitForPredecessor();
   const float* s = src + static_cast<int64_t>(rows[blockIdx.x]) * src_stride;
   float* d = dst + blockIdx.x * dst_stride;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
@@ -314,6 +348,7 @@ __global__ void GatherRowsKernel(const float* src, int64_t src_stride, int64_t c
 // One block per (row, head of either tensor), one thread per rotated pair: every load in flight.
 __global__ void RopeKernel(RopeTarget first, RopeTarget second, int64_t head_dim,
                            const int32_t* positions, const float* inv_freq, bool interleaved) {
+  WaitForPredecessor();
   const bool in_first = blockIdx.y < first.heads;
   const RopeTarget& x = in_first ? first : second;
   const int64_t head = in_first ? blockIdx.y : blockIdx.y - first.heads;
@@ -336,6 +371,7 @@ __global__ void RopeKernel(RopeTarget first, RopeTarget second, int64_t head_dim
 constexpr int kKvWriteThreads = 256;
 template <typename KvT>
 __global__ void KvWriteKernel(AttentionLaunch a) {
+  WaitForPredecessor();
   const int64_t row = blockIdx.x;
   const int64_t e = blockIdx.y * int64_t{kKvWriteThreads} + threadIdx.x;
   if (e >= a.layout.kv_dim) return;
@@ -384,6 +420,7 @@ struct ChunkSharedLayout {
 template <typename KvT>
 __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int64_t row_end,
                                      int64_t heads_per_block, int64_t rows_per_block) {
+  WaitForPredecessor();
   extern __shared__ float shared[];
   const int64_t head_dim = a.head_dim;
   const ChunkSharedLayout layout(head_dim);
@@ -550,6 +587,7 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
 // sums are read in parallel (one thread each), then every dim sums over the splits.
 static_assert(kMaxAttentionSplits <= kAttentionThreads, "one thread per split");
 __global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
+  WaitForPredecessor();
   __shared__ float split_weight[kMaxAttentionSplits];
   const int64_t head = blockIdx.x;
   const int64_t local_row = blockIdx.y;
@@ -577,10 +615,10 @@ __global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
 }
 
 template <typename KvT>
-void AttentionTyped(const AttentionLaunch& a, cudaStream_t stream) {
+void AttentionTyped(const AttentionLaunch& a, LaunchStream stream) {
   const dim3 write_grid(static_cast<unsigned>(a.rows),
                         static_cast<unsigned>((a.layout.kv_dim + kKvWriteThreads - 1) / kKvWriteThreads));
-  KvWriteKernel<KvT><<<write_grid, kKvWriteThreads, 0, stream>>>(a);
+  Launch(KvWriteKernel<KvT>, write_grid, kKvWriteThreads, 0, stream, a);
   const int64_t heads = cuda_math::HeadsPerBlock(a.num_heads, a.num_kv_heads, kMaxTileQueries);
   const int64_t rows_per_block = cuda_math::RowsPerBlock(heads, kMaxTileQueries);
   const int64_t max_blocks = a.split_positions / a.layout.block_positions + 2;
@@ -590,10 +628,10 @@ void AttentionTyped(const AttentionLaunch& a, cudaStream_t stream) {
     const int64_t rows = a.rows - offset < a.partial_rows ? a.rows - offset : a.partial_rows;
     const dim3 grid(static_cast<unsigned>(a.num_heads / heads), static_cast<unsigned>(a.num_splits),
                     static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block));
-    AttentionChunkKernel<KvT><<<grid, kAttentionThreads, shared_bytes, stream>>>(
-        a, offset, offset + rows, heads, rows_per_block);
+    Launch(AttentionChunkKernel<KvT>, grid, kAttentionThreads, shared_bytes, stream, a, offset,
+           offset + rows, heads, rows_per_block);
     const dim3 combine_grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(rows));
-    AttentionCombineKernel<<<combine_grid, kAttentionThreads, 0, stream>>>(a, offset);
+    Launch(AttentionCombineKernel, combine_grid, kAttentionThreads, 0, stream, a, offset);
   }
 }
 
@@ -606,7 +644,7 @@ bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t 
 
 void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
                 int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
-                cudaStream_t stream) {
+                LaunchStream stream) {
   if (type == StorageType::kBF16) {
     GemvTyped<__nv_bfloat16>(x, ldx, w, out, ldout, m, n, k, accumulate, stream);
   } else if (type == StorageType::kF16) {
@@ -615,79 +653,79 @@ void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, flo
 }
 
 void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
-                       StorageType type, void* out, cudaStream_t stream) {
+                       StorageType type, void* out, LaunchStream stream) {
   const int blocks = Blocks(rows * cols);
   switch (type) {
     case StorageType::kBF16:
-      ConvertRowsKernel<<<blocks, kThreads, 0, stream>>>(x, rows, cols, x_stride,
-                                                         static_cast<__nv_bfloat16*>(out));
+      Launch(ConvertRowsKernel<__nv_bfloat16>, blocks, kThreads, 0, stream, x, rows, cols, x_stride,
+             static_cast<__nv_bfloat16*>(out));
       break;
     case StorageType::kF16:
-      ConvertRowsKernel<<<blocks, kThreads, 0, stream>>>(x, rows, cols, x_stride,
-                                                         static_cast<__half*>(out));
+      Launch(ConvertRowsKernel<__half>, blocks, kThreads, 0, stream, x, rows, cols, x_stride,
+             static_cast<__half*>(out));
       break;
     case StorageType::kF32:
-      ConvertRowsKernel<<<blocks, kThreads, 0, stream>>>(x, rows, cols, x_stride,
-                                                         static_cast<float*>(out));
+      Launch(ConvertRowsKernel<float>, blocks, kThreads, 0, stream, x, rows, cols, x_stride,
+             static_cast<float*>(out));
       break;
   }
 }
 
 void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_t* ids, int64_t n,
-                 float* out, int64_t out_stride, cudaStream_t stream) {
+                 float* out, int64_t out_stride, LaunchStream stream) {
   if (n == 0) return;
   const unsigned blocks = static_cast<unsigned>(n);
   switch (type) {
     case StorageType::kBF16:
-      EmbedKernel<<<blocks, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(table), cols,
-                                                   ids, out, out_stride);
+      Launch(EmbedKernel<__nv_bfloat16>, blocks, kThreads, 0, stream,
+             static_cast<const __nv_bfloat16*>(table), cols, ids, out, out_stride);
       break;
     case StorageType::kF16:
-      EmbedKernel<<<blocks, kThreads, 0, stream>>>(static_cast<const __half*>(table), cols, ids,
-                                                   out, out_stride);
+      Launch(EmbedKernel<__half>, blocks, kThreads, 0, stream, static_cast<const __half*>(table),
+             cols, ids, out, out_stride);
       break;
     case StorageType::kF32:
-      EmbedKernel<<<blocks, kThreads, 0, stream>>>(static_cast<const float*>(table), cols, ids,
-                                                   out, out_stride);
+      Launch(EmbedKernel<float>, blocks, kThreads, 0, stream, static_cast<const float*>(table),
+             cols, ids, out, out_stride);
       break;
   }
 }
 
 void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, Copy16 copy16, cudaStream_t stream) {
+                   float eps, float* out, int64_t out_stride, Copy16 copy16, LaunchStream stream) {
   if (rows == 0) return;
   // About four elements per thread: 1024 threads for a 4096-wide row, 2 passes of 4 for 8192.
   int64_t threads = (cols / 4 + 31) / 32 * 32;
   threads = threads < 64 ? 64 : (threads > 1024 ? 1024 : threads);
-  RmsNormKernel<<<static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream>>>(
-      x, x_stride, cols, w, eps, out, out_stride, copy16);
+  Launch(RmsNormKernel, static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream, x,
+         x_stride, cols, w, eps, out, out_stride, copy16);
 }
 
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
-                   cudaStream_t stream) {
+                   LaunchStream stream) {
   if (rows * cols == 0) return;
-  AddBiasKernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(x, x_stride, rows, cols, bias);
+  Launch(AddBiasKernel, Blocks(rows * cols), kThreads, 0, stream, x, x_stride, rows, cols, bias);
 }
 
 void LaunchAdd(const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t rows,
-               int64_t cols, cudaStream_t stream) {
+               int64_t cols, LaunchStream stream) {
   if (rows * cols == 0) return;
-  AddKernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(x, x_stride, y, y_stride, rows, cols);
+  Launch(AddKernel, Blocks(rows * cols), kThreads, 0, stream, x, x_stride, y, y_stride, rows, cols);
 }
 
 void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
                    float* out, int64_t out_stride, int64_t rows, int64_t cols, Copy16 copy16,
-                   cudaStream_t stream) {
+                   LaunchStream stream) {
   if (rows * cols == 0) return;
-  SiluMulKernel<<<Blocks(rows * cols), kThreads, 0, stream>>>(gate, gate_stride, up, up_stride,
-                                                              out, out_stride, rows, cols, copy16);
+  Launch(SiluMulKernel, Blocks(rows * cols), kThreads, 0, stream, gate, gate_stride, up, up_stride,
+         out, out_stride, rows, cols, copy16);
 }
 
 void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,
-                      int64_t n, float* dst, int64_t dst_stride, cudaStream_t stream) {
+                      int64_t n, float* dst, int64_t dst_stride, LaunchStream stream) {
   if (n == 0) return;
-  GatherRowsKernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(src, src_stride, cols, rows,
-                                                                      dst, dst_stride);
+  Launch(GatherRowsKernel, static_cast<unsigned>(n), kThreads, 0, stream, src, src_stride, cols,
+         rows, dst, dst_stride);
 }
 
 int64_t SummaryScratchBytes(int64_t rows, int64_t cols) {
@@ -696,28 +734,28 @@ int64_t SummaryScratchBytes(int64_t rows, int64_t cols) {
 
 void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
                            const int32_t* tokens, float* out, int64_t out_stride, void* scratch,
-                           cudaStream_t stream) {
+                           LaunchStream stream) {
   if (rows == 0) return;
   const int64_t chunks = cols > 0 ? (cols + kSummaryChunk - 1) / kSummaryChunk : 1;
   auto* chunk_stats = static_cast<math::LogitStats*>(scratch);
   const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(rows));
-  SummarizeChunksKernel<<<grid, kSummaryThreads, 0, stream>>>(logits, stride, cols, chunk_stats);
-  MergeSummaryChunksKernel<<<static_cast<unsigned>(rows), 32, 0, stream>>>(
-      chunk_stats, chunks, logits, stride, tokens, out, out_stride);
+  Launch(SummarizeChunksKernel, grid, kSummaryThreads, 0, stream, logits, stride, cols, chunk_stats);
+  Launch(MergeSummaryChunksKernel, static_cast<unsigned>(rows), 32, 0, stream, chunk_stats, chunks,
+         logits, stride, tokens, out, out_stride);
 }
 
 void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool interleaved,
-                cudaStream_t stream) {
+                LaunchStream stream) {
   const int64_t num_heads = first.heads + second.heads;
   if (rows == 0 || num_heads == 0) return;
   const int64_t half = head_dim / 2;
   const unsigned threads = static_cast<unsigned>(half < 32 ? 32 : (half > 256 ? 256 : (half + 31) / 32 * 32));
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(num_heads));
-  RopeKernel<<<grid, threads, 0, stream>>>(first, second, head_dim, positions, inv_freq, interleaved);
+  Launch(RopeKernel, grid, threads, 0, stream, first, second, head_dim, positions, inv_freq, interleaved);
 }
 
-void LaunchAttention(const AttentionLaunch& a, cudaStream_t stream) {
+void LaunchAttention(const AttentionLaunch& a, LaunchStream stream) {
   if (a.rows == 0) return;
   switch (a.kv_type) {
     case StorageType::kBF16:

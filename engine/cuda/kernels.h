@@ -18,12 +18,21 @@ namespace verdict::engine::cuda {
 // Storage type of the KV cache and of 16-bit matrix operands.
 enum class StorageType : uint8_t { kF32, kBF16, kF16 };
 
+// Where the launchers enqueue. `programmatic`: launch with programmatic stream serialization
+// (Hopper's programmatic dependent launch) so a kernel is scheduled while its predecessor finishes;
+// every kernel here waits for its predecessor before its first memory access, so only the launch
+// latency between consecutive kernels is hidden, never an ordering.
+struct LaunchStream {
+  cudaStream_t stream = nullptr;
+  bool programmatic = false;
+};
+
 // out[r, :] = x[r, :] rounded to `type` (out is contiguous [rows, cols]).
 void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
-                       StorageType type, void* out, cudaStream_t stream);
+                       StorageType type, void* out, LaunchStream stream);
 // out[i, :] = table[ids[i], :] as f32.
 void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_t* ids, int64_t n,
-                 float* out, int64_t out_stride, cudaStream_t stream);
+                 float* out, int64_t out_stride, LaunchStream stream);
 // The ops whose output feeds a matrix product can also write it rounded to the product's 16-bit
 // operand type (contiguous [rows, cols]; data == nullptr: no copy), so the product skips its
 // conversion pass. Rounding as LaunchConvertRows (round to nearest even).
@@ -34,27 +43,27 @@ struct Copy16 {
 
 // out = rms_norm(x) * w (and its 16-bit copy).
 void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, Copy16 copy16, cudaStream_t stream);
+                   float eps, float* out, int64_t out_stride, Copy16 copy16, LaunchStream stream);
 // x[r, :] += bias.
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
-                   cudaStream_t stream);
+                   LaunchStream stream);
 // y += x.
 void LaunchAdd(const float* x, int64_t x_stride, float* y, int64_t y_stride, int64_t rows,
-               int64_t cols, cudaStream_t stream);
+               int64_t cols, LaunchStream stream);
 // out = silu(gate) * up (and its 16-bit copy).
 void LaunchSiluMul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
                    float* out, int64_t out_stride, int64_t rows, int64_t cols, Copy16 copy16,
-                   cudaStream_t stream);
+                   LaunchStream stream);
 // dst[i, :] = src[rows[i], :].
 void LaunchGatherRows(const float* src, int64_t src_stride, int64_t cols, const int32_t* rows,
-                      int64_t n, float* dst, int64_t dst_stride, cudaStream_t stream);
+                      int64_t n, float* dst, int64_t dst_stride, LaunchStream stream);
 // out[r, :] = the summary of logits row r (engine::LogitSummary's layout), with the logit of
 // tokens[r] (tokens may be nullptr: no token). `scratch`: SummaryScratchBytes(rows, cols) of device
 // memory for per-chunk statistics.
 int64_t SummaryScratchBytes(int64_t rows, int64_t cols);
 void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
                            const int32_t* tokens, float* out, int64_t out_stride, void* scratch,
-                           cudaStream_t stream);
+                           LaunchStream stream);
 // Rotary embedding in place on `heads` heads per row of one or two tensors (queries and keys of the
 // same rows; heads == 0: no tensor).
 struct RopeTarget {
@@ -64,7 +73,7 @@ struct RopeTarget {
 };
 void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_dim,
                 const int32_t* positions, const float* inv_freq, bool interleaved,
-                cudaStream_t stream);
+                LaunchStream stream);
 
 // Skinny products for decode and short verification blocks: out[r, :] (+)= x[r, :] . w^T for
 // r < m <= kGemvMaxRows, x and w in the same 16-bit type, one warp per output column streaming its
@@ -74,7 +83,7 @@ inline constexpr int64_t kGemvMaxRows = 8;
 bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w);
 void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
                 int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
-                cudaStream_t stream);
+                LaunchStream stream);
 
 // One sequence of an attention batch, as the kernels see it.
 struct DeviceSequence {
@@ -114,7 +123,7 @@ struct AttentionLaunch {
 };
 
 // Writes the rows' keys/values into the paged cache, then computes causal GQA attention.
-void LaunchAttention(const AttentionLaunch& a, cudaStream_t stream);
+void LaunchAttention(const AttentionLaunch& a, LaunchStream stream);
 
 // Head dims the attention kernels support: multiples of 8 (16-byte key/value loads) up to 256.
 inline constexpr int64_t kMaxAttentionHeadDim = 256;

@@ -47,7 +47,7 @@ absl::StatusOr<cublasLtMatmulDesc_t> MakeDesc() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LtMatMul>> LtMatMul::Create(DevicePool* pool, cudaStream_t stream,
+absl::StatusOr<std::unique_ptr<LtMatMul>> LtMatMul::Create(DevicePool* pool, LaunchStream stream,
                                                            bool autotune, OwnGemv own_gemv) {
   std::unique_ptr<LtMatMul> mm(new LtMatMul(pool, stream, autotune, own_gemv));
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&mm->handle_), "cublasLtCreate"));
@@ -183,7 +183,7 @@ absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* c
   float gemv_us = std::numeric_limits<float>::infinity();
   if (try_gemv) {
     gemv_us = time_us([&] {
-      LaunchGemv(x, ldx, w, type, d, ldout, m, n, k, /*accumulate=*/false, stream_);
+      LaunchGemv(x, ldx, w, type, d, ldout, m, n, k, /*accumulate=*/false, launch_);
       return cudaPeekAtLastError() == cudaSuccess;
     });
     plan->use_gemv = gemv_us < best_us;
@@ -215,7 +215,7 @@ absl::Status LtMatMul::Run(const void* x, int64_t ldx, const void* w, StorageTyp
   const Key key{m, n, k, ldx, ldout, static_cast<int>(type), Alignment(x), Alignment(w), Alignment(out)};
   VERDICT_ASSIGN_OR_RETURN(Plan * plan, GetPlan(key, x, w));
   if (plan->use_gemv) {
-    LaunchGemv(x, ldx, w, type, out, ldout, m, n, k, accumulate, stream_);
+    LaunchGemv(x, ldx, w, type, out, ldout, m, n, k, accumulate, launch_);
     return CudaStatus(cudaGetLastError(), "skinny product");
   }
   const float alpha = 1.0f;

@@ -31,7 +31,7 @@ class LtMatMul {
   static constexpr int64_t kTuneMaxRows = 64;
 
   // `pool` provides the workspace and tuning scratch; it must outlive this object.
-  static absl::StatusOr<std::unique_ptr<LtMatMul>> Create(DevicePool* pool, cudaStream_t stream,
+  static absl::StatusOr<std::unique_ptr<LtMatMul>> Create(DevicePool* pool, LaunchStream stream,
                                                           bool autotune, OwnGemv own_gemv);
   ~LtMatMul();
 
@@ -51,8 +51,9 @@ class LtMatMul {
   // 256-byte aligned pointers unless told otherwise, and views into activation buffers need not be.
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int, int>;
 
-  LtMatMul(DevicePool* pool, cudaStream_t stream, bool autotune, OwnGemv own_gemv)
-      : pool_(pool), stream_(stream), autotune_(autotune), own_gemv_(own_gemv) {}
+  LtMatMul(DevicePool* pool, LaunchStream stream, bool autotune, OwnGemv own_gemv)
+      : pool_(pool), stream_(stream.stream), launch_(stream), autotune_(autotune),
+        own_gemv_(own_gemv) {}
   absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w);
   static int Alignment(const void* p);
   absl::Status Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates, int count,
@@ -60,6 +61,7 @@ class LtMatMul {
 
   DevicePool* pool_;
   cudaStream_t stream_;
+  LaunchStream launch_;  // for our skinny-product kernel
   bool autotune_;
   OwnGemv own_gemv_;
   cublasLtHandle_t handle_ = nullptr;

@@ -40,6 +40,7 @@ struct BenchFlags {
   bool full_outputs = false;
   bool fuse_projections = true;
   bool own_gemv = true;
+  bool programmatic_launch = true;
   std::string json;
 };
 
@@ -122,6 +123,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   cuda_options.cuda_graphs = flags.cuda_graphs;
   cuda_options.fuse_projections = flags.fuse_projections;
   cuda_options.own_gemv = flags.own_gemv ? engine::OwnGemv::kTimed : engine::OwnGemv::kNever;
+  cuda_options.programmatic_launch = flags.programmatic_launch;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
                            engine::CreateBackendForDevice(flags.device, threads, cuda_options));
   std::unique_ptr<engine::WeightSource> random_weights;
@@ -277,6 +279,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                 "CUDA: separate q/k/v and gate/up products instead of stacked ones");
   cmd->add_flag("!--no-own-gemv", flags->own_gemv,
                 "CUDA: skinny products on cuBLASLt only (not our own kernel where it times faster)");
+  cmd->add_flag("!--no-pdl", flags->programmatic_launch,
+                "CUDA: launch our kernels without programmatic dependent launch");
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");
