@@ -57,8 +57,9 @@ struct CudaBackendOptions {
   bool fuse_projections = true;
   OwnGemv own_gemv = OwnGemv::kTimed;
   // Programmatic dependent launch of our kernels (Hopper): each is scheduled while the previous
-  // kernel finishes and waits for it on the device, hiding the launch latency between them.
-  bool programmatic_launch = true;
+  // kernel finishes and waits for it on the device, hiding the launch latency between them. Off
+  // until it has been measured on a GPU (docs/gpu-notes.md).
+  bool programmatic_launch = false;
 };
 
 // True when this build contains the CUDA backend.

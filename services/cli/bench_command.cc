@@ -40,7 +40,7 @@ struct BenchFlags {
   bool full_outputs = false;
   bool fuse_projections = true;
   bool own_gemv = true;
-  bool programmatic_launch = true;
+  bool programmatic_launch = false;
   std::string json;
 };
 
@@ -279,8 +279,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                 "CUDA: separate q/k/v and gate/up products instead of stacked ones");
   cmd->add_flag("!--no-own-gemv", flags->own_gemv,
                 "CUDA: skinny products on cuBLASLt only (not our own kernel where it times faster)");
-  cmd->add_flag("!--no-pdl", flags->programmatic_launch,
-                "CUDA: launch our kernels without programmatic dependent launch");
+  cmd->add_flag("--pdl", flags->programmatic_launch,
+                "CUDA: launch our kernels with programmatic dependent launch (not yet measured)");
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");
