@@ -508,6 +508,14 @@ std::vector<float> ProbeDots(const std::vector<float>& hidden, const std::vector
   return dots;
 }
 
+// Tokens whose logits the verification checks ask summaries for: the step's ids, with every fourth
+// row asking for none (-1), as rows without a draft token do.
+std::vector<int32_t> SummaryTokens(const std::vector<int32_t>& ids) {
+  std::vector<int32_t> tokens;
+  for (size_t i = 0; i < ids.size(); ++i) tokens.push_back(i % 4 == 3 ? -1 : ids[i]);
+  return tokens;
+}
+
 // Token ids of a step: deterministic, in range.
 std::vector<int32_t> StepIds(int64_t n, int64_t offset, int64_t vocab) {
   std::vector<int32_t> ids(n);
@@ -566,7 +574,7 @@ std::vector<CheckResult> CheckTensorParallel(Backend& reference,
     const bool lean = std::string(name) == "verify block";
     std::vector<int32_t> summary_tokens;
     if (lean) {
-      for (size_t i = 0; i < ids.size(); ++i) summary_tokens.push_back(i % 4 == 3 ? -1 : ids[i]);
+      summary_tokens = SummaryTokens(ids);
       group_batch.contents.logits = false;
       group_batch.contents.hidden = false;
       group_batch.contents.summaries = true;
@@ -672,7 +680,7 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
     const bool verify_outputs = step.name == "verify block";
     std::vector<int32_t> summary_tokens;
     if (verify_outputs) {
-      for (size_t i = 0; i < ids.size(); ++i) summary_tokens.push_back(i % 4 == 3 ? -1 : ids[i]);
+      summary_tokens = SummaryTokens(ids);
       cand_batch.contents.summaries = true;
       cand_batch.contents.summary_tokens = summary_tokens;
       cand_batch.contents.probe = true;

@@ -272,8 +272,8 @@ class CudaBackend final : public Backend {
   void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) override {
     if (!Begin()) return;
     const float* w = AsCuda(weight).f32();
-    const cuda::Copy16 copy16 = OperandCopy(out);
-    if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
+    cuda::Copy16 copy16;
+    if (!OperandCopy(out, &copy16)) return;
     Record(Op::kRmsNorm, [=, stream = launch_] {
       cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, copy16,
                           stream);
@@ -412,8 +412,8 @@ class CudaBackend final : public Backend {
     launch.partials = static_cast<float*>(Partials(launch.partial_rows * per_row));
     if (launch.partials == nullptr) return;
     if (out.stride == out.cols) {  // the combine kernel writes the copy densely by head
-      const cuda::Copy16 copy16 = OperandCopy(out);
-      if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
+      cuda::Copy16 copy16;
+      if (!OperandCopy(out, &copy16)) return;
       launch.out_copy16.data = copy16.data;  // field by field: the padding stays zero
       launch.out_copy16.type = copy16.type;
     }
@@ -426,8 +426,8 @@ class CudaBackend final : public Backend {
 
   void SiluMul(TensorView gate, TensorView up, TensorView out) override {
     if (!Begin()) return;
-    const cuda::Copy16 copy16 = OperandCopy(out);
-    if (weight_type_ != StorageType::kF32 && copy16.data == nullptr) return;
+    cuda::Copy16 copy16;
+    if (!OperandCopy(out, &copy16)) return;
     Record(Op::kSiluMul, [=, stream = launch_] {
       cuda::LaunchSiluMul(gate.data, gate.stride, up.data, up.stride, out.data, out.stride,
                           gate.rows, gate.cols, copy16, stream);
@@ -550,14 +550,14 @@ class CudaBackend final : public Backend {
     }, device, staged, bytes);
   }
   // Room for `out` rounded to the weights' 16-bit type, written by the op that produces `out` so
-  // that the next product of `out` skips its conversion pass ({} with f32 weights; data ==
-  // nullptr when the scratch could not grow).
-  cuda::Copy16 OperandCopy(const TensorView& out) {
-    if (weight_type_ == StorageType::kF32) return {};
-    cuda::Copy16 copy;
-    copy.type = weight_type_;
-    copy.data = Scratch(out.rows * out.cols * ElementBytes(weight_type_));
-    return copy;
+  // that the next product of `out` skips its conversion pass (no copy with f32 weights). False when
+  // the scratch could not grow (the step has failed).
+  bool OperandCopy(const TensorView& out, cuda::Copy16* copy) {
+    *copy = {};
+    if (weight_type_ == StorageType::kF32) return true;
+    copy->type = weight_type_;
+    copy->data = Scratch(out.rows * out.cols * ElementBytes(weight_type_));
+    return copy->data != nullptr;
   }
   // After recording such an op: the scratch holds `out`'s operand copy (see MatMul).
   void KeepOperandCopy(const TensorView& out, const cuda::Copy16& copy) {

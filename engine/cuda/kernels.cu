@@ -149,11 +149,14 @@ __global__ void MergeSummaryChunksKernel(const math::LogitStats* chunk_stats, in
   WaitForPredecessor();
   const int64_t row = blockIdx.x;
   math::LogitStats s = math::EmptyLogitStats();
-  for (int64_t c = threadIdx.x; c < chunks; c += 32) math::MergeLogitStats(s, chunk_stats[row * chunks + c]);
+  for (int64_t c = threadIdx.x; c < chunks; c += 32) {
+    math::MergeLogitStats(s, chunk_stats[row * chunks + c]);
+  }
   WarpMergeStats(s);
   if (threadIdx.x != 0) return;
   const int32_t token = tokens != nullptr ? tokens[row] : -1;
-  const float token_logit = token >= 0 ? logits[row * stride + token] : __int_as_float(0x7fc00000);  // quiet NaN
+  const float token_logit =
+      token >= 0 ? logits[row * stride + token] : __int_as_float(0x7fc00000);  // quiet NaN
   math::WriteLogitSummary(s, token_logit, out + row * out_stride);
 }
 
@@ -194,7 +197,6 @@ __device__ __forceinline__ void Load8(const __half* p, float* out) {
     out[2 * i + 1] = f.y;
   }
 }
-
 
 // One warp per output column: the lanes stream the column's weight row in 16-byte loads (several
 // in flight per lane), each against the m activation rows (L1-resident), then reduce.
@@ -384,15 +386,16 @@ __global__ void KvWriteKernel(AttentionLaunch a) {
 
 constexpr int kAttentionThreads = 128;
 constexpr int kAttentionWarps = kAttentionThreads / 32;
-// Queries (rows x heads of one kv head) sharing each key/value tile a block loads, and the most
-// accumulator elements (queries x head_dim / threads) a thread then holds in registers.
+// Queries (rows x heads of one kv head) sharing each key/value tile a block loads.
 constexpr int kMaxTileQueries = 8;
 // Accumulator groups of 4 dims (float4) a thread holds: queries x head_dim / 4 / threads.
 constexpr int kMaxAccGroups = kMaxTileQueries * kMaxAttentionHeadDim / 4 / kAttentionThreads;
 
 // Positions per key/value tile: two tiles of f32 [positions][head_dim] stay under 48 KiB of shared
 // memory with the queries beside them.
-__host__ __device__ constexpr int64_t TilePositions(int64_t head_dim) { return head_dim <= 128 ? 32 : 16; }
+__host__ __device__ constexpr int64_t TilePositions(int64_t head_dim) {
+  return head_dim <= 128 ? 32 : 16;
+}
 
 // Shared-memory layout of the chunk kernel, in floats (block addresses after it, 8-byte aligned).
 struct ChunkSharedLayout {

@@ -53,6 +53,12 @@ absl::StatusOr<std::unique_ptr<LtMatMul>> LtMatMul::Create(DevicePool* pool, Lau
   VERDICT_RETURN_IF_ERROR(CublasStatus(cublasLtCreate(&mm->handle_), "cublasLtCreate"));
   VERDICT_ASSIGN_OR_RETURN(mm->desc_, MakeDesc());
   VERDICT_ASSIGN_OR_RETURN(mm->workspace_, pool->Allocate(kWorkspaceBytes));
+  // Tuning writes twice the L2 size between timed runs to evict the weights (see Tune).
+  int device = 0, l2_bytes = 0;
+  VERDICT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device), "device");
+  VERDICT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device),
+                               "L2 size");
+  mm->flush_bytes_ = std::max<size_t>(size_t{2} * l2_bytes, size_t{8} << 20);
   return mm;
 }
 
@@ -135,12 +141,7 @@ absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* c
   float* d = static_cast<float*>(scratch->get());
   // Writing twice the L2 size between runs evicts the weights, as a decode step does (it streams
   // every layer's weights once); timed on warm caches, algorithms that reread a matrix win wrongly.
-  int device = 0, l2_bytes = 0;
-  VERDICT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device), "device");
-  VERDICT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device),
-                               "L2 size");
-  const size_t flush_bytes = std::max<size_t>(size_t{2} * l2_bytes, size_t{8} << 20);
-  VERDICT_ASSIGN_OR_RETURN(auto flush, pool_->Allocate(flush_bytes));
+  VERDICT_ASSIGN_OR_RETURN(auto flush, pool_->Allocate(flush_bytes_));
   cudaEvent_t start = nullptr, stop = nullptr;
   VERDICT_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start), "event");
   if (absl::Status s = CudaStatus(cudaEventCreate(&stop), "event"); !s.ok()) {
@@ -152,7 +153,7 @@ absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* c
   auto time_us = [&](const auto& launch) {
     float total_ms = 0;
     for (int r = 0; r <= kRuns; ++r) {
-      cudaMemsetAsync(flush->get(), r, flush_bytes, stream_);
+      cudaMemsetAsync(flush->get(), r, flush_bytes_, stream_);
       cudaEventRecord(start, stream_);
       if (!launch()) return std::numeric_limits<float>::infinity();
       cudaEventRecord(stop, stream_);

@@ -68,6 +68,7 @@ class LtMatMul {
   // f32 compute and scale (no TF32) for every operand type: the operand types live in the layouts.
   cublasLtMatmulDesc_t desc_ = nullptr;
   std::unique_ptr<PoolAllocation> workspace_;
+  size_t flush_bytes_ = 0;  // written between timed tuning runs: 2 x the L2 cache
   std::map<Key, Plan> plans_;
   int64_t shapes_tuned_ = 0;
   int64_t shapes_on_own_gemv_ = 0;
