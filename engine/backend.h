@@ -132,12 +132,17 @@ class Backend {
   // instead of two or three skinny ones, and fewer launches). Stacking needs a host copy of the
   // matrices, which a backend that keeps views of the checkpoint would have to keep forever.
   virtual bool PrefersFusedProjections() const { return false; }
+  // Whether the model loader should quantize the layers' linear projections (q, k, v, o, gate, up,
+  // down) of a 16/32-bit checkpoint to DType::kF8E4M3Block before UploadWeight (engine/fp8.h):
+  // half the bytes of bf16 per decode step. Embeddings, the LM head, norms and biases never are.
+  virtual bool QuantizesProjectionsToFp8() const { return false; }
 
   // --- memory ---------------------------------------------------------------------------------
   // Errors: kResourceExhausted when the backend is out of memory.
   virtual absl::StatusOr<std::unique_ptr<DeviceBuffer>> Allocate(size_t bytes) = 0;
   // Makes a checkpoint tensor available to ops. The CPU backend keeps a zero-copy view into the
-  // memory map (the WeightSource must outlive the weight); 16-bit and q8_0 weights stay as stored.
+  // memory map (the WeightSource must outlive the weight); 16-bit, q8_0 and fp8 weights stay as
+  // stored. Tensors arrive in any float dtype but kF8E4M3 (the model loader converts those).
   // `as_rows`/`as_cols` reinterpret the shape (e.g. a 1-D norm weight is [1, n]).
   virtual absl::StatusOr<std::unique_ptr<DeviceWeight>> UploadWeight(const WeightTensor& tensor,
                                                                      int64_t as_rows,
@@ -204,6 +209,9 @@ struct CpuBackendOptions {
   // matrices would be host copies beside the memory-mapped checkpoint; tests turn it on to check
   // the stacked path against the separate one.
   bool fuse_projections = false;
+  // Backend::QuantizesProjectionsToFp8: FP8 projections from any checkpoint (a check of the FP8 path
+  // and a way to halve the memory of bf16 weights; the CPU kernels decode FP8 with a table).
+  bool fp8_projections = false;
 };
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options);
 

@@ -87,10 +87,11 @@ const CpuWeight& AsCpu(const DeviceWeight& w) { return static_cast<const CpuWeig
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(int num_threads, bool fuse_projections)
-      : pool_(num_threads), fuse_projections_(fuse_projections) {}
+  CpuBackend(int num_threads, bool fuse_projections, bool fp8_projections)
+      : pool_(num_threads), fuse_projections_(fuse_projections), fp8_projections_(fp8_projections) {}
 
   bool PrefersFusedProjections() const override { return fuse_projections_; }
+  bool QuantizesProjectionsToFp8() const override { return fp8_projections_; }
 
   absl::string_view name() const override { return "cpu"; }
 
@@ -109,6 +110,11 @@ class CpuBackend final : public Backend {
       return absl::InvalidArgumentError(absl::StrCat("tensor ", tensor.name, " has ",
                                                      tensor.num_elements(), " elements, cannot view as [",
                                                      as_rows, ", ", as_cols, "]"));
+    }
+    if (tensor.dtype == DType::kF8E4M3 || tensor.dtype == DType::kI32) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", tensor.name, " has dtype ",
+                                                     DTypeName(tensor.dtype),
+                                                     ", which the CPU backend cannot compute with"));
     }
     MatMulWeight view{tensor.data, tensor.dtype, as_rows, as_cols};
     std::vector<float> owned;
@@ -319,6 +325,7 @@ class CpuBackend final : public Backend {
  private:
   ThreadPool pool_;
   bool fuse_projections_;
+  bool fp8_projections_;
 };
 
 }  // namespace
@@ -326,7 +333,8 @@ class CpuBackend final : public Backend {
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
   int threads = options.num_threads;
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  return std::make_unique<CpuBackend>(threads, options.fuse_projections);
+  return std::make_unique<CpuBackend>(threads, options.fuse_projections,
+                                      options.fp8_projections);
 }
 
 }  // namespace verdict::engine

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/dtype.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "engine/fp8.h"
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -13,6 +18,8 @@ absl::string_view DTypeName(DType dtype) {
     case DType::kBF16: return "bf16";
     case DType::kQ8_0: return "q8_0";
     case DType::kI32: return "i32";
+    case DType::kF8E4M3: return "f8_e4m3";
+    case DType::kF8E4M3Block: return "fp8";
   }
   return "unknown";
 }
@@ -30,8 +37,34 @@ absl::StatusOr<size_t> DTypeByteSize(DType dtype, int64_t n) {
             absl::StrCat("q8_0 tensor row of ", n, " elements is not a multiple of 32"));
       }
       return static_cast<size_t>(n / kQ8_0BlockSize) * sizeof(BlockQ8_0);
+    case DType::kF8E4M3: return static_cast<size_t>(n);
+    case DType::kF8E4M3Block: return static_cast<size_t>(Fp8BlockRowBytes(n));
   }
   return absl::InvalidArgumentError("unknown dtype");
+}
+
+void QuantizeFp8BlockRow(const float* values, int64_t cols, uint8_t* out) {
+  for (int64_t begin = 0; begin < cols; begin += kFp8BlockSize) {
+    const int64_t count = std::min(kFp8BlockSize, cols - begin);
+    float amax = 0;
+    for (int64_t i = 0; i < count; ++i) amax = std::max(amax, std::fabs(values[begin + i]));
+    const float scale = amax / kFp8E4M3Max;
+    std::memcpy(out, &scale, sizeof(scale));
+    out += sizeof(scale);
+    for (int64_t i = 0; i < count; ++i) {
+      *out++ = scale > 0 ? F32ToFp8E4M3(values[begin + i] / scale) : 0;
+    }
+  }
+}
+
+void DequantizeFp8BlockRow(const uint8_t* row, int64_t cols, float* out) {
+  for (int64_t begin = 0; begin < cols; begin += kFp8BlockSize) {
+    const int64_t count = std::min(kFp8BlockSize, cols - begin);
+    float scale;
+    std::memcpy(&scale, row, sizeof(scale));
+    row += sizeof(scale);
+    for (int64_t i = 0; i < count; ++i) out[begin + i] = Fp8E4M3ToF32(*row++) * scale;
+  }
 }
 
 float F16ToF32(uint16_t h) {

@@ -19,6 +19,12 @@ enum class DType : uint8_t {
   kBF16,
   kQ8_0,  // GGML Q8_0: blocks of 32 values, one f16 scale + 32 int8 (34 bytes per block)
   kI32,
+  // FP8 E4M3 (engine/fp8.h), one byte per value, unscaled: how safetensors checkpoints store FP8
+  // weights (their scales are separate tensors). Loaders convert it to kF8E4M3Block.
+  kF8E4M3,
+  // The engine's FP8 weights: each row is blocks of up to 128 E4M3 values, each block led by its
+  // f32 scale (engine/fp8.h); a row of n values takes n + 4 * ceil(n / 128) bytes.
+  kF8E4M3Block,
 };
 
 inline constexpr int kQ8_0BlockSize = 32;
@@ -30,7 +36,8 @@ static_assert(sizeof(BlockQ8_0) == 34);
 
 absl::string_view DTypeName(DType dtype);
 
-// Bytes needed for `num_elements` values; for kQ8_0 `num_elements` must be a multiple of 32.
+// Bytes needed for `num_elements` values; for kQ8_0 `num_elements` must be a multiple of 32; for
+// kF8E4M3Block they are one row (blocks restart at each row).
 absl::StatusOr<size_t> DTypeByteSize(DType dtype, int64_t num_elements);
 
 inline float Bf16ToF32(uint16_t v) {
@@ -48,6 +55,11 @@ inline uint16_t F32ToBf16(float f) {
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>(bits >> 16);
 }
+
+// DType::kF8E4M3Block rows (engine/fp8.h). Quantizing scales each block of up to 128 values by its
+// largest magnitude / 448 (a block of zeros gets scale 0) and rounds to nearest even.
+void QuantizeFp8BlockRow(const float* values, int64_t cols, uint8_t* out);
+void DequantizeFp8BlockRow(const uint8_t* row, int64_t cols, float* out);
 
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);  // round to nearest even

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/rope.h"
+#include "engine/weight_uploader.h"
 
 namespace verdict::engine {
 
@@ -34,178 +35,7 @@ struct Names {
   }
 };
 
-// The part of a [rows, cols] tensor (1-D: [1, cols]) one tensor-parallel rank loads.
-struct Part {
-  enum class Kind { kWhole, kRows, kCols };
-  Kind kind = Kind::kWhole;
-  int64_t begin = 0;
-  int64_t count = 0;
-
-  static Part Whole() { return Part{}; }
-  static Part Rows(int64_t begin, int64_t count) { return Part{Kind::kRows, begin, count}; }
-  static Part Cols(int64_t begin, int64_t count) { return Part{Kind::kCols, begin, count}; }
-};
-
-class WeightUploader {
- public:
-  // Column slices are copied into buffers appended to `owned`, which must outlive the weights.
-  WeightUploader(const WeightSource& source, Backend* backend,
-                 std::vector<std::unique_ptr<std::vector<uint8_t>>>* owned)
-      : source_(source), backend_(backend), owned_(owned) {}
-
-  // Uploads `part` of `name` after checking the tensor's shape is [rows, cols] (1-D tensors:
-  // rows == 1). A row slice is a view into the source's memory; a column slice (rows are not
-  // contiguous) is an owned copy, for q8_0 only on 32-value block boundaries.
-  absl::StatusOr<std::unique_ptr<DeviceWeight>> Get(const std::string& name, int64_t rows,
-                                                    int64_t cols, Part part = Part::Whole()) {
-    VERDICT_ASSIGN_OR_RETURN(const WeightTensor* t, Checked(name, rows, cols));
-    const bool one_d = rows == 1;
-    const int64_t full = part.kind == Part::Kind::kRows ? rows : cols;
-    if (part.kind != Part::Kind::kWhole && part.begin == 0 && part.count == full) {
-      part = Part::Whole();
-    }
-    if (part.kind == Part::Kind::kWhole) {
-      VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(*t, rows, cols));
-      bytes_ += t->nbytes;
-      params_ += t->num_elements();
-      return w;
-    }
-    if (part.begin < 0 || part.count <= 0 || part.begin + part.count > full) {
-      return absl::InternalError(absl::StrCat("slice [", part.begin, ", +", part.count,
-                                              ") out of range for tensor '", name, "'"));
-    }
-    WeightTensor sliced;
-    sliced.name = name;
-    sliced.dtype = t->dtype;
-    VERDICT_ASSIGN_OR_RETURN(const size_t row_bytes, DTypeByteSize(t->dtype, cols));
-    int64_t out_rows = rows, out_cols = cols;
-    if (part.kind == Part::Kind::kRows) {
-      out_rows = part.count;
-      sliced.shape = {out_rows, cols};
-      sliced.data = t->data + part.begin * row_bytes;
-      sliced.nbytes = part.count * row_bytes;
-    } else {
-      if (t->dtype == DType::kQ8_0 &&
-          (part.begin % kQ8_0BlockSize != 0 || part.count % kQ8_0BlockSize != 0)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor '", name, "' is q8_0 and its tensor-parallel column slice [", part.begin, ", ",
-            part.begin + part.count, ") does not fall on 32-value block boundaries"));
-      }
-      out_cols = part.count;
-      sliced.shape = one_d ? std::vector<int64_t>{out_cols} : std::vector<int64_t>{rows, out_cols};
-      VERDICT_ASSIGN_OR_RETURN(const size_t offset, DTypeByteSize(t->dtype, part.begin));
-      VERDICT_ASSIGN_OR_RETURN(const size_t slice_bytes, DTypeByteSize(t->dtype, part.count));
-      auto copy = std::make_unique<std::vector<uint8_t>>(rows * slice_bytes);
-      for (int64_t r = 0; r < rows; ++r) {
-        std::memcpy(copy->data() + r * slice_bytes, t->data + r * row_bytes + offset, slice_bytes);
-      }
-      sliced.data = copy->data();
-      sliced.nbytes = copy->size();
-      owned_->push_back(std::move(copy));
-    }
-    VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(sliced, out_rows, out_cols));
-    if (part.kind == Part::Kind::kCols && backend_->CopiesWeights()) owned_->pop_back();
-    bytes_ += sliced.nbytes;
-    params_ += sliced.num_elements();
-    return w;
-  }
-
-  // One matrix whose rows are, in order, the row parts of several [rows, cols] tensors (q|k|v,
-  // gate|up), each checked as by Get. nullptr, not an error, when their dtypes differ (the caller
-  // then uploads them one by one). The stacked rows are a host copy, kept only while the backend
-  // views it.
-  struct RowPart {
-    std::string name;
-    int64_t rows;
-    Part part;  // Whole or Rows
-  };
-  absl::StatusOr<std::unique_ptr<DeviceWeight>> GetStacked(const std::vector<RowPart>& parts,
-                                                           int64_t cols) {
-    std::vector<const WeightTensor*> tensors;
-    for (const RowPart& p : parts) {
-      VERDICT_ASSIGN_OR_RETURN(const WeightTensor* t, Checked(p.name, p.rows, cols));
-      if (!tensors.empty() && t->dtype != tensors.front()->dtype) {
-        return std::unique_ptr<DeviceWeight>();
-      }
-      tensors.push_back(t);
-    }
-    const DType dtype = tensors.front()->dtype;
-    VERDICT_ASSIGN_OR_RETURN(const size_t row_bytes, DTypeByteSize(dtype, cols));
-    int64_t total_rows = 0;
-    for (const RowPart& p : parts) total_rows += p.part.kind == Part::Kind::kRows ? p.part.count : p.rows;
-    auto copy = std::make_unique<std::vector<uint8_t>>(total_rows * row_bytes);
-    uint8_t* dst = copy->data();
-    std::string name;
-    for (size_t i = 0; i < parts.size(); ++i) {
-      const Part& part = parts[i].part;
-      const int64_t begin = part.kind == Part::Kind::kRows ? part.begin : 0;
-      const int64_t count = part.kind == Part::Kind::kRows ? part.count : parts[i].rows;
-      if (part.kind == Part::Kind::kCols || begin < 0 || count <= 0 || begin + count > parts[i].rows) {
-        return absl::InternalError(absl::StrCat("bad row part of tensor '", parts[i].name, "'"));
-      }
-      std::memcpy(dst, tensors[i]->data + begin * row_bytes, count * row_bytes);
-      dst += count * row_bytes;
-      absl::StrAppend(&name, i == 0 ? "" : "|", parts[i].name);
-    }
-    WeightTensor stacked;
-    stacked.name = name;
-    stacked.dtype = dtype;
-    stacked.shape = {total_rows, cols};
-    stacked.data = copy->data();
-    stacked.nbytes = copy->size();
-    VERDICT_ASSIGN_OR_RETURN(auto w, backend_->UploadWeight(stacked, total_rows, cols));
-    if (!backend_->CopiesWeights()) owned_->push_back(std::move(copy));
-    bytes_ += stacked.nbytes;
-    params_ += total_rows * cols;
-    return w;
-  }
-
-  // The tensor `name` after checking its shape is [rows, cols] (1-D tensors: rows == 1) and its
-  // dtype usable.
-  absl::StatusOr<const WeightTensor*> Checked(const std::string& name, int64_t rows, int64_t cols) {
-    const WeightTensor* t = source_.Find(name);
-    if (t == nullptr) {
-      return absl::NotFoundError(absl::StrCat("checkpoint has no tensor '", name, "'"));
-    }
-    const bool one_d = rows == 1;
-    const bool shape_ok =
-        one_d ? (t->shape.size() == 1 && t->shape[0] == cols)
-              : (t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols);
-    if (!shape_ok) {
-      std::string got;
-      for (int64_t d : t->shape) absl::StrAppend(&got, got.empty() ? "" : ", ", d);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", name, "' has shape [", got, "], expected ",
-          one_d ? absl::StrCat("[", cols, "]") : absl::StrCat("[", rows, ", ", cols, "]")));
-    }
-    if (t->dtype == DType::kI32) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has integer dtype"));
-    }
-    if (t->dtype == DType::kQ8_0 && (one_d || cols % kQ8_0BlockSize != 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "' is q8_0 but its rows are not multiples of 32"));
-    }
-    return t;
-  }
-
-  // Like Get, but a missing tensor is fine (returns nullptr).
-  absl::StatusOr<std::unique_ptr<DeviceWeight>> GetOptional(const std::string& name, int64_t rows,
-                                                            int64_t cols,
-                                                            Part part = Part::Whole()) {
-    if (source_.Find(name) == nullptr) return std::unique_ptr<DeviceWeight>();
-    return Get(name, rows, cols, part);
-  }
-
-  size_t bytes() const { return bytes_; }
-  int64_t params() const { return params_; }
-
- private:
-  const WeightSource& source_;
-  Backend* backend_;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>>* owned_;
-  size_t bytes_ = 0;
-  int64_t params_ = 0;
-};
+using Part = WeightPart;
 
 absl::Status ValidateConfig(const LlamaConfig& c) {
   if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.intermediate_size <= 0 || c.num_layers <= 0 ||
@@ -287,7 +117,7 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
   const Part q_cols = Part::Cols(rank * local_q, local_q);
   const Part kv_cols = Part::Cols(rank * local_kv, local_kv);
   const Part i_cols = Part::Cols(rank * local_i, local_i);
-  WeightUploader up(weights, backend, &slice->owned_weight_bytes_);
+  WeightUploader up(weights, backend, config, &slice->owned_weight_bytes_);
 
   std::vector<float> freq_divisors;
   if (const WeightTensor* rf = weights.Find("rope_freqs.weight"); rf != nullptr) {
@@ -323,11 +153,11 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
                                                          c.hidden_size));
     }
     if (layer->qkv == nullptr) {
-      VERDICT_ASSIGN_OR_RETURN(layer->q, up.Get(q_name, q_dim, c.hidden_size, q_rows));
-      VERDICT_ASSIGN_OR_RETURN(layer->k, up.Get(k_name, kv_dim, c.hidden_size, kv_rows));
-      VERDICT_ASSIGN_OR_RETURN(layer->v, up.Get(v_name, kv_dim, c.hidden_size, kv_rows));
+      VERDICT_ASSIGN_OR_RETURN(layer->q, up.Get(q_name, q_dim, c.hidden_size, q_rows, WeightUse::kProjection));
+      VERDICT_ASSIGN_OR_RETURN(layer->k, up.Get(k_name, kv_dim, c.hidden_size, kv_rows, WeightUse::kProjection));
+      VERDICT_ASSIGN_OR_RETURN(layer->v, up.Get(v_name, kv_dim, c.hidden_size, kv_rows, WeightUse::kProjection));
     }
-    VERDICT_ASSIGN_OR_RETURN(layer->o, up.Get(name("self_attn.o_proj", "attn_output"), c.hidden_size, q_dim, q_cols));
+    VERDICT_ASSIGN_OR_RETURN(layer->o, up.Get(name("self_attn.o_proj", "attn_output"), c.hidden_size, q_dim, q_cols, WeightUse::kProjection));
     VERDICT_ASSIGN_OR_RETURN(layer->q_bias, up.GetOptional(name("self_attn.q_proj", "attn_q", "bias"), 1, q_dim, q_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->k_bias, up.GetOptional(name("self_attn.k_proj", "attn_k", "bias"), 1, kv_dim, kv_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->v_bias, up.GetOptional(name("self_attn.v_proj", "attn_v", "bias"), 1, kv_dim, kv_cols));
@@ -342,10 +172,10 @@ absl::StatusOr<std::unique_ptr<ModelSlice>> ModelSlice::Create(const LlamaConfig
                                              c.hidden_size));
     }
     if (layer->gate_up == nullptr) {
-      VERDICT_ASSIGN_OR_RETURN(layer->gate, up.Get(gate_name, c.intermediate_size, c.hidden_size, i_rows));
-      VERDICT_ASSIGN_OR_RETURN(layer->up, up.Get(up_name, c.intermediate_size, c.hidden_size, i_rows));
+      VERDICT_ASSIGN_OR_RETURN(layer->gate, up.Get(gate_name, c.intermediate_size, c.hidden_size, i_rows, WeightUse::kProjection));
+      VERDICT_ASSIGN_OR_RETURN(layer->up, up.Get(up_name, c.intermediate_size, c.hidden_size, i_rows, WeightUse::kProjection));
     }
-    VERDICT_ASSIGN_OR_RETURN(layer->down, up.Get(name("mlp.down_proj", "ffn_down"), c.hidden_size, c.intermediate_size, i_cols));
+    VERDICT_ASSIGN_OR_RETURN(layer->down, up.Get(name("mlp.down_proj", "ffn_down"), c.hidden_size, c.intermediate_size, i_cols, WeightUse::kProjection));
     VERDICT_ASSIGN_OR_RETURN(layer->gate_bias, up.GetOptional(name("mlp.gate_proj", "ffn_gate", "bias"), 1, c.intermediate_size, i_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->up_bias, up.GetOptional(name("mlp.up_proj", "ffn_up", "bias"), 1, c.intermediate_size, i_cols));
     VERDICT_ASSIGN_OR_RETURN(layer->down_bias, up.GetOptional(name("mlp.down_proj", "ffn_down", "bias"), 1, c.hidden_size));

@@ -45,6 +45,12 @@ struct LlamaConfig {
   bool mlp_bias = false;
   std::string architecture = "llama";
   std::string torch_dtype;  // as declared by the checkpoint ("bfloat16", ...), informational
+  // FP8 checkpoints (config.json quantization_config): the method ("compressed-tensors",
+  // "fbgemm_fp8" or "fp8"; empty for none) and, for block-scaled weights, the [rows, cols] of the
+  // block each entry of a 2-D `weight_scale(_inv)` covers (Hugging Face's weight_block_size).
+  std::string quant_method;
+  int64_t fp8_block_rows = 128;
+  int64_t fp8_block_cols = 128;
 
   // Special token ids from the config (-1 when absent). eos may list several.
   int64_t bos_token_id = -1;

@@ -106,6 +106,10 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"llama3_gqa", "", "logits", 1e-4, true},
         Case{"llama3_gqa", "sharded", "logits", 1e-4, true},
         Case{"llama3_gqa", "bf16", "logits_st_bf16", 1e-4, false},
+        // FP8 weights and their scales (per tensor in bf16, per channel, 128-column blocks of 32
+        // rows): the reference runs the same dequantized weights in f32.
+        Case{"llama3_gqa", "fp8", "logits_st_fp8", 1e-4, false},
+        Case{"llama3_gqa", "fp8_block", "logits_st_fp8_block", 1e-4, false},
         Case{"llama3_gqa", "llama3_gqa-f32.gguf", "logits", 1e-4, true},
         Case{"llama3_gqa", "llama3_gqa-f16.gguf", "logits_gguf_f16", 1e-4, false},
         Case{"llama3_gqa", "llama3_gqa-bf16.gguf", "logits_gguf_bf16", 1e-4, false},
@@ -120,6 +124,34 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"odd_tied", "odd_tied-f16.gguf", "logits_gguf_f16", 1e-4, false},
         Case{"odd_tied", "odd_tied-bf16.gguf", "logits_gguf_bf16", 1e-4, false},
         Case{"odd_tied", "odd_tied-q8_0.gguf", "logits_gguf_q8_0", 1e-2, false}));
+
+// A backend that asks for FP8 projections gets a 16/32-bit checkpoint's q/k/v/o/gate/up/down
+// quantized with one scale per 128 values of a row; the reference quantizes the same way in torch
+// (tools/make_fixtures.py, fp8_row_blocks) and runs the dequantized weights in f32. Separate and
+// stacked projections must agree with it alike.
+TEST(Fp8QuantizationTest, MatchesTorchQuantizedReference) {
+  ASSERT_OK_AND_ASSIGN(auto reference, OpenSafetensors(kFixtures + "llama3_gqa/reference.safetensors"));
+  ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + "llama3_gqa"));
+  for (bool stacked : {false, true}) {
+    auto backend = CreateCpuBackend({.num_threads = 2, .fuse_projections = stacked, .fp8_projections = true});
+    ASSERT_OK_AND_ASSIGN(auto slice, ModelSlice::Create(model.config, *model.weights, {}, backend.get()));
+    EXPECT_EQ(slice->stacked_projections(), stacked);
+    auto f32_backend = CreateCpuBackend({2});
+    ASSERT_OK_AND_ASSIGN(auto f32_slice, ModelSlice::Create(model.config, *model.weights, {},
+                                                            f32_backend.get()));
+    // Projections at about a quarter of their f32 bytes (plus 4 bytes of scale per 128 values).
+    EXPECT_LT(slice->weight_bytes(), f32_slice->weight_bytes());
+    for (int i = 0; i < 3; ++i) {
+      const std::vector<int32_t> tokens = IntTensor(*reference, "tokens_" + std::to_string(i));
+      const std::vector<float> logits = FloatTensor(*reference, "logits_fp8_quantized_" + std::to_string(i));
+      ASSERT_EQ(logits.size(), tokens.size() * model.config.vocab_size);
+      ForwardResult result = RunAll(*slice, tokens);
+      EXPECT_LE(RelativeError(result.logits, logits), 1e-4) << "sequence " << i << " stacked " << stacked;
+      // And FP8 costs accuracy against the f32 model: the check above is not vacuous.
+      EXPECT_GT(RelativeError(result.logits, FloatTensor(*reference, "logits_" + std::to_string(i))), 1e-3);
+    }
+  }
+}
 
 // ---- KV-cache equivalences (exact up to f32 summation order: tolerance 1e-5) ----------------
 

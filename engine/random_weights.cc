@@ -93,6 +93,10 @@ class RandomWeights final : public WeightSource {
         }
         break;
       }
+      case DType::kF8E4M3Block:
+        QuantizeFp8BlockRow(row.data(), static_cast<int64_t>(row.size()), dst);
+        break;
+      case DType::kF8E4M3:
       case DType::kI32:
         break;
     }

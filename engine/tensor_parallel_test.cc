@@ -157,9 +157,10 @@ struct Reference {
 };
 
 absl::StatusOr<Reference> MakeReference(const LlamaConfig& config, const WeightSource& weights,
-                                        SliceRange range = {}) {
+                                        SliceRange range = {},
+                                        const CpuBackendOptions& backend = {.num_threads = 1}) {
   Reference ref;
-  ref.backend = CreateCpuBackend(CpuBackendOptions{/*num_threads=*/1});
+  ref.backend = CreateCpuBackend(backend);
   auto slice = ModelSlice::Create(config, weights, range, ref.backend.get());
   if (!slice.ok()) return slice.status();
   ref.slice = *std::move(slice);
@@ -377,6 +378,56 @@ TEST(TensorParallelTest, RejectsQ8_0ColumnSliceInsideABlock) {
   // f32 has no blocks: the same split is fine.
   ASSERT_OK_AND_ASSIGN(auto f32_weights, TestWeights(config, DType::kF32, false));
   EXPECT_OK(TensorParallelGroup::Create(config, *f32_weights, {}, 2, CpuBackends()).status());
+}
+
+// FP8 rows are blocks of 128 values with a scale each: a model whose per-rank columns are whole
+// blocks splits like any other (checkpoint FP8 and FP8 quantized at load, separate and stacked);
+// a column slice inside a block is refused.
+LlamaConfig Fp8TpConfig() {
+  LlamaConfig c = TpConfig();
+  c.hidden_size = 512;
+  c.intermediate_size = 1024;
+  c.head_dim = 32;  // 16 heads x 32 = 512
+  return c;
+}
+
+TEST(TensorParallelTest, Fp8SplitsOnBlockBoundaries) {
+  const LlamaConfig config = Fp8TpConfig();
+  ASSERT_OK_AND_ASSIGN(auto weights, TestWeights(config, DType::kF8E4M3Block, /*biases=*/true));
+  for (int world : {2, 4}) {
+    for (bool stacked : {false, true}) {
+      ASSERT_OK_AND_ASSIGN(Reference ref, MakeReference(config, *weights));  // fresh caches
+      ASSERT_OK_AND_ASSIGN(auto group, TensorParallelGroup::Create(config, *weights, {}, world,
+                                                                   CpuBackends(stacked)));
+      Divergence d;
+      ASSERT_NO_FATAL_FAILURE(RunScript(config, ref, *group, /*first_slice=*/true, &d));
+      std::printf("[tensor parallel] W=%d fp8%s: max relative error logits %.3g, hidden %.3g\n",
+                  world, stacked ? " stacked" : "", d.logits, d.hidden);
+      EXPECT_LT(d.logits, kTolerance);
+      EXPECT_LT(d.hidden, kTolerance);
+    }
+  }
+  LlamaConfig narrow = config;
+  narrow.intermediate_size = 512;  // 4 ranks: 128 columns each; 8 ranks: 64, inside a block
+  ASSERT_OK_AND_ASSIGN(auto narrow_weights, TestWeights(narrow, DType::kF8E4M3Block, false));
+  EXPECT_THAT(TensorParallelGroup::Create(narrow, *narrow_weights, {}, 8, CpuBackends()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("does not fall on 128-value block boundaries")));
+}
+
+TEST(TensorParallelTest, Fp8QuantizedAtLoadSplitsLikeTheUnsplitModel) {
+  const LlamaConfig config = Fp8TpConfig();
+  ASSERT_OK_AND_ASSIGN(auto weights, TestWeights(config, DType::kBF16, /*biases=*/false));
+  ASSERT_OK_AND_ASSIGN(Reference ref, MakeReference(config, *weights, {},
+                                                    {.num_threads = 1, .fp8_projections = true}));
+  ASSERT_OK_AND_ASSIGN(auto group, TensorParallelGroup::Create(
+      config, *weights, {}, 2, [](int) -> absl::StatusOr<std::unique_ptr<Backend>> {
+        return CreateCpuBackend({.num_threads = 1, .fuse_projections = true, .fp8_projections = true});
+      }));
+  Divergence d;
+  ASSERT_NO_FATAL_FAILURE(RunScript(config, ref, *group, /*first_slice=*/true, &d));
+  EXPECT_LT(d.logits, kTolerance);
+  EXPECT_LT(d.hidden, kTolerance);
 }
 
 // A rank's slice takes only caches of its own kv heads (a whole-model cache is another shape).

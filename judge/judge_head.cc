@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "engine/dtype.h"
+#include "engine/fp8.h"
 #include "engine/io/mapped_file.h"
 #include "engine/io/safetensors.h"
 #include "engine/io/safetensors_writer.h"
@@ -82,6 +83,12 @@ absl::StatusOr<std::vector<float>> MatrixRow(const WeightTensor& t, int64_t row)
       }
       break;
     }
+    case DType::kF8E4M3:
+      for (int64_t c = 0; c < cols; ++c) out[c] = engine::Fp8E4M3ToF32(t.data[row * cols + c]);
+      break;
+    case DType::kF8E4M3Block:
+      engine::DequantizeFp8BlockRow(t.data + row * engine::Fp8BlockRowBytes(cols), cols, out.data());
+      break;
     case DType::kI32:
       return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name, "\" is not floating point"));
   }

@@ -429,6 +429,104 @@ def model_with_weights(base: LlamaForCausalLM, weights: dict[str, np.ndarray]) -
 
 
 # ----------------------------------------------------------------------------------------------
+# FP8 checkpoints (E4M3 weights with separate scale tensors), quantized here with torch's own
+# float8_e4m3fn cast: the engine's E4M3 conversions and scale handling are checked against it.
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def is_projection(name: str) -> bool:
+    parts = name.split(".")
+    return parts[-1] == "weight" and parts[-2] in PROJECTIONS
+
+
+def to_e4m3(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+
+
+def fp8_compressed_tensors(sd: dict[str, torch.Tensor]):
+    """llm-compressor's float-quantized layout: attention projections per tensor (a bf16
+    weight_scale of shape [1] plus an input_scale the engine ignores), MLP projections per output
+    channel (f32 weight_scale [out, 1]); everything else bf16. Returns (tensors, dequantized f32)."""
+    out, deq = {}, {}
+    for k, v in sd.items():
+        if not is_projection(k):
+            out[k] = v.to(torch.bfloat16)
+            deq[k] = out[k].float().numpy()
+            continue
+        w = v.float()
+        if ".self_attn." in k:
+            scale = (w.abs().max() / 448.0).to(torch.bfloat16).reshape(1)
+            out[k.replace(".weight", ".input_scale")] = torch.ones(1, dtype=torch.bfloat16)
+        else:
+            scale = (w.abs().amax(dim=1, keepdim=True) / 448.0).float()
+        q = to_e4m3(w / scale.float())
+        out[k] = q
+        out[k + "_scale"] = scale
+        deq[k] = (q.float() * scale.float()).numpy()
+    return out, deq
+
+
+def fp8_blocks(sd: dict[str, torch.Tensor], block_rows: int, block_cols: int):
+    """Hugging Face's "fp8" method (DeepSeek-V3 style): one f32 weight_scale_inv per
+    block_rows x block_cols block of each projection, multiplied in on dequantization."""
+    out, deq = {}, {}
+    for k, v in sd.items():
+        if not is_projection(k):
+            out[k] = v.to(torch.bfloat16)
+            deq[k] = out[k].float().numpy()
+            continue
+        w = v.float()
+        rows, cols = w.shape
+        gr, gc = -(-rows // block_rows), -(-cols // block_cols)
+        padded = torch.zeros(gr * block_rows, gc * block_cols)
+        padded[:rows, :cols] = w
+        amax = padded.abs().reshape(gr, block_rows, gc, block_cols).amax(dim=(1, 3))
+        scale = (amax / 448.0).float()
+        full = scale.repeat_interleave(block_rows, 0).repeat_interleave(block_cols, 1)[:rows, :cols]
+        q = to_e4m3(w / full)
+        out[k] = q
+        out[k + "_scale_inv"] = scale
+        deq[k] = (q.float() * full).numpy()
+    return out, deq
+
+
+def fp8_row_blocks(sd: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """What the engine does when asked to quantize a 16/32-bit checkpoint's projections: one scale
+    per 128 values of a row, max |w| / 448, w / scale rounded to E4M3. Dequantized f32 weights."""
+    deq = {}
+    for k, v in sd.items():
+        if not is_projection(k):
+            continue
+        w = v.float()
+        out = torch.empty_like(w)
+        for c in range(0, w.shape[1], 128):
+            block = w[:, c:c + 128]
+            scale = block.abs().amax(dim=1, keepdim=True) / 448.0
+            out[:, c:c + 128] = to_e4m3(block / scale).float() * scale
+        deq[k] = out.numpy()
+    return deq
+
+
+def e4m3_reference() -> dict[str, np.ndarray]:
+    """torch's E4M3 decoding of all 256 codes, and its rounding of values chosen to hit every
+    case: all finite values, the midpoints between neighbours (ties to even), subnormals, values
+    past 448 (clamped first: the engine saturates) and random magnitudes."""
+    codes = torch.arange(256, dtype=torch.uint8)
+    decode = codes.view(torch.float8_e4m3fn).float()
+    finite = decode[torch.isfinite(decode)].unique()
+    mids = (finite[1:] + finite[:-1]) / 2
+    rng = torch.Generator().manual_seed(4004)
+    magnitudes = torch.exp2(torch.rand(4000, generator=rng) * 22.0 - 13.0)  # 2^-13 .. 2^9
+    signs = torch.where(torch.rand(4000, generator=rng) < 0.5, -1.0, 1.0)
+    extra = torch.tensor([0.0, -0.0, 448.0, -448.0, 449.0, 464.0, 470.0, 1e6, -1e6,
+                          2.0 ** -9, 2.0 ** -10, 3 * 2.0 ** -11, 2.0 ** -6, 0.9 * 2.0 ** -6])
+    x = torch.cat([finite, mids, magnitudes * signs, extra]).float()
+    encoded = to_e4m3(x).view(torch.uint8).to(torch.int32)
+    return {"decode": decode.numpy(), "encode_input": x.numpy(), "encode_output": encoded.numpy()}
+
+
+# ----------------------------------------------------------------------------------------------
 # Fixture definitions
 
 LLAMA3_VOCAB = 448
@@ -621,6 +719,39 @@ def make_model_fixture(out: Path, name: str, spec: dict) -> None:
         m = model_with_weights(loaded, {k: v.to(torch.float32).numpy() for k, v in sd_bf16.items()})
         for i, (logits, _) in enumerate(run_reference(m, seqs)):
             ref[f"logits_st_bf16_{i}"] = logits
+
+        # FP8 checkpoints: the reference runs the dequantized weights in f32.
+        fp8_variants = {
+            "fp8": (fp8_compressed_tensors(sd),
+                    {"config_groups": {"group_0": {
+                        "targets": ["Linear"],
+                        "weights": {"num_bits": 8, "type": "float", "strategy": "channel",
+                                    "symmetric": True, "dynamic": False},
+                        "input_activations": {"num_bits": 8, "type": "float",
+                                              "strategy": "tensor", "symmetric": True,
+                                              "dynamic": False}}},
+                     "format": "float-quantized", "ignore": ["lm_head"],
+                     "quant_method": "compressed-tensors", "quantization_status": "compressed"}),
+            "fp8_block": (fp8_blocks(sd, 32, 128),
+                          {"activation_scheme": "dynamic", "quant_method": "fp8",
+                           "weight_block_size": [32, 128]}),
+        }
+        for variant, ((tensors, deq), quant_config) in fp8_variants.items():
+            (d / variant).mkdir()
+            write_hf_dir(d / variant, tensors, "bfloat16")
+            config = json.loads((d / variant / "config.json").read_text())
+            config["quantization_config"] = quant_config
+            write_json(d / variant / "config.json", config)
+            m = model_with_weights(loaded, deq)
+            for i, (logits, _) in enumerate(run_reference(m, seqs)):
+                ref[f"logits_st_{variant}_{i}"] = logits
+            diff = np.abs(ref[f"logits_st_{variant}_2"] - ref["logits_2"]).max()
+            print(f"  {variant}: max |logits - f32 logits| = {diff:.4f}")
+        m = model_with_weights(loaded, fp8_row_blocks(sd))
+        for i, (logits, _) in enumerate(run_reference(m, seqs)):
+            ref[f"logits_fp8_quantized_{i}"] = logits
+        np_save_file(e4m3_reference(), str(d / "fp8" / "e4m3_reference.safetensors"),
+                     metadata={"generator": "make_fixtures"})
 
     for ftype in GGUF_FTYPES:
         tensors = gguf_tensors(cfg, sd, ftype)

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/fp8.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/rope.h"
@@ -215,6 +216,17 @@ std::unique_ptr<HostWeight> MakeWeight(const std::string& name, const std::vecto
       }
       break;
     }
+    case DType::kF8E4M3Block: {  // quantized row by row, as the model loader does
+      const int64_t cols = w->tensor.shape.back();
+      const int64_t rows = static_cast<int64_t>(n) / cols;
+      const int64_t row_bytes = Fp8BlockRowBytes(cols);
+      w->bytes.resize(rows * row_bytes);
+      for (int64_t r = 0; r < rows; ++r) {
+        QuantizeFp8BlockRow(values.data() + r * cols, cols, w->bytes.data() + r * row_bytes);
+      }
+      break;
+    }
+    case DType::kF8E4M3:
     case DType::kI32:
       break;
   }
@@ -332,18 +344,19 @@ void CheckMatMul(OpRunner& run, std::mt19937& rng, DType dtype, int64_t m, int64
   run.Finish(name, window);
 }
 
+void CheckEmbed(OpRunner& run, std::mt19937& rng, DType dtype) {
+  const std::string name = absl::StrCat("embed ", DTypeName(dtype));
+  ASSIGN_OR_RECORD(run, name, table, Upload(run.ref(), run.cand(),
+                                            MakeWeight("t", Random(rng, 500 * 200), {500, 200}, dtype), 500, 200));
+  std::vector<int32_t> ids = {0, 499, 7, 7, 250, 31, 1};
+  ASSIGN_OR_RECORD(run, name, out, run.Input(static_cast<int64_t>(ids.size()), 200, {}));
+  run.ref().Embed(*table.reference, ids, out.ref.view);
+  run.cand().Embed(*table.candidate, ids, out.cand.view);
+  run.Finish(name, out);
+}
+
 void CheckElementwise(OpRunner& run, std::mt19937& rng) {
   const int64_t rows = 7, cols = 1000;
-  {
-    const std::string name = "embed";
-    ASSIGN_OR_RECORD(run, name, table, Upload(run.ref(), run.cand(),
-                                              MakeWeight("t", Random(rng, 500 * 96), {500, 96}, DType::kBF16), 500, 96));
-    std::vector<int32_t> ids = {0, 499, 7, 7, 250, 31, 1};
-    ASSIGN_OR_RECORD(run, name, out, run.Input(static_cast<int64_t>(ids.size()), 96, {}));
-    run.ref().Embed(*table.reference, ids, out.ref.view);
-    run.cand().Embed(*table.candidate, ids, out.cand.view);
-    run.Finish(name, out);
-  }
   {
     const std::string name = "rms_norm";
     ASSIGN_OR_RECORD(run, name, w, Upload(run.ref(), run.cand(),
@@ -606,12 +619,17 @@ std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
   std::vector<CheckResult> results;
   std::mt19937 rng(static_cast<uint32_t>(options.seed));
   OpRunner run(reference, candidate, options.tolerance, &results);
-  for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32, DType::kQ8_0}) {
+  for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32, DType::kQ8_0, DType::kF8E4M3Block}) {
     CheckMatMul(run, rng, dtype, 1, 2048, 1024, false);   // decode
     CheckMatMul(run, rng, dtype, 17, 1000, 512, true);    // verification block, accumulate
     CheckMatMul(run, rng, dtype, 64, 384, 256, false);
     CheckMatMul(run, rng, dtype, 130, 333, 128, true);    // prefill, odd n
   }
+  // FP8 rows whose last 128-value block is partial, on the skinny and the general path.
+  CheckMatMul(run, rng, DType::kF8E4M3Block, 3, 200, 320, false);
+  CheckMatMul(run, rng, DType::kF8E4M3Block, 40, 96, 200, true);
+  CheckEmbed(run, rng, DType::kBF16);
+  CheckEmbed(run, rng, DType::kF8E4M3Block);
   CheckElementwise(run, rng);
   CheckLogitSummaries(run, rng, &results);
   CheckAttention(run, rng, 8, 2, 64);

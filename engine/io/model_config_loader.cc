@@ -263,6 +263,42 @@ absl::Status ParseRopeScaling(const Json& scaling, absl::string_view field, Llam
                                                "llama3, linear)"));
 }
 
+// The FP8 weight formats we read (quantization_config of config.json): compressed-tensors
+// "float-quantized" (llm-compressor, e.g. RedHatAI's *-FP8 models), fbgemm_fp8 (Meta's
+// Llama-3.1-405B-FP8) and Hugging Face's block-scaled "fp8". The scales themselves are tensors
+// beside each weight; activations are not quantized (input scales are ignored).
+absl::Status ParseQuantization(const Json& q, LlamaConfig* c) {
+  if (!q.is_object()) return Invalid("quantization_config", "expected an object");
+  VERDICT_ASSIGN_OR_RETURN(const std::optional<std::string> method,
+                           OptString(q, "quant_method", "quantization_config."));
+  const std::string m = method.value_or("");
+  if (m != "compressed-tensors" && m != "fbgemm_fp8" && m != "fp8") {
+    return absl::UnimplementedError(absl::StrCat(
+        "quantization method '", m, "' is not supported (supported: FP8 weights as "
+        "compressed-tensors float-quantized, fbgemm_fp8 or fp8; or an unquantized checkpoint)"));
+  }
+  if (m == "compressed-tensors") {
+    VERDICT_ASSIGN_OR_RETURN(const std::optional<std::string> format,
+                             OptString(q, "format", "quantization_config."));
+    if (format.has_value() && *format != "float-quantized" && *format != "naive-quantized") {
+      return absl::UnimplementedError(absl::StrCat(
+          "compressed-tensors format '", *format,
+          "' is not supported (supported: float-quantized FP8 weights)"));
+    }
+  }
+  if (const Json* block = Member(q, "weight_block_size"); block != nullptr && !block->is_null()) {
+    if (!block->is_array() || block->size() != 2 || !(*block)[0].is_number_integer() ||
+        !(*block)[1].is_number_integer() || (*block)[0].get<int64_t>() <= 0 ||
+        (*block)[1].get<int64_t>() <= 0) {
+      return Invalid("quantization_config.weight_block_size", "expected two positive integers");
+    }
+    c->fp8_block_rows = (*block)[0].get<int64_t>();
+    c->fp8_block_cols = (*block)[1].get<int64_t>();
+  }
+  c->quant_method = m;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateLlamaConfig(const LlamaConfig& config) {
@@ -359,6 +395,9 @@ absl::StatusOr<LlamaConfig> ParseHfConfig(absl::string_view json_text) {
     VERDICT_ASSIGN_OR_RETURN(dtype, OptString(j, "dtype"));
   }
   c.torch_dtype = dtype.value_or("");
+  if (const Json* quant = Member(j, "quantization_config"); quant != nullptr && !quant->is_null()) {
+    VERDICT_RETURN_IF_ERROR(ParseQuantization(*quant, &c));
+  }
 
   VERDICT_RETURN_IF_ERROR(Validate(c, kHfNames, /*check_hidden_split=*/!head_dim.has_value()));
   return c;

@@ -163,6 +163,42 @@ TEST(HfConfigTest, Defaults) {
   EXPECT_FLOAT_EQ(d.rms_norm_eps, 1e-6f);
 }
 
+TEST(HfConfigTest, Fp8QuantizationConfigs) {
+  ASSERT_OK_AND_ASSIGN(LlamaConfig plain, ParseWith([](nlohmann::json&) {}));
+  EXPECT_EQ(plain.quant_method, "");
+  ASSERT_OK_AND_ASSIGN(LlamaConfig ct, ParseWith([](nlohmann::json& j) {
+                         j["quantization_config"] = {{"quant_method", "compressed-tensors"},
+                                                     {"format", "float-quantized"}};
+                       }));
+  EXPECT_EQ(ct.quant_method, "compressed-tensors");
+  ASSERT_OK_AND_ASSIGN(LlamaConfig fbgemm, ParseWith([](nlohmann::json& j) {
+                         j["quantization_config"] = {{"quant_method", "fbgemm_fp8"},
+                                                     {"activation_scale_ub", 1200.0}};
+                       }));
+  EXPECT_EQ(fbgemm.quant_method, "fbgemm_fp8");
+  EXPECT_EQ(fbgemm.fp8_block_rows, 128);
+  ASSERT_OK_AND_ASSIGN(LlamaConfig blocks, ParseWith([](nlohmann::json& j) {
+                         j["quantization_config"] = {{"quant_method", "fp8"},
+                                                     {"weight_block_size", {64, 256}}};
+                       }));
+  EXPECT_EQ(blocks.fp8_block_rows, 64);
+  EXPECT_EQ(blocks.fp8_block_cols, 256);
+  // Integer formats and other float formats are refused up front, by name.
+  EXPECT_THAT(ParseWith([](nlohmann::json& j) {
+                j["quantization_config"] = {{"quant_method", "awq"}, {"bits", 4}};
+              }),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("'awq' is not supported")));
+  EXPECT_THAT(ParseWith([](nlohmann::json& j) {
+                j["quantization_config"] = {{"quant_method", "compressed-tensors"},
+                                            {"format", "pack-quantized"}};
+              }),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("'pack-quantized'")));
+  EXPECT_THAT(ParseWith([](nlohmann::json& j) {
+                j["quantization_config"] = {{"quant_method", "fp8"}, {"weight_block_size", {128}}};
+              }),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("weight_block_size")));
+}
+
 TEST(HfConfigTest, OptionalFields) {
   ASSERT_OK_AND_ASSIGN(LlamaConfig c, ParseWith([](nlohmann::json& j) {
                          j["num_key_value_heads"] = 1;

@@ -73,9 +73,10 @@ absl::StatusOr<DType> ParseDType(const std::string& s, absl::string_view source,
   if (s == "F16") return DType::kF16;
   if (s == "BF16") return DType::kBF16;
   if (s == "I32") return DType::kI32;
+  if (s == "F8_E4M3") return DType::kF8E4M3;
   return Invalid(source, absl::StrCat("tensor '", name, "' has dtype '", s,
                                       "', which is not supported (supported: F32, F16, BF16, "
-                                      "I32)"));
+                                      "F8_E4M3, I32)"));
 }
 
 struct Range {

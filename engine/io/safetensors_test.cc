@@ -218,9 +218,18 @@ TEST(SafetensorsParseTest, DuplicateTensorName) {
 
 TEST(SafetensorsParseTest, UnsupportedDtypeListsSupportedOnes) {
   EXPECT_THAT(Parse(R"({"w":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
-              StatusIs(kInvalid, HasSubstr("supported: F32, F16, BF16, I32")));
+              StatusIs(kInvalid, HasSubstr("supported: F32, F16, BF16, F8_E4M3, I32")));
   EXPECT_THAT(Parse(R"({"w":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", 8),
               StatusIs(kInvalid, HasSubstr("'I64'")));
+  EXPECT_THAT(Parse(R"({"w":{"dtype":"F8_E5M2","shape":[1],"data_offsets":[0,1]}})", 1),
+              StatusIs(kInvalid, HasSubstr("'F8_E5M2'")));
+}
+
+TEST(SafetensorsParseTest, Fp8E4M3IsOneBytePerValue) {
+  auto parsed = Parse(R"({"w":{"dtype":"F8_E4M3","shape":[2,3],"data_offsets":[0,6]}})", 6);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_THAT(Parse(R"({"w":{"dtype":"F8_E4M3","shape":[2,3],"data_offsets":[0,12]}})", 12),
+              StatusIs(kInvalid));
 }
 
 TEST(SafetensorsParseTest, ShapeOffsetMismatch) {

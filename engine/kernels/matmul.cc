@@ -6,6 +6,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "engine/fp8.h"
 #include "engine/kernels/matmul_internal.h"
 
 namespace verdict::engine {
@@ -54,6 +56,23 @@ void ConvertRowGeneric(const uint8_t* row, DType dtype, int64_t k0, int64_t coun
       }
       return;
     }
+    case DType::kF8E4M3Block: {
+      static const std::array<float, 256> kValues = [] {
+        std::array<float, 256> values;
+        for (int code = 0; code < 256; ++code) values[code] = Fp8E4M3ToF32(static_cast<uint8_t>(code));
+        return values;
+      }();
+      for (int64_t i = 0; i < count;) {
+        const int64_t col = k0 + i;
+        const int64_t block_end = std::min(count, i + kFp8BlockSize - col % kFp8BlockSize);
+        float scale;
+        std::memcpy(&scale, row + (col / kFp8BlockSize) * (kFp8BlockSize + 4), sizeof(scale));
+        const uint8_t* codes = row + Fp8BlockValueOffset(col);
+        for (; i < block_end; ++i) out[i] = kValues[*codes++] * scale;
+      }
+      return;
+    }
+    case DType::kF8E4M3:
     case DType::kI32:
       break;
   }
@@ -159,7 +178,7 @@ Algo ChooseAlgo(DType dtype, int64_t m) {
   int64_t direct_max = 16;                    // bf16
   if (dtype == DType::kF16) direct_max = 24;  // vcvtph2ps is cheap
   if (dtype == DType::kF32) direct_max = 8;   // twice the bytes to re-read per token group
-  if (dtype == DType::kQ8_0) direct_max = 4;  // int8 -> f32 and scaling is not cheap
+  if (dtype == DType::kQ8_0 || dtype == DType::kF8E4M3Block) direct_max = 4;  // scaled blocks
   return m <= direct_max ? Algo::kDirect : Algo::kPanel;
 }
 
@@ -186,6 +205,9 @@ size_t WeightRowBytes(DType dtype, int64_t cols) {
       return static_cast<size_t>(cols) * 2;
     case DType::kQ8_0:
       return static_cast<size_t>(cols / kQ8_0BlockSize) * sizeof(BlockQ8_0);
+    case DType::kF8E4M3Block:
+      return static_cast<size_t>(Fp8BlockRowBytes(cols));
+    case DType::kF8E4M3:
     case DType::kI32:
       break;
   }
@@ -198,8 +220,8 @@ void MatMulWithAlgo(Algo algo, const float* x, int64_t m, int64_t ldx, const Mat
   VERDICT_CHECK(m >= 0 && w.rows >= 0 && w.cols >= 0);
   VERDICT_CHECK(ldx >= w.cols && ldy >= w.rows);
   VERDICT_CHECK_MSG(w.dtype == DType::kF32 || w.dtype == DType::kF16 || w.dtype == DType::kBF16 ||
-                        w.dtype == DType::kQ8_0,
-                    "MatMul weights must be f32, f16, bf16 or q8_0");
+                        w.dtype == DType::kQ8_0 || w.dtype == DType::kF8E4M3Block,
+                    "MatMul weights must be f32, f16, bf16, q8_0 or fp8");
   VERDICT_CHECK_MSG(w.dtype != DType::kQ8_0 || w.cols % kQ8_0BlockSize == 0,
                     "q8_0 weights need K % 32 == 0");
   if (m == 0 || w.rows == 0) return;
@@ -254,8 +276,9 @@ void MatMul(const float* x, int64_t m, int64_t ldx, const MatMulWeight& w, float
 
 void GatherRows(const MatMulWeight& table, absl::Span<const int32_t> ids, float* out) {
   VERDICT_CHECK_MSG(table.dtype == DType::kF32 || table.dtype == DType::kF16 ||
-                        table.dtype == DType::kBF16 || table.dtype == DType::kQ8_0,
-                    "GatherRows table must be f32, f16, bf16 or q8_0");
+                        table.dtype == DType::kBF16 || table.dtype == DType::kQ8_0 ||
+                        table.dtype == DType::kF8E4M3Block,
+                    "GatherRows table must be f32, f16, bf16, q8_0 or fp8");
   VERDICT_CHECK(table.dtype != DType::kQ8_0 || table.cols % kQ8_0BlockSize == 0);
   const matmul_internal::KernelTable& kernels = matmul_internal::ActiveKernels();
   const size_t row_bytes = matmul_internal::WeightRowBytes(table.dtype, table.cols);

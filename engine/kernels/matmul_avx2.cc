@@ -320,6 +320,10 @@ void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, 
     case DType::kQ8_0:
       ConvertRowT<Q8Rows>(row, k0, count, out);
       return;
+    case DType::kF8E4M3Block:  // a correctness path on CPUs (FP8 storage is for GPUs): portable
+      GenericKernels().convert_row(row, dtype, k0, count, out);
+      return;
+    case DType::kF8E4M3:
     case DType::kI32:
       break;
   }
@@ -471,6 +475,10 @@ void DirectAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
     case DType::kQ8_0:
       DirectRows<Q8Rows>(a, n_begin, n_end);
       return;
+    case DType::kF8E4M3Block:
+      GenericKernels().direct(a, n_begin, n_end);
+      return;
+    case DType::kF8E4M3:
     case DType::kI32:
       break;
   }
@@ -491,6 +499,10 @@ void PanelAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
     case DType::kQ8_0:
       PanelRows<Q8Rows>(a, n_begin, n_end);
       return;
+    case DType::kF8E4M3Block:
+      GenericKernels().panel(a, n_begin, n_end);
+      return;
+    case DType::kF8E4M3:
     case DType::kI32:
       break;
   }

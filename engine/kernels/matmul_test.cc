@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/dtype.h"
+#include "engine/fp8.h"
 #include "engine/kernels/matmul_internal.h"
 #include "gtest/gtest.h"
 
@@ -82,6 +83,17 @@ TestWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng
         QuantizeRowQ8(row.data(), cols,
                       w.bytes.data() + n * matmul_internal::WeightRowBytes(dtype, cols), dq);
         break;
+      case DType::kF8E4M3Block: {  // dequantized by the definition: E4M3 value (fp8.h) * scale
+        uint8_t* out = w.bytes.data() + n * matmul_internal::WeightRowBytes(dtype, cols);
+        QuantizeFp8BlockRow(row.data(), cols, out);
+        for (int64_t k = 0; k < cols; ++k) {
+          float scale;
+          std::memcpy(&scale, out + (k / kFp8BlockSize) * (kFp8BlockSize + 4), 4);
+          dq[k] = static_cast<double>(Fp8E4M3ToF32(out[Fp8BlockValueOffset(k)])) * scale;
+        }
+        break;
+      }
+      case DType::kF8E4M3:
       case DType::kI32:
         break;
     }
@@ -235,7 +247,8 @@ TEST_P(MatMulTest, GatherRowsIsExact) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllDTypes, MatMulTest,
-                         testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0),
+                         testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
+                                         DType::kF8E4M3Block),
                          [](const testing::TestParamInfo<DType>& info) {
                            return std::string(DTypeName(info.param));
                          });
