@@ -24,12 +24,16 @@ absl::StatusOr<DeviceName> ParseDeviceName(absl::string_view name) {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(const std::string& device,
                                                                 int cpu_threads,
-                                                                const CudaBackendOptions& cuda) {
+                                                                const CudaBackendOptions& cuda,
+                                                                bool fp8_projections) {
   absl::StatusOr<DeviceName> name = ParseDeviceName(device);
   if (!name.ok()) return name.status();
-  if (!name->cuda) return CreateCpuBackend({cpu_threads});
+  if (!name->cuda) {
+    return CreateCpuBackend({.num_threads = cpu_threads, .fp8_projections = fp8_projections});
+  }
   CudaBackendOptions options = cuda;
   options.device = name->index;
+  if (fp8_projections) options.weight_dtype = DType::kF8E4M3Block;
   return CreateCudaBackend(options);
 }
 

@@ -25,6 +25,7 @@
 #include "engine/cuda/lt_matmul.h"
 #include "engine/cuda/nccl_communicator.h"
 #include "engine/cuda/step_graphs.h"
+#include "engine/fp8.h"
 #include "engine/kernels/matmul.h"
 
 namespace verdict::engine {
@@ -49,12 +50,20 @@ DType DTypeOf(StorageType type) {
       return DType::kBF16;
     case StorageType::kF16:
       return DType::kF16;
+    case StorageType::kF8E4M3:
+      return DType::kF8E4M3Block;
     case StorageType::kF32:
       break;
   }
   return DType::kF32;
 }
-size_t ElementBytes(StorageType type) { return type == StorageType::kF32 ? 4 : 2; }
+size_t ElementBytes(StorageType type) {
+  return type == StorageType::kF32 ? 4 : type == StorageType::kF8E4M3 ? 1 : 2;
+}
+// The activation type a product with weights of `type` multiplies: FP8 weights take bf16.
+StorageType OperandType(StorageType type) {
+  return type == StorageType::kF8E4M3 ? StorageType::kBF16 : type;
+}
 
 class CudaBuffer final : public DeviceBuffer {
  public:
@@ -72,17 +81,27 @@ class CudaWeight final : public DeviceWeight {
  public:
   CudaWeight(void* ptr, StorageType type, int64_t rows, int64_t cols)
       : ptr_(ptr), type_(type), rows_(rows), cols_(cols) {}
-  ~CudaWeight() override { (void)cudaFree(ptr_); }
+  ~CudaWeight() override {
+    (void)cudaFree(ptr_);
+    if (scales_ != nullptr) (void)cudaFree(scales_);
+  }
   DType dtype() const override { return DTypeOf(type_); }
   int64_t rows() const override { return rows_; }
   int64_t cols() const override { return cols_; }
-  size_t size_bytes() const override { return rows_ * cols_ * ElementBytes(type_); }
+  size_t size_bytes() const override {
+    return rows_ * cols_ * ElementBytes(type_) + (scales_ ? rows_ * ScalesPerRow() * sizeof(float) : 0);
+  }
   const void* data() const { return ptr_; }
   const float* f32() const { return static_cast<const float*>(ptr_); }
   StorageType type() const { return type_; }
+  // FP8 weights: [rows, ScalesPerRow()] f32 (engine/fp8.h); nullptr otherwise.
+  const float* scales() const { return scales_; }
+  int64_t ScalesPerRow() const { return Fp8BlocksPerRow(cols_); }
+  void set_scales(float* scales) { scales_ = scales; }
 
  private:
   void* ptr_;
+  float* scales_ = nullptr;
   StorageType type_;
   int64_t rows_;
   int64_t cols_;
@@ -96,7 +115,8 @@ class CudaBackend final : public Backend {
       : options_(options),
         stream_(stream),
         launch_{stream, options.programmatic_launch},
-        weight_type_(StorageOf(options.weight_dtype)),
+        weight_type_(StorageOf(options.weight_dtype == DType::kF8E4M3Block ? DType::kBF16
+                                                                           : options.weight_dtype)),
         pinned_(cuda::StepArena::Kind::kPinnedHost, size_t{16} << 20),
         meta_(cuda::StepArena::Kind::kDevice, size_t{1} << 20),
         steps_(stream, options.cuda_graphs) {}
@@ -108,6 +128,7 @@ class CudaBackend final : public Backend {
     kv_pools_.clear();
     scratch_.reset();
     partials_.reset();
+    dequant_.reset();
     for (void* p : upload_buffers_) (void)cudaFreeHost(p);
     (void)cudaStreamDestroy(stream_);
   }
@@ -142,6 +163,9 @@ class CudaBackend final : public Backend {
 
   bool CopiesWeights() const override { return true; }  // into device memory, synchronously
   bool PrefersFusedProjections() const override { return options_.fuse_projections; }
+  bool QuantizesProjectionsToFp8() const override {
+    return options_.weight_dtype == DType::kF8E4M3Block;
+  }
 
   // --- memory -----------------------------------------------------------------------------------
 
@@ -161,12 +185,17 @@ class CudaBackend final : public Backend {
                                                      " elements, cannot view as [", as_rows, ", ",
                                                      as_cols, "]"));
     }
-    if (tensor.dtype == DType::kI32) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor ", tensor.name, " has integer dtype"));
+    if (tensor.dtype == DType::kI32 || tensor.dtype == DType::kF8E4M3) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", tensor.name, " has dtype ",
+                                                     DTypeName(tensor.dtype),
+                                                     ", which the CUDA backend cannot upload"));
     }
-    // 1-D parameters (norms, biases) are f32 for the elementwise kernels; matrices take the
-    // backend's weight dtype.
+    // 1-D parameters (norms, biases) are f32 for the elementwise kernels; FP8 matrices stay FP8
+    // (but for the f32 reference mode); other matrices take the backend's weight dtype.
     if (!steps_.empty()) VERDICT_RETURN_IF_ERROR(Synchronize());  // keep the stream in call order
+    if (tensor.dtype == DType::kF8E4M3Block && as_rows > 1 && weight_type_ != StorageType::kF32) {
+      return UploadFp8(tensor, as_rows, as_cols);
+    }
     const StorageType type = as_rows == 1 ? StorageType::kF32 : weight_type_;
     const size_t row_bytes = as_cols * ElementBytes(type);
     void* device = nullptr;
@@ -175,6 +204,39 @@ class CudaBackend final : public Backend {
                    absl::StrCat("allocating ", row_bytes * as_rows, " bytes for ", tensor.name)));
     auto weight = std::make_unique<CudaWeight>(device, type, as_rows, as_cols);
     VERDICT_RETURN_IF_ERROR(CopyWeightRows(tensor, as_rows, as_cols, type, device));
+    return std::unique_ptr<DeviceWeight>(std::move(weight));
+  }
+
+  // kF8E4M3Block rows split into the codes and the scales the kernels read.
+  absl::StatusOr<std::unique_ptr<DeviceWeight>> UploadFp8(const WeightTensor& tensor, int64_t rows,
+                                                          int64_t cols) {
+    const int64_t blocks = Fp8BlocksPerRow(cols);
+    const int64_t row_bytes = Fp8BlockRowBytes(cols);
+    std::vector<uint8_t> codes(rows * cols);
+    std::vector<float> scales(rows * blocks);
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* row = tensor.data + r * row_bytes;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t n = std::min(kFp8BlockSize, cols - b * kFp8BlockSize);
+        std::memcpy(&scales[r * blocks + b], row, sizeof(float));
+        std::memcpy(&codes[r * cols + b * kFp8BlockSize], row + sizeof(float), n);
+        row += sizeof(float) + n;
+      }
+    }
+    void* device_codes = nullptr;
+    void* device_scales = nullptr;
+    VERDICT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&device_codes, codes.size()),
+                                       absl::StrCat("allocating ", codes.size(), " bytes for ", tensor.name)));
+    auto weight = std::make_unique<CudaWeight>(device_codes, StorageType::kF8E4M3, rows, cols);
+    VERDICT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&device_scales, scales.size() * sizeof(float)),
+                                       absl::StrCat("allocating the scales of ", tensor.name)));
+    weight->set_scales(static_cast<float*>(device_scales));
+    VERDICT_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(device_codes, codes.data(), codes.size(), cudaMemcpyHostToDevice),
+        absl::StrCat("uploading ", tensor.name)));
+    VERDICT_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpy(device_scales, scales.data(), scales.size() * sizeof(float), cudaMemcpyHostToDevice),
+        absl::StrCat("uploading the scales of ", tensor.name)));
     return std::unique_ptr<DeviceWeight>(std::move(weight));
   }
 
@@ -261,12 +323,13 @@ class CudaBackend final : public Backend {
     const CudaWeight& t = AsCuda(table);
     const void* data = t.data();
     const StorageType type = t.type();
+    const float* scales = t.scales();
     const int64_t cols = t.cols();
     const int64_t n = static_cast<int64_t>(ids.size());
     Record(Op::kEmbed, [=, stream = launch_] {
-      cuda::LaunchEmbed(data, type, cols, d_ids, n, out.data, out.stride, stream);
+      cuda::LaunchEmbed(data, type, scales, cols, d_ids, n, out.data, out.stride, stream);
       return LaunchStatus("Embed");
-    }, data, type, cols, d_ids, n, out);
+    }, data, type, scales, cols, d_ids, n, out);
   }
 
   void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) override {
@@ -287,8 +350,17 @@ class CudaBackend final : public Backend {
     const CudaWeight& cw = AsCuda(w);
     const StorageType type = cw.type();
     const void* wdata = cw.data();
+    const float* scales = cw.scales();
     const int64_t n = cw.rows();
     const int64_t k = cw.cols();
+    // FP8 weights: bf16 room for cuBLASLt's dequantized copy (grown before the operand conversion
+    // below, whose reuse a growing scratch would end).
+    void* dequant = nullptr;
+    if (type == StorageType::kF8E4M3) {
+      dequant = GrowOnly(dequant_, n * k * ElementBytes(StorageType::kBF16));
+      if (dequant == nullptr) return;
+    }
+    const StorageType operand_type = OperandType(type);
     const void* operand = x.data;
     int64_t ld = x.stride;
     if (type != StorageType::kF32) {
@@ -296,24 +368,25 @@ class CudaBackend final : public Backend {
       // input (q/k/v, gate/up) as long as nothing was written in between.
       if (!(converted_valid_ && converted_source_.data == x.data && converted_source_.rows == x.rows &&
             converted_source_.cols == x.cols && converted_source_.stride == x.stride &&
-            converted_type_ == type)) {
-        void* converted = Scratch(x.rows * x.cols * ElementBytes(type));
+            converted_type_ == operand_type)) {
+        void* converted = Scratch(x.rows * x.cols * ElementBytes(operand_type));
         if (converted == nullptr) return;
         Record(Op::kConvert, [=, stream = launch_] {
-          cuda::LaunchConvertRows(x.data, x.rows, x.cols, x.stride, type, converted, stream);
+          cuda::LaunchConvertRows(x.data, x.rows, x.cols, x.stride, operand_type, converted, stream);
           return LaunchStatus("MatMul input conversion");
-        }, x, type, converted);
+        }, x, operand_type, converted);
         converted_valid_ = true;
         converted_source_ = x;
-        converted_type_ = type;
+        converted_type_ = operand_type;
       }
       operand = scratch_->get();
       ld = x.cols;
     }
     cuda::LtMatMul* lt = lt_.get();
     Record(Op::kMatMul, [=] {
-      return lt->Run(operand, ld, wdata, type, out.data, out.stride, x.rows, n, k, accumulate);
-    }, operand, ld, wdata, type, out, x.rows, n, k, accumulate);
+      return lt->Run(operand, ld, wdata, type, scales, dequant, out.data, out.stride, x.rows, n, k,
+                     accumulate);
+    }, operand, ld, wdata, type, scales, dequant, out, x.rows, n, k, accumulate);
     if (Overlaps(out, converted_source_)) converted_valid_ = false;
   }
 
@@ -684,6 +757,8 @@ class CudaBackend final : public Backend {
                 std::memcpy(dst + c * 2, &h, 2);
                 break;
               }
+              case StorageType::kF8E4M3:  // FP8 goes through UploadFp8
+                break;
             }
           }
         }
@@ -708,6 +783,7 @@ class CudaBackend final : public Backend {
   std::map<std::tuple<int64_t, int64_t>, std::unique_ptr<cuda::KvBlockPool>> kv_pools_;
   std::unique_ptr<cuda::PoolAllocation> scratch_;
   std::unique_ptr<cuda::PoolAllocation> partials_;
+  std::unique_ptr<cuda::PoolAllocation> dequant_;  // FP8 weights as bf16 for cuBLASLt (see MatMul)
   std::unique_ptr<cuda::PoolAllocation> summary_scratch_;
   std::vector<std::unique_ptr<cuda::PoolAllocation>> retired_;  // replaced scratch, until Synchronize
   std::vector<PendingCopy> pending_host_copies_;
@@ -755,9 +831,9 @@ absl::StatusOr<std::string> CudaDeviceDescription(int device) {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options) {
   if (options.weight_dtype != DType::kBF16 && options.weight_dtype != DType::kF16 &&
-      options.weight_dtype != DType::kF32) {
-    return absl::InvalidArgumentError(absl::StrCat("the CUDA backend stores weights as bf16, f16 or f32, not ",
-                                                   DTypeName(options.weight_dtype)));
+      options.weight_dtype != DType::kF32 && options.weight_dtype != DType::kF8E4M3Block) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the CUDA backend stores weights as bf16, f16, f32 or fp8, not ", DTypeName(options.weight_dtype)));
   }
   if (options.kv_block_positions <= 0) {
     return absl::InvalidArgumentError("kv_block_positions must be positive");

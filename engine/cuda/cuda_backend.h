@@ -114,8 +114,11 @@ absl::StatusOr<DeviceName> ParseDeviceName(absl::string_view name);
 
 // Creates a backend by device name: "cpu" or "cuda" / "cuda:N" (N = device index).
 // `cpu_threads` applies to "cpu" (0: all hardware threads); `cuda` (device ignored) to CUDA.
+// `fp8_projections`: the backend asks for the layers' projections quantized to FP8 at load
+// (Backend::QuantizesProjectionsToFp8; on CUDA weight_dtype fp8, on the CPU fp8_projections).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(
-    const std::string& device, int cpu_threads, const CudaBackendOptions& cuda = {});
+    const std::string& device, int cpu_threads, const CudaBackendOptions& cuda = {},
+    bool fp8_projections = false);
 
 }  // namespace verdict::engine
 

@@ -162,7 +162,11 @@ TEST_F(GpuTest, FixtureModelsMatchCpu) {
                         Case{"llama3_gqa/bf16", DType::kBF16, 1e-2},
                         Case{"llama2_mha/llama2_mha-bf16.gguf", DType::kBF16, 1e-2},
                         Case{"odd_tied/odd_tied-bf16.gguf", DType::kBF16, 1e-2},
-                        Case{"llama3_gqa/llama3_gqa-f16.gguf", DType::kF16, 1e-2}}) {
+                        Case{"llama3_gqa/llama3_gqa-f16.gguf", DType::kF16, 1e-2},
+                        // FP8 checkpoints: kept FP8 on the GPU (bf16 mode), widened in f32 mode.
+                        Case{"llama3_gqa/fp8", DType::kBF16, 1e-2},
+                        Case{"llama3_gqa/fp8_block", DType::kBF16, 1e-2},
+                        Case{"llama3_gqa/fp8", DType::kF32, 1e-4}}) {
     SCOPED_TRACE(absl::StrCat(c.path, " ", DTypeName(c.weights)));
     ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + c.path));
     auto cuda = Cuda(c.weights);
@@ -193,6 +197,36 @@ TEST_F(GpuTest, OwnSkinnyKernelMatchesCpu) {
     ExpectAllPassed(CheckModel(*cpu_, *cuda, model.config, *model.weights, options));
     EXPECT_GT(GetCudaBackendStats(*cuda).matmul_shapes_on_own_gemv, 0);
   }
+}
+
+// FP8: our kernel on every product it can run (m <= 64 in groups of 8 rows) for an FP8 checkpoint,
+// and projections quantized at load (weight_dtype fp8) against the CPU backend quantizing the same
+// f32 checkpoint the same way.
+TEST_F(GpuTest, Fp8WeightsMatchCpu) {
+  ASSERT_OK_AND_ASSIGN(LoadedModel fp8_model, LoadModel(kFixtures + "llama3_gqa/fp8"));
+  for (OwnGemv own : {OwnGemv::kAlways, OwnGemv::kNever}) {
+    CudaBackendOptions cuda_options;
+    cuda_options.own_gemv = own;
+    ASSERT_OK_AND_ASSIGN(auto cuda, CreateCudaBackend(cuda_options));
+    CheckOptions options;
+    options.seed = FreshSeed();
+    options.tolerance = 1e-2;
+    std::printf("FP8 checkpoint, own kernel %s:\n", own == OwnGemv::kAlways ? "always" : "never");
+    ExpectAllPassed(CheckModel(*cpu_, *cuda, fp8_model.config, *fp8_model.weights, options));
+    if (own == OwnGemv::kAlways) {
+      EXPECT_GT(GetCudaBackendStats(*cuda).matmul_shapes_on_own_gemv, 0);
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + "llama3_gqa"));
+  auto cpu_fp8 = CreateCpuBackend({.num_threads = 0, .fp8_projections = true});
+  auto cuda = Cuda(DType::kF8E4M3Block);
+  ASSERT_NE(cuda, nullptr);
+  EXPECT_TRUE(cuda->QuantizesProjectionsToFp8());
+  CheckOptions options;
+  options.seed = FreshSeed();
+  options.tolerance = 1e-2;
+  std::printf("f32 checkpoint quantized to FP8 at load:\n");
+  ExpectAllPassed(CheckModel(*cpu_fp8, *cuda, model.config, *model.weights, options));
 }
 
 // Independent reference: the transformers logits committed with the fixtures.

@@ -3,10 +3,12 @@
 // each element comes from engine/kernels/op_math.h and engine/cuda/attention_math.h.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cfloat>
 
 #include "engine/cuda/kernels.h"
+#include "engine/fp8.h"
 #include "engine/kernels/op_math.h"
 
 namespace verdict::engine::cuda {
@@ -259,6 +261,103 @@ void GemvTyped(const void* x, int64_t ldx, const void* w, float* out, int64_t ld
   }
 }
 
+// 16 E4M3 codes (one 16-byte load) as floats, through the hardware's e4m3x2 -> f16x2 conversion
+// (exact: every E4M3 value is an f16 value).
+__device__ __forceinline__ void Load16Fp8(const uint8_t* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const auto* pairs = reinterpret_cast<const __nv_fp8x2_storage_t*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(pairs[i], __NV_E4M3);
+    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+// As GemvKernel for FP8 weights and bf16 activations: each lane takes 16 codes per step (inside one
+// 128-value scale block), sums their products with each activation row, then applies the scale.
+template <int M>
+__global__ void GemvFp8Kernel(const __nv_bfloat16* x, int64_t ldx, const uint8_t* w,
+                              const float* scales, float* out, int64_t ldout, int64_t n, int64_t k,
+                              bool accumulate) {
+  WaitForPredecessor();
+  const int lane = threadIdx.x % 32;
+  const int64_t column = blockIdx.x * int64_t{kGemvThreads / 32} + threadIdx.x / 32;
+  if (column >= n) return;
+  const uint8_t* row = w + column * k;
+  const float* row_scales = scales + column * ((k + kFp8BlockSize - 1) / kFp8BlockSize);
+  float acc[M];
+#pragma unroll
+  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
+#pragma unroll 2
+  for (int64_t i = lane * 16; i < k; i += 32 * 16) {
+    float wf[16];
+    Load16Fp8(row + i, wf);
+    const float scale = row_scales[i / kFp8BlockSize];
+#pragma unroll
+    for (int r = 0; r < M; ++r) {
+      float xf[16];
+      Load8(x + r * ldx + i, xf);
+      Load8(x + r * ldx + i + 8, xf + 8);
+      float partial = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) partial += wf[j] * xf[j];
+      acc[r] += partial * scale;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < M; ++r) {
+    const float sum = WarpSum(acc[r]);
+    if (lane == 0) {
+      float* o = out + r * ldout + column;
+      *o = accumulate ? *o + sum : sum;
+    }
+  }
+}
+
+// Rows in groups of 8: each group streams the weights again (from L2 when they fit).
+void GemvFp8(const void* x, int64_t ldx, const void* w, const float* scales, float* out,
+             int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate, LaunchStream stream) {
+  const unsigned blocks = static_cast<unsigned>((n + kGemvThreads / 32 - 1) / (kGemvThreads / 32));
+  const uint8_t* codes = static_cast<const uint8_t*>(w);
+  for (int64_t first = 0; first < m; first += 8) {
+    const auto* xt = static_cast<const __nv_bfloat16*>(x) + first * ldx;
+    float* o = out + first * ldout;
+    switch (m - first < 8 ? m - first : 8) {
+#define VERDICT_GEMV_FP8_CASE(M)                                                                   \
+  case M:                                                                                          \
+    Launch(GemvFp8Kernel<M>, blocks, kGemvThreads, 0, stream, xt, ldx, codes, scales, o, ldout, n, \
+           k, accumulate);                                                                         \
+    break;
+      VERDICT_GEMV_FP8_CASE(1)
+      VERDICT_GEMV_FP8_CASE(2)
+      VERDICT_GEMV_FP8_CASE(3)
+      VERDICT_GEMV_FP8_CASE(4)
+      VERDICT_GEMV_FP8_CASE(5)
+      VERDICT_GEMV_FP8_CASE(6)
+      VERDICT_GEMV_FP8_CASE(7)
+      VERDICT_GEMV_FP8_CASE(8)
+#undef VERDICT_GEMV_FP8_CASE
+      default:
+        break;
+    }
+  }
+}
+
+__global__ void DequantizeFp8Kernel(const uint8_t* codes, const float* scales, int64_t rows,
+                                    int64_t cols, __nv_bfloat16* out) {
+  WaitForPredecessor();
+  const int64_t blocks_per_row = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
+  const int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = i / cols;
+    const int64_t c = i % cols;
+    out[i] = __float2bfloat16_rn(Fp8E4M3ToF32(codes[i]) * scales[r * blocks_per_row + c / kFp8BlockSize]);
+  }
+}
+
 // ---- elementwise ------------------------------------------------------------------------------
 
 template <typename T>
@@ -281,6 +380,18 @@ __global__ void EmbedKernel(const T* table, int64_t cols, const int32_t* ids, fl
   const int64_t row = blockIdx.x;
   const T* src = table + static_cast<int64_t>(ids[row]) * cols;
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) out[row * out_stride + c] = Load(src + c);
+}
+
+__global__ void EmbedFp8Kernel(const uint8_t* table, const float* scales, int64_t cols,
+                               const int32_t* ids, float* out, int64_t out_stride) {
+  WaitForPredecessor();
+  const int64_t row = blockIdx.x;
+  const int64_t id = ids[row];
+  const int64_t blocks_per_row = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    out[row * out_stride + c] =
+        Fp8E4M3ToF32(table[id * cols + c]) * scales[id * blocks_per_row + c / kFp8BlockSize];
+  }
 }
 
 // One block per row, sized so that each thread loads a few elements (all in flight at once: a
@@ -641,18 +752,31 @@ void AttentionTyped(const AttentionLaunch& a, LaunchStream stream) {
 }  // namespace
 
 bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w) {
-  return type != StorageType::kF32 && m >= 1 && m <= kGemvMaxRows && k % 8 == 0 && ldx % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  const bool fp8 = type == StorageType::kF8E4M3;
+  const int64_t max_rows = fp8 ? kGemvMaxRowsFp8 : kGemvMaxRows;
+  const int64_t multiple = fp8 ? 16 : 8;
+  return type != StorageType::kF32 && m >= 1 && m <= max_rows && k % multiple == 0 &&
+         ldx % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(w) % 16 == 0;
 }
 
-void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
-                int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
+void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, const float* scales,
+                float* out, int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
                 LaunchStream stream) {
   if (type == StorageType::kBF16) {
     GemvTyped<__nv_bfloat16>(x, ldx, w, out, ldout, m, n, k, accumulate, stream);
   } else if (type == StorageType::kF16) {
     GemvTyped<__half>(x, ldx, w, out, ldout, m, n, k, accumulate, stream);
+  } else if (type == StorageType::kF8E4M3) {
+    GemvFp8(x, ldx, w, scales, out, ldout, m, n, k, accumulate, stream);
   }
+}
+
+void LaunchDequantizeFp8(const uint8_t* codes, const float* scales, int64_t rows, int64_t cols,
+                         void* out, LaunchStream stream) {
+  if (rows * cols == 0) return;
+  Launch(DequantizeFp8Kernel, Blocks(rows * cols), kThreads, 0, stream, codes, scales, rows, cols,
+         static_cast<__nv_bfloat16*>(out));
 }
 
 void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
@@ -671,11 +795,13 @@ void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_str
       Launch(ConvertRowsKernel<float>, blocks, kThreads, 0, stream, x, rows, cols, x_stride,
              static_cast<float*>(out));
       break;
+    case StorageType::kF8E4M3:  // weights only: never an activation operand
+      break;
   }
 }
 
-void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_t* ids, int64_t n,
-                 float* out, int64_t out_stride, LaunchStream stream) {
+void LaunchEmbed(const void* table, StorageType type, const float* scales, int64_t cols,
+                 const int32_t* ids, int64_t n, float* out, int64_t out_stride, LaunchStream stream) {
   if (n == 0) return;
   const unsigned blocks = static_cast<unsigned>(n);
   switch (type) {
@@ -690,6 +816,10 @@ void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_
     case StorageType::kF32:
       Launch(EmbedKernel<float>, blocks, kThreads, 0, stream, static_cast<const float*>(table),
              cols, ids, out, out_stride);
+      break;
+    case StorageType::kF8E4M3:
+      Launch(EmbedFp8Kernel, blocks, kThreads, 0, stream, static_cast<const uint8_t*>(table),
+             scales, cols, ids, out, out_stride);
       break;
   }
 }
@@ -769,6 +899,8 @@ void LaunchAttention(const AttentionLaunch& a, LaunchStream stream) {
       break;
     case StorageType::kF32:
       AttentionTyped<float>(a, stream);
+      break;
+    case StorageType::kF8E4M3:  // the KV cache is never FP8
       break;
   }
 }

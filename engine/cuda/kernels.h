@@ -15,8 +15,10 @@
 
 namespace verdict::engine::cuda {
 
-// Storage type of the KV cache and of 16-bit matrix operands.
-enum class StorageType : uint8_t { kF32, kBF16, kF16 };
+// Storage type of the KV cache, of 16-bit matrix operands and of weights. kF8E4M3 is weights only:
+// E4M3 codes [rows, cols] plus f32 scales [rows, ceil(cols / 128)] (engine/fp8.h), multiplied with
+// bf16 activations.
+enum class StorageType : uint8_t { kF32, kBF16, kF16, kF8E4M3 };
 
 // Where the launchers enqueue. `programmatic`: launch with programmatic stream serialization
 // (Hopper's programmatic dependent launch) so a kernel is scheduled while its predecessor finishes;
@@ -30,9 +32,13 @@ struct LaunchStream {
 // out[r, :] = x[r, :] rounded to `type` (out is contiguous [rows, cols]).
 void LaunchConvertRows(const float* x, int64_t rows, int64_t cols, int64_t x_stride,
                        StorageType type, void* out, LaunchStream stream);
-// out[i, :] = table[ids[i], :] as f32.
-void LaunchEmbed(const void* table, StorageType type, int64_t cols, const int32_t* ids, int64_t n,
-                 float* out, int64_t out_stride, LaunchStream stream);
+// out[i, :] = table[ids[i], :] as f32 (`scales`: an FP8 table's, else nullptr).
+void LaunchEmbed(const void* table, StorageType type, const float* scales, int64_t cols,
+                 const int32_t* ids, int64_t n, float* out, int64_t out_stride, LaunchStream stream);
+// out[r, c] = bf16(E4M3 code[r, c] * scales[r, c / 128]): an FP8 matrix for cuBLASLt's bf16
+// products (out contiguous [rows, cols]).
+void LaunchDequantizeFp8(const uint8_t* codes, const float* scales, int64_t rows, int64_t cols,
+                         void* out, LaunchStream stream);
 // The ops whose output feeds a matrix product can also write it rounded to the product's 16-bit
 // operand type (contiguous [rows, cols]; data == nullptr: no copy), so the product skips its
 // conversion pass. Rounding as LaunchConvertRows (round to nearest even).
@@ -76,13 +82,17 @@ void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_
                 LaunchStream stream);
 
 // Skinny products for decode and short verification blocks: out[r, :] (+)= x[r, :] . w^T for
-// r < m <= kGemvMaxRows, x and w in the same 16-bit type, one warp per output column streaming its
-// weight row with 16-byte loads. LtMatMul times it beside cuBLASLt's algorithms.
+// r < m, one warp per output column streaming its weight row in 16-byte loads. 16-bit weights take
+// x in the same type and m <= kGemvMaxRows; FP8 weights (`scales` theirs) take bf16 x and m up to
+// kGemvMaxRowsFp8, in groups of 8 rows (half the bytes per weight make a second pass cheaper than
+// dequantizing for cuBLASLt). LtMatMul times it beside cuBLASLt's algorithms.
 inline constexpr int64_t kGemvMaxRows = 8;
-// True when LaunchGemv can run these operands (16-bit, k and ldx multiples of 8, 16-byte aligned).
+inline constexpr int64_t kGemvMaxRowsFp8 = 64;
+// True when LaunchGemv can run these operands (16-bit or FP8 weights, k and ldx multiples of 8 (16
+// for FP8), 16-byte aligned).
 bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w);
-void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
-                int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
+void LaunchGemv(const void* x, int64_t ldx, const void* w, StorageType type, const float* scales,
+                float* out, int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
                 LaunchStream stream);
 
 // One sequence of an attention batch, as the kernels see it.

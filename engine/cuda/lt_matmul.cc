@@ -19,6 +19,7 @@ constexpr int kCandidates = 8;
 cudaDataType_t CudaType(StorageType type) {
   switch (type) {
     case StorageType::kBF16:
+    case StorageType::kF8E4M3:  // multiplied as bf16 after dequantization
       return CUDA_R_16BF;
     case StorageType::kF16:
       return CUDA_R_16F;
@@ -72,7 +73,8 @@ LtMatMul::~LtMatMul() {
   if (handle_) cublasLtDestroy(handle_);
 }
 
-absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x, const void* w) {
+absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x, const void* w,
+                                                  Fp8Operands fp8) {
   if (auto it = plans_.find(key); it != plans_.end()) return &it->second;
   const auto [m, n, k, ldx, ldout, type_int, align_x, align_w, align_out] = key;
   const StorageType type = static_cast<StorageType>(type_int);
@@ -124,14 +126,14 @@ absl::StatusOr<LtMatMul::Plan*> LtMatMul::GetPlan(const Key& key, const void* x,
     stored.use_gemv = true;
     ++shapes_on_own_gemv_;
   } else if (autotune_ && m <= kTuneMaxRows && (found > 1 || gemv)) {
-    VERDICT_RETURN_IF_ERROR(Tune(&stored, results, found, key, x, w, gemv));
+    VERDICT_RETURN_IF_ERROR(Tune(&stored, results, found, key, x, w, fp8, gemv));
   }
   return &stored;
 }
 
 absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates,
                             int count, const Key& key, const void* x, const void* w,
-                            bool try_gemv) {
+                            Fp8Operands fp8, bool try_gemv) {
   const auto [m, n, k, ldx, ldout, type_int, align_x, align_w, align_out] = key;
   const StorageType type = static_cast<StorageType>(type_int);
   // Candidates write into scratch (the real output may be an accumulation target) with the
@@ -164,15 +166,13 @@ absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* c
     }
     return total_ms * 1e3f / kRuns;
   };
-  const float alpha = 1.0f, beta = 0.0f;
+  const float beta = 0.0f;
   float best_us = std::numeric_limits<float>::infinity();
   float first_us = 0;
   int best = 0;
   for (int c = 0; c < count; ++c) {
     const float us = time_us([&] {
-      return cublasLtMatmul(handle_, desc_, &alpha, w, plan->a, x, plan->b, &beta, d, plan->d, d,
-                            plan->d, &candidates[c].algo, workspace_->get(), kWorkspaceBytes,
-                            stream_) == CUBLAS_STATUS_SUCCESS;
+      return LaunchCublas(candidates[c].algo, *plan, x, w, type, fp8, d, n, k, beta).ok();
     });
     if (c == 0) first_us = us;
     if (us < best_us) {
@@ -184,7 +184,7 @@ absl::Status LtMatMul::Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* c
   float gemv_us = std::numeric_limits<float>::infinity();
   if (try_gemv) {
     gemv_us = time_us([&] {
-      LaunchGemv(x, ldx, w, type, d, ldout, m, n, k, /*accumulate=*/false, launch_);
+      LaunchGemv(x, ldx, w, type, fp8.scales, d, ldout, m, n, k, /*accumulate=*/false, launch_);
       return cudaPeekAtLastError() == cudaSuccess;
     });
     plan->use_gemv = gemv_us < best_us;
@@ -210,21 +210,35 @@ int LtMatMul::Alignment(const void* p) {
   return alignment;
 }
 
-absl::Status LtMatMul::Run(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
-                           int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate) {
-  if (m == 0) return absl::OkStatus();
-  const Key key{m, n, k, ldx, ldout, static_cast<int>(type), Alignment(x), Alignment(w), Alignment(out)};
-  VERDICT_ASSIGN_OR_RETURN(Plan * plan, GetPlan(key, x, w));
-  if (plan->use_gemv) {
-    LaunchGemv(x, ldx, w, type, out, ldout, m, n, k, accumulate, launch_);
-    return CudaStatus(cudaGetLastError(), "skinny product");
+absl::Status LtMatMul::LaunchCublas(const cublasLtMatmulAlgo_t& algo, const Plan& plan,
+                                    const void* x, const void* w, StorageType type,
+                                    Fp8Operands fp8, float* out, int64_t n, int64_t k, float beta) {
+  if (type == StorageType::kF8E4M3) {
+    LaunchDequantizeFp8(static_cast<const uint8_t*>(w), fp8.scales, n, k, fp8.dequant, launch_);
+    VERDICT_RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "dequantizing FP8 weights"));
+    w = fp8.dequant;
   }
   const float alpha = 1.0f;
-  const float beta = accumulate ? 1.0f : 0.0f;
-  return CublasStatus(cublasLtMatmul(handle_, desc_, &alpha, w, plan->a, x, plan->b, &beta,
-                                     out, plan->d, out, plan->d, &plan->algo, workspace_->get(),
+  return CublasStatus(cublasLtMatmul(handle_, desc_, &alpha, w, plan.a, x, plan.b, &beta, out,
+                                     plan.d, out, plan.d, &algo, workspace_->get(),
                                      kWorkspaceBytes, stream_),
-                      absl::StrCat("cublasLtMatmul m=", m, " n=", n, " k=", k));
+                      absl::StrCat("cublasLtMatmul n=", n, " k=", k));
+}
+
+absl::Status LtMatMul::Run(const void* x, int64_t ldx, const void* w, StorageType type,
+                           const float* scales, void* dequant, float* out, int64_t ldout,
+                           int64_t m, int64_t n, int64_t k, bool accumulate) {
+  if (m == 0) return absl::OkStatus();
+  const Fp8Operands fp8{scales, dequant};
+  // cuBLASLt reads FP8 weights from the dequantized scratch: that is the A operand it is planned for.
+  const void* a = type == StorageType::kF8E4M3 ? dequant : w;
+  const Key key{m, n, k, ldx, ldout, static_cast<int>(type), Alignment(x), Alignment(a), Alignment(out)};
+  VERDICT_ASSIGN_OR_RETURN(Plan * plan, GetPlan(key, x, w, fp8));
+  if (plan->use_gemv) {
+    LaunchGemv(x, ldx, w, type, scales, out, ldout, m, n, k, accumulate, launch_);
+    return CudaStatus(cudaGetLastError(), "skinny product");
+  }
+  return LaunchCublas(plan->algo, *plan, x, w, type, fp8, out, n, k, accumulate ? 1.0f : 0.0f);
 }
 
 }  // namespace verdict::engine::cuda

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // out[m, n] (+)= x[m, k] . w[n, k]^T through cuBLASLt (internal to engine/cuda).
-// Operands: w is the weight as stored on the device (bf16, f16 or f32, row-major [n, k]); x is the
-// activation already in the same type (row-major, leading dimension ldx); out is f32 row-major with
-// leading dimension ldout. Accumulation is f32 (no TF32 for f32 operands).
+// Operands: w is the weight as stored on the device (bf16, f16 or f32, row-major [n, k]; or FP8
+// codes with their scales, see kernels.h); x is the activation already in the same type (bf16 for
+// FP8 weights; row-major, leading dimension ldx); out is f32 row-major with leading dimension
+// ldout. Accumulation is f32 (no TF32 for f32 operands). cuBLASLt multiplies FP8 weights after
+// dequantizing them to bf16 into the caller's scratch (prefill, where the product is compute-bound);
+// skinny shapes can run our FP8 kernel instead, which reads each weight byte once per 8 rows.
 // The algorithm for each shape comes from cuBLASLt's heuristic; for m <= kTuneMaxRows the top
 // candidates, and our own skinny-product kernel where it applies (kernels.h, m <= kGemvMaxRows),
 // are timed once on the stream and the fastest is cached (decode and verification run the same few
@@ -35,8 +38,10 @@ class LtMatMul {
                                                           bool autotune, OwnGemv own_gemv);
   ~LtMatMul();
 
-  absl::Status Run(const void* x, int64_t ldx, const void* w, StorageType type, float* out,
-                   int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate);
+  // `scales` and `dequant` (bf16 [n, k] scratch) for FP8 weights only, else nullptr.
+  absl::Status Run(const void* x, int64_t ldx, const void* w, StorageType type,
+                   const float* scales, void* dequant, float* out, int64_t ldout, int64_t m,
+                   int64_t n, int64_t k, bool accumulate);
 
   int64_t shapes_tuned() const { return shapes_tuned_; }
   int64_t shapes_on_own_gemv() const { return shapes_on_own_gemv_; }
@@ -54,10 +59,19 @@ class LtMatMul {
   LtMatMul(DevicePool* pool, LaunchStream stream, bool autotune, OwnGemv own_gemv)
       : pool_(pool), stream_(stream.stream), launch_(stream), autotune_(autotune),
         own_gemv_(own_gemv) {}
-  absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w);
+  // The FP8-specific operands of one product.
+  struct Fp8Operands {
+    const float* scales = nullptr;
+    void* dequant = nullptr;
+  };
+  absl::StatusOr<Plan*> GetPlan(const Key& key, const void* x, const void* w, Fp8Operands fp8);
   static int Alignment(const void* p);
   absl::Status Tune(Plan* plan, const cublasLtMatmulHeuristicResult_t* candidates, int count,
-                    const Key& key, const void* x, const void* w, bool try_gemv);
+                    const Key& key, const void* x, const void* w, Fp8Operands fp8, bool try_gemv);
+  // cuBLASLt's product with `algo` (after dequantizing FP8 weights into fp8.dequant).
+  absl::Status LaunchCublas(const cublasLtMatmulAlgo_t& algo, const Plan& plan, const void* x, const void* w,
+                    StorageType type, Fp8Operands fp8, float* out, int64_t n, int64_t k,
+                    float beta);
 
   DevicePool* pool_;
   cudaStream_t stream_;

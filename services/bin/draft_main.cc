@@ -15,7 +15,8 @@
 
 namespace {
 
-int Run(const std::string& config_path, int threads, std::string listen, std::string device) {
+int Run(const std::string& config_path, int threads, std::string listen, std::string device,
+        bool fp8) {
   using namespace verdict;
   services::BlockTerminationSignals();
   absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
@@ -25,7 +26,7 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   if (listen.empty()) listen = dc.listen();
   if (device.empty()) device = dc.device().empty() ? "cpu" : dc.device();
   absl::StatusOr<cli::ReadyModel> model =
-      cli::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device);
+      cli::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device, fp8);
   if (!model.ok()) return services::Fail("draft", model.status());
   absl::StatusOr<std::unique_ptr<workers::DraftWorker>> worker =
       workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
   app.add_option("--listen", listen, "override the config's listen address");
   app.add_option("--device", device, "cpu, cuda or cuda:N (default: the config's, else cpu)");
+  bool fp8 = false;
+  app.add_flag("--fp8", fp8, verdict::cli::kFp8FlagHelp);
   CLI11_PARSE(app, argc, argv);
-  return Run(config, threads, listen, device);
+  return Run(config, threads, listen, device, fp8);
 }

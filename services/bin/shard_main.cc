@@ -19,6 +19,7 @@
 #include "engine/tensor_parallel.h"
 #include "judge/judge_head.h"
 #include "services/admin/admin_server.h"
+#include "services/cli/cli_util.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/shard/activation_forwarder.h"
@@ -41,7 +42,7 @@ std::vector<int> DistinctCudaDevices(const std::vector<std::string>& devices) {
   return indices;
 }
 
-int Run(const std::string& config_path, int index, int threads, std::string device) {
+int Run(const std::string& config_path, int index, int threads, std::string device, bool fp8) {
   using namespace verdict;
   services::BlockTerminationSignals();
   const std::string role = absl::StrCat("shard[", index, "]");
@@ -71,7 +72,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   std::vector<const engine::Backend*> rank_backends;  // for the admin endpoint's GPU figures
   if (ranks == 1) {
     absl::StatusOr<std::unique_ptr<engine::Backend>> created =
-        engine::CreateBackendForDevice(rank_devices[0], backend_threads);
+        engine::CreateBackendForDevice(rank_devices[0], backend_threads, {}, fp8);
     if (!created.ok()) return services::Fail(role, created.status());
     backend = std::move(*created);
     absl::StatusOr<std::unique_ptr<engine::ModelSlice>> s =
@@ -87,8 +88,8 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     }
     absl::StatusOr<std::unique_ptr<engine::TensorParallelGroup>> group = engine::TensorParallelGroup::Create(
         loaded->config, *loaded->weights, range, ranks,
-        [&rank_devices, backend_threads](int rank) {
-          return engine::CreateBackendForDevice(rank_devices[rank], backend_threads);
+        [&rank_devices, backend_threads, fp8](int rank) {
+          return engine::CreateBackendForDevice(rank_devices[rank], backend_threads, {}, fp8);
         },
         std::move(communicators));
     if (!group.ok()) return services::Fail(role, group.status());
@@ -251,6 +252,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", device,
                  "cpu, cuda or cuda:N (default: the config's, else cpu); with tensor parallelism every "
                  "rank's, unless the config lists devices");
+  bool fp8 = false;
+  app.add_flag("--fp8", fp8, verdict::cli::kFp8FlagHelp);
   CLI11_PARSE(app, argc, argv);
-  return Run(config, shard, threads, device);
+  return Run(config, shard, threads, device, fp8);
 }

@@ -38,6 +38,7 @@ struct BenchFlags {
   int64_t layers = 0;
   bool cuda_graphs = true;
   bool full_outputs = false;
+  bool fp8 = false;
   bool fuse_projections = true;
   bool own_gemv = true;
   bool programmatic_launch = false;
@@ -108,7 +109,9 @@ absl::StatusOr<engine::DType> ParseDType(const std::string& name) {
   if (name == "f16") return engine::DType::kF16;
   if (name == "bf16") return engine::DType::kBF16;
   if (name == "q8_0") return engine::DType::kQ8_0;
-  return absl::InvalidArgumentError(absl::StrCat("unknown dtype '", name, "'; use f32, f16, bf16 or q8_0"));
+  if (name == "fp8") return engine::DType::kF8E4M3Block;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype '", name, "'; use f32, f16, bf16, q8_0 or fp8"));
 }
 
 absl::Status RunBench(const BenchFlags& flags) {
@@ -125,7 +128,8 @@ absl::Status RunBench(const BenchFlags& flags) {
   cuda_options.own_gemv = flags.own_gemv ? engine::OwnGemv::kTimed : engine::OwnGemv::kNever;
   cuda_options.programmatic_launch = flags.programmatic_launch;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
-                           engine::CreateBackendForDevice(flags.device, threads, cuda_options));
+                           engine::CreateBackendForDevice(flags.device, threads, cuda_options,
+                                                          flags.fp8));
   std::unique_ptr<engine::WeightSource> random_weights;
   engine::LlamaConfig config;
   std::string label;
@@ -183,7 +187,8 @@ absl::Status RunBench(const BenchFlags& flags) {
   std::printf("prefill (%lld tokens):  %9.1f tok/s\n", (long long)flags.prompt_tokens, r.prefill_tok_s);
   std::printf("memory floor:          %9.2f steps/s (%s %.2f GB/s / weight bytes per step)\n",
               floor_tok_s, bandwidth_label.c_str(), bandwidth / 1e9);
-  std::printf("q|k|v and gate|up: %s\n", model->stacked_projections() ? "stacked products" : "separate products");
+  std::printf("q|k|v and gate|up: %s%s\n", model->stacked_projections() ? "stacked products" : "separate products",
+              flags.fp8 ? ", quantized to FP8 at load" : "");
   std::printf("outputs: %s\n", flags.full_outputs
                                   ? "full logits rows and hidden states to the host"
                                   : "logits summaries + judge probe on the backend (--full-outputs for rows)");
@@ -223,6 +228,7 @@ absl::Status RunBench(const BenchFlags& flags) {
     j["parameters"] = model->num_parameters();
     j["streamed_weight_bytes"] = streamed;
     j["outputs"] = flags.full_outputs ? "full" : "summaries";
+    j["fp8_projections"] = flags.fp8;
     j["stacked_projections"] = model->stacked_projections();
     j["prefill_tokens"] = flags.prompt_tokens;
     j["prefill_tok_s"] = r.prefill_tok_s;
@@ -263,7 +269,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", flags->model, "Hugging Face model directory or .gguf file");
   cmd->add_option("--random", flags->random,
                   "Random weights of a preset shape instead: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, llama-3.1-70b, tiny");
-  cmd->add_option("--dtype", flags->dtype, "Weight dtype with --random: f32, f16, bf16, q8_0")->capture_default_str();
+  cmd->add_option("--dtype", flags->dtype, "Weight dtype with --random: f32, f16, bf16, q8_0, fp8 (E4M3, a scale per 128 values)")->capture_default_str();
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)");
   cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prefill length")->capture_default_str();
   cmd->add_option("--decode-tokens", flags->decode_tokens, "Decode steps to time")->capture_default_str();
@@ -281,6 +287,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                 "CUDA: skinny products on cuBLASLt only (not our own kernel where it times faster)");
   cmd->add_flag("--pdl", flags->programmatic_launch,
                 "CUDA: launch our kernels with programmatic dependent launch (not yet measured)");
+  cmd->add_flag("--fp8", flags->fp8, kFp8FlagHelp);
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");

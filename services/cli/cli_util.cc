@@ -23,10 +23,10 @@ int ReportError(const absl::Status& status) {
 }
 
 absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads,
-                                     const std::string& device) {
+                                     const std::string& device, bool fp8) {
   ReadyModel ready;
   VERDICT_ASSIGN_OR_RETURN(ready.loaded, engine::LoadModel(path));
-  VERDICT_ASSIGN_OR_RETURN(ready.backend, engine::CreateBackendForDevice(device, threads));
+  VERDICT_ASSIGN_OR_RETURN(ready.backend, engine::CreateBackendForDevice(device, threads, {}, fp8));
   VERDICT_ASSIGN_OR_RETURN(ready.model, engine::ModelSlice::Create(ready.loaded.config,
                                                                    *ready.loaded.weights, {},
                                                                    ready.backend.get()));

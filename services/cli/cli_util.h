@@ -29,8 +29,15 @@ struct ReadyModel {
   std::unique_ptr<engine::Backend> backend;
   std::unique_ptr<engine::ModelSlice> model;
 };
+// `fp8`: quantize the layers' projections to FP8 at load (see kFp8FlagHelp).
 absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads,
-                                     const std::string& device = "cpu");
+                                     const std::string& device = "cpu", bool fp8 = false);
+
+// The help text of the commands' --fp8 flag.
+inline constexpr const char* kFp8FlagHelp =
+    "Quantize the layers' linear projections of a 16/32-bit checkpoint to FP8 E4M3 at load (one "
+    "f32 scale per 128 values of a row; embeddings and the LM head keep their precision): half the "
+    "weight bytes of bf16. FP8 checkpoints load as FP8 without it";
 
 // "1,2, 3" -> {1, 2, 3}. Errors: kInvalidArgument naming the bad entry.
 absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const std::string& text);

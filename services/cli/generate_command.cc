@@ -37,6 +37,7 @@ struct GenerateFlags {
   bool chat = false;
   int threads = 0;
   std::string device = "cpu";
+  bool fp8 = false;
   bool quiet = false;
   // Speculative decoding.
   std::string draft;
@@ -111,7 +112,7 @@ void PrintSpeculativeStats(const judge::SpeculativeStats& s, const std::string& 
 }
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
-  VERDICT_ASSIGN_OR_RETURN(ReadyModel ready, OpenModel(flags.model, flags.threads, flags.device));
+  VERDICT_ASSIGN_OR_RETURN(ReadyModel ready, OpenModel(flags.model, flags.threads, flags.device, flags.fp8));
   const engine::Tokenizer* tokenizer = ready.loaded.tokenizer.get();
   if (tokenizer == nullptr) {
     return absl::FailedPreconditionError(
@@ -121,7 +122,7 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   std::optional<ReadyModel> draft;
   std::unique_ptr<judge::JudgeHead> head;
   if (!flags.draft.empty()) {
-    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads, flags.device));
+    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads, flags.device, flags.fp8));
     VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(ready, *draft));
     if (!flags.judge_head.empty()) {
       VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(ready, flags.judge_head, flags.judge_skip_fingerprint));
@@ -247,6 +248,7 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--system", flags->system, "System message (with --chat)");
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
   cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_flag("--fp8", flags->fp8, kFp8FlagHelp);
   cmd->add_flag("--quiet", flags->quiet, "No statistics on stderr");
   cmd->add_option("--draft", flags->draft,
                   "Draft model (same vocabulary) for speculative decoding");
