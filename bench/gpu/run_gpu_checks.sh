@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs the GPU checks and benchmarks of issue 6 on a GPU node and writes logs to $OUT (default
 # ./gpu-out): the CUDA backend tests, `verdict selftest --gpu`, and decode/verification benchmarks of
-# a Llama-3.1-8B-shaped model and a 10-layer Llama-3.1-70B slice (random bf16 weights).
+# a Llama-3.1-8B-shaped model and a 10-layer Llama-3.1-70B slice (random bf16 weights, and their
+# projections quantized to FP8 at load).
 # Binaries come from $VERDICT_BIN (default build/bin and build/engine/cuda), or from a bundle
 # (.devcarry/bundle.tar.xz: stripped binaries + the shared libraries they need) when one exists.
 set -uo pipefail
@@ -27,12 +28,18 @@ timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|
 # small for a strided output once did): memcheck over the tensor-parallel and graph tests. API
 # errors are not reported: a step with a host all-reduce fails its graph capture by design.
 timeout 150 compute-sanitizer --tool memcheck --report-api-errors no "$TEST" \
-  --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*:GpuTest.ProgrammaticLaunch*' 2>&1 |
+  --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*:GpuTest.ProgrammaticLaunch*:GpuTest.Fp8*' 2>&1 |
   tee "$OUT/memcheck.txt" | grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" | head -20
 timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
 VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b \
   --batch 1,8,32 --k 1,4,8,16,32,64 --prompt-tokens 512 --decode-tokens 64 \
   --json "$OUT/bench_8b.json" 2>&1 | tee "$OUT/bench_8b.txt"
+# FP8 projections quantized at load (LM head and embedding stay bf16): the floor is the FP8 bytes.
+VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --fp8 \
+  --batch 1,8,32 --k 4,16,64 --prompt-tokens 512 --decode-tokens 64 \
+  --json "$OUT/bench_8b_fp8.json" 2>&1 | tee "$OUT/bench_8b_fp8.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --fp8 --batch 1,32 --k 16 \
+  --prompt-tokens 512 --decode-tokens 32 2>&1 | tee "$OUT/bench_70b10_fp8.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-cuda-graphs --batch 1,8 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_graphs.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --full-outputs --batch 1,32 --k 16 \

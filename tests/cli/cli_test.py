@@ -48,13 +48,13 @@ def log_softmax(x):
 
 
 class ScoreTest(unittest.TestCase):
-    def check_score(self, fixture, model_rel, logits_key):
+    def check_score(self, fixture, model_rel, logits_key, *flags):
         ref = load_file(os.path.join(FIXTURES, fixture, "reference.safetensors"))
         tokens = ref["tokens_1"]
         with tempfile.TemporaryDirectory() as tmp:
             npy = os.path.join(tmp, "logits.npy")
             p = run("score", "--model", os.path.join(FIXTURES, fixture, model_rel), "--token-ids",
-                    ",".join(map(str, tokens)), "--top-logprobs", "3", "--dump-logits", npy)
+                    ",".join(map(str, tokens)), "--top-logprobs", "3", "--dump-logits", npy, *flags)
             self.assertEqual(p.returncode, 0, p.stderr.decode())
             logits = np.load(npy)
         expected = ref[f"{logits_key}_1"]
@@ -80,6 +80,25 @@ class ScoreTest(unittest.TestCase):
 
     def test_gguf_bf16_tied(self):
         self.check_score("odd_tied", "odd_tied-bf16.gguf", "logits_gguf_bf16")
+
+    def test_fp8_checkpoints(self):
+        # transformers runs the dequantized weights (tools/make_fixtures.py).
+        self.check_score("llama3_gqa", "fp8", "logits_st_fp8")
+        self.check_score("llama3_gqa", "fp8_block", "logits_st_fp8_block")
+
+    def test_fp8_quantized_at_load(self):
+        self.check_score("llama3_gqa", "", "logits_fp8_quantized", "--fp8")
+
+    def test_unsupported_quantization_is_refused_by_name(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "m")
+            shutil.copytree(os.path.join(FIXTURES, "llama3_gqa", "fp8"), d)
+            cfg = json.loads(read_bytes(os.path.join(d, "config.json")))
+            cfg["quantization_config"] = {"quant_method": "awq", "bits": 4}
+            write_bytes(os.path.join(d, "config.json"), json.dumps(cfg).encode())
+            p = run("score", "--model", d, "--token-ids", "1,2")
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("'awq' is not supported", p.stderr.decode())
 
 
 class GenerateTest(unittest.TestCase):
