@@ -444,39 +444,43 @@ def to_e4m3(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
 
 
-def fp8_compressed_tensors(sd: dict[str, torch.Tensor]):
-    """llm-compressor's float-quantized layout: attention projections per tensor (a bf16
-    weight_scale of shape [1] plus an input_scale the engine ignores), MLP projections per output
-    channel (f32 weight_scale [out, 1]); everything else bf16. Returns (tensors, dequantized f32)."""
+def fp8_checkpoint(sd: dict[str, torch.Tensor], quantize):
+    """The projections as quantize(name, f32 weight) -> (E4M3 weight, {tensor name: scale...},
+    dequantized f32 weight) makes them; everything else bf16. Returns (tensors, dequantized f32)."""
     out, deq = {}, {}
     for k, v in sd.items():
         if not is_projection(k):
             out[k] = v.to(torch.bfloat16)
             deq[k] = out[k].float().numpy()
             continue
-        w = v.float()
+        q, extra, dequantized = quantize(k, v.float())
+        out[k] = q
+        out.update(extra)
+        deq[k] = dequantized.numpy()
+    return out, deq
+
+
+def fp8_compressed_tensors(sd: dict[str, torch.Tensor]):
+    """llm-compressor's float-quantized layout: attention projections per tensor (a bf16
+    weight_scale of shape [1] plus an input_scale the engine ignores), MLP projections per output
+    channel (f32 weight_scale [out, 1])."""
+    def quantize(k, w):
+        extra = {}
         if ".self_attn." in k:
             scale = (w.abs().max() / 448.0).to(torch.bfloat16).reshape(1)
-            out[k.replace(".weight", ".input_scale")] = torch.ones(1, dtype=torch.bfloat16)
+            extra[k.replace(".weight", ".input_scale")] = torch.ones(1, dtype=torch.bfloat16)
         else:
             scale = (w.abs().amax(dim=1, keepdim=True) / 448.0).float()
         q = to_e4m3(w / scale.float())
-        out[k] = q
-        out[k + "_scale"] = scale
-        deq[k] = (q.float() * scale.float()).numpy()
-    return out, deq
+        extra[k + "_scale"] = scale
+        return q, extra, q.float() * scale.float()
+    return fp8_checkpoint(sd, quantize)
 
 
 def fp8_blocks(sd: dict[str, torch.Tensor], block_rows: int, block_cols: int):
     """Hugging Face's "fp8" method (DeepSeek-V3 style): one f32 weight_scale_inv per
     block_rows x block_cols block of each projection, multiplied in on dequantization."""
-    out, deq = {}, {}
-    for k, v in sd.items():
-        if not is_projection(k):
-            out[k] = v.to(torch.bfloat16)
-            deq[k] = out[k].float().numpy()
-            continue
-        w = v.float()
+    def quantize(k, w):
         rows, cols = w.shape
         gr, gc = -(-rows // block_rows), -(-cols // block_cols)
         padded = torch.zeros(gr * block_rows, gc * block_cols)
@@ -485,10 +489,8 @@ def fp8_blocks(sd: dict[str, torch.Tensor], block_rows: int, block_cols: int):
         scale = (amax / 448.0).float()
         full = scale.repeat_interleave(block_rows, 0).repeat_interleave(block_cols, 1)[:rows, :cols]
         q = to_e4m3(w / full)
-        out[k] = q
-        out[k + "_scale_inv"] = scale
-        deq[k] = (q.float() * full).numpy()
-    return out, deq
+        return q, {k + "_scale_inv": scale}, q.float() * full
+    return fp8_checkpoint(sd, quantize)
 
 
 def fp8_row_blocks(sd: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
