@@ -10,6 +10,10 @@
 //   LmHead/vocab:V/hidden:H     engine::MatMul of one row against a bf16 [V, H] LM head
 //                               (pool = nullptr: the calling thread only). DRAM-bound.
 //
+//   SamplingDistribution/...     engine::SamplingDistribution of one 128256-wide row of logits
+//                               (what sampled verification computes per draft token on the host):
+//                               plain softmax, top-p 0.9, top-k 50.
+//
 //   build-jtrain/bench/judge_bench --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 
@@ -20,6 +24,7 @@
 
 #include "engine/dtype.h"
 #include "engine/kernels/matmul.h"
+#include "engine/sampler.h"
 #include "judge/judge_head.h"
 
 namespace verdict {
@@ -76,6 +81,27 @@ BENCHMARK(BM_LmHead)
     ->ArgNames({"vocab", "hidden"})
     ->Args({32000, 4096})
     ->Args({128256, 4096})
+    ->Unit(benchmark::kMillisecond);
+
+void BM_SamplingDistribution(benchmark::State& state) {
+  // Logits shaped like an LM's: a few likely tokens, a long tail.
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(128256);
+  for (float& l : logits) l = normal(rng);
+  for (int i = 0; i < 20; ++i) logits[rng() % logits.size()] += 12.0f;
+  const engine::SamplingParams params{0.8f, state.range(0), state.range(1) / 100.0f, 0};
+  std::vector<float> probs;
+  for (auto _ : state) {
+    engine::SamplingDistribution(logits, params, &probs);
+    benchmark::DoNotOptimize(probs.data());
+  }
+}
+BENCHMARK(BM_SamplingDistribution)
+    ->ArgNames({"top_k", "top_p_percent"})
+    ->Args({0, 100})
+    ->Args({0, 90})
+    ->Args({50, 100})
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

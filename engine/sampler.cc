@@ -45,41 +45,70 @@ void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& 
     (*probs)[Argmax(logits)] = 1.0f;
     return;
   }
-  // Candidates sorted by logit (descending; ties by index for determinism).
-  std::vector<int32_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  size_t keep = n;
-  if (params.top_k > 0 && static_cast<size_t>(params.top_k) < n) keep = params.top_k;
+  // Candidates in the order the filters see them: by logit, descending; ties by index.
   auto by_logit = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };
-  if (keep < n) {
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(), by_logit);
-    order.resize(keep);
-  } else {
-    std::sort(order.begin(), order.end(), by_logit);
+  const bool top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < n;
+  const bool top_p = params.top_p < 1.0f;
+  std::vector<int32_t> order;
+  if (top_k) {
+    order.resize(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + params.top_k, order.end(), by_logit);
   }
-  const double max_logit = logits[order[0]];
-  std::vector<double> weights(order.size());
+  const double max_logit = top_k ? logits[order[0]] : [&] {
+    float m = -std::numeric_limits<float>::infinity();
+    for (float l : logits) m = l > m ? l : m;  // NaN never wins, as in Argmax
+    return static_cast<double>(m);
+  }();
+  const double temperature = params.temperature;
+  auto weight = [&](int32_t i) { return std::exp((logits[i] - max_logit) / temperature); };
+  if (!top_k && !top_p) {  // plain softmax: no order needed (a 128k-entry sort per row was most
+                           // of a sampled verification's host time)
+    double total = 0;
+    std::vector<double> weights(n);
+    for (size_t i = 0; i < n; ++i) total += weights[i] = weight(static_cast<int32_t>(i));
+    for (size_t i = 0; i < n; ++i) (*probs)[i] = static_cast<float>(weights[i] / total);
+    return;
+  }
+  // The top-p mass is of the distribution after top-k: the k kept tokens, or all of them.
+  const size_t candidates = top_k ? static_cast<size_t>(params.top_k) : n;
   double total = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
-    weights[i] = std::exp((logits[order[i]] - max_logit) / params.temperature);
-    total += weights[i];
+  if (top_k) {
+    for (size_t i = 0; i < candidates; ++i) total += weight(order[i]);
+  } else {
+    order.resize(n);
+    std::iota(order.begin(), order.end(), 0);
+    for (size_t i = 0; i < n; ++i) total += weight(static_cast<int32_t>(i));
   }
-  size_t nucleus = order.size();
-  if (params.top_p < 1.0f) {
-    // Smallest prefix whose mass reaches top_p (always at least one token), as HF's TopPLogitsWarper.
+  size_t nucleus = candidates;
+  if (top_p) {
+    // Smallest prefix whose mass reaches top_p (always at least one token), as HF's
+    // TopPLogitsWarper. Without top-k only a growing head of the order is sorted: nuclei are
+    // usually a few hundred tokens of a 128k vocabulary.
+    size_t sorted = top_k ? candidates : 0;  // order[0, sorted) is final
     double cumulative = 0;
-    for (size_t i = 0; i < order.size(); ++i) {
-      cumulative += weights[i] / total;
-      if (cumulative >= params.top_p) {
-        nucleus = i + 1;
-        break;
+    bool reached = false;
+    for (size_t i = 0; !reached && i < candidates;) {
+      if (i == sorted) {  // sort the next, larger head of the rest
+        const size_t want = std::min(candidates, std::max<size_t>(256, 4 * sorted));
+        std::partial_sort(order.begin() + sorted, order.begin() + want, order.end(), by_logit);
+        sorted = want;
+      }
+      for (; i < sorted; ++i) {
+        cumulative += weight(order[i]) / total;
+        if (cumulative >= params.top_p) {
+          nucleus = i + 1;
+          reached = true;
+          break;
+        }
       }
     }
   }
   double kept = 0;
-  for (size_t i = 0; i < nucleus; ++i) kept += weights[i];
+  std::vector<double> weights(nucleus);
+  for (size_t i = 0; i < nucleus; ++i) kept += weights[i] = weight(order[i]);
   for (size_t i = 0; i < nucleus; ++i) (*probs)[order[i]] = static_cast<float>(weights[i] / kept);
 }
 

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/sampler.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <random>
 #include <map>
 #include <vector>
 
@@ -64,6 +67,60 @@ TEST(SamplerTest, TopPKeepsTheSmallestNucleusReachingP) {
   EXPECT_NEAR(probs[3], 0.15 / 0.95, 1e-5);
   SamplingDistribution(logits, {1.0f, 0, 0.1f, 0}, &probs);  // at least one token survives
   EXPECT_NEAR(probs[2], 1.0, 1e-6);
+}
+
+// The filters written out the slow, obvious way (Hugging Face's order: temperature, top-k, then
+// top-p over the sorted, renormalized top-k), against the sampler's partial sorts on large random
+// vocabularies, including ties and nuclei larger than the first sorted head.
+std::vector<double> ReferenceDistribution(const std::vector<float>& logits, const SamplingParams& p) {
+  std::vector<int> order(logits.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
+  if (p.top_k > 0 && static_cast<size_t>(p.top_k) < order.size()) order.resize(p.top_k);
+  std::vector<double> w(order.size());
+  double total = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    total += w[i] = std::exp((double{logits[order[i]]} - logits[order[0]]) / p.temperature);
+  }
+  size_t keep = order.size();
+  double cumulative = 0;
+  for (size_t i = 0; i < order.size() && p.top_p < 1; ++i) {
+    cumulative += w[i] / total;
+    if (cumulative >= p.top_p) {
+      keep = i + 1;
+      break;
+    }
+  }
+  double kept = 0;
+  for (size_t i = 0; i < keep; ++i) kept += w[i];
+  std::vector<double> probs(logits.size(), 0.0);
+  for (size_t i = 0; i < keep; ++i) probs[order[i]] = w[i] / kept;
+  return probs;
+}
+
+TEST(SamplerTest, LargeVocabulariesMatchTheFullSortReference) {
+  std::mt19937 rng(99);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (const SamplingParams& params :
+       {SamplingParams{1.0f, 0, 1.0f, 0}, SamplingParams{0.7f, 0, 0.9f, 0},
+        SamplingParams{1.3f, 0, 0.999f, 0}, SamplingParams{1.0f, 50, 1.0f, 0},
+        SamplingParams{0.8f, 1000, 0.95f, 0}, SamplingParams{5.0f, 0, 0.99f, 0}}) {
+    std::vector<float> logits(20000);
+    for (float& l : logits) l = std::round(normal(rng) * 4) / 4;  // many ties
+    std::vector<float> probs;
+    SamplingDistribution(logits, params, &probs);
+    const std::vector<double> expected = ReferenceDistribution(logits, params);
+    size_t support = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      ASSERT_NEAR(probs[i], expected[i], 1e-6 + 1e-5 * expected[i])
+          << "token " << i << " T=" << params.temperature << " top_k=" << params.top_k
+          << " top_p=" << params.top_p;
+      ASSERT_EQ(probs[i] > 0, expected[i] > 0) << "token " << i;
+      support += probs[i] > 0;
+    }
+    std::printf("T=%.1f top_k=%lld top_p=%.3f: %zu tokens kept\n", params.temperature,
+                (long long)params.top_k, params.top_p, support);
+  }
 }
 
 TEST(SamplerTest, SameSeedSameTokensDifferentSeedDifferentTokens) {

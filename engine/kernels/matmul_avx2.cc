@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "common/check.h"
+#include "engine/fp8.h"
 #include "engine/kernels/matmul_internal.h"
 
 namespace verdict::engine::matmul_internal {
@@ -86,6 +87,41 @@ struct Q8Rows {
     return _mm256_mul_ps(LoadUnscaled8(k, b), b.scale);
   }
 };
+
+// FP8 rows (DType::kF8E4M3Block): blocks of 128 E4M3 codes after an f32 scale. An E4M3 code is
+// an f16 with the exponent bias 8 lower: (code & 0x7f) << 7 with the sign moved to bit 15 is, as an
+// f16, the value / 256 for normal and subnormal codes alike (NaN codes, never in weights, read as
+// 480), so one vcvtph2ps decodes 8 codes and the block scale carries the factor 256.
+struct Fp8Rows {
+  struct Block {
+    __m256 scale;           // the block's scale x 256
+    const uint8_t* codes;   // the block's first code
+  };
+  static constexpr int64_t kBytesPer32 = 33;  // 32 codes + a quarter of a scale (prefetch only)
+  static constexpr int64_t kBlockBytes = kFp8BlockSize + sizeof(float);
+  // REQUIRES: k % 32 == 0 (32 values never straddle a 128-value block).
+  static Block BeginBlock(const uint8_t* row, int64_t k) {
+    const uint8_t* block = row + (k / kFp8BlockSize) * kBlockBytes;
+    float scale;
+    std::memcpy(&scale, block, sizeof(scale));
+    return {_mm256_set1_ps(scale * 256.0f), block + sizeof(float)};
+  }
+  // The 8 codes at k as floats / 256, not yet scaled.
+  static __m256 LoadUnscaled8(int64_t k, const Block& b) {
+    const __m128i q = _mm_cvtepu8_epi16(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.codes + k % kFp8BlockSize)));
+    const __m128i sign = _mm_slli_epi16(_mm_and_si128(q, _mm_set1_epi16(0x80)), 8);
+    const __m128i magnitude = _mm_slli_epi16(_mm_and_si128(q, _mm_set1_epi16(0x7f)), 7);
+    return _mm256_cvtph_ps(_mm_or_si128(sign, magnitude));
+  }
+  static __m256 Load8(const uint8_t*, int64_t k, const Block& b) {
+    return _mm256_mul_ps(LoadUnscaled8(k, b), b.scale);
+  }
+};
+
+// Types stored in scaled blocks: whole 32-value groups only (no K tail), one scale per block.
+template <class L>
+constexpr bool kBlocked = std::is_same_v<L, Q8Rows> || std::is_same_v<L, Fp8Rows>;
 
 // ---- Small helpers -----------------------------------------------------------------------------
 
@@ -172,15 +208,15 @@ void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx
     typename L::Block blk[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) blk[r] = L::BeginBlock(rows[r], k);
-    if constexpr (std::is_same_v<L, Q8Rows> && T == 1) {
-      // GEMV on q8_0: dot the unscaled block first, then scale once per block (one multiply
+    if constexpr (kBlocked<L> && T == 1) {
+      // GEMV on scaled blocks: dot the unscaled 32 values first, then scale once (one multiply
       // instead of four). Activations stay f32; only the rounding order differs.
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        __m256 part = _mm256_mul_ps(Q8Rows::LoadUnscaled8(k, blk[r]), _mm256_loadu_ps(x + k));
+        __m256 part = _mm256_mul_ps(L::LoadUnscaled8(k, blk[r]), _mm256_loadu_ps(x + k));
 #pragma GCC unroll 3
         for (int j = 1; j < 4; ++j) {
-          part = _mm256_fmadd_ps(Q8Rows::LoadUnscaled8(k + 8 * j, blk[r]),
+          part = _mm256_fmadd_ps(L::LoadUnscaled8(k + 8 * j, blk[r]),
                                  _mm256_loadu_ps(x + k + 8 * j), part);
         }
         acc[0][r % U][r] = _mm256_fmadd_ps(part, blk[r].scale, acc[0][r % U][r]);
@@ -210,7 +246,7 @@ void DirectTile(const uint8_t* w0, size_t row_bytes, const float* x, int64_t ldx
       for (int j = 0; j < 4; ++j) step(j);
     }
   }
-  if constexpr (!std::is_same_v<L, Q8Rows>) {
+  if constexpr (!kBlocked<L>) {
     // K % 32 tail: whole vectors, then a zero-padded partial one.
     for (; k < k_len; k += 8) {
       const int64_t len = MinI64(8, k_len - k);
@@ -294,7 +330,7 @@ void ConvertRowT(const uint8_t* row, int64_t k0, int64_t count, float* out) {
     _mm256_storeu_ps(out + (k - k0) + 16, L::Load8(row, k + 16, blk));
     _mm256_storeu_ps(out + (k - k0) + 24, L::Load8(row, k + 24, blk));
   }
-  if constexpr (!std::is_same_v<L, Q8Rows>) {
+  if constexpr (!kBlocked<L>) {
     for (; k + 8 <= end; k += 8) _mm256_storeu_ps(out + (k - k0), L::Load8(row, k, {}));
     if (k < end) {
       alignas(32) uint8_t tmp[32] = {};
@@ -320,8 +356,12 @@ void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, 
     case DType::kQ8_0:
       ConvertRowT<Q8Rows>(row, k0, count, out);
       return;
-    case DType::kF8E4M3Block:  // a correctness path on CPUs (FP8 storage is for GPUs): portable
-      GenericKernels().convert_row(row, dtype, k0, count, out);
+    case DType::kF8E4M3Block:  // whole 32-value groups in AVX2, anything else portable
+      if (k0 % 32 == 0 && count % 32 == 0) {
+        ConvertRowT<Fp8Rows>(row, k0, count, out);
+      } else {
+        GenericKernels().convert_row(row, dtype, k0, count, out);
+      }
       return;
     case DType::kF8E4M3:
     case DType::kI32:
@@ -417,8 +457,14 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   alignas(64) float panel[kPanelRows * (kPanelK + 64)];
   const int64_t num_slices = (a.k + kPanelK - 1) / kPanelK;
   const int64_t num_groups = (a.m + 2) / 3;
-  const size_t elem_num = std::is_same_v<L, Q8Rows> ? sizeof(BlockQ8_0) : ElemBytes<L>();
-  const size_t elem_den = std::is_same_v<L, Q8Rows> ? kQ8_0BlockSize : 1;
+  size_t elem_num = ElemBytes<L>(), elem_den = 1;  // bytes per element, for prefetch addresses
+  if constexpr (std::is_same_v<L, Q8Rows>) {
+    elem_num = sizeof(BlockQ8_0);
+    elem_den = kQ8_0BlockSize;
+  } else if constexpr (std::is_same_v<L, Fp8Rows>) {
+    elem_num = Fp8Rows::kBlockBytes;
+    elem_den = kFp8BlockSize;
+  }
   int64_t slice_index = 0;  // over (row group, K-slice) pairs of this range
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kPanelRows) {
     const int p = static_cast<int>(MinI64(kPanelRows, n_end - n0));
@@ -476,7 +522,11 @@ void DirectAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
       DirectRows<Q8Rows>(a, n_begin, n_end);
       return;
     case DType::kF8E4M3Block:
-      GenericKernels().direct(a, n_begin, n_end);
+      if (a.k % 32 == 0) {
+        DirectRows<Fp8Rows>(a, n_begin, n_end);
+      } else {
+        GenericKernels().direct(a, n_begin, n_end);
+      }
       return;
     case DType::kF8E4M3:
     case DType::kI32:
@@ -500,7 +550,11 @@ void PanelAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
       PanelRows<Q8Rows>(a, n_begin, n_end);
       return;
     case DType::kF8E4M3Block:
-      GenericKernels().panel(a, n_begin, n_end);
+      if (a.k % 32 == 0) {
+        PanelRows<Fp8Rows>(a, n_begin, n_end);
+      } else {
+        GenericKernels().panel(a, n_begin, n_end);
+      }
       return;
     case DType::kF8E4M3:
     case DType::kI32:
