@@ -25,6 +25,7 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   const v1::DraftWorkerConfig& dc = config->draft();
   if (listen.empty()) listen = dc.listen();
   if (device.empty()) device = dc.device().empty() ? "cpu" : dc.device();
+  fp8 = fp8 || dc.fp8();
   absl::StatusOr<cli::ReadyModel> model =
       cli::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device, fp8);
   if (!model.ok()) return services::Fail("draft", model.status());

@@ -60,6 +60,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     return services::Fail(role, s);
   }
   if (device.empty()) device = sc.device().empty() ? "cpu" : sc.device();
+  fp8 = fp8 || sc.fp8();
   // One device per rank: the config's list, else the shard's device for every rank.
   const int ranks = std::max(1, sc.tensor_parallel());
   std::vector<std::string> rank_devices(sc.devices().begin(), sc.devices().end());

@@ -71,6 +71,20 @@ absl::Status SelftestDevice(int device, const SelftestFlags& flags, int* failure
     PrintResults(engine::CheckModel(*cpu, *cuda, tiny, *tiny_weights, check), failures,
                  &(*report)["checks"]);
   }
+  {
+    // Projections quantized to FP8 at load (--fp8), against the CPU backend quantizing alike.
+    auto cpu_fp8 = engine::CreateCpuBackend({.num_threads = 0, .fp8_projections = true});
+    engine::CudaBackendOptions options;
+    options.device = device;
+    options.weight_dtype = engine::DType::kF8E4M3Block;
+    VERDICT_ASSIGN_OR_RETURN(auto cuda, engine::CreateCudaBackend(options));
+    engine::CheckOptions check;
+    check.seed = seed;
+    check.tolerance = 1e-2;
+    std::printf("random 'tiny' model, projections in fp8:\n");
+    PrintResults(engine::CheckModel(*cpu_fp8, *cuda, tiny, *tiny_weights, check), failures,
+                 &(*report)["checks"]);
+  }
   if (!flags.bench) return absl::OkStatus();
 
   VERDICT_ASSIGN_OR_RETURN(engine::LlamaConfig config, engine::PresetConfig(flags.bench_model));
