@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA backend: the engine's Backend interface (engine/backend.h) on one NVIDIA GPU.
 //   - Weights live on the device as bf16 (default), f16 or f32 (q8_0 and other checkpoint dtypes are
-//     converted once at upload); norms and biases as f32. Activations stay f32 between ops.
+//     converted once at upload), FP8 weights (engine/fp8.h) as E4M3 codes + per-(row, 128 values)
+//     f32 scales; norms and biases as f32. Activations stay f32 between ops.
 //   - Matrix products go through cuBLASLt with 16-bit inputs and f32 accumulation and output (the
 //     activation is rounded to the weight dtype first, by the op that produced it). For each new
 //     (m, n, k) with m <= 64 (decode and verification shapes) the candidate algorithms, and for
-//     m <= 8 our own warp-per-column kernel, are timed once (cold L2) and the fastest is cached.
+//     m <= 8 (m <= 64 for FP8 weights) our own warp-per-column kernel, are timed once (cold L2) and
+//     the fastest is cached.
 //   - The KV cache is paged: fixed-size blocks from one pool per cache shape, a block table per
 //     sequence, blocks taken as a sequence grows and returned when its cache is destroyed;
 //     truncation stays a metadata operation (engine/kv_cache.h).
@@ -35,7 +37,8 @@
 
 namespace verdict::engine {
 
-// Whether skinny products (m <= 8, 16-bit weights) may run on our own kernel instead of cuBLASLt.
+// Whether skinny products (m <= 8 with 16-bit weights, m <= 64 with FP8) may run on our own kernel
+// instead of cuBLASLt.
 enum class OwnGemv : uint8_t {
   kTimed,   // where it is faster than cuBLASLt's candidates (needs autotune_matmul)
   kNever,
@@ -45,7 +48,9 @@ enum class OwnGemv : uint8_t {
 struct CudaBackendOptions {
   int device = 0;
   // Storage of weight matrices: kBF16 (default), kF16 or kF32 (exact reference mode: f32 products
-  // without TF32 and an f32 KV cache; for checks, not for speed).
+  // without TF32 and an f32 KV cache; for checks, not for speed). FP8 checkpoint matrices stay FP8
+  // in the 16-bit modes. kF8E4M3Block: bf16, and the layers' projections quantized to FP8 at load
+  // (Backend::QuantizesProjectionsToFp8).
   DType weight_dtype = DType::kBF16;
   // Time cuBLASLt's candidate algorithms for skinny shapes (m <= 64) at first use.
   bool autotune_matmul = true;

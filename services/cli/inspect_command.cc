@@ -70,6 +70,7 @@ absl::Status RunInspect(const InspectFlags& flags) {
   }
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (!c.quant_method.empty()) j["quantization"] = c.quant_method;
   j["parameters"] = params;
   j["weight_bytes"] = bytes;
   for (const auto& [dtype, counts] : by_dtype) {
@@ -100,9 +101,13 @@ absl::Status RunInspect(const InspectFlags& flags) {
                   : "");
   std::printf("context:      %lld positions; embeddings %s\n", (long long)c.max_position_embeddings,
               c.tie_word_embeddings ? "tied" : "untied");
+  if (!c.quant_method.empty()) {
+    std::printf("quantization: FP8 E4M3 weights (%s); activations are not quantized\n",
+                c.quant_method.c_str());
+  }
   std::printf("parameters:   %lld (%.3f B)\n", (long long)params, params / 1e9);
   for (const auto& [dtype, counts] : by_dtype) {
-    std::printf("  %-6s      %lld tensors, %lld parameters\n", dtype.c_str(), (long long)counts.first,
+    std::printf("  %-11s %lld tensors, %lld parameters\n", dtype.c_str(), (long long)counts.first,
                 (long long)counts.second);
   }
   std::printf("memory:       weights %s (memory-mapped); KV cache %s per token, %s at full context\n",
