@@ -277,70 +277,105 @@ __device__ __forceinline__ void Load16Fp8(const uint8_t* p, float* out) {
 
 // As GemvKernel for FP8 weights and bf16 activations: each lane takes 16 codes per step (inside one
 // 128-value scale block), sums their products with each activation row, then applies the scale.
-template <int M>
+// A warp computes C adjacent columns: with several rows (M > 2) the activation loads, served from
+// L1, would otherwise outweigh the weight bytes streamed from memory (per 512 codes of a column,
+// M x 1 KiB of activations), so C = 4 reads each activation fragment once for four columns.
+template <int M, int C>
 __global__ void GemvFp8Kernel(const __nv_bfloat16* x, int64_t ldx, const uint8_t* w,
                               const float* scales, float* out, int64_t ldout, int64_t n, int64_t k,
                               bool accumulate) {
   WaitForPredecessor();
   const int lane = threadIdx.x % 32;
-  const int64_t column = blockIdx.x * int64_t{kGemvThreads / 32} + threadIdx.x / 32;
-  if (column >= n) return;
-  const uint8_t* row = w + column * k;
-  const float* row_scales = scales + column * ((k + kFp8BlockSize - 1) / kFp8BlockSize);
-  float acc[M];
+  const int64_t first_column = (blockIdx.x * int64_t{kGemvThreads / 32} + threadIdx.x / 32) * C;
+  if (first_column >= n) return;
+  const int columns = n - first_column < C ? static_cast<int>(n - first_column) : C;  // warp-uniform
+  const int64_t blocks_per_row = (k + kFp8BlockSize - 1) / kFp8BlockSize;
+  float acc[C][M];
 #pragma unroll
-  for (int r = 0; r < M; ++r) acc[r] = 0.0f;
+  for (int c = 0; c < C; ++c) {
+#pragma unroll
+    for (int r = 0; r < M; ++r) acc[c][r] = 0.0f;
+  }
 #pragma unroll 2
   for (int64_t i = lane * 16; i < k; i += 32 * 16) {
-    float wf[16];
-    Load16Fp8(row + i, wf);
-    const float scale = row_scales[i / kFp8BlockSize];
+    float wf[C][16];
+    float scale[C] = {};
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      if (c < columns) {
+        Load16Fp8(w + (first_column + c) * k + i, wf[c]);
+        scale[c] = scales[(first_column + c) * blocks_per_row + i / kFp8BlockSize];
+      }
+    }
 #pragma unroll
     for (int r = 0; r < M; ++r) {
       float xf[16];
       Load8(x + r * ldx + i, xf);
       Load8(x + r * ldx + i + 8, xf + 8);
-      float partial = 0.0f;
 #pragma unroll
-      for (int j = 0; j < 16; ++j) partial += wf[j] * xf[j];
-      acc[r] += partial * scale;
+      for (int c = 0; c < C; ++c) {
+        if (c < columns) {
+          float partial = 0.0f;
+#pragma unroll
+          for (int j = 0; j < 16; ++j) partial += wf[c][j] * xf[j];
+          acc[c][r] += partial * scale[c];
+        }
+      }
     }
   }
 #pragma unroll
-  for (int r = 0; r < M; ++r) {
-    const float sum = WarpSum(acc[r]);
-    if (lane == 0) {
-      float* o = out + r * ldout + column;
-      *o = accumulate ? *o + sum : sum;
+  for (int c = 0; c < C; ++c) {
+    if (c >= columns) break;
+#pragma unroll
+    for (int r = 0; r < M; ++r) {
+      const float sum = WarpSum(acc[c][r]);
+      if (lane == 0) {
+        float* o = out + r * ldout + first_column + c;
+        *o = accumulate ? *o + sum : sum;
+      }
     }
   }
 }
 
-// Rows in groups of 8: each group streams the weights again (from L2 when they fit).
+template <int C>
+void GemvFp8Group(const __nv_bfloat16* x, int64_t ldx, const uint8_t* codes, const float* scales,
+                  float* out, int64_t ldout, int64_t rows, int64_t n, int64_t k, bool accumulate,
+                  LaunchStream stream) {
+  const int64_t columns_per_block = (kGemvThreads / 32) * C;
+  const unsigned blocks = static_cast<unsigned>((n + columns_per_block - 1) / columns_per_block);
+  switch (rows) {
+#define VERDICT_GEMV_FP8_CASE(M)                                                                 \
+  case M:                                                                                        \
+    Launch(GemvFp8Kernel<M, C>, blocks, kGemvThreads, 0, stream, x, ldx, codes, scales, out,     \
+           ldout, n, k, accumulate);                                                             \
+    break;
+    VERDICT_GEMV_FP8_CASE(1)
+    VERDICT_GEMV_FP8_CASE(2)
+    VERDICT_GEMV_FP8_CASE(3)
+    VERDICT_GEMV_FP8_CASE(4)
+    VERDICT_GEMV_FP8_CASE(5)
+    VERDICT_GEMV_FP8_CASE(6)
+    VERDICT_GEMV_FP8_CASE(7)
+    VERDICT_GEMV_FP8_CASE(8)
+#undef VERDICT_GEMV_FP8_CASE
+    default:
+      break;
+  }
+}
+
+// Rows in groups of 8: each group streams the weights again (from L2 when they fit). One or two
+// rows keep a column per warp (a decode step needs every warp it can get to saturate memory).
 void GemvFp8(const void* x, int64_t ldx, const void* w, const float* scales, float* out,
              int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate, LaunchStream stream) {
-  const unsigned blocks = static_cast<unsigned>((n + kGemvThreads / 32 - 1) / (kGemvThreads / 32));
   const uint8_t* codes = static_cast<const uint8_t*>(w);
   for (int64_t first = 0; first < m; first += 8) {
     const auto* xt = static_cast<const __nv_bfloat16*>(x) + first * ldx;
     float* o = out + first * ldout;
-    switch (m - first < 8 ? m - first : 8) {
-#define VERDICT_GEMV_FP8_CASE(M)                                                                   \
-  case M:                                                                                          \
-    Launch(GemvFp8Kernel<M>, blocks, kGemvThreads, 0, stream, xt, ldx, codes, scales, o, ldout, n, \
-           k, accumulate);                                                                         \
-    break;
-      VERDICT_GEMV_FP8_CASE(1)
-      VERDICT_GEMV_FP8_CASE(2)
-      VERDICT_GEMV_FP8_CASE(3)
-      VERDICT_GEMV_FP8_CASE(4)
-      VERDICT_GEMV_FP8_CASE(5)
-      VERDICT_GEMV_FP8_CASE(6)
-      VERDICT_GEMV_FP8_CASE(7)
-      VERDICT_GEMV_FP8_CASE(8)
-#undef VERDICT_GEMV_FP8_CASE
-      default:
-        break;
+    const int64_t rows = m - first < 8 ? m - first : 8;
+    if (rows <= 2) {
+      GemvFp8Group<1>(xt, ldx, codes, scales, o, ldout, rows, n, k, accumulate, stream);
+    } else {
+      GemvFp8Group<4>(xt, ldx, codes, scales, o, ldout, rows, n, k, accumulate, stream);
     }
   }
 }

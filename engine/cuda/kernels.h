@@ -85,7 +85,8 @@ void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_
 // r < m, one warp per output column streaming its weight row in 16-byte loads. 16-bit weights take
 // x in the same type and m <= kGemvMaxRows; FP8 weights (`scales` theirs) take bf16 x and m up to
 // kGemvMaxRowsFp8, in groups of 8 rows (half the bytes per weight make a second pass cheaper than
-// dequantizing for cuBLASLt). LtMatMul times it beside cuBLASLt's algorithms.
+// dequantizing for cuBLASLt), a warp computing four columns for groups of 3+ rows so that activation
+// reads from L1 do not outweigh the weights. LtMatMul times it beside cuBLASLt's algorithms.
 inline constexpr int64_t kGemvMaxRows = 8;
 inline constexpr int64_t kGemvMaxRowsFp8 = 64;
 // True when LaunchGemv can run these operands (16-bit or FP8 weights, k and ldx multiples of 8 (16
