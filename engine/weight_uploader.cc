@@ -205,6 +205,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeight>> WeightUploader::Get(const std::str
                                             ") out of range for tensor '", name, "'"));
   }
   const WeightPart requested = part;
+  // A converted row part comes back as exactly those rows (`part` is then Whole).
   VERDICT_ASSIGN_OR_RETURN(Prepared prepared, Prepare(*source_tensor, rows, cols, &part, use));
   const WeightTensor& t = prepared.tensor;
   if (part.kind == WeightPart::Kind::kWhole) {
