@@ -2,6 +2,7 @@
 #include "workers/target_shard.h"
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -248,13 +249,17 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
 
   // Last shard: the output rows are the verification blocks' tails, in block order.
   logits_rows_to_host_ += static_cast<int64_t>(forward_.logits.size()) / vocab;
+  struct Decision {
+    const ShardBlock* block;
+    Session* session;
+    judge::VerifyInput input;
+    absl::StatusOr<judge::Verdict> verdict = absl::UnknownError("not decided");
+  };
+  std::vector<Decision> decisions;
   int64_t first = 0;  // the block's first output row
   for (const Ready& r : ready) {
     const ShardBlock& b = *r.block;
-    if (!b.verify) {
-      out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::nullopt});
-      continue;
-    }
+    if (!b.verify) continue;
     const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
     judge::VerifyInput input;
     input.draft = &b.draft;
@@ -271,12 +276,38 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     first += k + 1;
     input.vocab_size = vocab;
     input.hidden_size = hidden;
-    absl::StatusOr<judge::Verdict> verdict = judge::VerifyBlock(r.session->verification, head_, input, r.session->rng);
-    if (!verdict.ok()) {
-      fail(b, verdict.status());
+    decisions.push_back({&b, r.session, input});
+  }
+  // Blocks of distinct sessions (checked above): independent inputs and random streams.
+  auto decide = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      Decision& d = decisions[i];
+      d.verdict = judge::VerifyBlock(d.session->verification, head_, d.input, d.session->rng);
+    }
+  };
+  const int64_t n = static_cast<int64_t>(decisions.size());
+  const int threads = options_.verify_threads > 0
+                          ? options_.verify_threads
+                          : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+  if (n > 1 && !forward_.logits.empty() && threads > 1) {
+    if (verify_pool_ == nullptr) verify_pool_ = std::make_unique<engine::ThreadPool>(threads);
+    verify_pool_->ParallelFor(n, 1, decide);
+  } else {
+    decide(0, n);
+  }
+  size_t next = 0;
+  for (const Ready& r : ready) {
+    const ShardBlock& b = *r.block;
+    if (!b.verify) {
+      out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::nullopt});
       continue;
     }
-    out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::move(*verdict)});
+    Decision& d = decisions[next++];
+    if (!d.verdict.ok()) {
+      fail(b, d.verdict.status());
+      continue;
+    }
+    out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::move(*d.verdict)});
   }
   return out;
 }

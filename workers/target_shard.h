@@ -25,6 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/kernels/thread_pool.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/slice_runner.h"
@@ -51,6 +52,12 @@ struct TargetShardOptions {
   // summaries and the judge's dot products computed on the backend, instead of copying k + 1 rows
   // of logits and hidden states to the host. Off: always the full rows (same verdicts).
   bool verify_from_summaries = true;
+  // Last shard: host threads that decide a batch's blocks when they come with whole logits rows
+  // (sampled and KL policies: each decided token filters a vocabulary-wide row, ~1 ms at 128k).
+  // 0: up to 8, as the machine has; 1: the engine thread alone. Summaries take microseconds and are
+  // always decided on the engine thread. Verdicts do not depend on it (each session has its own
+  // random stream).
+  int verify_threads = 0;
 };
 
 class TargetShard {
@@ -106,6 +113,7 @@ class TargetShard {
   std::vector<int32_t> summary_tokens_;  // and the draft token each row's summary reports
   int64_t forward_passes_ = 0;
   int64_t logits_rows_to_host_ = 0;
+  std::unique_ptr<engine::ThreadPool> verify_pool_;  // created at the first batch that needs it
 };
 
 }  // namespace verdict::workers

@@ -333,6 +333,35 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
   EXPECT_GT(shards_.back()->logits_rows_to_host(), 0);
 }
 
+// Blocks that come with whole logits rows (sampled policies) are decided on several host threads;
+// each session keeps its own random stream, so the verdicts do not depend on how many.
+TEST_F(ShardChainTest, SampledVerdictsDoNotDependOnVerifyThreads) {
+  std::vector<std::vector<Driven>> runs;
+  for (int threads : {1, 4}) {
+    MakeShards({2}, nullptr, 0, {.verify_threads = threads});
+    worker_ = std::move(*DraftWorker::Create(draft_.get(), {}));
+    std::vector<Driven> sessions;
+    for (size_t i = 0; i < 4; ++i) {
+      judge::VerificationConfig sampled;
+      sampled.exact = judge::ExactRule::kSampled;
+      sampled.target_sampling = {.temperature = 0.9f, .top_k = 0, .top_p = 0.95f, .seed = 100 + i};
+      sessions.push_back({i + 1, prompts_[i], prompts_[i].size()});
+      Open(sessions.back(), sampled);
+    }
+    Generate(sessions, 7, 30);
+    EXPECT_GT(shards_.back()->logits_rows_to_host(), 0);
+    runs.push_back(std::move(sessions));
+  }
+  for (size_t s = 0; s < runs[0].size(); ++s) {
+    EXPECT_THAT(runs[1][s].committed, ElementsAreArray(runs[0][s].committed)) << "session " << s;
+    ASSERT_EQ(runs[1][s].verdicts.size(), runs[0][s].verdicts.size()) << "session " << s;
+    for (size_t b = 0; b < runs[0][s].verdicts.size(); ++b) {
+      EXPECT_EQ(runs[1][s].verdicts[b].num_accepted, runs[0][s].verdicts[b].num_accepted);
+      EXPECT_EQ(runs[1][s].verdicts[b].next_token, runs[0][s].verdicts[b].next_token);
+    }
+  }
+}
+
 TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
   MakeShards({2});
   for (uint64_t id : {1, 2}) {
