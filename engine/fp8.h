@@ -24,6 +24,26 @@ inline constexpr uint8_t kFp8E4M3NaN = 0x7f;
 // Values per scale along a row in DType::kF8E4M3Block (the last block of a row may be shorter).
 inline constexpr int64_t kFp8BlockSize = 128;
 
+// The f32 with these bits, and back.
+VERDICT_HOST_DEVICE inline float FloatFromBits(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+#endif
+}
+VERDICT_HOST_DEVICE inline uint32_t BitsFromFloat(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  return bits;
+#endif
+}
+
 VERDICT_HOST_DEVICE inline float Fp8E4M3ToF32(uint8_t code) {
   const uint32_t exponent = (code >> 3) & 0xfu;
   const uint32_t mantissa = code & 0x7u;
@@ -33,12 +53,7 @@ VERDICT_HOST_DEVICE inline float Fp8E4M3ToF32(uint8_t code) {
   } else if (exponent == 0) {
     magnitude = static_cast<float>(mantissa) * 0.001953125f;  // subnormal: m * 2^-9
   } else {
-    uint32_t bits = ((exponent + 127u - 7u) << 23) | (mantissa << 20);
-#if defined(__CUDA_ARCH__)
-    magnitude = __uint_as_float(bits);
-#else
-    std::memcpy(&magnitude, &bits, sizeof(bits));
-#endif
+    magnitude = FloatFromBits(((exponent + 127u - 7u) << 23) | (mantissa << 20));
   }
   return (code & 0x80u) ? -magnitude : magnitude;
 }
@@ -46,24 +61,13 @@ VERDICT_HOST_DEVICE inline float Fp8E4M3ToF32(uint8_t code) {
 // Rounds to the nearest E4M3 value (ties to even), saturating beyond +-448 (as quantizers clamp
 // before casting); NaN stays NaN.
 VERDICT_HOST_DEVICE inline uint8_t F32ToFp8E4M3(float value) {
-  uint32_t bits;
-#if defined(__CUDA_ARCH__)
-  bits = __float_as_uint(value);
-#else
-  std::memcpy(&bits, &value, sizeof(bits));
-#endif
+  const uint32_t bits = BitsFromFloat(value);
   const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
   const uint32_t abs_bits = bits & 0x7fffffffu;
   if (abs_bits > 0x7f800000u) return sign | kFp8E4M3NaN;
   if (abs_bits >= 0x43e00000u) return sign | 0x7eu;  // >= 448 (and infinity): the largest value
-  if (abs_bits < 0x3c800000u) {                      // below 2^-6: a subnormal step of 2^-9
-    float magnitude;
-#if defined(__CUDA_ARCH__)
-    magnitude = __uint_as_float(abs_bits);
-#else
-    std::memcpy(&magnitude, &abs_bits, sizeof(bits));
-#endif
-    return sign | static_cast<uint8_t>(rintf(magnitude * 512.0f));  // exact scaling, RNE
+  if (abs_bits < 0x3c800000u) {  // below 2^-6: a subnormal step of 2^-9; exact scaling, RNE
+    return sign | static_cast<uint8_t>(rintf(FloatFromBits(abs_bits) * 512.0f));
   }
   // Normal: rebias the exponent (127 -> 7) and round the 23-bit mantissa to 3 bits, ties to even;
   // a carry out of the mantissa correctly bumps the exponent.
@@ -80,6 +84,10 @@ VERDICT_HOST_DEVICE inline int64_t Fp8BlocksPerRow(int64_t cols) {
 }
 VERDICT_HOST_DEVICE inline int64_t Fp8BlockRowBytes(int64_t cols) {
   return cols + static_cast<int64_t>(sizeof(float)) * Fp8BlocksPerRow(cols);
+}
+// Byte offset of the scale of value `col`'s block in a row.
+VERDICT_HOST_DEVICE inline int64_t Fp8BlockScaleOffset(int64_t col) {
+  return (col / kFp8BlockSize) * (kFp8BlockSize + static_cast<int64_t>(sizeof(float)));
 }
 // Byte offset of value `col` in a row (col need not start a block).
 VERDICT_HOST_DEVICE inline int64_t Fp8BlockValueOffset(int64_t col) {

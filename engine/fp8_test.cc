@@ -76,6 +76,10 @@ TEST(Fp8Test, BlockRowGeometry) {
   EXPECT_EQ(Fp8BlocksPerRow(129), 2);
   EXPECT_EQ(Fp8BlockRowBytes(4096), 4096 + 4 * 32);
   EXPECT_EQ(Fp8BlockRowBytes(200), 200 + 8);
+  EXPECT_EQ(Fp8BlockScaleOffset(0), 0);
+  EXPECT_EQ(Fp8BlockScaleOffset(127), 0);
+  EXPECT_EQ(Fp8BlockScaleOffset(128), 132);
+  EXPECT_EQ(Fp8BlockScaleOffset(300), 264);
   EXPECT_EQ(Fp8BlockValueOffset(0), 4);
   EXPECT_EQ(Fp8BlockValueOffset(127), 131);
   EXPECT_EQ(Fp8BlockValueOffset(128), 136);
@@ -101,7 +105,7 @@ TEST(Fp8Test, QuantizedRowsStayWithinHalfAStep) {
     float amax = 0;
     for (int64_t i = begin; i < end; ++i) amax = std::max(amax, std::fabs(values[i]));
     float scale;
-    std::memcpy(&scale, row.data() + b * (kFp8BlockSize + 4), 4);
+    std::memcpy(&scale, row.data() + Fp8BlockScaleOffset(begin), 4);
     EXPECT_EQ(scale, amax / kFp8E4M3Max) << "block " << b;
     for (int64_t i = begin; i < end; ++i) {
       const float x = std::fabs(values[i]) / scale;

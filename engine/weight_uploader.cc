@@ -167,8 +167,10 @@ absl::StatusOr<WeightUploader::Prepared> WeightUploader::Prepare(const WeightTen
     const MatMulWeight source{t.data, t.dtype, rows, cols};
     ParallelRows(count, [&](int64_t begin, int64_t end) {
       std::vector<float> values(cols);
+      std::vector<int32_t> id(1);
       for (int64_t r = begin; r < end; ++r) {
-        GatherRows(source, std::vector<int32_t>{static_cast<int32_t>(first + r)}, values.data());
+        id[0] = static_cast<int32_t>(first + r);
+        GatherRows(source, id, values.data());
         QuantizeFp8BlockRow(values.data(), cols, out + r * row_bytes);
       }
     });

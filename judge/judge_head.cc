@@ -13,6 +13,7 @@
 #include "engine/io/mapped_file.h"
 #include "engine/io/safetensors.h"
 #include "engine/io/safetensors_writer.h"
+#include "engine/kernels/matmul.h"
 #include "nlohmann/json.hpp"
 
 namespace verdict::judge {
@@ -52,46 +53,30 @@ absl::StatusOr<std::string> Metadata(const engine::SafetensorsFile& file, absl::
   return it->second;
 }
 
-// Row `row` of a weight matrix as f32 (f32, f16, bf16 or q8_0 storage).
+// Row `row` of a weight matrix as f32 (any float storage; raw FP8 without its scale).
 absl::StatusOr<std::vector<float>> MatrixRow(const WeightTensor& t, int64_t row) {
-  if (t.shape.size() != 2 || row >= t.shape[0]) {
+  if (t.shape.size() != 2 || row < 0 || row >= t.shape[0]) {
     return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name, "\" is not a matrix with row ", row));
   }
   const int64_t cols = t.shape[1];
   std::vector<float> out(cols);
   switch (t.dtype) {
-    case DType::kF32:
-      std::memcpy(out.data(), t.data + row * cols * 4, cols * 4);
-      break;
-    case DType::kF16:
-    case DType::kBF16:
-      for (int64_t c = 0; c < cols; ++c) {
-        uint16_t v;
-        std::memcpy(&v, t.data + (row * cols + c) * 2, 2);
-        out[c] = t.dtype == DType::kF16 ? engine::F16ToF32(v) : engine::Bf16ToF32(v);
-      }
-      break;
-    case DType::kQ8_0: {
-      const int64_t blocks = cols / engine::kQ8_0BlockSize;
-      for (int64_t b = 0; b < blocks; ++b) {
-        engine::BlockQ8_0 block;
-        std::memcpy(&block, t.data + (row * blocks + b) * sizeof(block), sizeof(block));
-        const float scale = engine::F16ToF32(block.scale_f16);
-        for (int j = 0; j < engine::kQ8_0BlockSize; ++j) {
-          out[b * engine::kQ8_0BlockSize + j] = scale * block.qs[j];
-        }
-      }
-      break;
-    }
-    case DType::kF8E4M3:
-      for (int64_t c = 0; c < cols; ++c) out[c] = engine::Fp8E4M3ToF32(t.data[row * cols + c]);
-      break;
-    case DType::kF8E4M3Block:
-      engine::DequantizeFp8BlockRow(t.data + row * engine::Fp8BlockRowBytes(cols), cols, out.data());
-      break;
     case DType::kI32:
       return absl::InvalidArgumentError(absl::StrCat("tensor \"", t.name, "\" is not floating point"));
+    case DType::kF8E4M3:  // engine::GatherRows takes the engine's scaled FP8 rows only
+      for (int64_t c = 0; c < cols; ++c) out[c] = engine::Fp8E4M3ToF32(t.data[row * cols + c]);
+      return out;
+    case DType::kQ8_0:
+      if (cols % engine::kQ8_0BlockSize != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor \"", t.name, "\" is q8_0 but its rows are not multiples of 32"));
+      }
+      break;
+    default:
+      break;
   }
+  engine::GatherRows(engine::MatMulWeight{t.data, t.dtype, t.shape[0], cols},
+                     std::vector<int32_t>{static_cast<int32_t>(row)}, out.data());
   return out;
 }
 

@@ -66,7 +66,7 @@ void ConvertRowGeneric(const uint8_t* row, DType dtype, int64_t k0, int64_t coun
         const int64_t col = k0 + i;
         const int64_t block_end = std::min(count, i + kFp8BlockSize - col % kFp8BlockSize);
         float scale;
-        std::memcpy(&scale, row + (col / kFp8BlockSize) * (kFp8BlockSize + 4), sizeof(scale));
+        std::memcpy(&scale, row + Fp8BlockScaleOffset(col), sizeof(scale));
         const uint8_t* codes = row + Fp8BlockValueOffset(col);
         for (; i < block_end; ++i) out[i] = kValues[*codes++] * scale;
       }

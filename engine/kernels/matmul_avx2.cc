@@ -98,10 +98,9 @@ struct Fp8Rows {
     const uint8_t* codes;   // the block's first code
   };
   static constexpr int64_t kBytesPer32 = 33;  // 32 codes + a quarter of a scale (prefetch only)
-  static constexpr int64_t kBlockBytes = kFp8BlockSize + sizeof(float);
   // REQUIRES: k % 32 == 0 (32 values never straddle a 128-value block).
   static Block BeginBlock(const uint8_t* row, int64_t k) {
-    const uint8_t* block = row + (k / kFp8BlockSize) * kBlockBytes;
+    const uint8_t* block = row + Fp8BlockScaleOffset(k);
     float scale;
     std::memcpy(&scale, block, sizeof(scale));
     return {_mm256_set1_ps(scale * 256.0f), block + sizeof(float)};
@@ -462,7 +461,7 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
     elem_num = sizeof(BlockQ8_0);
     elem_den = kQ8_0BlockSize;
   } else if constexpr (std::is_same_v<L, Fp8Rows>) {
-    elem_num = Fp8Rows::kBlockBytes;
+    elem_num = Fp8BlockScaleOffset(kFp8BlockSize);  // bytes of one block
     elem_den = kFp8BlockSize;
   }
   int64_t slice_index = 0;  // over (row group, K-slice) pairs of this range

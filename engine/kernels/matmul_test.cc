@@ -88,7 +88,7 @@ TestWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng
         QuantizeFp8BlockRow(row.data(), cols, out);
         for (int64_t k = 0; k < cols; ++k) {
           float scale;
-          std::memcpy(&scale, out + (k / kFp8BlockSize) * (kFp8BlockSize + 4), 4);
+          std::memcpy(&scale, out + Fp8BlockScaleOffset(k), 4);
           dq[k] = static_cast<double>(Fp8E4M3ToF32(out[Fp8BlockValueOffset(k)])) * scale;
         }
         break;
