@@ -22,6 +22,7 @@
 #include "engine/dtype.h"
 #include "engine/io/weight_source.h"
 #include "engine/kernels/op_math.h"
+#include "engine/kernels/sampling_math.h"
 
 namespace verdict::engine {
 
@@ -194,6 +195,17 @@ class Backend {
   // row, each < logits.cols.
   virtual void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens,
                                TensorView out) = 0;
+  // out[i, :] = the numbers of the sampled verification rule for logits row i and requests[i]
+  // (math::SampledRowRequest; engine::SampledDecision::FromRow reads them): the probability of the
+  // request's token under the row's sampling distribution (temperature, top-k, top-p) and a token
+  // drawn with the request's uniform from max(0, p - q), q the draft's proposal in the flat
+  // `proposal_ids`/`proposal_probs` arrays. What engine::DecideSampledRow computes on the host, so
+  // that sampled verification needs no logits row on the host either.
+  // REQUIRES: out is [logits.rows, math::kSampledDecisionWidth]; one valid request per row
+  // (ModelSlice::Forward checks them); logits.cols <= kMaxSummarizedVocab.
+  virtual void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
+                             absl::Span<const int32_t> proposal_ids,
+                             absl::Span<const float> proposal_probs, TensorView out) = 0;
   // Copies kv entries [from, from + count) of `from_storage` to `to_storage` (same shape): used to
   // fork a sequence (prefix sharing).
   virtual void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) = 0;

@@ -18,6 +18,7 @@
 #include "engine/kernels/op_math.h"
 #include "engine/kernels/thread_pool.h"
 #include "engine/kernels/vec_ops.h"
+#include "engine/sampler.h"
 
 namespace verdict::engine {
 namespace {
@@ -306,6 +307,20 @@ class CpuBackend final : public Backend {
                                            : std::numeric_limits<float>::quiet_NaN();
       math::WriteLogitSummary(stats, token_logit, out.data + r * out.stride);
     }
+  }
+
+  void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
+                     absl::Span<const int32_t> proposal_ids, absl::Span<const float> proposal_probs,
+                     TensorView out) override {
+    pool_.ParallelFor(logits.rows, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const SampledDecision d =
+            DecideSampledRow(absl::MakeConstSpan(logits.data + r * logits.stride, logits.cols),
+                             requests[r], proposal_ids, proposal_probs);
+        out.data[r * out.stride] = d.target_prob;
+        out.data[r * out.stride + 1] = static_cast<float>(d.replacement);
+      }
+    });
   }
 
   absl::Status AllReduceSum(TensorView x, Communicator& comm) override {

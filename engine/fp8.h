@@ -24,25 +24,8 @@ inline constexpr uint8_t kFp8E4M3NaN = 0x7f;
 // Values per scale along a row in DType::kF8E4M3Block (the last block of a row may be shorter).
 inline constexpr int64_t kFp8BlockSize = 128;
 
-// The f32 with these bits, and back.
-VERDICT_HOST_DEVICE inline float FloatFromBits(uint32_t bits) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(bits);
-#else
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-#endif
-}
-VERDICT_HOST_DEVICE inline uint32_t BitsFromFloat(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
-  return bits;
-#endif
-}
+using math::BitsFromFloat;
+using math::FloatFromBits;
 
 VERDICT_HOST_DEVICE inline float Fp8E4M3ToF32(uint8_t code) {
   const uint32_t exponent = (code >> 3) & 0xfu;

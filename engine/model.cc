@@ -306,6 +306,62 @@ absl::Status ModelSlice::ValidateOutputs(const ForwardBatch& batch, int64_t tota
   if (want.probe && probe_ == nullptr) {
     return absl::InvalidArgumentError("a hidden-state probe was asked for but none is set");
   }
+  if (!want.sampled_requests.empty()) {
+    VERDICT_RETURN_IF_ERROR(ValidateSampledRequests(want, *output_rows));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelSlice::ValidateSampledRequests(const OutputContents& want, int64_t output_rows) const {
+  const int64_t vocab = config_.vocab_size;
+  if (vocab > kMaxSummarizedVocab) {
+    return absl::InvalidArgumentError(absl::StrCat("sampled decisions support vocabularies up to ",
+                                                   kMaxSummarizedVocab, " tokens"));
+  }
+  if (static_cast<int64_t>(want.sampled_requests.size()) != output_rows) {
+    return absl::InvalidArgumentError(absl::StrCat(want.sampled_requests.size(),
+                                                   " sampled-decision requests for ", output_rows,
+                                                   " output rows"));
+  }
+  if (want.proposal_ids.size() != want.proposal_probs.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("proposal arrays of ", want.proposal_ids.size(),
+                                                   " ids and ", want.proposal_probs.size(),
+                                                   " probabilities"));
+  }
+  const int64_t entries = static_cast<int64_t>(want.proposal_ids.size());
+  for (size_t i = 0; i < want.sampled_requests.size(); ++i) {
+    const math::SampledRowRequest& r = want.sampled_requests[i];
+    const SamplingParams params{.temperature = r.temperature, .top_k = r.top_k, .top_p = r.top_p};
+    absl::Status status = ValidateSamplingParams(params);
+    if (status.ok() && (r.token < -1 || r.token >= vocab)) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("token ", r.token, " is out of range [-1, ", vocab, ")"));
+    }
+    if (status.ok() && !(r.sample_uniform >= 0.0 && r.sample_uniform < 1.0)) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("the uniform draw ", r.sample_uniform, " is not in [0, 1)"));
+    }
+    if (status.ok() && (r.proposal_begin < 0 || r.proposal_count < 0 ||
+                        int64_t{r.proposal_begin} + r.proposal_count > entries)) {
+      status = absl::InvalidArgumentError(absl::StrCat("proposal entries [", r.proposal_begin, ", +",
+                                                       r.proposal_count, ") are outside the ",
+                                                       entries, " given"));
+    }
+    for (int32_t j = r.proposal_begin; status.ok() && j < r.proposal_begin + r.proposal_count; ++j) {
+      const int32_t id = want.proposal_ids[j];
+      const float p = want.proposal_probs[j];
+      if (id < 0 || id >= vocab || (j > r.proposal_begin && id <= want.proposal_ids[j - 1]) ||
+          !std::isfinite(p) || p < 0) {
+        status = absl::InvalidArgumentError(absl::StrCat(
+            "proposal entry ", j - r.proposal_begin, " (id ", id, ", p ", p,
+            ") is not a probability of an id in the vocabulary, ids strictly ascending"));
+      }
+    }
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampled-decision request ", i, ": ", status.message()));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -373,9 +429,10 @@ absl::Status ModelSlice::EnsureWorkspace(int64_t tokens) {
 absl::Status ModelSlice::EnsureLogitsBuffer(int64_t rows) {
   if (rows <= logits_rows_) return absl::OkStatus();
   // Per row: the logits (this rank's share, and with a split head the whole row assembled), a
-  // summary per rank and the probe's value.
+  // summary per rank, the probe's value and a sampled decision.
   const int64_t assembled = local_vocab_ < config_.vocab_size ? config_.vocab_size : 0;
-  const int64_t per_row = local_vocab_ + assembled + tp_size_ * kLogitSummaryWidth + 1;
+  const int64_t per_row =
+      local_vocab_ + assembled + tp_size_ * kLogitSummaryWidth + 1 + math::kSampledDecisionWidth;
   VERDICT_ASSIGN_OR_RETURN(logits_buffer_, backend_->Allocate(rows * per_row * sizeof(float)));
   logits_rows_ = rows;
   return absl::OkStatus();
@@ -524,6 +581,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   result->output_rows.clear();
   result->summaries.clear();
   result->probe.clear();
+  result->sampled.clear();
   const OutputContents& want = batch.contents;
   if (!is_last()) {
     result->activations.resize(n * c.hidden_size);
@@ -561,11 +619,13 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     TensorView assembled = carve_out(split_head ? c.vocab_size : 0);
     TensorView summaries = carve_out(tp_size_ * kLogitSummaryWidth);
     TensorView probe = carve_out(1);
+    TensorView sampled = carve_out(math::kSampledDecisionWidth);
+    const bool want_sampled = !want.sampled_requests.empty();
     // Whole rows: with a split head each rank writes its columns of a zeroed [m, vocab] buffer and
     // one all-reduce assembles them (x + 0 is exact). Summaries only: each rank summarizes its
     // columns into its slot of a zeroed [m, ranks x width] buffer, one small all-reduce, and the
     // host merges the ranks' statistics (exact for the argmax; sums merged as in the kernels).
-    const bool whole_rows = want.logits || (want.summaries && !split_head);
+    const bool whole_rows = want.logits || want_sampled || (want.summaries && !split_head);
     TensorView logits = split_head ? assembled : local_logits;
     if (m > 0 && whole_rows) {
       if (split_head) {
@@ -609,6 +669,12 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       summary_host_.resize(m * written.cols);
       backend_->CopyToHost(written, summary_host_.data());
     }
+    if (m > 0 && want_sampled) {
+      backend_->DecideSampled(logits, want.sampled_requests, want.proposal_ids, want.proposal_probs,
+                              sampled);
+      sampled_host_.resize(m * math::kSampledDecisionWidth);
+      backend_->CopyToHost(sampled, sampled_host_.data());
+    }
     if (m > 0 && want.probe) {
       backend_->MatMul(selected, *probe_, probe, false);
       result->probe.resize(m);
@@ -638,6 +704,12 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
         if (token >= begin && token < end) token_logit = part[5];
       }
       result->summaries.push_back(LogitSummary::FromStats(stats, token, token_logit));
+    }
+  }
+  if (!result->output_rows.empty() && !want.sampled_requests.empty()) {
+    for (size_t i = 0; i < result->output_rows.size(); ++i) {
+      result->sampled.push_back(
+          SampledDecision::FromRow(sampled_host_.data() + i * math::kSampledDecisionWidth));
     }
   }
   for (const SequenceInput& seq : batch.sequences) seq.cache->Advance(seq.num_tokens);

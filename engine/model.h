@@ -30,6 +30,7 @@
 #include "engine/io/weight_source.h"
 #include "engine/kv_cache.h"
 #include "engine/model_config.h"
+#include "engine/sampler.h"
 
 namespace verdict::engine {
 
@@ -58,6 +59,13 @@ struct OutputContents {
   // ForwardResult::probe: hidden . w for the probe vector w set with ModelSlice::SetHiddenProbe
   // (the judge head's weight), so the hidden states need not leave the backend either.
   bool probe = false;
+  // ForwardResult::sampled: the sampled verification rule's numbers (Backend::DecideSampled), one
+  // request per output row, whose proposals index the flat id/probability arrays (each proposal's
+  // ids strictly ascending); empty: none. With a vocab-parallel LM head the ranks assemble whole
+  // rows first (one all-reduce of the logits), as for `logits`.
+  absl::Span<const math::SampledRowRequest> sampled_requests;
+  absl::Span<const int32_t> proposal_ids;
+  absl::Span<const float> proposal_probs;
 };
 
 struct ForwardBatch {
@@ -100,6 +108,7 @@ struct ForwardResult {
   // What OutputContents asked for beyond those (empty otherwise), one per output row.
   std::vector<LogitSummary> summaries;
   std::vector<float> probe;
+  std::vector<SampledDecision> sampled;
 };
 
 // Splits every layer of a slice across the ranks of `comm` (see the file comment). nullptr: the
@@ -188,6 +197,7 @@ class ModelSlice {
   absl::Status Validate(const ForwardBatch& batch, int64_t* total_tokens) const;
   absl::Status ValidateOutputs(const ForwardBatch& batch, int64_t total_tokens,
                                int64_t* output_rows) const;
+  absl::Status ValidateSampledRequests(const OutputContents& want, int64_t output_rows) const;
   absl::Status EnsureWorkspace(int64_t tokens);
   absl::Status EnsureLogitsBuffer(int64_t rows);
   absl::Status AgreeAcrossRanks(const absl::Status& local);
@@ -229,6 +239,7 @@ class ModelSlice {
   std::unique_ptr<DeviceBuffer> logits_buffer_;
   int64_t logits_rows_ = 0;
   std::vector<float> summary_host_;  // summaries as copied back, before decoding
+  std::vector<float> sampled_host_;  // sampled decisions as copied back
   std::vector<float> zeros_host_;    // what split-head buffers start from before an all-reduce
   std::vector<int32_t> local_tokens_;  // summary tokens in this rank's vocabulary share
   // Tensor parallelism: one float in backend memory for the ranks' agreement on buffer growth.

@@ -36,19 +36,13 @@ int32_t Argmax(absl::Span<const float> logits) {
   return best_index == math::kNoLogitIndex ? 0 : best_index;
 }
 
-void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& params,
-                          std::vector<float>* probs) {
+math::SamplingSupport FindSamplingSupport(absl::Span<const float> logits, const SamplingParams& params) {
   const size_t n = logits.size();
-  probs->assign(n, 0.0f);
-  if (n == 0) return;
-  if (params.greedy()) {
-    (*probs)[Argmax(logits)] = 1.0f;
-    return;
-  }
+  math::SamplingSupport support;
+  support.temperature = params.temperature;
+  if (n == 0) return support;
   // Candidates in the order the filters see them: by logit, descending; ties by index.
-  auto by_logit = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
+  auto by_logit = [&](int32_t a, int32_t b) { return math::SampledBefore(logits[a], a, logits[b], b); };
   const bool top_k = params.top_k > 0 && static_cast<size_t>(params.top_k) < n;
   const bool top_p = params.top_p < 1.0f;
   std::vector<int32_t> order;
@@ -57,20 +51,19 @@ void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& 
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + params.top_k, order.end(), by_logit);
   }
-  const double max_logit = top_k ? logits[order[0]] : [&] {
+  support.max_logit = top_k ? logits[order[0]] : [&] {
     float m = -std::numeric_limits<float>::infinity();
     for (float l : logits) m = l > m ? l : m;  // NaN never wins, as in Argmax
-    return static_cast<double>(m);
+    return m;
   }();
-  const double temperature = params.temperature;
-  auto weight = [&](int32_t i) { return std::exp((logits[i] - max_logit) / temperature); };
-  if (!top_k && !top_p) {  // plain softmax: no order needed (a 128k-entry sort per row was most
-                           // of a sampled verification's host time)
+  auto weight = [&](int32_t i) {
+    return math::SamplingWeight(logits[i], support.max_logit, support.temperature);
+  };
+  if (!top_k && !top_p) {  // plain softmax: every token kept, no order needed
     double total = 0;
-    std::vector<double> weights(n);
-    for (size_t i = 0; i < n; ++i) total += weights[i] = weight(static_cast<int32_t>(i));
-    for (size_t i = 0; i < n; ++i) (*probs)[i] = static_cast<float>(weights[i] / total);
-    return;
+    for (size_t i = 0; i < n; ++i) total += weight(static_cast<int32_t>(i));
+    support.mass = total;
+    return support;
   }
   // The top-p mass is of the distribution after top-k: the k kept tokens, or all of them.
   const size_t candidates = top_k ? static_cast<size_t>(params.top_k) : n;
@@ -107,17 +100,32 @@ void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& 
     }
   }
   double kept = 0;
-  std::vector<double> weights(nucleus);
-  for (size_t i = 0; i < nucleus; ++i) kept += weights[i] = weight(order[i]);
-  for (size_t i = 0; i < nucleus; ++i) (*probs)[order[i]] = static_cast<float>(weights[i] / kept);
+  for (size_t i = 0; i < nucleus; ++i) kept += weight(order[i]);
+  support.cut_logit = logits[order[nucleus - 1]];
+  support.cut_index = order[nucleus - 1];
+  support.mass = kept;
+  return support;
 }
 
-double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& params,
+                          std::vector<float>* probs) {
+  const size_t n = logits.size();
+  probs->assign(n, 0.0f);
+  if (n == 0) return;
+  if (params.greedy()) {
+    (*probs)[Argmax(logits)] = 1.0f;
+    return;
+  }
+  const math::SamplingSupport support = FindSamplingSupport(logits, params);
+  for (size_t i = 0; i < n; ++i) {
+    (*probs)[i] = math::SampledProb(support, logits[i], static_cast<int32_t>(i));
+  }
+}
 
-int32_t Sampler::SampleFrom(absl::Span<const float> probs) {
+int32_t SampleWithUniform(absl::Span<const float> probs, double u) {
   double total = 0;
   for (float p : probs) total += p;
-  const double target = Uniform() * total;
+  const double target = u * total;
   double cumulative = 0;
   int32_t last_positive = 0;
   for (size_t i = 0; i < probs.size(); ++i) {
@@ -128,6 +136,58 @@ int32_t Sampler::SampleFrom(absl::Span<const float> probs) {
   }
   return last_positive;  // rounding: the last token with mass
 }
+
+SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::SampledRowRequest& request,
+                                 absl::Span<const int32_t> proposal_ids,
+                                 absl::Span<const float> proposal_probs) {
+  const SamplingParams params{.temperature = request.temperature,
+                              .top_k = request.top_k,
+                              .top_p = request.top_p};
+  if (params.greedy()) {
+    const int32_t best = Argmax(logits);
+    return SampledDecision{request.token == best ? 1.0f : 0.0f, best};
+  }
+  const math::SamplingSupport support = FindSamplingSupport(logits, params);
+  SampledDecision decision;
+  if (request.token >= 0) {
+    decision.target_prob = math::SampledProb(support, logits[request.token], request.token);
+  }
+  // The replacement's distribution: max(0, p - q) for a decided token, with q merged in from the
+  // id-sorted proposal (one-hot on the token without one); p itself for a bonus row or where the
+  // residual is empty (p == q: the token could not have been rejected).
+  std::vector<float> residual(logits.size());
+  const int32_t* q_id = proposal_ids.data() + request.proposal_begin;
+  const int32_t* q_end = q_id + request.proposal_count;
+  const float* q_prob = proposal_probs.data() + request.proposal_begin;
+  double mass = 0;
+  for (size_t j = 0; j < logits.size(); ++j) {
+    const int32_t id = static_cast<int32_t>(j);
+    const float p = math::SampledProb(support, logits[j], id);
+    float q = 0;
+    if (request.token >= 0) {
+      if (request.proposal_count == 0) {
+        q = id == request.token ? 1.0f : 0.0f;
+      } else if (q_id < q_end && *q_id == id) {
+        q = *q_prob;
+        ++q_id;
+        ++q_prob;
+      }
+    }
+    residual[j] = math::ResidualProb(p, q);
+    mass += residual[j];
+  }
+  if (!(mass > 0)) {
+    for (size_t j = 0; j < logits.size(); ++j) {
+      residual[j] = math::SampledProb(support, logits[j], static_cast<int32_t>(j));
+    }
+  }
+  decision.replacement = SampleWithUniform(residual, request.sample_uniform);
+  return decision;
+}
+
+double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+
+int32_t Sampler::SampleFrom(absl::Span<const float> probs) { return SampleWithUniform(probs, Uniform()); }
 
 absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
   if (logits.empty()) return absl::InvalidArgumentError("cannot sample from empty logits");

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/kernels/sampling_math.h"
 
 namespace verdict::engine {
 
@@ -39,6 +40,31 @@ int32_t Argmax(absl::Span<const float> logits);
 // probabilities. REQUIRES: ValidateSamplingParams(params).ok().
 void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& params,
                           std::vector<float>* probs);
+
+// Where the distribution of SamplingDistribution ends in the candidate order, and its mass
+// (engine/kernels/sampling_math.h): p(i) = math::SampledProb(support, logits[i], i).
+// REQUIRES: ValidateSamplingParams(params).ok() and !params.greedy().
+math::SamplingSupport FindSamplingSupport(absl::Span<const float> logits, const SamplingParams& params);
+
+// Draws an index from a probability vector (need not be normalised) by inverse CDF in index order
+// with the uniform draw u in [0, 1): the first index whose cumulative mass passes u * total (the
+// last index with mass when rounding leaves the draw past the end).
+int32_t SampleWithUniform(absl::Span<const float> probs, double u);
+
+// The host executor of Backend::DecideSampled for one row (math::SampledRowRequest): the target
+// probability of the request's token and the replacement token. REQUIRES: the request and proposal
+// entries are valid for the row (ModelSlice checks them).
+struct SampledDecision {
+  float target_prob = 0;
+  int32_t replacement = 0;
+  // Reads a row in the layout the backends write (math::kSampledDecisionWidth).
+  static SampledDecision FromRow(const float* row) {
+    return SampledDecision{row[0], static_cast<int32_t>(row[1])};
+  }
+};
+SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::SampledRowRequest& request,
+                                 absl::Span<const int32_t> proposal_ids,
+                                 absl::Span<const float> proposal_probs);
 
 class Sampler {
  public:

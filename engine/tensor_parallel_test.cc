@@ -579,6 +579,11 @@ class FlakyBackend final : public Backend {
   void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens, TensorView out) override {
     inner_->SummarizeLogits(logits, tokens, out);
   }
+  void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
+                     absl::Span<const int32_t> ids, absl::Span<const float> probs,
+                     TensorView out) override {
+    inner_->DecideSampled(logits, requests, ids, probs, out);
+  }
   void CopyKv(const KvStorage& from, KvStorage& to, int64_t count) override {
     inner_->CopyKv(from, to, count);
   }

@@ -243,8 +243,9 @@ absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
   batch.outputs = engine::ForwardBatch::Outputs::kAll;
   const bool judge = config_.judge != JudgeMode::kOff;
   // Another session's head may have replaced the probe since Create: then the hidden states.
-  const bool summaries = !keep_full_outputs_ && CanVerifyFromSummaries(config_) &&
+  const bool summaries = !keep_full_outputs_ && CanVerifyWithoutLogits(config_) &&
                          (!judge || target_->HiddenProbeIs(head_->weight));
+  const bool sampled_on_backend = summaries && config_.exact == ExactRule::kSampled;
   if (summaries) {
     summary_tokens_.clear();
     AppendSummaryTokens(draft, &summary_tokens_);
@@ -254,6 +255,19 @@ absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
     batch.contents.summary_tokens = summary_tokens_;
     batch.contents.probe = judge;
   }
+  if (sampled_on_backend) {
+    // The draws VerifyBlock would make, made now so the backend can decide with them.
+    uniforms_.clear();
+    sampled_requests_.clear();
+    proposal_ids_.clear();
+    proposal_probs_.clear();
+    DrawVerificationUniforms(k, rng_, &uniforms_);
+    AppendSampledRequests(config_, draft, uniforms_, &sampled_requests_, &proposal_ids_,
+                          &proposal_probs_);
+    batch.contents.sampled_requests = sampled_requests_;
+    batch.contents.proposal_ids = proposal_ids_;
+    batch.contents.proposal_probs = proposal_probs_;
+  }
   VERDICT_RETURN_IF_ERROR(target_->Forward(batch, &forward_));
 
   VerifyInput input;
@@ -262,6 +276,10 @@ absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
   input.target_summaries = forward_.summaries;
   input.target_hidden = forward_.hidden;
   input.judge_dots = forward_.probe;
+  if (sampled_on_backend) {
+    input.target_sampled = forward_.sampled;
+    input.uniforms = uniforms_;
+  }
   input.vocab_size = vocab;
   input.hidden_size = target_->config().hidden_size;
   absl::StatusOr<Verdict> verdict = VerifyBlock(config_, head_, input, rng_);

@@ -120,6 +120,11 @@ class TargetSession {
   VerificationConfig config_;
   bool keep_full_outputs_;
   std::vector<int32_t> summary_tokens_;
+  // The sampled rule decided by the target's backend: the block's draws and requests.
+  std::vector<double> uniforms_;
+  std::vector<engine::math::SampledRowRequest> sampled_requests_;
+  std::vector<int32_t> proposal_ids_;
+  std::vector<float> proposal_probs_;
   const JudgeHead* head_;
   engine::Sampler rng_;
   std::unique_ptr<engine::KvCache> cache_;

@@ -15,58 +15,62 @@ using engine::Argmax;
 
 bool IsFinite(float v) { return std::isfinite(v); }
 
-// What the exact rule decides for one token, and how to draw the replacement if it rejects.
+// What the exact rule decides for one token, and the target's token where it rejects. The sampled
+// rule reads its draws from `uniforms` (kUniformsPerRow per row) and its numbers either from the
+// decisions a backend made (target_sampled) or from the logits rows.
 class ExactDecider {
  public:
-  ExactDecider(const VerificationConfig& config, const VerifyInput& input)
-      : config_(config), input_(input) {}
+  ExactDecider(const VerificationConfig& config, const VerifyInput& input,
+               absl::Span<const double> uniforms)
+      : config_(config), input_(input), uniforms_(uniforms) {}
 
-  // Row `row` of the target's logits decides draft token index `i` (0-based, row == i).
-  // Greedy: deterministic. Sampled: draws from `rng`.
-  bool Accepts(int64_t i, engine::Sampler& rng) {
+  // Row i of the target's outputs decides draft token index i (0-based).
+  bool Accepts(int64_t i) {
     const int32_t token = input_.draft->tokens[i];
     if (config_.exact == ExactRule::kGreedy) return TargetArgmax(i) == token;
-    TargetDistribution(i);
-    const float p = target_probs_[token];
-    const float q = DraftProb(i, token);
-    if (p >= q) return true;
-    return rng.Uniform() < static_cast<double>(p) / q;
+    float p;
+    if (has_sampled()) {
+      p = input_.target_sampled[i].target_prob;
+    } else {
+      TargetDistribution(i);
+      p = target_probs_[token];
+    }
+    return engine::math::AcceptsDraftToken(p, DraftProb(i, token), uniforms_[kUniformsPerRow * i]);
   }
-
-  // Greedy answer for row i without drawing (shadow walks past the real rejection use it).
-  bool GreedyAccepts(int64_t i) const { return TargetArgmax(i) == input_.draft->tokens[i]; }
 
   // The target's token at row `row` after rejecting draft token `row` (row < k), or the bonus token
   // (row == k).
-  int32_t Replacement(int64_t row, engine::Sampler& rng) {
+  int32_t Replacement(int64_t row) {
     if (config_.exact == ExactRule::kGreedy) return TargetArgmax(row);
+    if (has_sampled()) return input_.target_sampled[row].replacement;
     TargetDistribution(row);
+    const double u = uniforms_[kUniformsPerRow * row + 1];
     const int64_t k = static_cast<int64_t>(input_.draft->tokens.size());
-    if (row == k) return rng.SampleFrom(target_probs_);
-    // Residual max(0, p - q), renormalised by SampleFrom. If p == q on the whole support the
-    // residual is empty, which only happens when the token could not have been rejected; fall back
-    // to p rather than divide by zero.
+    if (row == k) return engine::SampleWithUniform(target_probs_, u);
+    // Residual max(0, p - q), renormalised by the draw. If p == q on the whole support the residual
+    // is empty, which only happens when the token could not have been rejected; fall back to p
+    // rather than divide by zero.
     residual_ = target_probs_;
     const DraftBlock& draft = *input_.draft;
     if (draft.proposals.empty()) {
-      residual_[draft.tokens[row]] = std::max(0.0f, residual_[draft.tokens[row]] - 1.0f);
+      residual_[draft.tokens[row]] = engine::math::ResidualProb(residual_[draft.tokens[row]], 1.0f);
     } else {
       const DraftDistribution& q = draft.proposals[row];
       for (size_t j = 0; j < q.ids.size(); ++j) {
-        residual_[q.ids[j]] = std::max(0.0f, residual_[q.ids[j]] - q.probs[j]);
+        residual_[q.ids[j]] = engine::math::ResidualProb(residual_[q.ids[j]], q.probs[j]);
       }
     }
     double mass = 0;
     for (float v : residual_) mass += v;
-    if (!(mass > 0)) return rng.SampleFrom(target_probs_);
-    return rng.SampleFrom(residual_);
+    return engine::SampleWithUniform(mass > 0 ? residual_ : target_probs_, u);
   }
 
-  // REQUIRES: the input has logits (the sampled rule and KL; see CanVerifyFromSummaries).
+  // REQUIRES: the input has logits (the sampled rule without decisions, and KL).
   absl::Span<const float> Row(int64_t row) const {
     return input_.target_logits.subspan(row * input_.vocab_size, input_.vocab_size);
   }
   bool has_logits() const { return !input_.target_logits.empty(); }
+  bool has_sampled() const { return !input_.target_sampled.empty(); }
 
   int32_t TargetArgmax(int64_t row) const {
     return has_logits() ? Argmax(Row(row)) : input_.target_summaries[row].argmax;
@@ -92,6 +96,7 @@ class ExactDecider {
 
   const VerificationConfig& config_;
   const VerifyInput& input_;
+  absl::Span<const double> uniforms_;
   std::vector<float> target_probs_;
   std::vector<float> residual_;
   int64_t probs_row_ = -1;
@@ -114,7 +119,27 @@ absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* he
                        " draft tokens needs ", k + 1, " rows of ", input.vocab_size));
     }
   } else {
-    if (!CanVerifyFromSummaries(config)) {
+    if (!CanVerifyWithoutLogits(config)) {
+      return absl::InvalidArgumentError(absl::StrCat("the ", PolicyName(config),
+                                                     " policy needs the target's logits, not summaries"));
+    }
+    if (config.exact == ExactRule::kSampled) {
+      if (static_cast<int64_t>(input.target_sampled.size()) != k + 1 ||
+          static_cast<int64_t>(input.uniforms.size()) != kUniformsPerRow * (k + 1)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the sampled rule without logits needs ", k + 1, " sampled decisions and ",
+            kUniformsPerRow * (k + 1), " uniform draws, got ", input.target_sampled.size(), " and ",
+            input.uniforms.size()));
+      }
+      for (int64_t i = 0; i <= k; ++i) {
+        const engine::SampledDecision& d = input.target_sampled[i];
+        if (!(d.target_prob >= 0.0f && d.target_prob <= 1.0f) || d.replacement < 0 ||
+            d.replacement >= input.vocab_size) {
+          return absl::InvalidArgumentError(absl::StrCat("sampled decision ", i, " (p ", d.target_prob,
+                                                         ", token ", d.replacement, ") is invalid"));
+        }
+      }
+    } else if (!CanVerifyFromSummaries(config)) {
       return absl::InvalidArgumentError(absl::StrCat("the ", PolicyName(config),
                                                      " policy needs the target's logits, not summaries"));
     }
@@ -131,36 +156,7 @@ absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* he
       }
     }
   }
-  for (int64_t i = 0; i < k; ++i) {
-    if (draft.tokens[i] < 0 || draft.tokens[i] >= input.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("draft token ", i, " has id ", draft.tokens[i],
-                                                     " outside the vocabulary of ",
-                                                     input.vocab_size));
-    }
-  }
-  if (!draft.proposals.empty()) {
-    if (static_cast<int64_t>(draft.proposals.size()) != k) {
-      return absl::InvalidArgumentError(absl::StrCat("the draft block has ", k, " tokens but ",
-                                                     draft.proposals.size(), " proposal distributions"));
-    }
-    for (int64_t i = 0; i < k; ++i) {
-      const DraftDistribution& q = draft.proposals[i];
-      if (q.ids.size() != q.probs.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("proposal ", i, ": ", q.ids.size(), " ids but ",
-                                                       q.probs.size(), " probabilities"));
-      }
-      for (size_t j = 0; j < q.ids.size(); ++j) {
-        if (q.ids[j] < 0 || q.ids[j] >= input.vocab_size || !IsFinite(q.probs[j]) || q.probs[j] < 0) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("proposal ", i, " has an invalid entry (id ", q.ids[j], ", p ", q.probs[j], ")"));
-        }
-      }
-      if (config.exact == ExactRule::kSampled && !(q.ProbOf(draft.tokens[i]) > 0)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "draft token ", i, " (id ", draft.tokens[i], ") has probability 0 in its own proposal"));
-      }
-    }
-  }
+  VERDICT_RETURN_IF_ERROR(ValidateDraftBlock(config, draft, input.vocab_size));
   if (config.lossy == LossyRule::kKl &&
       static_cast<int64_t>(draft.distributions.size()) != k * input.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("the KL rule needs the draft's distributions (",
@@ -222,6 +218,46 @@ double KlDivergence(absl::Span<const float> target_logits, absl::Span<const floa
 
 }  // namespace
 
+absl::Status ValidateDraftBlock(const VerificationConfig& config, const DraftBlock& draft,
+                                int64_t vocab_size) {
+  const int64_t k = static_cast<int64_t>(draft.tokens.size());
+  for (int64_t i = 0; i < k; ++i) {
+    if (draft.tokens[i] < 0 || draft.tokens[i] >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("draft token ", i, " has id ", draft.tokens[i],
+                                                     " outside the vocabulary of ",
+                                                     vocab_size));
+    }
+  }
+  if (!draft.proposals.empty()) {
+    if (static_cast<int64_t>(draft.proposals.size()) != k) {
+      return absl::InvalidArgumentError(absl::StrCat("the draft block has ", k, " tokens but ",
+                                                     draft.proposals.size(), " proposal distributions"));
+    }
+    for (int64_t i = 0; i < k; ++i) {
+      const DraftDistribution& q = draft.proposals[i];
+      if (q.ids.size() != q.probs.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("proposal ", i, ": ", q.ids.size(), " ids but ",
+                                                       q.probs.size(), " probabilities"));
+      }
+      for (size_t j = 0; j < q.ids.size(); ++j) {
+        if (q.ids[j] < 0 || q.ids[j] >= vocab_size || !IsFinite(q.probs[j]) || q.probs[j] < 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("proposal ", i, " has an invalid entry (id ", q.ids[j], ", p ", q.probs[j], ")"));
+        }
+        if (j > 0 && q.ids[j] <= q.ids[j - 1]) {
+          return absl::InvalidArgumentError(absl::StrCat("proposal ", i, ": ids are not strictly ascending (",
+                                                         q.ids[j - 1], " then ", q.ids[j], ")"));
+        }
+      }
+      if (config.exact == ExactRule::kSampled && !(q.ProbOf(draft.tokens[i]) > 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "draft token ", i, " (id ", draft.tokens[i], ") has probability 0 in its own proposal"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::string_view AcceptReasonName(AcceptReason reason) {
   switch (reason) {
     case AcceptReason::kExact:
@@ -239,10 +275,8 @@ absl::string_view AcceptReasonName(AcceptReason reason) {
 }
 
 float DraftDistribution::ProbOf(int32_t id) const {
-  for (size_t j = 0; j < ids.size(); ++j) {
-    if (ids[j] == id) return probs[j];
-  }
-  return 0.0f;
+  const auto it = std::lower_bound(ids.begin(), ids.end(), id);
+  return it != ids.end() && *it == id ? probs[it - ids.begin()] : 0.0f;
 }
 
 absl::StatusOr<VerificationConfig> PolicyConfig(absl::string_view policy,
@@ -359,6 +393,35 @@ bool CanVerifyFromSummaries(const VerificationConfig& config) {
   return config.exact == ExactRule::kGreedy && config.lossy != LossyRule::kKl;
 }
 
+bool CanVerifyWithoutLogits(const VerificationConfig& config) { return config.lossy != LossyRule::kKl; }
+
+void DrawVerificationUniforms(int64_t k, engine::Sampler& rng, std::vector<double>* uniforms) {
+  for (int64_t i = 0; i < kUniformsPerRow * (k + 1); ++i) uniforms->push_back(rng.Uniform());
+}
+
+void AppendSampledRequests(const VerificationConfig& config, const DraftBlock& draft,
+                           absl::Span<const double> uniforms,
+                           std::vector<engine::math::SampledRowRequest>* requests,
+                           std::vector<int32_t>* proposal_ids, std::vector<float>* proposal_probs) {
+  const int64_t k = static_cast<int64_t>(draft.tokens.size());
+  for (int64_t i = 0; i <= k; ++i) {
+    engine::math::SampledRowRequest r;
+    r.temperature = config.target_sampling.temperature;
+    r.top_k = static_cast<int32_t>(std::min<int64_t>(config.target_sampling.top_k, INT32_MAX));
+    r.top_p = config.target_sampling.top_p;
+    r.token = i < k ? draft.tokens[i] : -1;
+    r.proposal_begin = static_cast<int32_t>(proposal_ids->size());
+    if (i < k && !draft.proposals.empty()) {
+      const DraftDistribution& q = draft.proposals[i];
+      proposal_ids->insert(proposal_ids->end(), q.ids.begin(), q.ids.end());
+      proposal_probs->insert(proposal_probs->end(), q.probs.begin(), q.probs.end());
+      r.proposal_count = static_cast<int32_t>(q.ids.size());
+    }
+    r.sample_uniform = uniforms[kUniformsPerRow * i + 1];
+    requests->push_back(r);
+  }
+}
+
 void AppendSummaryTokens(const DraftBlock& draft, std::vector<int32_t>* tokens) {
   tokens->insert(tokens->end(), draft.tokens.begin(), draft.tokens.end());
   tokens->push_back(-1);
@@ -370,7 +433,18 @@ absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const Judg
   VERDICT_RETURN_IF_ERROR(ValidateInput(config, head, input));
   const DraftBlock& draft = *input.draft;
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
-  ExactDecider exact(config, input);
+  std::vector<double> drawn;
+  absl::Span<const double> uniforms = input.uniforms;
+  if (config.exact == ExactRule::kSampled && uniforms.empty()) {
+    DrawVerificationUniforms(k, rng, &drawn);
+    uniforms = drawn;
+  } else if (config.exact == ExactRule::kSampled &&
+             static_cast<int64_t>(uniforms.size()) != kUniformsPerRow * (k + 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("a block of ", k, " draft tokens needs ",
+                                                   kUniformsPerRow * (k + 1), " uniform draws, got ",
+                                                   uniforms.size()));
+  }
+  ExactDecider exact(config, input, uniforms);
   Verdict verdict;
   verdict.reasons.assign(k, AcceptReason::kNotReached);
 
@@ -429,7 +503,7 @@ absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const Judg
   std::vector<bool> exact_decisions;  // for the shadow comparison
   int64_t i = 0;
   for (; i < k; ++i) {
-    const bool exact_ok = exact.Accepts(i, rng);
+    const bool exact_ok = exact.Accepts(i);
     exact_decisions.push_back(exact_ok);
     if (exact_ok) {
       verdict.reasons[i] = AcceptReason::kExact;
@@ -443,21 +517,16 @@ absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const Judg
     }
   }
   verdict.num_accepted = static_cast<int32_t>(i);
-  verdict.next_token = exact.Replacement(i, rng);
+  verdict.next_token = exact.Replacement(i);
 
   if (config.judge == JudgeMode::kShadow) {
     // What judge decoding would have accepted: the exact decisions made above where they exist;
-    // past the real rejection the greedy rule is deterministic and is re-evaluated, while the
-    // sampled rule's would-be draws are not made (they would change the real random stream), so
-    // there the judge decides alone.
+    // past the real rejection the exact rule is evaluated on (the sampled rule's draws for every
+    // row were made up front, so this changes no random stream).
     int64_t j = 0;
     for (; j < k; ++j) {
-      bool exact_ok = false;
-      if (j < static_cast<int64_t>(exact_decisions.size())) {
-        exact_ok = exact_decisions[j];
-      } else if (config.exact == ExactRule::kGreedy) {
-        exact_ok = exact.GreedyAccepts(j);
-      }
+      const bool exact_ok =
+          j < static_cast<int64_t>(exact_decisions.size()) ? exact_decisions[j] : exact.Accepts(j);
       const bool judge_ok = judge_accepts(j);
       if (exact_ok && judge_ok) ++verdict.shadow_both;
       if (exact_ok && !judge_ok) ++verdict.shadow_exact_only;

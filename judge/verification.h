@@ -53,7 +53,8 @@ enum class AcceptReason : uint8_t {
 };
 absl::string_view AcceptReasonName(AcceptReason reason);
 
-// The distribution a draft token was drawn from, sparse: the ids with nonzero probability.
+// The distribution a draft token was drawn from, sparse: the ids with nonzero probability, strictly
+// ascending (what a device merges with a logits row in one pass; VerifyBlock checks).
 struct DraftDistribution {
   std::vector<int32_t> ids;
   std::vector<float> probs;
@@ -124,15 +125,45 @@ struct VerifyInput {
   // [k + 1]: row i (< k) reports the logit of draft token i + 1 (summary token d_{i+1}, see
   // SummaryTokens); row k any token.
   absl::Span<const engine::LogitSummary> target_summaries;
+  // The sampled rule without logits: [k + 1] decisions of the rows made where the logits are
+  // (engine::Backend::DecideSampled for the requests of AppendSampledRequests), with `uniforms`.
+  absl::Span<const engine::SampledDecision> target_sampled;
+  // The sampled rule's random draws, kUniformsPerRow per row (DrawVerificationUniforms): required
+  // with target_sampled (the draws the requests carried); otherwise VerifyBlock draws them itself.
+  absl::Span<const double> uniforms;
   absl::Span<const float> target_hidden;  // [k + 1, hidden_size]; needed only with a judge, or:
   absl::Span<const float> judge_dots;     // [k + 1]: head.weight . hidden row i
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
 };
 
+// The checks VerifyBlock makes of the draft block alone (kInvalidArgument): token ids outside the
+// vocabulary, proposals that do not match the tokens, entries that are not probabilities of ids in
+// strictly ascending order, a sampled draft token its own proposal gives probability 0. A server
+// runs them before it batches a block with others.
+absl::Status ValidateDraftBlock(const VerificationConfig& config, const DraftBlock& draft,
+                                int64_t vocab_size);
+
 // Whether VerifyBlock can decide with logits summaries instead of the logits: the greedy rule with
 // no lossy rule or a lossy rule other than KL (any judge mode).
 bool CanVerifyFromSummaries(const VerificationConfig& config);
+// Whether it can decide with summaries plus, for the sampled rule, the decisions of
+// engine::Backend::DecideSampled: every policy but KL (which needs the target's whole distribution).
+bool CanVerifyWithoutLogits(const VerificationConfig& config);
+
+// The sampled rule's randomness: per row i of a block (i = 0..k) one uniform draw that decides
+// whether draft token i + 1 is accepted (row k: unused) and one that picks the token drawn at row i
+// (the replacement if token i + 1 is rejected there; the bonus token at row k). Drawn up front, all
+// 2 (k + 1) of them, so the device that decides a block can be handed them with the logits.
+inline constexpr int64_t kUniformsPerRow = 2;
+void DrawVerificationUniforms(int64_t k, engine::Sampler& rng, std::vector<double>* uniforms);
+// Appends the k + 1 requests of a block for engine::Backend::DecideSampled (the config's sampling
+// parameters, the draft tokens and their proposals, the row's replacement draw from `uniforms`) and
+// the proposals' entries to the flat arrays the requests index.
+void AppendSampledRequests(const VerificationConfig& config, const DraftBlock& draft,
+                           absl::Span<const double> uniforms,
+                           std::vector<engine::math::SampledRowRequest>* requests,
+                           std::vector<int32_t>* proposal_ids, std::vector<float>* proposal_probs);
 // The summary token of each of the k + 1 rows of a block (OutputContents::summary_tokens): d_1..d_k
 // and -1, appended to `tokens`.
 void AppendSummaryTokens(const DraftBlock& draft, std::vector<int32_t>* tokens);
@@ -155,7 +186,8 @@ struct Verdict {
   int32_t committed() const { return num_accepted + 1; }
 };
 
-// Verifies one block. `rng` supplies the randomness of the sampled rule (untouched by greedy).
+// Verifies one block. `rng` supplies the randomness of the sampled rule (untouched by greedy, and by
+// an input that brings its uniforms).
 // `head` is required when config.judge != kOff. Errors (kInvalidArgument): sizes that do not
 // match k, token ids outside the vocabulary, a proposal that gives its own token probability 0,
 // missing head or hidden states (or dots), a head for another hidden size, summaries for a rule

@@ -498,11 +498,13 @@ TEST(VerifyFromSummariesTest, RejectsWhatSummariesCannotDecide) {
   sampled.exact = ExactRule::kSampled;
   sampled.target_sampling.temperature = 1.0f;
   EXPECT_FALSE(CanVerifyFromSummaries(sampled));
+  EXPECT_TRUE(CanVerifyWithoutLogits(sampled));
   EXPECT_THAT(VerifyBlock(sampled, nullptr, in, rng),
-              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("needs the target's logits")));
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("3 sampled decisions and 6 uniform draws")));
   VerificationConfig kl;
   kl.lossy = LossyRule::kKl;
   EXPECT_FALSE(CanVerifyFromSummaries(kl));
+  EXPECT_FALSE(CanVerifyWithoutLogits(kl));
 
   const std::vector<engine::LogitSummary> wrong_token = {summaries[1], summaries[1], summaries[2]};
   in.target_summaries = wrong_token;

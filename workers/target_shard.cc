@@ -94,6 +94,15 @@ absl::Status TargetShard::ValidateBlock(const ShardBlock& block, const Session& 
                                                    block.num_tokens, " positions cannot verify ", k,
                                                    " draft tokens"));
   }
+  if (block.verify && is_last()) {
+    // Checked before batching: the backend decides every block of a batch in one op, and one bad
+    // proposal must fail its own session only.
+    absl::Status draft = judge::ValidateDraftBlock(session.verification, block.draft,
+                                                   runner_->config().vocab_size);
+    if (!draft.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": ", draft.message()));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -207,8 +216,13 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     forward.outputs = engine::ForwardBatch::Outputs::kSelectedRows;
     output_rows_.clear();
     summary_tokens_.clear();
+    uniforms_.clear();
+    sampled_requests_.clear();
+    proposal_ids_.clear();
+    proposal_probs_.clear();
     bool summaries = options_.verify_from_summaries;
     bool judge = false;
+    bool sampled = false;
     int64_t block_row = 0;
     for (const Ready& r : ready) {
       const ShardBlock& b = *r.block;
@@ -218,10 +232,33 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
           output_rows_.push_back(static_cast<int32_t>(block_row + i));
         }
         judge::AppendSummaryTokens(b.draft, &summary_tokens_);
-        summaries = summaries && judge::CanVerifyFromSummaries(r.session->verification);
-        judge = judge || r.session->verification.judge != judge::JudgeMode::kOff;
+        const judge::VerificationConfig& policy = r.session->verification;
+        summaries = summaries && judge::CanVerifyWithoutLogits(policy);
+        judge = judge || policy.judge != judge::JudgeMode::kOff;
+        sampled = sampled || policy.exact == judge::ExactRule::kSampled;
       }
       block_row += b.num_tokens;
+    }
+    if (summaries && sampled) {
+      // The sampled rule is decided by the backend too: draw each block's uniforms now (greedy
+      // blocks draw nothing and get greedy requests, which cost a pass over their rows).
+      for (const Ready& r : ready) {
+        const ShardBlock& b = *r.block;
+        if (!b.verify) continue;
+        const judge::VerificationConfig& policy = r.session->verification;
+        const size_t first = uniforms_.size();
+        const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
+        if (policy.exact == judge::ExactRule::kSampled) {
+          judge::DrawVerificationUniforms(k, r.session->rng, &uniforms_);
+        } else {
+          uniforms_.resize(first + judge::kUniformsPerRow * (k + 1), 0.0);
+        }
+        judge::VerificationConfig request_policy = policy;
+        if (policy.exact != judge::ExactRule::kSampled) request_policy.target_sampling = {};
+        judge::AppendSampledRequests(request_policy, b.draft,
+                                     absl::MakeConstSpan(uniforms_).subspan(first), &sampled_requests_,
+                                     &proposal_ids_, &proposal_probs_);
+      }
     }
     forward.selected_rows = output_rows_;
     engine::OutputContents& want = forward.contents;
@@ -230,6 +267,9 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     want.probe = summaries && judge && head_ != nullptr;
     want.logits = !summaries;
     want.hidden = !summaries && judge;
+    want.sampled_requests = sampled_requests_;
+    want.proposal_ids = proposal_ids_;
+    want.proposal_probs = proposal_probs_;
   }
   if (absl::Status status = runner_->Forward(forward, &forward_); !status.ok()) {
     for (const Ready& r : ready) fail(*r.block, status);
@@ -267,6 +307,11 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
       input.target_logits = absl::MakeConstSpan(forward_.logits).subspan(first * vocab, (k + 1) * vocab);
     } else {
       input.target_summaries = absl::MakeConstSpan(forward_.summaries).subspan(first, k + 1);
+      if (!forward_.sampled.empty() && r.session->verification.exact == judge::ExactRule::kSampled) {
+        input.target_sampled = absl::MakeConstSpan(forward_.sampled).subspan(first, k + 1);
+        input.uniforms = absl::MakeConstSpan(uniforms_).subspan(judge::kUniformsPerRow * first,
+                                                                judge::kUniformsPerRow * (k + 1));
+      }
     }
     if (!forward_.hidden.empty()) {
       input.target_hidden = absl::MakeConstSpan(forward_.hidden).subspan(first * hidden, (k + 1) * hidden);

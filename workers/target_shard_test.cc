@@ -123,9 +123,10 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
     std::vector<judge::Verdict> verdicts;
   };
 
-  void Open(Driven& s, const judge::VerificationConfig& verification) {
+  void Open(Driven& s, const judge::VerificationConfig& verification,
+            const engine::SamplingParams& draft_sampling = {}) {
     for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(s.id, kCapacity, verification));
-    ASSERT_OK(worker_->OpenSession(s.id, s.committed, {}, kCapacity));
+    ASSERT_OK(worker_->OpenSession(s.id, s.committed, draft_sampling, kCapacity));
   }
 
   // Proposes (after the previous verdict) and builds the session's next block.
@@ -272,18 +273,28 @@ TEST_F(ShardChainTest, JudgeVerdictsEqualTheInProcessTargetSession) {
   EXPECT_GT(judge_accepted, 0) << "the random head should accept some mismatches at this threshold";
 }
 
-// The last shard decides greedy, judge and lossy policies from the backend's logits summaries and
-// the judge's dot products (no logits rows reach the host); the verdicts equal those from the full
-// rows. A sampled session in the batch brings the rows back.
+// The last shard decides greedy, judge, lossy and sampled policies from what the backend computes
+// where the logits are (summaries, the judge's dot products, the sampled rule's decisions with the
+// sessions' draws): no logits row reaches the host, and the verdicts equal those from the full rows.
 TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
   judge::JudgeHead head = RandomHead(23, 1.0f);
   head.extra_features = {judge::JudgeFeature::kTargetLogprob, judge::JudgeFeature::kTargetEntropy};
   head.extra_weight = {0.05f, -0.05f};
-  std::vector<judge::VerificationConfig> configs(4);
+  std::vector<judge::VerificationConfig> configs(7);
   configs[1].judge = judge::JudgeMode::kOn;
   configs[1].judge_threshold = 0.05f;
   configs[2].judge = judge::JudgeMode::kShadow;
   configs[3].lossy = judge::LossyRule::kTypical;
+  // Sampled: top-p with the judge (greedy drafts: q one-hot), top-k against a sampled draft's
+  // proposals, plain temperature with the judge in shadow mode.
+  for (int i : {4, 5, 6}) configs[i].exact = judge::ExactRule::kSampled;
+  configs[4].target_sampling = {.temperature = 0.8f, .top_k = 0, .top_p = 0.9f, .seed = 3};
+  configs[4].judge = judge::JudgeMode::kOn;
+  configs[4].judge_threshold = 0.05f;
+  configs[5].target_sampling = {.temperature = 1.0f, .top_k = 8, .top_p = 1.0f, .seed = 4};
+  configs[6].target_sampling = {.temperature = 1.2f, .top_k = 0, .top_p = 1.0f, .seed = 5};
+  configs[6].judge = judge::JudgeMode::kShadow;
+  const engine::SamplingParams sampled_draft = {.temperature = 1.0f, .top_k = 20, .top_p = 1.0f, .seed = 9};
   std::vector<std::vector<Driven>> runs;
   std::vector<int64_t> rows_to_host;
   for (bool summaries : {false, true}) {
@@ -291,8 +302,8 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
     worker_ = std::move(*DraftWorker::Create(draft_.get(), {}));
     std::vector<Driven> sessions;
     for (size_t i = 0; i < configs.size(); ++i) {
-      sessions.push_back({i + 1, prompts_[i], prompts_[i].size()});
-      Open(sessions.back(), configs[i]);
+      sessions.push_back({i + 1, prompts_[i % prompts_.size()], prompts_[i % prompts_.size()].size()});
+      Open(sessions.back(), configs[i], i == 5 ? sampled_draft : engine::SamplingParams{});
     }
     Generate(sessions, 7, 30);
     runs.push_back(std::move(sessions));
@@ -323,14 +334,17 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
     }
   }
   EXPECT_GT(by_judge, 0);
-  // Sampled verification needs the target's distribution: full rows for that batch.
-  judge::VerificationConfig sampled;
-  sampled.exact = judge::ExactRule::kSampled;
-  sampled.target_sampling.temperature = 0.8f;
-  std::vector<Driven> one = {{9, prompts_[1], prompts_[1].size()}};
-  Open(one[0], sampled);
-  Generate(one, 4, 8);
-  EXPECT_GT(shards_.back()->logits_rows_to_host(), 0);
+  // The sampled sessions rejected some tokens (so replacements were drawn) and accepted others.
+  int64_t rejected = 0;
+  int64_t accepted = 0;
+  for (size_t s : {4, 5, 6}) {
+    for (const judge::Verdict& v : runs[1][s].verdicts) {
+      rejected += v.num_accepted < 7;
+      accepted += v.num_accepted;
+    }
+  }
+  EXPECT_GT(rejected, 0);
+  EXPECT_GT(accepted, 0);
 }
 
 // Blocks that come with whole logits rows (sampled policies) are decided on several host threads;
@@ -338,7 +352,7 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
 TEST_F(ShardChainTest, SampledVerdictsDoNotDependOnVerifyThreads) {
   std::vector<std::vector<Driven>> runs;
   for (int threads : {1, 4}) {
-    MakeShards({2}, nullptr, 0, {.verify_threads = threads});
+    MakeShards({2}, nullptr, 0, {.verify_from_summaries = false, .verify_threads = threads});
     worker_ = std::move(*DraftWorker::Create(draft_.get(), {}));
     std::vector<Driven> sessions;
     for (size_t i = 0; i < 4; ++i) {

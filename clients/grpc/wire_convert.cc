@@ -82,6 +82,10 @@ absl::StatusOr<judge::DraftBlock> FromProto(const v1::DraftBlock& p, int64_t voc
     for (int i = 0; i < d.token_ids_size(); ++i) {
       VERDICT_RETURN_IF_ERROR(CheckId(d.token_ids(i), vocab_size, "proposal"));
       VERDICT_RETURN_IF_ERROR(CheckProbability(d.probs(i), "a proposal probability"));
+      if (i > 0 && d.token_ids(i) <= d.token_ids(i - 1)) {
+        return absl::InvalidArgumentError(
+            "a proposal distribution's token ids must be strictly ascending");
+      }
       q.ids.push_back(d.token_ids(i));
       q.probs.push_back(d.probs(i));
     }

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define VERDICT_HOST_DEVICE __host__ __device__
@@ -15,6 +16,26 @@
 #endif
 
 namespace verdict::engine::math {
+
+// The f32 with these bits, and back.
+VERDICT_HOST_DEVICE inline float FloatFromBits(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+#endif
+}
+VERDICT_HOST_DEVICE inline uint32_t BitsFromFloat(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  return bits;
+#endif
+}
 
 // SiLU(g) * u, as Llama's SwiGLU MLP computes it in f32.
 VERDICT_HOST_DEVICE inline float SiluMul(float gate, float up) {
@@ -93,12 +114,7 @@ VERDICT_HOST_DEVICE inline float ExpNonPositive(float z) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 0]
-#if defined(__CUDA_ARCH__)
-  const float scale = __int_as_float(bits);
-#else
-  float scale;
-  __builtin_memcpy(&scale, &bits, sizeof(scale));
-#endif
+  const float scale = FloatFromBits(static_cast<uint32_t>(bits));
   const float e = z < -87.0f ? 0.0f : p * scale;
   return z != z ? z : e;
 }
