@@ -2,6 +2,8 @@
 #include "engine/generator.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -32,23 +34,36 @@ absl::StatusOr<GenerateResult> Generate(ModelSlice& model, absl::Span<const int3
   batch.sequences = {{cache.get(), static_cast<int64_t>(prompt.size())}};
   batch.token_ids = prompt;
   batch.outputs = ForwardBatch::Outputs::kLastOfEachSequence;
-  // Greedy decoding needs only each row's argmax, which the backend reports without copying the
-  // row (the same first-maximum rule as Argmax).
+  // No logits row leaves the backend: greedy decoding needs only the row's argmax (the same
+  // first-maximum rule as Argmax), sampling a token drawn by the backend with the sampler's next
+  // uniform (Backend::DecideSampled; the same token Sampler::Sample draws from the row).
   const bool greedy = options.sampling.greedy();
-  batch.contents.logits = !greedy;
+  math::SampledRowRequest request;
+  request.temperature = options.sampling.temperature;
+  request.top_k = static_cast<int32_t>(std::min<int64_t>(options.sampling.top_k, INT32_MAX));
+  request.top_p = options.sampling.top_p;
+  batch.contents.logits = false;
   batch.contents.hidden = false;
-  batch.contents.summaries = greedy;
+  batch.contents.summaries = true;  // sampling: to refuse rows with NaN, as Sampler::Sample does
+  auto next_draw = [&] {
+    if (greedy) return;
+    request.sample_uniform = sampler.Uniform();
+    batch.contents.sampled_requests = absl::MakeConstSpan(&request, 1);
+  };
+  next_draw();
   VERDICT_RETURN_IF_ERROR(model.Forward(batch, &forward));
   result.prefill_time = absl::Now() - start;
   start = absl::Now();
 
-  const int64_t vocab = model.config().vocab_size;
   int32_t token = 0;
   while (static_cast<int64_t>(result.tokens.size()) < options.max_new_tokens) {
     if (greedy) {
       token = forward.summaries[0].argmax;
     } else {
-      VERDICT_ASSIGN_OR_RETURN(token, sampler.Sample(absl::MakeConstSpan(forward.logits).subspan(0, vocab)));
+      if (std::isnan(forward.summaries[0].log_sum_exp)) {
+        return absl::InvalidArgumentError("logits contain NaN");
+      }
+      token = forward.sampled[0].replacement;
     }
     result.tokens.push_back(token);
     if (options.on_token && !options.on_token(token)) break;
@@ -61,6 +76,7 @@ absl::StatusOr<GenerateResult> Generate(ModelSlice& model, absl::Span<const int3
     if (cache->length() >= cache->capacity()) break;  // context full
     batch.sequences = {{cache.get(), 1}};
     batch.token_ids = absl::MakeConstSpan(&token, 1);
+    next_draw();
     VERDICT_RETURN_IF_ERROR(model.Forward(batch, &forward));
   }
   result.decode_time = absl::Now() - start;

@@ -123,6 +123,111 @@ TEST(SamplerTest, LargeVocabulariesMatchTheFullSortReference) {
   }
 }
 
+TEST(SamplerTest, SampleWithUniformIsTheInverseCdfInIdOrder) {
+  const std::vector<float> probs = {0.0f, 0.2f, 0.0f, 0.5f, 0.3f};
+  EXPECT_EQ(SampleWithUniform(probs, 0.0), 1);
+  EXPECT_EQ(SampleWithUniform(probs, 0.19), 1);
+  EXPECT_EQ(SampleWithUniform(probs, 0.2), 3);
+  EXPECT_EQ(SampleWithUniform(probs, 0.69), 3);
+  EXPECT_EQ(SampleWithUniform(probs, 0.7), 4);
+  EXPECT_EQ(SampleWithUniform(probs, 0.99999), 4);
+  const std::vector<float> unnormalised = {0.0f, 2.0f, 0.0f, 5.0f, 3.0f, 0.0f};
+  EXPECT_EQ(SampleWithUniform(unnormalised, 0.5), 3);
+  EXPECT_EQ(SampleWithUniform(unnormalised, 0.9999999), 4);  // never the massless tail
+}
+
+// The host executor of Backend::DecideSampled against the full-sort reference: p(token), and a
+// replacement whose interval of the reference's inverse CDF (of max(0, p - q), or of p) holds the
+// uniform draw, for many draws per row.
+TEST(SamplerTest, DecideSampledRowMatchesTheReference) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const int64_t vocab = 20000;
+  struct Case {
+    SamplingParams params;
+    bool bonus;
+    enum { kOneHot, kSparse, kTarget } proposal;
+  };
+  const std::vector<Case> cases = {
+      {{1.0f, 0, 1.0f, 0}, false, Case::kSparse},  {{0.7f, 0, 0.9f, 0}, false, Case::kOneHot},
+      {{1.0f, 50, 1.0f, 0}, false, Case::kSparse}, {{0.8f, 1000, 0.95f, 0}, false, Case::kSparse},
+      {{0.9f, 0, 0.8f, 0}, true, Case::kOneHot},   {{1.0f, 0, 0.7f, 0}, false, Case::kTarget},
+  };
+  int64_t draws = 0;
+  for (const Case& c : cases) {
+    std::vector<float> logits(vocab);
+    for (float& l : logits) l = std::round(normal(rng) * 4) / 4;  // many ties
+    const std::vector<double> p = ReferenceDistribution(logits, c.params);
+    // The draft token: among the target's likely tokens half the time, anywhere otherwise.
+    int32_t token = c.bonus ? -1 : static_cast<int32_t>(rng() % vocab);
+    if (!c.bonus && rng() % 2 == 0) token = Argmax(logits);
+    std::vector<int32_t> ids;
+    std::vector<float> probs;
+    if (c.proposal == Case::kSparse) {
+      double total = 0;
+      for (int32_t id = 0; id < vocab; ++id) {
+        if (id == token || rng() % 8 == 0) {
+          ids.push_back(id);
+          probs.push_back(static_cast<float>(uniform(rng) * (id == token ? 200 : 1)));
+          total += probs.back();
+        }
+      }
+      for (float& q : probs) q = static_cast<float>(q / total);
+    } else if (c.proposal == Case::kTarget) {
+      std::vector<float> dense;
+      SamplingDistribution(logits, c.params, &dense);
+      for (int32_t id = 0; id < vocab; ++id) {
+        if (dense[id] > 0) {
+          ids.push_back(id);
+          probs.push_back(dense[id]);
+        }
+      }
+    }
+    // The reference residual (dense q: one-hot on the token without a proposal).
+    std::vector<double> q(vocab, 0.0);
+    if (!c.bonus && c.proposal == Case::kOneHot) q[token] = 1.0;
+    for (size_t j = 0; j < ids.size(); ++j) q[ids[j]] = probs[j];
+    std::vector<double> residual(vocab);
+    double mass = 0;
+    for (int64_t j = 0; j < vocab; ++j) mass += residual[j] = c.bonus ? p[j] : std::max(0.0, p[j] - q[j]);
+    if (mass <= 1e-6) {  // p == q up to rounding: the draw comes from p
+      residual = p;
+      mass = 1.0;
+    }
+    std::vector<double> cdf(vocab + 1, 0.0);
+    for (int64_t j = 0; j < vocab; ++j) cdf[j + 1] = cdf[j] + residual[j] / mass;
+    for (int t = 0; t < 200; ++t) {
+      math::SampledRowRequest request;
+      request.temperature = c.params.temperature;
+      request.top_k = static_cast<int32_t>(c.params.top_k);
+      request.top_p = c.params.top_p;
+      request.token = token;
+      request.proposal_count = static_cast<int32_t>(ids.size());
+      request.sample_uniform = uniform(rng);
+      const SampledDecision d = DecideSampledRow(logits, request, ids, probs);
+      if (!c.bonus) {
+        ASSERT_NEAR(d.target_prob, p[token], 1e-6 + 1e-5 * p[token]);
+      }
+      ASSERT_GE(d.replacement, 0);
+      ASSERT_LT(d.replacement, vocab);
+      EXPECT_GT(residual[d.replacement], 0) << "a token without residual mass was drawn";
+      EXPECT_LE(cdf[d.replacement] - 1e-6, request.sample_uniform);
+      EXPECT_GE(cdf[d.replacement + 1] + 1e-6, request.sample_uniform);
+      ++draws;
+    }
+  }
+  EXPECT_EQ(draws, 200 * static_cast<int64_t>(cases.size()));
+  // Greedy requests: one-hot on the argmax.
+  const std::vector<float> row = {0.5f, 2.0f, 2.0f, -1.0f};
+  math::SampledRowRequest greedy;
+  greedy.token = 1;
+  EXPECT_EQ(DecideSampledRow(row, greedy, {}, {}).replacement, 1);
+  EXPECT_EQ(DecideSampledRow(row, greedy, {}, {}).target_prob, 1.0f);
+  greedy.token = 2;
+  EXPECT_EQ(DecideSampledRow(row, greedy, {}, {}).target_prob, 0.0f);
+}
+
 TEST(SamplerTest, SameSeedSameTokensDifferentSeedDifferentTokens) {
   std::vector<float> logits(50);
   for (size_t i = 0; i < logits.size(); ++i) logits[i] = std::sin(static_cast<float>(i));

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend.h"
+#include "engine/kernels/op_math.h"
 
 #include "common/testing/chi_square.h"
 #include "common/testing/status_matchers.h"
@@ -477,6 +478,118 @@ TEST(VerifyFromSummariesTest, SameVerdictsAsFromTheFullRows) {
   EXPECT_EQ(decided, 200 * 6);
   EXPECT_GT(judge_accepted, 20);
   EXPECT_GT(lossy_accepted, 20);
+}
+
+// The sampled rule decided from what a backend computes where the logits are (DecideSampled's
+// numbers for the requests of AppendSampledRequests, with the uniforms drawn up front) gives the
+// verdicts of the rule on the full rows with the same random stream: plain, top-k and top-p
+// targets, greedy (one-hot) and sampled drafts, the judge on and in shadow mode.
+TEST(VerifyFromSummariesTest, SampledDecisionsGiveTheVerdictsOfTheRows) {
+  constexpr int64_t kBig = 300;  // a vocabulary with room for nuclei of many sizes
+  std::mt19937 gen(17);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const JudgeHead head = [] {
+    JudgeHead h = FirstCoordinateJudge();
+    h.extra_features = {JudgeFeature::kTargetLogprob};
+    h.extra_weight = {0.1f};
+    return h;
+  }();
+  int64_t rejections = 0;
+  int64_t accepted = 0;
+  for (int trial = 0; trial < 240; ++trial) {
+    VerificationConfig config;
+    config.exact = ExactRule::kSampled;
+    const engine::SamplingParams params[] = {{1.0f, 0, 1.0f, 0}, {0.7f, 20, 1.0f, 0},
+                                             {0.9f, 0, 0.9f, 0}, {1.2f, 50, 0.8f, 0}};
+    config.target_sampling = params[trial % 4];
+    config.judge = trial % 3 == 0 ? JudgeMode::kOn : (trial % 3 == 1 ? JudgeMode::kShadow : JudgeMode::kOff);
+    config.judge_threshold = 0.6f;
+    const int64_t k = 1 + trial % 6;
+    DraftBlock draft;
+    std::vector<float> logits((k + 1) * kBig);
+    for (float& l : logits) l = normal(gen);
+    const bool sampled_draft = trial % 2 == 0;
+    for (int64_t i = 0; i < k; ++i) {
+      if (!sampled_draft) {  // greedy draft: often the target's own argmax
+        draft.tokens.push_back(gen() % 2 ? engine::Argmax(absl::MakeConstSpan(logits).subspan(i * kBig, kBig))
+                                         : static_cast<int32_t>(gen() % kBig));
+        continue;
+      }
+      DraftDistribution q;
+      double total = 0;
+      for (int32_t id = 0; id < kBig; ++id) {
+        if (gen() % 4 == 0) {
+          q.ids.push_back(id);
+          q.probs.push_back(std::exp(normal(gen)));
+          total += q.probs.back();
+        }
+      }
+      if (q.ids.empty()) {
+        q.ids.push_back(7);
+        q.probs.push_back(1.0f);
+        total = 1.0;
+      }
+      for (float& p : q.probs) p = static_cast<float>(p / total);
+      draft.tokens.push_back(q.ids[gen() % q.ids.size()]);
+      draft.proposals.push_back(std::move(q));
+    }
+    std::vector<float> hidden((k + 1) * kHidden);
+    for (float& h : hidden) h = normal(gen);
+    VerifyInput rows;
+    rows.draft = &draft;
+    rows.target_logits = logits;
+    rows.target_hidden = hidden;
+    rows.vocab_size = kBig;
+    rows.hidden_size = kHidden;
+    engine::Sampler rng_rows({.temperature = 1.0f, .seed = static_cast<uint64_t>(trial)});
+    ASSERT_OK_AND_ASSIGN(Verdict want, VerifyBlock(config, &head, rows, rng_rows));
+
+    // What the last shard does: draws, requests, the backend's decisions and summaries.
+    engine::Sampler rng({.temperature = 1.0f, .seed = static_cast<uint64_t>(trial)});
+    std::vector<double> uniforms;
+    DrawVerificationUniforms(k, rng, &uniforms);
+    std::vector<engine::math::SampledRowRequest> requests;
+    std::vector<int32_t> ids;
+    std::vector<float> probs;
+    AppendSampledRequests(config, draft, uniforms, &requests, &ids, &probs);
+    ASSERT_EQ(static_cast<int64_t>(requests.size()), k + 1);
+    std::vector<engine::SampledDecision> decisions;
+    std::vector<engine::LogitSummary> summaries;
+    std::vector<int32_t> summary_tokens;
+    AppendSummaryTokens(draft, &summary_tokens);
+    for (int64_t r = 0; r <= k; ++r) {
+      absl::Span<const float> row = absl::MakeConstSpan(logits).subspan(r * kBig, kBig);
+      decisions.push_back(engine::DecideSampledRow(row, requests[r], ids, probs));
+      const int32_t token = summary_tokens[r];
+      summaries.push_back(engine::LogitSummary::FromStats(
+          engine::math::ChunkLogitStats(row.data(), kBig, 0), token,
+          token >= 0 ? row[token] : std::nanf("")));
+    }
+    std::vector<float> dots;
+    for (int64_t r = 0; r <= k; ++r) {
+      double dot = 0;
+      for (int64_t h = 0; h < kHidden; ++h) dot += head.weight[h] * hidden[r * kHidden + h];
+      dots.push_back(static_cast<float>(dot));
+    }
+    VerifyInput lean;
+    lean.draft = &draft;
+    lean.target_summaries = summaries;
+    lean.target_sampled = decisions;
+    lean.uniforms = uniforms;
+    lean.judge_dots = dots;
+    lean.vocab_size = kBig;
+    lean.hidden_size = kHidden;
+    engine::Sampler unused({});
+    ASSERT_OK_AND_ASSIGN(Verdict got, VerifyBlock(config, &head, lean, unused));
+    EXPECT_EQ(got.num_accepted, want.num_accepted) << "trial " << trial;
+    EXPECT_EQ(got.next_token, want.next_token) << "trial " << trial;
+    EXPECT_THAT(got.reasons, ::testing::ElementsAreArray(want.reasons)) << "trial " << trial;
+    EXPECT_EQ(got.shadow_num_accepted, want.shadow_num_accepted) << "trial " << trial;
+    rejections += want.num_accepted < k;
+    accepted += want.num_accepted;
+  }
+  EXPECT_GT(rejections, 20);
+  EXPECT_GT(accepted, 20);
 }
 
 TEST(VerifyFromSummariesTest, RejectsWhatSummariesCannotDecide) {

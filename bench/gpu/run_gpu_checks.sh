@@ -44,6 +44,8 @@ timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-cuda-graph
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_graphs.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --full-outputs --batch 1,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_full_outputs.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --temperature 0.8 --top-p 0.95 \
+  --batch 1,32 --k 16 --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_sampled.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --pdl --batch 1,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_pdl.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-own-gemv --batch 1,32 --k 16 \

@@ -438,6 +438,95 @@ void CheckLogitSummaries(OpRunner& run, std::mt19937& rng, std::vector<CheckResu
   results->push_back(CompareSummaries(name, values, vocab, ReadSummaries(got, tokens), tokens, 1e-4));
 }
 
+// DecideSampled on a Llama-3-sized vocabulary against the host executor (engine::DecideSampledRow,
+// itself checked against a full sort in sampler_test): plain temperature, top-k, top-p and both,
+// greedy and sampled drafts' proposals, a bonus row, a greedy row, a token outside the nucleus, a
+// proposal equal to the target's distribution (empty residual), ties and masked tokens. The
+// probabilities must agree to 1e-5 (absolute) and the drawn tokens exactly.
+void CheckSampledDecisions(OpRunner& run, std::mt19937& rng, std::vector<CheckResult>* results) {
+  const std::string name = "decide_sampled vocab=128256";
+  const int64_t vocab = 128256, stride = vocab + 16;
+  struct Case {
+    SamplingParams params;
+    int32_t token;
+    enum { kNone, kSparse, kTarget } proposal;
+  };
+  const std::vector<Case> cases = {
+      {{.temperature = 1.0f}, 5, Case::kSparse},
+      {{.temperature = 0.7f, .top_k = 50}, -2, Case::kNone},  // -2: the row's argmax
+      {{.temperature = 0.8f, .top_p = 0.9f}, -2, Case::kSparse},
+      {{.temperature = 1.1f, .top_k = 40, .top_p = 0.95f}, 77, Case::kSparse},
+      {{.temperature = 0.9f, .top_p = 0.8f}, -1, Case::kNone},  // bonus row
+      {{.temperature = 0.0f}, -2, Case::kNone},                  // greedy
+      {{.temperature = 0.6f, .top_k = 5}, 1234, Case::kNone},   // outside the top 5: p = 0
+      {{.temperature = 1.0f, .top_p = 0.7f}, -2, Case::kTarget},  // p == q: draw from p
+      {{.temperature = 1.3f, .top_k = 1000, .top_p = 0.99f}, -2, Case::kSparse},
+  };
+  const int64_t rows = static_cast<int64_t>(cases.size());
+  std::vector<float> values = Random(rng, rows * vocab, 3.0f);
+  float* tied = values.data() + 1 * vocab;  // a tie across the top-50 boundary, and at the top
+  for (int64_t c = 0; c < 100; ++c) tied[c * 1000 + 7] = 9.0f;
+  float* masked = values.data() + 2 * vocab;
+  for (int64_t c = 0; c < vocab; c += 3) masked[c] = -std::numeric_limits<float>::infinity();
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  std::vector<math::SampledRowRequest> requests;
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+  std::vector<float> dense;
+  for (int64_t r = 0; r < rows; ++r) {
+    const Case& c = cases[r];
+    absl::Span<const float> row(values.data() + r * vocab, vocab);
+    math::SampledRowRequest q;
+    q.temperature = c.params.temperature;
+    q.top_k = static_cast<int32_t>(c.params.top_k);
+    q.top_p = c.params.top_p;
+    q.token = c.token == -2 ? Argmax(row) : c.token;
+    q.proposal_begin = static_cast<int32_t>(ids.size());
+    if (c.proposal == Case::kSparse) {  // ~1 in 16 ids and the token, normalised
+      double total = 0;
+      for (int32_t id = 0; id < vocab; ++id) {
+        if (id == q.token || rng() % 16 == 0) {
+          ids.push_back(id);
+          probs.push_back(static_cast<float>(uniform(rng)) + (id == q.token ? 500.0f : 0.0f));
+          total += probs.back();
+        }
+      }
+      for (size_t j = q.proposal_begin; j < probs.size(); ++j) probs[j] = static_cast<float>(probs[j] / total);
+    } else if (c.proposal == Case::kTarget) {
+      SamplingDistribution(row, c.params, &dense);
+      for (int32_t id = 0; id < vocab; ++id) {
+        if (dense[id] > 0) {
+          ids.push_back(id);
+          probs.push_back(dense[id]);
+        }
+      }
+    }
+    q.proposal_count = static_cast<int32_t>(ids.size()) - q.proposal_begin;
+    q.sample_uniform = uniform(rng);
+    requests.push_back(q);
+  }
+  ASSIGN_OR_RECORD(run, name, x, run.Input(rows, vocab, values, stride));
+  ASSIGN_OR_RECORD(run, name, out, run.Input(rows, math::kSampledDecisionWidth, {}));
+  run.cand().DecideSampled(x.cand.view, requests, ids, probs, out.cand.view);
+  CHECK_OK_OR_RECORD(run, name, run.cand().Synchronize());
+  ASSIGN_OR_RECORD(run, name, got, Read(run.cand(), out.cand.view));
+  CheckResult result{name, 0, 1e-5, true, ""};
+  for (int64_t r = 0; r < rows; ++r) {
+    const SampledDecision want = DecideSampledRow(absl::MakeConstSpan(values.data() + r * vocab, vocab),
+                                                  requests[r], ids, probs);
+    const SampledDecision have = SampledDecision::FromRow(got.data() + r * math::kSampledDecisionWidth);
+    const double error = std::abs(static_cast<double>(have.target_prob) - want.target_prob);
+    result.relative_error = std::max(result.relative_error, std::isnan(error) ? INFINITY : error);
+    if (have.replacement != want.replacement || !(error <= result.tolerance)) {
+      result.passed = false;
+      absl::StrAppend(&result.detail, "row ", r, ": p ", have.target_prob, " vs ", want.target_prob,
+                      ", token ", have.replacement, " vs ", want.replacement, "; ");
+    }
+  }
+  if (result.passed) result.detail = absl::StrCat(rows, " rows: equal tokens");
+  results->push_back(result);
+}
+
 // Attention over ragged batches: two calls (prefill, then decode + verification + a continued
 // prefill), grouped-query heads, contexts long enough for several flash-decoding chunks, then a
 // forked cache continuing on its own.
@@ -632,6 +721,7 @@ std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
   CheckEmbed(run, rng, DType::kF8E4M3Block);
   CheckElementwise(run, rng);
   CheckLogitSummaries(run, rng, &results);
+  CheckSampledDecisions(run, rng, &results);
   CheckAttention(run, rng, 8, 2, 64);
   CheckAttention(run, rng, 4, 4, 128);
   return results;

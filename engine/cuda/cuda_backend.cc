@@ -545,6 +545,32 @@ class CudaBackend final : public Backend {
     }, logits, d_tokens, out, scratch);
   }
 
+  void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
+                     absl::Span<const int32_t> proposal_ids, absl::Span<const float> proposal_probs,
+                     TensorView out) override {
+    if (!Begin()) return;
+    const auto* d_requests = static_cast<const math::SampledRowRequest*>(
+        Upload(requests.data(), requests.size() * sizeof(math::SampledRowRequest)));
+    // Proposal arrays padded to a power of two, so that steps whose proposals differ in length a
+    // little keep one graph signature (the uploads' addresses and sizes are part of it).
+    size_t padded = 1024;
+    while (padded < proposal_ids.size()) padded *= 2;
+    proposal_ids_host_.assign(padded, 0);
+    proposal_probs_host_.assign(padded, 0.0f);
+    std::copy(proposal_ids.begin(), proposal_ids.end(), proposal_ids_host_.begin());
+    std::copy(proposal_probs.begin(), proposal_probs.end(), proposal_probs_host_.begin());
+    const auto* d_ids =
+        static_cast<const int32_t*>(Upload(proposal_ids_host_.data(), padded * sizeof(int32_t)));
+    const auto* d_probs =
+        static_cast<const float*>(Upload(proposal_probs_host_.data(), padded * sizeof(float)));
+    if (d_requests == nullptr || d_ids == nullptr || d_probs == nullptr) return;
+    Record(Op::kDecideSampled, [=, stream = launch_] {
+      cuda::LaunchDecideSampled(logits.data, logits.stride, logits.rows, logits.cols, d_requests,
+                                d_ids, d_probs, out.data, out.stride, stream);
+      return LaunchStatus("DecideSampled");
+    }, logits, d_requests, d_ids, d_probs, out);
+  }
+
   absl::Status AllReduceSum(TensorView x, Communicator& comm) override {
     if (x.stride != x.cols) return absl::InvalidArgumentError("all-reduce of a strided view");
     if (!Begin()) return absl::OkStatus();  // the step already failed; Synchronize() says why
@@ -596,7 +622,7 @@ class CudaBackend final : public Backend {
  private:
   enum class Op : uint8_t {
     kCopyToDevice, kCopyToHost, kUpload, kEmbed, kRmsNorm, kConvert, kMatMul, kAddBias, kRope,
-    kAttention, kSiluMul, kAdd, kGatherRows, kCopyKv, kAllReduce, kSummarizeLogits,
+    kAttention, kSiluMul, kAdd, kGatherRows, kCopyKv, kAllReduce, kSummarizeLogits, kDecideSampled,
   };
   struct PendingCopy {
     void* staged;
@@ -779,6 +805,8 @@ class CudaBackend final : public Backend {
   cuda::DevicePool pool_;
   cuda::StepArena pinned_;  // staging of host<->device copies for the current step
   cuda::StepArena meta_;    // device copies of op arguments for the current step
+  std::vector<int32_t> proposal_ids_host_;  // DecideSampled's padded proposal arrays
+  std::vector<float> proposal_probs_host_;
   std::unique_ptr<cuda::LtMatMul> lt_;
   std::map<std::tuple<int64_t, int64_t>, std::unique_ptr<cuda::KvBlockPool>> kv_pools_;
   std::unique_ptr<cuda::PoolAllocation> scratch_;

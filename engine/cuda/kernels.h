@@ -12,6 +12,7 @@
 
 #include "engine/cuda/attention_math.h"
 #include "engine/dtype.h"
+#include "engine/kernels/sampling_math.h"
 
 namespace verdict::engine::cuda {
 
@@ -70,6 +71,12 @@ int64_t SummaryScratchBytes(int64_t rows, int64_t cols);
 void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
                            const int32_t* tokens, float* out, int64_t out_stride, void* scratch,
                            LaunchStream stream);
+// out[r, :] = the sampled verification rule's numbers for logits row r and requests[r]
+// (Backend::DecideSampled; engine/kernels/sampling_math.h), one block per row.
+void LaunchDecideSampled(const float* logits, int64_t stride, int64_t rows, int64_t cols,
+                         const math::SampledRowRequest* requests, const int32_t* proposal_ids,
+                         const float* proposal_probs, float* out, int64_t out_stride,
+                         LaunchStream stream);
 // Rotary embedding in place on `heads` heads per row of one or two tensors (queries and keys of the
 // same rows; heads == 0: no tensor).
 struct RopeTarget {

@@ -38,6 +38,7 @@ struct BenchFlags {
   int64_t layers = 0;
   bool cuda_graphs = true;
   bool full_outputs = false;
+  engine::SamplingParams sampling;
   bool fp8 = false;
   bool fuse_projections = true;
   bool own_gemv = true;
@@ -161,6 +162,11 @@ absl::Status RunBench(const BenchFlags& flags) {
   options.batches = flags.batches;
   options.ks = flags.ks;
   options.full_outputs = flags.full_outputs;
+  options.sampling = flags.sampling;
+  VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(flags.sampling));
+  if (flags.full_outputs && !flags.sampling.greedy()) {
+    return absl::InvalidArgumentError("--temperature samples on the backend; it cannot go with --full-outputs");
+  }
   VERDICT_ASSIGN_OR_RETURN(DecodeBenchResult r, RunDecodeBench(*model, options));
 
   std::string bandwidth_label;
@@ -191,7 +197,9 @@ absl::Status RunBench(const BenchFlags& flags) {
               flags.fp8 ? ", quantized to FP8 at load" : "");
   std::printf("outputs: %s\n", flags.full_outputs
                                   ? "full logits rows and hidden states to the host"
-                                  : "logits summaries + judge probe on the backend (--full-outputs for rows)");
+                                  : flags.sampling.greedy()
+                                        ? "logits summaries + judge probe on the backend (--full-outputs for rows)"
+                                        : "logits summaries + judge probe + sampled rule on the backend");
   std::printf("decode (median of %lld steps):\n", (long long)flags.decode_tokens);
   std::printf("  %6s %10s %12s %14s\n", "batch", "ms/step", "tok/s", "% of floor");
   for (const auto& row : r.decode) {
@@ -228,6 +236,9 @@ absl::Status RunBench(const BenchFlags& flags) {
     j["parameters"] = model->num_parameters();
     j["streamed_weight_bytes"] = streamed;
     j["outputs"] = flags.full_outputs ? "full" : "summaries";
+    j["temperature"] = flags.sampling.temperature;
+    j["top_k"] = flags.sampling.top_k;
+    j["top_p"] = flags.sampling.top_p;
     j["fp8_projections"] = flags.fp8;
     j["stacked_projections"] = model->stacked_projections();
     j["prefill_tokens"] = flags.prompt_tokens;
@@ -291,6 +302,12 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");
+  cmd->add_option("--temperature", flags->sampling.temperature,
+                  "> 0: also sample every output row on the backend (sampled generation and the "
+                  "sampled verification rule) with this temperature")
+      ->capture_default_str();
+  cmd->add_option("--top-k", flags->sampling.top_k, "With --temperature: top-k (0 = off)")->capture_default_str();
+  cmd->add_option("--top-p", flags->sampling.top_p, "With --temperature: top-p (1 = off)")->capture_default_str();
   cmd->add_option("--json", flags->json, "Also write the figures as JSON to this file");
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunBench(*flags));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <random>
 
@@ -43,6 +44,8 @@ absl::StatusOr<DecodeBenchResult> RunDecodeBench(engine::ModelSlice& model,
     VERDICT_RETURN_IF_ERROR(model.SetHiddenProbe(probe));
   }
   std::vector<int32_t> summary_tokens;
+  std::vector<engine::math::SampledRowRequest> sampled_requests;
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
   engine::ForwardResult result;
   // One forward of `tokens` new tokens for each cache; returns its wall time in seconds.
   auto forward = [&](const std::vector<std::unique_ptr<engine::KvCache>>& caches, int64_t tokens,
@@ -64,6 +67,19 @@ absl::StatusOr<DecodeBenchResult> RunDecodeBench(engine::ModelSlice& model,
       batch.contents.summaries = true;
       batch.contents.summary_tokens = summary_tokens;
       batch.contents.probe = true;
+      if (!options.sampling.greedy()) {
+        sampled_requests.clear();
+        for (int32_t t : summary_tokens) {
+          engine::math::SampledRowRequest r;
+          r.temperature = options.sampling.temperature;
+          r.top_k = static_cast<int32_t>(std::min<int64_t>(options.sampling.top_k, INT32_MAX));
+          r.top_p = options.sampling.top_p;
+          r.token = t;
+          r.sample_uniform = uniform(rng);
+          sampled_requests.push_back(r);
+        }
+        batch.contents.sampled_requests = sampled_requests;
+      }
     }
     const auto start = Clock::now();
     VERDICT_RETURN_IF_ERROR(model.Forward(batch, &result));

@@ -23,6 +23,10 @@ struct DecodeBenchOptions {
   // probe computed by the backend (greedy drafts, the last shard's greedy/judge verification);
   // true: every logits row and hidden state copied to the host (sampling, KL, scoring).
   bool full_outputs = false;
+  // Temperature > 0 (with summaries): every output row is also sampled on the backend
+  // (Backend::DecideSampled with these parameters), as sampled generation and the sampled
+  // verification rule (greedy drafts: one-hot proposals) ask for them.
+  engine::SamplingParams sampling;
 };
 
 struct DecodeBenchResult {
