@@ -640,6 +640,31 @@ LlamaConfig TensorParallelCheckConfig() {
   return c;
 }
 
+// Sampled decisions against the host executor on the reference's logits rows: p(token) within
+// `tolerance` (absolute) and the same drawn tokens; with a tolerance above 1e-4 (16-bit weights,
+// whose logits differ) one differing draw in the block is reported but allowed.
+CheckResult CompareSampled(std::string name, absl::Span<const float> logits, int64_t vocab,
+                           absl::Span<const math::SampledRowRequest> requests,
+                           absl::Span<const SampledDecision> got, double tolerance) {
+  CheckResult result{std::move(name), 0, tolerance, true, ""};
+  if (got.size() != requests.size()) {
+    result.passed = false;
+    result.detail = absl::StrCat(got.size(), " decisions for ", requests.size(), " requests");
+    return result;
+  }
+  int64_t differing = 0;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const SampledDecision want = DecideSampledRow(logits.subspan(r * vocab, vocab), requests[r], {}, {});
+    const double error = std::abs(static_cast<double>(got[r].target_prob) - want.target_prob);
+    result.relative_error = std::max(result.relative_error, std::isnan(error) ? INFINITY : error);
+    differing += got[r].replacement != want.replacement;
+  }
+  const int64_t allowed = tolerance > 1e-4 ? 1 : 0;
+  result.passed = result.relative_error <= tolerance && differing <= allowed;
+  result.detail = absl::StrCat(requests.size() - differing, "/", requests.size(), " equal draws");
+  return result;
+}
+
 std::vector<CheckResult> CheckTensorParallel(Backend& reference,
                                              TensorParallelGroup::BackendFactory backends,
                                              TensorParallelGroup::CommunicatorFactory communicators,
@@ -675,6 +700,7 @@ std::vector<CheckResult> CheckTensorParallel(Backend& reference,
     // across the ranks' vocabulary shares, and the probe.
     const bool lean = std::string(name) == "verify block";
     std::vector<int32_t> summary_tokens;
+    std::vector<math::SampledRowRequest> sampled;
     if (lean) {
       summary_tokens = SummaryTokens(ids);
       group_batch.contents.logits = false;
@@ -682,6 +708,18 @@ std::vector<CheckResult> CheckTensorParallel(Backend& reference,
       group_batch.contents.summaries = true;
       group_batch.contents.summary_tokens = summary_tokens;
       group_batch.contents.probe = true;
+      // The sampled rule too (the ranks assemble whole rows for it): top-p, and top-k on odd rows.
+      std::uniform_real_distribution<double> uniform(0.0, 1.0);
+      for (size_t i = 0; i < summary_tokens.size(); ++i) {
+        math::SampledRowRequest r;
+        r.temperature = 0.9f;
+        r.top_p = 0.9f;
+        r.top_k = i % 2 == 1 ? 40 : 0;
+        r.token = summary_tokens[i];
+        r.sample_uniform = uniform(rng);
+        sampled.push_back(r);
+      }
+      group_batch.contents.sampled_requests = sampled;
     }
     ForwardResult expected, got;
     if (auto s = (*unsplit)->Forward(batch, &expected); !s.ok()) return {Failure(label, s)};
@@ -699,6 +737,8 @@ std::vector<CheckResult> CheckTensorParallel(Backend& reference,
     results.push_back(Compare(label + " hidden probe",
                               ProbeDots(expected.hidden, probe, tokens, config.hidden_size),
                               got.probe, std::max(1e-4, options.tolerance)));
+    results.push_back(CompareSampled(label + " sampled decisions", expected.logits, config.vocab_size,
+                                     sampled, got.sampled, std::max(1e-4, options.tolerance)));
   }
   return results;
 }
