@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <tuple>
 #include <vector>
@@ -32,6 +33,7 @@ namespace verdict::engine {
 namespace {
 
 using cuda::CudaStatus;
+using cuda::ElementBytes;
 using cuda::StorageType;
 
 StorageType StorageOf(DType dtype) {
@@ -56,9 +58,6 @@ DType DTypeOf(StorageType type) {
       break;
   }
   return DType::kF32;
-}
-size_t ElementBytes(StorageType type) {
-  return type == StorageType::kF32 ? 4 : type == StorageType::kF8E4M3 ? 1 : 2;
 }
 // The activation type a product with weights of `type` multiplies: FP8 weights take bf16.
 StorageType OperandType(StorageType type) {
@@ -207,36 +206,42 @@ class CudaBackend final : public Backend {
     return std::unique_ptr<DeviceWeight>(std::move(weight));
   }
 
-  // kF8E4M3Block rows split into the codes and the scales the kernels read.
+  // kF8E4M3Block rows split into the codes and the scales the kernels read, each staged straight
+  // from the engine rows through the pinned upload buffers.
   absl::StatusOr<std::unique_ptr<DeviceWeight>> UploadFp8(const WeightTensor& tensor, int64_t rows,
                                                           int64_t cols) {
     const int64_t blocks = Fp8BlocksPerRow(cols);
     const int64_t row_bytes = Fp8BlockRowBytes(cols);
-    std::vector<uint8_t> codes(rows * cols);
-    std::vector<float> scales(rows * blocks);
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint8_t* row = tensor.data + r * row_bytes;
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t n = std::min(kFp8BlockSize, cols - b * kFp8BlockSize);
-        std::memcpy(&scales[r * blocks + b], row, sizeof(float));
-        std::memcpy(&codes[r * cols + b * kFp8BlockSize], row + sizeof(float), n);
-        row += sizeof(float) + n;
-      }
-    }
     void* device_codes = nullptr;
     void* device_scales = nullptr;
-    VERDICT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&device_codes, codes.size()),
-                                       absl::StrCat("allocating ", codes.size(), " bytes for ", tensor.name)));
+    VERDICT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&device_codes, rows * cols),
+                                       absl::StrCat("allocating ", rows * cols, " bytes for ", tensor.name)));
     auto weight = std::make_unique<CudaWeight>(device_codes, StorageType::kF8E4M3, rows, cols);
-    VERDICT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&device_scales, scales.size() * sizeof(float)),
+    VERDICT_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&device_scales, rows * blocks * sizeof(float)),
                                        absl::StrCat("allocating the scales of ", tensor.name)));
     weight->set_scales(static_cast<float*>(device_scales));
-    VERDICT_RETURN_IF_ERROR(CudaStatus(
-        cudaMemcpy(device_codes, codes.data(), codes.size(), cudaMemcpyHostToDevice),
-        absl::StrCat("uploading ", tensor.name)));
-    VERDICT_RETURN_IF_ERROR(CudaStatus(
-        cudaMemcpy(device_scales, scales.data(), scales.size() * sizeof(float), cudaMemcpyHostToDevice),
-        absl::StrCat("uploading the scales of ", tensor.name)));
+    // Block b of row r: its f32 scale, then up to kFp8BlockSize codes (engine/fp8.h).
+    auto block_of = [&](int64_t r, int64_t b) {
+      return tensor.data + r * row_bytes + Fp8BlockScaleOffset(b * kFp8BlockSize);
+    };
+    auto fill_codes = [&](int64_t first, int64_t count, uint8_t* staged) {
+      for (int64_t r = 0; r < count; ++r) {
+        for (int64_t b = 0; b < blocks; ++b) {
+          const int64_t n = std::min(kFp8BlockSize, cols - b * kFp8BlockSize);
+          std::memcpy(staged + r * cols + b * kFp8BlockSize, block_of(first + r, b) + sizeof(float), n);
+        }
+      }
+    };
+    auto fill_scales = [&](int64_t first, int64_t count, uint8_t* staged) {
+      for (int64_t r = 0; r < count; ++r) {
+        for (int64_t b = 0; b < blocks; ++b) {
+          std::memcpy(staged + (r * blocks + b) * sizeof(float), block_of(first + r, b), sizeof(float));
+        }
+      }
+    };
+    VERDICT_RETURN_IF_ERROR(StagedUpload(device_codes, rows, cols, tensor.name, fill_codes));
+    VERDICT_RETURN_IF_ERROR(StagedUpload(device_scales, rows, blocks * sizeof(float),
+                                         absl::StrCat("the scales of ", tensor.name), fill_scales));
     return std::unique_ptr<DeviceWeight>(std::move(weight));
   }
 
@@ -737,6 +742,50 @@ class CudaBackend final : public Backend {
   // two pinned buffers (conversion of one chunk overlaps the copy of the previous one).
   absl::Status CopyWeightRows(const WeightTensor& tensor, int64_t rows, int64_t cols,
                               StorageType type, void* device) {
+    const size_t out_row_bytes = cols * ElementBytes(type);
+    const bool same_type = DTypeOf(type) == tensor.dtype;
+    const MatMulWeight view{tensor.data, tensor.dtype, rows, cols};
+    const size_t in_row_bytes = DTypeByteSize(tensor.dtype, cols).value_or(0);
+    std::vector<float> row_f32(cols);
+    std::vector<int32_t> one(1);
+    auto fill = [&](int64_t first, int64_t count, uint8_t* staged) {
+      if (same_type) {
+        std::memcpy(staged, tensor.data + first * in_row_bytes, count * out_row_bytes);
+        return;
+      }
+      for (int64_t r = 0; r < count; ++r) {
+        one[0] = static_cast<int32_t>(first + r);
+        engine::GatherRows(view, one, row_f32.data());  // any stored dtype -> f32
+        uint8_t* dst = staged + r * out_row_bytes;
+        for (int64_t c = 0; c < cols; ++c) {
+          switch (type) {
+            case StorageType::kF32:
+              std::memcpy(dst + c * 4, &row_f32[c], 4);
+              break;
+            case StorageType::kBF16: {
+              const uint16_t h = F32ToBf16(row_f32[c]);
+              std::memcpy(dst + c * 2, &h, 2);
+              break;
+            }
+            case StorageType::kF16: {
+              const uint16_t h = F32ToF16(row_f32[c]);
+              std::memcpy(dst + c * 2, &h, 2);
+              break;
+            }
+            case StorageType::kF8E4M3:  // FP8 goes through UploadFp8
+              break;
+          }
+        }
+      }
+    };
+    return StagedUpload(device, rows, out_row_bytes, tensor.name, fill);
+  }
+
+  // Copies `rows` rows of `row_bytes` to `device` through two pinned buffers used in turn: `fill`
+  // writes rows [first, first + count) into one while the copy from the other runs. Returns when
+  // all of it has arrived.
+  absl::Status StagedUpload(void* device, int64_t rows, size_t row_bytes, absl::string_view what,
+                            const std::function<void(int64_t first, int64_t count, uint8_t* staged)>& fill) {
     constexpr size_t kBufferBytes = size_t{64} << 20;
     if (upload_buffers_.empty()) {
       for (int i = 0; i < 2; ++i) {
@@ -748,55 +797,23 @@ class CudaBackend final : public Backend {
         upload_events_[i] = e;
       }
     }
-    const size_t out_row_bytes = cols * ElementBytes(type);
     const int64_t rows_per_chunk =
-        std::max<int64_t>(1, static_cast<int64_t>(kBufferBytes / std::max<size_t>(out_row_bytes, 1)));
-    const bool same_type = DTypeOf(type) == tensor.dtype;
-    const MatMulWeight view{tensor.data, tensor.dtype, rows, cols};
-    const size_t in_row_bytes = DTypeByteSize(tensor.dtype, cols).value_or(0);
-    std::vector<float> row_f32(cols);
-    std::vector<int32_t> one(1);
+        std::max<int64_t>(1, static_cast<int64_t>(kBufferBytes / std::max<size_t>(row_bytes, 1)));
     int buffer = 0;
     for (int64_t first = 0; first < rows; first += rows_per_chunk, buffer ^= 1) {
       const int64_t count = std::min(rows_per_chunk, rows - first);
       VERDICT_RETURN_IF_ERROR(CudaStatus(cudaEventSynchronize(upload_events_[buffer]), "upload"));
       auto* staged = static_cast<uint8_t*>(upload_buffers_[buffer]);
-      if (same_type) {
-        std::memcpy(staged, tensor.data + first * in_row_bytes, count * out_row_bytes);
-      } else {
-        for (int64_t r = 0; r < count; ++r) {
-          one[0] = static_cast<int32_t>(first + r);
-          engine::GatherRows(view, one, row_f32.data());  // any stored dtype -> f32
-          uint8_t* dst = staged + r * out_row_bytes;
-          for (int64_t c = 0; c < cols; ++c) {
-            switch (type) {
-              case StorageType::kF32:
-                std::memcpy(dst + c * 4, &row_f32[c], 4);
-                break;
-              case StorageType::kBF16: {
-                const uint16_t h = F32ToBf16(row_f32[c]);
-                std::memcpy(dst + c * 2, &h, 2);
-                break;
-              }
-              case StorageType::kF16: {
-                const uint16_t h = F32ToF16(row_f32[c]);
-                std::memcpy(dst + c * 2, &h, 2);
-                break;
-              }
-              case StorageType::kF8E4M3:  // FP8 goes through UploadFp8
-                break;
-            }
-          }
-        }
-      }
+      fill(first, count, staged);
       VERDICT_RETURN_IF_ERROR(CudaStatus(
-          cudaMemcpyAsync(static_cast<uint8_t*>(device) + first * out_row_bytes, staged,
-                          count * out_row_bytes, cudaMemcpyHostToDevice, stream_),
-          absl::StrCat("uploading ", tensor.name)));
+          cudaMemcpyAsync(static_cast<uint8_t*>(device) + first * row_bytes, staged, count * row_bytes,
+                          cudaMemcpyHostToDevice, stream_),
+          absl::StrCat("uploading ", what)));
       VERDICT_RETURN_IF_ERROR(CudaStatus(cudaEventRecord(upload_events_[buffer], stream_), "upload"));
     }
-    return CudaStatus(cudaStreamSynchronize(stream_), absl::StrCat("uploading ", tensor.name));
+    return CudaStatus(cudaStreamSynchronize(stream_), absl::StrCat("uploading ", what));
   }
+
 
   CudaBackendOptions options_;
   cudaStream_t stream_;

@@ -8,6 +8,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/cuda/attention_math.h"
@@ -20,6 +21,10 @@ namespace verdict::engine::cuda {
 // E4M3 codes [rows, cols] plus f32 scales [rows, ceil(cols / 128)] (engine/fp8.h), multiplied with
 // bf16 activations.
 enum class StorageType : uint8_t { kF32, kBF16, kF16, kF8E4M3 };
+// Bytes per element (FP8: the codes only; their scales live beside them).
+inline constexpr size_t ElementBytes(StorageType type) {
+  return type == StorageType::kF32 ? 4 : type == StorageType::kF8E4M3 ? 1 : 2;
+}
 
 // Where the launchers enqueue. `programmatic`: launch with programmatic stream serialization
 // (Hopper's programmatic dependent launch) so a kernel is scheduled while its predecessor finishes;

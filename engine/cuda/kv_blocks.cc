@@ -9,7 +9,6 @@
 
 namespace verdict::engine::cuda {
 namespace {
-size_t ElementBytes(StorageType type) { return type == StorageType::kF32 ? 4 : 2; }
 constexpr size_t kChunkBytes = size_t{64} << 20;
 }  // namespace
 
