@@ -201,11 +201,16 @@ class Backend {
   // drawn with the request's uniform from max(0, p - q), q the draft's proposal in the flat
   // `proposal_ids`/`proposal_probs` arrays. What engine::DecideSampledRow computes on the host, so
   // that sampled verification needs no logits row on the host either.
-  // REQUIRES: out is [logits.rows, math::kSampledDecisionWidth]; one valid request per row
-  // (ModelSlice::Forward checks them); logits.cols <= kMaxSummarizedVocab.
+  // `supports` (rows 0: none): also each row's distribution, its tokens with p > 0 compacted as
+  // math::SupportRowWidth describes (engine::AppendSampledSupport on the host): what a sampled draft
+  // sends as its proposal, without the row leaving the device.
+  // REQUIRES: out is [logits.rows, math::kSampledDecisionWidth], supports empty or
+  // [logits.rows, math::SupportRowWidth(logits.cols)]; one valid request per row (ModelSlice::Forward
+  // checks them); logits.cols <= kMaxSummarizedVocab.
   virtual void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
                              absl::Span<const int32_t> proposal_ids,
-                             absl::Span<const float> proposal_probs, TensorView out) = 0;
+                             absl::Span<const float> proposal_probs, TensorView out,
+                             TensorView supports) = 0;
   // Copies kv entries [from, from + count) of `from_storage` to `to_storage` (same shape): used to
   // fork a sequence (prefix sharing).
   virtual void CopyKv(const KvStorage& from_storage, KvStorage& to_storage, int64_t count) = 0;

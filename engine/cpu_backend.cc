@@ -311,14 +311,28 @@ class CpuBackend final : public Backend {
 
   void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
                      absl::Span<const int32_t> proposal_ids, absl::Span<const float> proposal_probs,
-                     TensorView out) override {
+                     TensorView out, TensorView supports) override {
     pool_.ParallelFor(logits.rows, 1, [&](int64_t begin, int64_t end) {
+      std::vector<int32_t> ids;
+      std::vector<float> probs;
       for (int64_t r = begin; r < end; ++r) {
-        const SampledDecision d =
-            DecideSampledRow(absl::MakeConstSpan(logits.data + r * logits.stride, logits.cols),
-                             requests[r], proposal_ids, proposal_probs);
-        out.data[r * out.stride] = d.target_prob;
-        out.data[r * out.stride + 1] = static_cast<float>(d.replacement);
+        const absl::Span<const float> row(logits.data + r * logits.stride, logits.cols);
+        const SampledDecision d = DecideSampledRow(row, requests[r], proposal_ids, proposal_probs);
+        float* o = out.data + r * out.stride;
+        o[0] = d.target_prob;
+        o[1] = static_cast<float>(d.replacement);
+        o[2] = d.replacement_logit;
+        o[3] = 0.0f;
+        if (supports.rows == 0) continue;
+        ids.clear();
+        probs.clear();
+        AppendSampledSupport(row, requests[r], &ids, &probs);
+        float* s = supports.data + r * supports.stride;
+        for (size_t j = 0; j < ids.size(); ++j) {
+          s[j] = static_cast<float>(ids[j]);
+          s[logits.cols + static_cast<int64_t>(j)] = probs[j];
+        }
+        o[3] = static_cast<float>(ids.size());
       }
     });
   }

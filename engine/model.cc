@@ -438,6 +438,45 @@ absl::Status ModelSlice::EnsureLogitsBuffer(int64_t rows) {
   return absl::OkStatus();
 }
 
+absl::Status ModelSlice::CopySupports(ForwardResult* result) {
+  // A second round of copies: only now are the supports' lengths known on the host.
+  const int64_t vocab = config_.vocab_size;
+  const int64_t width = math::SupportRowWidth(vocab);
+  const int64_t m = static_cast<int64_t>(result->sampled.size());
+  result->support_offsets.assign(1, 0);
+  for (const SampledDecision& d : result->sampled) {
+    if (d.support_size < 0 || d.support_size > vocab) {
+      return absl::InternalError(absl::StrCat("the backend reported a support of ", d.support_size, " tokens"));
+    }
+    result->support_offsets.push_back(result->support_offsets.back() + d.support_size);
+  }
+  const int64_t total = result->support_offsets.back();
+  support_ids_host_.resize(total);
+  result->support_probs.resize(total);
+  float* rows = static_cast<float*>(supports_buffer_->data());
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t n = result->sampled[i].support_size;
+    if (n == 0) continue;
+    const int64_t at = result->support_offsets[i];
+    backend_->CopyToHost(TensorView{rows + i * width, 1, n, width},
+                         support_ids_host_.data() + at);
+    backend_->CopyToHost(TensorView{rows + i * width + vocab, 1, n, width},
+                         result->support_probs.data() + at);
+  }
+  VERDICT_RETURN_IF_ERROR(backend_->Synchronize());
+  result->support_ids.resize(total);
+  for (int64_t j = 0; j < total; ++j) result->support_ids[j] = static_cast<int32_t>(support_ids_host_[j]);
+  return absl::OkStatus();
+}
+
+absl::Status ModelSlice::EnsureSupportsBuffer(int64_t rows) {
+  if (rows <= supports_rows_) return absl::OkStatus();
+  VERDICT_ASSIGN_OR_RETURN(supports_buffer_,
+                           backend_->Allocate(rows * math::SupportRowWidth(config_.vocab_size) * sizeof(float)));
+  supports_rows_ = rows;
+  return absl::OkStatus();
+}
+
 absl::Status ModelSlice::AgreeAcrossRanks(const absl::Status& local) {
   float failed = local.ok() ? 0.0f : 1.0f;
   float failed_ranks = 0.0f;
@@ -457,6 +496,8 @@ absl::Status ModelSlice::AgreeAcrossRanks(const absl::Status& local) {
   workspace_tokens_ = 0;
   logits_buffer_.reset();
   logits_rows_ = 0;
+  supports_buffer_.reset();
+  supports_rows_ = 0;
   if (!status.ok()) return status;
   if (!local.ok()) return local;
   return absl::ResourceExhaustedError(
@@ -470,9 +511,12 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   int64_t output_rows = 0;
   VERDICT_RETURN_IF_ERROR(Validate(batch, &n));  // same outcome on every rank
   VERDICT_RETURN_IF_ERROR(ValidateOutputs(batch, n, &output_rows));
-  const bool grows = n > workspace_tokens_ || (is_last() && output_rows > logits_rows_);
+  const bool supports = is_last() && batch.contents.sampled_supports && !batch.contents.sampled_requests.empty();
+  const bool grows = n > workspace_tokens_ || (is_last() && output_rows > logits_rows_) ||
+                     (supports && output_rows > supports_rows_);
   absl::Status prepared = EnsureWorkspace(n);
   if (prepared.ok() && is_last()) prepared = EnsureLogitsBuffer(output_rows);
+  if (prepared.ok() && supports) prepared = EnsureSupportsBuffer(output_rows);
   if (comm_ != nullptr && grows) {
     // An allocation can fail on one rank only; the others would then wait in the first all-reduce
     // forever. Ranks grow their buffers at the same calls (same batches), so they agree exactly
@@ -582,6 +626,9 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
   result->summaries.clear();
   result->probe.clear();
   result->sampled.clear();
+  result->support_offsets.clear();
+  result->support_ids.clear();
+  result->support_probs.clear();
   const OutputContents& want = batch.contents;
   if (!is_last()) {
     result->activations.resize(n * c.hidden_size);
@@ -670,8 +717,13 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       backend_->CopyToHost(written, summary_host_.data());
     }
     if (m > 0 && want_sampled) {
+      const int64_t support_width = math::SupportRowWidth(c.vocab_size);
+      const TensorView supports =
+          want.sampled_supports
+              ? TensorView{static_cast<float*>(supports_buffer_->data()), m, support_width, support_width}
+              : TensorView{};
       backend_->DecideSampled(logits, want.sampled_requests, want.proposal_ids, want.proposal_probs,
-                              sampled);
+                              sampled, supports);
       sampled_host_.resize(m * math::kSampledDecisionWidth);
       backend_->CopyToHost(sampled, sampled_host_.data());
     }
@@ -711,6 +763,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       result->sampled.push_back(
           SampledDecision::FromRow(sampled_host_.data() + i * math::kSampledDecisionWidth));
     }
+    if (want.sampled_supports) VERDICT_RETURN_IF_ERROR(CopySupports(result));
   }
   for (const SequenceInput& seq : batch.sequences) seq.cache->Advance(seq.num_tokens);
   return absl::OkStatus();

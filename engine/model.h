@@ -66,6 +66,9 @@ struct OutputContents {
   absl::Span<const math::SampledRowRequest> sampled_requests;
   absl::Span<const int32_t> proposal_ids;
   absl::Span<const float> proposal_probs;
+  // With sampled_requests: ForwardResult::support_*: each row's distribution as the tokens with
+  // p > 0 (a sampled draft's proposal), compacted where the logits are.
+  bool sampled_supports = false;
 };
 
 struct ForwardBatch {
@@ -109,6 +112,11 @@ struct ForwardResult {
   std::vector<LogitSummary> summaries;
   std::vector<float> probe;
   std::vector<SampledDecision> sampled;
+  // OutputContents::sampled_supports: row i's ids (ascending) and probabilities are entries
+  // [support_offsets[i], support_offsets[i + 1]) of support_ids / support_probs.
+  std::vector<int64_t> support_offsets;
+  std::vector<int32_t> support_ids;
+  std::vector<float> support_probs;
 };
 
 // Splits every layer of a slice across the ranks of `comm` (see the file comment). nullptr: the
@@ -200,6 +208,8 @@ class ModelSlice {
   absl::Status ValidateSampledRequests(const OutputContents& want, int64_t output_rows) const;
   absl::Status EnsureWorkspace(int64_t tokens);
   absl::Status EnsureLogitsBuffer(int64_t rows);
+  absl::Status EnsureSupportsBuffer(int64_t rows);
+  absl::Status CopySupports(ForwardResult* result);
   absl::Status AgreeAcrossRanks(const absl::Status& local);
   // `count` zeros in host memory (valid until the next call; grown, never refilled).
   const float* Zeros(int64_t count);
@@ -238,6 +248,9 @@ class ModelSlice {
   // forward: decode's hot path).
   std::unique_ptr<DeviceBuffer> logits_buffer_;
   int64_t logits_rows_ = 0;
+  std::unique_ptr<DeviceBuffer> supports_buffer_;  // OutputContents::sampled_supports
+  int64_t supports_rows_ = 0;
+  std::vector<float> support_ids_host_;  // ids as the backend writes them (exact floats)
   std::vector<float> summary_host_;  // summaries as copied back, before decoding
   std::vector<float> sampled_host_;  // sampled decisions as copied back
   std::vector<float> zeros_host_;    // what split-head buffers start from before an all-reduce

@@ -145,7 +145,7 @@ SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::Sam
                               .top_p = request.top_p};
   if (params.greedy()) {
     const int32_t best = Argmax(logits);
-    return SampledDecision{request.token == best ? 1.0f : 0.0f, best};
+    return SampledDecision{request.token == best ? 1.0f : 0.0f, best, logits[best], 0};
   }
   const math::SamplingSupport support = FindSamplingSupport(logits, params);
   SampledDecision decision;
@@ -182,7 +182,28 @@ SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::Sam
     }
   }
   decision.replacement = SampleWithUniform(residual, request.sample_uniform);
+  decision.replacement_logit = logits[decision.replacement];
   return decision;
+}
+
+void AppendSampledSupport(absl::Span<const float> logits, const math::SampledRowRequest& request,
+                          std::vector<int32_t>* ids, std::vector<float>* probs) {
+  const SamplingParams params{.temperature = request.temperature,
+                              .top_k = request.top_k,
+                              .top_p = request.top_p};
+  if (params.greedy()) {
+    ids->push_back(Argmax(logits));
+    probs->push_back(1.0f);
+    return;
+  }
+  const math::SamplingSupport support = FindSamplingSupport(logits, params);
+  for (size_t j = 0; j < logits.size(); ++j) {
+    const float p = math::SampledProb(support, logits[j], static_cast<int32_t>(j));
+    if (p > 0) {
+      ids->push_back(static_cast<int32_t>(j));
+      probs->push_back(p);
+    }
+  }
 }
 
 double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }

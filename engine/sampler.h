@@ -57,14 +57,21 @@ int32_t SampleWithUniform(absl::Span<const float> probs, double u);
 struct SampledDecision {
   float target_prob = 0;
   int32_t replacement = 0;
+  float replacement_logit = 0;  // the row's logit of `replacement` (its log-probability's numerator)
+  int64_t support_size = 0;     // tokens with p > 0, when supports were asked for
   // Reads a row in the layout the backends write (math::kSampledDecisionWidth).
   static SampledDecision FromRow(const float* row) {
-    return SampledDecision{row[0], static_cast<int32_t>(row[1])};
+    return SampledDecision{row[0], static_cast<int32_t>(row[1]), row[2], static_cast<int64_t>(row[3])};
   }
 };
 SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::SampledRowRequest& request,
                                  absl::Span<const int32_t> proposal_ids,
                                  absl::Span<const float> proposal_probs);
+// The tokens the request's distribution gives p > 0, ascending, with their probabilities (what
+// SamplingDistribution's nonzero entries are; for greedy requests the argmax with 1): the proposal
+// a sampled draft sends with its token. Appends to `ids`/`probs`.
+void AppendSampledSupport(absl::Span<const float> logits, const math::SampledRowRequest& request,
+                          std::vector<int32_t>* ids, std::vector<float>* probs);
 
 class Sampler {
  public:

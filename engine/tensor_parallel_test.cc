@@ -580,9 +580,9 @@ class FlakyBackend final : public Backend {
     inner_->SummarizeLogits(logits, tokens, out);
   }
   void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
-                     absl::Span<const int32_t> ids, absl::Span<const float> probs,
-                     TensorView out) override {
-    inner_->DecideSampled(logits, requests, ids, probs, out);
+                     absl::Span<const int32_t> ids, absl::Span<const float> probs, TensorView out,
+                     TensorView supports) override {
+    inner_->DecideSampled(logits, requests, ids, probs, out, supports);
   }
   void CopyKv(const KvStorage& from, KvStorage& to, int64_t count) override {
     inner_->CopyKv(from, to, count);

@@ -2,6 +2,7 @@
 #include "judge/speculative_session.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -72,6 +73,29 @@ int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, DraftBlock* bloc
   return row.argmax;
 }
 
+engine::math::SampledRowRequest DraftSampleRequest(engine::Sampler& sampler) {
+  const engine::SamplingParams& params = sampler.params();
+  engine::math::SampledRowRequest request;
+  request.temperature = params.temperature;
+  request.top_k = static_cast<int32_t>(std::min<int64_t>(params.top_k, INT32_MAX));
+  request.top_p = params.top_p;
+  if (!params.greedy()) request.sample_uniform = sampler.Uniform();  // what Sampler::SampleFrom draws
+  return request;
+}
+
+int32_t AppendSampledDraftToken(const engine::ForwardResult& forward, size_t row, DraftBlock* block) {
+  const engine::SampledDecision& d = forward.sampled[row];
+  block->tokens.push_back(d.replacement);
+  block->logprobs.push_back(d.replacement_logit - forward.summaries[row].log_sum_exp);
+  const int64_t begin = forward.support_offsets[row];
+  const int64_t end = forward.support_offsets[row + 1];
+  DraftDistribution q;
+  q.ids.assign(forward.support_ids.begin() + begin, forward.support_ids.begin() + end);
+  q.probs.assign(forward.support_probs.begin() + begin, forward.support_probs.begin() + end);
+  block->proposals.push_back(std::move(q));
+  return d.replacement;
+}
+
 // ---- DraftSession --------------------------------------------------------------------------------
 
 DraftSession::DraftSession(engine::ModelSlice* draft, const engine::SamplingParams& sampling,
@@ -123,8 +147,10 @@ absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
   block.logprobs.reserve(k);
   const int64_t start_length = cache_->length();
   absl::Span<const int32_t> feed = absl::MakeConstSpan(committed_).subspan(start_length);
-  // Greedy proposals need only the backend's summary of each row, not the row.
-  const bool from_summary = sampler_.params().greedy() && !record_distributions_;
+  // The row stays on the backend unless the full distribution is recorded: greedy proposals need
+  // only its summary, sampled ones the backend's draw and compacted proposal.
+  const bool greedy = sampler_.params().greedy();
+  const bool from_summary = !record_distributions_;
   for (int64_t i = 0; i < k; ++i) {
     engine::ForwardBatch batch;
     batch.sequences = {{cache_.get(), static_cast<int64_t>(feed.size())}};
@@ -133,13 +159,21 @@ absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
     batch.contents.logits = !from_summary;
     batch.contents.hidden = false;
     batch.contents.summaries = from_summary;
+    engine::math::SampledRowRequest request;
+    if (from_summary && !greedy) {
+      request = DraftSampleRequest(sampler_);
+      batch.contents.sampled_requests = absl::MakeConstSpan(&request, 1);
+      batch.contents.sampled_supports = true;
+    }
     if (absl::Status status = draft_->Forward(batch, &forward_); !status.ok()) {
       VERDICT_CHECK(cache_->Truncate(start_length).ok());  // the session stays as it was
       return status;
     }
     ++forward_passes_;
-    if (from_summary) {
+    if (from_summary && greedy) {
       AppendGreedyDraftToken(forward_.summaries[0], &block);
+    } else if (from_summary) {
+      AppendSampledDraftToken(forward_, 0, &block);
     } else {
       AppendDraftToken(absl::MakeConstSpan(forward_.logits).subspan(0, vocab), sampler_,
                        record_distributions_, &probs_, &block);

@@ -33,6 +33,13 @@ int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sample
 // The greedy case from the backend's summary of the row (engine::OutputContents::summaries), so
 // the logits need not reach the host: the argmax and its log-probability max - log-sum-exp.
 int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, DraftBlock* block);
+// The sampled case without the row on the host: the backend draws the token with the sampler's
+// next uniform and compacts the proposal (engine::OutputContents::sampled_requests with
+// sampled_supports, and summaries for the log-probability). DraftSampleRequest makes the row's
+// request (drawing from `sampler`), AppendSampledDraftToken reads output row `row` back; the token
+// and proposal are the ones AppendDraftToken would choose from the same row and sampler.
+engine::math::SampledRowRequest DraftSampleRequest(engine::Sampler& sampler);
+int32_t AppendSampledDraftToken(const engine::ForwardResult& forward, size_t row, DraftBlock* block);
 
 // Draft side: proposes blocks of k tokens with the draft model.
 class DraftSession {

@@ -409,6 +409,41 @@ TEST_F(SampledSpeculativeTest, TruncatedSamplingAndGreedyDraftAreExactToo) {
   EXPECT_GT(ChiSquareTest(Sample(options, 5000), exact).p_value, 1e-3);
 }
 
+// A sampled draft proposes from what the backend computes (its draw and the compacted proposal),
+// and that is what it would propose from the logits rows: a session recording full distributions
+// takes the host path with the same seed.
+TEST_F(SampledSpeculativeTest, DraftProposalsFromTheBackendEqualThoseFromTheRows) {
+  for (const engine::SamplingParams& params :
+       {engine::SamplingParams{.temperature = 1.0f, .seed = 5},
+        engine::SamplingParams{.temperature = 0.8f, .top_k = 4, .top_p = 1.0f, .seed = 6},
+        engine::SamplingParams{.temperature = 1.2f, .top_k = 0, .top_p = 0.8f, .seed = 7}}) {
+    ASSERT_OK_AND_ASSIGN(auto lean, DraftSession::Create(draft_.get(), params, 64));
+    ASSERT_OK_AND_ASSIGN(auto rows, DraftSession::Create(draft_.get(), params, 64, /*record_distributions=*/true));
+    ASSERT_OK(lean->Start(prompt_));
+    ASSERT_OK(rows->Start(prompt_));
+    for (int step = 0; step < 4; ++step) {
+      ASSERT_OK_AND_ASSIGN(DraftBlock a, lean->Propose(5));
+      ASSERT_OK_AND_ASSIGN(DraftBlock b, rows->Propose(5));
+      ASSERT_EQ(a.tokens, b.tokens) << "step " << step;
+      ASSERT_EQ(a.proposals.size(), b.proposals.size());
+      for (size_t i = 0; i < a.proposals.size(); ++i) {
+        EXPECT_EQ(a.proposals[i].ids, b.proposals[i].ids);
+        ASSERT_EQ(a.proposals[i].probs.size(), b.proposals[i].probs.size());
+        for (size_t j = 0; j < a.proposals[i].probs.size(); ++j) {
+          EXPECT_FLOAT_EQ(a.proposals[i].probs[j], b.proposals[i].probs[j]);
+        }
+        EXPECT_NEAR(a.logprobs[i], b.logprobs[i], 1e-5);
+      }
+      EXPECT_TRUE(a.distributions.empty());
+      EXPECT_FALSE(b.distributions.empty());
+      // Accept two tokens and correct the third, as a verdict would.
+      const int32_t next = (a.tokens[2] + 1) % static_cast<int32_t>(config_.vocab_size);
+      ASSERT_OK(lean->Commit(2, next));
+      ASSERT_OK(rows->Commit(2, next));
+    }
+  }
+}
+
 TEST_F(SampledSpeculativeTest, TheTestRejectsAWrongAcceptanceRule) {
   const engine::SamplingParams params{.temperature = 1.0f};
   const std::vector<double> exact = ExactTwoTokenDistribution(*target_, prompt_, params);

@@ -158,11 +158,19 @@ std::vector<absl::StatusOr<Proposal>> DraftWorker::ProposeBatch(
     batch.sequences = sequences;
     batch.token_ids = feed_;
     batch.outputs = engine::ForwardBatch::Outputs::kLastOfEachSequence;
-    // Greedy sessions propose from the backend's row summaries; only sampled ones need the rows.
+    // No row reaches the host: greedy sessions propose from the backend's row summaries, sampled
+    // ones from its draws and compacted proposals (greedy rows in a mixed batch get greedy
+    // requests, which they ignore).
     const auto greedy = [](const Running& run) { return run.session->sampler.params().greedy(); };
-    batch.contents.logits = !std::all_of(running.begin(), running.end(), greedy);
+    batch.contents.logits = false;
     batch.contents.hidden = false;
-    batch.contents.summaries = std::any_of(running.begin(), running.end(), greedy);
+    batch.contents.summaries = true;
+    sample_requests_.clear();
+    if (!std::all_of(running.begin(), running.end(), greedy)) {
+      for (Running& run : running) sample_requests_.push_back(judge::DraftSampleRequest(run.session->sampler));
+      batch.contents.sampled_requests = sample_requests_;
+      batch.contents.sampled_supports = true;
+    }
     if (absl::Status status = draft_->Forward(batch, &forward_); !status.ok()) {
       // Validation above makes this unexpected; each session keeps a consistent state (its cache
       // holds a prefix of its tokens), the proposals fail.
@@ -170,7 +178,6 @@ std::vector<absl::StatusOr<Proposal>> DraftWorker::ProposeBatch(
       return results;
     }
     ++forward_passes_;
-    const int64_t vocab = config().vocab_size;
     std::vector<Running> still;
     for (size_t j = 0; j < running.size(); ++j) {
       Running& run = running[j];
@@ -178,9 +185,7 @@ std::vector<absl::StatusOr<Proposal>> DraftWorker::ProposeBatch(
       if (run.session->sampler.params().greedy()) {
         token = judge::AppendGreedyDraftToken(forward_.summaries[j], &run.proposal.block);
       } else {
-        absl::Span<const float> logits = absl::MakeConstSpan(forward_.logits).subspan(j * vocab, vocab);
-        token = judge::AppendDraftToken(logits, run.session->sampler,
-                                        /*record_distribution=*/false, &scratch_, &run.proposal.block);
+        token = judge::AppendSampledDraftToken(forward_, j, &run.proposal.block);
       }
       run.session->tokens.push_back(token);
       if (--run.remaining > 0) {

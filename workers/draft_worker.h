@@ -83,7 +83,7 @@ class DraftWorker {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
   engine::ForwardResult forward_;
   std::vector<int32_t> feed_;
-  std::vector<float> scratch_;
+  std::vector<engine::math::SampledRowRequest> sample_requests_;  // the sampled rows of a step
   int64_t forward_passes_ = 0;
 };
 

@@ -507,23 +507,41 @@ void CheckSampledDecisions(OpRunner& run, std::mt19937& rng, std::vector<CheckRe
   }
   ASSIGN_OR_RECORD(run, name, x, run.Input(rows, vocab, values, stride));
   ASSIGN_OR_RECORD(run, name, out, run.Input(rows, math::kSampledDecisionWidth, {}));
-  run.cand().DecideSampled(x.cand.view, requests, ids, probs, out.cand.view);
+  ASSIGN_OR_RECORD(run, name, supports, run.Input(rows, math::SupportRowWidth(vocab), {}));
+  run.cand().DecideSampled(x.cand.view, requests, ids, probs, out.cand.view, supports.cand.view);
   CHECK_OK_OR_RECORD(run, name, run.cand().Synchronize());
   ASSIGN_OR_RECORD(run, name, got, Read(run.cand(), out.cand.view));
+  ASSIGN_OR_RECORD(run, name, got_supports, Read(run.cand(), supports.cand.view));
+  // Probabilities to 1e-5 absolute; tokens, logits and supports' ids exactly.
   CheckResult result{name, 0, 1e-5, true, ""};
+  int64_t support_entries = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    const SampledDecision want = DecideSampledRow(absl::MakeConstSpan(values.data() + r * vocab, vocab),
-                                                  requests[r], ids, probs);
+    const absl::Span<const float> row(values.data() + r * vocab, vocab);
+    const SampledDecision want = DecideSampledRow(row, requests[r], ids, probs);
     const SampledDecision have = SampledDecision::FromRow(got.data() + r * math::kSampledDecisionWidth);
-    const double error = std::abs(static_cast<double>(have.target_prob) - want.target_prob);
+    double error = std::abs(static_cast<double>(have.target_prob) - want.target_prob);
+    std::vector<int32_t> want_ids;
+    std::vector<float> want_probs;
+    AppendSampledSupport(row, requests[r], &want_ids, &want_probs);
+    bool same_support = have.support_size == static_cast<int64_t>(want_ids.size());
+    const float* support_row = got_supports.data() + r * math::SupportRowWidth(vocab);
+    for (int64_t j = 0; same_support && j < have.support_size; ++j) {
+      same_support = support_row[j] == static_cast<float>(want_ids[j]);
+      error = std::max(error, std::abs(static_cast<double>(support_row[vocab + j]) - want_probs[j]));
+    }
+    support_entries += have.support_size;
     result.relative_error = std::max(result.relative_error, std::isnan(error) ? INFINITY : error);
-    if (have.replacement != want.replacement || !(error <= result.tolerance)) {
+    if (have.replacement != want.replacement || have.replacement_logit != want.replacement_logit ||
+        !same_support || !(error <= result.tolerance)) {
       result.passed = false;
       absl::StrAppend(&result.detail, "row ", r, ": p ", have.target_prob, " vs ", want.target_prob,
-                      ", token ", have.replacement, " vs ", want.replacement, "; ");
+                      ", token ", have.replacement, " vs ", want.replacement, ", support ",
+                      have.support_size, " vs ", want_ids.size(), same_support ? "" : " (differs)", "; ");
     }
   }
-  if (result.passed) result.detail = absl::StrCat(rows, " rows: equal tokens");
+  if (result.passed) {
+    result.detail = absl::StrCat(rows, " rows: equal tokens; ", support_entries, " support entries equal");
+  }
   results->push_back(result);
 }
 

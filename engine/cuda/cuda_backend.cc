@@ -552,7 +552,7 @@ class CudaBackend final : public Backend {
 
   void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
                      absl::Span<const int32_t> proposal_ids, absl::Span<const float> proposal_probs,
-                     TensorView out) override {
+                     TensorView out, TensorView supports) override {
     if (!Begin()) return;
     const auto* d_requests = static_cast<const math::SampledRowRequest*>(
         Upload(requests.data(), requests.size() * sizeof(math::SampledRowRequest)));
@@ -571,9 +571,10 @@ class CudaBackend final : public Backend {
     if (d_requests == nullptr || d_ids == nullptr || d_probs == nullptr) return;
     Record(Op::kDecideSampled, [=, stream = launch_] {
       cuda::LaunchDecideSampled(logits.data, logits.stride, logits.rows, logits.cols, d_requests,
-                                d_ids, d_probs, out.data, out.stride, stream);
+                                d_ids, d_probs, out.data, out.stride,
+                                supports.rows > 0 ? supports.data : nullptr, supports.stride, stream);
       return LaunchStatus("DecideSampled");
-    }, logits, d_requests, d_ids, d_probs, out);
+    }, logits, d_requests, d_ids, d_probs, out, supports);
   }
 
   absl::Status AllReduceSum(TensorView x, Communicator& comm) override {

@@ -436,7 +436,8 @@ __device__ __forceinline__ float SampleResidual(const math::SamplingSupport& s, 
 
 __global__ void __launch_bounds__(kSampleThreads) DecideSampledKernel(const float* logits, int64_t stride, int64_t cols,
                                     const math::SampledRowRequest* requests, const int32_t* proposal_ids,
-                                    const float* proposal_probs, float* out, int64_t out_stride) {
+                                    const float* proposal_probs, float* out, int64_t out_stride,
+                                    float* supports, int64_t supports_stride) {
   WaitForPredecessor();
   __shared__ SampleShared sh;
   const int64_t row = blockIdx.x;
@@ -447,10 +448,18 @@ __global__ void __launch_bounds__(kSampleThreads) DecideSampledKernel(const floa
   int32_t argmax;
   SampleBlockArgmax(x, cols, sh, &max_logit, &argmax);
   if (argmax == math::kNoLogitIndex) argmax = 0;
+  float* support = supports != nullptr ? supports + row * supports_stride : nullptr;
   if (r.temperature <= 0.0f) {  // greedy: one-hot on the argmax
     if (threadIdx.x == 0) {
       o[0] = r.token == argmax ? 1.0f : 0.0f;
       o[1] = static_cast<float>(argmax);
+      o[2] = x[argmax];
+      o[3] = 0.0f;
+      if (support != nullptr) {
+        support[0] = static_cast<float>(argmax);
+        support[cols] = 1.0f;
+        o[3] = 1.0f;
+      }
     }
     return;
   }
@@ -466,10 +475,27 @@ __global__ void __launch_bounds__(kSampleThreads) DecideSampledKernel(const floa
   }
   s.mass = SampleBlockSum(kept, sh);
 
-  // The draw: this thread's chunk of the residual in id order, q from the proposal's entries that
-  // fall in the chunk (found by binary search; ids are strictly ascending).
   int64_t begin, end;
   SampleChunk(cols, &begin, &end);
+  int32_t support_size = 0;
+  if (support != nullptr) {  // the tokens with p > 0, compacted in id order
+    int32_t count = 0;
+    for (int64_t j = begin; j < end; ++j) count += math::SampledProb(s, x[j], static_cast<int32_t>(j)) > 0.0f;
+    int32_t total;
+    int64_t at = SampleBlockExclusiveScan<int32_t>(count, sh.ints, &total);
+    for (int64_t j = begin; j < end && count > 0; ++j) {
+      const float p = math::SampledProb(s, x[j], static_cast<int32_t>(j));
+      if (p > 0.0f) {
+        support[at] = static_cast<float>(j);
+        support[cols + at] = p;
+        ++at;
+      }
+    }
+    support_size = total;
+  }
+
+  // The draw: this thread's chunk of the residual in id order, q from the proposal's entries that
+  // fall in the chunk (found by binary search; ids are strictly ascending).
   const int32_t* q_ids = proposal_ids + r.proposal_begin;
   const float* q_probs = proposal_probs + r.proposal_begin;
   int32_t q_first = 0;
@@ -531,6 +557,8 @@ __global__ void __launch_bounds__(kSampleThreads) DecideSampledKernel(const floa
   if (threadIdx.x == 0) {
     o[0] = r.token >= 0 ? math::SampledProb(s, x[r.token], r.token) : 0.0f;
     o[1] = static_cast<float>(sh.found);
+    o[2] = x[sh.found];
+    o[3] = static_cast<float>(support_size);
   }
 }
 
@@ -1285,10 +1313,10 @@ void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, in
 void LaunchDecideSampled(const float* logits, int64_t stride, int64_t rows, int64_t cols,
                          const math::SampledRowRequest* requests, const int32_t* proposal_ids,
                          const float* proposal_probs, float* out, int64_t out_stride,
-                         LaunchStream stream) {
+                         float* supports, int64_t supports_stride, LaunchStream stream) {
   if (rows == 0) return;
   Launch(DecideSampledKernel, static_cast<unsigned>(rows), kSampleThreads, 0, stream, logits, stride,
-         cols, requests, proposal_ids, proposal_probs, out, out_stride);
+         cols, requests, proposal_ids, proposal_probs, out, out_stride, supports, supports_stride);
 }
 
 void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_dim,

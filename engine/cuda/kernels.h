@@ -76,12 +76,13 @@ int64_t SummaryScratchBytes(int64_t rows, int64_t cols);
 void LaunchSummarizeLogits(const float* logits, int64_t stride, int64_t rows, int64_t cols,
                            const int32_t* tokens, float* out, int64_t out_stride, void* scratch,
                            LaunchStream stream);
-// out[r, :] = the sampled verification rule's numbers for logits row r and requests[r]
-// (Backend::DecideSampled; engine/kernels/sampling_math.h), one block per row.
+// out[r, :] = the sampled verification rule's numbers for logits row r and requests[r], and with
+// `supports` (nullptr: none) the row's compacted distribution (Backend::DecideSampled;
+// engine/kernels/sampling_math.h), one block per row.
 void LaunchDecideSampled(const float* logits, int64_t stride, int64_t rows, int64_t cols,
                          const math::SampledRowRequest* requests, const int32_t* proposal_ids,
                          const float* proposal_probs, float* out, int64_t out_stride,
-                         LaunchStream stream);
+                         float* supports, int64_t supports_stride, LaunchStream stream);
 // Rotary embedding in place on `heads` heads per row of one or two tensors (queries and keys of the
 // same rows; heads == 0: no tensor).
 struct RopeTarget {

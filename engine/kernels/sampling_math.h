@@ -93,8 +93,12 @@ struct SampledRowRequest {
 };
 
 // What a backend writes per row: [p(token) (0 for a bonus row), the replacement token: drawn from
-// max(0, p - q) (from p where that is empty or for a bonus row), as an exact float].
-inline constexpr int kSampledDecisionWidth = 2;
+// max(0, p - q) (from p where that is empty or for a bonus row), as an exact float, the row's logit
+// of the replacement token, the number of tokens with p > 0 (when supports are asked for, else 0)].
+inline constexpr int kSampledDecisionWidth = 4;
+// Supports, when asked for: per row of a [rows, 2 * cols] buffer, the ids with p > 0 in ascending
+// order (exact floats) in columns [0, n) and their probabilities in columns [cols, cols + n).
+inline constexpr int64_t SupportRowWidth(int64_t cols) { return 2 * cols; }
 
 }  // namespace verdict::engine::math
 
