@@ -36,7 +36,12 @@ int32_t Argmax(absl::Span<const float> logits) {
   return best_index == math::kNoLogitIndex ? 0 : best_index;
 }
 
-math::SamplingSupport FindSamplingSupport(absl::Span<const float> logits, const SamplingParams& params) {
+namespace {
+
+// FindSamplingSupport, and with top-k or top-p the kept tokens themselves (in candidate order) in
+// `nucleus` (left empty for plain temperature: every token).
+math::SamplingSupport SupportAndNucleus(absl::Span<const float> logits, const SamplingParams& params,
+                                        std::vector<int32_t>* nucleus_ids) {
   const size_t n = logits.size();
   math::SamplingSupport support;
   support.temperature = params.temperature;
@@ -56,8 +61,10 @@ math::SamplingSupport FindSamplingSupport(absl::Span<const float> logits, const 
     for (float l : logits) m = l > m ? l : m;  // NaN never wins, as in Argmax
     return m;
   }();
-  auto weight = [&](int32_t i) {
-    return math::SamplingWeight(logits[i], support.max_logit, support.temperature);
+  const float max_logit = support.max_logit;
+  const float temperature = support.temperature;
+  auto weight = [&logits, max_logit, temperature](int32_t i) {
+    return math::SamplingWeight(logits[i], max_logit, temperature);
   };
   if (!top_k && !top_p) {  // plain softmax: every token kept, no order needed
     double total = 0;
@@ -104,7 +111,14 @@ math::SamplingSupport FindSamplingSupport(absl::Span<const float> logits, const 
   support.cut_logit = logits[order[nucleus - 1]];
   support.cut_index = order[nucleus - 1];
   support.mass = kept;
+  if (nucleus_ids != nullptr) nucleus_ids->assign(order.begin(), order.begin() + nucleus);
   return support;
+}
+
+}  // namespace
+
+math::SamplingSupport FindSamplingSupport(absl::Span<const float> logits, const SamplingParams& params) {
+  return SupportAndNucleus(logits, params, nullptr);
 }
 
 void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& params,
@@ -116,10 +130,24 @@ void SamplingDistribution(absl::Span<const float> logits, const SamplingParams& 
     (*probs)[Argmax(logits)] = 1.0f;
     return;
   }
-  const math::SamplingSupport support = FindSamplingSupport(logits, params);
-  for (size_t i = 0; i < n; ++i) {
-    (*probs)[i] = math::SampledProb(support, logits[i], static_cast<int32_t>(i));
+  if (params.top_k <= 0 && params.top_p >= 1.0f) {
+    // Plain temperature keeps every token: one pass of exponentials, kept for the division (what
+    // FindSamplingSupport + math::SampledProb compute, in the same order).
+    float max_logit = -std::numeric_limits<float>::infinity();
+    for (float l : logits) max_logit = l > max_logit ? l : max_logit;  // NaN never wins
+    std::vector<double> weights(n);
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) {
+      total += weights[i] = math::SamplingWeight(logits[i], max_logit, params.temperature);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      (*probs)[i] = logits[i] == logits[i] ? static_cast<float>(weights[i] / total) : 0.0f;
+    }
+    return;
   }
+  std::vector<int32_t> nucleus;
+  const math::SamplingSupport support = SupportAndNucleus(logits, params, &nucleus);
+  for (int32_t i : nucleus) (*probs)[i] = math::SampledProb(support, logits[i], i);
 }
 
 int32_t SampleWithUniform(absl::Span<const float> probs, double u) {
@@ -147,41 +175,26 @@ SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::Sam
     const int32_t best = Argmax(logits);
     return SampledDecision{request.token == best ? 1.0f : 0.0f, best, logits[best], 0};
   }
-  const math::SamplingSupport support = FindSamplingSupport(logits, params);
+  std::vector<float> probs;
+  SamplingDistribution(logits, params, &probs);
   SampledDecision decision;
+  if (request.token >= 0) decision.target_prob = probs[request.token];
+  // The replacement's distribution: max(0, p - q) for a decided token (q one-hot on the token
+  // without a proposal); p itself for a bonus row or where the residual is empty (p == q: the token
+  // could not have been rejected).
+  std::vector<float> residual = probs;
   if (request.token >= 0) {
-    decision.target_prob = math::SampledProb(support, logits[request.token], request.token);
-  }
-  // The replacement's distribution: max(0, p - q) for a decided token, with q merged in from the
-  // id-sorted proposal (one-hot on the token without one); p itself for a bonus row or where the
-  // residual is empty (p == q: the token could not have been rejected).
-  std::vector<float> residual(logits.size());
-  const int32_t* q_id = proposal_ids.data() + request.proposal_begin;
-  const int32_t* q_end = q_id + request.proposal_count;
-  const float* q_prob = proposal_probs.data() + request.proposal_begin;
-  double mass = 0;
-  for (size_t j = 0; j < logits.size(); ++j) {
-    const int32_t id = static_cast<int32_t>(j);
-    const float p = math::SampledProb(support, logits[j], id);
-    float q = 0;
-    if (request.token >= 0) {
-      if (request.proposal_count == 0) {
-        q = id == request.token ? 1.0f : 0.0f;
-      } else if (q_id < q_end && *q_id == id) {
-        q = *q_prob;
-        ++q_id;
-        ++q_prob;
+    if (request.proposal_count == 0) {
+      residual[request.token] = math::ResidualProb(residual[request.token], 1.0f);
+    } else {
+      for (int32_t j = request.proposal_begin; j < request.proposal_begin + request.proposal_count; ++j) {
+        residual[proposal_ids[j]] = math::ResidualProb(residual[proposal_ids[j]], proposal_probs[j]);
       }
     }
-    residual[j] = math::ResidualProb(p, q);
-    mass += residual[j];
   }
-  if (!(mass > 0)) {
-    for (size_t j = 0; j < logits.size(); ++j) {
-      residual[j] = math::SampledProb(support, logits[j], static_cast<int32_t>(j));
-    }
-  }
-  decision.replacement = SampleWithUniform(residual, request.sample_uniform);
+  double mass = 0;
+  for (float r : residual) mass += r;
+  decision.replacement = SampleWithUniform(mass > 0 ? residual : probs, request.sample_uniform);
   decision.replacement_logit = logits[decision.replacement];
   return decision;
 }
@@ -196,12 +209,12 @@ void AppendSampledSupport(absl::Span<const float> logits, const math::SampledRow
     probs->push_back(1.0f);
     return;
   }
-  const math::SamplingSupport support = FindSamplingSupport(logits, params);
-  for (size_t j = 0; j < logits.size(); ++j) {
-    const float p = math::SampledProb(support, logits[j], static_cast<int32_t>(j));
-    if (p > 0) {
+  std::vector<float> dense;
+  SamplingDistribution(logits, params, &dense);
+  for (size_t j = 0; j < dense.size(); ++j) {
+    if (dense[j] > 0) {
       ids->push_back(static_cast<int32_t>(j));
-      probs->push_back(p);
+      probs->push_back(dense[j]);
     }
   }
 }
