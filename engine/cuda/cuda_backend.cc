@@ -556,10 +556,13 @@ class CudaBackend final : public Backend {
     if (!Begin()) return;
     const auto* d_requests = static_cast<const math::SampledRowRequest*>(
         Upload(requests.data(), requests.size() * sizeof(math::SampledRowRequest)));
-    // Proposal arrays padded to a power of two, so that steps whose proposals differ in length a
-    // little keep one graph signature (the uploads' addresses and sizes are part of it).
+    // Proposal arrays padded (to a power of two, above 64k entries to a multiple of 64k), so that
+    // steps whose proposals differ in length a little keep one graph signature (the uploads'
+    // addresses and sizes are part of it) without doubling the bytes of large proposals.
+    constexpr size_t kPadStep = size_t{1} << 16;
     size_t padded = 1024;
-    while (padded < proposal_ids.size()) padded *= 2;
+    while (padded < proposal_ids.size() && padded < kPadStep) padded *= 2;
+    if (padded < proposal_ids.size()) padded = (proposal_ids.size() + kPadStep - 1) / kPadStep * kPadStep;
     proposal_ids_host_.assign(padded, 0);
     proposal_probs_host_.assign(padded, 0.0f);
     std::copy(proposal_ids.begin(), proposal_ids.end(), proposal_ids_host_.begin());
