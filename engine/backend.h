@@ -162,6 +162,13 @@ class Backend {
   virtual void Embed(const DeviceWeight& table, absl::Span<const int32_t> ids, TensorView out) = 0;
   // out = rms_norm(x) * weight (weight 1-D, f32 after upload).
   virtual void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) = 0;
+  // x += residual, then out = rms_norm(x) * weight: the residual add of a tensor-parallel layer
+  // (its all-reduced output projection) fused into the next norm (one pass instead of two).
+  virtual void AddRmsNorm(TensorView residual, TensorView x, const DeviceWeight& weight, float eps,
+                          TensorView out) {
+    Add(residual, x);
+    RmsNorm(x, weight, eps, out);
+  }
   // out[m, n] (+)= sum_k x[m, k] * w[n, k].
   virtual void MatMul(TensorView x, const DeviceWeight& w, TensorView out, bool accumulate) = 0;
   // x[m, :] += bias (1-D).

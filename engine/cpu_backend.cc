@@ -169,6 +169,21 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void AddRmsNorm(TensorView residual, TensorView x, const DeviceWeight& weight, float eps,
+                  TensorView out) override {
+    const float* w = AsCpu(weight).f32();
+    pool_.ParallelFor(x.rows, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        float* xr = x.data + r * x.stride;
+        const float* rr = residual.data + r * residual.stride;
+        float* yr = out.data + r * out.stride;
+        for (int64_t c = 0; c < x.cols; ++c) xr[c] += rr[c];
+        const float inv = math::RmsInverse(static_cast<float>(vec::SumSquares(xr, x.cols)), x.cols, eps);
+        for (int64_t c = 0; c < x.cols; ++c) yr[c] = w[c] * (xr[c] * inv);
+      }
+    });
+  }
+
   void MatMul(TensorView x, const DeviceWeight& w, TensorView out, bool accumulate) override {
     engine::MatMul(x.data, x.rows, x.stride, AsCpu(w).view(), out.data, out.stride, &pool_,
                    accumulate);

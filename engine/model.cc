@@ -548,8 +548,10 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
                         : TensorView{region.data + n * offset, n, width, width};
   };
   TensorView partial = comm_ != nullptr ? carve(c.hidden_size) : TensorView{};
-  // Sums this rank's partial output projection over the ranks and adds it to the residual stream
-  // (without tensor parallelism the product accumulates into x directly).
+  // Sums this rank's partial output projection over the ranks; its add to the residual stream is
+  // left pending and fused into the next norm (without tensor parallelism the product accumulates
+  // into x directly).
+  bool pending_partial = false;
   auto project = [&](TensorView in, const DeviceWeight& w) -> absl::Status {
     if (comm_ == nullptr) {
       backend_->MatMul(in, w, x, /*accumulate=*/true);  // residual add fused
@@ -557,8 +559,21 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     }
     backend_->MatMul(in, w, partial, /*accumulate=*/false);
     VERDICT_RETURN_IF_ERROR(backend_->AllReduceSum(partial, *comm_));
-    backend_->Add(partial, x);
+    pending_partial = true;
     return absl::OkStatus();
+  };
+  // Anything else that reads x first adds the pending partial.
+  auto settle = [&] {
+    if (pending_partial) backend_->Add(partial, x);
+    pending_partial = false;
+  };
+  auto norm = [&](const DeviceWeight& weight) {
+    if (pending_partial) {
+      backend_->AddRmsNorm(partial, x, weight, c.rms_norm_eps, normed);
+    } else {
+      backend_->RmsNorm(x, weight, c.rms_norm_eps, normed);
+    }
+    pending_partial = false;
   };
 
   std::vector<int32_t> positions(n);
@@ -581,7 +596,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
 
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& L = *layers_[li];
-    backend_->RmsNorm(x, *L.attn_norm, c.rms_norm_eps, normed);
+    norm(*L.attn_norm);
     const bool stacked_qkv = L.qkv != nullptr;
     const TensorView q = part(qkv, stacked_qkv, 0, q_dim);
     const TensorView k = part(qkv, stacked_qkv, q_dim, kv_dim);
@@ -600,9 +615,12 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     backend_->Attention(q, k, v, static_cast<int64_t>(li), attention_seqs, local_heads_,
                         local_kv_heads_, c.head_dim, attn);
     if (absl::Status s = project(attn, *L.o); !s.ok()) return FailAfterSync(backend_, s);
-    if (L.o_bias) backend_->AddBias(x, *L.o_bias);  // once, after the sum over ranks
+    if (L.o_bias) {
+      settle();
+      backend_->AddBias(x, *L.o_bias);  // once, after the sum over ranks
+    }
 
-    backend_->RmsNorm(x, *L.mlp_norm, c.rms_norm_eps, normed);
+    norm(*L.mlp_norm);
     const bool stacked_mlp = L.gate_up != nullptr;
     const TensorView gate = part(gate_up, stacked_mlp, 0, local_intermediate_);
     const TensorView up = part(gate_up, stacked_mlp, local_intermediate_, local_intermediate_);
@@ -616,8 +634,12 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     if (L.up_bias) backend_->AddBias(up, *L.up_bias);
     backend_->SiluMul(gate, up, gate);
     if (absl::Status s = project(gate, *L.down); !s.ok()) return FailAfterSync(backend_, s);
-    if (L.down_bias) backend_->AddBias(x, *L.down_bias);
+    if (L.down_bias) {
+      settle();
+      backend_->AddBias(x, *L.down_bias);
+    }
   }
+  settle();
 
   result->activations.clear();
   result->logits.clear();

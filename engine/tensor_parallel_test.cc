@@ -576,6 +576,10 @@ class FlakyBackend final : public Backend {
   void GatherRows(TensorView src, absl::Span<const int32_t> rows, TensorView dst) override {
     inner_->GatherRows(src, rows, dst);
   }
+  void AddRmsNorm(TensorView residual, TensorView x, const DeviceWeight& weight, float eps,
+                  TensorView out) override {
+    inner_->AddRmsNorm(residual, x, weight, eps, out);
+  }
   void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens, TensorView out) override {
     inner_->SummarizeLogits(logits, tokens, out);
   }

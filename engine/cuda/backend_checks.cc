@@ -368,6 +368,18 @@ void CheckElementwise(OpRunner& run, std::mt19937& rng) {
     run.Finish(name, out);
   }
   {
+    const std::string name = "add_rms_norm";  // x += residual, then the norm (strided views)
+    ASSIGN_OR_RECORD(run, name, w, Upload(run.ref(), run.cand(),
+                                          MakeWeight("n", Random(rng, cols), {cols}, DType::kF32), 1, cols));
+    ASSIGN_OR_RECORD(run, name, x, run.Input(rows, cols, Random(rng, rows * (cols + 3)), cols + 3));
+    ASSIGN_OR_RECORD(run, name, residual, run.Input(rows, cols, Random(rng, rows * (cols + 5)), cols + 5));
+    ASSIGN_OR_RECORD(run, name, out, run.Input(rows, cols, {}));
+    run.ref().AddRmsNorm(residual.ref.view, x.ref.view, *w.reference, 1e-5f, out.ref.view);
+    run.cand().AddRmsNorm(residual.cand.view, x.cand.view, *w.candidate, 1e-5f, out.cand.view);
+    run.Finish(name, out);
+    run.Finish(name + " (updated x)", x);
+  }
+  {
     const std::string name = "silu_mul";
     ASSIGN_OR_RECORD(run, name, g, run.Input(rows, cols, Random(rng, rows * cols, 3.0f)));
     ASSIGN_OR_RECORD(run, name, u, run.Input(rows, cols, Random(rng, rows * cols)));

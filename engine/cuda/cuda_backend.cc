@@ -338,15 +338,20 @@ class CudaBackend final : public Backend {
   }
 
   void RmsNorm(TensorView x, const DeviceWeight& weight, float eps, TensorView out) override {
+    AddRmsNorm(TensorView{}, x, weight, eps, out);
+  }
+
+  void AddRmsNorm(TensorView residual, TensorView x, const DeviceWeight& weight, float eps,
+                  TensorView out) override {
     if (!Begin()) return;
     const float* w = AsCuda(weight).f32();
     cuda::Copy16 copy16;
     if (!OperandCopy(out, &copy16)) return;
     Record(Op::kRmsNorm, [=, stream = launch_] {
-      cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, w, eps, out.data, out.stride, copy16,
-                          stream);
+      cuda::LaunchRmsNorm(x.data, x.stride, x.rows, x.cols, residual.data, residual.stride, w, eps,
+                          out.data, out.stride, copy16, stream);
       return LaunchStatus("RmsNorm");
-    }, x, w, eps, out, copy16.data);
+    }, x, residual, w, eps, out, copy16.data);
     KeepOperandCopy(out, copy16);
   }
 

@@ -829,14 +829,27 @@ __global__ void EmbedFp8Kernel(const uint8_t* table, const float* scales, int64_
 
 // One block per row, sized so that each thread loads a few elements (all in flight at once: a
 // single row is latency-bound, not bandwidth-bound); the second pass reads them again from L1.
-__global__ void RmsNormKernel(const float* x, int64_t x_stride, int64_t cols, const float* w,
-                              float eps, float* out, int64_t out_stride, Copy16 copy16) {
+// With `residual` (else nullptr): x += residual first (each thread updates the elements it later
+// normalizes, so the row needs no second pass).
+__global__ void RmsNormKernel(float* x, int64_t x_stride, int64_t cols, const float* residual,
+                              int64_t residual_stride, const float* w, float eps, float* out,
+                              int64_t out_stride, Copy16 copy16) {
   WaitForPredecessor();
-  const float* xr = x + blockIdx.x * x_stride;
+  float* xr = x + blockIdx.x * x_stride;
   float* yr = out + blockIdx.x * out_stride;
   float sum = 0.0f;
+  if (residual != nullptr) {
+    const float* rr = residual + blockIdx.x * residual_stride;
 #pragma unroll 4
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c] * xr[c];
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float v = xr[c] + rr[c];
+      xr[c] = v;
+      sum += v * v;
+    }
+  } else {
+#pragma unroll 4
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c] * xr[c];
+  }
   const float inv = math::RmsInverse(BlockSum(sum), cols, eps);
 #pragma unroll 4
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -1257,14 +1270,15 @@ void LaunchEmbed(const void* table, StorageType type, const float* scales, int64
   }
 }
 
-void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, Copy16 copy16, LaunchStream stream) {
+void LaunchRmsNorm(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* residual,
+                   int64_t residual_stride, const float* w, float eps, float* out,
+                   int64_t out_stride, Copy16 copy16, LaunchStream stream) {
   if (rows == 0) return;
   // About four elements per thread: 1024 threads for a 4096-wide row, 2 passes of 4 for 8192.
   int64_t threads = (cols / 4 + 31) / 32 * 32;
   threads = threads < 64 ? 64 : (threads > 1024 ? 1024 : threads);
   Launch(RmsNormKernel, static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream, x,
-         x_stride, cols, w, eps, out, out_stride, copy16);
+         x_stride, cols, residual, residual_stride, w, eps, out, out_stride, copy16);
 }
 
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,

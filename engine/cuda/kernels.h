@@ -53,9 +53,10 @@ struct Copy16 {
   StorageType type = StorageType::kBF16;
 };
 
-// out = rms_norm(x) * w (and its 16-bit copy).
-void LaunchRmsNorm(const float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* w,
-                   float eps, float* out, int64_t out_stride, Copy16 copy16, LaunchStream stream);
+// out = rms_norm(x) * w (and its 16-bit copy); with `residual` (else nullptr) x += residual first.
+void LaunchRmsNorm(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* residual,
+                   int64_t residual_stride, const float* w, float eps, float* out,
+                   int64_t out_stride, Copy16 copy16, LaunchStream stream);
 // x[r, :] += bias.
 void LaunchAddBias(float* x, int64_t x_stride, int64_t rows, int64_t cols, const float* bias,
                    LaunchStream stream);
