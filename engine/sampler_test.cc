@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <map>
 #include <vector>
@@ -121,6 +122,19 @@ TEST(SamplerTest, LargeVocabulariesMatchTheFullSortReference) {
     std::printf("T=%.1f top_k=%lld top_p=%.3f: %zu tokens kept\n", params.temperature,
                 (long long)params.top_k, params.top_p, support);
   }
+}
+
+// The device's radix selection orders logits by these keys: the float order, with -0 and +0 one key.
+TEST(SamplerTest, LogitKeysFollowTheFloatOrder) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> ascending = {-inf, -3e38f, -2.5f, -1e-40f, 0.0f, 1e-40f, 1e-30f, 0.75f,
+                                        1.0f, 2.5f, 3e38f, inf};
+  for (size_t i = 0; i + 1 < ascending.size(); ++i) {
+    EXPECT_LT(math::LogitKey(ascending[i]), math::LogitKey(ascending[i + 1])) << ascending[i];
+  }
+  for (float v : ascending) EXPECT_EQ(math::LogitFromKey(math::LogitKey(v)), v);
+  EXPECT_EQ(math::LogitKey(-0.0f), math::LogitKey(0.0f));
+  EXPECT_FALSE(std::signbit(math::LogitFromKey(math::LogitKey(-0.0f))));
 }
 
 TEST(SamplerTest, SampleWithUniformIsTheInverseCdfInIdOrder) {

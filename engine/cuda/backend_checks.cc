@@ -473,6 +473,7 @@ void CheckSampledDecisions(OpRunner& run, std::mt19937& rng, std::vector<CheckRe
       {{.temperature = 0.6f, .top_k = 5}, 1234, Case::kNone},   // outside the top 5: p = 0
       {{.temperature = 1.0f, .top_p = 0.7f}, -2, Case::kTarget},  // p == q: draw from p
       {{.temperature = 1.3f, .top_k = 1000, .top_p = 0.99f}, -2, Case::kSparse},
+      {{.temperature = 1.0f, .top_k = 30000}, 3, Case::kSparse},  // the top-k cut among +-0
   };
   const int64_t rows = static_cast<int64_t>(cases.size());
   std::vector<float> values = Random(rng, rows * vocab, 3.0f);
@@ -480,6 +481,10 @@ void CheckSampledDecisions(OpRunner& run, std::mt19937& rng, std::vector<CheckRe
   for (int64_t c = 0; c < 100; ++c) tied[c * 1000 + 7] = 9.0f;
   float* masked = values.data() + 2 * vocab;
   for (int64_t c = 0; c < vocab; c += 3) masked[c] = -std::numeric_limits<float>::infinity();
+  float* zeros = values.data() + (rows - 1) * vocab;  // most logits +0 or -0 (equal: ordered by id)
+  for (int64_t c = 0; c < vocab; ++c) {
+    if (c % 5 != 0) zeros[c] = c % 2 == 0 ? 0.0f : -0.0f;
+  }
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   std::vector<math::SampledRowRequest> requests;
   std::vector<int32_t> ids;

@@ -63,9 +63,11 @@ VERDICT_HOST_DEVICE inline float ResidualProb(float p, float q) {
 }
 
 // A 32-bit key per logit whose unsigned order is the logits' order (radix selection of the cut);
-// NaN gets 0 and is excluded by the callers.
+// -0 and +0 share a key (they compare equal, so their order is by id); NaN gets 0 and is excluded
+// by the callers.
 VERDICT_HOST_DEVICE inline uint32_t LogitKey(float logit) {
   if (logit != logit) return 0;
+  if (logit == 0.0f) return 0x80000000u;
   const uint32_t bits = BitsFromFloat(logit);
   return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
 }
