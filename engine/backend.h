@@ -209,7 +209,7 @@ class Backend {
   // `proposal_ids`/`proposal_probs` arrays. What engine::DecideSampledRow computes on the host, so
   // that sampled verification needs no logits row on the host either.
   // `supports` (rows 0: none): also each row's distribution, its tokens with p > 0 compacted as
-  // math::SupportRowWidth describes (engine::AppendSampledSupport on the host): what a sampled draft
+  // math::SupportRowWidth describes (engine::DecideSampledRow on the host): what a sampled draft
   // sends as its proposal, without the row leaving the device.
   // REQUIRES: out is [logits.rows, math::kSampledDecisionWidth], supports empty or
   // [logits.rows, math::SupportRowWidth(logits.cols)]; one valid request per row (ModelSlice::Forward

@@ -332,16 +332,17 @@ class CpuBackend final : public Backend {
       std::vector<float> probs;
       for (int64_t r = begin; r < end; ++r) {
         const absl::Span<const float> row(logits.data + r * logits.stride, logits.cols);
-        const SampledDecision d = DecideSampledRow(row, requests[r], proposal_ids, proposal_probs);
+        const bool want_support = supports.rows > 0;
+        ids.clear();
+        probs.clear();
+        const SampledDecision d = DecideSampledRow(row, requests[r], proposal_ids, proposal_probs,
+                                                   want_support ? &ids : nullptr, &probs);
         float* o = out.data + r * out.stride;
         o[0] = d.target_prob;
         o[1] = static_cast<float>(d.replacement);
         o[2] = d.replacement_logit;
         o[3] = 0.0f;
-        if (supports.rows == 0) continue;
-        ids.clear();
-        probs.clear();
-        AppendSampledSupport(row, requests[r], &ids, &probs);
+        if (!want_support) continue;
         float* s = supports.data + r * supports.stride;
         for (size_t j = 0; j < ids.size(); ++j) {
           s[j] = static_cast<float>(ids[j]);

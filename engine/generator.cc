@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -38,10 +37,7 @@ absl::StatusOr<GenerateResult> Generate(ModelSlice& model, absl::Span<const int3
   // first-maximum rule as Argmax), sampling a token drawn by the backend with the sampler's next
   // uniform (Backend::DecideSampled; the same token Sampler::Sample draws from the row).
   const bool greedy = options.sampling.greedy();
-  math::SampledRowRequest request;
-  request.temperature = options.sampling.temperature;
-  request.top_k = static_cast<int32_t>(std::min<int64_t>(options.sampling.top_k, INT32_MAX));
-  request.top_p = options.sampling.top_p;
+  math::SampledRowRequest request = SampledRowRequestFor(options.sampling);
   batch.contents.logits = false;
   batch.contents.hidden = false;
   batch.contents.summaries = true;  // sampling: to refuse rows with NaN, as Sampler::Sample does

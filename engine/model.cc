@@ -331,8 +331,7 @@ absl::Status ModelSlice::ValidateSampledRequests(const OutputContents& want, int
   const int64_t entries = static_cast<int64_t>(want.proposal_ids.size());
   for (size_t i = 0; i < want.sampled_requests.size(); ++i) {
     const math::SampledRowRequest& r = want.sampled_requests[i];
-    const SamplingParams params{.temperature = r.temperature, .top_k = r.top_k, .top_p = r.top_p};
-    absl::Status status = ValidateSamplingParams(params);
+    absl::Status status = ValidateSamplingParams(SamplingParamsOf(r));
     if (status.ok() && (r.token < -1 || r.token >= vocab)) {
       status = absl::InvalidArgumentError(
           absl::StrCat("token ", r.token, " is out of range [-1, ", vocab, ")"));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <numeric>
 
@@ -167,56 +168,68 @@ int32_t SampleWithUniform(absl::Span<const float> probs, double u) {
 
 SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::SampledRowRequest& request,
                                  absl::Span<const int32_t> proposal_ids,
-                                 absl::Span<const float> proposal_probs) {
-  const SamplingParams params{.temperature = request.temperature,
-                              .top_k = request.top_k,
-                              .top_p = request.top_p};
+                                 absl::Span<const float> proposal_probs,
+                                 std::vector<int32_t>* support_ids,
+                                 std::vector<float>* support_probs) {
+  const SamplingParams params = SamplingParamsOf(request);
   if (params.greedy()) {
     const int32_t best = Argmax(logits);
+    if (support_ids != nullptr) {
+      support_ids->push_back(best);
+      support_probs->push_back(1.0f);
+    }
     return SampledDecision{request.token == best ? 1.0f : 0.0f, best, logits[best], 0};
   }
   std::vector<float> probs;
   SamplingDistribution(logits, params, &probs);
+  if (support_ids != nullptr) AppendNonzero(probs, support_ids, support_probs);
   SampledDecision decision;
   if (request.token >= 0) decision.target_prob = probs[request.token];
-  // The replacement's distribution: max(0, p - q) for a decided token (q one-hot on the token
-  // without a proposal); p itself for a bonus row or where the residual is empty (p == q: the token
-  // could not have been rejected).
-  std::vector<float> residual = probs;
-  if (request.token >= 0) {
-    if (request.proposal_count == 0) {
-      residual[request.token] = math::ResidualProb(residual[request.token], 1.0f);
-    } else {
-      for (int32_t j = request.proposal_begin; j < request.proposal_begin + request.proposal_count; ++j) {
-        residual[proposal_ids[j]] = math::ResidualProb(residual[proposal_ids[j]], proposal_probs[j]);
-      }
-    }
-  }
-  double mass = 0;
-  for (float r : residual) mass += r;
-  decision.replacement = SampleWithUniform(mass > 0 ? residual : probs, request.sample_uniform);
+  std::vector<float> residual;
+  decision.replacement =
+      DrawReplacement(probs, request.token, proposal_ids.subspan(request.proposal_begin, request.proposal_count),
+                      proposal_probs.subspan(request.proposal_begin, request.proposal_count),
+                      request.sample_uniform, &residual);
   decision.replacement_logit = logits[decision.replacement];
   return decision;
 }
 
-void AppendSampledSupport(absl::Span<const float> logits, const math::SampledRowRequest& request,
-                          std::vector<int32_t>* ids, std::vector<float>* probs) {
-  const SamplingParams params{.temperature = request.temperature,
-                              .top_k = request.top_k,
-                              .top_p = request.top_p};
-  if (params.greedy()) {
-    ids->push_back(Argmax(logits));
-    probs->push_back(1.0f);
-    return;
+int32_t DrawReplacement(absl::Span<const float> p, int32_t token, absl::Span<const int32_t> q_ids,
+                        absl::Span<const float> q_probs, double u, std::vector<float>* scratch) {
+  if (token < 0) return SampleWithUniform(p, u);
+  std::vector<float>& residual = *scratch;
+  residual.assign(p.begin(), p.end());
+  if (q_ids.empty()) {
+    residual[token] = math::ResidualProb(residual[token], 1.0f);
+  } else {
+    for (size_t j = 0; j < q_ids.size(); ++j) {
+      residual[q_ids[j]] = math::ResidualProb(residual[q_ids[j]], q_probs[j]);
+    }
   }
-  std::vector<float> dense;
-  SamplingDistribution(logits, params, &dense);
+  double mass = 0;
+  for (float r : residual) mass += r;
+  return SampleWithUniform(mass > 0 ? absl::Span<const float>(residual) : p, u);
+}
+
+void AppendNonzero(absl::Span<const float> dense, std::vector<int32_t>* ids, std::vector<float>* values) {
   for (size_t j = 0; j < dense.size(); ++j) {
     if (dense[j] > 0) {
       ids->push_back(static_cast<int32_t>(j));
-      probs->push_back(dense[j]);
+      values->push_back(dense[j]);
     }
   }
+}
+
+math::SampledRowRequest SampledRowRequestFor(const SamplingParams& params) {
+  math::SampledRowRequest request;
+  request.temperature = params.temperature;
+  request.top_k = static_cast<int32_t>(std::min<int64_t>(params.top_k, INT32_MAX));
+  request.top_p = params.top_p;
+  return request;
+}
+
+SamplingParams SamplingParamsOf(const math::SampledRowRequest& request) {
+  return SamplingParams{.temperature = request.temperature, .top_k = request.top_k, .top_p = request.top_p};
 }
 
 double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }

@@ -64,14 +64,28 @@ struct SampledDecision {
     return SampledDecision{row[0], static_cast<int32_t>(row[1]), row[2], static_cast<int64_t>(row[3])};
   }
 };
+// With `support_ids`/`support_probs` it also appends the tokens the request's distribution gives
+// p > 0, ascending, with their probabilities (SamplingDistribution's nonzero entries; for greedy
+// requests the argmax with 1): the proposal a sampled draft sends with its token.
 SampledDecision DecideSampledRow(absl::Span<const float> logits, const math::SampledRowRequest& request,
                                  absl::Span<const int32_t> proposal_ids,
-                                 absl::Span<const float> proposal_probs);
-// The tokens the request's distribution gives p > 0, ascending, with their probabilities (what
-// SamplingDistribution's nonzero entries are; for greedy requests the argmax with 1): the proposal
-// a sampled draft sends with its token. Appends to `ids`/`probs`.
-void AppendSampledSupport(absl::Span<const float> logits, const math::SampledRowRequest& request,
-                          std::vector<int32_t>* ids, std::vector<float>* probs);
+                                 absl::Span<const float> proposal_probs,
+                                 std::vector<int32_t>* support_ids = nullptr,
+                                 std::vector<float>* support_probs = nullptr);
+
+// The token drawn with the uniform u from max(0, p - q) (`p` dense, q sparse with ids ascending;
+// one-hot on `token` when q_ids is empty) after `token` was rejected, or from p for a bonus row
+// (token < 0) or where the residual is empty (p == q: the token could not have been rejected).
+// `scratch` holds the residual.
+int32_t DrawReplacement(absl::Span<const float> p, int32_t token, absl::Span<const int32_t> q_ids,
+                        absl::Span<const float> q_probs, double u, std::vector<float>* scratch);
+
+// Appends the entries of `dense` with value > 0, in index order.
+void AppendNonzero(absl::Span<const float> dense, std::vector<int32_t>* ids, std::vector<float>* values);
+
+// A backend request carrying `params` (no token, proposal or draw yet), and back.
+math::SampledRowRequest SampledRowRequestFor(const SamplingParams& params);
+SamplingParams SamplingParamsOf(const math::SampledRowRequest& request);
 
 class Sampler {
  public:

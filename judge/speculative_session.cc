@@ -2,7 +2,6 @@
 #include "judge/speculative_session.h"
 
 #include <algorithm>
-#include <cstdint>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -50,12 +49,7 @@ int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sample
     engine::SamplingDistribution(logits, sampling, scratch);
     token = sampler.SampleFrom(*scratch);
     DraftDistribution q;
-    for (size_t v = 0; v < scratch->size(); ++v) {
-      if ((*scratch)[v] > 0) {
-        q.ids.push_back(static_cast<int32_t>(v));
-        q.probs.push_back((*scratch)[v]);
-      }
-    }
+    engine::AppendNonzero(*scratch, &q.ids, &q.probs);
     block->proposals.push_back(std::move(q));
   }
   block->tokens.push_back(token);
@@ -74,12 +68,8 @@ int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, DraftBlock* bloc
 }
 
 engine::math::SampledRowRequest DraftSampleRequest(engine::Sampler& sampler) {
-  const engine::SamplingParams& params = sampler.params();
-  engine::math::SampledRowRequest request;
-  request.temperature = params.temperature;
-  request.top_k = static_cast<int32_t>(std::min<int64_t>(params.top_k, INT32_MAX));
-  request.top_p = params.top_p;
-  if (!params.greedy()) request.sample_uniform = sampler.Uniform();  // what Sampler::SampleFrom draws
+  engine::math::SampledRowRequest request = engine::SampledRowRequestFor(sampler.params());
+  if (!sampler.params().greedy()) request.sample_uniform = sampler.Uniform();  // what SampleFrom draws
   return request;
 }
 
@@ -296,8 +286,8 @@ absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
     proposal_ids_.clear();
     proposal_probs_.clear();
     DrawVerificationUniforms(k, rng_, &uniforms_);
-    AppendSampledRequests(config_, draft, uniforms_, &sampled_requests_, &proposal_ids_,
-                          &proposal_probs_);
+    AppendSampledRequests(config_.target_sampling, draft, uniforms_, &sampled_requests_,
+                          &proposal_ids_, &proposal_probs_);
     batch.contents.sampled_requests = sampled_requests_;
     batch.contents.proposal_ids = proposal_ids_;
     batch.contents.proposal_probs = proposal_probs_;

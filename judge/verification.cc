@@ -44,25 +44,14 @@ class ExactDecider {
     if (config_.exact == ExactRule::kGreedy) return TargetArgmax(row);
     if (has_sampled()) return input_.target_sampled[row].replacement;
     TargetDistribution(row);
-    const double u = uniforms_[kUniformsPerRow * row + 1];
-    const int64_t k = static_cast<int64_t>(input_.draft->tokens.size());
-    if (row == k) return engine::SampleWithUniform(target_probs_, u);
-    // Residual max(0, p - q), renormalised by the draw. If p == q on the whole support the residual
-    // is empty, which only happens when the token could not have been rejected; fall back to p
-    // rather than divide by zero.
-    residual_ = target_probs_;
     const DraftBlock& draft = *input_.draft;
-    if (draft.proposals.empty()) {
-      residual_[draft.tokens[row]] = engine::math::ResidualProb(residual_[draft.tokens[row]], 1.0f);
-    } else {
-      const DraftDistribution& q = draft.proposals[row];
-      for (size_t j = 0; j < q.ids.size(); ++j) {
-        residual_[q.ids[j]] = engine::math::ResidualProb(residual_[q.ids[j]], q.probs[j]);
-      }
-    }
-    double mass = 0;
-    for (float v : residual_) mass += v;
-    return engine::SampleWithUniform(mass > 0 ? residual_ : target_probs_, u);
+    const int64_t k = static_cast<int64_t>(draft.tokens.size());
+    const int32_t token = row < k ? draft.tokens[row] : -1;  // -1: the bonus row
+    const bool proposal = row < k && !draft.proposals.empty();
+    return engine::DrawReplacement(
+        target_probs_, token, proposal ? absl::MakeConstSpan(draft.proposals[row].ids) : absl::Span<const int32_t>(),
+        proposal ? absl::MakeConstSpan(draft.proposals[row].probs) : absl::Span<const float>(),
+        uniforms_[kUniformsPerRow * row + 1], &residual_);
   }
 
   // REQUIRES: the input has logits (the sampled rule without decisions, and KL).
@@ -399,16 +388,13 @@ void DrawVerificationUniforms(int64_t k, engine::Sampler& rng, std::vector<doubl
   for (int64_t i = 0; i < kUniformsPerRow * (k + 1); ++i) uniforms->push_back(rng.Uniform());
 }
 
-void AppendSampledRequests(const VerificationConfig& config, const DraftBlock& draft,
+void AppendSampledRequests(const engine::SamplingParams& sampling, const DraftBlock& draft,
                            absl::Span<const double> uniforms,
                            std::vector<engine::math::SampledRowRequest>* requests,
                            std::vector<int32_t>* proposal_ids, std::vector<float>* proposal_probs) {
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
   for (int64_t i = 0; i <= k; ++i) {
-    engine::math::SampledRowRequest r;
-    r.temperature = config.target_sampling.temperature;
-    r.top_k = static_cast<int32_t>(std::min<int64_t>(config.target_sampling.top_k, INT32_MAX));
-    r.top_p = config.target_sampling.top_p;
+    engine::math::SampledRowRequest r = engine::SampledRowRequestFor(sampling);
     r.token = i < k ? draft.tokens[i] : -1;
     r.proposal_begin = static_cast<int32_t>(proposal_ids->size());
     if (i < k && !draft.proposals.empty()) {

@@ -157,10 +157,10 @@ bool CanVerifyWithoutLogits(const VerificationConfig& config);
 // 2 (k + 1) of them, so the device that decides a block can be handed them with the logits.
 inline constexpr int64_t kUniformsPerRow = 2;
 void DrawVerificationUniforms(int64_t k, engine::Sampler& rng, std::vector<double>* uniforms);
-// Appends the k + 1 requests of a block for engine::Backend::DecideSampled (the config's sampling
+// Appends the k + 1 requests of a block for engine::Backend::DecideSampled (the target's sampling
 // parameters, the draft tokens and their proposals, the row's replacement draw from `uniforms`) and
 // the proposals' entries to the flat arrays the requests index.
-void AppendSampledRequests(const VerificationConfig& config, const DraftBlock& draft,
+void AppendSampledRequests(const engine::SamplingParams& sampling, const DraftBlock& draft,
                            absl::Span<const double> uniforms,
                            std::vector<engine::math::SampledRowRequest>* requests,
                            std::vector<int32_t>* proposal_ids, std::vector<float>* proposal_probs);

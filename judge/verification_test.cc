@@ -551,7 +551,7 @@ TEST(VerifyFromSummariesTest, SampledDecisionsGiveTheVerdictsOfTheRows) {
     std::vector<engine::math::SampledRowRequest> requests;
     std::vector<int32_t> ids;
     std::vector<float> probs;
-    AppendSampledRequests(config, draft, uniforms, &requests, &ids, &probs);
+    AppendSampledRequests(config.target_sampling, draft, uniforms, &requests, &ids, &probs);
     ASSERT_EQ(static_cast<int64_t>(requests.size()), k + 1);
     std::vector<engine::SampledDecision> decisions;
     std::vector<engine::LogitSummary> summaries;

@@ -246,18 +246,17 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
         const ShardBlock& b = *r.block;
         if (!b.verify) continue;
         const judge::VerificationConfig& policy = r.session->verification;
+        const bool sampled_policy = policy.exact == judge::ExactRule::kSampled;
         const size_t first = uniforms_.size();
         const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
-        if (policy.exact == judge::ExactRule::kSampled) {
+        if (sampled_policy) {
           judge::DrawVerificationUniforms(k, r.session->rng, &uniforms_);
-        } else {
+        } else {  // zeros, unused
           uniforms_.resize(first + judge::kUniformsPerRow * (k + 1), 0.0);
         }
-        judge::VerificationConfig request_policy = policy;
-        if (policy.exact != judge::ExactRule::kSampled) request_policy.target_sampling = {};
-        judge::AppendSampledRequests(request_policy, b.draft,
-                                     absl::MakeConstSpan(uniforms_).subspan(first), &sampled_requests_,
-                                     &proposal_ids_, &proposal_probs_);
+        judge::AppendSampledRequests(sampled_policy ? policy.target_sampling : engine::SamplingParams{},
+                                     b.draft, absl::MakeConstSpan(uniforms_).subspan(first),
+                                     &sampled_requests_, &proposal_ids_, &proposal_probs_);
       }
     }
     forward.selected_rows = output_rows_;

@@ -534,12 +534,11 @@ void CheckSampledDecisions(OpRunner& run, std::mt19937& rng, std::vector<CheckRe
   int64_t support_entries = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const absl::Span<const float> row(values.data() + r * vocab, vocab);
-    const SampledDecision want = DecideSampledRow(row, requests[r], ids, probs);
-    const SampledDecision have = SampledDecision::FromRow(got.data() + r * math::kSampledDecisionWidth);
-    double error = std::abs(static_cast<double>(have.target_prob) - want.target_prob);
     std::vector<int32_t> want_ids;
     std::vector<float> want_probs;
-    AppendSampledSupport(row, requests[r], &want_ids, &want_probs);
+    const SampledDecision want = DecideSampledRow(row, requests[r], ids, probs, &want_ids, &want_probs);
+    const SampledDecision have = SampledDecision::FromRow(got.data() + r * math::kSampledDecisionWidth);
+    double error = std::abs(static_cast<double>(have.target_prob) - want.target_prob);
     bool same_support = have.support_size == static_cast<int64_t>(want_ids.size());
     const float* support_row = got_supports.data() + r * math::SupportRowWidth(vocab);
     for (int64_t j = 0; same_support && j < have.support_size; ++j) {

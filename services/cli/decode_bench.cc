@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdint>
 #include <memory>
 #include <random>
 
@@ -70,10 +69,7 @@ absl::StatusOr<DecodeBenchResult> RunDecodeBench(engine::ModelSlice& model,
       if (!options.sampling.greedy()) {
         sampled_requests.clear();
         for (int32_t t : summary_tokens) {
-          engine::math::SampledRowRequest r;
-          r.temperature = options.sampling.temperature;
-          r.top_k = static_cast<int32_t>(std::min<int64_t>(options.sampling.top_k, INT32_MAX));
-          r.top_p = options.sampling.top_p;
+          engine::math::SampledRowRequest r = engine::SampledRowRequestFor(options.sampling);
           r.token = t;
           r.sample_uniform = uniform(rng);
           sampled_requests.push_back(r);
