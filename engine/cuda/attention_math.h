@@ -92,6 +92,28 @@ VERDICT_HOST_DEVICE inline int64_t RowsPerBlock(int64_t heads_per_block, int64_t
   const int64_t rows = max_queries / heads_per_block;
   return rows < 1 ? 1 : rows;
 }
+// The chunk kernel also stores the batch's own keys and values into the paged cache (no separate
+// launch): of the blocks that share a kv head and a run of rows, the block of chunk 0 whose first
+// head starts the GQA group stores them, so each (row, kv head) is written exactly once.
+VERDICT_HOST_DEVICE inline bool StoresKeysAndValues(int64_t first_head, int64_t split,
+                                                    int64_t num_heads, int64_t num_kv_heads) {
+  return split == 0 && first_head % (num_heads / num_kv_heads) == 0;
+}
+// Positions at or past a sequence's start_pos are the keys of the batch's own rows, which other
+// blocks of the same launch may still be storing: the kernel reads those from the batch's k and v
+// (rounded to the cache's type). The batch row of `position`, or -1 for a position in the cache.
+VERDICT_HOST_DEVICE inline int64_t BatchRowOfPosition(int64_t position, int64_t start_pos,
+                                                      int64_t row_begin) {
+  return position >= start_pos ? row_begin + (position - start_pos) : -1;
+}
+// The chunks of one (run of rows, group of heads) count themselves done on a counter; the last
+// to finish merges their partials (no separate combine launch). Counter of the run starting at
+// launch-local row `local_row`, for head group `head_group` of `head_groups`.
+VERDICT_HOST_DEVICE inline int64_t ChunkCounterIndex(int64_t local_row, int64_t head_group,
+                                                     int64_t head_groups) {
+  return local_row * head_groups + head_group;
+}
+
 // Online softmax over a chunk's key tiles: after a tile whose largest score is `tile_max`, the
 // running max becomes NewMax and earlier sums and accumulations are scaled by ChunkWeight(old, new).
 VERDICT_HOST_DEVICE inline float NewMax(float running_max, float tile_max) {

@@ -137,7 +137,7 @@ TEST(ChunkGroupingTest, HeadsDivideTheGroupAndQueriesStayBounded) {
 
 // The chunk kernel's decomposition: consecutive rows of one sequence (a verification block) share a
 // chunk's keys, which arrive in tiles with an online softmax across tiles and a causal mask per row;
-// the chunks are then merged as the combine kernel does. Against direct causal softmax attention in
+// the chunks are then merged as the last chunk to finish does (MergeChunks). Against direct causal softmax attention in
 // double precision.
 TEST(TiledChunkAttentionTest, CausalRowsSharingTilesMatchDirectAttention) {
   std::mt19937 rng(11);
@@ -223,6 +223,89 @@ TEST(TiledChunkAttentionTest, CausalRowsSharingTilesMatchDirectAttention) {
         }
       }
     }
+  }
+}
+
+// The chunk kernel's launch grid (head groups x chunks x groups of rows, one launch per
+// `partial_rows` rows) walked on the CPU with the kernel's rules: each (row, kv head) of the batch
+// is stored into the cache by exactly one block; every key a row attends to is either in the cache
+// from an earlier step or a row of the batch (never a cache slot this launch is writing); and each
+// run of rows counts its chunks on its own counter, which receives exactly one count per chunk.
+TEST(ChunkGridTest, StoresEachKeyOnceAndCountsEachRunsChunks) {
+  struct Sequence {
+    int64_t start_pos, num_tokens;
+  };
+  struct Case {
+    int64_t heads, kv_heads, partial_rows;
+    std::vector<Sequence> sequences;
+  };
+  const std::vector<Case> cases = {
+      {32, 8, 1000, {{511, 1}}},                       // 8B decode, batch 1
+      {32, 8, 1000, {{300, 17}, {0, 5}, {40, 1}}},     // verification blocks of three sequences
+      {64, 8, 7, {{100, 17}, {9, 3}}},                 // 70B groups, rows over several launches
+      {12, 4, 1000, {{0, 13}, {7, 2}}},                // groups of 3: two rows per block
+      {8, 8, 3, {{0, 9}}},                             // no GQA, prefill in launches of 3 rows
+  };
+  constexpr int64_t kMaxQueries = 8, kMinSplit = 32, kMaxSplits = 64;
+  for (const Case& c : cases) {
+    std::vector<int64_t> row_sequence, row_begin;
+    for (size_t s = 0; s < c.sequences.size(); ++s) {
+      row_begin.push_back(static_cast<int64_t>(row_sequence.size()));
+      for (int64_t i = 0; i < c.sequences[s].num_tokens; ++i) row_sequence.push_back(s);
+    }
+    const int64_t rows = static_cast<int64_t>(row_sequence.size());
+    int64_t max_context = 1;
+    for (const Sequence& q : c.sequences) max_context = std::max(max_context, q.start_pos + q.num_tokens);
+    int64_t split_positions = 0, splits = 0;
+    ChooseSplits(max_context, kMinSplit, kMaxSplits, split_positions, splits);
+    const int64_t heads = HeadsPerBlock(c.heads, c.kv_heads, kMaxQueries);
+    const int64_t rows_per_block = RowsPerBlock(heads, kMaxQueries);
+    const int64_t head_groups = c.heads / heads;
+    std::vector<int> stored(rows * c.kv_heads, 0);
+    for (int64_t offset = 0; offset < rows; offset += c.partial_rows) {
+      const int64_t launch_rows = std::min(c.partial_rows, rows - offset);
+      std::vector<int> counts(c.partial_rows * head_groups, 0);
+      for (int64_t x = 0; x < head_groups; ++x) {
+        for (int64_t split = 0; split < splits; ++split) {
+          for (int64_t z = 0; z * rows_per_block < launch_rows; ++z) {
+            int64_t row = offset + z * rows_per_block;
+            const int64_t rows_end = std::min(row + rows_per_block, offset + launch_rows);
+            while (row < rows_end) {
+              const int64_t s = row_sequence[row];
+              const Sequence& seq = c.sequences[s];
+              const int64_t seg = std::min(row_begin[s] + seq.num_tokens, rows_end) - row;
+              const int64_t first_position = seq.start_pos + (row - row_begin[s]);
+              const int64_t first_head = x * heads;
+              const int64_t kv_head = KvHeadOf(first_head, c.heads, c.kv_heads);
+              if (StoresKeysAndValues(first_head, split, c.heads, c.kv_heads)) {
+                for (int64_t r = row; r < row + seg; ++r) ++stored[r * c.kv_heads + kv_head];
+              }
+              int64_t begin, end;
+              SplitRange(split, split_positions, first_position + seg, begin, end);
+              for (int64_t p = begin; p < end; ++p) {
+                const int64_t batch_row = BatchRowOfPosition(p, seq.start_pos, row_begin[s]);
+                if (batch_row >= 0) {  // a key of this batch: the same sequence's row at p
+                  ASSERT_LT(batch_row, row_begin[s] + seq.num_tokens);
+                  ASSERT_EQ(row_sequence[batch_row], s);
+                  ASSERT_EQ(seq.start_pos + (batch_row - row_begin[s]), p);
+                } else {
+                  ASSERT_LT(p, seq.start_pos);  // written by an earlier step
+                }
+              }
+              const int64_t counter = ChunkCounterIndex(row - offset, x, head_groups);
+              ASSERT_GE(counter, 0);
+              ASSERT_LT(counter, static_cast<int64_t>(counts.size()));
+              ++counts[counter];
+              row += seg;
+            }
+          }
+        }
+      }
+      // Every counter in use saw one count per chunk (the last one merges and resets it).
+      for (int count : counts) EXPECT_TRUE(count == 0 || count == splits) << count;
+      EXPECT_GT(*std::max_element(counts.begin(), counts.end()), 0);
+    }
+    for (int s : stored) EXPECT_EQ(s, 1) << c.heads << "/" << c.kv_heads;
   }
 }
 

@@ -127,6 +127,7 @@ class CudaBackend final : public Backend {
     kv_pools_.clear();
     scratch_.reset();
     partials_.reset();
+    chunk_counters_.reset();
     dequant_.reset();
     for (void* p : upload_buffers_) (void)cudaFreeHost(p);
     (void)cudaStreamDestroy(stream_);
@@ -493,8 +494,10 @@ class CudaBackend final : public Backend {
     launch.partial_rows = std::clamp<int64_t>((int64_t{64} << 20) / per_row, 1, 65535);
     launch.partial_rows = std::min(launch.partial_rows, q.rows);
     launch.partials = static_cast<float*>(Partials(launch.partial_rows * per_row));
-    if (launch.partials == nullptr) return;
-    if (out.stride == out.cols) {  // the combine kernel writes the copy densely by head
+    launch.chunk_counters =
+        ChunkCounters(cuda::AttentionCounters(launch.partial_rows, num_heads, num_kv_heads));
+    if (launch.partials == nullptr || launch.chunk_counters == nullptr) return;
+    if (out.stride == out.cols) {  // the merge writes the copy densely by head
       cuda::Copy16 copy16;
       if (!OperandCopy(out, &copy16)) return;
       launch.out_copy16.data = copy16.data;  // field by field: the padding stays zero
@@ -746,6 +749,21 @@ class CudaBackend final : public Backend {
   }
   void* Scratch(size_t bytes) { return GrowOnly(scratch_, bytes); }
   void* Partials(size_t bytes) { return GrowOnly(partials_, bytes); }
+  // The attention kernel's chunk counters: zeroed when allocated, left zero by every launch.
+  int* ChunkCounters(int64_t count) {
+    const size_t bytes = count * sizeof(int);
+    if (chunk_counters_ != nullptr && chunk_counters_->bytes() >= bytes) {
+      return static_cast<int*>(chunk_counters_->get());
+    }
+    void* counters = GrowOnly(chunk_counters_, bytes);
+    // Enqueued now, ahead of the step's recorded work (which runs at its end).
+    if (counters == nullptr ||
+        !Fail(CudaStatus(cudaMemsetAsync(counters, 0, chunk_counters_->bytes(), stream_),
+                         "zeroing attention counters"))) {
+      return nullptr;
+    }
+    return static_cast<int*>(counters);
+  }
 
   // Converts rows of a checkpoint tensor to `type` on the host and copies them to `device` through
   // two pinned buffers (conversion of one chunk overlaps the copy of the previous one).
@@ -837,6 +855,7 @@ class CudaBackend final : public Backend {
   std::map<std::tuple<int64_t, int64_t>, std::unique_ptr<cuda::KvBlockPool>> kv_pools_;
   std::unique_ptr<cuda::PoolAllocation> scratch_;
   std::unique_ptr<cuda::PoolAllocation> partials_;
+  std::unique_ptr<cuda::PoolAllocation> chunk_counters_;
   std::unique_ptr<cuda::PoolAllocation> dequant_;  // FP8 weights as bf16 for cuBLASLt (see MatMul)
   std::unique_ptr<cuda::PoolAllocation> summary_scratch_;
   std::vector<std::unique_ptr<cuda::PoolAllocation>> retired_;  // replaced scratch, until Synchronize

@@ -60,9 +60,8 @@ struct SumOp {
   __device__ float operator()(float a, float b) const { return a + b; }
   static constexpr float kIdentity = 0.0f;
 };
-struct MaxOp {
+struct MaxOp {  // warp reductions only (BlockReduce would need a kIdentity)
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-  static constexpr float kIdentity = -INFINITY;
 };
 
 template <typename Op>
@@ -926,19 +925,15 @@ __global__ void RopeKernel(RopeTarget first, RopeTarget second, int64_t head_dim
 
 // ---- attention ---------------------------------------------------------------------------------
 
-// One block per (row, 256 elements of the row's keys and values).
-constexpr int kKvWriteThreads = 256;
+// 8 consecutive f32 keys or values of the batch (no alignment assumed) as the cache stores them.
 template <typename KvT>
-__global__ void KvWriteKernel(AttentionLaunch a) {
-  WaitForPredecessor();
-  const int64_t row = blockIdx.x;
-  const int64_t e = blockIdx.y * int64_t{kKvWriteThreads} + threadIdx.x;
-  if (e >= a.layout.kv_dim) return;
-  const DeviceSequence seq = a.sequences[a.row_sequence[row]];
-  const int64_t position = seq.start_pos + (row - seq.row_begin);
-  KvT* block = reinterpret_cast<KvT*>(seq.block_table[a.layout.BlockIndex(position)]);
-  Store(block + a.layout.KeyOffset(a.layer, position) + e, a.k[row * a.k_stride + e]);
-  Store(block + a.layout.ValueOffset(a.layer, position) + e, a.v[row * a.v_stride + e]);
+__device__ __forceinline__ void LoadRounded8(const float* p, float* out) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    KvT stored;
+    Store(&stored, p[j]);
+    out[j] = Load(&stored);
+  }
 }
 
 constexpr int kAttentionThreads = 128;
@@ -971,17 +966,65 @@ struct ChunkSharedLayout {
   }
 };
 
+// The last chunk of a run of rows to finish merges the chunks' partials of its queries into the
+// output: a warp per query reads the chunks' maxima and sums (a lane per chunk), then every dim sums
+// over the chunks. `split_weight`: kAttentionWarps x kMaxAttentionSplits floats of shared memory.
+__device__ void MergeChunks(const AttentionLaunch& a, int64_t row, int64_t row_offset, int64_t queries,
+                            int64_t first_head, int64_t heads_per_block, float* split_weight) {
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int64_t head_dim = a.head_dim;
+  const int64_t entry = head_dim + 2;
+  float* weights = split_weight + warp * kMaxAttentionSplits;
+  for (int64_t query = warp; query < queries; query += kAttentionWarps) {
+    const int64_t out_row = row + query / heads_per_block;
+    const int64_t head = first_head + query % heads_per_block;
+    // Written by other blocks of this launch: read through L2 (__ldcg), never a stale L1 line.
+    const float* partials =
+        a.partials + ((out_row - row_offset) * a.num_heads + head) * a.num_splits * entry;
+    float local_max = -INFINITY;
+    for (int64_t s = lane; s < a.num_splits; s += 32) {
+      local_max = fmaxf(local_max, __ldcg(partials + s * entry + head_dim));
+    }
+    const float global_max = WarpReduce<MaxOp>(local_max);
+    float local_sum = 0.0f;
+    for (int64_t s = lane; s < a.num_splits; s += 32) {
+      const float w = cuda_math::ChunkWeight(__ldcg(partials + s * entry + head_dim), global_max);
+      weights[s] = w;
+      local_sum += w * __ldcg(partials + s * entry + head_dim + 1);
+    }
+    const float denominator = WarpSum(local_sum);
+    __syncwarp();
+    float* out = a.out + out_row * a.out_stride + head * head_dim;
+    const int64_t copy_offset = (out_row * a.num_heads + head) * head_dim;  // the copy is dense
+    for (int64_t d = lane; d < head_dim; d += 32) {
+      float acc = 0.0f;
+#pragma unroll 4
+      for (int64_t s = 0; s < a.num_splits; ++s) acc += weights[s] * __ldcg(partials + s * entry + d);
+      const float y = acc / denominator;
+      out[d] = y;
+      if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, copy_offset + d, y);
+    }
+    __syncwarp();  // weights are rewritten for the warp's next query
+  }
+}
+
 // One block per (group of query heads of one kv head, chunk of keys, group of rows): every key and
 // value of the chunk is read from the paged cache once per block and used by all its queries (the
 // heads of a GQA group x consecutive rows of one sequence: a verification block's rows share it).
 // Keys go through shared memory in tiles, with an online softmax across tiles; the result is the
-// chunk's partial (unnormalised accumulation, max, sum) per (row, head), merged by the combine
-// kernel. Partial layout: [row][head][split] x (head_dim + 2) floats.
+// chunk's partial (unnormalised accumulation, max, sum) per (row, head), which the last chunk of
+// the run to finish merges (MergeChunks). Partial layout: [row][head][split] x (head_dim + 2)
+// floats. The kernel also stores the rows' own keys and values into the cache (see
+// cuda_math::StoresKeysAndValues) and reads them from the batch, not from the cache.
+static_assert(kAttentionWarps * kMaxAttentionSplits <= TilePositions(8) * (8 + 4),
+              "MergeChunks' weights fit in the smallest key tile (head_dim 8)");
 template <typename KvT>
 __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int64_t row_end,
                                      int64_t heads_per_block, int64_t rows_per_block) {
   WaitForPredecessor();
   extern __shared__ float shared[];
+  __shared__ bool last_chunk;
   const int64_t head_dim = a.head_dim;
   const ChunkSharedLayout layout(head_dim);
   float* q_s = shared + layout.q;
@@ -1014,6 +1057,17 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
     int64_t begin, end;  // keys the last row sees in this chunk (earlier rows see a prefix)
     cuda_math::SplitRange(split, a.split_positions, first_position + rows, begin, end);
 
+    if (cuda_math::StoresKeysAndValues(first_head, split, a.num_heads, a.num_kv_heads)) {
+      for (int64_t i = threadIdx.x; i < rows * head_dim; i += blockDim.x) {
+        const int64_t r = row + i / head_dim;
+        const int64_t position = first_position + i / head_dim;
+        const int64_t e = kv_offset + i % head_dim;
+        KvT* block = reinterpret_cast<KvT*>(seq.block_table[a.layout.BlockIndex(position)]);
+        Store(block + a.layout.KeyOffset(a.layer, position) + e, a.k[r * a.k_stride + e]);
+        Store(block + a.layout.ValueOffset(a.layer, position) + e, a.v[r * a.v_stride + e]);
+      }
+    }
+
     for (int64_t i = threadIdx.x; i < queries * head_dim; i += blockDim.x) {
       const int64_t query = i / head_dim;
       const int64_t r = row + query / heads_per_block;
@@ -1043,10 +1097,16 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         const int64_t t = i / groups;
         const int64_t d = (i % groups) * 8;
         const int64_t p = tile_begin + t;
-        const KvT* base = blocks[a.layout.BlockIndex(p) - first_block];
         float k8[8], v8[8];
-        Load8(base + a.layout.KeyOffset(a.layer, p) + kv_offset + d, k8);
-        Load8(base + a.layout.ValueOffset(a.layer, p) + kv_offset + d, v8);
+        const int64_t batch_row = cuda_math::BatchRowOfPosition(p, seq.start_pos, seq.row_begin);
+        if (batch_row >= 0) {
+          LoadRounded8<KvT>(a.k + batch_row * a.k_stride + kv_offset + d, k8);
+          LoadRounded8<KvT>(a.v + batch_row * a.v_stride + kv_offset + d, v8);
+        } else {
+          const KvT* base = blocks[a.layout.BlockIndex(p) - first_block];
+          Load8(base + a.layout.KeyOffset(a.layer, p) + kv_offset + d, k8);
+          Load8(base + a.layout.ValueOffset(a.layer, p) + kv_offset + d, v8);
+        }
         auto* key4 = reinterpret_cast<float4*>(keys + t * layout.key_stride + d);
         auto* value4 = reinterpret_cast<float4*>(values + t * head_dim + d);
         key4[0] = make_float4(k8[0], k8[1], k8[2], k8[3]);
@@ -1138,47 +1198,27 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         }
       }
     }
+    // Count this chunk done (partials visible device-wide first); the last one merges.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int* counter = a.chunk_counters +
+                     cuda_math::ChunkCounterIndex(row - row_offset, blockIdx.x, gridDim.x);
+      last_chunk = atomicAdd(counter, 1) == static_cast<int>(gridDim.y) - 1;
+      if (last_chunk) *counter = 0;  // every chunk has counted: ready for the next launch
+    }
+    __syncthreads();
+    if (last_chunk) {
+      __threadfence();
+      MergeChunks(a, row, row_offset, queries, first_head, heads_per_block, keys);
+    }
     row += rows;
-    __syncthreads();  // before the next segment overwrites q and the stats
-  }
-}
-
-// One block per (head, row): merges the splits' partials into the output. The splits' maxima and
-// sums are read in parallel (one thread each), then every dim sums over the splits.
-static_assert(kMaxAttentionSplits <= kAttentionThreads, "one thread per split");
-__global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
-  WaitForPredecessor();
-  __shared__ float split_weight[kMaxAttentionSplits];
-  const int64_t head = blockIdx.x;
-  const int64_t local_row = blockIdx.y;
-  const int64_t row = row_offset + local_row;
-  const int64_t head_dim = a.head_dim;
-  const int64_t entry = head_dim + 2;
-  const float* partials = a.partials + (local_row * a.num_heads + head) * a.num_splits * entry;
-  const bool has_split = threadIdx.x < a.num_splits;
-  const float split_max = has_split ? partials[threadIdx.x * entry + head_dim] : -INFINITY;
-  const float global_max = BlockReduce<MaxOp>(split_max);
-  const float weight = has_split ? cuda_math::ChunkWeight(split_max, global_max) : 0.0f;
-  const float denominator = BlockSum(has_split ? weight * partials[threadIdx.x * entry + head_dim + 1] : 0.0f);
-  if (has_split) split_weight[threadIdx.x] = weight;
-  __syncthreads();
-  float* out = a.out + row * a.out_stride + head * head_dim;
-  const int64_t copy_offset = (row * a.num_heads + head) * head_dim;  // the copy is dense
-  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
-    float acc = 0.0f;
-#pragma unroll 4
-    for (int64_t s = 0; s < a.num_splits; ++s) acc += split_weight[s] * partials[s * entry + d];
-    const float y = acc / denominator;
-    out[d] = y;
-    if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, copy_offset + d, y);
+    __syncthreads();  // before the next segment overwrites q, the stats and the key tile
   }
 }
 
 template <typename KvT>
 void AttentionTyped(const AttentionLaunch& a, LaunchStream stream) {
-  const dim3 write_grid(static_cast<unsigned>(a.rows),
-                        static_cast<unsigned>((a.layout.kv_dim + kKvWriteThreads - 1) / kKvWriteThreads));
-  Launch(KvWriteKernel<KvT>, write_grid, kKvWriteThreads, 0, stream, a);
   const int64_t heads = cuda_math::HeadsPerBlock(a.num_heads, a.num_kv_heads, kMaxTileQueries);
   const int64_t rows_per_block = cuda_math::RowsPerBlock(heads, kMaxTileQueries);
   const int64_t max_blocks = a.split_positions / a.layout.block_positions + 2;
@@ -1190,8 +1230,6 @@ void AttentionTyped(const AttentionLaunch& a, LaunchStream stream) {
                     static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block));
     Launch(AttentionChunkKernel<KvT>, grid, kAttentionThreads, shared_bytes, stream, a, offset,
            offset + rows, heads, rows_per_block);
-    const dim3 combine_grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(rows));
-    Launch(AttentionCombineKernel, combine_grid, kAttentionThreads, 0, stream, a, offset);
   }
 }
 
@@ -1342,6 +1380,10 @@ void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_
   const unsigned threads = static_cast<unsigned>(half < 32 ? 32 : (half > 256 ? 256 : (half + 31) / 32 * 32));
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(num_heads));
   Launch(RopeKernel, grid, threads, 0, stream, first, second, head_dim, positions, inv_freq, interleaved);
+}
+
+int64_t AttentionCounters(int64_t partial_rows, int64_t num_heads, int64_t num_kv_heads) {
+  return partial_rows * (num_heads / cuda_math::HeadsPerBlock(num_heads, num_kv_heads, kMaxTileQueries));
 }
 
 void LaunchAttention(const AttentionLaunch& a, LaunchStream stream) {

@@ -143,12 +143,19 @@ struct AttentionLaunch {
   // entries of (head_dim + 2) floats.
   float* partials = nullptr;
   int64_t partial_rows = 0;  // rows processed per launch of the split kernel
+  // partial_rows * (num_heads / heads per block) counters, zero before the launch; the kernel
+  // leaves them zero (the last chunk of each run of rows resets its counter).
+  int* chunk_counters = nullptr;
   int64_t split_positions = 0;
   int64_t num_splits = 0;
 };
 
-// Writes the rows' keys/values into the paged cache, then computes causal GQA attention.
+// Writes the rows' keys/values into the paged cache and computes causal GQA attention: one
+// launch per partial_rows rows (the chunks of each run of rows merge themselves).
 void LaunchAttention(const AttentionLaunch& a, LaunchStream stream);
+// Counters LaunchAttention needs for rows of `num_heads` heads with `num_heads / num_kv_heads`-
+// head GQA groups, in partial_rows-row launches.
+int64_t AttentionCounters(int64_t partial_rows, int64_t num_heads, int64_t num_kv_heads);
 
 // Head dims the attention kernels support: multiples of 8 (16-byte key/value loads) up to 256.
 inline constexpr int64_t kMaxAttentionHeadDim = 256;
