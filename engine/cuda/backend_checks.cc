@@ -791,6 +791,11 @@ std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
   // FP8 rows whose last 128-value block is partial, on the skinny and the general path.
   CheckMatMul(run, rng, DType::kF8E4M3Block, 3, 200, 320, false);
   CheckMatMul(run, rng, DType::kF8E4M3Block, 40, 96, 200, true);
+  // FP8 verification shapes for the tensor-core kernel: token tiles part-filled (9, 33 = 32 + 1
+  // in two passes), weight rows not a multiple of 16, k split over all of a block's warps.
+  CheckMatMul(run, rng, DType::kF8E4M3Block, 9, 40, 1024, true);
+  CheckMatMul(run, rng, DType::kF8E4M3Block, 33, 300, 384, false);
+  CheckMatMul(run, rng, DType::kF8E4M3Block, 17, 256, 4096, true);
   CheckEmbed(run, rng, DType::kBF16);
   CheckEmbed(run, rng, DType::kF8E4M3Block);
   CheckElementwise(run, rng);

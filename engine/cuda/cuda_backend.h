@@ -6,8 +6,8 @@
 //   - Matrix products go through cuBLASLt with 16-bit inputs and f32 accumulation and output (the
 //     activation is rounded to the weight dtype first, by the op that produced it). For each new
 //     (m, n, k) with m <= 64 (decode and verification shapes) the candidate algorithms, and for
-//     m <= 8 (m <= 64 for FP8 weights) our own warp-per-column kernel, are timed once (cold L2) and
-//     the fastest is cached.
+//     m <= 8 (m <= 64 for FP8 weights) our own kernel (warp per column; FP8 verification blocks on
+//     the tensor cores), are timed once (cold L2) and the fastest is cached.
 //   - The KV cache is paged: fixed-size blocks from one pool per cache shape, a block table per
 //     sequence, blocks taken as a sequence grows and returned when its cache is destroyed;
 //     truncation stays a metadata operation (engine/kv_cache.h).

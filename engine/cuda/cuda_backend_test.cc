@@ -179,7 +179,8 @@ TEST_F(GpuTest, FixtureModelsMatchCpu) {
   }
 }
 
-// Our skinny-product kernel on every product it can run (16-bit weights, m <= 8), not only where it
+// Our skinny-product kernels on every product they can run (16-bit weights with m <= 8; the op
+// checks' FP8 products with m <= 64, tensor-core kernel included), not only where it
 // times faster than cuBLASLt: the op checks' m = 1 products and a whole fixture model (decode steps
 // and the output projections' residual accumulation).
 TEST_F(GpuTest, OwnSkinnyKernelMatchesCpu) {
@@ -199,7 +200,8 @@ TEST_F(GpuTest, OwnSkinnyKernelMatchesCpu) {
   }
 }
 
-// FP8: our kernel on every product it can run (m <= 64 in groups of 8 rows) for an FP8 checkpoint,
+// FP8: our kernels on every product they can run (m <= 64: up to 8 rows per warp, 9+ rows on the
+// tensor cores where k is a multiple of 128) for an FP8 checkpoint,
 // and projections quantized at load (weight_dtype fp8) against the CPU backend quantizing the same
 // f32 checkpoint the same way.
 TEST_F(GpuTest, Fp8WeightsMatchCpu) {

@@ -8,6 +8,7 @@
 #include <cfloat>
 
 #include "engine/cuda/kernels.h"
+#include "engine/cuda/fp8_mma_math.h"
 #include "engine/fp8.h"
 #include "engine/kernels/op_math.h"
 #include "engine/kernels/sampling_math.h"
@@ -760,11 +761,180 @@ void GemvFp8Group(const __nv_bfloat16* x, int64_t ldx, const uint8_t* codes, con
   }
 }
 
-// Rows in groups of 8: each group streams the weights again (from L2 when they fit). One or two
-// rows keep a column per warp (a decode step needs every warp it can get to saturate memory).
+// ---- FP8 tensor-core products (verification blocks) --------------------------------------------
+
+// A block takes 16 weight rows; its warps split k (warp w takes steps w, w + kFp8MmaWarps, ...) and
+// sum their accumulators in shared memory at the end. 16 rows per block keep the grid several
+// blocks per SM deep for the smallest projections (4096 rows: 256 blocks).
+constexpr int kFp8MmaWarps = 8;
+// Tokens per pass: up to 4 token tiles of 8 (more would not fit the accumulators in registers).
+constexpr int kFp8MmaMaxTiles = 4;
+constexpr int64_t kFp8MmaTokensPerPass = 8 * kFp8MmaMaxTiles;
+
+// Two E4M3 codes (the low 16 bits) as a bf16 pair, lower code in the lower half (exact: every E4M3
+// value is a bf16 value).
+__device__ __forceinline__ uint32_t Fp8PairToBf16x2(uint32_t codes) {
+  const __half2_raw h =
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes & 0xffffu), __NV_E4M3);
+  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
+  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
+  return *reinterpret_cast<const uint32_t*>(&b);
+}
+
+// d += a . b for one 16 x 16 (weights) by 16 x 8 (tokens) tile, bf16 in, f32 accumulate.
+__device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                        uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ uint32_t Word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// out[token, row] (+)= x[token, :] . dequantized w[row, :] for up to 8 * T tokens, on the tensor
+// cores: operand placement in fp8_mma_math.h. Each 128-value step's partial sums take the rows'
+// scales (as GemvFp8Kernel does). REQUIRES: k a multiple of 128; x rows 16-byte aligned.
+template <int T>
+__global__ void __launch_bounds__(kFp8MmaWarps * 32)
+    Fp8MmaKernel(const __nv_bfloat16* x, int64_t ldx, const uint8_t* w, const float* scales,
+                 float* out, int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate) {
+  WaitForPredecessor();
+  constexpr int kValues = T * 4;  // accumulator registers per lane
+  __shared__ float warp_sums[kFp8MmaWarps][32][kValues + 1];  // padded: lanes hit distinct banks
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int group = cuda_math::MmaGroup(lane);
+  const int64_t first_row = blockIdx.x * int64_t{16};
+  const int64_t steps = k / cuda_math::kMmaStepK;
+  const int64_t lane_k = cuda_math::MmaLaneFirstK(lane);
+  // The lane's weight rows g and g + 8, its token g of each tile: clamped into the matrices (rows
+  // and tokens past the end are computed and never stored).
+  int64_t rows[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t r = first_row + group + 8 * h;
+    rows[h] = r < n ? r : n - 1;
+  }
+  const __nv_bfloat16* x_lane[T];
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    const int64_t token = 8 * t + group;
+    x_lane[t] = x + (token < m ? token : m - 1) * ldx + lane_k;
+  }
+  float acc[T][4] = {};
+#pragma unroll 2
+  for (int64_t step = warp; step < steps; step += kFp8MmaWarps) {
+    const int64_t k0 = step * cuda_math::kMmaStepK;
+    uint4 codes[2][2];  // [row g, g + 8][16 codes]: the lane's 32 codes of each row
+    float scale[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const auto* p = reinterpret_cast<const uint4*>(w + rows[h] * k + k0 + lane_k);
+      codes[h][0] = p[0];
+      codes[h][1] = p[1];
+      scale[h] = scales[rows[h] * steps + step];
+    }
+    float partial[T][4] = {};
+#pragma unroll
+    for (int pair_of_steps = 0; pair_of_steps < cuda_math::kMmaSubSteps / 2; ++pair_of_steps) {
+      uint4 values[T];  // 8 activations of each token: two sub-steps
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        values[t] = *reinterpret_cast<const uint4*>(x_lane[t] + k0 + 8 * pair_of_steps);
+      }
+#pragma unroll
+      for (int sub = 0; sub < 2; ++sub) {
+        const int s = 2 * pair_of_steps + sub;
+        uint32_t a[4];
+#pragma unroll
+        for (int reg = 0; reg < 4; ++reg) {
+          const int offset = cuda_math::MmaPairOffset(s, cuda_math::MmaAPair(reg));  // code index
+          const int h = (cuda_math::MmaARow(lane, reg) - group) / 8;  // row g or g + 8
+          const uint32_t word = Word(codes[h][offset / 16], (offset % 16) / 4);
+          a[reg] = Fp8PairToBf16x2(word >> (8 * (offset % 4)));
+        }
+#pragma unroll
+        for (int t = 0; t < T; ++t) {
+          const int offset0 = cuda_math::MmaPairOffset(s, cuda_math::MmaBPair(0)) % 8;
+          const int offset1 = cuda_math::MmaPairOffset(s, cuda_math::MmaBPair(1)) % 8;
+          MmaBf16(partial[t], a, Word(values[t], offset0 / 2), Word(values[t], offset1 / 2));
+        }
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+#pragma unroll
+      for (int reg = 0; reg < 4; ++reg) {
+        acc[t][reg] += partial[t][reg] * scale[(cuda_math::MmaAccRow(lane, reg) - group) / 8];
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+#pragma unroll
+    for (int reg = 0; reg < 4; ++reg) warp_sums[warp][lane][4 * t + reg] = acc[t][reg];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 32 * kValues; i += blockDim.x) {
+    const int source_lane = i / kValues;
+    const int t = (i % kValues) / 4;
+    const int reg = i % 4;
+    float sum = 0.0f;
+#pragma unroll
+    for (int v = 0; v < kFp8MmaWarps; ++v) sum += warp_sums[v][source_lane][i % kValues];
+    const int64_t row = first_row + cuda_math::MmaAccRow(source_lane, reg);
+    const int64_t token = 8 * t + cuda_math::MmaAccToken(source_lane, reg);
+    if (row < n && token < m) {
+      float* o = out + token * ldout + row;
+      *o = accumulate ? *o + sum : sum;
+    }
+  }
+}
+
+// Tokens in passes of up to 32 (each pass streams the weights again).
+void Fp8Mma(const __nv_bfloat16* x, int64_t ldx, const uint8_t* codes, const float* scales,
+            float* out, int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate,
+            LaunchStream stream) {
+  const unsigned blocks = static_cast<unsigned>((n + 15) / 16);
+  for (int64_t first = 0; first < m; first += kFp8MmaTokensPerPass) {
+    const int64_t tokens = m - first < kFp8MmaTokensPerPass ? m - first : kFp8MmaTokensPerPass;
+    const __nv_bfloat16* xt = x + first * ldx;
+    float* o = out + first * ldout;
+    switch ((tokens + 7) / 8) {
+#define VERDICT_FP8_MMA_CASE(T)                                                                 \
+  case T:                                                                                       \
+    Launch(Fp8MmaKernel<T>, blocks, kFp8MmaWarps * 32, 0, stream, xt, ldx, codes, scales, o,     \
+           ldout, tokens, n, k, accumulate);                                                    \
+    break;
+      VERDICT_FP8_MMA_CASE(1)
+      VERDICT_FP8_MMA_CASE(2)
+      VERDICT_FP8_MMA_CASE(3)
+      VERDICT_FP8_MMA_CASE(4)
+#undef VERDICT_FP8_MMA_CASE
+      default:
+        break;
+    }
+  }
+}
+static_assert(kFp8MmaMaxTiles == 4, "Fp8Mma's cases cover every tile count");
+
+// Verification blocks and other m > 8 products run on the tensor cores (k a multiple of 128).
+// Otherwise rows go in groups of 8: each group streams the weights again (from L2 when they fit).
+// One or two rows keep a column per warp (a decode step needs every warp it can get to saturate
+// memory).
 void GemvFp8(const void* x, int64_t ldx, const void* w, const float* scales, float* out,
              int64_t ldout, int64_t m, int64_t n, int64_t k, bool accumulate, LaunchStream stream) {
   const uint8_t* codes = static_cast<const uint8_t*>(w);
+  if (m > 8 && k % cuda_math::kMmaStepK == 0) {
+    Fp8Mma(static_cast<const __nv_bfloat16*>(x), ldx, codes, scales, out, ldout, m, n, k,
+           accumulate, stream);
+    return;
+  }
   for (int64_t first = 0; first < m; first += 8) {
     const auto* xt = static_cast<const __nv_bfloat16*>(x) + first * ldx;
     float* o = out + first * ldout;

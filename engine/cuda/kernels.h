@@ -98,9 +98,10 @@ void LaunchRope(RopeTarget first, RopeTarget second, int64_t rows, int64_t head_
 // Skinny products for decode and short verification blocks: out[r, :] (+)= x[r, :] . w^T for
 // r < m, one warp per output column streaming its weight row in 16-byte loads. 16-bit weights take
 // x in the same type and m <= kGemvMaxRows; FP8 weights (`scales` theirs) take bf16 x and m up to
-// kGemvMaxRowsFp8, in groups of 8 rows (half the bytes per weight make a second pass cheaper than
-// dequantizing for cuBLASLt), a warp computing four columns for groups of 3+ rows so that activation
-// reads from L1 do not outweigh the weights. LtMatMul times it beside cuBLASLt's algorithms.
+// kGemvMaxRowsFp8: up to 8 rows one warp per column (four columns for 3+ rows, so that activation
+// reads from L1 do not outweigh the weights); 9+ rows, where k is a multiple of 128, on the tensor
+// cores (codes converted to bf16 in registers, 16 weight rows x up to 32 tokens per pass), else in
+// groups of 8 rows. LtMatMul times it beside cuBLASLt's algorithms.
 inline constexpr int64_t kGemvMaxRows = 8;
 inline constexpr int64_t kGemvMaxRowsFp8 = 64;
 // True when LaunchGemv can run these operands (16-bit or FP8 weights, k and ldx multiples of 8 (16

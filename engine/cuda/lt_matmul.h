@@ -5,7 +5,8 @@
 // FP8 weights; row-major, leading dimension ldx); out is f32 row-major with leading dimension
 // ldout. Accumulation is f32 (no TF32 for f32 operands). cuBLASLt multiplies FP8 weights after
 // dequantizing them to bf16 into the caller's scratch (prefill, where the product is compute-bound);
-// skinny shapes can run our FP8 kernel instead, which reads each weight byte once per 8 rows.
+// skinny shapes can run our FP8 kernels instead, which read each weight byte once per pass (up to
+// 8 rows, or 32 on the tensor cores).
 // The algorithm for each shape comes from cuBLASLt's heuristic; for m <= kTuneMaxRows the top
 // candidates, and our own skinny-product kernel where it applies (kernels.h, m <= kGemvMaxRows),
 // are timed once on the stream and the fastest is cached (decode and verification run the same few
