@@ -190,6 +190,17 @@ class Backend {
   virtual void Attention(TensorView q, TensorView k, TensorView v, int64_t layer,
                          absl::Span<const AttentionSequence> sequences, int64_t num_heads,
                          int64_t num_kv_heads, int64_t head_dim, TensorView out) = 0;
+  // RopeQueriesAndKeys, then Attention: what a layer does. A backend may rotate inside its attention
+  // kernel instead (one launch fewer); q and k then keep their unrotated values, so callers must not
+  // read them afterwards. `positions` as for Rope (one per row).
+  virtual void RotaryAttention(TensorView q, TensorView k, TensorView v, int64_t layer,
+                               absl::Span<const AttentionSequence> sequences, int64_t num_heads,
+                               int64_t num_kv_heads, int64_t head_dim,
+                               absl::Span<const int32_t> positions, const RopeParams& rope,
+                               TensorView out) {
+    RopeQueriesAndKeys(q, num_heads, k, num_kv_heads, head_dim, positions, rope);
+    Attention(q, k, v, layer, sequences, num_heads, num_kv_heads, head_dim, out);
+  }
   // out = silu(gate) * up, elementwise.
   virtual void SiluMul(TensorView gate, TensorView up, TensorView out) = 0;
   // y += x, elementwise.

@@ -610,9 +610,8 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     if (L.q_bias) backend_->AddBias(q, *L.q_bias);
     if (L.k_bias) backend_->AddBias(k, *L.k_bias);
     if (L.v_bias) backend_->AddBias(v, *L.v_bias);
-    backend_->RopeQueriesAndKeys(q, local_heads_, k, local_kv_heads_, c.head_dim, positions, rope_);
-    backend_->Attention(q, k, v, static_cast<int64_t>(li), attention_seqs, local_heads_,
-                        local_kv_heads_, c.head_dim, attn);
+    backend_->RotaryAttention(q, k, v, static_cast<int64_t>(li), attention_seqs, local_heads_,
+                              local_kv_heads_, c.head_dim, positions, rope_, attn);
     if (absl::Status s = project(attn, *L.o); !s.ok()) return FailAfterSync(backend_, s);
     if (L.o_bias) {
       settle();

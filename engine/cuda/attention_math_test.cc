@@ -226,6 +226,47 @@ TEST(TiledChunkAttentionTest, CausalRowsSharingTilesMatchDirectAttention) {
   }
 }
 
+// The attention kernel rotates keys element by element (each thread loads the element it needs and
+// its partner): RopePairOfElement must invert RopePairIndices and RotatedElement must give exactly
+// what RotatePair gives, so that keys rotated either way (stored by one block, read from the batch by
+// another, or by the separate RoPE kernel) are the same floats.
+TEST(RopeElementTest, ElementwiseRotationEqualsPairRotation) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (bool interleaved : {false, true}) {
+    for (int64_t head_dim : {8, 64, 128}) {
+      std::vector<float> x(head_dim);
+      for (float& v : x) v = normal(rng);
+      const float angle = normal(rng) * 100.0f;
+      const float cos_v = std::cos(angle), sin_v = std::sin(angle);
+      std::vector<float> by_pair = x;
+      std::vector<int> seen(head_dim, 0);
+      for (int64_t i = 0; i < head_dim / 2; ++i) {
+        int64_t first, second;
+        math::RopePairIndices(i, head_dim, interleaved, first, second);
+        math::RotatePair(by_pair[first], by_pair[second], cos_v, sin_v);
+        for (int64_t e : {first, second}) {
+          int64_t pair, partner;
+          bool is_first;
+          math::RopePairOfElement(e, head_dim, interleaved, pair, partner, is_first);
+          EXPECT_EQ(pair, i);
+          EXPECT_EQ(partner, e == first ? second : first);
+          EXPECT_EQ(is_first, e == first);
+          ++seen[e];
+        }
+      }
+      for (int64_t e = 0; e < head_dim; ++e) {
+        EXPECT_EQ(seen[e], 1);
+        int64_t pair, partner;
+        bool is_first;
+        math::RopePairOfElement(e, head_dim, interleaved, pair, partner, is_first);
+        EXPECT_EQ(math::RotatedElement(x[e], x[partner], is_first, cos_v, sin_v), by_pair[e])
+            << "element " << e << (interleaved ? " interleaved" : " half-split");
+      }
+    }
+  }
+}
+
 // The chunk kernel's launch grid (head groups x chunks x groups of rows, one launch per
 // `partial_rows` rows) walked on the CPU with the kernel's rules: each (row, kv head) of the batch
 // is stored into the cache by exactly one block; every key a row attends to is either in the cache

@@ -564,9 +564,30 @@ void CheckSampledDecisions(OpRunner& run, std::mt19937& rng, std::vector<CheckRe
 // Attention over ragged batches: two calls (prefill, then decode + verification + a continued
 // prefill), grouped-query heads, contexts long enough for several flash-decoding chunks, then a
 // forked cache continuing on its own.
+// With `rope`, through RotaryAttention (rows at positions start + i), which may rotate inside the
+// attention kernel: the second step then also reads keys the first stored rotated.
 void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t num_kv_heads,
-                    int64_t head_dim) {
-  const std::string base = absl::StrFormat("attention heads=%d kv=%d d=%d", num_heads, num_kv_heads, head_dim);
+                    int64_t head_dim, const RopeParams* rope = nullptr) {
+  const std::string base =
+      absl::StrFormat("attention heads=%d kv=%d d=%d%s", num_heads, num_kv_heads, head_dim,
+                      rope == nullptr ? "" : rope->interleaved ? " rope interleaved" : " rope");
+  // Both backends' q and k are overwritten (or not) by rotation: inputs are written fresh per call.
+  auto attend = [&](Backend& backend, const OpRunner::Pair& q, const OpRunner::Pair& k,
+                    const OpRunner::Pair& v, const OpRunner::Pair& out, bool reference,
+                    absl::Span<const AttentionSequence> seqs, int64_t layer) {
+    auto view = [reference](const OpRunner::Pair& p) { return reference ? p.ref.view : p.cand.view; };
+    if (rope == nullptr) {
+      backend.Attention(view(q), view(k), view(v), layer, seqs, num_heads, num_kv_heads, head_dim,
+                        view(out));
+      return;
+    }
+    std::vector<int32_t> positions;
+    for (const AttentionSequence& s : seqs) {
+      for (int64_t i = 0; i < s.num_tokens; ++i) positions.push_back(static_cast<int32_t>(s.start_pos + i));
+    }
+    backend.RotaryAttention(view(q), view(k), view(v), layer, seqs, num_heads, num_kv_heads,
+                            head_dim, positions, *rope, view(out));
+  };
   const KvShape shape{2, num_kv_heads, head_dim};
   const int64_t layer = 1;
   std::unique_ptr<KvStorage> ref_kv[3], cand_kv[3];
@@ -598,8 +619,8 @@ void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t
       cand_seqs.push_back({cand_kv[s].get(), row, steps[step].tokens[s], steps[step].starts[s]});
       row += steps[step].tokens[s];
     }
-    run.ref().Attention(q.ref.view, k.ref.view, v.ref.view, layer, ref_seqs, num_heads, num_kv_heads, head_dim, out.ref.view);
-    run.cand().Attention(q.cand.view, k.cand.view, v.cand.view, layer, cand_seqs, num_heads, num_kv_heads, head_dim, out.cand.view);
+    attend(run.ref(), q, k, v, out, true, ref_seqs, layer);
+    attend(run.cand(), q, k, v, out, false, cand_seqs, layer);
     run.Finish(name, out);
   }
   // Fork sequence 1 (717 positions) after 500 positions and continue the fork with 5 new tokens.
@@ -617,8 +638,8 @@ void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t
   ASSIGN_OR_RECORD(run, name, out, run.Input(rows, num_heads * head_dim, {}));
   const AttentionSequence ref_seq{rf->get(), 0, rows, 500};
   const AttentionSequence cand_seq{cf->get(), 0, rows, 500};
-  run.ref().Attention(q.ref.view, k.ref.view, v.ref.view, layer, {&ref_seq, 1}, num_heads, num_kv_heads, head_dim, out.ref.view);
-  run.cand().Attention(q.cand.view, k.cand.view, v.cand.view, layer, {&cand_seq, 1}, num_heads, num_kv_heads, head_dim, out.cand.view);
+  attend(run.ref(), q, k, v, out, true, {&ref_seq, 1}, layer);
+  attend(run.cand(), q, k, v, out, false, {&cand_seq, 1}, layer);
   run.Finish(name, out);
 }
 
@@ -803,6 +824,13 @@ std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
   CheckSampledDecisions(run, rng, &results);
   CheckAttention(run, rng, 8, 2, 64);
   CheckAttention(run, rng, 4, 4, 128);
+  // Rotation inside the attention kernel: llama3-like frequencies, both pair layouts.
+  for (bool interleaved : {false, true}) {
+    RopeParams rope;
+    rope.interleaved = interleaved;
+    for (int64_t i = 0; i < 64; ++i) rope.inv_freq.push_back(std::pow(500000.0f, -2.0f * i / 128.0f));
+    CheckAttention(run, rng, 8, 2, 128, &rope);
+  }
   return results;
 }
 

@@ -436,6 +436,22 @@ class CudaBackend final : public Backend {
   void Attention(TensorView q, TensorView k, TensorView v, int64_t layer,
                  absl::Span<const AttentionSequence> sequences, int64_t num_heads,
                  int64_t num_kv_heads, int64_t head_dim, TensorView out) override {
+    Attend(q, k, v, layer, sequences, num_heads, num_kv_heads, head_dim, {}, nullptr, out);
+  }
+
+  // The attention kernel rotates the queries and the new keys as it loads them (a launch fewer
+  // per layer); q and k stay unrotated in memory.
+  void RotaryAttention(TensorView q, TensorView k, TensorView v, int64_t layer,
+                       absl::Span<const AttentionSequence> sequences, int64_t num_heads,
+                       int64_t num_kv_heads, int64_t head_dim, absl::Span<const int32_t> positions,
+                       const RopeParams& rope, TensorView out) override {
+    Attend(q, k, v, layer, sequences, num_heads, num_kv_heads, head_dim, positions, &rope, out);
+  }
+
+  void Attend(TensorView q, TensorView k, TensorView v, int64_t layer,
+              absl::Span<const AttentionSequence> sequences, int64_t num_heads,
+              int64_t num_kv_heads, int64_t head_dim, absl::Span<const int32_t> positions,
+              const RopeParams* rope, TensorView out) {
     if (!Begin()) return;
     if (!cuda::AttentionSupportsHeadDim(head_dim)) {
       Fail(absl::InvalidArgumentError(absl::StrCat("head_dim ", head_dim, " is not supported")));
@@ -480,6 +496,14 @@ class CudaBackend final : public Backend {
     launch.num_heads = num_heads;
     launch.num_kv_heads = num_kv_heads;
     launch.head_dim = head_dim;
+    if (rope != nullptr) {
+      launch.rope_positions =
+          static_cast<const int32_t*>(Upload(positions.data(), positions.size() * sizeof(int32_t)));
+      launch.rope_inv_freq = static_cast<const float*>(
+          Upload(rope->inv_freq.data(), rope->inv_freq.size() * sizeof(float)));
+      if (launch.rope_positions == nullptr || launch.rope_inv_freq == nullptr) return;
+      launch.rope_interleaved = rope->interleaved;
+    }
     // The chunking follows the longest context rounded up to 256 positions, so that consecutive
     // decode steps launch the same grid (and replay as one CUDA graph); chunks past a row's
     // context are empty and cost one early exit.

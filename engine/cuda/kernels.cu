@@ -1095,15 +1095,35 @@ __global__ void RopeKernel(RopeTarget first, RopeTarget second, int64_t head_dim
 
 // ---- attention ---------------------------------------------------------------------------------
 
-// 8 consecutive f32 keys or values of the batch (no alignment assumed) as the cache stores them.
+// v as the cache stores it.
 template <typename KvT>
-__device__ __forceinline__ void LoadRounded8(const float* p, float* out) {
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    KvT stored;
-    Store(&stored, p[j]);
-    out[j] = Load(&stored);
-  }
+__device__ __forceinline__ float RoundedTo(float v) {
+  KvT stored;
+  Store(&stored, v);
+  return Load(&stored);
+}
+
+// cos and sin of rotary pair `pair` at batch row `row`'s position (as RopeKernel computes them).
+__device__ __forceinline__ void RopeCosSin(const AttentionLaunch& a, int64_t row, int64_t pair,
+                                           float& cos_v, float& sin_v) {
+  const float angle = math::RopeAngle(a.rope_positions[row], a.rope_inv_freq[pair]);
+  cos_v = cosf(angle);
+  sin_v = sinf(angle);
+}
+
+// Element d of the key of batch row `row` in the head at `head_offset`, rotated if the launch
+// rotates (the same value whichever block computes it: stored into the cache by one, read from the
+// batch by the others).
+__device__ __forceinline__ float BatchKey(const AttentionLaunch& a, int64_t row, int64_t head_offset,
+                                          int64_t d) {
+  const float* key = a.k + row * a.k_stride + head_offset;
+  if (a.rope_positions == nullptr) return key[d];
+  int64_t pair, partner;
+  bool first;
+  math::RopePairOfElement(d, a.head_dim, a.rope_interleaved, pair, partner, first);
+  float cos_v, sin_v;
+  RopeCosSin(a, row, pair, cos_v, sin_v);
+  return math::RotatedElement(key[d], key[partner], first, cos_v, sin_v);
 }
 
 constexpr int kAttentionThreads = 128;
@@ -1186,7 +1206,8 @@ __device__ void MergeChunks(const AttentionLaunch& a, int64_t row, int64_t row_o
 // chunk's partial (unnormalised accumulation, max, sum) per (row, head), which the last chunk of
 // the run to finish merges (MergeChunks). Partial layout: [row][head][split] x (head_dim + 2)
 // floats. The kernel also stores the rows' own keys and values into the cache (see
-// cuda_math::StoresKeysAndValues) and reads them from the batch, not from the cache.
+// cuda_math::StoresKeysAndValues) and reads them from the batch, not from the cache; with
+// rope_positions it rotates the queries and those keys as it loads them.
 static_assert(kAttentionWarps * kMaxAttentionSplits <= TilePositions(8) * (8 + 4),
               "MergeChunks' weights fit in the smallest key tile (head_dim 8)");
 template <typename KvT>
@@ -1231,17 +1252,36 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
       for (int64_t i = threadIdx.x; i < rows * head_dim; i += blockDim.x) {
         const int64_t r = row + i / head_dim;
         const int64_t position = first_position + i / head_dim;
-        const int64_t e = kv_offset + i % head_dim;
+        const int64_t d = i % head_dim;
         KvT* block = reinterpret_cast<KvT*>(seq.block_table[a.layout.BlockIndex(position)]);
-        Store(block + a.layout.KeyOffset(a.layer, position) + e, a.k[r * a.k_stride + e]);
-        Store(block + a.layout.ValueOffset(a.layer, position) + e, a.v[r * a.v_stride + e]);
+        Store(block + a.layout.KeyOffset(a.layer, position) + kv_offset + d, BatchKey(a, r, kv_offset, d));
+        Store(block + a.layout.ValueOffset(a.layer, position) + kv_offset + d,
+              a.v[r * a.v_stride + kv_offset + d]);
       }
     }
 
-    for (int64_t i = threadIdx.x; i < queries * head_dim; i += blockDim.x) {
-      const int64_t query = i / head_dim;
-      const int64_t r = row + query / heads_per_block;
-      q_s[i] = a.q[r * a.q_stride + (first_head + query % heads_per_block) * head_dim + i % head_dim];
+    if (a.rope_positions == nullptr) {
+      for (int64_t i = threadIdx.x; i < queries * head_dim; i += blockDim.x) {
+        const int64_t query = i / head_dim;
+        const int64_t r = row + query / heads_per_block;
+        q_s[i] = a.q[r * a.q_stride + (first_head + query % heads_per_block) * head_dim + i % head_dim];
+      }
+    } else {  // a thread per rotated pair
+      const int64_t half = head_dim / 2;
+      for (int64_t i = threadIdx.x; i < queries * half; i += blockDim.x) {
+        const int64_t query = i / half;
+        const int64_t pair = i % half;
+        const int64_t r = row + query / heads_per_block;
+        const float* q = a.q + r * a.q_stride + (first_head + query % heads_per_block) * head_dim;
+        int64_t first, second;
+        math::RopePairIndices(pair, head_dim, a.rope_interleaved, first, second);
+        float x0 = q[first], x1 = q[second];
+        float cos_v, sin_v;
+        RopeCosSin(a, r, pair, cos_v, sin_v);
+        math::RotatePair(x0, x1, cos_v, sin_v);
+        q_s[query * head_dim + first] = x0;
+        q_s[query * head_dim + second] = x1;
+      }
     }
     if (threadIdx.x < queries) {
       running_max[threadIdx.x] = -INFINITY;
@@ -1270,8 +1310,11 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         float k8[8], v8[8];
         const int64_t batch_row = cuda_math::BatchRowOfPosition(p, seq.start_pos, seq.row_begin);
         if (batch_row >= 0) {
-          LoadRounded8<KvT>(a.k + batch_row * a.k_stride + kv_offset + d, k8);
-          LoadRounded8<KvT>(a.v + batch_row * a.v_stride + kv_offset + d, v8);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            k8[j] = RoundedTo<KvT>(BatchKey(a, batch_row, kv_offset, d + j));
+            v8[j] = RoundedTo<KvT>(a.v[batch_row * a.v_stride + kv_offset + d + j]);
+          }
         } else {
           const KvT* base = blocks[a.layout.BlockIndex(p) - first_block];
           Load8(base + a.layout.KeyOffset(a.layer, p) + kv_offset + d, k8);

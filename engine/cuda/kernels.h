@@ -139,6 +139,11 @@ struct AttentionLaunch {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
+  // Rotary embedding applied as the kernel loads queries and new keys (rope_positions: one per row;
+  // nullptr: q and k arrive rotated).
+  const int32_t* rope_positions = nullptr;
+  const float* rope_inv_freq = nullptr;  // [head_dim / 2]
+  bool rope_interleaved = false;
   int64_t max_context = 0;  // longest key range of any row
   // Scratch for the flash-decoding partials: room for partial_rows * num_heads * num_splits
   // entries of (head_dim + 2) floats.

@@ -47,12 +47,19 @@ VERDICT_HOST_DEVICE inline float RmsInverse(float sum_squares, int64_t n, float 
   return 1.0f / sqrtf(sum_squares / static_cast<float>(n) + eps);
 }
 
+// One element of a rotated pair from its value and its partner's: the first of the pair becomes
+// x cos - partner sin, the second x cos + partner sin.
+VERDICT_HOST_DEVICE inline float RotatedElement(float x, float partner, bool first, float cos_v,
+                                                float sin_v) {
+  return first ? x * cos_v - partner * sin_v : x * cos_v + partner * sin_v;
+}
+
 // Rotates the pair (a, b) by angle with precomputed cos/sin: (a cos - b sin, b cos + a sin).
 VERDICT_HOST_DEVICE inline void RotatePair(float& a, float& b, float cos_v, float sin_v) {
   const float a0 = a;
   const float b0 = b;
-  a = a0 * cos_v - b0 * sin_v;
-  b = b0 * cos_v + a0 * sin_v;
+  a = RotatedElement(a0, b0, true, cos_v, sin_v);
+  b = RotatedElement(b0, a0, false, cos_v, sin_v);
 }
 
 // Indices of the i-th rotated pair within a head of `head_dim` (i < head_dim / 2).
@@ -64,6 +71,22 @@ VERDICT_HOST_DEVICE inline void RopePairIndices(int64_t i, int64_t head_dim, boo
   } else {
     first = i;
     second = i + head_dim / 2;
+  }
+}
+
+// The pair holding element e of a head (the inverse of RopePairIndices): its index, the other
+// element's index, and whether e is the pair's first.
+VERDICT_HOST_DEVICE inline void RopePairOfElement(int64_t e, int64_t head_dim, bool interleaved,
+                                                  int64_t& pair, int64_t& partner, bool& first) {
+  if (interleaved) {
+    pair = e / 2;
+    first = e % 2 == 0;
+    partner = first ? e + 1 : e - 1;
+  } else {
+    const int64_t half = head_dim / 2;
+    first = e < half;
+    pair = first ? e : e - half;
+    partner = first ? e + half : e - half;
   }
 }
 
