@@ -179,10 +179,10 @@ TEST_F(GpuTest, FixtureModelsMatchCpu) {
   }
 }
 
-// Our skinny-product kernels on every product they can run (16-bit weights with m <= 8; the op
-// checks' FP8 products with m <= 64, tensor-core kernel included), not only where it
-// times faster than cuBLASLt: the op checks' m = 1 products and a whole fixture model (decode steps
-// and the output projections' residual accumulation).
+// Our skinny-product kernels on every product they can run, not only where they time faster than
+// cuBLASLt: the op checks' products (16-bit weights with m <= 8; FP8 weights with m <= 64, the
+// tensor-core kernel's verification shapes included) and a whole fixture model (decode steps and
+// the output projections' residual accumulation).
 TEST_F(GpuTest, OwnSkinnyKernelMatchesCpu) {
   ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + "llama3_gqa/bf16"));
   for (DType dtype : {DType::kBF16, DType::kF16}) {
