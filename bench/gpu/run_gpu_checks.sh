@@ -54,3 +54,7 @@ timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-fused-proj
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_separate_products.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --batch 1,8,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 32 2>&1 | tee "$OUT/bench_70b10.txt"
+# Long context: an 8k-token prefill (attention's share grows with the square of the length) and
+# decode/verification steps that attend over 8k keys (the flash-decoding split at its widest).
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --batch 1 --k 16 --prompt-tokens 8192 \
+  --decode-tokens 32 --repeats 2 2>&1 | tee "$OUT/bench_8b_8k_context.txt"

@@ -99,12 +99,17 @@ VERDICT_HOST_DEVICE inline bool StoresKeysAndValues(int64_t first_head, int64_t 
                                                     int64_t num_heads, int64_t num_kv_heads) {
   return split == 0 && first_head % (num_heads / num_kv_heads) == 0;
 }
-// Positions at or past a sequence's start_pos are the keys of the batch's own rows, which other
-// blocks of the same launch may still be storing: the kernel reads those from the batch's k and v
-// (rounded to the cache's type). The batch row of `position`, or -1 for a position in the cache.
+// The keys of the launch's own rows (rows from `launch_row_offset` on) may still be being stored
+// by other blocks of the same launch: the kernel reads those from the batch's k and v (rounded to
+// the cache's type, rotated again where the launch rotates). Keys before them are in the cache: an
+// earlier step's, or rows of this batch stored by an earlier launch (a long prefill runs in several
+// launches, in stream order), so a row re-reads at most one launch of batch keys. The batch row of
+// `position` in a sequence whose first batch row `row_begin` sits at `start_pos`, or -1 where the
+// key is read from the cache.
 VERDICT_HOST_DEVICE inline int64_t BatchRowOfPosition(int64_t position, int64_t start_pos,
-                                                      int64_t row_begin) {
-  return position >= start_pos ? row_begin + (position - start_pos) : -1;
+                                                      int64_t row_begin, int64_t launch_row_offset) {
+  const int64_t stored_rows = launch_row_offset > row_begin ? launch_row_offset - row_begin : 0;
+  return position >= start_pos + stored_rows ? row_begin + (position - start_pos) : -1;
 }
 // The chunks of one (run of rows, group of heads) count themselves done on a counter; the last
 // to finish merges their partials (no separate combine launch). Counter of the run starting at

@@ -270,8 +270,10 @@ TEST(RopeElementTest, ElementwiseRotationEqualsPairRotation) {
 // The chunk kernel's launch grid (head groups x chunks x groups of rows, one launch per
 // `partial_rows` rows) walked on the CPU with the kernel's rules: each (row, kv head) of the batch
 // is stored into the cache by exactly one block; every key a row attends to is either in the cache
-// from an earlier step or a row of the batch (never a cache slot this launch is writing); and each
-// run of rows counts its chunks on its own counter, which receives exactly one count per chunk.
+// (from an earlier step or an earlier launch) or a row of this launch's batch rows (never a cache
+// slot this launch is writing, and never a row an earlier launch stored: a long prefill re-reads
+// at most one launch of batch keys); and each run of rows counts its chunks on its own counter,
+// which receives exactly one count per chunk.
 TEST(ChunkGridTest, StoresEachKeyOnceAndCountsEachRunsChunks) {
   struct Sequence {
     int64_t start_pos, num_tokens;
@@ -306,6 +308,7 @@ TEST(ChunkGridTest, StoresEachKeyOnceAndCountsEachRunsChunks) {
     for (int64_t offset = 0; offset < rows; offset += c.partial_rows) {
       const int64_t launch_rows = std::min(c.partial_rows, rows - offset);
       std::vector<int> counts(c.partial_rows * head_groups, 0);
+      const std::vector<int> stored_before = stored;  // by earlier launches (stream order)
       for (int64_t x = 0; x < head_groups; ++x) {
         for (int64_t split = 0; split < splits; ++split) {
           for (int64_t z = 0; z * rows_per_block < launch_rows; ++z) {
@@ -324,14 +327,18 @@ TEST(ChunkGridTest, StoresEachKeyOnceAndCountsEachRunsChunks) {
               int64_t begin, end;
               SplitRange(split, split_positions, first_position + seg, begin, end);
               for (int64_t p = begin; p < end; ++p) {
-                const int64_t batch_row = BatchRowOfPosition(p, seq.start_pos, row_begin[s]);
-                if (batch_row >= 0) {  // a key of this batch: the same sequence's row at p
+                const int64_t batch_row =
+                    BatchRowOfPosition(p, seq.start_pos, row_begin[s], offset);
+                if (batch_row >= 0) {  // a key of this launch's rows: the same sequence's row at p
+                  ASSERT_GE(batch_row, offset);
                   ASSERT_LT(batch_row, row_begin[s] + seq.num_tokens);
                   ASSERT_EQ(row_sequence[batch_row], s);
                   ASSERT_EQ(seq.start_pos + (batch_row - row_begin[s]), p);
-                } else {
-                  ASSERT_LT(p, seq.start_pos);  // written by an earlier step
-                }
+                } else if (p >= seq.start_pos) {  // a row of this batch an earlier launch stored
+                  const int64_t r = row_begin[s] + (p - seq.start_pos);
+                  ASSERT_LT(r, offset);
+                  ASSERT_EQ(stored_before[r * c.kv_heads + kv_head], 1);
+                }  // else: written by an earlier step
               }
               const int64_t counter = ChunkCounterIndex(row - offset, x, head_groups);
               ASSERT_GE(counter, 0);

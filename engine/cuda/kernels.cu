@@ -1308,7 +1308,8 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         const int64_t d = (i % groups) * 8;
         const int64_t p = tile_begin + t;
         float k8[8], v8[8];
-        const int64_t batch_row = cuda_math::BatchRowOfPosition(p, seq.start_pos, seq.row_begin);
+        const int64_t batch_row =
+            cuda_math::BatchRowOfPosition(p, seq.start_pos, seq.row_begin, row_offset);
         if (batch_row >= 0) {
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
