@@ -3,9 +3,14 @@
 # ./gpu-out): the CUDA backend tests, `verdict selftest --gpu`, and decode/verification benchmarks of
 # a Llama-3.1-8B-shaped model and a 10-layer Llama-3.1-70B slice (random bf16 weights, and their
 # projections quantized to FP8 at load).
+# Usage: run_gpu_checks.sh [all|checks|bench] (default all): `checks` runs the tests, memcheck and
+# the selftest; `bench` the benchmarks (two commands where a device allows 10 minutes per command;
+# each half appends its wall time to gpu.txt).
 # Binaries come from $VERDICT_BIN (default build/bin and build/engine/cuda), or from a bundle
 # (.devcarry/bundle.tar.xz: stripped binaries + the shared libraries they need) when one exists.
 set -uo pipefail
+PART=${1:-all}
+case "$PART" in all|checks|bench) ;; *) echo "usage: $0 [all|checks|bench]" >&2; exit 2 ;; esac
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 if [[ -f .devcarry/bundle.tar.xz ]]; then
@@ -23,6 +28,8 @@ else
 fi
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv;
   ldd "$VERDICT" | grep "not found"; } 2>&1 | tee "$OUT/gpu.txt"
+SECONDS=0
+if [[ "$PART" != bench ]]; then
 timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|rel.err.*FAIL|seed|error" | tail -40
 # Out-of-bounds device writes corrupt neighbouring buffers silently (a cuBLASLt tuning scratch too
 # small for a strided output once did): memcheck over the tensor-parallel and graph tests. API
@@ -31,6 +38,10 @@ timeout 150 compute-sanitizer --tool memcheck --report-api-errors no "$TEST" \
   --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*:GpuTest.ProgrammaticLaunch*:GpuTest.Fp8*' 2>&1 |
   tee "$OUT/memcheck.txt" | grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" | head -20
 timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
+echo "checks: ${SECONDS} s" | tee -a "$OUT/gpu.txt"
+fi
+[[ "$PART" == checks ]] && exit 0
+SECONDS=0
 VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b \
   --batch 1,8,32 --k 1,4,8,16,32,64 --prompt-tokens 512 --decode-tokens 64 \
   --json "$OUT/bench_8b.json" 2>&1 | tee "$OUT/bench_8b.txt"
@@ -58,3 +69,4 @@ timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --
 # decode/verification steps that attend over 8k keys (the flash-decoding split at its widest).
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --batch 1 --k 16 --prompt-tokens 8192 \
   --decode-tokens 32 --repeats 2 2>&1 | tee "$OUT/bench_8b_8k_context.txt"
+echo "benchmarks: ${SECONDS} s" | tee -a "$OUT/gpu.txt"
