@@ -35,7 +35,7 @@ timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|
 # small for a strided output once did): memcheck over the tensor-parallel and graph tests. API
 # errors are not reported: a step with a host all-reduce fails its graph capture by design.
 timeout 150 compute-sanitizer --tool memcheck --report-api-errors no "$TEST" \
-  --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*:GpuTest.ProgrammaticLaunch*:GpuTest.Fp8*' 2>&1 |
+  --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*:GpuTest.ProgrammaticLaunch*:GpuTest.Fp8*:GpuTest.TensorCorePrefill*' 2>&1 |
   tee "$OUT/memcheck.txt" | grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" | head -20
 timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
 echo "checks: ${SECONDS} s" | tee -a "$OUT/gpu.txt"
@@ -69,4 +69,8 @@ timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --
 # decode/verification steps that attend over 8k keys (the flash-decoding split at its widest).
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --batch 1 --k 16 --prompt-tokens 8192 \
   --decode-tokens 32 --repeats 2 2>&1 | tee "$OUT/bench_8b_8k_context.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --tc-prefill --batch 1 --k 16 \
+  --prompt-tokens 8192 --decode-tokens 32 --repeats 2 2>&1 | tee "$OUT/bench_8b_8k_context_tc_prefill.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --tc-prefill --batch 1,8,32 --k 16 \
+  --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_tc_prefill.txt"
 echo "benchmarks: ${SECONDS} s" | tee -a "$OUT/gpu.txt"

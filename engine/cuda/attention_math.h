@@ -129,6 +129,43 @@ VERDICT_HOST_DEVICE inline float ScoreWeight(float score, float running_max) {
   return running_max == -INFINITY ? 0.0f : expf(score - running_max);
 }
 
+// ---- tensor-core prefill attention (FlashPrefillKernel) ----
+// A block takes kFlashTileRows consecutive query rows of one sequence (a warp per 16, the rows of
+// its mma tiles) and one query head, and walks the keys its last row sees in tiles of
+// kFlashTileKeys: S = Q K^T and O += P V on the tensor cores (bf16 operands, f32 accumulation),
+// with the online softmax in between held in the accumulator registers. Every key comes from the
+// cache (the batch's own keys are stored by a launch before it). Scores are kept in base-2 units
+// (scaled by log2(e)) so each weight is one exp2.
+inline constexpr int kFlashWarps = 4;
+inline constexpr int64_t kFlashTileRows = 16 * kFlashWarps;
+inline constexpr int64_t kFlashTileKeys = 64;
+// Sequences shorter than a tile stay on the chunk kernel (decode, verification blocks: bound by
+// reading the cache, which it splits over more blocks).
+inline constexpr int64_t kFlashMinRows = kFlashTileRows;
+inline constexpr float kLog2e = 1.4426950408889634f;
+
+// Tiles of a sequence's rows (the last may be partial).
+VERDICT_HOST_DEVICE inline int64_t FlashTilesOf(int64_t num_tokens) {
+  return (num_tokens + kFlashTileRows - 1) / kFlashTileRows;
+}
+// Batch row computed for row `index` (0..kFlashTileRows-1) of the tile starting at batch row
+// `tile_row`: rows past the sequence's last are computed as the last one (never stored), so every
+// row of the tile attends to keys that exist.
+VERDICT_HOST_DEVICE inline int64_t FlashRowOf(int64_t tile_row, int64_t index, int64_t sequence_end) {
+  const int64_t row = tile_row + index;
+  return row < sequence_end ? row : sequence_end - 1;
+}
+// Keys [0, FlashKeyEnd) the tile walks: up to its last row's position.
+VERDICT_HOST_DEVICE inline int64_t FlashKeyEnd(int64_t tile_row, int64_t row_begin, int64_t num_tokens,
+                                               int64_t start_pos) {
+  const int64_t last = FlashRowOf(tile_row, kFlashTileRows - 1, row_begin + num_tokens);
+  return start_pos + (last - row_begin) + 1;
+}
+// exp2(score - max) in base-2 score units; 0 while every key so far is masked (max = -inf).
+VERDICT_HOST_DEVICE inline float Exp2Weight(float score, float max) {
+  return max == -INFINITY ? 0.0f : exp2f(score - max);
+}
+
 }  // namespace verdict::engine::cuda_math
 
 #endif  // VERDICT_ENGINE_CUDA_ATTENTION_MATH_H_

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA attention decomposition (paged KV layout, flash-decoding chunks, key tiles with an online
-// softmax, partial-softmax merge) executed on the CPU with the same cuda_math functions the kernels
-// use, against attention computed directly in double precision.
+// softmax, partial-softmax merge; the tensor-core prefill's warps and their mma fragments) executed
+// on the CPU with the same cuda_math functions the kernels use, against attention computed
+// directly in double precision.
 #include "engine/cuda/attention_math.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "engine/cuda/mma_layout.h"
+#include "engine/dtype.h"
 #include "gtest/gtest.h"
 
 namespace verdict::engine::cuda_math {
@@ -354,6 +358,244 @@ TEST(ChunkGridTest, StoresEachKeyOnceAndCountsEachRunsChunks) {
       EXPECT_GT(*std::max_element(counts.begin(), counts.end()), 0);
     }
     for (int s : stored) EXPECT_EQ(s, 1) << c.heads << "/" << c.kv_heads;
+  }
+}
+
+// ---- tensor-core prefill, emulated warp by warp ------------------------------------------------
+
+float RoundBf16(float x) { return Bf16ToF32(F32ToBf16(x)); }
+
+// One warp's registers for one mma.sync.m16n8k16: A [lane][reg][half], B [lane][reg][half],
+// the accumulator [lane][element].
+struct WarpA {
+  float v[32][4][2];
+};
+struct WarpB {
+  float v[32][2][2];
+};
+using WarpAcc = std::array<std::array<float, 4>, 32>;
+
+// The hardware's side: the fragments as PTX's figures for m16n8k16 draw them (written out here
+// independently of mma_layout.h), multiplied in double precision. Every matrix element is set by
+// exactly one (lane, register, half), so a placement the kernel gets wrong gives wrong products.
+void EmulatedMma(const WarpA& a, const WarpB& b, WarpAcc& c) {
+  double A[16][16], B[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, t = lane % 4;
+    for (int half = 0; half < 2; ++half) {
+      A[g][2 * t + half] = a.v[lane][0][half];
+      A[g + 8][2 * t + half] = a.v[lane][1][half];
+      A[g][2 * t + 8 + half] = a.v[lane][2][half];
+      A[g + 8][2 * t + 8 + half] = a.v[lane][3][half];
+      B[2 * t + half][g] = b.v[lane][0][half];
+      B[2 * t + 8 + half][g] = b.v[lane][1][half];
+    }
+  }
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, t = lane % 4;
+    for (int e = 0; e < 4; ++e) {
+      const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
+      double sum = c[lane][e];
+      for (int k = 0; k < 16; ++k) sum += A[row][k] * B[k][col];
+      c[lane][e] = static_cast<float>(sum);
+    }
+  }
+}
+
+// A value over the four lanes of each quad (a row's scores), as the kernel's shuffles combine them.
+template <typename Op>
+float OverQuad(const std::array<float, 32>& v, int lane, Op op) {
+  const int first = lane & ~3;
+  return op(op(v[first], v[first + 1]), op(v[first + 2], v[first + 3]));
+}
+
+// FlashPrefillKernel for one sequence (its rows after `row_begin` other batch rows), every tile
+// of rows and every warp, with the kernel's operand placement, mask, online softmax (in base-2
+// units), bf16 rounding of q, the cache and the weights; against softmax attention in double over
+// the same rounded q, keys and values. Each output element must be written exactly once.
+void CheckFlashPrefill(int D, int64_t start_pos, int64_t num_tokens, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t row_begin = 3, sequence_end = row_begin + num_tokens;
+  const int64_t context = start_pos + num_tokens;
+  std::vector<float> keys(context * D), values(context * D), q(sequence_end * D);
+  for (float& x : keys) x = RoundBf16(2.0f * normal(rng));
+  for (float& x : values) x = RoundBf16(normal(rng));
+  for (float& x : q) x = normal(rng);
+  std::vector<float> out(sequence_end * D, NAN);
+  std::vector<int> written(sequence_end * D, 0);
+  const float scale = AttentionScale(D) * kLog2e;
+
+  for (int64_t tile = 0; tile < FlashTilesOf(num_tokens); ++tile) {
+    const int64_t tile_row = row_begin + tile * kFlashTileRows;
+    const int64_t key_end = FlashKeyEnd(tile_row, row_begin, num_tokens, start_pos);
+    for (int warp = 0; warp < kFlashWarps; ++warp) {
+      std::vector<WarpA> q_frag(D / 16);
+      std::array<std::array<int64_t, 2>, 32> positions;
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int kc = 0; kc < D / 16; ++kc) {
+          for (int reg = 0; reg < 4; ++reg) {
+            const int64_t row = FlashRowOf(tile_row, warp * 16 + MmaARow(lane, reg), sequence_end);
+            for (int half = 0; half < 2; ++half) {
+              q_frag[kc].v[lane][reg][half] = RoundBf16(q[row * D + 16 * kc + MmaACol(lane, reg, half)]);
+            }
+          }
+        }
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row = FlashRowOf(tile_row, warp * 16 + MmaAccRow(lane, 2 * h), sequence_end);
+          positions[lane][h] = start_pos + (row - row_begin);
+        }
+      }
+      std::vector<WarpAcc> o(D / 8, WarpAcc{});
+      std::array<std::array<float, 2>, 32> row_max, row_sum;
+      for (auto& m : row_max) m = {-INFINITY, -INFINITY};
+      for (auto& m : row_sum) m = {0.0f, 0.0f};
+      for (int64_t tile_begin = 0; tile_begin < key_end; tile_begin += kFlashTileKeys) {
+        // The tile as the kernel stages it: zeros past key_end.
+        auto key_at = [&](int64_t k, int64_t d) {
+          const int64_t p = tile_begin + k;
+          return p < key_end ? keys[p * D + d] : 0.0f;
+        };
+        auto value_at = [&](int64_t k, int64_t d) {
+          const int64_t p = tile_begin + k;
+          return p < key_end ? values[p * D + d] : 0.0f;
+        };
+        std::vector<WarpAcc> s(kFlashTileKeys / 8, WarpAcc{});
+        for (int j = 0; j < kFlashTileKeys / 8; ++j) {
+          for (int kc = 0; kc < D / 16; ++kc) {
+            WarpB b;
+            for (int lane = 0; lane < 32; ++lane) {
+              for (int reg = 0; reg < 2; ++reg) {
+                for (int half = 0; half < 2; ++half) {
+                  b.v[lane][reg][half] = key_at(8 * j + MmaBCol(lane), 16 * kc + MmaBRow(lane, reg, half));
+                }
+              }
+            }
+            EmulatedMma(q_frag[kc], b, s[j]);
+          }
+        }
+        std::array<std::array<float, 32>, 2> tile_max;
+        for (auto& m : tile_max) m.fill(-INFINITY);
+        for (int j = 0; j < kFlashTileKeys / 8; ++j) {
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < 4; ++e) {
+              const int64_t key = tile_begin + 8 * j + MmaAccCol(lane, e);
+              const float score = key <= positions[lane][e / 2] ? s[j][lane][e] * scale : -INFINITY;
+              s[j][lane][e] = score;
+              tile_max[e / 2][lane] = std::max(tile_max[e / 2][lane], score);
+            }
+          }
+        }
+        std::array<std::array<float, 2>, 32> correction;
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int h = 0; h < 2; ++h) {
+            const float quad_max =
+                OverQuad(tile_max[h], lane, [](float x, float y) { return std::max(x, y); });
+            const float new_max = NewMax(row_max[lane][h], quad_max);
+            correction[lane][h] = Exp2Weight(row_max[lane][h], new_max);
+            row_max[lane][h] = new_max;
+            row_sum[lane][h] *= correction[lane][h];
+          }
+        }
+        for (WarpAcc& acc : o) {
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < 4; ++e) acc[lane][e] *= correction[lane][e / 2];
+          }
+        }
+        for (WarpAcc& tile_s : s) {
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < 4; ++e) {
+              const float w = RoundBf16(Exp2Weight(tile_s[lane][e], row_max[lane][e / 2]));
+              tile_s[lane][e] = w;
+              row_sum[lane][e / 2] += w;
+            }
+          }
+        }
+        for (int i = 0; i < kFlashTileKeys / 16; ++i) {
+          WarpA p;
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int reg = 0; reg < 4; ++reg) {
+              for (int half = 0; half < 2; ++half) {
+                p.v[lane][reg][half] = s[2 * i + AccTileOfA(reg)][lane][AccElementOfA(reg, half)];
+              }
+            }
+          }
+          for (int jd = 0; jd < D / 8; ++jd) {
+            WarpB b;
+            for (int lane = 0; lane < 32; ++lane) {
+              for (int reg = 0; reg < 2; ++reg) {
+                for (int half = 0; half < 2; ++half) {
+                  b.v[lane][reg][half] = value_at(16 * i + MmaBRow(lane, reg, half), 8 * jd + MmaBCol(lane));
+                }
+              }
+            }
+            EmulatedMma(p, b, o[jd]);
+          }
+        }
+      }
+      for (int h = 0; h < 2; ++h) {
+        std::array<float, 32> sums;
+        for (int lane = 0; lane < 32; ++lane) sums[lane] = row_sum[lane][h];
+        for (int lane = 0; lane < 32; ++lane) {
+          row_sum[lane][h] = OverQuad(sums, lane, [](float x, float y) { return x + y; });
+        }
+      }
+      for (int jd = 0; jd < D / 8; ++jd) {
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < 4; ++e) {
+            const int64_t row = tile_row + warp * 16 + MmaAccRow(lane, e);
+            if (row >= sequence_end) continue;
+            const int64_t d = 8 * jd + MmaAccCol(lane, e);
+            out[row * D + d] = o[jd][lane][e] / row_sum[lane][e / 2];
+            ++written[row * D + d];
+          }
+        }
+      }
+    }
+  }
+
+  double max_error = 0, max_value = 0;
+  for (int64_t row = row_begin; row < sequence_end; ++row) {
+    const int64_t position = start_pos + (row - row_begin);
+    std::vector<double> weights(position + 1);
+    double max_score = -INFINITY, total = 0;
+    for (int64_t p = 0; p <= position; ++p) {
+      double dot = 0;
+      for (int d = 0; d < D; ++d) dot += static_cast<double>(RoundBf16(q[row * D + d])) * keys[p * D + d];
+      weights[p] = dot / std::sqrt(static_cast<double>(D));
+      max_score = std::max(max_score, weights[p]);
+    }
+    for (double& w : weights) total += (w = std::exp(w - max_score));
+    for (int d = 0; d < D; ++d) {
+      double expected = 0;
+      for (int64_t p = 0; p <= position; ++p) expected += weights[p] * values[p * D + d];
+      expected /= total;
+      ASSERT_EQ(written[row * D + d], 1) << "row " << row << " dim " << d;
+      max_error = std::max(max_error, std::abs(out[row * D + d] - expected));
+      max_value = std::max(max_value, std::abs(expected));
+    }
+  }
+  // bf16 weights (8 significant bits) and queries: ~1e-3 of the output's scale; a misplaced
+  // operand gives errors of order one.
+  EXPECT_LT(max_error / max_value, 5e-3)
+      << "D=" << D << " start_pos=" << start_pos << " tokens=" << num_tokens;
+}
+
+TEST(FlashPrefillTest, EmulatedWarpsMatchDirectAttention) {
+  std::mt19937 rng(13);
+  CheckFlashPrefill(64, 0, 64, rng);      // one full tile of rows and keys
+  CheckFlashPrefill(64, 37, 150, rng);    // chunked prefill: rows and key tiles out of step
+  CheckFlashPrefill(128, 0, 100, rng);    // a partial second tile of rows
+  CheckFlashPrefill(128, 200, 70, rng);   // keys mostly from earlier steps
+}
+
+TEST(FlashPrefillTest, TilesCoverEveryRowAndReachTheirLastRowsKeys) {
+  for (int64_t tokens : {1, 63, 64, 65, 200}) {
+    const int64_t row_begin = 10, start_pos = 7;
+    EXPECT_EQ(FlashTilesOf(tokens) * kFlashTileRows >= tokens, true);
+    EXPECT_LT((FlashTilesOf(tokens) - 1) * kFlashTileRows, tokens);
+    const int64_t last_tile = row_begin + (FlashTilesOf(tokens) - 1) * kFlashTileRows;
+    EXPECT_EQ(FlashKeyEnd(last_tile, row_begin, tokens, start_pos), start_pos + tokens);
+    EXPECT_EQ(FlashRowOf(last_tile, kFlashTileRows - 1, row_begin + tokens), row_begin + tokens - 1);
   }
 }
 

@@ -602,10 +602,15 @@ void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t
   struct Step {
     std::vector<int64_t> tokens, starts;
   };
-  // Step 1: prefill 40, 700 and 2100 tokens. Step 2: decode 1, verify 17, continue 33.
-  const std::vector<Step> steps = {{{40, 700, 2100}, {0, 0, 0}}, {{1, 17, 33}, {40, 700, 2100}}};
+  // Step 1: prefill 64, 700 and 2100 tokens. Step 2: decode 1, verify 17, continue 33. Step 3:
+  // chunked prefill of 100, 65 and 129 more (tiles of prefill rows that start mid key tile). Steps 1
+  // and 3 have 64+ rows in every sequence (what tensor-core prefill takes).
+  const std::vector<Step> steps = {{{64, 700, 2100}, {0, 0, 0}},
+                                   {{1, 17, 33}, {64, 700, 2100}},
+                                   {{100, 65, 129}, {65, 717, 2133}}};
+  const char* step_names[] = {" prefill", " decode+verify+continue", " chunked prefill"};
   for (size_t step = 0; step < steps.size(); ++step) {
-    const std::string name = absl::StrCat(base, step == 0 ? " prefill" : " decode+verify+continue");
+    const std::string name = absl::StrCat(base, step_names[step]);
     int64_t rows = 0;
     for (int64_t t : steps[step].tokens) rows += t;
     ASSIGN_OR_RECORD(run, name, q, run.Input(rows, num_heads * head_dim, Random(rng, rows * num_heads * head_dim)));
@@ -641,6 +646,19 @@ void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t
   attend(run.ref(), q, k, v, out, true, {&ref_seq, 1}, layer);
   attend(run.cand(), q, k, v, out, false, {&cand_seq, 1}, layer);
   run.Finish(name, out);
+}
+
+// Attention over ragged prefill / decode / verification / chunked-prefill batches: GQA with head
+// dims 64 and 128, no GQA, and rotation inside the kernel (llama3-like frequencies, both layouts).
+void CheckAttentionCases(OpRunner& run, std::mt19937& rng) {
+  CheckAttention(run, rng, 8, 2, 64);
+  CheckAttention(run, rng, 4, 4, 128);
+  for (bool interleaved : {false, true}) {
+    RopeParams rope;
+    rope.interleaved = interleaved;
+    for (int64_t i = 0; i < 64; ++i) rope.inv_freq.push_back(std::pow(500000.0f, -2.0f * i / 128.0f));
+    CheckAttention(run, rng, 8, 2, 128, &rope);
+  }
 }
 
 int32_t ArgMax(const float* v, int64_t n) {
@@ -822,15 +840,16 @@ std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
   CheckElementwise(run, rng);
   CheckLogitSummaries(run, rng, &results);
   CheckSampledDecisions(run, rng, &results);
-  CheckAttention(run, rng, 8, 2, 64);
-  CheckAttention(run, rng, 4, 4, 128);
-  // Rotation inside the attention kernel: llama3-like frequencies, both pair layouts.
-  for (bool interleaved : {false, true}) {
-    RopeParams rope;
-    rope.interleaved = interleaved;
-    for (int64_t i = 0; i < 64; ++i) rope.inv_freq.push_back(std::pow(500000.0f, -2.0f * i / 128.0f));
-    CheckAttention(run, rng, 8, 2, 128, &rope);
-  }
+  CheckAttentionCases(run, rng);
+  return results;
+}
+
+std::vector<CheckResult> CheckAttentionOps(Backend& reference, Backend& candidate,
+                                           const CheckOptions& options) {
+  std::vector<CheckResult> results;
+  std::mt19937 rng(static_cast<uint32_t>(options.seed));
+  OpRunner run(reference, candidate, options.tolerance, &results);
+  CheckAttentionCases(run, rng);
   return results;
 }
 
@@ -849,8 +868,12 @@ std::vector<CheckResult> CheckModel(Backend& reference, Backend& candidate,
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
   // Sized to fit small fixtures' context (64 positions and up).
   const int64_t capacity = std::min<int64_t>(256, config.max_position_embeddings);
-  const std::vector<int64_t> prompt_lengths = {5, std::min<int64_t>(33, capacity / 4),
-                                               std::min<int64_t>(70, capacity / 2)};
+  std::vector<int64_t> prompt_lengths = {5, std::min<int64_t>(33, capacity / 4),
+                                         std::min<int64_t>(70, capacity / 2)};
+  if (options.prefill_min_tokens > 0) {
+    const int64_t p = std::min(options.prefill_min_tokens, capacity / 2);
+    prompt_lengths = {p, std::min(p + 6, capacity / 2), std::min(p + 37, capacity / 2)};
+  }
   std::vector<std::unique_ptr<KvCache>> ref_caches, cand_caches;
   for (size_t s = 0; s < prompt_lengths.size(); ++s) {
     auto r = (*ref_model)->NewKvCache(capacity);

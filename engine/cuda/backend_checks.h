@@ -37,6 +37,8 @@ struct CheckOptions {
   // are closer than this (a near-tie the candidate's rounding may flip); comparison stops there.
   float greedy_tie_margin = 0.05f;
   int64_t greedy_tokens = 24;
+  // CheckModel's prompt lengths: at least this many tokens each (0: 5, 33 and 70, a ragged mix).
+  int64_t prefill_min_tokens = 0;
 };
 
 // Every backend op (matrix products for each weight dtype and skinny/square shapes, accumulate and
@@ -45,6 +47,10 @@ struct CheckOptions {
 // contexts; KV forks).
 std::vector<CheckResult> CheckBackendOps(Backend& reference, Backend& candidate,
                                          const CheckOptions& options);
+
+// The attention cases of CheckBackendOps alone (e.g. for a candidate with another attention path).
+std::vector<CheckResult> CheckAttentionOps(Backend& reference, Backend& candidate,
+                                           const CheckOptions& options);
 
 // A whole model on both backends: logits and final hidden states of a ragged batch through prefill,
 // decode, a verification block and a rollback; then greedy generation token for token.

@@ -154,6 +154,7 @@ class CudaBackend final : public Backend {
     s.eager_steps = steps_.eager_steps();
     s.graphs_captured = steps_.graphs_captured();
     s.graph_replays = steps_.graph_replays();
+    s.tensor_core_prefills = tensor_core_prefills_;
     return s;
   }
   CudaBackendStats Snapshot() const {
@@ -504,6 +505,50 @@ class CudaBackend final : public Backend {
       if (launch.rope_positions == nullptr || launch.rope_inv_freq == nullptr) return;
       launch.rope_interleaved = rope->interleaved;
     }
+    int64_t shortest = q.rows;
+    for (const AttentionSequence& a : sequences) shortest = std::min(shortest, a.num_tokens);
+    if (options_.tensor_core_prefill && cuda::FlashPrefillApplies(launch.kv_type, head_dim) &&
+        shortest >= cuda_math::kFlashMinRows) {
+      // Tiles of the longest contexts first: they take the most time, so the grid's tail is short.
+      std::vector<std::array<int32_t, 2>> tiles;
+      for (size_t s = 0; s < sequences.size(); ++s) {
+        for (int64_t t = 0; t < cuda_math::FlashTilesOf(sequences[s].num_tokens); ++t) {
+          tiles.push_back({static_cast<int32_t>(s),
+                           static_cast<int32_t>(sequences[s].row_begin + t * cuda_math::kFlashTileRows)});
+        }
+      }
+      std::stable_sort(tiles.begin(), tiles.end(), [&](const auto& x, const auto& y) {
+        auto keys = [&](const std::array<int32_t, 2>& tile) {
+          const AttentionSequence& a = sequences[tile[0]];
+          return cuda_math::FlashKeyEnd(tile[1], a.row_begin, a.num_tokens, a.start_pos);
+        };
+        return keys(x) > keys(y);
+      });
+      launch.flash_tiles =
+          static_cast<const int32_t*>(Upload(tiles.data(), tiles.size() * sizeof(tiles[0])));
+      if (launch.flash_tiles == nullptr) return;
+      launch.num_flash_tiles = static_cast<int64_t>(tiles.size());
+      ++tensor_core_prefills_;
+    } else {
+      if (!ChunkScratch(max_context, num_heads, num_kv_heads, head_dim, q.rows, &launch)) return;
+    }
+    if (out.stride == out.cols) {  // the kernels write the copy densely by head
+      cuda::Copy16 copy16;
+      if (!OperandCopy(out, &copy16)) return;
+      launch.out_copy16.data = copy16.data;  // field by field: the padding stays zero
+      launch.out_copy16.type = copy16.type;
+    }
+    Record(Op::kAttention, [=, stream = launch_] {
+      cuda::LaunchAttention(launch, stream);
+      return LaunchStatus("Attention");
+    }, launch);
+    KeepOperandCopy(out, launch.out_copy16);
+  }
+
+  // The chunk kernel's split of the keys and its scratch (partials, counters), into `launch`.
+  bool ChunkScratch(int64_t max_context, int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                    int64_t rows, cuda::AttentionLaunch* launch_out) {
+    cuda::AttentionLaunch& launch = *launch_out;
     // The chunking follows the longest context rounded up to 256 positions, so that consecutive
     // decode steps launch the same grid (and replay as one CUDA graph); chunks past a row's
     // context are empty and cost one early exit.
@@ -516,22 +561,11 @@ class CudaBackend final : public Backend {
     // Partials of at most 64 MiB per launch of the split kernel; more rows run in several launches.
     const int64_t per_row = num_heads * launch.num_splits * (head_dim + 2) * sizeof(float);
     launch.partial_rows = std::clamp<int64_t>((int64_t{64} << 20) / per_row, 1, 65535);
-    launch.partial_rows = std::min(launch.partial_rows, q.rows);
+    launch.partial_rows = std::min(launch.partial_rows, rows);
     launch.partials = static_cast<float*>(Partials(launch.partial_rows * per_row));
     launch.chunk_counters =
         ChunkCounters(cuda::AttentionCounters(launch.partial_rows, num_heads, num_kv_heads));
-    if (launch.partials == nullptr || launch.chunk_counters == nullptr) return;
-    if (out.stride == out.cols) {  // the merge writes the copy densely by head
-      cuda::Copy16 copy16;
-      if (!OperandCopy(out, &copy16)) return;
-      launch.out_copy16.data = copy16.data;  // field by field: the padding stays zero
-      launch.out_copy16.type = copy16.type;
-    }
-    Record(Op::kAttention, [=, stream = launch_] {
-      cuda::LaunchAttention(launch, stream);
-      return LaunchStatus("Attention");
-    }, launch);
-    KeepOperandCopy(out, launch.out_copy16);
+    return launch.partials != nullptr && launch.chunk_counters != nullptr;
   }
 
   void SiluMul(TensorView gate, TensorView up, TensorView out) override {
@@ -867,6 +901,7 @@ class CudaBackend final : public Backend {
 
 
   CudaBackendOptions options_;
+  int64_t tensor_core_prefills_ = 0;
   cudaStream_t stream_;
   cuda::LaunchStream launch_;  // stream_ for our kernels (with programmatic launch if enabled)
   StorageType weight_type_;

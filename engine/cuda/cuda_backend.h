@@ -65,6 +65,10 @@ struct CudaBackendOptions {
   // kernel finishes and waits for it on the device, hiding the launch latency between them. Off
   // until it has been measured on a GPU (docs/gpu-notes.md).
   bool programmatic_launch = false;
+  // Prefill attention on the tensor cores (batches whose sequences all have 64+ new rows, bf16 KV
+  // cache, head_dim 64 or 128): FlashAttention-style tiles instead of the chunk kernel's CUDA-core
+  // arithmetic, which bounds long prompts. Off until it has been checked and measured on a GPU.
+  bool tensor_core_prefill = false;
 };
 
 // True when this build contains the CUDA backend.
@@ -92,6 +96,7 @@ struct CudaBackendStats {
   int64_t eager_steps = 0;      // steps launched op by op
   int64_t graphs_captured = 0;  // distinct step shapes captured as CUDA graphs
   int64_t graph_replays = 0;    // steps launched as one graph
+  int64_t tensor_core_prefills = 0;  // attention ops recorded on the tensor-core prefill path
 };
 // Live figures; call from the backend's engine thread.
 CudaBackendStats GetCudaBackendStats(const Backend& backend);

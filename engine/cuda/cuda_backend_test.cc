@@ -200,6 +200,29 @@ TEST_F(GpuTest, OwnSkinnyKernelMatchesCpu) {
   }
 }
 
+// Prefill attention on the tensor cores (off by default): the attention cases, whose prefill and
+// chunked-prefill steps (64+ rows per sequence) take it, against the CPU backend, and a small random
+// bf16 model (head_dim 64) prefilling 64+ tokens per sequence; both must have taken that path.
+TEST_F(GpuTest, TensorCorePrefillMatchesCpu) {
+  CudaBackendOptions cuda_options;
+  cuda_options.tensor_core_prefill = true;
+  ASSERT_OK_AND_ASSIGN(auto cuda, CreateCudaBackend(cuda_options));
+  CheckOptions options;
+  options.seed = FreshSeed();
+  options.tolerance = 1e-2;
+  ExpectAllPassed(CheckAttentionOps(*cpu_, *cuda, options));
+  const int64_t after_ops = GetCudaBackendStats(*cuda).tensor_core_prefills;
+  EXPECT_GE(after_ops, 8);  // prefill and chunked prefill of the four cases
+  LlamaConfig config = TensorParallelCheckConfig();  // with head_dim 64 and GQA
+  config.num_heads = 4;
+  config.num_kv_heads = 2;
+  config.head_dim = 64;
+  ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kBF16, FreshSeed()));
+  options.prefill_min_tokens = 64;
+  ExpectAllPassed(CheckModel(*cpu_, *cuda, config, *weights, options));
+  EXPECT_GT(GetCudaBackendStats(*cuda).tensor_core_prefills, after_ops);
+}
+
 // FP8: our kernels on every product they can run (m <= 64: up to 8 rows per warp, 9+ rows on the
 // tensor cores where k is a multiple of 128) for an FP8 checkpoint,
 // and projections quantized at load (weight_dtype fp8) against the CPU backend quantizing the same

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "engine/cuda/mma_layout.h"
 #include "engine/kernels/op_math.h"
 
 namespace verdict::engine::cuda_math {
@@ -27,10 +28,6 @@ inline constexpr int kMmaStepK = 128;
 // mma.sync instructions per step (k = 16 each).
 inline constexpr int kMmaSubSteps = kMmaStepK / 16;
 
-// The lane's quad row (groupID) and position in the quad (threadID_in_group), as PTX names them.
-VERDICT_HOST_DEVICE inline int MmaGroup(int lane) { return lane / 4; }
-VERDICT_HOST_DEVICE inline int MmaQuad(int lane) { return lane % 4; }
-
 // First of the 32 consecutive values (inside a step) the lane reads from each of its rows.
 VERDICT_HOST_DEVICE inline int MmaLaneFirstK(int lane) { return 32 * MmaQuad(lane); }
 
@@ -39,16 +36,13 @@ VERDICT_HOST_DEVICE inline int MmaLaneFirstK(int lane) { return 32 * MmaQuad(lan
 VERDICT_HOST_DEVICE inline int MmaPairOffset(int sub_step, int pair) { return 4 * sub_step + 2 * pair; }
 
 // Operand registers of one mma.sync: A register `reg` (0..3) of a lane holds a pair of values of
-// weight row MmaARow (0..15 in the tile) at pair position MmaAPair; B register `reg` (0..1) holds
-// the pair at position MmaBPair of the lane's token (MmaGroup).
-VERDICT_HOST_DEVICE inline int MmaARow(int lane, int reg) { return MmaGroup(lane) + 8 * (reg % 2); }
+// weight row MmaARow (0..15 in the tile, mma_layout.h) at pair position MmaAPair; B register `reg`
+// (0..1) holds the pair at position MmaBPair of the lane's token (MmaGroup).
 VERDICT_HOST_DEVICE inline int MmaAPair(int reg) { return reg / 2; }
 VERDICT_HOST_DEVICE inline int MmaBPair(int reg) { return reg; }
 
-// The accumulator tile's element `reg` (0..3) of `lane`: its weight row (0..15) and token (0..7)
-// inside the [16 x 8] tile.
-VERDICT_HOST_DEVICE inline int MmaAccRow(int lane, int reg) { return MmaGroup(lane) + 8 * (reg / 2); }
-VERDICT_HOST_DEVICE inline int MmaAccToken(int lane, int reg) { return 2 * MmaQuad(lane) + reg % 2; }
+// The accumulator tile's element `reg` of `lane` is weight row MmaAccRow (0..15) and token
+// MmaAccCol (0..7) of the [16 x 8] tile (mma_layout.h).
 
 }  // namespace verdict::engine::cuda_math
 

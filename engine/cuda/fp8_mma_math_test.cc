@@ -69,7 +69,7 @@ TEST(Fp8MmaPlacementTest, EmulatedWarpComputesThePlainProduct) {
   std::vector<int> stored(kRows * kTokens, 0);
   for (int lane = 0; lane < 32; ++lane) {
     for (int reg = 0; reg < 4; ++reg) {
-      const int row = MmaAccRow(lane, reg), token = MmaAccToken(lane, reg);
+      const int row = MmaAccRow(lane, reg), token = MmaAccCol(lane, reg);
       ++stored[token * kRows + row];
       double expected = 0;
       for (int k = 0; k < kMmaStepK; ++k) expected += w[row * kMmaStepK + k] * x[token * kMmaStepK + k];

@@ -888,7 +888,7 @@ __global__ void __launch_bounds__(kFp8MmaWarps * 32)
 #pragma unroll
     for (int v = 0; v < kFp8MmaWarps; ++v) sum += warp_sums[v][source_lane][i % kValues];
     const int64_t row = first_row + cuda_math::MmaAccRow(source_lane, reg);
-    const int64_t token = 8 * t + cuda_math::MmaAccToken(source_lane, reg);
+    const int64_t token = 8 * t + cuda_math::MmaAccCol(source_lane, reg);
     if (row < n && token < m) {
       float* o = out + token * ldout + row;
       *o = accumulate ? *o + sum : sum;
@@ -1111,19 +1111,25 @@ __device__ __forceinline__ void RopeCosSin(const AttentionLaunch& a, int64_t row
   sin_v = sinf(angle);
 }
 
-// Element d of the key of batch row `row` in the head at `head_offset`, rotated if the launch
-// rotates (the same value whichever block computes it: stored into the cache by one, read from the
-// batch by the others).
-__device__ __forceinline__ float BatchKey(const AttentionLaunch& a, int64_t row, int64_t head_offset,
-                                          int64_t d) {
-  const float* key = a.k + row * a.k_stride + head_offset;
-  if (a.rope_positions == nullptr) return key[d];
+// Element d of batch row `row` of x (the queries or the keys) in the head at `head_offset`, rotated
+// if the launch rotates.
+__device__ __forceinline__ float RotatedInput(const AttentionLaunch& a, const float* x,
+                                              int64_t x_stride, int64_t row, int64_t head_offset,
+                                              int64_t d) {
+  const float* h = x + row * x_stride + head_offset;
+  if (a.rope_positions == nullptr) return h[d];
   int64_t pair, partner;
   bool first;
   math::RopePairOfElement(d, a.head_dim, a.rope_interleaved, pair, partner, first);
   float cos_v, sin_v;
   RopeCosSin(a, row, pair, cos_v, sin_v);
-  return math::RotatedElement(key[d], key[partner], first, cos_v, sin_v);
+  return math::RotatedElement(h[d], h[partner], first, cos_v, sin_v);
+}
+// The key's element (the same value whichever block computes it: stored into the cache by one,
+// read from the batch by the others).
+__device__ __forceinline__ float BatchKey(const AttentionLaunch& a, int64_t row, int64_t head_offset,
+                                          int64_t d) {
+  return RotatedInput(a, a.k, a.k_stride, row, head_offset, d);
 }
 
 constexpr int kAttentionThreads = 128;
@@ -1447,7 +1453,222 @@ void AttentionTyped(const AttentionLaunch& a, LaunchStream stream) {
   }
 }
 
+// ---- tensor-core prefill attention ----------------------------------------------------------
+
+// Stores the batch's keys (rotated where the launch rotates) and values into the paged cache, a
+// block per row: the prefill kernel then reads every key from the cache.
+template <typename KvT>
+__global__ void StoreBatchKeysValuesKernel(AttentionLaunch a) {
+  WaitForPredecessor();
+  const int64_t row = blockIdx.x;
+  const DeviceSequence seq = a.sequences[a.row_sequence[row]];
+  const int64_t position = seq.start_pos + (row - seq.row_begin);
+  KvT* block = reinterpret_cast<KvT*>(seq.block_table[a.layout.BlockIndex(position)]);
+  KvT* keys = block + a.layout.KeyOffset(a.layer, position);
+  KvT* values = block + a.layout.ValueOffset(a.layer, position);
+  for (int64_t i = threadIdx.x; i < a.layout.kv_dim; i += blockDim.x) {
+    const int64_t head_offset = i / a.head_dim * a.head_dim;
+    Store(keys + i, BatchKey(a, row, head_offset, i - head_offset));
+    Store(values + i, a.v[row * a.v_stride + i]);
+  }
+}
+
+__device__ __forceinline__ uint32_t PackBf16x2(float low, float high) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
+  return *reinterpret_cast<const uint32_t*>(&pair);
+}
+// Two consecutive bf16 values of shared memory as one mma operand register.
+__device__ __forceinline__ uint32_t SharedPair(const __nv_bfloat16* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+__device__ __forceinline__ float QuadMax(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float QuadSum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Causal attention of one tile of a sequence's rows (cuda_math::kFlashTileRows, a warp per 16)
+// for one query head, on the tensor cores: per key tile, S = Q K^T (m16n8k16, bf16 in, f32
+// accumulate), the mask and the online softmax on S's registers, then O += P V with P taken from
+// those registers as the A operand (operand placement: mma_layout.h; emulated on the CPU in
+// attention_math_test). Keys come from the bf16 cache; values are stored transposed in shared
+// memory so each B register is one 32-bit read. Rows are padded by 8 elements: a quad's reads of
+// 8 keys (or 8 dims) then fall in 32 distinct banks.
+template <int D>
+__global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
+    FlashPrefillKernel(AttentionLaunch a) {
+  WaitForPredecessor();
+  using cuda_math::kFlashTileKeys;
+  constexpr int kKeys = static_cast<int>(kFlashTileKeys);
+  constexpr int kKeyStride = D + 8;
+  constexpr int kValueStride = kKeys + 8;
+  __shared__ __align__(16) __nv_bfloat16 keys[kKeys * kKeyStride];
+  __shared__ __align__(16) __nv_bfloat16 values_t[D * kValueStride];  // [dim][key]
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int32_t sequence = a.flash_tiles[2 * blockIdx.x];
+  const int64_t tile_row = a.flash_tiles[2 * blockIdx.x + 1];
+  const DeviceSequence seq = a.sequences[sequence];
+  const int64_t sequence_end = seq.row_begin + seq.num_tokens;
+  const int64_t head = blockIdx.y;
+  const int64_t kv_offset = cuda_math::KvHeadOf(head, a.num_heads, a.num_kv_heads) * D;
+  const int64_t key_end = cuda_math::FlashKeyEnd(tile_row, seq.row_begin, seq.num_tokens, seq.start_pos);
+  const float scale = cuda_math::AttentionScale(D) * cuda_math::kLog2e;
+
+  // The warp's query rows as A operands (rotated, rounded to bf16), and the lane's two rows'
+  // positions (accumulator element e belongs to row half e / 2).
+  uint32_t q_frag[D / 16][4];
+#pragma unroll
+  for (int kc = 0; kc < D / 16; ++kc) {
+#pragma unroll
+    for (int reg = 0; reg < 4; ++reg) {
+      const int64_t row =
+          cuda_math::FlashRowOf(tile_row, warp * 16 + cuda_math::MmaARow(lane, reg), sequence_end);
+      const int64_t d = 16 * kc + cuda_math::MmaACol(lane, reg, 0);
+      q_frag[kc][reg] = PackBf16x2(RotatedInput(a, a.q, a.q_stride, row, head * D, d),
+                                   RotatedInput(a, a.q, a.q_stride, row, head * D, d + 1));
+    }
+  }
+  int64_t positions[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row =
+        cuda_math::FlashRowOf(tile_row, warp * 16 + cuda_math::MmaAccRow(lane, 2 * h), sequence_end);
+    positions[h] = seq.start_pos + (row - seq.row_begin);
+  }
+
+  float o[D / 8][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.0f, 0.0f};  // over this lane's columns; the quad's sum at the end
+  for (int64_t tile_begin = 0; tile_begin < key_end; tile_begin += kKeys) {
+    __syncthreads();  // every warp is done with the previous tile
+    // Keys row by row (consecutive threads along a key: coalesced); values key by key (consecutive
+    // threads on consecutive keys: their transposed 2-byte stores hit distinct banks). Keys past
+    // the tile's end are zeros (masked, and 0 x 0 in P V).
+    for (int i = threadIdx.x; i < kKeys * (D / 8); i += blockDim.x) {
+      const int key = i / (D / 8);
+      const int d = i % (D / 8) * 8;
+      const int64_t p = tile_begin + key;
+      uint4 k8 = make_uint4(0, 0, 0, 0);
+      if (p < key_end) {
+        const auto* block = reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
+        k8 = *reinterpret_cast<const uint4*>(block + a.layout.KeyOffset(a.layer, p) + kv_offset + d);
+      }
+      *reinterpret_cast<uint4*>(keys + key * kKeyStride + d) = k8;
+    }
+    for (int i = threadIdx.x; i < kKeys * (D / 8); i += blockDim.x) {
+      const int key = i % kKeys;
+      const int d = i / kKeys * 8;
+      const int64_t p = tile_begin + key;
+      uint4 v8 = make_uint4(0, 0, 0, 0);
+      if (p < key_end) {
+        const auto* block = reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
+        v8 = *reinterpret_cast<const uint4*>(block + a.layout.ValueOffset(a.layer, p) + kv_offset + d);
+      }
+      const auto* v = reinterpret_cast<const __nv_bfloat16*>(&v8);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) values_t[(d + j) * kValueStride + key] = v[j];
+    }
+    __syncthreads();
+
+    // S = Q K^T for the warp's 16 rows x the tile's keys, 8 keys per accumulator tile.
+    float s[kKeys / 8][4] = {};
+#pragma unroll
+    for (int j = 0; j < kKeys / 8; ++j) {
+      const __nv_bfloat16* key_row = keys + (8 * j + cuda_math::MmaBCol(lane)) * kKeyStride;
+#pragma unroll
+      for (int kc = 0; kc < D / 16; ++kc) {
+        MmaBf16(s[j], q_frag[kc], SharedPair(key_row + 16 * kc + cuda_math::MmaBRow(lane, 0, 0)),
+                SharedPair(key_row + 16 * kc + cuda_math::MmaBRow(lane, 1, 0)));
+      }
+    }
+    // Causal mask and scale; each row's max over the tile (its scores sit in one quad).
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kKeys / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t key = tile_begin + 8 * j + cuda_math::MmaAccCol(lane, e);
+        const float score = key <= positions[e / 2] ? s[j][e] * scale : -INFINITY;
+        s[j][e] = score;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], score);
+      }
+    }
+    float correction[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float new_max = cuda_math::NewMax(row_max[h], QuadMax(tile_max[h]));
+      correction[h] = cuda_math::Exp2Weight(row_max[h], new_max);
+      row_max[h] = new_max;
+      row_sum[h] *= correction[h];
+    }
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[jd][e] *= correction[e / 2];
+    }
+    // Weights, rounded to bf16 as the product sees them (the sums use the same values).
+#pragma unroll
+    for (int j = 0; j < kKeys / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float w = __bfloat162float(__float2bfloat16_rn(cuda_math::Exp2Weight(s[j][e], row_max[e / 2])));
+        s[j][e] = w;
+        row_sum[e / 2] += w;
+      }
+    }
+    // O += P V, 16 keys per product: P from two accumulator tiles, V^T rows from shared memory.
+#pragma unroll
+    for (int i = 0; i < kKeys / 16; ++i) {
+      uint32_t p_frag[4];
+#pragma unroll
+      for (int reg = 0; reg < 4; ++reg) {
+        const float* tile = s[2 * i + cuda_math::AccTileOfA(reg)];
+        p_frag[reg] = PackBf16x2(tile[cuda_math::AccElementOfA(reg, 0)], tile[cuda_math::AccElementOfA(reg, 1)]);
+      }
+#pragma unroll
+      for (int jd = 0; jd < D / 8; ++jd) {
+        const __nv_bfloat16* value_row = values_t + (8 * jd + cuda_math::MmaBCol(lane)) * kValueStride + 16 * i;
+        MmaBf16(o[jd], p_frag, SharedPair(value_row + cuda_math::MmaBRow(lane, 0, 0)),
+                SharedPair(value_row + cuda_math::MmaBRow(lane, 1, 0)));
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) row_sum[h] = QuadSum(row_sum[h]);
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t row = tile_row + warp * 16 + cuda_math::MmaAccRow(lane, e);
+      if (row >= sequence_end) continue;
+      const int64_t d = 8 * jd + cuda_math::MmaAccCol(lane, e);
+      const float y = o[jd][e] / row_sum[e / 2];
+      a.out[row * a.out_stride + head * D + d] = y;
+      if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, (row * a.num_heads + head) * D + d, y);
+    }
+  }
+}
+
+void FlashPrefill(const AttentionLaunch& a, LaunchStream stream) {
+  Launch(StoreBatchKeysValuesKernel<__nv_bfloat16>, dim3(static_cast<unsigned>(a.rows)), 128, 0,
+         stream, a);
+  const dim3 grid(static_cast<unsigned>(a.num_flash_tiles), static_cast<unsigned>(a.num_heads));
+  if (a.head_dim == 64) {
+    Launch(FlashPrefillKernel<64>, grid, cuda_math::kFlashWarps * 32, 0, stream, a);
+  } else {
+    Launch(FlashPrefillKernel<128>, grid, cuda_math::kFlashWarps * 32, 0, stream, a);
+  }
+}
+
 }  // namespace
+
+bool FlashPrefillApplies(StorageType kv_type, int64_t head_dim) {
+  return kv_type == StorageType::kBF16 && (head_dim == 64 || head_dim == 128);
+}
 
 bool GemvApplies(StorageType type, int64_t m, int64_t k, const void* x, int64_t ldx, const void* w) {
   const bool fp8 = type == StorageType::kF8E4M3;
@@ -1601,6 +1822,10 @@ int64_t AttentionCounters(int64_t partial_rows, int64_t num_heads, int64_t num_k
 }
 
 void LaunchAttention(const AttentionLaunch& a, LaunchStream stream) {
+  if (a.flash_tiles != nullptr) {
+    FlashPrefill(a, stream);
+    return;
+  }
   if (a.rows == 0) return;
   switch (a.kv_type) {
     case StorageType::kBF16:

@@ -154,11 +154,20 @@ struct AttentionLaunch {
   int* chunk_counters = nullptr;
   int64_t split_positions = 0;
   int64_t num_splits = 0;
+  // Tensor-core prefill instead of the chunk kernel (see FlashPrefillApplies): one (sequence index,
+  // first batch row) pair per tile of cuda_math::kFlashTileRows rows, the partials unused.
+  const int32_t* flash_tiles = nullptr;
+  int64_t num_flash_tiles = 0;
 };
 
 // Writes the rows' keys/values into the paged cache and computes causal GQA attention: one
-// launch per partial_rows rows (the chunks of each run of rows merge themselves).
+// launch per partial_rows rows (the chunks of each run of rows merge themselves); with flash_tiles,
+// a launch storing the keys and values, then the tensor-core prefill kernel.
 void LaunchAttention(const AttentionLaunch& a, LaunchStream stream);
+// True when the tensor-core prefill kernel handles this cache type and head size (bf16 cache,
+// head_dim 64 or 128: the Llama 3 models); callers also keep it to batches whose sequences all
+// have at least cuda_math::kFlashMinRows rows.
+bool FlashPrefillApplies(StorageType kv_type, int64_t head_dim);
 // Counters LaunchAttention needs for rows of `num_heads` heads with `num_heads / num_kv_heads`-
 // head GQA groups, in partial_rows-row launches.
 int64_t AttentionCounters(int64_t partial_rows, int64_t num_heads, int64_t num_kv_heads);

@@ -43,6 +43,7 @@ struct BenchFlags {
   bool fuse_projections = true;
   bool own_gemv = true;
   bool programmatic_launch = false;
+  bool tensor_core_prefill = false;
   std::string json;
 };
 
@@ -128,6 +129,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   cuda_options.fuse_projections = flags.fuse_projections;
   cuda_options.own_gemv = flags.own_gemv ? engine::OwnGemv::kTimed : engine::OwnGemv::kNever;
   cuda_options.programmatic_launch = flags.programmatic_launch;
+  cuda_options.tensor_core_prefill = flags.tensor_core_prefill;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
                            engine::CreateBackendForDevice(flags.device, threads, cuda_options,
                                                           flags.fp8));
@@ -298,6 +300,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                 "CUDA: skinny products on cuBLASLt only (not our own kernel where it times faster)");
   cmd->add_flag("--pdl", flags->programmatic_launch,
                 "CUDA: launch our kernels with programmatic dependent launch (not yet measured)");
+  cmd->add_flag("--tc-prefill", flags->tensor_core_prefill,
+                "CUDA: prefill attention on the tensor cores (not yet measured)");
   cmd->add_flag("--fp8", flags->fp8, kFp8FlagHelp);
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
