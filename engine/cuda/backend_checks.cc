@@ -603,12 +603,15 @@ void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t
     std::vector<int64_t> tokens, starts;
   };
   // Step 1: prefill 64, 700 and 2100 tokens. Step 2: decode 1, verify 17, continue 33. Step 3:
-  // chunked prefill of 100, 65 and 129 more (tiles of prefill rows that start mid key tile). Steps 1
-  // and 3 have 64+ rows in every sequence (what tensor-core prefill takes).
+  // chunked prefill of 100, 65 and 129 more (tiles of prefill rows that start mid key tile). Step
+  // 4: prompts beside a decode row. Steps 1 and 3 have 64+ rows in every sequence (what
+  // tensor-core prefill takes), step 4 mixes both kinds.
   const std::vector<Step> steps = {{{64, 700, 2100}, {0, 0, 0}},
                                    {{1, 17, 33}, {64, 700, 2100}},
-                                   {{100, 65, 129}, {65, 717, 2133}}};
-  const char* step_names[] = {" prefill", " decode+verify+continue", " chunked prefill"};
+                                   {{100, 65, 129}, {65, 717, 2133}},
+                                   {{70, 1, 100}, {165, 782, 2262}}};
+  const char* step_names[] = {" prefill", " decode+verify+continue", " chunked prefill",
+                              " prompts beside decode"};
   for (size_t step = 0; step < steps.size(); ++step) {
     const std::string name = absl::StrCat(base, step_names[step]);
     int64_t rows = 0;
@@ -628,7 +631,7 @@ void CheckAttention(OpRunner& run, std::mt19937& rng, int64_t num_heads, int64_t
     attend(run.cand(), q, k, v, out, false, cand_seqs, layer);
     run.Finish(name, out);
   }
-  // Fork sequence 1 (717 positions) after 500 positions and continue the fork with 5 new tokens.
+  // Fork sequence 1 (783 positions) after 500 positions and continue the fork with 5 new tokens.
   const std::string name = base + " forked cache";
   auto rf = run.ref().AllocateKv(shape, 600);
   auto cf = run.cand().AllocateKv(shape, 600);

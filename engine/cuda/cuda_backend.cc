@@ -458,23 +458,80 @@ class CudaBackend final : public Backend {
       Fail(absl::InvalidArgumentError(absl::StrCat("head_dim ", head_dim, " is not supported")));
       return;
     }
-    std::vector<cuda::DeviceSequence> seqs(sequences.size());
-    std::vector<int32_t> row_sequence(q.rows);
-    int64_t max_context = 1;
     cuda::KvBlockPool* kv_pool = nullptr;
-    for (size_t s = 0; s < sequences.size(); ++s) {
-      const AttentionSequence& a = sequences[s];
+    for (const AttentionSequence& a : sequences) {
       auto* storage = static_cast<cuda::CudaKvStorage*>(a.kv);
       kv_pool = storage->blocks();
       cuda::CudaKvStorage::TableCopy copy;
       if (!Fail(storage->EnsurePositions(a.start_pos + a.num_tokens, &pinned_, &copy))) return;
       if (copy.bytes > 0) RecordCopy(copy.device, copy.staged, copy.bytes, "uploading a KV block table");
-      seqs[s] = {storage->device_table(), static_cast<int32_t>(a.row_begin),
-                 static_cast<int32_t>(a.num_tokens), static_cast<int32_t>(a.start_pos), 0};
+    }
+    if (kv_pool == nullptr) return;
+    AttendOp op{q, k, v, out, layer, num_heads, num_kv_heads, head_dim, positions, rope, kv_pool};
+    if (out.stride == out.cols && !OperandCopy(out, &op.copy16)) return;  // written densely by head
+    // Sequences bringing a tile's worth of rows go to the tensor-core prefill kernel when it is on;
+    // the others (decode, verification blocks) to the chunk kernel. A batch mixing both (a target
+    // shard batches new prompts with other sessions' blocks) runs each run of consecutive
+    // sequences of one kind as its own op on its rows.
+    const bool flash =
+        options_.tensor_core_prefill && cuda::FlashPrefillApplies(kv_pool->type(), head_dim);
+    auto is_long = [&](const AttentionSequence& a) {
+      return flash && a.num_tokens >= cuda_math::kFlashMinRows;
+    };
+    std::vector<AttentionSequence> order(sequences.begin(), sequences.end());
+    std::stable_sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
+      return x.row_begin < y.row_begin;
+    });
+    const bool uniform = std::all_of(order.begin(), order.end(), [&](const auto& a) {
+      return is_long(a) == is_long(order[0]);
+    });
+    if (uniform) {
+      RecordAttention(op, 0, q.rows, sequences, is_long(order[0]));
+    } else {
+      for (size_t first = 0; first < order.size();) {
+        size_t last = first + 1;  // the run: same kind, rows back to back
+        while (last < order.size() && is_long(order[last]) == is_long(order[first]) &&
+               order[last].row_begin == order[last - 1].row_begin + order[last - 1].num_tokens) {
+          ++last;
+        }
+        const int64_t row_begin = order[first].row_begin;
+        const int64_t rows = order[last - 1].row_begin + order[last - 1].num_tokens - row_begin;
+        std::vector<AttentionSequence> run(order.begin() + first, order.begin() + last);
+        for (AttentionSequence& a : run) a.row_begin -= row_begin;
+        RecordAttention(op, row_begin, rows, run, is_long(order[first]));
+        if (!status_.ok()) return;
+        first = last;
+      }
+    }
+    if (status_.ok()) KeepOperandCopy(out, op.copy16);
+  }
+
+  // What one attention op shares among its runs of sequences.
+  struct AttendOp {
+    TensorView q, k, v, out;
+    int64_t layer, num_heads, num_kv_heads, head_dim;
+    absl::Span<const int32_t> positions;  // of q's rows (rotary attention), else empty
+    const RopeParams* rope;
+    cuda::KvBlockPool* kv_pool;
+    cuda::Copy16 copy16 = {};  // out's 16-bit copy, the whole of out
+  };
+
+  // Records the attention of batch rows [row_begin, row_begin + rows) of `op`, whose sequences are
+  // `sequences` (row_begin relative to that range), on the tensor-core prefill kernel (`flash`) or
+  // the chunk kernel.
+  void RecordAttention(const AttendOp& op, int64_t row_begin, int64_t rows,
+                       absl::Span<const AttentionSequence> sequences, bool flash) {
+    std::vector<cuda::DeviceSequence> seqs(sequences.size());
+    std::vector<int32_t> row_sequence(rows);
+    int64_t max_context = 1;
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      const AttentionSequence& a = sequences[s];
+      seqs[s] = {static_cast<cuda::CudaKvStorage*>(a.kv)->device_table(),
+                 static_cast<int32_t>(a.row_begin), static_cast<int32_t>(a.num_tokens),
+                 static_cast<int32_t>(a.start_pos), 0};
       for (int64_t i = 0; i < a.num_tokens; ++i) row_sequence[a.row_begin + i] = static_cast<int32_t>(s);
       max_context = std::max(max_context, a.start_pos + a.num_tokens);
     }
-    if (kv_pool == nullptr) return;
     cuda::AttentionLaunch launch;
     std::memset(static_cast<void*>(&launch), 0, sizeof(launch));  // padding bytes are part of the step signature
     launch.sequences = static_cast<const cuda::DeviceSequence*>(
@@ -482,6 +539,8 @@ class CudaBackend final : public Backend {
     launch.row_sequence =
         static_cast<const int32_t*>(Upload(row_sequence.data(), row_sequence.size() * sizeof(int32_t)));
     if (launch.sequences == nullptr || launch.row_sequence == nullptr) return;
+    const TensorView q = op.q.Rows(row_begin, rows), k = op.k.Rows(row_begin, rows),
+                     v = op.v.Rows(row_begin, rows), out = op.out.Rows(row_begin, rows);
     launch.q = q.data;
     launch.q_stride = q.stride;
     launch.k = k.data;
@@ -490,59 +549,56 @@ class CudaBackend final : public Backend {
     launch.v_stride = v.stride;
     launch.out = out.data;
     launch.out_stride = out.stride;
-    launch.rows = q.rows;
-    launch.layout = kv_pool->layout();
-    launch.kv_type = kv_pool->type();
-    launch.layer = layer;
-    launch.num_heads = num_heads;
-    launch.num_kv_heads = num_kv_heads;
-    launch.head_dim = head_dim;
-    if (rope != nullptr) {
+    launch.rows = rows;
+    launch.layout = op.kv_pool->layout();
+    launch.kv_type = op.kv_pool->type();
+    launch.layer = op.layer;
+    launch.num_heads = op.num_heads;
+    launch.num_kv_heads = op.num_kv_heads;
+    launch.head_dim = op.head_dim;
+    if (op.rope != nullptr) {
+      const absl::Span<const int32_t> positions = op.positions.subspan(row_begin, rows);
       launch.rope_positions =
           static_cast<const int32_t*>(Upload(positions.data(), positions.size() * sizeof(int32_t)));
       launch.rope_inv_freq = static_cast<const float*>(
-          Upload(rope->inv_freq.data(), rope->inv_freq.size() * sizeof(float)));
+          Upload(op.rope->inv_freq.data(), op.rope->inv_freq.size() * sizeof(float)));
       if (launch.rope_positions == nullptr || launch.rope_inv_freq == nullptr) return;
-      launch.rope_interleaved = rope->interleaved;
+      launch.rope_interleaved = op.rope->interleaved;
     }
-    int64_t shortest = q.rows;
-    for (const AttentionSequence& a : sequences) shortest = std::min(shortest, a.num_tokens);
-    if (options_.tensor_core_prefill && cuda::FlashPrefillApplies(launch.kv_type, head_dim) &&
-        shortest >= cuda_math::kFlashMinRows) {
+    if (flash) {
       // Tiles of the longest contexts first: they take the most time, so the grid's tail is short.
       std::vector<std::array<int32_t, 2>> tiles;
       for (size_t s = 0; s < sequences.size(); ++s) {
         for (int64_t t = 0; t < cuda_math::FlashTilesOf(sequences[s].num_tokens); ++t) {
-          tiles.push_back({static_cast<int32_t>(s),
-                           static_cast<int32_t>(sequences[s].row_begin + t * cuda_math::kFlashTileRows)});
+          const int64_t first_row = sequences[s].row_begin + t * cuda_math::kFlashTileRows;
+          tiles.push_back({static_cast<int32_t>(s), static_cast<int32_t>(first_row)});
         }
       }
-      std::stable_sort(tiles.begin(), tiles.end(), [&](const auto& x, const auto& y) {
-        auto keys = [&](const std::array<int32_t, 2>& tile) {
-          const AttentionSequence& a = sequences[tile[0]];
-          return cuda_math::FlashKeyEnd(tile[1], a.row_begin, a.num_tokens, a.start_pos);
-        };
-        return keys(x) > keys(y);
-      });
+      auto key_end = [&](const std::array<int32_t, 2>& tile) {
+        const AttentionSequence& a = sequences[tile[0]];
+        return cuda_math::FlashKeyEnd(tile[1], a.row_begin, a.num_tokens, a.start_pos);
+      };
+      std::stable_sort(tiles.begin(), tiles.end(),
+                       [&](const auto& x, const auto& y) { return key_end(x) > key_end(y); });
       launch.flash_tiles =
           static_cast<const int32_t*>(Upload(tiles.data(), tiles.size() * sizeof(tiles[0])));
       if (launch.flash_tiles == nullptr) return;
       launch.num_flash_tiles = static_cast<int64_t>(tiles.size());
       ++tensor_core_prefills_;
-    } else {
-      if (!ChunkScratch(max_context, num_heads, num_kv_heads, head_dim, q.rows, &launch)) return;
+    } else if (!ChunkScratch(max_context, op.num_heads, op.num_kv_heads, op.head_dim, rows,
+                             &launch)) {
+      return;
     }
-    if (out.stride == out.cols) {  // the kernels write the copy densely by head
-      cuda::Copy16 copy16;
-      if (!OperandCopy(out, &copy16)) return;
-      launch.out_copy16.data = copy16.data;  // field by field: the padding stays zero
-      launch.out_copy16.type = copy16.type;
+    if (op.copy16.data != nullptr) {  // the run's rows of out's copy (dense by head)
+      const int64_t element_bytes = static_cast<int64_t>(ElementBytes(op.copy16.type));
+      launch.out_copy16.data =
+          static_cast<char*>(op.copy16.data) + row_begin * op.out.cols * element_bytes;
+      launch.out_copy16.type = op.copy16.type;  // field by field: the padding stays zero
     }
     Record(Op::kAttention, [=, stream = launch_] {
       cuda::LaunchAttention(launch, stream);
       return LaunchStatus("Attention");
     }, launch);
-    KeepOperandCopy(out, launch.out_copy16);
   }
 
   // The chunk kernel's split of the keys and its scratch (partials, counters), into `launch`.

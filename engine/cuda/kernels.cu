@@ -1515,7 +1515,8 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
   const int64_t sequence_end = seq.row_begin + seq.num_tokens;
   const int64_t head = blockIdx.y;
   const int64_t kv_offset = cuda_math::KvHeadOf(head, a.num_heads, a.num_kv_heads) * D;
-  const int64_t key_end = cuda_math::FlashKeyEnd(tile_row, seq.row_begin, seq.num_tokens, seq.start_pos);
+  const int64_t key_end =
+      cuda_math::FlashKeyEnd(tile_row, seq.row_begin, seq.num_tokens, seq.start_pos);
   const float scale = cuda_math::AttentionScale(D) * cuda_math::kLog2e;
 
   // The warp's query rows as A operands (rotated, rounded to bf16), and the lane's two rows'
@@ -1554,7 +1555,8 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
       const int64_t p = tile_begin + key;
       uint4 k8 = make_uint4(0, 0, 0, 0);
       if (p < key_end) {
-        const auto* block = reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
+        const auto* block =
+            reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
         k8 = *reinterpret_cast<const uint4*>(block + a.layout.KeyOffset(a.layer, p) + kv_offset + d);
       }
       *reinterpret_cast<uint4*>(keys + key * kKeyStride + d) = k8;
@@ -1565,7 +1567,8 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
       const int64_t p = tile_begin + key;
       uint4 v8 = make_uint4(0, 0, 0, 0);
       if (p < key_end) {
-        const auto* block = reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
+        const auto* block =
+            reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
         v8 = *reinterpret_cast<const uint4*>(block + a.layout.ValueOffset(a.layer, p) + kv_offset + d);
       }
       const auto* v = reinterpret_cast<const __nv_bfloat16*>(&v8);
@@ -1615,9 +1618,10 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
     for (int j = 0; j < kKeys / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float w = __bfloat162float(__float2bfloat16_rn(cuda_math::Exp2Weight(s[j][e], row_max[e / 2])));
-        s[j][e] = w;
-        row_sum[e / 2] += w;
+        const float w = cuda_math::Exp2Weight(s[j][e], row_max[e / 2]);
+        const float rounded = __bfloat162float(__float2bfloat16_rn(w));
+        s[j][e] = rounded;
+        row_sum[e / 2] += rounded;
       }
     }
     // O += P V, 16 keys per product: P from two accumulator tiles, V^T rows from shared memory.
@@ -1627,11 +1631,13 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
 #pragma unroll
       for (int reg = 0; reg < 4; ++reg) {
         const float* tile = s[2 * i + cuda_math::AccTileOfA(reg)];
-        p_frag[reg] = PackBf16x2(tile[cuda_math::AccElementOfA(reg, 0)], tile[cuda_math::AccElementOfA(reg, 1)]);
+        p_frag[reg] = PackBf16x2(tile[cuda_math::AccElementOfA(reg, 0)],
+                                 tile[cuda_math::AccElementOfA(reg, 1)]);
       }
 #pragma unroll
       for (int jd = 0; jd < D / 8; ++jd) {
-        const __nv_bfloat16* value_row = values_t + (8 * jd + cuda_math::MmaBCol(lane)) * kValueStride + 16 * i;
+        const __nv_bfloat16* value_row =
+            values_t + (8 * jd + cuda_math::MmaBCol(lane)) * kValueStride + 16 * i;
         MmaBf16(o[jd], p_frag, SharedPair(value_row + cuda_math::MmaBRow(lane, 0, 0)),
                 SharedPair(value_row + cuda_math::MmaBRow(lane, 1, 0)));
       }
@@ -1648,7 +1654,9 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
       const int64_t d = 8 * jd + cuda_math::MmaAccCol(lane, e);
       const float y = o[jd][e] / row_sum[e / 2];
       a.out[row * a.out_stride + head * D + d] = y;
-      if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, (row * a.num_heads + head) * D + d, y);
+      if (a.out_copy16.data != nullptr) {
+        StoreCopy(a.out_copy16, (row * a.num_heads + head) * D + d, y);
+      }
     }
   }
 }
