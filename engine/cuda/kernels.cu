@@ -1490,6 +1490,17 @@ __device__ __forceinline__ float QuadSum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// Eight bf16 elements, from `offset` on, of position p's key (or value) row in the cache as one
+// 16-byte load; zeros from key_end on.
+__device__ __forceinline__ uint4 CachedEights(const AttentionLaunch& a, const DeviceSequence& seq,
+                                              int64_t p, int64_t key_end, bool values,
+                                              int64_t offset) {
+  if (p >= key_end) return make_uint4(0, 0, 0, 0);
+  const auto* block = reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
+  const int64_t row = values ? a.layout.ValueOffset(a.layer, p) : a.layout.KeyOffset(a.layer, p);
+  return *reinterpret_cast<const uint4*>(block + row + offset);
+}
+
 // Causal attention of one tile of a sequence's rows (cuda_math::kFlashTileRows, a warp per 16)
 // for one query head, on the tensor cores: per key tile, S = Q K^T (m16n8k16, bf16 in, f32
 // accumulate), the mask and the online softmax on S's registers, then O += P V with P taken from
@@ -1552,25 +1563,13 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
     for (int i = threadIdx.x; i < kKeys * (D / 8); i += blockDim.x) {
       const int key = i / (D / 8);
       const int d = i % (D / 8) * 8;
-      const int64_t p = tile_begin + key;
-      uint4 k8 = make_uint4(0, 0, 0, 0);
-      if (p < key_end) {
-        const auto* block =
-            reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
-        k8 = *reinterpret_cast<const uint4*>(block + a.layout.KeyOffset(a.layer, p) + kv_offset + d);
-      }
-      *reinterpret_cast<uint4*>(keys + key * kKeyStride + d) = k8;
+      *reinterpret_cast<uint4*>(keys + key * kKeyStride + d) =
+          CachedEights(a, seq, tile_begin + key, key_end, /*values=*/false, kv_offset + d);
     }
     for (int i = threadIdx.x; i < kKeys * (D / 8); i += blockDim.x) {
       const int key = i % kKeys;
       const int d = i / kKeys * 8;
-      const int64_t p = tile_begin + key;
-      uint4 v8 = make_uint4(0, 0, 0, 0);
-      if (p < key_end) {
-        const auto* block =
-            reinterpret_cast<const __nv_bfloat16*>(seq.block_table[a.layout.BlockIndex(p)]);
-        v8 = *reinterpret_cast<const uint4*>(block + a.layout.ValueOffset(a.layer, p) + kv_offset + d);
-      }
+      const uint4 v8 = CachedEights(a, seq, tile_begin + key, key_end, /*values=*/true, kv_offset + d);
       const auto* v = reinterpret_cast<const __nv_bfloat16*>(&v8);
 #pragma unroll
       for (int j = 0; j < 8; ++j) values_t[(d + j) * kValueStride + key] = v[j];
