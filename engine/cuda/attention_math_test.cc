@@ -402,11 +402,12 @@ void EmulatedMma(const WarpA& a, const WarpB& b, WarpAcc& c) {
   }
 }
 
-// A value over the four lanes of each quad (a row's scores), as the kernel's shuffles combine them.
+// A value over the four lanes of each quad (a row's scores), combined in the order of the kernel's
+// xor shuffles (lane distance 2, then 1).
 template <typename Op>
 float OverQuad(const std::array<float, 32>& v, int lane, Op op) {
   const int first = lane & ~3;
-  return op(op(v[first], v[first + 1]), op(v[first + 2], v[first + 3]));
+  return op(op(v[first], v[first + 2]), op(v[first + 1], v[first + 3]));
 }
 
 // FlashPrefillKernel for one sequence (its rows after `row_begin` other batch rows), every tile

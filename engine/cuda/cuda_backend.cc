@@ -478,16 +478,16 @@ class CudaBackend final : public Backend {
     auto is_long = [&](const AttentionSequence& a) {
       return flash && a.num_tokens >= cuda_math::kFlashMinRows;
     };
-    std::vector<AttentionSequence> order(sequences.begin(), sequences.end());
-    std::stable_sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
-      return x.row_begin < y.row_begin;
-    });
-    const bool uniform = std::all_of(order.begin(), order.end(), [&](const auto& a) {
-      return is_long(a) == is_long(order[0]);
+    const bool uniform = std::all_of(sequences.begin(), sequences.end(), [&](const auto& a) {
+      return is_long(a) == is_long(sequences[0]);
     });
     if (uniform) {
-      RecordAttention(op, 0, q.rows, sequences, is_long(order[0]));
+      RecordAttention(op, 0, q.rows, sequences, is_long(sequences[0]));
     } else {
+      std::vector<AttentionSequence> order(sequences.begin(), sequences.end());
+      std::stable_sort(order.begin(), order.end(), [](const auto& x, const auto& y) {
+        return x.row_begin < y.row_begin;
+      });
       for (size_t first = 0; first < order.size();) {
         size_t last = first + 1;  // the run: same kind, rows back to back
         while (last < order.size() && is_long(order[last]) == is_long(order[first]) &&

@@ -202,8 +202,8 @@ TEST_F(GpuTest, OwnSkinnyKernelMatchesCpu) {
 
 // Prefill attention on the tensor cores (off by default): the attention cases, whose prefill and
 // chunked-prefill steps (64+ rows per sequence) take it and whose mixed step splits into runs for
-// both kernels, against the CPU backend, and a small random
-// bf16 model (head_dim 64) prefilling 64+ tokens per sequence; both must have taken that path.
+// both kernels, against the CPU backend; then a small random bf16 model (head_dim 64) prefilling
+// 64+ tokens per sequence. Both must have taken that path.
 TEST_F(GpuTest, TensorCorePrefillMatchesCpu) {
   CudaBackendOptions cuda_options;
   cuda_options.tensor_core_prefill = true;

@@ -65,9 +65,13 @@ struct MaxOp {  // warp reductions only (BlockReduce would need a kIdentity)
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
-template <typename Op>
+// Reduction over aligned groups of kLanes lanes (the whole warp by default; 4: an mma quad, which
+// holds one accumulator row); every lane of a group gets its group's result.
+template <typename Op, int kLanes = 32>
 __device__ __forceinline__ float WarpReduce(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  for (int offset = kLanes / 2; offset > 0; offset >>= 1) {
+    v = Op()(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  }
   return v;
 }
 __device__ __forceinline__ float WarpSum(float v) { return WarpReduce<SumOp>(v); }
@@ -771,14 +775,19 @@ constexpr int kFp8MmaWarps = 8;
 constexpr int kFp8MmaMaxTiles = 4;
 constexpr int64_t kFp8MmaTokensPerPass = 8 * kFp8MmaMaxTiles;
 
+// Two floats rounded to bf16 as one mma operand register, `low` in the lower half.
+__device__ __forceinline__ uint32_t PackBf16x2(float low, float high) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
+  return *reinterpret_cast<const uint32_t*>(&pair);
+}
+
 // Two E4M3 codes (the low 16 bits) as a bf16 pair, lower code in the lower half (exact: every E4M3
 // value is a bf16 value).
 __device__ __forceinline__ uint32_t Fp8PairToBf16x2(uint32_t codes) {
   const __half2_raw h =
       __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes & 0xffffu), __NV_E4M3);
   const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
-  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
-  return *reinterpret_cast<const uint32_t*>(&b);
+  return PackBf16x2(f.x, f.y);
 }
 
 // d += a . b for one 16 x 16 (weights) by 16 x 8 (tokens) tile, bf16 in, f32 accumulate.
@@ -1473,21 +1482,9 @@ __global__ void StoreBatchKeysValuesKernel(AttentionLaunch a) {
   }
 }
 
-__device__ __forceinline__ uint32_t PackBf16x2(float low, float high) {
-  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
-  return *reinterpret_cast<const uint32_t*>(&pair);
-}
 // Two consecutive bf16 values of shared memory as one mma operand register.
 __device__ __forceinline__ uint32_t SharedPair(const __nv_bfloat16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
-}
-__device__ __forceinline__ float QuadMax(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-__device__ __forceinline__ float QuadSum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
 // Eight bf16 elements, from `offset` on, of position p's key (or value) row in the cache as one
@@ -1602,7 +1599,7 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
     float correction[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float new_max = cuda_math::NewMax(row_max[h], QuadMax(tile_max[h]));
+      const float new_max = cuda_math::NewMax(row_max[h], WarpReduce<MaxOp, 4>(tile_max[h]));
       correction[h] = cuda_math::Exp2Weight(row_max[h], new_max);
       row_max[h] = new_max;
       row_sum[h] *= correction[h];
@@ -1617,8 +1614,8 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
     for (int j = 0; j < kKeys / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float w = cuda_math::Exp2Weight(s[j][e], row_max[e / 2]);
-        const float rounded = __bfloat162float(__float2bfloat16_rn(w));
+        const float rounded =
+            RoundedTo<__nv_bfloat16>(cuda_math::Exp2Weight(s[j][e], row_max[e / 2]));
         s[j][e] = rounded;
         row_sum[e / 2] += rounded;
       }
@@ -1643,7 +1640,7 @@ __global__ void __launch_bounds__(cuda_math::kFlashWarps * 32)
     }
   }
 #pragma unroll
-  for (int h = 0; h < 2; ++h) row_sum[h] = QuadSum(row_sum[h]);
+  for (int h = 0; h < 2; ++h) row_sum[h] = WarpReduce<SumOp, 4>(row_sum[h]);
 #pragma unroll
   for (int jd = 0; jd < D / 8; ++jd) {
 #pragma unroll

@@ -165,8 +165,8 @@ struct AttentionLaunch {
 // a launch storing the keys and values, then the tensor-core prefill kernel.
 void LaunchAttention(const AttentionLaunch& a, LaunchStream stream);
 // True when the tensor-core prefill kernel handles this cache type and head size (bf16 cache,
-// head_dim 64 or 128: the Llama 3 models); callers also keep it to batches whose sequences all
-// have at least cuda_math::kFlashMinRows rows.
+// head_dim 64 or 128: the Llama 3 models); callers give it only sequences of at least
+// cuda_math::kFlashMinRows rows.
 bool FlashPrefillApplies(StorageType kv_type, int64_t head_dim);
 // Counters LaunchAttention needs for rows of `num_heads` heads with `num_heads / num_kv_heads`-
 // head GQA groups, in partial_rows-row launches.
