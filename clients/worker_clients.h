@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // What the coordinator needs from the draft worker and the chain of target shards, as asynchronous
-// interfaces. Implementations: gRPC (clients/grpc_worker_clients.h, the production path) and
-// in-process over the workers' engine loops (clients/in_process_clients.h, for tests and for a
-// one-process deployment). Callbacks may run on any thread and must return quickly.
+// interfaces. Implementations: gRPC (clients/grpc/grpc_worker_clients.h, the production path),
+// in-process over the workers' engine loops (workers/in_process_clients.h, for tests and a
+// one-process deployment) and scripted fakes (clients/testing/, for the coordinator's tests).
+// Callbacks may run on any thread and must return quickly.
 #ifndef VERDICT_CLIENTS_WORKER_CLIENTS_H_
 #define VERDICT_CLIENTS_WORKER_CLIENTS_H_
 
@@ -12,9 +13,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/sampler.h"
-#include "judge/verification.h"
-#include "workers/messages.h"
+#include "spec/messages.h"
+#include "spec/sampling_params.h"
+#include "spec/speculation_params.h"
 
 namespace verdict::clients {
 
@@ -23,37 +24,38 @@ using StatusCallback = std::function<void(absl::Status)>;
 struct DraftSessionSpec {
   uint64_t session_id = 0;
   std::vector<int32_t> prompt;
-  engine::SamplingParams sampling;  // the draft's own sampling
+  spec::SamplingParams sampling;  // the draft's own sampling
   int64_t capacity = 0;
 };
 
 class DraftClient {
  public:
   virtual ~DraftClient() = default;
-  virtual void OpenSession(const DraftSessionSpec& spec, StatusCallback done) = 0;
+  virtual void OpenSession(const DraftSessionSpec& session, StatusCallback done) = 0;
   // At most one Propose per session is in flight at a time (the coordinator's rule). A worker
   // that does not answer in time completes with kDeadlineExceeded or kUnavailable.
-  virtual void Propose(const workers::ProposeRequest& request,
-                       std::function<void(absl::StatusOr<workers::Proposal>)> done) = 0;
+  virtual void Propose(const spec::ProposeRequest& request,
+                       std::function<void(absl::StatusOr<spec::Proposal>)> done) = 0;
   virtual void CloseSession(uint64_t session_id) = 0;  // best effort, no reply
 };
 
 struct TargetSessionSpec {
   uint64_t session_id = 0;
   int64_t capacity = 0;
-  // The last shard's policy (named policies only over the wire).
-  judge::VerificationConfig verification;
+  // How the last shard verifies (it alone turns these into its rules) and the target's sampling.
+  spec::SpeculationParams params;
+  spec::SamplingParams target_sampling;
 };
 
 class TargetClient {
  public:
   virtual ~TargetClient() = default;
   // Opens the session on every shard; done(OK) once all have it.
-  virtual void OpenSession(const TargetSessionSpec& spec, StatusCallback done) = 0;
+  virtual void OpenSession(const TargetSessionSpec& session, StatusCallback done) = 0;
   // Sends one block (with its token ids) into shard 0; `done` receives the last shard's verdict,
   // or the error of the shard that failed the block (kUnavailable naming a shard that is down).
-  virtual void Verify(const workers::ShardBlock& block, std::vector<int32_t> token_ids,
-                      std::function<void(workers::BlockOutcome)> done) = 0;
+  virtual void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
+                      std::function<void(spec::BlockOutcome)> done) = 0;
   virtual void CloseSession(uint64_t session_id) = 0;  // on every shard, best effort
   virtual int num_shards() const = 0;
 };

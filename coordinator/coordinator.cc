@@ -4,9 +4,12 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/status_macros.h"
+#include "coordinator/event_loop.h"
 
 namespace verdict::coordinator {
 
@@ -22,19 +25,33 @@ const char* FinishReasonName(FinishReason reason) {
   return "unknown";
 }
 
+struct Coordinator::Mailbox {
+  explicit Mailbox(Executor* e) : executor(e) {}
+  bool is_open() {
+    absl::MutexLock lock(&mu);
+    return open;
+  }
+  void Close() {
+    absl::MutexLock lock(&mu);
+    open = false;
+  }
+
+  absl::Mutex mu;
+  bool open ABSL_GUARDED_BY(mu) = true;
+  Executor* const executor;
+};
+
 namespace {
 
-// The slice [from, from + count) of a draft block (tokens, log-probs, proposal distributions).
-judge::DraftBlock Slice(const judge::DraftBlock& block, size_t from, size_t count) {
-  judge::DraftBlock out;
-  out.tokens.assign(block.tokens.begin() + from, block.tokens.begin() + from + count);
-  if (!block.logprobs.empty()) {
-    out.logprobs.assign(block.logprobs.begin() + from, block.logprobs.begin() + from + count);
-  }
-  if (!block.proposals.empty()) {
-    out.proposals.assign(block.proposals.begin() + from, block.proposals.begin() + from + count);
-  }
-  return out;
+// Posts `fn` to the mailbox's executor unless the mailbox is closed by then, and runs it there
+// unless it is closed by then: a reply that arrives after shutdown touches nothing.
+template <typename Mailbox>
+void PostTo(const std::shared_ptr<Mailbox>& mailbox, std::function<void()> fn) {
+  absl::MutexLock lock(&mailbox->mu);
+  if (!mailbox->open) return;
+  mailbox->executor->Post([mailbox, fn = std::move(fn)] {
+    if (mailbox->is_open()) fn();
+  });
 }
 
 }  // namespace
@@ -43,35 +60,44 @@ judge::DraftBlock Slice(const judge::DraftBlock& block, size_t from, size_t coun
 // proposal's first j tokens for some j < its length (then its tokens from j on are the draft).
 struct PendingProposal {
   std::vector<int32_t> context;
-  workers::Proposal proposal;
+  spec::Proposal proposal;
   bool optimistic = false;
 };
 
+// One generation. Its phase (docs/architecture.md, "The coordinator's states"):
+//   kOpening   --target open OK-->  kDecoding  --finished/failed/cancelled-->  kReleasing --> gone
+//   kOpening   --target open failed / cancelled-->  kReleasing
+// and, beside it, the draft side:
+//   kNone (target-only) | kOpening --OK--> kReady --failure--> kFailed --retry interval--> kOpening
+// A kReleasing session is erased (its worker sessions closed) once no reply is outstanding.
 struct Coordinator::Session {
+  enum class Phase { kOpening, kDecoding, kReleasing };
+  enum class DraftState { kNone, kOpening, kReady, kFailed };
+
   uint64_t id = 0;
   GenerationRequest request;
   GenerationCallbacks callbacks;
+  Phase phase = Phase::kOpening;
   std::vector<int32_t> committed;  // prompt + generated
   int64_t prompt_length = 0;
   int64_t target_capacity = 0;
   int64_t draft_capacity = 0;
-  engine::SamplingParams draft_sampling;
-  judge::DraftWindow window{judge::DraftWindowOptions{}};
+  spec::SamplingParams draft_sampling;
+  spec::DraftWindow window{spec::DraftWindowOptions{}};
   uint64_t step = 0;
   absl::Time start;
 
-  // In flight (the session is released only when nothing is).
+  // Replies outstanding (the session is released only when none is).
   int opens_in_flight = 0;
   bool verifying = false;
   bool proposing = false;
 
   // Target side.
-  bool target_open = false;
   bool target_started = false;  // the prompt went out with the first block
-  judge::DraftBlock verifying_draft;
+  spec::DraftBlock verifying_draft;
 
   // Draft side.
-  enum class DraftState { kNone, kOpening, kReady, kFailed } draft_state = DraftState::kNone;
+  DraftState draft_state = DraftState::kNone;
   uint64_t draft_session = 0;
   std::vector<int32_t> draft_sequence;  // mirror of the worker's sequence
   std::vector<int32_t> proposing_context;
@@ -79,27 +105,67 @@ struct Coordinator::Session {
   std::optional<PendingProposal> ready;
   absl::Time draft_retry_at;
 
-  bool done = false;
-  GenerationStats stats;
+  spec::SpeculationStats stats;
+
+  bool done() const { return phase == Phase::kReleasing; }
+};
+
+// What a session does next (Plan), before any client is called (Apply).
+struct Coordinator::Action {
+  enum class Kind {
+    kWait,           // a reply is needed first
+    kReopenDraft,    // the draft failed a while ago: open it again from the committed tokens
+    kProposeAhead,   // pipelining: draft the next block while this one is verified
+    kPropose,        // draft the next block from the committed tokens
+    kDropProposal,   // the ready proposal does not continue the committed tokens
+    kVerify,         // send `draft` (empty: target-only) for verification
+  };
+  Kind kind = Kind::kWait;
+  spec::DraftBlock draft;
+  bool from_ready = false;  // kVerify: `draft` is (a slice of) the ready proposal
 };
 
 Coordinator::Coordinator(const CoordinatorOptions& options, clients::DraftClient* draft,
                          clients::TargetClient* target)
-    : options_(options), draft_(draft), target_(target) {}
+    : Coordinator(options, draft, target, nullptr, Clock::Real()) {}
+
+Coordinator::Coordinator(const CoordinatorOptions& options, clients::DraftClient* draft,
+                         clients::TargetClient* target, Executor* executor, Clock* clock)
+    : options_(options), draft_(draft), target_(target), clock_(clock) {
+  if (executor == nullptr) {
+    own_loop_ = std::make_unique<EventLoop>();
+    executor = own_loop_.get();
+  }
+  executor_ = executor;
+  mailbox_ = std::make_shared<Mailbox>(executor_);
+}
 
 Coordinator::~Coordinator() {
-  loop_.Post([this] {
-    std::vector<std::shared_ptr<Session>> all;
-    for (auto& [id, s] : sessions_) all.push_back(s);
-    for (auto& s : all) {
-      if (!s->done) Fail(*s, absl::CancelledError("the coordinator is shutting down"));
-      MaybeRelease(*s);
-    }
-  });
-  // Wait (bounded) for the work in flight to come back, so no client calls back into a destroyed
-  // coordinator; clients complete every call (deadlines, shutdown errors).
-  for (int i = 0; i < 3000 && active_.load() > 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  if (executor_->InLoop()) {
+    Shutdown();
+  } else {
+    absl::Notification done;
+    Post([this, &done] {
+      Shutdown();
+      done.Notify();
+    });
+    done.WaitForNotification();
+  }
+  mailbox_->Close();
 }
+
+void Coordinator::Shutdown() {
+  std::vector<std::shared_ptr<Session>> all;
+  for (auto& [id, s] : sessions_) all.push_back(s);
+  for (auto& s : all) {
+    if (!s->done()) Fail(*s, absl::CancelledError("the coordinator is shutting down"));
+    ReleaseWorkers(*s);  // replies still in flight are dropped by the closed mailbox
+    active_.fetch_sub(1);
+  }
+  sessions_.clear();
+}
+
+void Coordinator::Post(std::function<void()> fn) { PostTo(mailbox_, std::move(fn)); }
 
 absl::StatusOr<uint64_t> Coordinator::Start(GenerationRequest request, GenerationCallbacks callbacks) {
   const int64_t n = static_cast<int64_t>(request.prompt.size());
@@ -111,35 +177,30 @@ absl::StatusOr<uint64_t> Coordinator::Start(GenerationRequest request, Generatio
   if (request.max_new_tokens < 1) {
     return absl::InvalidArgumentError(absl::StrCat("max tokens must be >= 1, got ", request.max_new_tokens));
   }
-  VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(request.window));
-  VERDICT_RETURN_IF_ERROR(judge::ValidateVerificationConfig(request.verification));
+  VERDICT_RETURN_IF_ERROR(spec::ValidateSamplingParams(request.sampling));
+  VERDICT_RETURN_IF_ERROR(spec::ValidateSpeculationParams(request.speculation));
   if (active_.fetch_add(1) >= options_.max_sessions) {
     active_.fetch_sub(1);
     return absl::ResourceExhaustedError(
         absl::StrCat("the coordinator is serving its maximum of ", options_.max_sessions, " sessions"));
   }
-  auto s = std::make_unique<Session>();
+  auto s = std::make_shared<Session>();
   s->id = next_id_.fetch_add(1);
   s->prompt_length = n;
   s->committed = request.prompt;
   const int64_t budget = n + request.max_new_tokens;
   s->target_capacity = std::min(options_.target_context, budget);
   s->draft_capacity = std::min(options_.draft_context, budget);
-  if (request.draft_sampling.has_value()) {
-    s->draft_sampling = *request.draft_sampling;
-  } else {
-    s->draft_sampling = request.verification.target_sampling;
-    s->draft_sampling.seed = request.verification.target_sampling.seed ^ 0x9e3779b97f4a7c15ULL;
-  }
-  s->window = judge::DraftWindow(request.window);
-  const int64_t max_k = request.window.adaptive ? request.window.max_k : request.window.k;
-  s->stats.accepted_histogram.assign(max_k + 1, 0);
-  if (draft_ == nullptr || n >= s->draft_capacity) request.speculate = false;
+  s->draft_sampling = request.draft_sampling.value_or(spec::DefaultDraftSampling(request.sampling));
+  const spec::DraftWindowOptions& window = request.speculation.window;
+  s->window = spec::DraftWindow(window);
+  s->stats.accepted_histogram.assign((window.adaptive ? window.max_k : window.k) + 1, 0);
+  if (draft_ == nullptr || n >= s->draft_capacity) request.speculation.speculate = false;
   s->request = std::move(request);
   s->callbacks = std::move(callbacks);
-  s->start = absl::Now();
+  s->start = clock_->Now();
   const uint64_t id = s->id;
-  loop_.Post([this, session = std::shared_ptr<Session>(std::move(s))] {
+  Post([this, session = std::move(s)] {
     sessions_.emplace(session->id, session);
     ++totals_.requests;
     Open(*session);
@@ -148,9 +209,9 @@ absl::StatusOr<uint64_t> Coordinator::Start(GenerationRequest request, Generatio
 }
 
 void Coordinator::Cancel(uint64_t session_id) {
-  loop_.Post([this, session_id] {
+  Post([this, session_id] {
     auto it = sessions_.find(session_id);
-    if (it == sessions_.end() || it->second->done) return;
+    if (it == sessions_.end() || it->second->done()) return;
     Fail(*it->second, absl::CancelledError("the generation was cancelled"));
     MaybeRelease(*it->second);
   });
@@ -159,24 +220,25 @@ void Coordinator::Cancel(uint64_t session_id) {
 CoordinatorSnapshot Coordinator::Snapshot() {
   CoordinatorSnapshot snap;
   auto fill = [this, &snap] {
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     for (const auto& [id, s] : sessions_) {
-      if (s->done) {
+      if (s->done()) {
         ++snap.releasing;
         continue;
       }
-      snap.sessions.push_back({id, s->request.request_id, judge::PolicyName(s->request.verification),
-                               s->prompt_length, s->stats.tokens, s->window.k(), s->stats.degraded,
-                               now - s->start});
+      const GenerationRequest& r = s->request;
+      snap.sessions.push_back({id, r.request_id,
+                               spec::PolicyLabel(r.speculation.policy, spec::ExactRuleFor(r.sampling)),
+                               s->prompt_length, s->stats.tokens, s->window.k(), s->stats.degraded, now - s->start});
     }
     snap.totals = totals_;
   };
-  if (loop_.InLoop()) {
+  if (executor_->InLoop()) {
     fill();
     return snap;
   }
   absl::Notification done;
-  loop_.Post([&] {
+  Post([&] {
     fill();
     done.Notify();
   });
@@ -187,24 +249,26 @@ CoordinatorSnapshot Coordinator::Snapshot() {
 void Coordinator::Open(Session& s) {
   const uint64_t id = s.id;
   ++s.opens_in_flight;
-  target_->OpenSession({id, s.target_capacity, s.request.verification}, [this, id](absl::Status status) {
-    loop_.Post([this, id, status] {
-      auto it = sessions_.find(id);
-      if (it == sessions_.end()) return;
-      Session& s = *it->second;
-      --s.opens_in_flight;
-      if (!s.done) {
-        if (!status.ok()) {
-          Fail(s, status);
-        } else {
-          s.target_open = true;
-          Advance(s);
-        }
-      }
-      MaybeRelease(s);
-    });
-  });
-  if (s.request.speculate) OpenDraftSession(s);
+  std::shared_ptr<Mailbox> mailbox = mailbox_;
+  target_->OpenSession({id, s.target_capacity, s.request.speculation, s.request.sampling},
+                       [this, mailbox, id](absl::Status status) {
+                         PostTo(mailbox, [this, id, status] {
+                           auto it = sessions_.find(id);
+                           if (it == sessions_.end()) return;
+                           Session& s = *it->second;
+                           --s.opens_in_flight;
+                           if (!s.done()) {
+                             if (!status.ok()) {
+                               Fail(s, status);
+                             } else {
+                               s.phase = Session::Phase::kDecoding;
+                               Advance(s);
+                             }
+                           }
+                           MaybeRelease(s);
+                         });
+                       });
+  if (s.request.speculation.speculate) OpenDraftSession(s);
 }
 
 void Coordinator::OpenDraftSession(Session& s) {
@@ -214,9 +278,10 @@ void Coordinator::OpenDraftSession(Session& s) {
   s.draft_sequence = s.committed;
   ++s.opens_in_flight;
   const uint64_t id = s.id, draft_session = s.draft_session;
+  std::shared_ptr<Mailbox> mailbox = mailbox_;
   draft_->OpenSession({draft_session, s.committed, s.draft_sampling, s.draft_capacity},
-                      [this, id, draft_session](absl::Status status) {
-                        loop_.Post([this, id, draft_session, status] {
+                      [this, mailbox, id, draft_session](absl::Status status) {
+                        PostTo(mailbox, [this, id, draft_session, status] {
                           auto it = sessions_.find(id);
                           if (it == sessions_.end()) {
                             if (status.ok()) draft_->CloseSession(draft_session);
@@ -229,14 +294,14 @@ void Coordinator::OpenDraftSession(Session& s) {
                           } else {
                             DraftFailed(s, status);
                           }
-                          if (!s.done) Advance(s);
+                          if (!s.done()) Advance(s);
                           MaybeRelease(s);
                         });
                       });
 }
 
 int64_t Coordinator::WindowFor(const Session& s, int64_t committed, int64_t generated) const {
-  if (!s.request.speculate || s.draft_state != Session::DraftState::kReady) return 0;
+  if (!s.request.speculation.speculate || s.draft_state != Session::DraftState::kReady) return 0;
   const int64_t remaining = s.request.max_new_tokens - generated;
   // A pass commits up to k + 1 tokens: draft past neither max_new_tokens nor either context.
   int64_t k = std::min({s.window.k(), remaining - 1, s.target_capacity - committed,
@@ -244,17 +309,17 @@ int64_t Coordinator::WindowFor(const Session& s, int64_t committed, int64_t gene
   return std::max<int64_t>(k, 0);
 }
 
-void Coordinator::Advance(Session& s) {
-  if (s.done || !s.target_open) return;
+Coordinator::Action Coordinator::Plan(const Session& s) const {
+  using Kind = Action::Kind;
+  if (s.phase != Session::Phase::kDecoding) return {};
   // The first block waits for the draft session (later reopenings do not hold decoding up).
-  if (!s.target_started && s.draft_state == Session::DraftState::kOpening) return;
+  if (!s.target_started && s.draft_state == Session::DraftState::kOpening) return {};
   const int64_t n = static_cast<int64_t>(s.committed.size());
-  const int64_t generated = n - s.prompt_length;
 
   // The draft was down: try it again after the pause (catching up from the committed tokens).
-  if (s.request.speculate && s.draft_state == Session::DraftState::kFailed && !s.proposing &&
-      absl::Now() >= s.draft_retry_at) {
-    OpenDraftSession(s);
+  if (s.request.speculation.speculate && s.draft_state == Session::DraftState::kFailed && !s.proposing &&
+      clock_->Now() >= s.draft_retry_at) {
+    return {Kind::kReopenDraft};
   }
 
   if (s.verifying) {
@@ -265,39 +330,66 @@ void Coordinator::Advance(Session& s) {
       const int64_t next_committed = n + k_v + 1;
       const int64_t k_next = WindowFor(s, next_committed, next_committed - s.prompt_length);
       // The optimistic proposal starts with the guess of the bonus token.
-      if (k_next >= 1 && next_committed - 1 + k_next <= s.draft_capacity) RequestProposal(s, true);
+      if (k_next >= 1 && next_committed - 1 + k_next <= s.draft_capacity) return {Kind::kProposeAhead};
     }
-    return;
+    return {};
   }
 
-  const int64_t k = WindowFor(s, n, generated);
-  if (k == 0) {
-    SendBlock(s, {});
-    return;
-  }
+  const int64_t k = WindowFor(s, n, n - s.prompt_length);
+  if (k == 0) return {Kind::kVerify};
   // A proposal that continues exactly the committed tokens?
   if (s.ready.has_value()) {
-    PendingProposal ready = std::move(*s.ready);
-    s.ready.reset();
-    const std::vector<int32_t>& context = ready.context;
-    const std::vector<int32_t>& tokens = ready.proposal.block.tokens;
+    const std::vector<int32_t>& context = s.ready->context;
+    const std::vector<int32_t>& tokens = s.ready->proposal.block.tokens;
     const int64_t j = n - static_cast<int64_t>(context.size());
-    bool usable = j >= 0 && j < static_cast<int64_t>(tokens.size()) &&
-                  std::equal(context.begin(), context.end(), s.committed.begin()) &&
-                  std::equal(tokens.begin(), tokens.begin() + j, s.committed.begin() + context.size());
-    if (usable) {
-      const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(tokens.size()) - j);
-      if (ready.optimistic) ++s.stats.optimistic_hits;
-      SendBlock(s, Slice(ready.proposal.block, j, take));
-      return;
-    }
+    const bool usable = j >= 0 && j < static_cast<int64_t>(tokens.size()) &&
+                        std::equal(context.begin(), context.end(), s.committed.begin()) &&
+                        std::equal(tokens.begin(), tokens.begin() + j, s.committed.begin() + context.size());
+    if (!usable) return {Kind::kDropProposal};
+    const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(tokens.size()) - j);
+    return {Kind::kVerify, s.ready->proposal.block.Slice(j, take), /*from_ready=*/true};
   }
-  if (!s.proposing) RequestProposal(s, false);
-  // else: the proposal in flight is waited for (one per session); OnProposal advances again.
+  if (!s.proposing) return {Kind::kPropose};
+  return {};  // the proposal in flight is waited for (one per session); OnProposal advances again
+}
+
+void Coordinator::Apply(Session& s, Action action) {
+  using Kind = Action::Kind;
+  switch (action.kind) {
+    case Kind::kWait:
+      return;
+    case Kind::kReopenDraft:
+      OpenDraftSession(s);
+      return;
+    case Kind::kProposeAhead:
+      RequestProposal(s, /*optimistic=*/true);
+      return;
+    case Kind::kPropose:
+      RequestProposal(s, /*optimistic=*/false);
+      return;
+    case Kind::kDropProposal:
+      s.ready.reset();
+      return;
+    case Kind::kVerify:
+      if (action.from_ready) {
+        if (s.ready->optimistic) ++s.stats.optimistic_hits;
+        s.ready.reset();
+      }
+      SendBlock(s, std::move(action.draft));
+      return;
+  }
+}
+
+void Coordinator::Advance(Session& s) {
+  // Each applied action changes the state Plan reads (a request in flight, a proposal dropped), so
+  // this ends after a few steps with kWait.
+  for (Action action = Plan(s); action.kind != Action::Kind::kWait; action = Plan(s)) {
+    Apply(s, std::move(action));
+  }
 }
 
 void Coordinator::RequestProposal(Session& s, bool optimistic) {
-  workers::ProposeRequest request;
+  spec::ProposeRequest request;
   request.session_id = s.draft_session;
   request.step = ++s.step;
   const int64_t n = static_cast<int64_t>(s.committed.size());
@@ -323,14 +415,15 @@ void Coordinator::RequestProposal(Session& s, bool optimistic) {
   s.proposing = true;
   s.proposing_optimistic = optimistic;
   const uint64_t id = s.id, draft_session = s.draft_session;
-  draft_->Propose(request, [this, id, draft_session](absl::StatusOr<workers::Proposal> proposal) {
-    loop_.Post([this, id, draft_session, proposal = std::move(proposal)]() mutable {
+  std::shared_ptr<Mailbox> mailbox = mailbox_;
+  draft_->Propose(request, [this, mailbox, id, draft_session](absl::StatusOr<spec::Proposal> proposal) {
+    PostTo(mailbox, [this, id, draft_session, proposal = std::move(proposal)]() mutable {
       OnProposal(id, draft_session, std::move(proposal));
     });
   });
 }
 
-void Coordinator::OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<workers::Proposal> proposal) {
+void Coordinator::OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<spec::Proposal> proposal) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
@@ -346,7 +439,7 @@ void Coordinator::OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr
     s.draft_sequence.insert(s.draft_sequence.end(), proposal->block.tokens.begin(), proposal->block.tokens.end());
     s.ready = PendingProposal{std::move(s.proposing_context), std::move(*proposal), s.proposing_optimistic};
   }
-  if (!s.done) Advance(s);
+  if (!s.done()) Advance(s);
   MaybeRelease(s);
 }
 
@@ -359,13 +452,13 @@ void Coordinator::DraftFailed(Session& s, const absl::Status& status) {
     draft_->CloseSession(s.draft_session);  // best effort; a restarted worker has lost it anyway
   }
   s.draft_state = Session::DraftState::kFailed;
-  s.draft_retry_at = absl::Now() + options_.draft_retry_interval;
+  s.draft_retry_at = clock_->Now() + options_.draft_retry_interval;
 }
 
-void Coordinator::SendBlock(Session& s, judge::DraftBlock draft) {
+void Coordinator::SendBlock(Session& s, spec::DraftBlock draft) {
   const int64_t n = static_cast<int64_t>(s.committed.size());
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
-  workers::ShardBlock block;
+  spec::ShardBlock block;
   block.session_id = s.id;
   block.step = ++s.step;
   block.start_position = s.target_started ? n - 1 : 0;
@@ -377,21 +470,19 @@ void Coordinator::SendBlock(Session& s, judge::DraftBlock draft) {
   s.target_started = true;
   s.verifying = true;
   s.verifying_draft = std::move(draft);
-  if (k == 0) ++s.stats.target_only_passes;
   const uint64_t id = s.id;
-  target_->Verify(block, std::move(ids), [this, id](workers::BlockOutcome outcome) {
-    loop_.Post([this, id, outcome = std::move(outcome)]() mutable { OnOutcome(id, std::move(outcome)); });
+  std::shared_ptr<Mailbox> mailbox = mailbox_;
+  target_->Verify(block, std::move(ids), [this, mailbox, id](spec::BlockOutcome outcome) {
+    PostTo(mailbox, [this, id, outcome = std::move(outcome)]() mutable { OnOutcome(id, std::move(outcome)); });
   });
-  // With the block on its way, draft the next one (pipelining).
-  Advance(s);
 }
 
-void Coordinator::OnOutcome(uint64_t id, workers::BlockOutcome outcome) {
+void Coordinator::OnOutcome(uint64_t id, spec::BlockOutcome outcome) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
   s.verifying = false;
-  if (s.done) {
+  if (s.done()) {
     MaybeRelease(s);
     return;
   }
@@ -405,28 +496,17 @@ void Coordinator::OnOutcome(uint64_t id, workers::BlockOutcome outcome) {
     MaybeRelease(s);
     return;
   }
-  const judge::Verdict& v = *outcome.verdict;
-  const judge::DraftBlock& draft = s.verifying_draft;
+  const spec::Verdict& v = *outcome.verdict;
+  const spec::DraftBlock& draft = s.verifying_draft;
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
   if (v.num_accepted < 0 || v.num_accepted > k) {
     Fail(s, absl::InternalError(absl::StrCat("verdict accepts ", v.num_accepted, " of ", k, " tokens")));
     MaybeRelease(s);
     return;
   }
-  GenerationStats& st = s.stats;
-  if (st.tokens == 0) st.time_to_first_token = absl::Now() - s.start;
-  ++st.target_passes;
-  st.proposed += k;
-  if (v.num_accepted < static_cast<int64_t>(st.accepted_histogram.size())) ++st.accepted_histogram[v.num_accepted];
-  for (int32_t i = 0; i < v.num_accepted && i < static_cast<int32_t>(v.reasons.size()); ++i) {
-    st.accepted_exact += v.reasons[i] == judge::AcceptReason::kExact;
-    st.accepted_judge += v.reasons[i] == judge::AcceptReason::kJudge;
-    st.accepted_lossy += v.reasons[i] == judge::AcceptReason::kLossy;
-  }
-  if (v.shadow_num_accepted >= 0) {
-    st.shadow_accepted += v.shadow_num_accepted;
-    st.shadow_judge_only += v.shadow_judge_only;
-  }
+  spec::SpeculationStats& st = s.stats;
+  if (st.tokens == 0) st.time_to_first_token = clock_->Now() - s.start;
+  st.RecordPass(k, v);
   if (k > 0) s.window.Observe(k, v.num_accepted);
 
   std::vector<int32_t> emitted(draft.tokens.begin(), draft.tokens.begin() + v.num_accepted);
@@ -462,47 +542,32 @@ void Coordinator::OnOutcome(uint64_t id, workers::BlockOutcome outcome) {
 }
 
 void Coordinator::Finish(Session& s, FinishReason reason) {
-  s.done = true;
-  s.stats.total_time = absl::Now() - s.start;
-  Account(s.stats, false, false);
-  GenerationSummary summary{reason, s.stats};
-  if (s.callbacks.on_done) s.callbacks.on_done(std::move(summary));
+  s.phase = Session::Phase::kReleasing;
+  s.stats.total_time = clock_->Now() - s.start;
+  totals_.stats.Merge(s.stats);
+  if (s.callbacks.on_done) s.callbacks.on_done(GenerationSummary{reason, s.stats});
 }
 
 void Coordinator::Fail(Session& s, absl::Status status) {
-  s.done = true;
-  s.stats.total_time = absl::Now() - s.start;
-  Account(s.stats, status.code() != absl::StatusCode::kCancelled, status.code() == absl::StatusCode::kCancelled);
+  s.phase = Session::Phase::kReleasing;
+  s.stats.total_time = clock_->Now() - s.start;
+  totals_.stats.Merge(s.stats);
+  const bool cancelled = status.code() == absl::StatusCode::kCancelled;
+  totals_.requests_failed += !cancelled;
+  totals_.requests_cancelled += cancelled;
   if (s.callbacks.on_done) s.callbacks.on_done(std::move(status));
 }
 
-void Coordinator::MaybeRelease(Session& s) {
-  if (!s.done || s.verifying || s.proposing || s.opens_in_flight > 0) return;
+void Coordinator::ReleaseWorkers(const Session& s) {
   target_->CloseSession(s.id);  // also after a failed open: some shards may have opened it
   if (s.draft_state == Session::DraftState::kReady) draft_->CloseSession(s.draft_session);
-  const uint64_t id = s.id;
-  sessions_.erase(id);  // `s` is gone from here on
-  active_.fetch_sub(1);
 }
 
-void Coordinator::Account(const GenerationStats& st, bool failed, bool cancelled) {
-  CoordinatorTotals& t = totals_;
-  t.requests_failed += failed;
-  t.requests_cancelled += cancelled;
-  t.tokens += st.tokens;
-  t.target_passes += st.target_passes;
-  t.target_only_passes += st.target_only_passes;
-  t.proposed += st.proposed;
-  t.accepted_exact += st.accepted_exact;
-  t.accepted_judge += st.accepted_judge;
-  t.accepted_lossy += st.accepted_lossy;
-  if (t.accepted_histogram.size() < st.accepted_histogram.size()) {
-    t.accepted_histogram.resize(st.accepted_histogram.size(), 0);
-  }
-  for (size_t i = 0; i < st.accepted_histogram.size(); ++i) t.accepted_histogram[i] += st.accepted_histogram[i];
-  t.optimistic_blocks += st.optimistic_blocks;
-  t.optimistic_hits += st.optimistic_hits;
-  t.draft_failures += st.draft_failures;
+void Coordinator::MaybeRelease(Session& s) {
+  if (!s.done() || s.verifying || s.proposing || s.opens_in_flight > 0) return;
+  ReleaseWorkers(s);
+  sessions_.erase(s.id);  // `s` is gone from here on
+  active_.fetch_sub(1);
 }
 
 }  // namespace verdict::coordinator

@@ -9,9 +9,13 @@
 // Many sessions are in flight at once; the workers batch what is ready across sessions. If the
 // draft worker fails or times out, a session continues target-only (a block with no draft tokens
 // asks the target for its next token) and retries the draft after a pause; a target failure ends
-// the session with the shard's error. All session state lives on one event-loop thread: client
-// callbacks only post to it. Token-level only: text, stop strings and the wire live in the
-// service adapter (services/coordinator).
+// the session with the shard's error. Token-level only: text, stop strings and the wire live in
+// the service adapter (services/coordinator).
+//
+// A plain state machine (docs/architecture.md has the state diagram): all session state lives on
+// one Executor (an EventLoop thread in production, a test-driven queue in tests); client callbacks
+// only post to it. Time comes from an injected Clock. Each step first plans what a session does
+// next from its state (Plan, no I/O) and then applies it (Apply: the client calls).
 #ifndef VERDICT_COORDINATOR_COORDINATOR_H_
 #define VERDICT_COORDINATOR_COORDINATOR_H_
 
@@ -29,12 +33,16 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "clients/worker_clients.h"
-#include "coordinator/event_loop.h"
-#include "engine/sampler.h"
-#include "judge/draft_window.h"
-#include "judge/verification.h"
+#include "common/clock.h"
+#include "common/executor.h"
+#include "spec/draft_window.h"
+#include "spec/sampling_params.h"
+#include "spec/speculation_params.h"
+#include "spec/speculation_stats.h"
 
 namespace verdict::coordinator {
+
+class EventLoop;
 
 struct CoordinatorOptions {
   int64_t max_sessions = 64;
@@ -54,53 +62,33 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;
   int64_t max_new_tokens = 128;
   std::vector<int32_t> stop_token_ids;  // end-of-text tokens included by the caller
-  // The policy; its target_sampling is the output distribution (greedy or sampled).
-  judge::VerificationConfig verification;
-  // The draft's sampling. Unset: the target's, with a seed derived from its seed (as in
-  // judge::GenerateSpeculative).
-  std::optional<engine::SamplingParams> draft_sampling;
-  judge::DraftWindowOptions window;
-  bool speculate = true;  // false: target-only decoding
+  // The output distribution (greedy or sampled); the exact rule follows from it.
+  spec::SamplingParams sampling;
+  // Policy, thresholds (unset: the last shard's defaults), window, and whether to speculate.
+  spec::SpeculationParams speculation;
+  // The draft's sampling. Unset: spec::DefaultDraftSampling(sampling).
+  std::optional<spec::SamplingParams> draft_sampling;
   std::string request_id;
-};
-
-struct GenerationStats {
-  int64_t tokens = 0;
-  int64_t target_passes = 0;
-  int64_t target_only_passes = 0;  // passes without draft tokens (no draft, or it was down)
-  int64_t proposed = 0;            // draft tokens sent for verification
-  int64_t accepted_exact = 0;
-  int64_t accepted_judge = 0;
-  int64_t accepted_lossy = 0;
-  std::vector<int64_t> accepted_histogram;  // [a] = passes that accepted a draft tokens
-  int64_t optimistic_blocks = 0;  // proposals drafted ahead of a verdict
-  int64_t optimistic_hits = 0;    // ... whose assumption held, so they were used
-  int64_t draft_failures = 0;
-  int64_t shadow_accepted = 0;
-  int64_t shadow_judge_only = 0;
-  bool degraded = false;  // some passes ran target-only because the draft was unavailable
-  absl::Duration time_to_first_token;
-  absl::Duration total_time;
 };
 
 struct GenerationSummary {
   FinishReason finish_reason = FinishReason::kLength;
-  GenerationStats stats;
+  spec::SpeculationStats stats;
 };
 
 struct GenerationCallbacks {
   // The tokens each target pass commits (after stop-token and max-token truncation; a final stop
   // token included). Return false to end the generation (e.g. a stop string matched). Runs on the
-  // coordinator's thread: keep it short.
+  // coordinator's executor: keep it short.
   std::function<bool(absl::Span<const int32_t> tokens)> on_tokens;
-  // Exactly once: the summary, or why the generation failed (kCancelled after Cancel).
+  // Exactly once: the summary, or why the generation failed (kCancelled after Cancel or shutdown).
   std::function<void(absl::StatusOr<GenerationSummary>)> on_done;
 };
 
 struct SessionSnapshot {
   uint64_t id = 0;
   std::string request_id;
-  std::string policy;
+  std::string policy;  // spec::PolicyLabel
   int64_t prompt_tokens = 0;
   int64_t generated_tokens = 0;
   int64_t draft_window = 0;
@@ -113,17 +101,7 @@ struct CoordinatorTotals {
   int64_t requests = 0;
   int64_t requests_failed = 0;
   int64_t requests_cancelled = 0;
-  int64_t tokens = 0;
-  int64_t target_passes = 0;
-  int64_t target_only_passes = 0;
-  int64_t proposed = 0;
-  int64_t accepted_exact = 0;
-  int64_t accepted_judge = 0;
-  int64_t accepted_lossy = 0;
-  std::vector<int64_t> accepted_histogram;
-  int64_t optimistic_blocks = 0;
-  int64_t optimistic_hits = 0;
-  int64_t draft_failures = 0;
+  spec::SpeculationStats stats;  // of the requests that ended, merged
 };
 
 struct CoordinatorSnapshot {
@@ -136,48 +114,66 @@ struct CoordinatorSnapshot {
 class Coordinator {
  public:
   // `target` must outlive the coordinator; `draft` too, or nullptr for target-only serving.
+  // Runs on an EventLoop thread of its own and the real clock.
   Coordinator(const CoordinatorOptions& options, clients::DraftClient* draft, clients::TargetClient* target);
-  // Fails the remaining sessions with kCancelled and waits for the loop to finish.
+  // Runs on `executor` (which must outlive the coordinator) with time from `clock`.
+  Coordinator(const CoordinatorOptions& options, clients::DraftClient* draft, clients::TargetClient* target,
+              Executor* executor, Clock* clock);
+  // Fails the remaining sessions with kCancelled and closes their worker sessions, without waiting
+  // for the workers: replies that arrive later are dropped.
   ~Coordinator();
 
-  // Starts a generation; its results arrive through `callbacks`. Errors (synchronous):
-  // kInvalidArgument (empty prompt, prompt not shorter than the target context, max_new_tokens
-  // < 1, bad window or policy), kResourceExhausted (max_sessions in flight).
+  // Starts a generation; its results arrive through `callbacks`. Thread-safe. Errors
+  // (synchronous): kInvalidArgument (empty prompt, prompt not shorter than the target context,
+  // max_new_tokens < 1, bad sampling, window or thresholds), kResourceExhausted (max_sessions in
+  // flight).
   absl::StatusOr<uint64_t> Start(GenerationRequest request, GenerationCallbacks callbacks);
   // Ends the generation with kCancelled and releases its worker state. Unknown ids are ignored.
   void Cancel(uint64_t session_id);
 
+  // From the executor's thread or any other (then it waits for the executor to answer).
   CoordinatorSnapshot Snapshot();
 
  private:
   struct Session;
+  struct Action;
+  // What client callbacks post through: after shutdown it drops what they post.
+  struct Mailbox;
 
+  void Post(std::function<void()> fn);
   void Open(Session& s);
   // Opens (or reopens after a failure) the session's draft session from its committed tokens.
   void OpenDraftSession(Session& s);
+  // Plans and applies the session's next steps until it has to wait for a reply.
   void Advance(Session& s);
+  Action Plan(const Session& s) const;
+  void Apply(Session& s, Action action);
   void RequestProposal(Session& s, bool optimistic);
-  void SendBlock(Session& s, judge::DraftBlock draft);
-  void OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<workers::Proposal> proposal);
-  void OnOutcome(uint64_t id, workers::BlockOutcome outcome);
+  void SendBlock(Session& s, spec::DraftBlock draft);
+  void OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<spec::Proposal> proposal);
+  void OnOutcome(uint64_t id, spec::BlockOutcome outcome);
   void DraftFailed(Session& s, const absl::Status& status);
   // Tokens the next block may draft (0: target-only), given `committed` tokens so far.
   int64_t WindowFor(const Session& s, int64_t committed, int64_t generated) const;
   void Finish(Session& s, FinishReason reason);
   void Fail(Session& s, absl::Status status);
   void MaybeRelease(Session& s);
-  void Account(const GenerationStats& stats, bool failed, bool cancelled);
+  void ReleaseWorkers(const Session& s);
+  void Shutdown();
 
   CoordinatorOptions options_;
   clients::DraftClient* draft_;
   clients::TargetClient* target_;
+  Clock* clock_;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> active_{0};  // sessions not yet released (admission control)
-  // Loop-thread state.
+  // Executor-thread state.
   absl::flat_hash_map<uint64_t, std::shared_ptr<Session>> sessions_;
   CoordinatorTotals totals_;
   uint64_t next_draft_session_ = 1;
-  EventLoop loop_;  // last member: destroyed (joined) first
+  std::shared_ptr<Mailbox> mailbox_;
+  Executor* executor_;
+  std::unique_ptr<EventLoop> own_loop_;  // last member: destroyed (joined) first
 };
 
 }  // namespace verdict::coordinator

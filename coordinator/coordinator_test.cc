@@ -1,396 +1,351 @@
 // SPDX-License-Identifier: Apache-2.0
-// The coordinator over in-process draft and target clients (the real worker cores and engine
-// loops, no network): greedy output equals the target alone for every layout, window and
-// pipelining mode; 32 concurrent sessions each equal their solo output; pipelined guesses hit; a
-// failing draft degrades to target-only decoding and recovers; a failing shard fails only its
-// session; cancellation releases every worker's state; bad requests are refused.
+// The coordinator move by move: scripted fake clients queue every call and the test answers them
+// in the order it chooses, on a manual executor and a fake clock, so each test pins one order of
+// replies (a verdict before the optimistic proposal, a proposal after a rollback, a shard error
+// between two verdicts, a draft timeout, a failed open, a cancellation or shutdown with replies in
+// flight). Nothing sleeps or polls. The same coordinator over the real worker cores is
+// tests/integration/coordinator_in_process_test.cc.
 #include "coordinator/coordinator.h"
 
-#include <algorithm>
-#include <cstdio>
-#include <random>
-#include <thread>
+#include <memory>
+#include <vector>
 
-#include "absl/synchronization/notification.h"
-#include "clients/in_process_clients.h"
+#include "clients/testing/fake_worker_clients.h"
+#include "common/testing/fake_clock.h"
+#include "common/testing/manual_executor.h"
 #include "common/testing/status_matchers.h"
-#include "engine/generator.h"
-#include "engine/kernels/matmul.h"
-#include "engine/slice_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "judge/testing/generic_kernels.h"
-#include "judge/testing/paired_models.h"
 
 namespace verdict::coordinator {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::verdict::testing::StatusIs;
 
-constexpr int64_t kContext = 192;
+constexpr int64_t kContext = 256;
 
-struct Outcome {
-  std::vector<int32_t> tokens;
-  absl::StatusOr<GenerationSummary> summary = absl::UnknownError("not done");
-  int chunks = 0;
-};
-
-// Runs generations and waits for them.
-class Waiter {
- public:
-  GenerationCallbacks Callbacks(Outcome* out, absl::Notification* done, int stop_after_chunks = -1) {
-    GenerationCallbacks cb;
-    cb.on_tokens = [out, stop_after_chunks](absl::Span<const int32_t> tokens) {
-      out->tokens.insert(out->tokens.end(), tokens.begin(), tokens.end());
-      ++out->chunks;
-      return stop_after_chunks < 0 || out->chunks < stop_after_chunks;
-    };
-    cb.on_done = [out, done](absl::StatusOr<GenerationSummary> summary) {
-      out->summary = std::move(summary);
-      done->Notify();
-    };
-    return cb;
-  }
-};
-
-// A draft client that forwards to another one but can be made to fail (as a dead worker would).
-class FlakyDraftClient : public clients::DraftClient {
- public:
-  explicit FlakyDraftClient(clients::DraftClient* inner) : inner_(inner) {}
-  void OpenSession(const clients::DraftSessionSpec& spec, clients::StatusCallback done) override {
-    if (down_) {
-      done(absl::UnavailableError("draft worker 127.0.0.1:1 is down"));
-      return;
-    }
-    inner_->OpenSession(spec, std::move(done));
-  }
-  void Propose(const workers::ProposeRequest& request,
-               std::function<void(absl::StatusOr<workers::Proposal>)> done) override {
-    const int n = ++proposals_;
-    if (down_ || (fail_from_ > 0 && n >= fail_from_ && (recover_at_ < 0 || n < recover_at_))) {
-      if (recover_at_ < 0) down_ = true;
-      done(absl::UnavailableError("draft worker 127.0.0.1:1 is down"));
-      return;
-    }
-    inner_->Propose(request, std::move(done));
-  }
-  void CloseSession(uint64_t id) override { inner_->CloseSession(id); }
-  std::atomic<int> fail_from_{0};
-  std::atomic<int> recover_at_{-1};
-  std::atomic<bool> down_{false};
-
- private:
-  clients::DraftClient* inner_;
-  std::atomic<int> proposals_{0};
-};
-
-// A target client whose verification fails for one session, as if a shard died under it.
-class FailingTargetClient : public clients::TargetClient {
- public:
-  explicit FailingTargetClient(clients::TargetClient* inner) : inner_(inner) {}
-  void OpenSession(const clients::TargetSessionSpec& spec, clients::StatusCallback done) override {
-    inner_->OpenSession(spec, std::move(done));
-  }
-  void Verify(const workers::ShardBlock& block, std::vector<int32_t> ids,
-              std::function<void(workers::BlockOutcome)> done) override {
-    if (block.session_id == fail_session_ && block.step >= 3) {
-      done({block.session_id, block.step, absl::UnavailableError("target shard 1 (127.0.0.1:2) is unreachable"), std::nullopt});
-      return;
-    }
-    inner_->Verify(block, std::move(ids), std::move(done));
-  }
-  void CloseSession(uint64_t id) override { inner_->CloseSession(id); }
-  int num_shards() const override { return inner_->num_shards(); }
-  std::atomic<uint64_t> fail_session_{0};
-
- private:
-  clients::TargetClient* inner_;
-};
-
-class CoordinatorTest : public judge::testing::GenericKernelsTest {
+class CoordinatorStateTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    backend_ = engine::CreateCpuBackend({.num_threads = 1});
-    config_ = judge::testing::SmallConfig(64, kContext);
-    config_.num_layers = 3;
-    target_weights_ = judge::testing::MakeWeights(config_, 1, 4.0f);
-    draft_weights_ = judge::testing::MakeWeights(config_, 1, 4.0f, /*noise=*/0.04f, /*noise_seed=*/5);
-    target_ = judge::testing::MakeModel(config_, *target_weights_, backend_.get());
-    draft_ = judge::testing::MakeModel(config_, *draft_weights_, backend_.get());
-    std::mt19937 rng(3);
-    for (int i = 0; i < 32; ++i) {
-      std::vector<int32_t> p(1 + rng() % 20);
-      for (int32_t& t : p) t = static_cast<int32_t>(rng() % config_.vocab_size);
-      prompts_.push_back(p);
-    }
-  }
-
-  // The cluster in this process: `num_shards` target shards and the draft worker.
-  void Build(int num_shards, const engine::ModelSlice* draft_model = nullptr, CoordinatorOptions options = {}) {
-    coordinator_.reset();
-    target_client_.reset();
-    draft_loop_.reset();
-    runners_.clear();
-    slices_.clear();
-    std::vector<std::unique_ptr<workers::TargetShard>> shards;
-    for (int i = 0; i < num_shards; ++i) {
-      const int64_t begin = config_.num_layers * i / num_shards, end = config_.num_layers * (i + 1) / num_shards;
-      slices_.push_back(std::move(*engine::ModelSlice::Create(config_, *target_weights_, {begin, end}, backend_.get())));
-      runners_.push_back(engine::RunSingleSlice(slices_.back().get()));
-      shards.push_back(std::move(*workers::TargetShard::Create(runners_.back().get(), nullptr, {})));
-    }
-    target_client_ = std::make_unique<clients::InProcessTargetClient>(std::move(shards));
-    engine::ModelSlice* d = const_cast<engine::ModelSlice*>(draft_model ? draft_model : draft_.get());
-    draft_loop_ = std::make_unique<workers::DraftWorkerLoop>(std::move(*workers::DraftWorker::Create(d, {})),
-                                                            workers::DraftLoopOptions{});
-    draft_client_ = std::make_unique<clients::InProcessDraftClient>(draft_loop_.get());
-    flaky_ = std::make_unique<FlakyDraftClient>(draft_client_.get());
-    failing_ = std::make_unique<FailingTargetClient>(target_client_.get());
+  void Make(CoordinatorOptions options = {}) {
     options.target_context = kContext;
     options.draft_context = kContext;
-    options.draft_retry_interval = absl::ZeroDuration();  // retry at the next step: deterministic
-    coordinator_ = std::make_unique<Coordinator>(options, flaky_.get(), failing_.get());
+    coordinator_ = std::make_unique<Coordinator>(options, &draft_, &target_, &executor_, &clock_);
   }
 
-  GenerationRequest Request(const std::vector<int32_t>& prompt, int64_t k, int64_t max_new = 40) {
+  // Starts a greedy generation of prompt {10, 11, 12} with window k and runs the loop.
+  uint64_t Start(int64_t k = 3, int64_t max_new = 20, std::vector<int32_t> stops = {}) {
     GenerationRequest r;
-    r.prompt = prompt;
+    r.prompt = {10, 11, 12};
     r.max_new_tokens = max_new;
-    r.window.k = k;
-    return r;
-  }
-
-  Outcome Run(GenerationRequest request) {
-    Outcome out;
-    absl::Notification done;
-    absl::StatusOr<uint64_t> id = coordinator_->Start(std::move(request), waiter_.Callbacks(&out, &done));
+    r.stop_token_ids = std::move(stops);
+    r.speculation.window.k = k;
+    GenerationCallbacks cb;
+    cb.on_tokens = [this](absl::Span<const int32_t> t) {
+      tokens_.insert(tokens_.end(), t.begin(), t.end());
+      return true;
+    };
+    cb.on_done = [this](absl::StatusOr<GenerationSummary> s) {
+      ++done_calls_;
+      summary_ = std::move(s);
+    };
+    absl::StatusOr<uint64_t> id = coordinator_->Start(std::move(r), std::move(cb));
     EXPECT_OK(id.status());
-    if (id.ok()) {
-      EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-    }
-    return out;
+    Run();
+    return id.value_or(0);
   }
+  void Run() { executor_.RunUntilIdle(); }
 
-  std::vector<int32_t> Greedy(const std::vector<int32_t>& prompt, int64_t max_new) {
-    engine::GenerateOptions options;
-    options.max_new_tokens = max_new;
-    return engine::Generate(*target_, prompt, options)->tokens;
+  // Opens both sides: the coordinator then asks for the first proposal.
+  void OpenBoth() {
+    ASSERT_EQ(target_.opens.size(), 1u);
+    ASSERT_EQ(draft_.opens.size(), 1u);
+    target_.ReplyOpen();
+    draft_.ReplyOpen();
+    Run();
   }
+  std::vector<int32_t> PendingBlockDraft(size_t i = 0) const { return target_.verifies.Peek(i).block.draft.tokens; }
 
-  // Waits until every worker released its sessions (closing is asynchronous).
-  void ExpectAllReleased() {
-    for (int i = 0; i < 500; ++i) {
-      const CoordinatorSnapshot snap = coordinator_->Snapshot();
-      bool clean = snap.sessions.empty() && snap.releasing == 0 && draft_loop_->stats().sessions == 0 &&
-                   draft_loop_->stats().queue_depth == 0;
-      for (int s = 0; s < target_client_->num_shards(); ++s) clean = clean && target_client_->loop(s).stats().sessions == 0;
-      if (clean) return;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    ADD_FAILURE() << "worker sessions were not released";
-  }
-
-  std::unique_ptr<engine::Backend> backend_;
-  engine::LlamaConfig config_;
-  std::unique_ptr<judge::testing::InMemoryWeights> target_weights_, draft_weights_;
-  std::unique_ptr<engine::ModelSlice> target_, draft_;
-  std::vector<std::unique_ptr<engine::ModelSlice>> slices_;
-  std::vector<std::unique_ptr<engine::SliceRunner>> runners_;  // over slices_
-  std::unique_ptr<clients::InProcessTargetClient> target_client_;
-  std::unique_ptr<workers::DraftWorkerLoop> draft_loop_;
-  std::unique_ptr<clients::InProcessDraftClient> draft_client_;
-  std::unique_ptr<FlakyDraftClient> flaky_;
-  std::unique_ptr<FailingTargetClient> failing_;
+  testing::ManualExecutor executor_;
+  testing::FakeClock clock_;
+  clients::testing::FakeDraftClient draft_;
+  clients::testing::FakeTargetClient target_;
   std::unique_ptr<Coordinator> coordinator_;
-  std::vector<std::vector<int32_t>> prompts_;
-  Waiter waiter_;
+  std::vector<int32_t> tokens_;
+  absl::StatusOr<GenerationSummary> summary_ = absl::UnknownError("not done");
+  int done_calls_ = 0;
 };
 
-TEST_F(CoordinatorTest, GreedyOutputEqualsTheTargetAloneForEveryLayoutAndWindow) {
-  for (int shards : {1, 2, 3}) {
-    for (bool pipelined : {true, false}) {
-      Build(shards, nullptr, {.pipelined = pipelined});
-      for (int64_t k : {1, 4, 9, 0}) {  // 0: adaptive
-        for (int p = 0; p < 3; ++p) {
-          GenerationRequest r = Request(prompts_[p], k == 0 ? 4 : k);
-          r.window.adaptive = k == 0;
-          Outcome out = Run(r);
-          ASSERT_OK(out.summary.status());
-          EXPECT_THAT(out.tokens, ElementsAreArray(Greedy(prompts_[p], 40)))
-              << shards << " shards, pipelined " << pipelined << ", k " << k << ", prompt " << p;
-          EXPECT_EQ(out.summary->finish_reason, FinishReason::kLength);
-          EXPECT_EQ(out.summary->stats.tokens, 40);
-          EXPECT_LT(out.summary->stats.target_passes, 40);  // speculation saved passes
-          EXPECT_FALSE(out.summary->stats.degraded);
-        }
-      }
-      ExpectAllReleased();
-    }
-  }
+TEST_F(CoordinatorStateTest, OpensBothSidesThenDraftsAndVerifiesThePromptWithTheFirstBlock) {
+  Make();
+  Start(/*k=*/3);
+  const clients::testing::FakeTargetClient::OpenCall open = target_.opens.Peek();
+  EXPECT_EQ(open.session.capacity, 3 + 20);
+  EXPECT_EQ(open.session.params.policy, spec::Policy::kExact);
+  EXPECT_FALSE(open.session.params.judge_threshold.has_value());  // the last shard's default
+  EXPECT_THAT(draft_.opens.Peek().session.prompt, ElementsAre(10, 11, 12));
+  EXPECT_EQ(target_.verifies.size(), 0u);  // no block before the draft session is open
+  OpenBoth();
+  ASSERT_EQ(draft_.proposals.size(), 1u);
+  const spec::ProposeRequest first = draft_.proposals.Peek().request;
+  EXPECT_EQ(first.keep_length, 3);
+  EXPECT_THAT(first.append_tokens, IsEmpty());
+  EXPECT_EQ(first.num_tokens, 3);
+  draft_.ReplyPropose({20, 21, 22});
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  const clients::testing::FakeTargetClient::VerifyCall v = target_.verifies.Peek();
+  EXPECT_EQ(v.block.start_position, 0);
+  EXPECT_EQ(v.block.num_tokens, 6);
+  EXPECT_THAT(v.token_ids, ElementsAre(10, 11, 12, 20, 21, 22));
+  // Pipelining: the next block is drafted while this one is verified, starting with the bonus guess.
+  ASSERT_EQ(draft_.proposals.size(), 1u);
+  const spec::ProposeRequest ahead = draft_.proposals.Peek().request;
+  EXPECT_EQ(ahead.keep_length, 6);
+  EXPECT_EQ(ahead.num_tokens, 4);
 }
 
-TEST_F(CoordinatorTest, PipelinedGuessesHitWhenTheDraftAgrees) {
-  Build(2, target_.get());  // draft == target: every block is accepted whole
-  Outcome out = Run(Request(prompts_[0], 5, 60));
-  ASSERT_OK(out.summary.status());
-  EXPECT_THAT(out.tokens, ElementsAreArray(Greedy(prompts_[0], 60)));
-  const GenerationStats& st = out.summary->stats;
-  EXPECT_EQ(st.target_passes, 10);  // 60 tokens, 6 per pass
-  EXPECT_GE(st.optimistic_blocks, 8);
-  EXPECT_GE(st.optimistic_hits, 8);  // guesses held: the next block went out with no draft wait
+// Order 1: the verdict (everything accepted) arrives before the optimistic proposal; the proposal
+// then continues the committed tokens exactly and goes straight to verification.
+TEST_F(CoordinatorStateTest, VerdictBeforeTheOptimisticProposalStillUsesIt) {
+  Make();
+  Start(3);
+  OpenBoth();
+  draft_.ReplyPropose({20, 21, 22});
+  Run();
+  target_.ReplyVerdict(3, 23);  // all accepted, bonus 23
+  Run();
+  EXPECT_THAT(tokens_, ElementsAre(20, 21, 22, 23));
+  EXPECT_EQ(target_.verifies.size(), 0u);  // waits for the proposal in flight (one per session)
+  draft_.ReplyPropose({23, 30, 31, 32});   // the bonus guess held
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  const clients::testing::FakeTargetClient::VerifyCall v = target_.verifies.Peek();
+  EXPECT_EQ(v.block.start_position, 6);
+  EXPECT_THAT(v.token_ids, ElementsAre(23, 30, 31, 32));
+  EXPECT_THAT(v.block.draft.tokens, ElementsAre(30, 31, 32));
+  target_.ReplyVerdict(0, 40);
+  Run();
+  coordinator_->Cancel(1);
+  Run();
+  ASSERT_EQ(draft_.proposals.size(), 1u);
+  draft_.FailPropose(absl::CancelledError("released"));
+  Run();
+  ASSERT_FALSE(summary_.ok());
+  const CoordinatorTotals totals = coordinator_->Snapshot().totals;
+  EXPECT_EQ(totals.stats.optimistic_hits, 1);
+  EXPECT_EQ(totals.stats.target_passes, 2);
+  EXPECT_EQ(totals.stats.accepted_exact, 3);
 }
 
-TEST_F(CoordinatorTest, ThirtyTwoConcurrentSessionsEachEqualTheirSoloOutput) {
-  Build(2, nullptr, {.max_sessions = 64});
-  std::vector<Outcome> outs(prompts_.size());
-  std::vector<std::unique_ptr<absl::Notification>> done;
-  for (size_t i = 0; i < prompts_.size(); ++i) {
-    done.push_back(std::make_unique<absl::Notification>());
-    ASSERT_OK(coordinator_->Start(Request(prompts_[i], 1 + i % 8, 24), waiter_.Callbacks(&outs[i], done[i].get()))
-                  .status());
-  }
-  for (size_t i = 0; i < prompts_.size(); ++i) {
-    ASSERT_TRUE(done[i]->WaitForNotificationWithTimeout(absl::Seconds(120)));
-    ASSERT_OK(outs[i].summary.status());
-    EXPECT_THAT(outs[i].tokens, ElementsAreArray(Greedy(prompts_[i], 24))) << "session " << i;
-  }
-  // The shards batched blocks of different sessions together.
-  EXPECT_LT(target_client_->loop(0).stats().forward_passes, target_client_->loop(0).stats().blocks);
-  ExpectAllReleased();
-  EXPECT_EQ(coordinator_->Snapshot().totals.requests, 32);
+// Order 2: the verdict rejects part of the block; the optimistic proposal that arrives afterwards
+// continues tokens that were not committed, so it is dropped and the draft rolls back (keep the
+// committed prefix, append the target's token).
+TEST_F(CoordinatorStateTest, ProposalAfterARollbackIsDroppedAndTheDraftRollsBack) {
+  Make();
+  Start(3);
+  OpenBoth();
+  draft_.ReplyPropose({20, 21, 22});
+  Run();
+  target_.ReplyVerdict(1, 50);  // 20 accepted, 21 rejected, the target says 50
+  Run();
+  EXPECT_THAT(tokens_, ElementsAre(20, 50));
+  draft_.ReplyPropose({23, 30, 31, 32});  // drafted after 20 21 22: useless now
+  Run();
+  EXPECT_EQ(target_.verifies.size(), 0u);
+  ASSERT_EQ(draft_.proposals.size(), 1u);
+  const spec::ProposeRequest redraft = draft_.proposals.Peek().request;
+  EXPECT_EQ(redraft.keep_length, 4);  // 10 11 12 20
+  EXPECT_THAT(redraft.append_tokens, ElementsAre(50));
+  EXPECT_EQ(redraft.num_tokens, 3);
+  draft_.ReplyPropose({60, 61, 62});
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  EXPECT_THAT(target_.verifies.Peek().token_ids, ElementsAre(50, 60, 61, 62));
+  EXPECT_EQ(coordinator_->Snapshot().sessions.size(), 1u);
+  const CoordinatorSnapshot snap = coordinator_->Snapshot();
+  EXPECT_EQ(snap.sessions[0].generated_tokens, 2);
+  EXPECT_EQ(snap.sessions[0].policy, "greedy");
 }
 
-// Pipeline concurrency: while shard 1 runs some sessions' blocks, shard 0 runs others'. With these
-// tiny models a forward pass takes ~0.1 ms, so one round of 32 sessions may by chance never
-// overlap; rounds repeat (at most 8) until the shards' busy intervals intersect.
-TEST_F(CoordinatorTest, ShardsWorkOnDifferentSessionsAtTheSameTime) {
-  Build(2, nullptr, {.max_sessions = 64});
-  int64_t overlap = 0, busy0 = 0;
-  for (int round = 0; round < 8 && overlap == 0; ++round) {
-    std::vector<Outcome> outs(prompts_.size());
-    std::vector<std::unique_ptr<absl::Notification>> done;
-    for (size_t i = 0; i < prompts_.size(); ++i) {
-      done.push_back(std::make_unique<absl::Notification>());
-      ASSERT_OK(coordinator_->Start(Request(prompts_[i], 4, 40), waiter_.Callbacks(&outs[i], done[i].get())).status());
-    }
-    for (auto& d : done) ASSERT_TRUE(d->WaitForNotificationWithTimeout(absl::Seconds(120)));
-    const auto a = target_client_->loop(0).recent_forward_intervals();
-    const auto b = target_client_->loop(1).recent_forward_intervals();
-    busy0 = 0;
-    for (const auto& [s0, e0] : a) {
-      busy0 += e0 - s0;
-      for (const auto& [s1, e1] : b) overlap += std::max<int64_t>(0, std::min(e0, e1) - std::max(s0, s1));
-    }
-  }
-  std::printf("shard 0 busy %.2f ms, of which %.2f ms while shard 1 was busy too\n", busy0 / 1e3, overlap / 1e3);
-  EXPECT_GT(overlap, 0);
+// Order 3: a shard error between two verdicts fails the session with the shard's error after the
+// first verdict's tokens; the workers' sessions are released only once the proposal still in
+// flight has come back.
+TEST_F(CoordinatorStateTest, ShardErrorBetweenTwoVerdictsFailsTheSessionAndReleasesItLater) {
+  Make();
+  const uint64_t id = Start(2);
+  OpenBoth();
+  draft_.ReplyPropose({20, 21});
+  Run();
+  draft_.ReplyPropose({22, 30, 31});  // the optimistic proposal comes back first
+  Run();
+  target_.ReplyVerdict(2, 22);  // guess held: the next block goes out at once
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  EXPECT_THAT(PendingBlockDraft(), ElementsAre(30, 31));
+  ASSERT_EQ(draft_.proposals.size(), 1u);  // drafting ahead again
+  target_.FailVerify(absl::UnavailableError("target shard 1 (127.0.0.1:2) is unreachable"));
+  Run();
+  EXPECT_THAT(tokens_, ElementsAre(20, 21, 22));
+  EXPECT_THAT(summary_.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("target shard 1")));
+  EXPECT_THAT(target_.closed(), IsEmpty());  // a proposal is still in flight
+  EXPECT_EQ(coordinator_->Snapshot().releasing, 1);
+  draft_.ReplyPropose({32, 33, 34});
+  Run();
+  EXPECT_THAT(target_.closed(), ElementsAre(id));
+  EXPECT_EQ(draft_.closed().size(), 1u);
+  const CoordinatorSnapshot snap = coordinator_->Snapshot();
+  EXPECT_EQ(snap.releasing, 0);
+  EXPECT_EQ(snap.totals.requests_failed, 1);
+  EXPECT_EQ(done_calls_, 1);
 }
 
-TEST_F(CoordinatorTest, DraftFailureDegradesToTargetOnlyAndRecovers) {
-  Build(2);
-  flaky_->fail_from_ = 3;  // the worker goes down for good after two proposals
-  Outcome out = Run(Request(prompts_[1], 4, 30));
-  ASSERT_OK(out.summary.status());
-  EXPECT_THAT(out.tokens, ElementsAreArray(Greedy(prompts_[1], 30)));
-  EXPECT_TRUE(out.summary->stats.degraded);
-  EXPECT_GT(out.summary->stats.target_only_passes, 10);
-  EXPECT_GE(out.summary->stats.draft_failures, 1);
-
-  Build(2);
-  flaky_->fail_from_ = 3;
-  flaky_->recover_at_ = 5;  // two failed proposals, then the worker answers again
-  out = Run(Request(prompts_[1], 4, 40));
-  ASSERT_OK(out.summary.status());
-  EXPECT_THAT(out.tokens, ElementsAreArray(Greedy(prompts_[1], 40)));
-  EXPECT_TRUE(out.summary->stats.degraded);
-  EXPECT_GT(out.summary->stats.proposed, 8);  // speculation resumed after the reopen
-  ExpectAllReleased();
+// Order 4: the draft times out; the session goes on target-only (blocks without draft tokens) and
+// reopens the draft from its committed tokens once the clock has passed the retry interval.
+TEST_F(CoordinatorStateTest, DraftTimeoutDegradesToTargetOnlyAndRetriesAfterTheInterval) {
+  Make({.draft_retry_interval = absl::Seconds(2)});
+  Start(3, 8);
+  OpenBoth();
+  draft_.FailPropose(absl::DeadlineExceededError("the draft worker did not answer in time"));
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  EXPECT_THAT(PendingBlockDraft(), IsEmpty());
+  EXPECT_THAT(target_.verifies.Peek().token_ids, ElementsAre(10, 11, 12));
+  EXPECT_EQ(draft_.closed().size(), 1u);  // the failed draft session is given up
+  target_.ReplyVerdict(0, 70);
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);  // still before the retry time: target-only again
+  EXPECT_EQ(draft_.opens.size(), 0u);
+  clock_.Advance(absl::Seconds(3));
+  target_.ReplyVerdict(0, 71);
+  Run();
+  ASSERT_EQ(draft_.opens.size(), 1u);  // reopened from the committed tokens
+  EXPECT_THAT(draft_.opens.Peek().session.prompt, ElementsAre(10, 11, 12, 70, 71));
+  EXPECT_EQ(target_.verifies.size(), 1u);  // decoding does not wait for the reopening
+  draft_.ReplyOpen();
+  target_.ReplyVerdict(0, 72);
+  Run();
+  ASSERT_EQ(draft_.proposals.size(), 1u);
+  // The worker has the tokens it was reopened with; it appends what was committed since.
+  EXPECT_EQ(draft_.proposals.Peek().request.keep_length, 5);
+  EXPECT_THAT(draft_.proposals.Peek().request.append_tokens, ElementsAre(72));
+  EXPECT_THAT(tokens_, ElementsAre(70, 71, 72));
 }
 
-TEST_F(CoordinatorTest, ShardFailureFailsOnlyItsSession) {
-  Build(2);
-  failing_->fail_session_ = 2;  // the second session started
-  Outcome a, b;
-  absl::Notification da, db;
-  ASSERT_OK(coordinator_->Start(Request(prompts_[0], 3, 30), waiter_.Callbacks(&a, &da)).status());
-  ASSERT_OK(coordinator_->Start(Request(prompts_[1], 3, 30), waiter_.Callbacks(&b, &db)).status());
-  ASSERT_TRUE(da.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  ASSERT_TRUE(db.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  ASSERT_OK(a.summary.status());
-  EXPECT_THAT(a.tokens, ElementsAreArray(Greedy(prompts_[0], 30)));
-  EXPECT_THAT(b.summary.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("target shard 1")));
-  ExpectAllReleased();
-  // Later requests are fine.
-  Outcome c = Run(Request(prompts_[2], 3, 20));
-  ASSERT_OK(c.summary.status());
-  EXPECT_THAT(c.tokens, ElementsAreArray(Greedy(prompts_[2], 20)));
-  EXPECT_EQ(coordinator_->Snapshot().totals.requests_failed, 1);
+// Order 5: a target shard refuses the session; the generation fails with its error, and the draft
+// session, whose open was still in flight, is closed when that open succeeds.
+TEST_F(CoordinatorStateTest, FailedTargetOpenFailsTheSessionAndClosesTheDraftLater) {
+  Make();
+  const uint64_t id = Start(3);
+  target_.ReplyOpen(absl::ResourceExhaustedError("target shard 0: the target shard holds its maximum"));
+  Run();
+  EXPECT_THAT(summary_.status(), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("shard 0")));
+  EXPECT_THAT(target_.closed(), IsEmpty());
+  draft_.ReplyOpen();
+  Run();
+  EXPECT_THAT(target_.closed(), ElementsAre(id));  // some shards may have opened it
+  EXPECT_EQ(draft_.closed().size(), 1u);
+  EXPECT_EQ(target_.verifies.size(), 0u);
+  EXPECT_EQ(draft_.proposals.size(), 0u);
 }
 
-TEST_F(CoordinatorTest, CancelAndEarlyStopReleaseEveryWorkersState) {
-  Build(3);
-  Outcome out;
-  absl::Notification done;
-  absl::StatusOr<uint64_t> id = coordinator_->Start(Request(prompts_[4], 2, 150), waiter_.Callbacks(&out, &done));
-  ASSERT_OK(id.status());
-  coordinator_->Cancel(*id);
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  EXPECT_THAT(out.summary.status(), StatusIs(absl::StatusCode::kCancelled));
-  ExpectAllReleased();
-  coordinator_->Cancel(*id);  // unknown by now: ignored
-
-  // A stop string in the text layer ends the generation after the second chunk.
-  Outcome stopped;
-  absl::Notification done2;
-  ASSERT_OK(coordinator_->Start(Request(prompts_[5], 2, 100), waiter_.Callbacks(&stopped, &done2, 2)).status());
-  ASSERT_TRUE(done2.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  ASSERT_OK(stopped.summary.status());
-  EXPECT_EQ(stopped.summary->finish_reason, FinishReason::kStop);
-  EXPECT_EQ(stopped.chunks, 2);
-  ExpectAllReleased();
-
-  // A stop token.
-  const std::vector<int32_t> reference = Greedy(prompts_[6], 30);
-  GenerationRequest r = Request(prompts_[6], 4, 30);
-  r.stop_token_ids = {reference[10]};
-  Outcome st = Run(r);
-  ASSERT_OK(st.summary.status());
-  EXPECT_EQ(st.summary->finish_reason, FinishReason::kStop);
-  const auto first = std::find(reference.begin(), reference.end(), reference[10]);
-  EXPECT_THAT(st.tokens, ElementsAreArray(std::vector<int32_t>(reference.begin(), first + 1)));
+// Order 6: the client cancels while a block is verified: the generation ends at once with
+// kCancelled; the verdict that arrives later commits nothing and lets the session be released.
+TEST_F(CoordinatorStateTest, CancelWhileVerifyingEndsAtOnceAndIgnoresTheLateVerdict) {
+  Make({.pipelined = false});
+  const uint64_t id = Start(2);
+  OpenBoth();
+  draft_.ReplyPropose({20, 21});
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  EXPECT_EQ(draft_.proposals.size(), 0u);  // not pipelined
+  coordinator_->Cancel(id);
+  Run();
+  EXPECT_THAT(summary_.status(), StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_THAT(target_.closed(), IsEmpty());
+  target_.ReplyVerdict(2, 22);
+  Run();
+  EXPECT_THAT(tokens_, IsEmpty());
+  EXPECT_THAT(target_.closed(), ElementsAre(id));
+  EXPECT_EQ(coordinator_->Snapshot().totals.requests_cancelled, 1);
+  EXPECT_EQ(done_calls_, 1);
 }
 
-TEST_F(CoordinatorTest, BadRequestsAreRefused) {
-  Build(1, nullptr, {.max_sessions = 1});
-  Outcome out;
-  absl::Notification done;
-  EXPECT_THAT(coordinator_->Start(Request({}, 4), waiter_.Callbacks(&out, &done)).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no tokens")));
-  EXPECT_THAT(coordinator_->Start(Request(std::vector<int32_t>(kContext, 1), 4), waiter_.Callbacks(&out, &done)).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("context")));
-  EXPECT_THAT(coordinator_->Start(Request({1}, 4, 0), waiter_.Callbacks(&out, &done)).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max tokens")));
-  EXPECT_THAT(coordinator_->Start(Request({1}, 0), waiter_.Callbacks(&out, &done)).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(coordinator_->Start(Request({1}, judge::kMaxDraftTokens + 1), waiter_.Callbacks(&out, &done)).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument));
-  // Session limit: one long generation holds the only slot.
-  Outcome first;
-  absl::Notification first_done;
-  absl::StatusOr<uint64_t> id = coordinator_->Start(Request({1, 2}, 2, 150), waiter_.Callbacks(&first, &first_done));
-  ASSERT_OK(id.status());
-  EXPECT_THAT(coordinator_->Start(Request({1}, 2), waiter_.Callbacks(&out, &done)).status(),
-              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("maximum")));
-  coordinator_->Cancel(*id);
-  ASSERT_TRUE(first_done.WaitForNotificationWithTimeout(absl::Seconds(60)));
-  ExpectAllReleased();
-  // A context-limited generation ends with kContext.
-  Outcome ctx = Run(Request(std::vector<int32_t>(kContext - 5, 3), 2, 50));
-  ASSERT_OK(ctx.summary.status());
-  EXPECT_EQ(ctx.summary->finish_reason, FinishReason::kContext);
-  EXPECT_EQ(ctx.tokens.size(), 5u);
+// Order 7: a stop token inside the accepted tokens ends the generation there; the optimistic
+// proposal still in flight is waited for before release.
+TEST_F(CoordinatorStateTest, StopTokenInsideTheAcceptedTokensFinishesThere) {
+  Make();
+  const uint64_t id = Start(3, 20, /*stops=*/{21});
+  OpenBoth();
+  draft_.ReplyPropose({20, 21, 22});
+  Run();
+  target_.ReplyVerdict(3, 23);
+  Run();
+  EXPECT_THAT(tokens_, ElementsAre(20, 21));
+  ASSERT_OK(summary_.status());
+  EXPECT_EQ(summary_->finish_reason, FinishReason::kStop);
+  EXPECT_EQ(summary_->stats.tokens, 2);
+  EXPECT_THAT(target_.closed(), IsEmpty());
+  draft_.ReplyPropose({23, 24, 25, 26});
+  Run();
+  EXPECT_THAT(target_.closed(), ElementsAre(id));
+}
+
+// Order 8: the coordinator is destroyed with replies in flight: the generation fails with
+// kCancelled, every worker session is closed at once (no waiting for the workers), and replies
+// that arrive afterwards touch nothing.
+TEST_F(CoordinatorStateTest, ShutdownWithRepliesInFlightClosesEverythingWithoutWaiting) {
+  Make();
+  const uint64_t id = Start(3);
+  OpenBoth();
+  draft_.ReplyPropose({20, 21, 22});
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  ASSERT_EQ(draft_.proposals.size(), 1u);
+  coordinator_.reset();
+  EXPECT_THAT(summary_.status(), StatusIs(absl::StatusCode::kCancelled, HasSubstr("shutting down")));
+  EXPECT_THAT(target_.closed(), ElementsAre(id));
+  EXPECT_EQ(draft_.closed().size(), 1u);
+  target_.ReplyVerdict(3, 23);
+  draft_.ReplyPropose({23, 24, 25, 26});
+  Run();
+  EXPECT_THAT(tokens_, IsEmpty());
+  EXPECT_EQ(done_calls_, 1);
+}
+
+TEST_F(CoordinatorStateTest, LengthAndContextLimitsEndTheGeneration) {
+  Make();
+  Start(4, /*max_new=*/3);
+  OpenBoth();
+  // A pass commits up to k + 1 tokens: with 3 tokens to go, the window is 2.
+  ASSERT_EQ(draft_.proposals.size(), 1u);
+  EXPECT_EQ(draft_.proposals.Peek().request.num_tokens, 2);
+  draft_.ReplyPropose({20, 21});
+  Run();
+  target_.ReplyVerdict(2, 22);
+  Run();
+  ASSERT_OK(summary_.status());
+  EXPECT_EQ(summary_->finish_reason, FinishReason::kLength);
+  EXPECT_THAT(tokens_, ElementsAre(20, 21, 22));
+}
+
+TEST_F(CoordinatorStateTest, BadRequestsAreRefusedBeforeAnyCall) {
+  Make({.max_sessions = 1});
+  GenerationRequest r;
+  r.prompt = {1};
+  r.speculation.judge_threshold = 2.0f;
+  EXPECT_THAT(coordinator_->Start(r, {}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("judge threshold")));
+  r.speculation.judge_threshold.reset();
+  r.sampling.top_p = 0;
+  EXPECT_THAT(coordinator_->Start(r, {}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("top_p")));
+  Run();
+  EXPECT_EQ(target_.opens.size(), 0u);
+  Start(2);
+  r.sampling = {};
+  EXPECT_THAT(coordinator_->Start(r, {}), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("maximum")));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// One thread that runs posted closures in order. The coordinator keeps all session state on it, so
-// callbacks from clients (any thread) only post, and no session state needs a lock.
+// The production Executor: one thread that runs posted closures in order. The coordinator keeps
+// all session state on it, so callbacks from clients (any thread) only post, and no session state
+// needs a lock.
 #ifndef VERDICT_COORDINATOR_EVENT_LOOP_H_
 #define VERDICT_COORDINATOR_EVENT_LOOP_H_
 
@@ -10,31 +11,24 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
+#include "common/executor.h"
 
 namespace verdict::coordinator {
 
-class EventLoop {
+class EventLoop final : public Executor {
  public:
   EventLoop();
   // Runs what is already posted, then stops; later Posts are dropped.
-  ~EventLoop();
+  ~EventLoop() override;
 
-  void Post(std::function<void()> fn);
-  // Runs `fn` on the loop after `delay`.
-  void PostAfter(absl::Duration delay, std::function<void()> fn);
-  bool InLoop() const { return std::this_thread::get_id() == thread_.get_id(); }
+  void Post(std::function<void()> fn) override;
+  bool InLoop() const override { return std::this_thread::get_id() == thread_.get_id(); }
 
  private:
-  struct Timer {
-    absl::Time when;
-    std::function<void()> fn;
-  };
   void Run();
 
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
-  std::deque<Timer> timers_ ABSL_GUARDED_BY(mu_);  // unsorted; few timers
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -12,17 +12,6 @@
 
 namespace verdict::engine {
 
-absl::Status ValidateSamplingParams(const SamplingParams& p) {
-  if (std::isnan(p.temperature) || std::isinf(p.temperature) || p.temperature < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0, got ", p.temperature));
-  }
-  if (std::isnan(p.top_p) || p.top_p <= 0 || p.top_p > 1) {
-    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
-  }
-  if (p.top_k < 0) return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0, got ", p.top_k));
-  return absl::OkStatus();
-}
-
 int32_t Argmax(absl::Span<const float> logits) {
   // The rule the backends' logits summaries use (engine/kernels/op_math.h), so that a greedy token
   // is the same whether the host or the device picks it.

@@ -15,20 +15,13 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/kernels/sampling_math.h"
+#include "spec/sampling_params.h"
 
 namespace verdict::engine {
 
-struct SamplingParams {
-  float temperature = 0.0f;  // <= 0: greedy (argmax)
-  int64_t top_k = 0;         // <= 0: disabled
-  float top_p = 1.0f;        // >= 1: disabled
-  uint64_t seed = 0;
-
-  bool greedy() const { return temperature <= 0.0f; }
-};
-
-// kInvalidArgument for NaN/negative temperature, top_p outside (0, 1], and the like.
-absl::Status ValidateSamplingParams(const SamplingParams& params);
+// The sampling parameters are the speculation vocabulary's (spec/sampling_params.h).
+using spec::SamplingParams;
+using spec::ValidateSamplingParams;
 
 // Index of the largest logit (the first on ties, like torch.argmax; NaN never wins; 0 for a row of
 // NaN).

@@ -171,7 +171,7 @@ class ExampleCollector {
       const int64_t n = static_cast<int64_t>(committed.size());
       const int64_t k = std::min({options_.k, options_.max_new_tokens - answer_tokens, capacity - n});
       if (k < 1) break;
-      VERDICT_ASSIGN_OR_RETURN(DraftBlock proposal, drafter->Propose(k));
+      VERDICT_ASSIGN_OR_RETURN(spec::DraftBlock proposal, drafter->Propose(k));
       ++stats_->draft_blocks;
       VERDICT_ASSIGN_OR_RETURN(std::vector<uint8_t> labels,
                                labeler.LabelTokenIds(tokenizer_, text, proposal.tokens));
@@ -268,8 +268,8 @@ absl::StatusOr<JudgeDataStats> CollectJudgeData(engine::ModelSlice& target, engi
                                                 const JudgeDataOptions& options,
                                                 JudgeDatasetWriter* writer) {
   VERDICT_RETURN_IF_ERROR(CheckCompatibleModels(target.config(), draft.config()));
-  if (options.k < 1 || options.k > kMaxDraftTokens) {
-    return absl::InvalidArgumentError(absl::StrCat("k must be in [1, ", kMaxDraftTokens, "], got ", options.k));
+  if (options.k < 1 || options.k > spec::kMaxDraftTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("k must be in [1, ", spec::kMaxDraftTokens, "], got ", options.k));
   }
   if (options.max_new_tokens < 1) return absl::InvalidArgumentError("max_new_tokens must be >= 1");
   JudgeDataStats stats;

@@ -10,16 +10,6 @@
 
 namespace verdict::judge {
 
-double SpeculativeStats::tokens_per_pass() const {
-  return target_passes > 0 ? static_cast<double>(tokens) / target_passes : 0.0;
-}
-
-double SpeculativeStats::mean_accepted() const {
-  return target_passes > 0
-             ? static_cast<double>(accepted_exact + accepted_judge + accepted_lossy) / target_passes
-             : 0.0;
-}
-
 absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target,
                                                       engine::ModelSlice& draft,
                                                       absl::Span<const int32_t> prompt,
@@ -27,7 +17,7 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
   const absl::Time start = absl::Now();
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
   VERDICT_RETURN_IF_ERROR(CheckCompatibleModels(target.config(), draft.config()));
-  VERDICT_RETURN_IF_ERROR(ValidateDraftWindowOptions(options.window));
+  VERDICT_RETURN_IF_ERROR(spec::ValidateDraftWindowOptions(options.window));
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   const int64_t target_context = target.config().max_position_embeddings;
   if (n_prompt >= target_context) {
@@ -39,13 +29,8 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
   // The draft may have a shorter context; once it is full the target continues alone.
   const int64_t draft_capacity = std::min(draft.config().max_position_embeddings, budget);
 
-  engine::SamplingParams draft_sampling;
-  if (options.draft_sampling.has_value()) {
-    draft_sampling = *options.draft_sampling;
-  } else {
-    draft_sampling = options.verification.target_sampling;
-    draft_sampling.seed = options.verification.target_sampling.seed ^ 0x9e3779b97f4a7c15ULL;
-  }
+  const engine::SamplingParams draft_sampling =
+      options.draft_sampling.value_or(spec::DefaultDraftSampling(options.verification.target_sampling));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<TargetSession> verifier,
                            TargetSession::Create(&target, options.verification, options.head,
                                                  target_capacity));
@@ -59,11 +44,11 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
   VERDICT_RETURN_IF_ERROR(verifier->Start(prompt));
 
   SpeculativeResult result;
-  SpeculativeStats& stats = result.stats;
+  spec::SpeculationStats& stats = result.stats;
   const int64_t max_k = options.window.adaptive ? options.window.max_k : options.window.k;
   stats.accepted_histogram.assign(max_k + 1, 0);
   stats.prefill_time = absl::Now() - start;
-  DraftWindow window(options.window);
+  spec::DraftWindow window(options.window);
   std::vector<int32_t> emitted;
   bool stop = false;
   while (!stop && static_cast<int64_t>(result.tokens.size()) < options.max_new_tokens) {
@@ -76,14 +61,14 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
     if (proposer == nullptr) k = 0;
     k = std::max<int64_t>(k, 0);
 
-    DraftBlock block;
+    spec::DraftBlock block;
     if (k > 0) {
       const absl::Time t0 = absl::Now();
       VERDICT_ASSIGN_OR_RETURN(block, proposer->Propose(k));
       stats.draft_time += absl::Now() - t0;
     }
     const absl::Time t1 = absl::Now();
-    VERDICT_ASSIGN_OR_RETURN(Verdict verdict, verifier->Verify(block));
+    VERDICT_ASSIGN_OR_RETURN(spec::Verdict verdict, verifier->Verify(block));
     stats.verify_time += absl::Now() - t1;
     if (proposer != nullptr) {
       VERDICT_RETURN_IF_ERROR(proposer->Commit(verdict.num_accepted, verdict.next_token));
@@ -92,31 +77,7 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
       if (proposer->committed_length() >= draft_capacity) proposer.reset();
     }
 
-    ++stats.target_passes;
-    stats.proposed += k;
-    ++stats.accepted_histogram[verdict.num_accepted];
-    for (int32_t i = 0; i < verdict.num_accepted; ++i) {
-      switch (verdict.reasons[i]) {
-        case AcceptReason::kExact:
-          ++stats.accepted_exact;
-          break;
-        case AcceptReason::kJudge:
-          ++stats.accepted_judge;
-          break;
-        case AcceptReason::kLossy:
-          ++stats.accepted_lossy;
-          break;
-        default:
-          break;
-      }
-    }
-    if (k > 0 && verdict.num_accepted == k) ++stats.bonus_tokens;
-    if (verdict.shadow_num_accepted >= 0) {
-      stats.shadow_accepted += verdict.shadow_num_accepted;
-      stats.shadow_judge_only += verdict.shadow_judge_only;
-      stats.shadow_exact_only += verdict.shadow_exact_only;
-      stats.shadow_both += verdict.shadow_both;
-    }
+    stats.RecordPass(k, verdict);
     window.Observe(k, verdict.num_accepted);
     if (options.on_verdict) options.on_verdict(block, verdict);
 

@@ -16,8 +16,9 @@
 #include "absl/types/span.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
-#include "judge/draft_window.h"
+#include "spec/draft_window.h"
 #include "judge/verification.h"
+#include "spec/speculation_stats.h"
 
 namespace verdict::judge {
 
@@ -30,46 +31,21 @@ struct SpeculativeOptions {
   // The draft's own sampling. Unset: the target's parameters, with a seed derived from theirs (the
   // two random streams must differ).
   std::optional<engine::SamplingParams> draft_sampling;
-  DraftWindowOptions window;
+  spec::DraftWindowOptions window;
   // Called with the tokens each target pass commits (after stop/max truncation); false stops.
   std::function<bool(absl::Span<const int32_t> tokens)> on_tokens;
   // Called after each target pass with the block and its verdict (before on_tokens).
-  std::function<void(const DraftBlock& block, const Verdict& verdict)> on_verdict;
-};
-
-struct SpeculativeStats {
-  int64_t tokens = 0;         // generated tokens (as in the result)
-  int64_t target_passes = 0;  // verification passes (each commits 1..k+1 tokens)
-  int64_t draft_passes = 0;   // draft forward passes (prefill included)
-  int64_t proposed = 0;       // draft tokens sent for verification
-  // accepted_histogram[a] = number of passes that accepted a draft tokens (size max k + 1).
-  std::vector<int64_t> accepted_histogram;
-  int64_t accepted_exact = 0;  // lossless acceptances
-  int64_t accepted_judge = 0;
-  int64_t accepted_lossy = 0;
-  int64_t bonus_tokens = 0;    // passes that accepted the whole block
-  // Judge shadow mode totals (see Verdict).
-  int64_t shadow_accepted = 0;
-  int64_t shadow_judge_only = 0;
-  int64_t shadow_exact_only = 0;
-  int64_t shadow_both = 0;
-  absl::Duration prefill_time;
-  absl::Duration draft_time;
-  absl::Duration verify_time;
-  absl::Duration total_time;
-
-  double tokens_per_pass() const;
-  double mean_accepted() const;  // accepted draft tokens per pass
+  std::function<void(const spec::DraftBlock& block, const spec::Verdict& verdict)> on_verdict;
 };
 
 struct SpeculativeResult {
   std::vector<int32_t> tokens;  // generated tokens (including a final stop token, if hit)
   bool stopped_by_token = false;
-  SpeculativeStats stats;
+  spec::SpeculationStats stats;
 };
 
 // Errors: kInvalidArgument for an empty prompt, a draft/target vocabulary mismatch, a bad window
-// (k < 1 or > kMaxDraftTokens, min > max), a bad policy or missing head; those of the sessions.
+// (k < 1 or > spec::kMaxDraftTokens, min > max), a bad policy or missing head; those of the sessions.
 absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target,
                                                       engine::ModelSlice& draft,
                                                       absl::Span<const int32_t> prompt,

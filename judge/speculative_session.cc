@@ -40,7 +40,7 @@ absl::Status CheckCompatibleModels(const engine::LlamaConfig& target, const engi
 }
 
 int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sampler,
-                         bool record_distribution, std::vector<float>* scratch, DraftBlock* block) {
+                         bool record_distribution, std::vector<float>* scratch, spec::DraftBlock* block) {
   const engine::SamplingParams& sampling = sampler.params();
   int32_t token;
   if (sampling.greedy()) {
@@ -48,7 +48,7 @@ int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sample
   } else {
     engine::SamplingDistribution(logits, sampling, scratch);
     token = sampler.SampleFrom(*scratch);
-    DraftDistribution q;
+    spec::DraftDistribution q;
     engine::AppendNonzero(*scratch, &q.ids, &q.probs);
     block->proposals.push_back(std::move(q));
   }
@@ -61,7 +61,7 @@ int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sample
   return token;
 }
 
-int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, DraftBlock* block) {
+int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, spec::DraftBlock* block) {
   block->tokens.push_back(row.argmax);
   block->logprobs.push_back(row.max_logit - row.log_sum_exp);
   return row.argmax;
@@ -73,13 +73,13 @@ engine::math::SampledRowRequest DraftSampleRequest(engine::Sampler& sampler) {
   return request;
 }
 
-int32_t AppendSampledDraftToken(const engine::ForwardResult& forward, size_t row, DraftBlock* block) {
+int32_t AppendSampledDraftToken(const engine::ForwardResult& forward, size_t row, spec::DraftBlock* block) {
   const engine::SampledDecision& d = forward.sampled[row];
   block->tokens.push_back(d.replacement);
   block->logprobs.push_back(d.replacement_logit - forward.summaries[row].log_sum_exp);
   const int64_t begin = forward.support_offsets[row];
   const int64_t end = forward.support_offsets[row + 1];
-  DraftDistribution q;
+  spec::DraftDistribution q;
   q.ids.assign(forward.support_ids.begin() + begin, forward.support_ids.begin() + end);
   q.probs.assign(forward.support_probs.begin() + begin, forward.support_probs.begin() + end);
   block->proposals.push_back(std::move(q));
@@ -116,14 +116,14 @@ absl::Status DraftSession::Start(absl::Span<const int32_t> prompt) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
+absl::StatusOr<spec::DraftBlock> DraftSession::Propose(int64_t k) {
   if (committed_.empty()) return absl::FailedPreconditionError("the draft session was not started");
   if (!open_tokens_.empty()) {
     return absl::FailedPreconditionError("the previous proposal has not been committed");
   }
-  if (k < 1 || k > kMaxDraftTokens) {
+  if (k < 1 || k > spec::kMaxDraftTokens) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the draft window must be in [1, ", kMaxDraftTokens, "], got ", k));
+        absl::StrCat("the draft window must be in [1, ", spec::kMaxDraftTokens, "], got ", k));
   }
   const int64_t n = committed_length();
   if (n + k - 1 > cache_->capacity()) {
@@ -132,7 +132,7 @@ absl::StatusOr<DraftBlock> DraftSession::Propose(int64_t k) {
                                                      " proposed tokens do not fit"));
   }
   const int64_t vocab = draft_->config().vocab_size;
-  DraftBlock block;
+  spec::DraftBlock block;
   block.tokens.reserve(k);
   block.logprobs.reserve(k);
   const int64_t start_length = cache_->length();
@@ -244,13 +244,13 @@ absl::Status TargetSession::Start(absl::Span<const int32_t> prompt) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
+absl::StatusOr<spec::Verdict> TargetSession::Verify(const spec::DraftBlock& draft) {
   if (committed_.empty()) return absl::FailedPreconditionError("the target session was not started");
   VERDICT_CHECK(cache_->length() == committed_length() - 1);
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
-  if (k > kMaxDraftTokens) {
+  if (k > spec::kMaxDraftTokens) {
     return absl::InvalidArgumentError(
-        absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ", kMaxDraftTokens));
+        absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ", spec::kMaxDraftTokens));
   }
   const int64_t vocab = target_->config().vocab_size;
   for (int32_t t : draft.tokens) {
@@ -269,7 +269,7 @@ absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
   // Another session's head may have replaced the probe since Create: then the hidden states.
   const bool summaries = !keep_full_outputs_ && CanVerifyWithoutLogits(config_) &&
                          (!judge || target_->HiddenProbeIs(head_->weight));
-  const bool sampled_on_backend = summaries && config_.exact == ExactRule::kSampled;
+  const bool sampled_on_backend = summaries && config_.exact == spec::ExactRule::kSampled;
   if (summaries) {
     summary_tokens_.clear();
     AppendSummaryTokens(draft, &summary_tokens_);
@@ -306,7 +306,7 @@ absl::StatusOr<Verdict> TargetSession::Verify(const DraftBlock& draft) {
   }
   input.vocab_size = vocab;
   input.hidden_size = target_->config().hidden_size;
-  absl::StatusOr<Verdict> verdict = VerifyBlock(config_, head_, input, rng_);
+  absl::StatusOr<spec::Verdict> verdict = VerifyBlock(config_, head_, input, rng_);
   const int64_t n = committed_length();
   if (!verdict.ok()) {
     VERDICT_CHECK(cache_->Truncate(n - 1).ok());  // leave the session as it was

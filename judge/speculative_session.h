@@ -29,17 +29,17 @@ namespace verdict::judge {
 // `scratch` is reused between calls. Shared by DraftSession and the draft worker's batched
 // proposals, so both propose identically.
 int32_t AppendDraftToken(absl::Span<const float> logits, engine::Sampler& sampler,
-                         bool record_distribution, std::vector<float>* scratch, DraftBlock* block);
+                         bool record_distribution, std::vector<float>* scratch, spec::DraftBlock* block);
 // The greedy case from the backend's summary of the row (engine::OutputContents::summaries), so
 // the logits need not reach the host: the argmax and its log-probability max - log-sum-exp.
-int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, DraftBlock* block);
+int32_t AppendGreedyDraftToken(const engine::LogitSummary& row, spec::DraftBlock* block);
 // The sampled case without the row on the host: the backend draws the token with the sampler's
 // next uniform and compacts the proposal (engine::OutputContents::sampled_requests with
 // sampled_supports, and summaries for the log-probability). DraftSampleRequest makes the row's
 // request (drawing from `sampler`), AppendSampledDraftToken reads output row `row` back; the token
 // and proposal are the ones AppendDraftToken would choose from the same row and sampler.
 engine::math::SampledRowRequest DraftSampleRequest(engine::Sampler& sampler);
-int32_t AppendSampledDraftToken(const engine::ForwardResult& forward, size_t row, DraftBlock* block);
+int32_t AppendSampledDraftToken(const engine::ForwardResult& forward, size_t row, spec::DraftBlock* block);
 
 // Draft side: proposes blocks of k tokens with the draft model.
 class DraftSession {
@@ -61,7 +61,7 @@ class DraftSession {
   // Proposes k >= 1 tokens continuing the committed ones (k forward passes, the first one also
   // consuming the pending tokens). The proposal stays open until Commit. kResourceExhausted when
   // the committed tokens plus k would pass the capacity.
-  absl::StatusOr<DraftBlock> Propose(int64_t k);
+  absl::StatusOr<spec::DraftBlock> Propose(int64_t k);
 
   // The verdict for the open proposal: its first `num_accepted` tokens and then `next_token` are
   // committed; the cache is rolled back to drop the rest. Also valid without an open proposal
@@ -108,7 +108,7 @@ class TargetSession {
   // One target pass over the block; commits the accepted tokens and the target's next token and
   // rolls the cache back past the rejected ones. The verdict says what was committed.
   // kResourceExhausted when the block does not fit the capacity.
-  absl::StatusOr<Verdict> Verify(const DraftBlock& draft);
+  absl::StatusOr<spec::Verdict> Verify(const spec::DraftBlock& draft);
 
   // The outputs of the last Verify's forward pass (k + 1 rows; full logits and hidden states with
   // keep_full_outputs or a policy that needs them, else summaries and judge dots).

@@ -91,7 +91,7 @@ TEST_F(SpeculativeTest, GreedyOutputEqualsTargetGreedyForEveryK) {
         ASSERT_OK_AND_ASSIGN(SpeculativeResult r,
                              GenerateSpeculative(*target_, *draft, prompt, GreedyOptions(k)));
         ASSERT_EQ(r.tokens, reference) << "k=" << k << " prompt length " << prompt.size();
-        const SpeculativeStats& s = r.stats;
+        const spec::SpeculationStats& s = r.stats;
         EXPECT_EQ(s.tokens, kMaxNew);
         EXPECT_EQ(s.accepted_judge + s.accepted_lossy, 0);
         int64_t passes = 0;
@@ -188,25 +188,6 @@ TEST_F(SpeculativeTest, AdaptiveWindowKeepsGreedyOutputExact) {
   options.window.adaptive = true;
   ASSERT_OK_AND_ASSIGN(SpeculativeResult r, GenerateSpeculative(*target_, *copy_, prompts_[0], options));
   EXPECT_LE(r.stats.target_passes, 7);
-}
-
-TEST(DraftWindowTest, GrowsOnFullAcceptanceAndShrinksOnEarlyRejection) {
-  DraftWindow fixed({.k = 8});
-  fixed.Observe(8, 0);
-  EXPECT_EQ(fixed.k(), 8);
-  DraftWindow w({.k = 4, .adaptive = true, .min_k = 2, .max_k = 20});
-  w.Observe(4, 4);
-  EXPECT_EQ(w.k(), 6);
-  w.Observe(6, 6);
-  EXPECT_EQ(w.k(), 9);
-  for (int i = 0; i < 10; ++i) w.Observe(w.k(), w.k());
-  EXPECT_EQ(w.k(), 20);
-  w.Observe(20, 0);  // halfway to 1.5: 10.75 -> 11
-  EXPECT_EQ(w.k(), 11);
-  for (int i = 0; i < 10; ++i) w.Observe(w.k(), 0);
-  EXPECT_EQ(w.k(), 2);
-  EXPECT_THAT(ValidateDraftWindowOptions({.k = 4, .adaptive = true, .min_k = 9, .max_k = 8}),
-              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 // ---- The judge's limiting cases ------------------------------------------------------------------
@@ -306,7 +287,7 @@ TEST_F(SpeculativeTest, CachesAreRolledBackCorrectlyAfterEveryRejection) {
   int rejections_mid_block = 0;
   for (int step = 0; step < 40; ++step) {
     const int64_t k = 1 + rng() % 12;
-    ASSERT_OK_AND_ASSIGN(DraftBlock block, drafter->Propose(k));
+    ASSERT_OK_AND_ASSIGN(spec::DraftBlock block, drafter->Propose(k));
     // The draft's first proposal was computed on the rolled-back cache: it must equal a fresh pass.
     const std::vector<float> fresh_draft = FreshLastLogits(*noisy_, drafter->committed());
     EXPECT_EQ(block.tokens[0], engine::Argmax(fresh_draft));
@@ -314,7 +295,7 @@ TEST_F(SpeculativeTest, CachesAreRolledBackCorrectlyAfterEveryRejection) {
     // Corrupt some blocks so that rejections land at every position.
     if (step % 3 == 1) block.tokens[rng() % k] = static_cast<int32_t>(rng() % config_.vocab_size);
     const std::vector<int32_t> before = verifier->committed();
-    ASSERT_OK_AND_ASSIGN(Verdict v, verifier->Verify(block));
+    ASSERT_OK_AND_ASSIGN(spec::Verdict v, verifier->Verify(block));
     // Row 0 of the block came from the cache as left by the previous rollback.
     std::vector<float> row0(verifier->last_forward().logits.begin(),
                             verifier->last_forward().logits.begin() + config_.vocab_size);
@@ -378,7 +359,7 @@ class SampledSpeculativeTest : public ::testing::Test {
     SpeculativeOptions options;
     options.max_new_tokens = 4;
     options.window.k = k;
-    options.verification.exact = ExactRule::kSampled;
+    options.verification.exact = spec::ExactRule::kSampled;
     options.verification.target_sampling = params;
     return options;
   }
@@ -422,8 +403,8 @@ TEST_F(SampledSpeculativeTest, DraftProposalsFromTheBackendEqualThoseFromTheRows
     ASSERT_OK(lean->Start(prompt_));
     ASSERT_OK(rows->Start(prompt_));
     for (int step = 0; step < 4; ++step) {
-      ASSERT_OK_AND_ASSIGN(DraftBlock a, lean->Propose(5));
-      ASSERT_OK_AND_ASSIGN(DraftBlock b, rows->Propose(5));
+      ASSERT_OK_AND_ASSIGN(spec::DraftBlock a, lean->Propose(5));
+      ASSERT_OK_AND_ASSIGN(spec::DraftBlock b, rows->Propose(5));
       ASSERT_EQ(a.tokens, b.tokens) << "step " << step;
       ASSERT_EQ(a.proposals.size(), b.proposals.size());
       for (size_t i = 0; i < a.proposals.size(); ++i) {
@@ -459,7 +440,7 @@ TEST_F(SpeculativeTest, RejectsBadRequests) {
   const std::vector<int32_t>& prompt = prompts_[1];
   EXPECT_THAT(GenerateSpeculative(*target_, *noisy_, prompt, GreedyOptions(0)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("draft window")));
-  EXPECT_THAT(GenerateSpeculative(*target_, *noisy_, prompt, GreedyOptions(kMaxDraftTokens + 1)),
+  EXPECT_THAT(GenerateSpeculative(*target_, *noisy_, prompt, GreedyOptions(spec::kMaxDraftTokens + 1)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("draft window")));
   EXPECT_THAT(GenerateSpeculative(*target_, *noisy_, {}, GreedyOptions(4)),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -492,7 +473,7 @@ TEST_F(SpeculativeTest, SessionsRejectMisuse) {
   EXPECT_THAT(drafter->Propose(2), StatusIs(absl::StatusCode::kFailedPrecondition));
   ASSERT_OK(drafter->Start({1, 2, 3}));
   EXPECT_THAT(drafter->Propose(40), StatusIs(absl::StatusCode::kResourceExhausted));
-  ASSERT_OK_AND_ASSIGN(DraftBlock block, drafter->Propose(4));
+  ASSERT_OK_AND_ASSIGN(spec::DraftBlock block, drafter->Propose(4));
   EXPECT_THAT(drafter->Propose(4), StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(drafter->Commit(5, 1), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(drafter->Commit(1, 64), StatusIs(absl::StatusCode::kInvalidArgument));
@@ -501,7 +482,7 @@ TEST_F(SpeculativeTest, SessionsRejectMisuse) {
 
   ASSERT_OK_AND_ASSIGN(auto verifier, TargetSession::Create(target_.get(), {}, nullptr, 8));
   ASSERT_OK(verifier->Start({1, 2, 3}));
-  DraftBlock big;
+  spec::DraftBlock big;
   big.tokens.assign(6, 1);
   EXPECT_THAT(verifier->Verify(big), StatusIs(absl::StatusCode::kResourceExhausted));
   big.tokens = {1, 70};

@@ -27,7 +27,7 @@ class ExactDecider {
   // Row i of the target's outputs decides draft token index i (0-based).
   bool Accepts(int64_t i) {
     const int32_t token = input_.draft->tokens[i];
-    if (config_.exact == ExactRule::kGreedy) return TargetArgmax(i) == token;
+    if (config_.exact == spec::ExactRule::kGreedy) return TargetArgmax(i) == token;
     float p;
     if (has_sampled()) {
       p = input_.target_sampled[i].target_prob;
@@ -41,10 +41,10 @@ class ExactDecider {
   // The target's token at row `row` after rejecting draft token `row` (row < k), or the bonus token
   // (row == k).
   int32_t Replacement(int64_t row) {
-    if (config_.exact == ExactRule::kGreedy) return TargetArgmax(row);
+    if (config_.exact == spec::ExactRule::kGreedy) return TargetArgmax(row);
     if (has_sampled()) return input_.target_sampled[row].replacement;
     TargetDistribution(row);
-    const DraftBlock& draft = *input_.draft;
+    const spec::DraftBlock& draft = *input_.draft;
     const int64_t k = static_cast<int64_t>(draft.tokens.size());
     const int32_t token = row < k ? draft.tokens[row] : -1;  // -1: the bonus row
     const bool proposal = row < k && !draft.proposals.empty();
@@ -73,7 +73,7 @@ class ExactDecider {
 
  private:
   float DraftProb(int64_t i, int32_t token) const {
-    const DraftBlock& draft = *input_.draft;
+    const spec::DraftBlock& draft = *input_.draft;
     if (draft.proposals.empty()) return 1.0f;
     return draft.proposals[i].ProbOf(token);
   }
@@ -94,11 +94,11 @@ class ExactDecider {
 absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* head,
                            const VerifyInput& input) {
   if (input.draft == nullptr) return absl::InvalidArgumentError("verification needs a draft block");
-  const DraftBlock& draft = *input.draft;
+  const spec::DraftBlock& draft = *input.draft;
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
-  if (k > kMaxDraftTokens) {
+  if (k > spec::kMaxDraftTokens) {
     return absl::InvalidArgumentError(
-        absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ", kMaxDraftTokens));
+        absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ", spec::kMaxDraftTokens));
   }
   if (input.vocab_size <= 0) return absl::InvalidArgumentError("vocab_size must be positive");
   if (!input.target_logits.empty() || input.target_summaries.empty()) {
@@ -112,7 +112,7 @@ absl::Status ValidateInput(const VerificationConfig& config, const JudgeHead* he
       return absl::InvalidArgumentError(absl::StrCat("the ", PolicyName(config),
                                                      " policy needs the target's logits, not summaries"));
     }
-    if (config.exact == ExactRule::kSampled) {
+    if (config.exact == spec::ExactRule::kSampled) {
       if (static_cast<int64_t>(input.target_sampled.size()) != k + 1 ||
           static_cast<int64_t>(input.uniforms.size()) != kUniformsPerRow * (k + 1)) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -207,7 +207,7 @@ double KlDivergence(absl::Span<const float> target_logits, absl::Span<const floa
 
 }  // namespace
 
-absl::Status ValidateDraftBlock(const VerificationConfig& config, const DraftBlock& draft,
+absl::Status ValidateDraftBlock(const VerificationConfig& config, const spec::DraftBlock& draft,
                                 int64_t vocab_size) {
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
   for (int64_t i = 0; i < k; ++i) {
@@ -223,7 +223,7 @@ absl::Status ValidateDraftBlock(const VerificationConfig& config, const DraftBlo
                                                      draft.proposals.size(), " proposal distributions"));
     }
     for (int64_t i = 0; i < k; ++i) {
-      const DraftDistribution& q = draft.proposals[i];
+      const spec::DraftDistribution& q = draft.proposals[i];
       if (q.ids.size() != q.probs.size()) {
         return absl::InvalidArgumentError(absl::StrCat("proposal ", i, ": ", q.ids.size(), " ids but ",
                                                        q.probs.size(), " probabilities"));
@@ -238,7 +238,7 @@ absl::Status ValidateDraftBlock(const VerificationConfig& config, const DraftBlo
                                                          q.ids[j - 1], " then ", q.ids[j], ")"));
         }
       }
-      if (config.exact == ExactRule::kSampled && !(q.ProbOf(draft.tokens[i]) > 0)) {
+      if (config.exact == spec::ExactRule::kSampled && !(q.ProbOf(draft.tokens[i]) > 0)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "draft token ", i, " (id ", draft.tokens[i], ") has probability 0 in its own proposal"));
       }
@@ -247,72 +247,92 @@ absl::Status ValidateDraftBlock(const VerificationConfig& config, const DraftBlo
   return absl::OkStatus();
 }
 
-absl::string_view AcceptReasonName(AcceptReason reason) {
-  switch (reason) {
-    case AcceptReason::kExact:
-      return "exact";
-    case AcceptReason::kJudge:
-      return "judge";
-    case AcceptReason::kLossy:
-      return "lossy";
-    case AcceptReason::kRejected:
-      return "rejected";
-    case AcceptReason::kNotReached:
-      return "not_reached";
+namespace {
+
+// The judge's rules for a spec policy (beside the exact rule).
+void ApplyPolicy(spec::Policy policy, VerificationConfig* config) {
+  switch (policy) {
+    case spec::Policy::kExact:
+      break;
+    case spec::Policy::kJudge:
+      config->judge = JudgeMode::kOn;
+      break;
+    case spec::Policy::kJudgeShadow:
+      config->judge = JudgeMode::kShadow;
+      break;
+    case spec::Policy::kLossyProb:
+      config->lossy = LossyRule::kTargetProb;
+      break;
+    case spec::Policy::kLossyTypical:
+      config->lossy = LossyRule::kTypical;
+      break;
+    case spec::Policy::kLossyKl:
+      config->lossy = LossyRule::kKl;
+      break;
   }
-  return "unknown";
 }
 
-float DraftDistribution::ProbOf(int32_t id) const {
-  const auto it = std::lower_bound(ids.begin(), ids.end(), id);
-  return it != ids.end() && *it == id ? probs[it - ids.begin()] : 0.0f;
+}  // namespace
+
+absl::StatusOr<VerificationConfig> ToVerificationConfig(const spec::SpeculationParams& params,
+                                                        const engine::SamplingParams& target_sampling,
+                                                        float head_threshold) {
+  VERDICT_RETURN_IF_ERROR(spec::ValidateSpeculationParams(params));
+  VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(target_sampling));
+  VerificationConfig config;
+  config.exact = spec::ExactRuleFor(target_sampling);
+  config.target_sampling = target_sampling;
+  ApplyPolicy(params.policy, &config);
+  config.judge_threshold = params.judge_threshold.value_or(head_threshold);
+  config.lossy_threshold = params.lossy_threshold_or_default();
+  config.typical_delta = params.typical_delta_or_default();
+  VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(config));
+  return config;
 }
 
 absl::StatusOr<VerificationConfig> PolicyConfig(absl::string_view policy,
                                                 const engine::SamplingParams& sampling) {
+  VERDICT_ASSIGN_OR_RETURN(spec::PolicySpelling spelling, spec::ParsePolicyName(policy));
   VerificationConfig config;
-  config.exact = sampling.greedy() ? ExactRule::kGreedy : ExactRule::kSampled;
-  config.target_sampling = sampling;
-  if (policy == "greedy") {
-    config.exact = ExactRule::kGreedy;
-  } else if (policy == "sampled") {
-    if (sampling.greedy()) {
-      return absl::InvalidArgumentError(
-          "the sampled policy needs a sampling temperature > 0 (use --temperature)");
-    }
-    config.exact = ExactRule::kSampled;
-  } else if (policy == "judge") {
-    config.judge = JudgeMode::kOn;
-  } else if (policy == "judge-shadow") {
-    config.judge = JudgeMode::kShadow;
-  } else if (policy == "lossy-prob") {
-    config.lossy = LossyRule::kTargetProb;
-  } else if (policy == "lossy-typical") {
-    config.lossy = LossyRule::kTypical;
-  } else if (policy == "lossy-kl") {
-    config.lossy = LossyRule::kKl;
-  } else {
+  config.exact = spelling.exact.value_or(spec::ExactRuleFor(sampling));
+  if (config.exact == spec::ExactRule::kSampled && sampling.greedy()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown verification policy \"", policy,
-                     "\"; expected greedy, sampled, judge, judge-shadow, lossy-prob, lossy-typical or lossy-kl"));
+        "the sampled policy needs a sampling temperature > 0 (use --temperature)");
   }
+  config.target_sampling = sampling;
+  ApplyPolicy(spelling.policy, &config);
   return config;
 }
 
 std::string PolicyName(const VerificationConfig& config) {
-  std::string name = config.exact == ExactRule::kGreedy ? "greedy" : "sampled";
-  if (config.judge == JudgeMode::kOn) absl::StrAppend(&name, "+judge");
-  if (config.judge == JudgeMode::kShadow) absl::StrAppend(&name, "+judge-shadow");
-  if (config.lossy == LossyRule::kTargetProb) absl::StrAppend(&name, "+lossy-prob");
-  if (config.lossy == LossyRule::kTypical) absl::StrAppend(&name, "+lossy-typical");
-  if (config.lossy == LossyRule::kKl) absl::StrAppend(&name, "+lossy-kl");
-  if (config.lossy == LossyRule::kTokenMask) absl::StrAppend(&name, "+token-class");
-  if (config.lossy == LossyRule::kOracle) absl::StrAppend(&name, "+oracle");
+  std::string name = spec::PolicyLabel(spec::Policy::kExact, config.exact);
+  auto append = [&name](absl::string_view rule) { absl::StrAppend(&name, "+", rule); };
+  if (config.judge == JudgeMode::kOn) append(spec::PolicyName(spec::Policy::kJudge));
+  if (config.judge == JudgeMode::kShadow) append(spec::PolicyName(spec::Policy::kJudgeShadow));
+  switch (config.lossy) {
+    case LossyRule::kNone:
+      break;
+    case LossyRule::kTargetProb:
+      append(spec::PolicyName(spec::Policy::kLossyProb));
+      break;
+    case LossyRule::kTypical:
+      append(spec::PolicyName(spec::Policy::kLossyTypical));
+      break;
+    case LossyRule::kKl:
+      append(spec::PolicyName(spec::Policy::kLossyKl));
+      break;
+    case LossyRule::kTokenMask:  // evaluation-only rules: no spec policy
+      append("token-class");
+      break;
+    case LossyRule::kOracle:
+      append("oracle");
+      break;
+  }
   return name;
 }
 
 absl::Status ValidateVerificationConfig(const VerificationConfig& config) {
-  if (config.exact == ExactRule::kSampled) {
+  if (config.exact == spec::ExactRule::kSampled) {
     VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(config.target_sampling));
     if (config.target_sampling.greedy()) {
       return absl::InvalidArgumentError("sampled verification needs a temperature > 0");
@@ -379,7 +399,7 @@ void JudgeExtras(const JudgeHead& head, const TokenStats& target_stats, float dr
 }
 
 bool CanVerifyFromSummaries(const VerificationConfig& config) {
-  return config.exact == ExactRule::kGreedy && config.lossy != LossyRule::kKl;
+  return config.exact == spec::ExactRule::kGreedy && config.lossy != LossyRule::kKl;
 }
 
 bool CanVerifyWithoutLogits(const VerificationConfig& config) { return config.lossy != LossyRule::kKl; }
@@ -388,7 +408,7 @@ void DrawVerificationUniforms(int64_t k, engine::Sampler& rng, std::vector<doubl
   for (int64_t i = 0; i < kUniformsPerRow * (k + 1); ++i) uniforms->push_back(rng.Uniform());
 }
 
-void AppendSampledRequests(const engine::SamplingParams& sampling, const DraftBlock& draft,
+void AppendSampledRequests(const engine::SamplingParams& sampling, const spec::DraftBlock& draft,
                            absl::Span<const double> uniforms,
                            std::vector<engine::math::SampledRowRequest>* requests,
                            std::vector<int32_t>* proposal_ids, std::vector<float>* proposal_probs) {
@@ -398,7 +418,7 @@ void AppendSampledRequests(const engine::SamplingParams& sampling, const DraftBl
     r.token = i < k ? draft.tokens[i] : -1;
     r.proposal_begin = static_cast<int32_t>(proposal_ids->size());
     if (i < k && !draft.proposals.empty()) {
-      const DraftDistribution& q = draft.proposals[i];
+      const spec::DraftDistribution& q = draft.proposals[i];
       proposal_ids->insert(proposal_ids->end(), q.ids.begin(), q.ids.end());
       proposal_probs->insert(proposal_probs->end(), q.probs.begin(), q.probs.end());
       r.proposal_count = static_cast<int32_t>(q.ids.size());
@@ -408,31 +428,31 @@ void AppendSampledRequests(const engine::SamplingParams& sampling, const DraftBl
   }
 }
 
-void AppendSummaryTokens(const DraftBlock& draft, std::vector<int32_t>* tokens) {
+void AppendSummaryTokens(const spec::DraftBlock& draft, std::vector<int32_t>* tokens) {
   tokens->insert(tokens->end(), draft.tokens.begin(), draft.tokens.end());
   tokens->push_back(-1);
 }
 
-absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
+absl::StatusOr<spec::Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
                                     const VerifyInput& input, engine::Sampler& rng) {
   VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(config));
   VERDICT_RETURN_IF_ERROR(ValidateInput(config, head, input));
-  const DraftBlock& draft = *input.draft;
+  const spec::DraftBlock& draft = *input.draft;
   const int64_t k = static_cast<int64_t>(draft.tokens.size());
   std::vector<double> drawn;
   absl::Span<const double> uniforms = input.uniforms;
-  if (config.exact == ExactRule::kSampled && uniforms.empty()) {
+  if (config.exact == spec::ExactRule::kSampled && uniforms.empty()) {
     DrawVerificationUniforms(k, rng, &drawn);
     uniforms = drawn;
-  } else if (config.exact == ExactRule::kSampled &&
+  } else if (config.exact == spec::ExactRule::kSampled &&
              static_cast<int64_t>(uniforms.size()) != kUniformsPerRow * (k + 1)) {
     return absl::InvalidArgumentError(absl::StrCat("a block of ", k, " draft tokens needs ",
                                                    kUniformsPerRow * (k + 1), " uniform draws, got ",
                                                    uniforms.size()));
   }
   ExactDecider exact(config, input, uniforms);
-  Verdict verdict;
-  verdict.reasons.assign(k, AcceptReason::kNotReached);
+  spec::Verdict verdict;
+  verdict.reasons.assign(k, spec::AcceptReason::kNotReached);
 
   // Judge scores and plain-softmax statistics are computed lazily, only at positions a rule looks
   // at: a softmax over a 128k vocabulary per draft token is not free on the CPU.
@@ -492,13 +512,13 @@ absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const Judg
     const bool exact_ok = exact.Accepts(i);
     exact_decisions.push_back(exact_ok);
     if (exact_ok) {
-      verdict.reasons[i] = AcceptReason::kExact;
+      verdict.reasons[i] = spec::AcceptReason::kExact;
     } else if (config.judge == JudgeMode::kOn && judge_accepts(i)) {
-      verdict.reasons[i] = AcceptReason::kJudge;
+      verdict.reasons[i] = spec::AcceptReason::kJudge;
     } else if (lossy_accepts(i)) {
-      verdict.reasons[i] = AcceptReason::kLossy;
+      verdict.reasons[i] = spec::AcceptReason::kLossy;
     } else {
-      verdict.reasons[i] = AcceptReason::kRejected;
+      verdict.reasons[i] = spec::AcceptReason::kRejected;
       break;
     }
   }

@@ -38,43 +38,11 @@
 #include "engine/backend.h"
 #include "engine/sampler.h"
 #include "judge/judge_head.h"
+#include "spec/draft_block.h"
+#include "spec/speculation_params.h"
 
 namespace verdict::judge {
 
-// Largest draft window a block may have (the judge routinely accepts 20-40 tokens per step).
-inline constexpr int64_t kMaxDraftTokens = 256;
-
-enum class AcceptReason : uint8_t {
-  kExact,       // standard verification accepted it: lossless
-  kJudge,       // the judge head accepted a token the exact rule rejected: lossy
-  kLossy,       // the training-free baseline accepted it: lossy
-  kRejected,    // the first token no rule accepted; the target's own token replaces it
-  kNotReached,  // after the rejection: never decided
-};
-absl::string_view AcceptReasonName(AcceptReason reason);
-
-// The distribution a draft token was drawn from, sparse: the ids with nonzero probability, strictly
-// ascending (what a device merges with a logits row in one pass; VerifyBlock checks).
-struct DraftDistribution {
-  std::vector<int32_t> ids;
-  std::vector<float> probs;
-  float ProbOf(int32_t id) const;
-};
-
-// What the draft proposes for one step.
-struct DraftBlock {
-  std::vector<int32_t> tokens;  // d_1..d_k
-  // log q(d_i) under the draft model's plain softmax (temperature 1): a judge feature.
-  std::vector<float> logprobs;
-  // The proposal distribution of each d_i (after the draft's temperature/top-k/top-p). Empty when
-  // the draft is greedy: then q is one-hot on d_i, which is also exact for sampled verification.
-  std::vector<DraftDistribution> proposals;
-  // Optional: the draft's full plain-softmax distribution at each proposal, [k, vocab] (what the
-  // KL baseline compares with the target's). Recorded only when asked for (it is large).
-  std::vector<float> distributions;
-};
-
-enum class ExactRule { kGreedy, kSampled };
 enum class JudgeMode { kOff, kOn, kShadow };
 enum class LossyRule { kNone, kTargetProb, kTypical, kKl, kTokenMask, kOracle };
 
@@ -84,7 +52,7 @@ using AcceptanceOracle =
     std::function<bool(absl::Span<const int32_t> block_prefix, int32_t token)>;
 
 struct VerificationConfig {
-  ExactRule exact = ExactRule::kGreedy;
+  spec::ExactRule exact = spec::ExactRule::kGreedy;
   // kSampled: the target's distribution p = engine::SamplingDistribution(logits, target_sampling)
   // (temperature, top-k, top-p). Must not be greedy for kSampled.
   engine::SamplingParams target_sampling;
@@ -97,20 +65,29 @@ struct VerificationConfig {
   // kKl: accept if KL(p_target || q_draft) <= lossy_threshold (nats; needs the block's
   // distributions). kTokenMask: accept if lossy_token_mask[d_i] != 0. kOracle: accept if
   // oracle(accepted block tokens, d_i).
-  float lossy_threshold = 0.3f;
-  float typical_delta = 0.3f;
+  float lossy_threshold = spec::kDefaultLossyThreshold;
+  float typical_delta = spec::kDefaultTypicalDelta;
   std::shared_ptr<const std::vector<uint8_t>> lossy_token_mask;
   AcceptanceOracle oracle;
 
   bool lossless() const { return judge != JudgeMode::kOn && lossy == LossyRule::kNone; }
 };
 
-// Named policies for command lines and requests: "greedy", "sampled" (exact rules), "judge" (exact
-// + judge), "judge-shadow" (exact, judge reported only), "lossy-prob", "lossy-typical", "lossy-kl"
-// (kTokenMask and kOracle need data a name cannot carry; callers set them directly).
-// `sampling` decides greedy vs sampled for the judge/lossy policies. kInvalidArgument otherwise.
+// The engine-level rule set of a request's speculation parameters: the one conversion, made by the
+// last target shard (and the in-process target session) where the judge head is. `head_threshold`
+// is the head's own threshold, used where params.judge_threshold is unset; the exact rule follows
+// `target_sampling`. kInvalidArgument for invalid parameters or sampling.
+absl::StatusOr<VerificationConfig> ToVerificationConfig(const spec::SpeculationParams& params,
+                                                        const engine::SamplingParams& target_sampling,
+                                                        float head_threshold);
+
+// Named policies for command lines (spec::ParsePolicyName's spellings): "greedy" and "sampled"
+// insist on that exact rule, other names take it from `sampling`. Thresholds stay at their
+// defaults. kInvalidArgument for an unknown name or "sampled" with greedy sampling.
 absl::StatusOr<VerificationConfig> PolicyConfig(absl::string_view policy,
                                                 const engine::SamplingParams& sampling);
+// spec::PolicyLabel of the config ("greedy", "sampled+judge", ...), with the evaluation-only rules
+// ("+token-class", "+oracle").
 std::string PolicyName(const VerificationConfig& config);
 
 // kInvalidArgument for inconsistent settings (sampled rule with greedy params, NaN thresholds...).
@@ -120,7 +97,7 @@ absl::Status ValidateVerificationConfig(const VerificationConfig& config);
 // device that holds them computed from them (engine::OutputContents): per-row logits summaries and
 // the judge head's dot product. The summaries suffice for every rule but the sampled one and KL.
 struct VerifyInput {
-  const DraftBlock* draft = nullptr;
+  const spec::DraftBlock* draft = nullptr;
   absl::Span<const float> target_logits;  // [k + 1, vocab_size]; or empty, then:
   // [k + 1]: row i (< k) reports the logit of draft token i + 1 (summary token d_{i+1}, see
   // SummaryTokens); row k any token.
@@ -141,7 +118,7 @@ struct VerifyInput {
 // vocabulary, proposals that do not match the tokens, entries that are not probabilities of ids in
 // strictly ascending order, a sampled draft token its own proposal gives probability 0. A server
 // runs them before it batches a block with others.
-absl::Status ValidateDraftBlock(const VerificationConfig& config, const DraftBlock& draft,
+absl::Status ValidateDraftBlock(const VerificationConfig& config, const spec::DraftBlock& draft,
                                 int64_t vocab_size);
 
 // Whether VerifyBlock can decide with logits summaries instead of the logits: the greedy rule with
@@ -160,31 +137,13 @@ void DrawVerificationUniforms(int64_t k, engine::Sampler& rng, std::vector<doubl
 // Appends the k + 1 requests of a block for engine::Backend::DecideSampled (the target's sampling
 // parameters, the draft tokens and their proposals, the row's replacement draw from `uniforms`) and
 // the proposals' entries to the flat arrays the requests index.
-void AppendSampledRequests(const engine::SamplingParams& sampling, const DraftBlock& draft,
+void AppendSampledRequests(const engine::SamplingParams& sampling, const spec::DraftBlock& draft,
                            absl::Span<const double> uniforms,
                            std::vector<engine::math::SampledRowRequest>* requests,
                            std::vector<int32_t>* proposal_ids, std::vector<float>* proposal_probs);
 // The summary token of each of the k + 1 rows of a block (OutputContents::summary_tokens): d_1..d_k
 // and -1, appended to `tokens`.
-void AppendSummaryTokens(const DraftBlock& draft, std::vector<int32_t>* tokens);
-
-struct Verdict {
-  int32_t num_accepted = 0;  // accepted draft tokens, 0..k
-  int32_t next_token = -1;   // the target's token after them (correction or bonus)
-  std::vector<AcceptReason> reasons;  // one per draft token
-  // The judge's probability for each draft token it was evaluated on (judge on: tokens the exact
-  // rule rejected; shadow: every token the shadow walk reached), NaN elsewhere; empty without a
-  // judge.
-  std::vector<float> judge_scores;
-  // Shadow mode: the accepted length judge decoding would have reached on this block, and how the
-  // judge's decisions compare with the exact rule's at the positions that walk looked at.
-  int32_t shadow_num_accepted = -1;
-  int32_t shadow_judge_only = 0;  // judge would accept, exact rule rejects
-  int32_t shadow_exact_only = 0;  // exact rule accepts, judge would reject
-  int32_t shadow_both = 0;        // both accept
-
-  int32_t committed() const { return num_accepted + 1; }
-};
+void AppendSummaryTokens(const spec::DraftBlock& draft, std::vector<int32_t>* tokens);
 
 // Verifies one block. `rng` supplies the randomness of the sampled rule (untouched by greedy, and by
 // an input that brings its uniforms).
@@ -192,7 +151,7 @@ struct Verdict {
 // match k, token ids outside the vocabulary, a proposal that gives its own token probability 0,
 // missing head or hidden states (or dots), a head for another hidden size, summaries for a rule
 // that needs the logits or whose tokens are not the draft tokens.
-absl::StatusOr<Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
+absl::StatusOr<spec::Verdict> VerifyBlock(const VerificationConfig& config, const JudgeHead* head,
                                     const VerifyInput& input, engine::Sampler& rng);
 
 // Plain-softmax statistics of one logits row (temperature 1, no truncation): log p(token) and the

@@ -50,7 +50,7 @@ std::vector<float> JudgeHidden(const std::vector<bool>& judge_ok) {
 }
 
 struct Block {
-  DraftBlock draft;
+  spec::DraftBlock draft;
   std::vector<float> logits;
   std::vector<float> hidden;
   VerifyInput Input() const {
@@ -69,11 +69,11 @@ TEST(VerifyBlockTest, GreedyAcceptsWhileDraftMatchesArgmax) {
   b.draft.tokens = {1, 2, 3, 4};
   b.logits = ArgmaxRows({1, 2, 5, 4, 0});  // d3 = 3 but the target wants 5
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock({}, nullptr, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock({}, nullptr, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 2);
   EXPECT_EQ(v.next_token, 5);
-  EXPECT_THAT(v.reasons, ElementsAre(AcceptReason::kExact, AcceptReason::kExact,
-                                     AcceptReason::kRejected, AcceptReason::kNotReached));
+  EXPECT_THAT(v.reasons, ElementsAre(spec::AcceptReason::kExact, spec::AcceptReason::kExact,
+                                     spec::AcceptReason::kRejected, spec::AcceptReason::kNotReached));
   EXPECT_TRUE(v.judge_scores.empty());
   EXPECT_EQ(v.shadow_num_accepted, -1);
 }
@@ -83,7 +83,7 @@ TEST(VerifyBlockTest, GreedyAllAcceptedAddsTheBonusToken) {
   b.draft.tokens = {1, 2};
   b.logits = ArgmaxRows({1, 2, 4});
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock({}, nullptr, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock({}, nullptr, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 2);
   EXPECT_EQ(v.next_token, 4);
   EXPECT_EQ(v.committed(), 3);
@@ -93,7 +93,7 @@ TEST(VerifyBlockTest, EmptyBlockGivesTheTargetsToken) {
   Block b;
   b.logits = ArgmaxRows({3});
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock({}, nullptr, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock({}, nullptr, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 0);
   EXPECT_EQ(v.next_token, 3);
 }
@@ -107,11 +107,11 @@ TEST(VerifyBlockTest, JudgeAcceptsWhatTheExactRuleRejects) {
   VerificationConfig config;
   config.judge = JudgeMode::kOn;
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock(config, &head, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock(config, &head, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 2);
   EXPECT_EQ(v.next_token, 0);  // the target's own choice replaces d3
-  EXPECT_THAT(v.reasons, ElementsAre(AcceptReason::kExact, AcceptReason::kJudge,
-                                     AcceptReason::kRejected, AcceptReason::kNotReached));
+  EXPECT_THAT(v.reasons, ElementsAre(spec::AcceptReason::kExact, spec::AcceptReason::kJudge,
+                                     spec::AcceptReason::kRejected, spec::AcceptReason::kNotReached));
   // The judge ran only where the exact rule rejected.
   ASSERT_EQ(v.judge_scores.size(), 4u);
   EXPECT_TRUE(std::isnan(v.judge_scores[0]));
@@ -129,7 +129,7 @@ TEST(VerifyBlockTest, JudgeThresholdAboveOneIsStandardVerification) {
   config.judge = JudgeMode::kOn;
   config.judge_threshold = 1.01f;
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock(config, &head, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock(config, &head, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 1);
   EXPECT_EQ(v.next_token, 0);
 }
@@ -143,7 +143,7 @@ TEST(VerifyBlockTest, ShadowJudgeReportsButDoesNotAccept) {
   VerificationConfig config;
   config.judge = JudgeMode::kShadow;
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock(config, &head, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock(config, &head, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 1);  // lossless: exactly the greedy verdict
   EXPECT_EQ(v.next_token, 0);
   // Judge decoding would have accepted d1 (both), d2 (judge only), d3 (exact only), then stopped at
@@ -167,9 +167,9 @@ TEST(VerifyBlockTest, LossyTargetProbabilityBaseline) {
   config.lossy = LossyRule::kTargetProb;
   config.lossy_threshold = 0.15f;
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock(config, nullptr, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock(config, nullptr, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 1);
-  EXPECT_EQ(v.reasons[0], AcceptReason::kLossy);
+  EXPECT_EQ(v.reasons[0], spec::AcceptReason::kLossy);
   EXPECT_EQ(v.next_token, 0);
   // p(2) in row 0 = e^0.5 / (e + e^0.5 + 4) ~= 0.20: a threshold above it rejects.
   config.lossy_threshold = 0.25f;
@@ -187,9 +187,9 @@ TEST(VerifyBlockTest, TypicalAcceptanceUsesTheEntropy) {
   config.lossy_threshold = 0.3f;  // epsilon
   config.typical_delta = 0.5f;    // delta * exp(-H) = 0.5 / 6 = 0.083 < 1/6: accept
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock(config, nullptr, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock(config, nullptr, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 1);
-  EXPECT_EQ(v.reasons[0], AcceptReason::kLossy);
+  EXPECT_EQ(v.reasons[0], spec::AcceptReason::kLossy);
   config.typical_delta = 1.5f;  // 1.5 / 6 = 0.25 > 1/6: reject
   ASSERT_OK_AND_ASSIGN(v, VerifyBlock(config, nullptr, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 0);
@@ -210,9 +210,9 @@ TEST(VerifyBlockTest, KlTokenClassAndOracleBaselines) {
   VerificationConfig kl;
   kl.lossy = LossyRule::kKl;
   kl.lossy_threshold = 0.01f;
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock(kl, nullptr, b.Input(), rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock(kl, nullptr, b.Input(), rng));
   EXPECT_EQ(v.num_accepted, 1);
-  EXPECT_EQ(v.reasons[0], AcceptReason::kLossy);
+  EXPECT_EQ(v.reasons[0], spec::AcceptReason::kLossy);
   Block no_dist = b;
   no_dist.draft.distributions.clear();
   EXPECT_THAT(VerifyBlock(kl, nullptr, no_dist.Input(), rng),
@@ -269,7 +269,7 @@ TwoTokenCounts RunSampledVerification(const VerificationConfig& config, const st
   engine::Sampler draft_rng({.temperature = 1.0f, .seed = 7});
   engine::Sampler verify_rng({.temperature = 1.0f, .seed = 11});
   auto sparse = [](const std::vector<float>& q) {
-    DraftDistribution d;
+    spec::DraftDistribution d;
     for (int32_t i = 0; i < kVocab; ++i) {
       if (q[i] > 0) {
         d.ids.push_back(i);
@@ -283,7 +283,7 @@ TwoTokenCounts RunSampledVerification(const VerificationConfig& config, const st
   b.draft.proposals = {sparse(q0), sparse(q1)};
   for (int t = 0; t < trials; ++t) {
     b.draft.tokens = {draft_rng.SampleFrom(q0), draft_rng.SampleFrom(q1)};
-    absl::StatusOr<Verdict> v = VerifyBlock(config, nullptr, b.Input(), verify_rng);
+    absl::StatusOr<spec::Verdict> v = VerifyBlock(config, nullptr, b.Input(), verify_rng);
     EXPECT_OK(v.status());
     std::vector<int32_t> committed(b.draft.tokens.begin(), b.draft.tokens.begin() + v->num_accepted);
     committed.push_back(v->next_token);
@@ -315,7 +315,7 @@ class SampledVerificationTest : public ::testing::Test {
 
 TEST_F(SampledVerificationTest, CommittedTokensFollowTheTargetDistribution) {
   VerificationConfig config;
-  config.exact = ExactRule::kSampled;
+  config.exact = spec::ExactRule::kSampled;
   config.target_sampling.temperature = 1.0f;
   const TwoTokenCounts counts = RunSampledVerification(config, q0_, q1_, logits_, kTrials);
   const auto first = ChiSquareTest(counts.first, Softmax(logits_, 0));
@@ -329,7 +329,7 @@ TEST_F(SampledVerificationTest, TheTestDetectsAWrongAcceptanceRule) {
   // Accepting a mismatching token whenever the target gives it >= 10% is NOT rejection sampling;
   // the same test must reject it.
   VerificationConfig config;
-  config.exact = ExactRule::kSampled;
+  config.exact = spec::ExactRule::kSampled;
   config.target_sampling.temperature = 1.0f;
   config.lossy = LossyRule::kTargetProb;
   config.lossy_threshold = 0.1f;
@@ -340,7 +340,7 @@ TEST_F(SampledVerificationTest, TheTestDetectsAWrongAcceptanceRule) {
 TEST_F(SampledVerificationTest, TopKTargetDistribution) {
   // With top-k = 3 the target distribution is the renormalised top 3 of each row.
   VerificationConfig config;
-  config.exact = ExactRule::kSampled;
+  config.exact = spec::ExactRule::kSampled;
   config.target_sampling = {.temperature = 0.8f, .top_k = 3};
   const TwoTokenCounts counts = RunSampledVerification(config, q0_, q1_, logits_, kTrials / 2);
   std::vector<float> expected;
@@ -370,14 +370,14 @@ TEST(VerifyBlockTest, RejectsMalformedBlocks) {
   b.hidden.assign(2 * kHidden, 0.0f);  // one row short
   EXPECT_THAT(VerifyBlock(judge, &head, b.Input(), rng), StatusIs(absl::StatusCode::kInvalidArgument));
   VerificationConfig sampled;
-  sampled.exact = ExactRule::kSampled;
+  sampled.exact = spec::ExactRule::kSampled;
   sampled.target_sampling.temperature = 1.0f;
   b.draft.proposals = {{{1}, {1.0f}}, {{3}, {1.0f}}};  // d2 = 2 has probability 0 in its proposal
   EXPECT_THAT(VerifyBlock(sampled, nullptr, b.Input(), rng),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("probability 0")));
   sampled.target_sampling.temperature = 0.0f;
   EXPECT_THAT(VerifyBlock(sampled, nullptr, b.Input(), rng), StatusIs(absl::StatusCode::kInvalidArgument));
-  b.draft.tokens.assign(kMaxDraftTokens + 1, 0);
+  b.draft.tokens.assign(spec::kMaxDraftTokens + 1, 0);
   EXPECT_THAT(VerifyBlock({}, nullptr, b.Input(), rng), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -410,7 +410,7 @@ TEST(VerifyFromSummariesTest, SameVerdictsAsFromTheFullRows) {
     std::vector<float> logits((k + 1) * vocab), hidden_rows((k + 1) * hidden);
     for (float& v : logits) v = normal(gen);
     for (float& v : hidden_rows) v = normal(gen);
-    DraftBlock draft;
+    spec::DraftBlock draft;
     for (int64_t i = 0; i < k; ++i) {
       // Mostly the target's argmax (long accepted runs), sometimes another token.
       const int32_t argmax = engine::Argmax(absl::MakeConstSpan(logits).subspan(i * vocab, vocab));
@@ -453,8 +453,8 @@ TEST(VerifyFromSummariesTest, SameVerdictsAsFromTheFullRows) {
       lean.target_summaries = summaries;
       lean.judge_dots = dots;
       engine::Sampler rng_rows({}), rng_lean({});
-      ASSERT_OK_AND_ASSIGN(Verdict a, VerifyBlock(configs[c], &head, rows, rng_rows));
-      ASSERT_OK_AND_ASSIGN(Verdict b, VerifyBlock(configs[c], &head, lean, rng_lean));
+      ASSERT_OK_AND_ASSIGN(spec::Verdict a, VerifyBlock(configs[c], &head, rows, rng_rows));
+      ASSERT_OK_AND_ASSIGN(spec::Verdict b, VerifyBlock(configs[c], &head, lean, rng_lean));
       EXPECT_EQ(a.num_accepted, b.num_accepted);
       EXPECT_EQ(a.next_token, b.next_token);
       EXPECT_EQ(a.reasons, b.reasons);
@@ -468,9 +468,9 @@ TEST(VerifyFromSummariesTest, SameVerdictsAsFromTheFullRows) {
         }
       }
       ++decided;
-      for (AcceptReason r : a.reasons) {
-        judge_accepted += r == AcceptReason::kJudge;
-        lossy_accepted += r == AcceptReason::kLossy;
+      for (spec::AcceptReason r : a.reasons) {
+        judge_accepted += r == spec::AcceptReason::kJudge;
+        lossy_accepted += r == spec::AcceptReason::kLossy;
       }
     }
   }
@@ -498,14 +498,14 @@ TEST(VerifyFromSummariesTest, SampledDecisionsGiveTheVerdictsOfTheRows) {
   int64_t accepted = 0;
   for (int trial = 0; trial < 240; ++trial) {
     VerificationConfig config;
-    config.exact = ExactRule::kSampled;
+    config.exact = spec::ExactRule::kSampled;
     const engine::SamplingParams params[] = {{1.0f, 0, 1.0f, 0}, {0.7f, 20, 1.0f, 0},
                                              {0.9f, 0, 0.9f, 0}, {1.2f, 50, 0.8f, 0}};
     config.target_sampling = params[trial % 4];
     config.judge = trial % 3 == 0 ? JudgeMode::kOn : (trial % 3 == 1 ? JudgeMode::kShadow : JudgeMode::kOff);
     config.judge_threshold = 0.6f;
     const int64_t k = 1 + trial % 6;
-    DraftBlock draft;
+    spec::DraftBlock draft;
     std::vector<float> logits((k + 1) * kBig);
     for (float& l : logits) l = normal(gen);
     const bool sampled_draft = trial % 2 == 0;
@@ -515,7 +515,7 @@ TEST(VerifyFromSummariesTest, SampledDecisionsGiveTheVerdictsOfTheRows) {
                                          : static_cast<int32_t>(gen() % kBig));
         continue;
       }
-      DraftDistribution q;
+      spec::DraftDistribution q;
       double total = 0;
       for (int32_t id = 0; id < kBig; ++id) {
         if (gen() % 4 == 0) {
@@ -542,7 +542,7 @@ TEST(VerifyFromSummariesTest, SampledDecisionsGiveTheVerdictsOfTheRows) {
     rows.vocab_size = kBig;
     rows.hidden_size = kHidden;
     engine::Sampler rng_rows({.temperature = 1.0f, .seed = static_cast<uint64_t>(trial)});
-    ASSERT_OK_AND_ASSIGN(Verdict want, VerifyBlock(config, &head, rows, rng_rows));
+    ASSERT_OK_AND_ASSIGN(spec::Verdict want, VerifyBlock(config, &head, rows, rng_rows));
 
     // What the last shard does: draws, requests, the backend's decisions and summaries.
     engine::Sampler rng({.temperature = 1.0f, .seed = static_cast<uint64_t>(trial)});
@@ -580,7 +580,7 @@ TEST(VerifyFromSummariesTest, SampledDecisionsGiveTheVerdictsOfTheRows) {
     lean.vocab_size = kBig;
     lean.hidden_size = kHidden;
     engine::Sampler unused({});
-    ASSERT_OK_AND_ASSIGN(Verdict got, VerifyBlock(config, &head, lean, unused));
+    ASSERT_OK_AND_ASSIGN(spec::Verdict got, VerifyBlock(config, &head, lean, unused));
     EXPECT_EQ(got.num_accepted, want.num_accepted) << "trial " << trial;
     EXPECT_EQ(got.next_token, want.next_token) << "trial " << trial;
     EXPECT_THAT(got.reasons, ::testing::ElementsAreArray(want.reasons)) << "trial " << trial;
@@ -603,12 +603,12 @@ TEST(VerifyFromSummariesTest, RejectsWhatSummariesCannotDecide) {
   in.vocab_size = kVocab;
   in.hidden_size = kHidden;
   engine::Sampler rng({});
-  ASSERT_OK_AND_ASSIGN(Verdict v, VerifyBlock({}, nullptr, in, rng));
+  ASSERT_OK_AND_ASSIGN(spec::Verdict v, VerifyBlock({}, nullptr, in, rng));
   EXPECT_EQ(v.num_accepted, 2);
   EXPECT_EQ(v.next_token, 4);
 
   VerificationConfig sampled;
-  sampled.exact = ExactRule::kSampled;
+  sampled.exact = spec::ExactRule::kSampled;
   sampled.target_sampling.temperature = 1.0f;
   EXPECT_FALSE(CanVerifyFromSummaries(sampled));
   EXPECT_TRUE(CanVerifyWithoutLogits(sampled));
@@ -640,10 +640,10 @@ TEST(PolicyConfigTest, NamesMapToRules) {
   const engine::SamplingParams greedy;
   const engine::SamplingParams sampled{.temperature = 0.7f};
   ASSERT_OK_AND_ASSIGN(VerificationConfig c, PolicyConfig("judge", greedy));
-  EXPECT_EQ(c.exact, ExactRule::kGreedy);
+  EXPECT_EQ(c.exact, spec::ExactRule::kGreedy);
   EXPECT_EQ(c.judge, JudgeMode::kOn);
   ASSERT_OK_AND_ASSIGN(c, PolicyConfig("judge", sampled));
-  EXPECT_EQ(c.exact, ExactRule::kSampled);
+  EXPECT_EQ(c.exact, spec::ExactRule::kSampled);
   EXPECT_EQ(PolicyName(c), "sampled+judge");
   ASSERT_OK_AND_ASSIGN(c, PolicyConfig("judge-shadow", greedy));
   EXPECT_TRUE(c.lossless());

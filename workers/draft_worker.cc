@@ -77,14 +77,14 @@ int64_t DraftWorker::cached_length(uint64_t session_id) const {
   return it == sessions_.end() ? -1 : it->second->cache->length();
 }
 
-absl::Status DraftWorker::Validate(const ProposeRequest& request, const Session& session) const {
+absl::Status DraftWorker::Validate(const spec::ProposeRequest& request, const Session& session) const {
   const int64_t length = static_cast<int64_t>(session.tokens.size());
   if (request.keep_length < 0 || request.keep_length > length) {
     return absl::InvalidArgumentError(absl::StrCat("keep_length ", request.keep_length,
                                                    " is outside the session's sequence of ", length, " tokens"));
   }
-  if (request.num_tokens < 1 || request.num_tokens > judge::kMaxDraftTokens) {
-    return absl::InvalidArgumentError(absl::StrCat("the draft window must be in [1, ", judge::kMaxDraftTokens,
+  if (request.num_tokens < 1 || request.num_tokens > spec::kMaxDraftTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("the draft window must be in [1, ", spec::kMaxDraftTokens,
                                                    "], got ", request.num_tokens));
   }
   const int64_t base = request.keep_length + static_cast<int64_t>(request.append_tokens.size());
@@ -99,23 +99,23 @@ absl::Status DraftWorker::Validate(const ProposeRequest& request, const Session&
   return absl::OkStatus();
 }
 
-absl::StatusOr<Proposal> DraftWorker::Propose(const ProposeRequest& request) {
+absl::StatusOr<spec::Proposal> DraftWorker::Propose(const spec::ProposeRequest& request) {
   return std::move(ProposeBatch(absl::MakeConstSpan(&request, 1))[0]);
 }
 
-std::vector<absl::StatusOr<Proposal>> DraftWorker::ProposeBatch(
-    absl::Span<const ProposeRequest> requests) {
-  std::vector<absl::StatusOr<Proposal>> results(requests.size(), absl::UnknownError("not run"));
+std::vector<absl::StatusOr<spec::Proposal>> DraftWorker::ProposeBatch(
+    absl::Span<const spec::ProposeRequest> requests) {
+  std::vector<absl::StatusOr<spec::Proposal>> results(requests.size(), absl::UnknownError("not run"));
   struct Running {
     size_t request;
     Session* session;
     int64_t remaining;
-    Proposal proposal;
+    spec::Proposal proposal;
   };
   std::vector<Running> running;
   absl::flat_hash_set<uint64_t> seen;
   for (size_t i = 0; i < requests.size(); ++i) {
-    const ProposeRequest& r = requests[i];
+    const spec::ProposeRequest& r = requests[i];
     auto it = sessions_.find(r.session_id);
     if (it == sessions_.end()) {
       results[i] = absl::NotFoundError(absl::StrCat("no draft session ", r.session_id));

@@ -26,7 +26,7 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "judge/verification.h"
-#include "workers/messages.h"
+#include "spec/messages.h"
 
 namespace verdict::workers {
 
@@ -56,8 +56,8 @@ class DraftWorker {
   // bad ids, num_tokens out of range, the same session twice in one batch; kResourceExhausted:
   // the sequence would pass the capacity) leaves its session unchanged and does not affect the
   // others.
-  std::vector<absl::StatusOr<Proposal>> ProposeBatch(absl::Span<const ProposeRequest> requests);
-  absl::StatusOr<Proposal> Propose(const ProposeRequest& request);
+  std::vector<absl::StatusOr<spec::Proposal>> ProposeBatch(absl::Span<const spec::ProposeRequest> requests);
+  absl::StatusOr<spec::Proposal> Propose(const spec::ProposeRequest& request);
 
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
   bool has_session(uint64_t session_id) const { return sessions_.contains(session_id); }
@@ -76,7 +76,7 @@ class DraftWorker {
   };
 
   DraftWorker(engine::ModelSlice* draft, const DraftWorkerOptions& options);
-  absl::Status Validate(const ProposeRequest& request, const Session& session) const;
+  absl::Status Validate(const spec::ProposeRequest& request, const Session& session) const;
 
   engine::ModelSlice* draft_;
   DraftWorkerOptions options_;

@@ -29,7 +29,7 @@ void DraftWorkerLoop::OpenSession(uint64_t session_id, std::vector<int32_t> prom
   if (!Enqueue(item)) item.open_done(absl::UnavailableError("the draft worker is shutting down"));
 }
 
-void DraftWorkerLoop::Propose(ProposeRequest request, ProposalCallback done) {
+void DraftWorkerLoop::Propose(spec::ProposeRequest request, ProposalCallback done) {
   Item item{Item::Kind::kPropose};
   item.session_id = request.session_id;
   item.request = std::move(request);
@@ -52,7 +52,7 @@ DraftLoopStats DraftWorkerLoop::stats() const {
   return s;
 }
 
-int64_t DraftWorkerLoop::FirstStepTokens(const ProposeRequest& request) const {
+int64_t DraftWorkerLoop::FirstStepTokens(const spec::ProposeRequest& request) const {
   const int64_t cached = std::max<int64_t>(0, worker_->cached_length(request.session_id));
   const int64_t base = request.keep_length + static_cast<int64_t>(request.append_tokens.size());
   return std::max<int64_t>(1, base - std::min(cached, request.keep_length));
@@ -82,7 +82,7 @@ void DraftWorkerLoop::Run() {
         items.pop_front();
         continue;
       }
-      std::vector<ProposeRequest> requests;
+      std::vector<spec::ProposeRequest> requests;
       std::vector<ProposalCallback> callbacks;
       absl::flat_hash_set<uint64_t> sessions;
       int64_t tokens = 0;
@@ -99,7 +99,7 @@ void DraftWorkerLoop::Run() {
         callbacks.push_back(std::move(item.propose_done));
         items.pop_front();
       }
-      std::vector<absl::StatusOr<Proposal>> results = worker_->ProposeBatch(requests);
+      std::vector<absl::StatusOr<spec::Proposal>> results = worker_->ProposeBatch(requests);
       {
         absl::MutexLock lock(&mu_);
         ++stats_.batches;

@@ -22,7 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/sampler.h"
 #include "workers/draft_worker.h"
-#include "workers/messages.h"
+#include "spec/messages.h"
 #include "workers/work_queue.h"
 
 namespace verdict::workers {
@@ -44,7 +44,7 @@ struct DraftLoopStats {
 class DraftWorkerLoop {
  public:
   using StatusCallback = std::function<void(absl::Status)>;
-  using ProposalCallback = std::function<void(absl::StatusOr<Proposal>)>;
+  using ProposalCallback = std::function<void(absl::StatusOr<spec::Proposal>)>;
 
   DraftWorkerLoop(std::unique_ptr<DraftWorker> worker, const DraftLoopOptions& options);
   // Stops the thread; queued work completes with kUnavailable.
@@ -52,7 +52,7 @@ class DraftWorkerLoop {
 
   void OpenSession(uint64_t session_id, std::vector<int32_t> prompt, engine::SamplingParams sampling,
                    int64_t capacity, StatusCallback done);
-  void Propose(ProposeRequest request, ProposalCallback done);
+  void Propose(spec::ProposeRequest request, ProposalCallback done);
   void CloseSession(uint64_t session_id);
 
   DraftLoopStats stats() const;
@@ -66,7 +66,7 @@ class DraftWorkerLoop {
     engine::SamplingParams sampling;
     int64_t capacity = 0;
     StatusCallback open_done;
-    ProposeRequest request;
+    spec::ProposeRequest request;
     ProposalCallback propose_done;
   };
 
@@ -74,7 +74,7 @@ class DraftWorkerLoop {
   // Queues the item (moving from it) unless the loop is stopping.
   bool Enqueue(Item& item);
   // Estimated tokens of a proposal's first forward step.
-  int64_t FirstStepTokens(const ProposeRequest& request) const;
+  int64_t FirstStepTokens(const spec::ProposeRequest& request) const;
 
   std::unique_ptr<DraftWorker> worker_;
   DraftLoopOptions options_;

@@ -43,15 +43,15 @@ class DraftWorkerTest : public judge::testing::GenericKernelsTest {
   }
 
   // What judge::DraftSession proposes after `tokens` (the reference).
-  judge::DraftBlock Reference(const std::vector<int32_t>& tokens, int64_t k,
+  spec::DraftBlock Reference(const std::vector<int32_t>& tokens, int64_t k,
                               const engine::SamplingParams& sampling = {}) {
     absl::StatusOr<std::unique_ptr<judge::DraftSession>> s =
         judge::DraftSession::Create(model_.get(), sampling, 128);
     EXPECT_OK(s.status());
     EXPECT_OK((*s)->Start(tokens));
-    absl::StatusOr<judge::DraftBlock> block = (*s)->Propose(k);
+    absl::StatusOr<spec::DraftBlock> block = (*s)->Propose(k);
     EXPECT_OK(block.status());
-    return block.ok() ? *block : judge::DraftBlock{};
+    return block.ok() ? *block : spec::DraftBlock{};
   }
 
   static std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
@@ -68,17 +68,17 @@ class DraftWorkerTest : public judge::testing::GenericKernelsTest {
 };
 
 TEST_F(DraftWorkerTest, BatchedProposalsEqualSingleSessionProposals) {
-  std::vector<ProposeRequest> requests;
+  std::vector<spec::ProposeRequest> requests;
   for (size_t i = 0; i < prompts_.size(); ++i) {
     ASSERT_OK(worker_->OpenSession(i, prompts_[i], {}, 128));
     // Different windows: sessions leave the batch at different steps.
     requests.push_back({i, 1, static_cast<int64_t>(prompts_[i].size()), {}, static_cast<int64_t>(3 + 2 * i)});
   }
-  std::vector<absl::StatusOr<Proposal>> results = worker_->ProposeBatch(requests);
+  std::vector<absl::StatusOr<spec::Proposal>> results = worker_->ProposeBatch(requests);
   ASSERT_EQ(results.size(), prompts_.size());
   for (size_t i = 0; i < prompts_.size(); ++i) {
     ASSERT_OK(results[i].status());
-    const judge::DraftBlock expected = Reference(prompts_[i], requests[i].num_tokens);
+    const spec::DraftBlock expected = Reference(prompts_[i], requests[i].num_tokens);
     EXPECT_THAT(results[i]->block.tokens, ElementsAreArray(expected.tokens)) << "session " << i;
     ASSERT_EQ(results[i]->block.logprobs.size(), expected.logprobs.size());
     for (size_t j = 0; j < expected.logprobs.size(); ++j) {
@@ -98,18 +98,18 @@ TEST_F(DraftWorkerTest, RollbackAndOptimisticContinuationMatchAFreshSession) {
   const std::vector<int32_t>& prompt = prompts_[2];
   const int64_t n = static_cast<int64_t>(prompt.size());
   ASSERT_OK(worker_->OpenSession(5, prompt, {}, 128));
-  absl::StatusOr<Proposal> first = worker_->Propose({5, 1, n, {}, 6});
+  absl::StatusOr<spec::Proposal> first = worker_->Propose({5, 1, n, {}, 6});
   ASSERT_OK(first.status());
 
   // Optimistic: keep the whole unverified block and continue from it.
-  absl::StatusOr<Proposal> ahead = worker_->Propose({5, 2, n + 6, {}, 4});
+  absl::StatusOr<spec::Proposal> ahead = worker_->Propose({5, 2, n + 6, {}, 4});
   ASSERT_OK(ahead.status());
-  const judge::DraftBlock ten = Reference(prompt, 10);
+  const spec::DraftBlock ten = Reference(prompt, 10);
   EXPECT_THAT(Concat(first->block.tokens, ahead->block.tokens), ElementsAreArray(ten.tokens));
 
   // The verdict accepted 2 and corrected the third: keep n + 2, append the target's token.
   const int32_t correction = (first->block.tokens[2] + 1) % config_.vocab_size;
-  absl::StatusOr<Proposal> redo = worker_->Propose({5, 3, n + 2, {correction}, 5});
+  absl::StatusOr<spec::Proposal> redo = worker_->Propose({5, 3, n + 2, {correction}, 5});
   ASSERT_OK(redo.status());
   std::vector<int32_t> committed = prompt;
   committed.insert(committed.end(), first->block.tokens.begin(), first->block.tokens.begin() + 2);
@@ -118,7 +118,7 @@ TEST_F(DraftWorkerTest, RollbackAndOptimisticContinuationMatchAFreshSession) {
   EXPECT_THAT(worker_->sequence(5), ElementsAreArray(Concat(committed, redo->block.tokens)));
 
   // Keeping less than the cached length (no append) re-reads the kept last token.
-  absl::StatusOr<Proposal> back = worker_->Propose({5, 4, n, {}, 3});
+  absl::StatusOr<spec::Proposal> back = worker_->Propose({5, 4, n, {}, 3});
   ASSERT_OK(back.status());
   EXPECT_THAT(back->block.tokens, ElementsAreArray(Reference(prompt, 3).tokens));
 }
@@ -126,9 +126,9 @@ TEST_F(DraftWorkerTest, RollbackAndOptimisticContinuationMatchAFreshSession) {
 TEST_F(DraftWorkerTest, SampledProposalsCarryTheirDistributionAndRepeatWithTheSeed) {
   const engine::SamplingParams sampling{.temperature = 0.9f, .top_k = 20, .top_p = 0.95f, .seed = 42};
   ASSERT_OK(worker_->OpenSession(1, prompts_[1], sampling, 128));
-  absl::StatusOr<Proposal> p = worker_->Propose({1, 1, 4, {}, 8});
+  absl::StatusOr<spec::Proposal> p = worker_->Propose({1, 1, 4, {}, 8});
   ASSERT_OK(p.status());
-  const judge::DraftBlock expected = Reference(prompts_[1], 8, sampling);
+  const spec::DraftBlock expected = Reference(prompts_[1], 8, sampling);
   EXPECT_THAT(p->block.tokens, ElementsAreArray(expected.tokens));
   ASSERT_EQ(p->block.proposals.size(), 8u);
   for (size_t i = 0; i < 8; ++i) {
@@ -140,19 +140,19 @@ TEST_F(DraftWorkerTest, SampledProposalsCarryTheirDistributionAndRepeatWithTheSe
 TEST_F(DraftWorkerTest, BadRequestsFailAloneAndLeaveTheirSessionUnchanged) {
   for (uint64_t id : {1, 2}) ASSERT_OK(worker_->OpenSession(id, prompts_[1], {}, 16));
   const std::vector<int32_t> before = worker_->sequence(2);
-  std::vector<ProposeRequest> requests = {
+  std::vector<spec::ProposeRequest> requests = {
       {1, 1, 4, {}, 3},                    // fine
       {9, 1, 1, {}, 3},                    // unknown session
       {2, 1, 5, {}, 3},                    // keep beyond the sequence
       {2, 1, 4, {}, 0},                    // window 0
-      {2, 1, 4, {}, judge::kMaxDraftTokens + 1},
+      {2, 1, 4, {}, spec::kMaxDraftTokens + 1},
       {2, 1, 4, {64}, 3},                  // id outside the vocabulary
       {2, 1, 4, {-1}, 3},
       {2, 1, 4, {}, 14},                   // 4 + 14 - 1 > capacity 16
       {2, 1, 0, {}, 3},                    // nothing to continue from
       {1, 2, 4, {}, 3},                    // session 1 twice
   };
-  std::vector<absl::StatusOr<Proposal>> r = worker_->ProposeBatch(requests);
+  std::vector<absl::StatusOr<spec::Proposal>> r = worker_->ProposeBatch(requests);
   EXPECT_OK(r[0].status());
   EXPECT_THAT(r[0]->block.tokens, ElementsAreArray(Reference(prompts_[1], 3).tokens));
   EXPECT_THAT(r[1].status(), StatusIs(absl::StatusCode::kNotFound, HasSubstr("9")));
@@ -166,7 +166,7 @@ TEST_F(DraftWorkerTest, BadRequestsFailAloneAndLeaveTheirSessionUnchanged) {
   EXPECT_THAT(r[9].status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
   EXPECT_THAT(worker_->sequence(2), ElementsAreArray(before));
   // The failed session still works.
-  absl::StatusOr<Proposal> ok = worker_->Propose({2, 2, 4, {}, 3});
+  absl::StatusOr<spec::Proposal> ok = worker_->Propose({2, 2, 4, {}, 3});
   ASSERT_OK(ok.status());
   EXPECT_THAT(ok->block.tokens, ElementsAreArray(Reference(prompts_[1], 3).tokens));
 }

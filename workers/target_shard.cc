@@ -35,6 +35,18 @@ absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRu
 }
 
 absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
+                                      const spec::SpeculationParams& params,
+                                      const spec::SamplingParams& target_sampling) {
+  judge::VerificationConfig verification;
+  if (is_last()) {
+    VERDICT_ASSIGN_OR_RETURN(verification,
+                             judge::ToVerificationConfig(params, target_sampling,
+                                                         head_ != nullptr ? head_->threshold : verification.judge_threshold));
+  }
+  return OpenSession(session_id, capacity, verification);
+}
+
+absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
                                       const judge::VerificationConfig& verification) {
   if (sessions_.contains(session_id)) {
     return absl::AlreadyExistsError(absl::StrCat("target session ", session_id, " is already open"));
@@ -68,7 +80,7 @@ int64_t TargetShard::cached_length(uint64_t session_id) const {
   return it == sessions_.end() ? -1 : it->second->cache->length();
 }
 
-absl::Status TargetShard::ValidateBlock(const ShardBlock& block, const Session& session) const {
+absl::Status TargetShard::ValidateBlock(const spec::ShardBlock& block, const Session& session) const {
   if (session.has_step && block.step <= session.last_step) {
     return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": step ", block.step,
                                                    " does not follow step ", session.last_step));
@@ -85,9 +97,9 @@ absl::Status TargetShard::ValidateBlock(const ShardBlock& block, const Session& 
                                                      " do not fit its capacity of ", cache.capacity()));
   }
   const int64_t k = static_cast<int64_t>(block.draft.tokens.size());
-  if (k > judge::kMaxDraftTokens) {
+  if (k > spec::kMaxDraftTokens) {
     return absl::InvalidArgumentError(absl::StrCat("draft block of ", k, " tokens exceeds the maximum of ",
-                                                   judge::kMaxDraftTokens));
+                                                   spec::kMaxDraftTokens));
   }
   if (block.verify && k + 1 > block.num_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": a block of ",
@@ -108,7 +120,7 @@ absl::Status TargetShard::ValidateBlock(const ShardBlock& block, const Session& 
 
 ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   ShardForwardResult out;
-  auto fail = [&out](const ShardBlock& block, absl::Status status) {
+  auto fail = [&out](const spec::ShardBlock& block, absl::Status status) {
     out.outcomes.push_back({block.session_id, block.step, std::move(status), std::nullopt});
   };
   const engine::LlamaConfig& config = runner_->config();
@@ -118,7 +130,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   // The batch as a whole: the blocks must account for every id or activation row.
   int64_t total = 0;
   absl::Status malformed;
-  for (const ShardBlock& b : batch.blocks) {
+  for (const spec::ShardBlock& b : batch.blocks) {
     if (b.num_tokens < 1 || b.num_tokens > config.max_position_embeddings) {
       malformed = absl::InvalidArgumentError(
           absl::StrCat("session ", b.session_id, ": a block of ", b.num_tokens, " positions"));
@@ -137,20 +149,20 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     }
   }
   if (!malformed.ok()) {
-    for (const ShardBlock& b : batch.blocks) fail(b, malformed);
+    for (const spec::ShardBlock& b : batch.blocks) fail(b, malformed);
     return out;
   }
 
   // Each block on its own: the valid ones run, in order.
   struct Ready {
-    const ShardBlock* block;
+    const spec::ShardBlock* block;
     Session* session;
     int64_t input_row;  // first row of the block in the incoming batch
   };
   std::vector<Ready> ready;
   absl::flat_hash_set<uint64_t> seen;
   int64_t row = 0;
-  for (const ShardBlock& b : batch.blocks) {
+  for (const spec::ShardBlock& b : batch.blocks) {
     const int64_t input_row = row;
     row += b.num_tokens;
     auto it = sessions_.find(b.session_id);
@@ -225,7 +237,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     bool sampled = false;
     int64_t block_row = 0;
     for (const Ready& r : ready) {
-      const ShardBlock& b = *r.block;
+      const spec::ShardBlock& b = *r.block;
       if (b.verify) {
         const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
         for (int64_t i = b.num_tokens - (k + 1); i < b.num_tokens; ++i) {
@@ -235,7 +247,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
         const judge::VerificationConfig& policy = r.session->verification;
         summaries = summaries && judge::CanVerifyWithoutLogits(policy);
         judge = judge || policy.judge != judge::JudgeMode::kOff;
-        sampled = sampled || policy.exact == judge::ExactRule::kSampled;
+        sampled = sampled || policy.exact == spec::ExactRule::kSampled;
       }
       block_row += b.num_tokens;
     }
@@ -243,10 +255,10 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
       // The sampled rule is decided by the backend too: draw each block's uniforms now (greedy
       // blocks draw nothing and get greedy requests, which cost a pass over their rows).
       for (const Ready& r : ready) {
-        const ShardBlock& b = *r.block;
+        const spec::ShardBlock& b = *r.block;
         if (!b.verify) continue;
         const judge::VerificationConfig& policy = r.session->verification;
-        const bool sampled_policy = policy.exact == judge::ExactRule::kSampled;
+        const bool sampled_policy = policy.exact == spec::ExactRule::kSampled;
         const size_t first = uniforms_.size();
         const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
         if (sampled_policy) {
@@ -289,15 +301,15 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   // Last shard: the output rows are the verification blocks' tails, in block order.
   logits_rows_to_host_ += static_cast<int64_t>(forward_.logits.size()) / vocab;
   struct Decision {
-    const ShardBlock* block;
+    const spec::ShardBlock* block;
     Session* session;
     judge::VerifyInput input;
-    absl::StatusOr<judge::Verdict> verdict = absl::UnknownError("not decided");
+    absl::StatusOr<spec::Verdict> verdict = absl::UnknownError("not decided");
   };
   std::vector<Decision> decisions;
   int64_t first = 0;  // the block's first output row
   for (const Ready& r : ready) {
-    const ShardBlock& b = *r.block;
+    const spec::ShardBlock& b = *r.block;
     if (!b.verify) continue;
     const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
     judge::VerifyInput input;
@@ -306,7 +318,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
       input.target_logits = absl::MakeConstSpan(forward_.logits).subspan(first * vocab, (k + 1) * vocab);
     } else {
       input.target_summaries = absl::MakeConstSpan(forward_.summaries).subspan(first, k + 1);
-      if (!forward_.sampled.empty() && r.session->verification.exact == judge::ExactRule::kSampled) {
+      if (!forward_.sampled.empty() && r.session->verification.exact == spec::ExactRule::kSampled) {
         input.target_sampled = absl::MakeConstSpan(forward_.sampled).subspan(first, k + 1);
         input.uniforms = absl::MakeConstSpan(uniforms_).subspan(judge::kUniformsPerRow * first,
                                                                 judge::kUniformsPerRow * (k + 1));
@@ -341,7 +353,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   }
   size_t next = 0;
   for (const Ready& r : ready) {
-    const ShardBlock& b = *r.block;
+    const spec::ShardBlock& b = *r.block;
     if (!b.verify) {
       out.outcomes.push_back({b.session_id, b.step, absl::OkStatus(), std::nullopt});
       continue;

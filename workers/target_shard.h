@@ -31,19 +31,19 @@
 #include "engine/slice_runner.h"
 #include "judge/judge_head.h"
 #include "judge/verification.h"
-#include "workers/messages.h"
+#include "spec/messages.h"
 
 namespace verdict::workers {
 
 struct ShardBatch {
-  std::vector<ShardBlock> blocks;
+  std::vector<spec::ShardBlock> blocks;
   std::vector<int32_t> token_ids;  // first shard: every block's ids, concatenated in block order
   std::vector<float> activations;  // other shards: [sum of num_tokens, hidden_size], block order
 };
 
 struct ShardForwardResult {
   ShardBatch next;                     // non-last shard: the blocks that ran, for the next shard
-  std::vector<BlockOutcome> outcomes;  // failures anywhere; every block's outcome at the last shard
+  std::vector<spec::BlockOutcome> outcomes;  // failures anywhere; every block's outcome at the last shard
 };
 
 struct TargetShardOptions {
@@ -68,9 +68,15 @@ class TargetShard {
                                                              const judge::JudgeHead* head,
                                                              const TargetShardOptions& options);
 
-  // Opens a session holding up to `capacity` positions. `verification` is used by the last shard
-  // only (validated there; a judge policy needs the head). Errors: kAlreadyExists,
-  // kResourceExhausted (session limit), kInvalidArgument (capacity, verification config).
+  // Opens a session holding up to `capacity` positions. The last shard turns `params` into its
+  // verification rules (judge::ToVerificationConfig, an unset judge threshold meaning the head's);
+  // other shards do not look at them. Errors: kAlreadyExists, kResourceExhausted (session limit),
+  // kInvalidArgument (capacity, parameters, sampling), kFailedPrecondition (a judge policy on a
+  // last shard without a judge head).
+  absl::Status OpenSession(uint64_t session_id, int64_t capacity, const spec::SpeculationParams& params,
+                           const spec::SamplingParams& target_sampling);
+  // The same with the engine-level rules already made (in-process callers: rules that have no wire
+  // form, such as the evaluation's oracle). `verification` is used by the last shard only.
   absl::Status OpenSession(uint64_t session_id, int64_t capacity,
                            const judge::VerificationConfig& verification);
   void CloseSession(uint64_t session_id);  // idempotent
@@ -102,7 +108,7 @@ class TargetShard {
   };
 
   TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head, const TargetShardOptions& options);
-  absl::Status ValidateBlock(const ShardBlock& block, const Session& session) const;
+  absl::Status ValidateBlock(const spec::ShardBlock& block, const Session& session) const;
 
   engine::SliceRunner* runner_;
   const judge::JudgeHead* head_;

@@ -12,7 +12,7 @@ namespace {
 
 // Appends block `index` of `src` (whose rows start at `row`) to `dst`.
 void AppendBlock(const ShardBatch& src, size_t index, int64_t row, int64_t hidden, ShardBatch* dst) {
-  const ShardBlock& block = src.blocks[index];
+  const spec::ShardBlock& block = src.blocks[index];
   dst->blocks.push_back(block);
   if (!src.token_ids.empty()) {
     dst->token_ids.insert(dst->token_ids.end(), src.token_ids.begin() + row,
@@ -50,12 +50,13 @@ bool TargetShardLoop::Enqueue(Item& item) {
   return false;
 }
 
-void TargetShardLoop::OpenSession(uint64_t session_id, int64_t capacity,
-                                  judge::VerificationConfig verification, StatusCallback done) {
+void TargetShardLoop::OpenSession(uint64_t session_id, int64_t capacity, spec::SpeculationParams params,
+                                  spec::SamplingParams target_sampling, StatusCallback done) {
   Item item{Item::Kind::kOpen};
   item.session_id = session_id;
   item.capacity = capacity;
-  item.verification = std::move(verification);
+  item.params = std::move(params);
+  item.target_sampling = target_sampling;
   item.done = std::move(done);
   if (!Enqueue(item)) item.done(absl::UnavailableError("the target shard is shutting down"));
 }
@@ -74,7 +75,7 @@ void TargetShardLoop::Submit(ShardBatch batch) {
 
 void TargetShardLoop::FailBlocks(const ShardBatch& batch, const absl::Status& status) {
   if (!sinks_.on_outcome) return;
-  for (const ShardBlock& b : batch.blocks) sinks_.on_outcome({b.session_id, b.step, status, std::nullopt});
+  for (const spec::ShardBlock& b : batch.blocks) sinks_.on_outcome({b.session_id, b.step, status, std::nullopt});
 }
 
 std::vector<std::pair<int64_t, int64_t>> TargetShardLoop::recent_forward_intervals() const {
@@ -106,7 +107,7 @@ void TargetShardLoop::Run() {
     while (!items.empty()) {
       Item& front = items.front();
       if (front.kind == Item::Kind::kOpen) {
-        front.done(shard_->OpenSession(front.session_id, front.capacity, front.verification));
+        front.done(shard_->OpenSession(front.session_id, front.capacity, front.params, front.target_sampling));
         items.pop_front();
         continue;
       }
@@ -127,7 +128,7 @@ void TargetShardLoop::Run() {
           next_row = 0;
           continue;
         }
-        const ShardBlock& block = src.blocks[next_block];
+        const spec::ShardBlock& block = src.blocks[next_block];
         if (!batch.blocks.empty() && (tokens + block.num_tokens > options_.max_batch_tokens ||
                                       sessions.contains(block.session_id))) {
           break;
@@ -187,7 +188,7 @@ void TargetShardLoop::Run() {
       }
       if (!result.next.blocks.empty() && sinks_.to_next) sinks_.to_next(std::move(result.next));
       if (sinks_.on_outcome) {
-        for (BlockOutcome& outcome : result.outcomes) sinks_.on_outcome(std::move(outcome));
+        for (spec::BlockOutcome& outcome : result.outcomes) sinks_.on_outcome(std::move(outcome));
       }
     }
     absl::MutexLock lock(&mu_);

@@ -22,8 +22,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "judge/verification.h"
-#include "workers/messages.h"
+#include "spec/speculation_params.h"
+#include "spec/messages.h"
 #include "workers/target_shard.h"
 #include "workers/work_queue.h"
 
@@ -37,7 +37,7 @@ struct ShardLoopOptions {
 
 struct ShardLoopSinks {
   std::function<void(ShardBatch)> to_next;       // non-last shards
-  std::function<void(BlockOutcome)> on_outcome;  // every shard
+  std::function<void(spec::BlockOutcome)> on_outcome;  // every shard
 };
 
 struct ShardLoopStats {
@@ -61,8 +61,9 @@ class TargetShardLoop {
   // Stops the thread; queued opens complete with kUnavailable, queued blocks fail the same way.
   ~TargetShardLoop();
 
-  void OpenSession(uint64_t session_id, int64_t capacity, judge::VerificationConfig verification,
-                   StatusCallback done);
+  // TargetShard::OpenSession on the engine thread; `done` runs there.
+  void OpenSession(uint64_t session_id, int64_t capacity, spec::SpeculationParams params,
+                   spec::SamplingParams target_sampling, StatusCallback done);
   void CloseSession(uint64_t session_id);
   void Submit(ShardBatch batch);
 
@@ -77,7 +78,8 @@ class TargetShardLoop {
     enum class Kind { kOpen, kClose, kBlocks } kind;
     uint64_t session_id = 0;
     int64_t capacity = 0;
-    judge::VerificationConfig verification;
+    spec::SpeculationParams params;
+    spec::SamplingParams target_sampling;
     StatusCallback done;
     ShardBatch batch;
   };

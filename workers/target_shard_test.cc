@@ -99,8 +99,8 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
 
   // One batch through every shard; returns the last shard's outcomes (and earlier failures). The
   // activations passed between shards are kept in sent_activations_.
-  std::vector<BlockOutcome> RunChain(ShardBatch batch) {
-    std::vector<BlockOutcome> outcomes;
+  std::vector<spec::BlockOutcome> RunChain(ShardBatch batch) {
+    std::vector<spec::BlockOutcome> outcomes;
     for (auto& shard : shards_) {
       ShardForwardResult r = shard->Forward(batch);
       outcomes.insert(outcomes.end(), r.outcomes.begin(), r.outcomes.end());
@@ -118,9 +118,9 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
     size_t prompt_length;
     uint64_t step = 0;
     bool started = false;
-    judge::DraftBlock pending;  // the proposal under verification
-    std::vector<judge::DraftBlock> blocks;  // every verified proposal
-    std::vector<judge::Verdict> verdicts;
+    spec::DraftBlock pending;  // the proposal under verification
+    std::vector<spec::DraftBlock> blocks;  // every verified proposal
+    std::vector<spec::Verdict> verdicts;
   };
 
   void Open(Driven& s, const judge::VerificationConfig& verification,
@@ -130,17 +130,17 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
   }
 
   // Proposes (after the previous verdict) and builds the session's next block.
-  ShardBlock NextBlock(Driven& s, int64_t k, std::vector<int32_t>* ids) {
-    ProposeRequest request{s.id, ++s.step, static_cast<int64_t>(s.committed.size()), {}, k};
+  spec::ShardBlock NextBlock(Driven& s, int64_t k, std::vector<int32_t>* ids) {
+    spec::ProposeRequest request{s.id, ++s.step, static_cast<int64_t>(s.committed.size()), {}, k};
     if (s.started) {  // keep what was committed before the last token, append the last token
       request.keep_length = static_cast<int64_t>(s.committed.size()) - 1;
       request.append_tokens = {s.committed.back()};
     }
-    absl::StatusOr<Proposal> proposal = worker_->Propose(request);
+    absl::StatusOr<spec::Proposal> proposal = worker_->Propose(request);
     EXPECT_OK(proposal.status());
     s.pending = proposal->block;
     s.blocks.push_back(s.pending);
-    ShardBlock block;
+    spec::ShardBlock block;
     block.session_id = s.id;
     block.step = s.step;
     block.start_position = s.started ? static_cast<int64_t>(s.committed.size()) - 1 : 0;
@@ -153,7 +153,7 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
     return block;
   }
 
-  void Apply(Driven& s, const judge::Verdict& v) {
+  void Apply(Driven& s, const spec::Verdict& v) {
     s.committed.insert(s.committed.end(), s.pending.tokens.begin(), s.pending.tokens.begin() + v.num_accepted);
     s.committed.push_back(v.next_token);
     s.verdicts.push_back(v);
@@ -170,7 +170,7 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
         in_batch.push_back(&s);
       }
       if (in_batch.empty()) return;
-      std::vector<BlockOutcome> outcomes = RunChain(std::move(batch));
+      std::vector<spec::BlockOutcome> outcomes = RunChain(std::move(batch));
       ASSERT_EQ(outcomes.size(), in_batch.size());
       for (size_t i = 0; i < outcomes.size(); ++i) {
         ASSERT_OK(outcomes[i].status);
@@ -232,7 +232,7 @@ TEST_F(ShardChainTest, GreedyOutputThroughShardsEqualsTheTargetAlone) {
         got.resize(kMaxNew);
         EXPECT_THAT(got, ElementsAreArray(GreedyReference(prompts_[s.id - 1], kMaxNew)))
             << "shards " << cuts.size() + 1 << ", k " << k << ", prompt " << s.id - 1;
-        for (const judge::Verdict& v : s.verdicts) accepted += v.num_accepted;
+        for (const spec::Verdict& v : s.verdicts) accepted += v.num_accepted;
         passes += static_cast<int64_t>(s.verdicts.size());
       }
       if (k > 1) {  // the noisy draft agrees often but not always
@@ -261,13 +261,13 @@ TEST_F(ShardChainTest, JudgeVerdictsEqualTheInProcessTargetSession) {
   int64_t judge_accepted = 0;
   ASSERT_EQ(sessions[0].blocks.size(), sessions[0].verdicts.size());
   for (size_t i = 0; i < sessions[0].blocks.size(); ++i) {
-    absl::StatusOr<judge::Verdict> expected = (*reference)->Verify(sessions[0].blocks[i]);
+    absl::StatusOr<spec::Verdict> expected = (*reference)->Verify(sessions[0].blocks[i]);
     ASSERT_OK(expected.status());
-    const judge::Verdict& got = sessions[0].verdicts[i];
+    const spec::Verdict& got = sessions[0].verdicts[i];
     EXPECT_EQ(got.num_accepted, expected->num_accepted) << "block " << i;
     EXPECT_EQ(got.next_token, expected->next_token) << "block " << i;
     EXPECT_THAT(got.reasons, ElementsAreArray(expected->reasons)) << "block " << i;
-    for (judge::AcceptReason r : got.reasons) judge_accepted += r == judge::AcceptReason::kJudge;
+    for (spec::AcceptReason r : got.reasons) judge_accepted += r == spec::AcceptReason::kJudge;
   }
   EXPECT_THAT((*reference)->committed(), ElementsAreArray(sessions[0].committed));
   EXPECT_GT(judge_accepted, 0) << "the random head should accept some mismatches at this threshold";
@@ -287,7 +287,7 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
   configs[3].lossy = judge::LossyRule::kTypical;
   // Sampled: top-p with the judge (greedy drafts: q one-hot), top-k against a sampled draft's
   // proposals, plain temperature with the judge in shadow mode.
-  for (int i : {4, 5, 6}) configs[i].exact = judge::ExactRule::kSampled;
+  for (int i : {4, 5, 6}) configs[i].exact = spec::ExactRule::kSampled;
   configs[4].target_sampling = {.temperature = 0.8f, .top_k = 0, .top_p = 0.9f, .seed = 3};
   configs[4].judge = judge::JudgeMode::kOn;
   configs[4].judge_threshold = 0.05f;
@@ -318,8 +318,8 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
     ASSERT_EQ(full.verdicts.size(), lean.verdicts.size()) << "session " << s;
     EXPECT_THAT(lean.committed, ElementsAreArray(full.committed)) << "session " << s;
     for (size_t b = 0; b < full.verdicts.size(); ++b) {
-      const judge::Verdict& a = full.verdicts[b];
-      const judge::Verdict& v = lean.verdicts[b];
+      const spec::Verdict& a = full.verdicts[b];
+      const spec::Verdict& v = lean.verdicts[b];
       EXPECT_EQ(v.num_accepted, a.num_accepted);
       EXPECT_EQ(v.next_token, a.next_token);
       EXPECT_THAT(v.reasons, ElementsAreArray(a.reasons));
@@ -330,7 +330,7 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
           EXPECT_NEAR(v.judge_scores[i], a.judge_scores[i], 1e-5);
         }
       }
-      for (judge::AcceptReason r : v.reasons) by_judge += r == judge::AcceptReason::kJudge;
+      for (spec::AcceptReason r : v.reasons) by_judge += r == spec::AcceptReason::kJudge;
     }
   }
   EXPECT_GT(by_judge, 0);
@@ -338,7 +338,7 @@ TEST_F(ShardChainTest, VerdictsFromSummariesEqualThoseFromFullRows) {
   int64_t rejected = 0;
   int64_t accepted = 0;
   for (size_t s : {4, 5, 6}) {
-    for (const judge::Verdict& v : runs[1][s].verdicts) {
+    for (const spec::Verdict& v : runs[1][s].verdicts) {
       rejected += v.num_accepted < 7;
       accepted += v.num_accepted;
     }
@@ -357,7 +357,7 @@ TEST_F(ShardChainTest, SampledVerdictsDoNotDependOnVerifyThreads) {
     std::vector<Driven> sessions;
     for (size_t i = 0; i < 4; ++i) {
       judge::VerificationConfig sampled;
-      sampled.exact = judge::ExactRule::kSampled;
+      sampled.exact = spec::ExactRule::kSampled;
       sampled.target_sampling = {.temperature = 0.9f, .top_k = 0, .top_p = 0.95f, .seed = 100 + i};
       sessions.push_back({i + 1, prompts_[i], prompts_[i].size()});
       Open(sessions.back(), sampled);
@@ -382,7 +382,7 @@ TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
     for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(id, 16, {}));
   }
   auto block = [](uint64_t id, uint64_t step, int64_t start, int64_t n) {
-    ShardBlock b;
+    spec::ShardBlock b;
     b.session_id = id;
     b.step = step;
     b.start_position = start;
@@ -394,7 +394,7 @@ TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
   ShardBatch first;
   first.blocks = {block(1, 1, 0, 3)};
   first.token_ids = {1, 2, 3};
-  std::vector<BlockOutcome> o = RunChain(first);
+  std::vector<spec::BlockOutcome> o = RunChain(first);
   ASSERT_EQ(o.size(), 1u);
   ASSERT_OK(o[0].status);
   const int32_t greedy_next = o[0].verdict->next_token;
@@ -408,8 +408,8 @@ TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
   mixed.token_ids = {1, 2, 3, 4, 5};
   o = RunChain(mixed);
   ASSERT_EQ(o.size(), 5u);
-  auto find = [&o](uint64_t id, uint64_t step) -> const BlockOutcome* {
-    for (const BlockOutcome& b : o) {
+  auto find = [&o](uint64_t id, uint64_t step) -> const spec::BlockOutcome* {
+    for (const spec::BlockOutcome& b : o) {
       if (b.session_id == id && b.step == step) return &b;
     }
     return nullptr;
@@ -551,7 +551,7 @@ TEST_F(TensorParallelShardTest, VerdictsAndActivationsEqualTheSingleSlice) {
       std::vector<int32_t> got(s.committed.begin() + s.prompt_length, s.committed.end());
       got.resize(kMaxNew);
       EXPECT_THAT(got, ElementsAreArray(GreedyReference(prompts_[s.id - 1], kMaxNew)));
-      for (const judge::Verdict& v : s.verdicts) rollbacks += v.num_accepted < kWindow;
+      for (const spec::Verdict& v : s.verdicts) rollbacks += v.num_accepted < kWindow;
     }
     EXPECT_GT(rollbacks, 0) << "the noisy draft should have some draft tokens rejected";
 
@@ -563,8 +563,8 @@ TEST_F(TensorParallelShardTest, VerdictsAndActivationsEqualTheSingleSlice) {
         EXPECT_THAT(got[i].committed, ElementsAreArray(reference[i].committed)) << "prompt " << i;
         ASSERT_EQ(got[i].verdicts.size(), reference[i].verdicts.size()) << "prompt " << i;
         for (size_t b = 0; b < got[i].verdicts.size(); ++b) {
-          const judge::Verdict& v = got[i].verdicts[b];
-          const judge::Verdict& want = reference[i].verdicts[b];
+          const spec::Verdict& v = got[i].verdicts[b];
+          const spec::Verdict& want = reference[i].verdicts[b];
           EXPECT_EQ(v.num_accepted, want.num_accepted) << "prompt " << i << ", block " << b;
           EXPECT_EQ(v.next_token, want.next_token) << "prompt " << i << ", block " << b;
           EXPECT_THAT(v.reasons, ElementsAreArray(want.reasons)) << "prompt " << i << ", block " << b;

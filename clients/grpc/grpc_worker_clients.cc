@@ -55,13 +55,13 @@ GrpcDraftClient::GrpcDraftClient(const std::string& address, absl::Duration prop
 
 bool GrpcDraftClient::connected() const { return channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY; }
 
-void GrpcDraftClient::OpenSession(const DraftSessionSpec& spec, StatusCallback done) {
+void GrpcDraftClient::OpenSession(const DraftSessionSpec& session, StatusCallback done) {
   auto call = std::make_shared<Call<v1::OpenDraftSessionRequest, v1::OpenDraftSessionResponse>>();
   call->context.set_deadline(After(control_deadline_));
-  call->request.set_session_id(spec.session_id);
-  call->request.mutable_prompt_tokens()->Assign(spec.prompt.begin(), spec.prompt.end());
-  wire::ToProto(spec.sampling, call->request.mutable_sampling());
-  call->request.set_capacity(static_cast<int32_t>(spec.capacity));
+  call->request.set_session_id(session.session_id);
+  call->request.mutable_prompt_tokens()->Assign(session.prompt.begin(), session.prompt.end());
+  wire::ToProto(session.sampling, call->request.mutable_sampling());
+  call->request.set_capacity(static_cast<int32_t>(session.capacity));
   const std::string who = absl::StrCat("draft worker ", address_);
   stub_->async()->OpenSession(&call->context, &call->request, &call->response,
                               [call, done = std::move(done), who](grpc::Status status) {
@@ -69,8 +69,8 @@ void GrpcDraftClient::OpenSession(const DraftSessionSpec& spec, StatusCallback d
                               });
 }
 
-void GrpcDraftClient::Propose(const workers::ProposeRequest& request,
-                              std::function<void(absl::StatusOr<workers::Proposal>)> done) {
+void GrpcDraftClient::Propose(const spec::ProposeRequest& request,
+                              std::function<void(absl::StatusOr<spec::Proposal>)> done) {
   auto call = std::make_shared<Call<v1::ProposeRequest, v1::ProposeResponse>>();
   call->context.set_deadline(After(propose_deadline_));
   call->request.set_session_id(request.session_id);
@@ -86,12 +86,12 @@ void GrpcDraftClient::Propose(const workers::ProposeRequest& request,
                               done(Named(status, who));
                               return;
                             }
-                            absl::StatusOr<judge::DraftBlock> block = wire::FromProto(call->response.block());
+                            absl::StatusOr<spec::DraftBlock> block = wire::FromProto(call->response.block());
                             if (!block.ok() || static_cast<int64_t>(block->tokens.size()) != asked) {
                               done(absl::InternalError(absl::StrCat(who, " returned a malformed proposal")));
                               return;
                             }
-                            done(workers::Proposal{call->response.step(), std::move(*block),
+                            done(spec::Proposal{call->response.step(), std::move(*block),
                                                    call->response.sequence_length()});
                           });
 }
@@ -216,8 +216,8 @@ void GrpcTargetClient::OnStreamEnded(int shard, EventsReader* reader, const grpc
   for (auto& [key, p] : failed) p.done({key.first, key.second, error, std::nullopt});
 }
 
-void GrpcTargetClient::Complete(const Key& key, workers::BlockOutcome outcome) {
-  std::function<void(workers::BlockOutcome)> done;
+void GrpcTargetClient::Complete(const Key& key, spec::BlockOutcome outcome) {
+  std::function<void(spec::BlockOutcome)> done;
   {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(key);
@@ -258,32 +258,28 @@ void GrpcTargetClient::Maintain() {
   }
 }
 
-void GrpcTargetClient::OpenSession(const TargetSessionSpec& spec, StatusCallback done) {
-  absl::StatusOr<wire::PolicyParams> policy = wire::FromVerificationConfig(spec.verification);
-  if (!policy.ok()) {
-    done(policy.status());
+void GrpcTargetClient::OpenSession(const TargetSessionSpec& session, StatusCallback done) {
+  v1::OpenShardSessionRequest request;
+  request.set_session_id(session.session_id);
+  request.set_capacity(static_cast<int32_t>(session.capacity));
+  if (absl::Status s = wire::ToProto(session.params, request.mutable_speculation()); !s.ok()) {
+    done(s);
     return;
   }
+  wire::ToProto(session.target_sampling, request.mutable_target_sampling());
   std::shared_ptr<StatusJoin> join = StatusJoin::Create(num_shards(), std::move(done));
   for (int i = 0; i < num_shards(); ++i) {
     auto call = std::make_shared<Call<v1::OpenShardSessionRequest, v1::OpenShardSessionResponse>>();
     call->context.set_deadline(After(options_.control_deadline));
-    v1::OpenShardSessionRequest& r = call->request;
-    r.set_session_id(spec.session_id);
-    r.set_capacity(static_cast<int32_t>(spec.capacity));
-    r.set_policy(policy->policy);
-    wire::ToProto(spec.verification.target_sampling, r.mutable_target_sampling());
-    if (policy->judge_threshold) r.set_judge_threshold(*policy->judge_threshold);
-    if (policy->lossy_threshold) r.set_lossy_threshold(*policy->lossy_threshold);
-    if (policy->typical_delta) r.set_typical_delta(*policy->typical_delta);
+    call->request = request;
     const std::string who = absl::StrCat("target shard ", i, " (", addresses_[i], ")");
     stubs_[i]->async()->OpenSession(&call->context, &call->request, &call->response,
                                     [call, join, who](grpc::Status status) { join->Report(Named(status, who)); });
   }
 }
 
-void GrpcTargetClient::Verify(const workers::ShardBlock& block, std::vector<int32_t> token_ids,
-                              std::function<void(workers::BlockOutcome)> done) {
+void GrpcTargetClient::Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
+                              std::function<void(spec::BlockOutcome)> done) {
   const Key key{block.session_id, block.step};
   {
     absl::MutexLock lock(&mu_);

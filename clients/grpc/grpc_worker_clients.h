@@ -29,9 +29,9 @@ class GrpcDraftClient : public DraftClient {
  public:
   GrpcDraftClient(const std::string& address, absl::Duration propose_deadline,
                   absl::Duration control_deadline = absl::Seconds(10));
-  void OpenSession(const DraftSessionSpec& spec, StatusCallback done) override;
-  void Propose(const workers::ProposeRequest& request,
-               std::function<void(absl::StatusOr<workers::Proposal>)> done) override;
+  void OpenSession(const DraftSessionSpec& session, StatusCallback done) override;
+  void Propose(const spec::ProposeRequest& request,
+               std::function<void(absl::StatusOr<spec::Proposal>)> done) override;
   void CloseSession(uint64_t session_id) override;
   const std::string& address() const { return address_; }
   // Whether the channel to the worker is connected (asks it to connect if idle).
@@ -58,9 +58,9 @@ class GrpcTargetClient : public TargetClient {
   explicit GrpcTargetClient(std::vector<std::string> addresses, const GrpcTargetClientOptions& options = {});
   ~GrpcTargetClient() override;
 
-  void OpenSession(const TargetSessionSpec& spec, StatusCallback done) override;
-  void Verify(const workers::ShardBlock& block, std::vector<int32_t> token_ids,
-              std::function<void(workers::BlockOutcome)> done) override;
+  void OpenSession(const TargetSessionSpec& session, StatusCallback done) override;
+  void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
+              std::function<void(spec::BlockOutcome)> done) override;
   void CloseSession(uint64_t session_id) override;
   int num_shards() const override { return static_cast<int>(addresses_.size()); }
 
@@ -71,7 +71,7 @@ class GrpcTargetClient : public TargetClient {
   class EventsReader;
   using Key = std::pair<uint64_t, uint64_t>;
   struct Pending {
-    std::function<void(workers::BlockOutcome)> done;
+    std::function<void(spec::BlockOutcome)> done;
     absl::Time deadline;
   };
 
@@ -80,7 +80,7 @@ class GrpcTargetClient : public TargetClient {
   void SetConnected(int shard, EventsReader* reader);
   void OnStreamEnded(int shard, EventsReader* reader, const grpc::Status& status);
   // Completes the pending block (once) with `outcome`.
-  void Complete(const Key& key, workers::BlockOutcome outcome);
+  void Complete(const Key& key, spec::BlockOutcome outcome);
   void Maintain();  // resubscribes broken streams, expires overdue blocks
 
   std::vector<std::string> addresses_;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "clients/grpc/wire_convert.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -36,8 +37,8 @@ absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-engine::SamplingParams FromProto(const v1::SamplingParams& p) {
-  engine::SamplingParams s;
+spec::SamplingParams FromProto(const v1::SamplingParams& p) {
+  spec::SamplingParams s;
   s.temperature = p.temperature();
   s.top_k = p.top_k();
   s.top_p = p.top_p() == 0.0f ? 1.0f : p.top_p();
@@ -45,17 +46,17 @@ engine::SamplingParams FromProto(const v1::SamplingParams& p) {
   return s;
 }
 
-void ToProto(const engine::SamplingParams& s, v1::SamplingParams* p) {
+void ToProto(const spec::SamplingParams& s, v1::SamplingParams* p) {
   p->set_temperature(s.temperature);
   p->set_top_k(static_cast<int32_t>(s.top_k));
   p->set_top_p(s.top_p);
   p->set_seed(s.seed);
 }
 
-absl::StatusOr<judge::DraftBlock> FromProto(const v1::DraftBlock& p, int64_t vocab_size) {
-  if (p.tokens_size() > judge::kMaxDraftTokens) {
+absl::StatusOr<spec::DraftBlock> FromProto(const v1::DraftBlock& p, int64_t vocab_size) {
+  if (p.tokens_size() > spec::kMaxDraftTokens) {
     return absl::InvalidArgumentError(absl::StrCat("a draft block of ", p.tokens_size(),
-                                                   " tokens exceeds the maximum of ", judge::kMaxDraftTokens));
+                                                   " tokens exceeds the maximum of ", spec::kMaxDraftTokens));
   }
   if (p.logprobs_size() != 0 && p.logprobs_size() != p.tokens_size()) {
     return absl::InvalidArgumentError(absl::StrCat("a draft block of ", p.tokens_size(), " tokens has ",
@@ -65,7 +66,7 @@ absl::StatusOr<judge::DraftBlock> FromProto(const v1::DraftBlock& p, int64_t voc
     return absl::InvalidArgumentError(absl::StrCat("a draft block of ", p.tokens_size(), " tokens has ",
                                                    p.proposals_size(), " proposal distributions"));
   }
-  judge::DraftBlock b;
+  spec::DraftBlock b;
   for (int32_t t : p.tokens()) {
     VERDICT_RETURN_IF_ERROR(CheckId(t, vocab_size, "draft"));
     b.tokens.push_back(t);
@@ -78,7 +79,7 @@ absl::StatusOr<judge::DraftBlock> FromProto(const v1::DraftBlock& p, int64_t voc
     if (vocab_size > 0 && d.token_ids_size() > vocab_size) {
       return absl::InvalidArgumentError("a proposal distribution is larger than the vocabulary");
     }
-    judge::DraftDistribution q;
+    spec::DraftDistribution q;
     for (int i = 0; i < d.token_ids_size(); ++i) {
       VERDICT_RETURN_IF_ERROR(CheckId(d.token_ids(i), vocab_size, "proposal"));
       VERDICT_RETURN_IF_ERROR(CheckProbability(d.probs(i), "a proposal probability"));
@@ -94,27 +95,27 @@ absl::StatusOr<judge::DraftBlock> FromProto(const v1::DraftBlock& p, int64_t voc
   return b;
 }
 
-void ToProto(const judge::DraftBlock& b, v1::DraftBlock* p) {
+void ToProto(const spec::DraftBlock& b, v1::DraftBlock* p) {
   p->mutable_tokens()->Assign(b.tokens.begin(), b.tokens.end());
   p->mutable_logprobs()->Assign(b.logprobs.begin(), b.logprobs.end());
-  for (const judge::DraftDistribution& q : b.proposals) {
+  for (const spec::DraftDistribution& q : b.proposals) {
     v1::TokenDistribution* d = p->add_proposals();
     d->mutable_token_ids()->Assign(q.ids.begin(), q.ids.end());
     d->mutable_probs()->Assign(q.probs.begin(), q.probs.end());
   }
 }
 
-judge::Verdict FromProto(const v1::BlockVerdict& p) {
-  judge::Verdict v;
+spec::Verdict FromProto(const v1::BlockVerdict& p) {
+  spec::Verdict v;
   v.num_accepted = p.num_accepted();
   v.next_token = p.next_token();
   for (int r : p.reasons()) {
     switch (r) {
-      case v1::ACCEPT_REASON_EXACT: v.reasons.push_back(judge::AcceptReason::kExact); break;
-      case v1::ACCEPT_REASON_JUDGE: v.reasons.push_back(judge::AcceptReason::kJudge); break;
-      case v1::ACCEPT_REASON_LOSSY: v.reasons.push_back(judge::AcceptReason::kLossy); break;
-      case v1::ACCEPT_REASON_REJECTED: v.reasons.push_back(judge::AcceptReason::kRejected); break;
-      default: v.reasons.push_back(judge::AcceptReason::kNotReached); break;
+      case v1::ACCEPT_REASON_EXACT: v.reasons.push_back(spec::AcceptReason::kExact); break;
+      case v1::ACCEPT_REASON_JUDGE: v.reasons.push_back(spec::AcceptReason::kJudge); break;
+      case v1::ACCEPT_REASON_LOSSY: v.reasons.push_back(spec::AcceptReason::kLossy); break;
+      case v1::ACCEPT_REASON_REJECTED: v.reasons.push_back(spec::AcceptReason::kRejected); break;
+      default: v.reasons.push_back(spec::AcceptReason::kNotReached); break;
     }
   }
   v.judge_scores.assign(p.judge_scores().begin(), p.judge_scores().end());
@@ -122,24 +123,24 @@ judge::Verdict FromProto(const v1::BlockVerdict& p) {
   return v;
 }
 
-void ToProto(const judge::Verdict& v, v1::BlockVerdict* p) {
+void ToProto(const spec::Verdict& v, v1::BlockVerdict* p) {
   p->set_num_accepted(v.num_accepted);
   p->set_next_token(v.next_token);
-  for (judge::AcceptReason r : v.reasons) {
+  for (spec::AcceptReason r : v.reasons) {
     switch (r) {
-      case judge::AcceptReason::kExact: p->add_reasons(v1::ACCEPT_REASON_EXACT); break;
-      case judge::AcceptReason::kJudge: p->add_reasons(v1::ACCEPT_REASON_JUDGE); break;
-      case judge::AcceptReason::kLossy: p->add_reasons(v1::ACCEPT_REASON_LOSSY); break;
-      case judge::AcceptReason::kRejected: p->add_reasons(v1::ACCEPT_REASON_REJECTED); break;
-      case judge::AcceptReason::kNotReached: p->add_reasons(v1::ACCEPT_REASON_NOT_REACHED); break;
+      case spec::AcceptReason::kExact: p->add_reasons(v1::ACCEPT_REASON_EXACT); break;
+      case spec::AcceptReason::kJudge: p->add_reasons(v1::ACCEPT_REASON_JUDGE); break;
+      case spec::AcceptReason::kLossy: p->add_reasons(v1::ACCEPT_REASON_LOSSY); break;
+      case spec::AcceptReason::kRejected: p->add_reasons(v1::ACCEPT_REASON_REJECTED); break;
+      case spec::AcceptReason::kNotReached: p->add_reasons(v1::ACCEPT_REASON_NOT_REACHED); break;
     }
   }
   p->mutable_judge_scores()->Assign(v.judge_scores.begin(), v.judge_scores.end());
   p->set_shadow_num_accepted(v.shadow_num_accepted);
 }
 
-absl::StatusOr<workers::ShardBlock> FromProto(const v1::BlockHeader& p, int64_t vocab_size) {
-  workers::ShardBlock b;
+absl::StatusOr<spec::ShardBlock> FromProto(const v1::BlockHeader& p, int64_t vocab_size) {
+  spec::ShardBlock b;
   b.session_id = p.session_id();
   b.step = p.step();
   b.start_position = p.start_position();
@@ -151,7 +152,7 @@ absl::StatusOr<workers::ShardBlock> FromProto(const v1::BlockHeader& p, int64_t 
   return b;
 }
 
-void ToProto(const workers::ShardBlock& b, v1::BlockHeader* p) {
+void ToProto(const spec::ShardBlock& b, v1::BlockHeader* p) {
   p->set_session_id(b.session_id);
   p->set_step(b.step);
   p->set_start_position(static_cast<int32_t>(b.start_position));
@@ -160,75 +161,94 @@ void ToProto(const workers::ShardBlock& b, v1::BlockHeader* p) {
   ToProto(b.draft, p->mutable_draft());
 }
 
-std::string PolicyWireName(v1::VerificationPolicy policy) {
+absl::StatusOr<spec::Policy> FromProto(v1::VerificationPolicy policy, spec::Policy unspecified) {
   switch (policy) {
-    case v1::VERIFICATION_POLICY_UNSPECIFIED: return "unspecified";
-    case v1::VERIFICATION_POLICY_EXACT: return "exact";
-    case v1::VERIFICATION_POLICY_JUDGE: return "judge";
-    case v1::VERIFICATION_POLICY_JUDGE_SHADOW: return "judge-shadow";
-    case v1::VERIFICATION_POLICY_LOSSY_PROB: return "lossy-prob";
-    case v1::VERIFICATION_POLICY_LOSSY_TYPICAL: return "lossy-typical";
-    default: return absl::StrCat("policy ", static_cast<int>(policy));
-  }
-}
-
-absl::StatusOr<judge::VerificationConfig> ToVerificationConfig(const PolicyParams& params,
-                                                               const engine::SamplingParams& sampling,
-                                                               float default_judge_threshold) {
-  std::string name;
-  switch (params.policy) {
-    case v1::VERIFICATION_POLICY_UNSPECIFIED:
-    case v1::VERIFICATION_POLICY_EXACT: name = sampling.greedy() ? "greedy" : "sampled"; break;
-    case v1::VERIFICATION_POLICY_JUDGE: name = "judge"; break;
-    case v1::VERIFICATION_POLICY_JUDGE_SHADOW: name = "judge-shadow"; break;
-    case v1::VERIFICATION_POLICY_LOSSY_PROB: name = "lossy-prob"; break;
-    case v1::VERIFICATION_POLICY_LOSSY_TYPICAL: name = "lossy-typical"; break;
+    case v1::VERIFICATION_POLICY_UNSPECIFIED: return unspecified;
+    case v1::VERIFICATION_POLICY_EXACT: return spec::Policy::kExact;
+    case v1::VERIFICATION_POLICY_JUDGE: return spec::Policy::kJudge;
+    case v1::VERIFICATION_POLICY_JUDGE_SHADOW: return spec::Policy::kJudgeShadow;
+    case v1::VERIFICATION_POLICY_LOSSY_PROB: return spec::Policy::kLossyProb;
+    case v1::VERIFICATION_POLICY_LOSSY_TYPICAL: return spec::Policy::kLossyTypical;
     default:
-      return absl::InvalidArgumentError(absl::StrCat("unknown verification policy ", static_cast<int>(params.policy)));
+      return absl::InvalidArgumentError(absl::StrCat("unknown verification policy ", static_cast<int>(policy)));
   }
-  VERDICT_ASSIGN_OR_RETURN(judge::VerificationConfig config, judge::PolicyConfig(name, sampling));
-  config.judge_threshold = params.judge_threshold.value_or(default_judge_threshold);
-  if (params.judge_threshold.has_value()) {
-    VERDICT_RETURN_IF_ERROR(CheckProbability(*params.judge_threshold, "the judge threshold"));
-  }
-  if (params.lossy_threshold.has_value()) {
-    if (!std::isfinite(*params.lossy_threshold) || *params.lossy_threshold < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("the lossy threshold must be >= 0, got ", *params.lossy_threshold));
-    }
-    config.lossy_threshold = *params.lossy_threshold;
-  }
-  if (params.typical_delta.has_value()) {
-    if (!std::isfinite(*params.typical_delta) || *params.typical_delta < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("the typical delta must be >= 0, got ", *params.typical_delta));
-    }
-    config.typical_delta = *params.typical_delta;
-  }
-  VERDICT_RETURN_IF_ERROR(judge::ValidateVerificationConfig(config));
-  return config;
 }
 
-absl::StatusOr<PolicyParams> FromVerificationConfig(const judge::VerificationConfig& config) {
-  PolicyParams p;
-  if (config.judge == judge::JudgeMode::kOn) {
-    p.policy = v1::VERIFICATION_POLICY_JUDGE;
-  } else if (config.judge == judge::JudgeMode::kShadow) {
-    p.policy = v1::VERIFICATION_POLICY_JUDGE_SHADOW;
-  } else if (config.lossy == judge::LossyRule::kTargetProb) {
-    p.policy = v1::VERIFICATION_POLICY_LOSSY_PROB;
-  } else if (config.lossy == judge::LossyRule::kTypical) {
-    p.policy = v1::VERIFICATION_POLICY_LOSSY_TYPICAL;
-  } else if (config.lossy == judge::LossyRule::kNone) {
-    p.policy = v1::VERIFICATION_POLICY_EXACT;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("policy ", judge::PolicyName(config), " has no wire form"));
+absl::StatusOr<v1::VerificationPolicy> ToProto(spec::Policy policy) {
+  switch (policy) {
+    case spec::Policy::kExact: return v1::VERIFICATION_POLICY_EXACT;
+    case spec::Policy::kJudge: return v1::VERIFICATION_POLICY_JUDGE;
+    case spec::Policy::kJudgeShadow: return v1::VERIFICATION_POLICY_JUDGE_SHADOW;
+    case spec::Policy::kLossyProb: return v1::VERIFICATION_POLICY_LOSSY_PROB;
+    case spec::Policy::kLossyTypical: return v1::VERIFICATION_POLICY_LOSSY_TYPICAL;
+    case spec::Policy::kLossyKl: break;
   }
-  if (config.judge != judge::JudgeMode::kOff && config.lossy != judge::LossyRule::kNone) {
-    return absl::InvalidArgumentError("a judge combined with a lossy rule has no wire form");
+  return absl::InvalidArgumentError(absl::StrCat("policy ", spec::PolicyName(policy), " has no wire form"));
+}
+
+absl::StatusOr<spec::SpeculationParams> FromProto(const v1::SpeculationParams& p,
+                                                  const SpeculationDefaults& defaults) {
+  if (p.draft_window() < 0 || p.min_window() < 0 || p.max_window() < 0) {
+    return absl::InvalidArgumentError("draft windows must be positive");
   }
-  p.judge_threshold = config.judge_threshold;
-  p.lossy_threshold = config.lossy_threshold;
-  p.typical_delta = config.typical_delta;
-  return p;
+  spec::SpeculationParams s;
+  VERDICT_ASSIGN_OR_RETURN(s.policy, FromProto(p.policy(), defaults.policy));
+  if (p.has_judge_threshold()) s.judge_threshold = p.judge_threshold();
+  if (p.has_lossy_threshold()) s.lossy_threshold = p.lossy_threshold();
+  if (p.has_typical_delta()) s.typical_delta = p.typical_delta();
+  s.window.k = p.draft_window() > 0 ? p.draft_window() : defaults.draft_window;
+  s.window.adaptive = p.adaptive_window();
+  if (p.adaptive_window()) {
+    s.window.min_k = p.min_window() > 0 ? p.min_window() : 1;
+    s.window.max_k = p.max_window() > 0 ? p.max_window() : 64;
+    s.window.k = std::clamp<int64_t>(s.window.k, s.window.min_k, s.window.max_k);
+  }
+  s.speculate = !p.disable_speculation();
+  return s;
+}
+
+absl::Status ToProto(const spec::SpeculationParams& s, v1::SpeculationParams* p) {
+  VERDICT_ASSIGN_OR_RETURN(v1::VerificationPolicy policy, ToProto(s.policy));
+  p->set_policy(policy);
+  p->set_draft_window(static_cast<int32_t>(s.window.k));
+  p->set_adaptive_window(s.window.adaptive);
+  if (s.window.adaptive) {
+    p->set_min_window(static_cast<int32_t>(s.window.min_k));
+    p->set_max_window(static_cast<int32_t>(s.window.max_k));
+  }
+  if (s.judge_threshold.has_value()) p->set_judge_threshold(*s.judge_threshold);
+  if (s.lossy_threshold.has_value()) p->set_lossy_threshold(*s.lossy_threshold);
+  if (s.typical_delta.has_value()) p->set_typical_delta(*s.typical_delta);
+  p->set_disable_speculation(!s.speculate);
+  return absl::OkStatus();
+}
+
+spec::SpeculationStats FromProto(const v1::SpeculationStats& p) {
+  spec::SpeculationStats s;
+  s.target_passes = p.target_passes();
+  s.proposed = p.draft_tokens_proposed();
+  s.accepted_exact = p.accepted_exact();
+  s.accepted_judge = p.accepted_judge();
+  s.accepted_lossy = p.accepted_lossy();
+  s.accepted_histogram.assign(p.accepted_length_histogram().begin(), p.accepted_length_histogram().end());
+  s.optimistic_blocks = p.optimistic_blocks();
+  s.optimistic_hits = p.optimistic_hits();
+  s.target_only_passes = p.target_only_passes();
+  s.shadow_judge_only = p.shadow_judge_only();
+  return s;
+}
+
+void ToProto(const spec::SpeculationStats& s, v1::SpeculationStats* p) {
+  p->set_target_passes(s.target_passes);
+  p->set_draft_tokens_proposed(s.proposed);
+  p->set_accepted_exact(s.accepted_exact);
+  p->set_accepted_judge(s.accepted_judge);
+  p->set_accepted_lossy(s.accepted_lossy);
+  p->mutable_accepted_length_histogram()->Assign(s.accepted_histogram.begin(), s.accepted_histogram.end());
+  p->set_optimistic_blocks(s.optimistic_blocks);
+  p->set_optimistic_hits(s.optimistic_hits);
+  p->set_target_only_passes(s.target_only_passes);
+  p->set_shadow_judge_only(s.shadow_judge_only);
 }
 
 }  // namespace verdict::wire

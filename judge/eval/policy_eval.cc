@@ -47,14 +47,14 @@ class AnswerTracker {
   }
 
   // Counts the judge/lossy acceptances of this pass that broke a correct answer prefix.
-  void OnVerdict(const DraftBlock& block, const Verdict& verdict) {
+  void OnVerdict(const spec::DraftBlock& block, const spec::Verdict& verdict) {
     if (!has_answers_ || verdict.num_accepted == 0) return;
     absl::StatusOr<std::vector<uint8_t>> labels = labeler_.LabelTokenIds(
         tokenizer_, text_, absl::MakeConstSpan(block.tokens).subspan(0, verdict.num_accepted));
     if (!labels.ok()) return;
     bool correct_before = labeler_.IsCorrectPrefix(text_);
     for (int32_t i = 0; i < verdict.num_accepted; ++i) {
-      const bool lossy = verdict.reasons[i] == AcceptReason::kJudge || verdict.reasons[i] == AcceptReason::kLossy;
+      const bool lossy = verdict.reasons[i] == spec::AcceptReason::kJudge || verdict.reasons[i] == spec::AcceptReason::kLossy;
       if (lossy && correct_before && (*labels)[i] == 0) ++wrong_accepted_;
       correct_before = (*labels)[i] != 0;
       // Generation ends at a stop token: accepted draft tokens after it are never emitted.
@@ -142,7 +142,7 @@ absl::Status CheckPolicies(engine::ModelSlice& target, const engine::ModelSlice*
     if (!policy.non_digit_rule && !policy.oracle_rule) {
       VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(policy.verification));
     }
-    VERDICT_RETURN_IF_ERROR(ValidateDraftWindowOptions(policy.window));
+    VERDICT_RETURN_IF_ERROR(spec::ValidateDraftWindowOptions(policy.window));
   }
   return absl::OkStatus();
 }
@@ -188,36 +188,36 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
       if (policy.target_only) result.target_passes += static_cast<int64_t>(generated.size());
     } else {
       AnswerTracker tracker(tokenizer, example);
-      SpeculativeOptions spec;
-      spec.max_new_tokens = options.max_new_tokens;
-      spec.stop_token_ids = options.stop_token_ids;
-      spec.verification = policy.verification;
-      spec.verification.target_sampling = ExampleSampling(policy.verification.target_sampling, i);
+      SpeculativeOptions speculative;
+      speculative.max_new_tokens = options.max_new_tokens;
+      speculative.stop_token_ids = options.stop_token_ids;
+      speculative.verification = policy.verification;
+      speculative.verification.target_sampling = ExampleSampling(policy.verification.target_sampling, i);
       if (policy.non_digit_rule) {
-        spec.verification.lossy = LossyRule::kTokenMask;
-        spec.verification.lossy_token_mask = non_digit_mask;
+        speculative.verification.lossy = LossyRule::kTokenMask;
+        speculative.verification.lossy_token_mask = non_digit_mask;
       }
       if (policy.oracle_rule) {
-        spec.verification.lossy = LossyRule::kOracle;
-        spec.verification.oracle = [&tracker](absl::Span<const int32_t> prefix, int32_t token) {
+        speculative.verification.lossy = LossyRule::kOracle;
+        speculative.verification.oracle = [&tracker](absl::Span<const int32_t> prefix, int32_t token) {
           return tracker.Acceptable(prefix, token);
         };
       }
-      spec.head = options.head;
-      spec.window = policy.window;
-      spec.on_verdict = [&tracker](const DraftBlock& block, const Verdict& verdict) {
+      speculative.head = options.head;
+      speculative.window = policy.window;
+      speculative.on_verdict = [&tracker](const spec::DraftBlock& block, const spec::Verdict& verdict) {
         tracker.OnVerdict(block, verdict);
       };
-      spec.on_tokens = [&tracker](absl::Span<const int32_t> tokens) {
+      speculative.on_tokens = [&tracker](absl::Span<const int32_t> tokens) {
         tracker.OnTokens(tokens);
         return true;
       };
       const absl::Time start = absl::Now();
-      absl::StatusOr<SpeculativeResult> out = GenerateSpeculative(target, *draft, *prompt, spec);
+      absl::StatusOr<SpeculativeResult> out = GenerateSpeculative(target, *draft, *prompt, speculative);
       elapsed += absl::Now() - start;
       if (!out.ok()) return InContext(out.status(), policy.name, example);
       generated = std::move(out->tokens);
-      const SpeculativeStats& stats = out->stats;
+      const spec::SpeculationStats& stats = out->stats;
       result.target_passes += stats.target_passes;
       result.proposed += stats.proposed;
       result.accepted_exact += stats.accepted_exact;
@@ -271,12 +271,12 @@ absl::Status WarmUp(engine::ModelSlice& target, engine::ModelSlice* draft,
   VERDICT_RETURN_IF_ERROR(engine::Generate(target, prompt, generate).status());
   for (const EvalPolicy& policy : policies) {
     if (!Speculative(policy) || policy.non_digit_rule || policy.oracle_rule || draft == nullptr) continue;
-    SpeculativeOptions spec;
-    spec.max_new_tokens = generate.max_new_tokens;
-    spec.verification = policy.verification;
-    spec.head = options.head;
-    spec.window = policy.window;
-    VERDICT_RETURN_IF_ERROR(GenerateSpeculative(target, *draft, prompt, spec).status());
+    SpeculativeOptions speculative;
+    speculative.max_new_tokens = generate.max_new_tokens;
+    speculative.verification = policy.verification;
+    speculative.head = options.head;
+    speculative.window = policy.window;
+    VERDICT_RETURN_IF_ERROR(GenerateSpeculative(target, *draft, prompt, speculative).status());
     break;  // one speculative run warms the draft; the policies share everything else
   }
   return absl::OkStatus();
@@ -294,12 +294,12 @@ double TargetTokensPerSecond(absl::Span<const PolicyResult> results) {
 
 absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list,
                                                           const engine::SamplingParams& sampling,
-                                                          absl::Span<const DraftWindowOptions> windows,
+                                                          absl::Span<const spec::DraftWindowOptions> windows,
                                                           float judge_threshold,
                                                           float lossy_threshold) {
   if (windows.empty()) return absl::InvalidArgumentError("no draft window given");
-  for (const DraftWindowOptions& window : windows) {
-    VERDICT_RETURN_IF_ERROR(ValidateDraftWindowOptions(window));
+  for (const spec::DraftWindowOptions& window : windows) {
+    VERDICT_RETURN_IF_ERROR(spec::ValidateDraftWindowOptions(window));
   }
   std::vector<EvalPolicy> policies;
   std::set<std::string> seen;
@@ -350,7 +350,7 @@ absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list
     if (is_judge) base.threshold = base.verification.judge_threshold;
     if (is_lossy) base.threshold = base.verification.lossy_threshold;
     VERDICT_RETURN_IF_ERROR(ValidateVerificationConfig(base.verification));
-    for (const DraftWindowOptions& window : windows) {
+    for (const spec::DraftWindowOptions& window : windows) {
       EvalPolicy policy = base;
       policy.window = window;
       const std::string key = absl::StrCat(policy.name, " k=", window.adaptive ? "auto" : absl::StrCat(window.k));

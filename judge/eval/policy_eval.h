@@ -39,7 +39,7 @@ struct EvalPolicy {
   bool target_only = false;  // plain decoding with the target; no draft
   bool draft_only = false;   // plain decoding with the draft (its quality without verification)
   VerificationConfig verification;  // speculative rows only
-  DraftWindowOptions window;        // speculative rows only
+  spec::DraftWindowOptions window;        // speculative rows only
   // The judge or lossy threshold of this row (NaN where none applies).
   float threshold = std::numeric_limits<float>::quiet_NaN();
   bool non_digit_rule = false;  // "nondigit": accept any mismatching token without a digit
@@ -61,7 +61,7 @@ struct EvalPolicy {
 // "sampled" with greedy sampling, a bad window.
 absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list,
                                                           const engine::SamplingParams& sampling,
-                                                          absl::Span<const DraftWindowOptions> windows,
+                                                          absl::Span<const spec::DraftWindowOptions> windows,
                                                           float judge_threshold,
                                                           float lossy_threshold);
 

@@ -20,8 +20,8 @@ namespace verdict::judge {
 namespace {
 
 // One fixed draft window of k tokens (ParseEvalPolicies takes a list).
-std::vector<DraftWindowOptions> OneWindow(int64_t k) {
-  DraftWindowOptions window;
+std::vector<spec::DraftWindowOptions> OneWindow(int64_t k) {
+  spec::DraftWindowOptions window;
   window.k = k;
   return {window};
 }
@@ -105,8 +105,8 @@ class PolicyEvalTest : public ::testing::Test {
     return file.ok() ? file->examples : std::vector<TaskExample>{};
   }
 
-  static DraftWindowOptions Window(int64_t k) {
-    DraftWindowOptions window;
+  static spec::DraftWindowOptions Window(int64_t k) {
+    spec::DraftWindowOptions window;
     window.k = k;
     return window;
   }
@@ -181,7 +181,7 @@ TEST_F(PolicyEvalTest, OracleDraftAndBaselineRows) {
   // keep the answer a prefix of them, so it loses nothing and lets no wrong token through, while
   // accepting at least as much as the exact rule; accepting every mismatch does let wrong ones in.
   const std::vector<TaskExample> examples = GreedyContinuationTasks();
-  std::vector<DraftWindowOptions> windows = OneWindow(4);
+  std::vector<spec::DraftWindowOptions> windows = OneWindow(4);
   windows.push_back(OneWindow(8)[0]);
   ASSERT_OK_AND_ASSIGN(std::vector<EvalPolicy> policies,
                        ParseEvalPolicies("draft,greedy,oracle,lossy-prob@0,nondigit,lossy-kl@100", {},
@@ -284,7 +284,7 @@ TEST(ParseEvalPoliciesTest, NamesAndErrors) {
   ASSERT_EQ(policies.size(), 4u);
   EXPECT_TRUE(policies[0].target_only);
   EXPECT_EQ(policies[1].name, "sampled");
-  EXPECT_EQ(policies[1].verification.exact, ExactRule::kSampled);
+  EXPECT_EQ(policies[1].verification.exact, spec::ExactRule::kSampled);
   EXPECT_EQ(policies[2].verification.judge, JudgeMode::kOn);
   EXPECT_FLOAT_EQ(policies[2].verification.judge_threshold, 0.7f);
   EXPECT_EQ(policies[3].verification.lossy, LossyRule::kTypical);
@@ -298,7 +298,7 @@ TEST(ParseEvalPoliciesTest, NamesAndErrors) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseEvalPolicies(" , ", {}, OneWindow(16), 0.5f, 0.3f),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  DraftWindowOptions bad_window;
+  spec::DraftWindowOptions bad_window;
   bad_window.k = 0;
   EXPECT_THAT(ParseEvalPolicies("greedy", {}, absl::MakeConstSpan(&bad_window, 1), 0.5f, 0.3f),
               StatusIs(absl::StatusCode::kInvalidArgument));

@@ -29,13 +29,13 @@ async function tick(){try{const s=await (await fetch('/v1/status')).json();docum
 document.getElementById('title').textContent='Verdict cluster "'+s.cluster+'"';
 const t=s.totals,now=performance.now();
 if(last){const dt=(now-last.now)/1000;tps.push(Math.max(0,(t.tokens-last.tokens)/dt));
-const dp=t.target_passes-last.passes,da=(t.accepted_exact+t.accepted_judge+t.accepted_lossy)-last.acc;acc.push(dp>0?da/dp:0);
+const dp=t.target_passes-last.passes,da=(t.accepted.exact+t.accepted.judge+t.accepted.lossy)-last.acc;acc.push(dp>0?da/dp:0);
 if(tps.length>60){tps.shift();acc.shift();}}
 const shards=s.members.filter(m=>m.role.startsWith('shard'));lat.push(Math.max(0,...shards.map(m=>m.forward_ms_mean||0)));if(lat.length>60)lat.shift();
-last={now,tokens:t.tokens,passes:t.target_passes,acc:t.accepted_exact+t.accepted_judge+t.accepted_lossy};
+last={now,tokens:t.tokens,passes:t.target_passes,acc:t.accepted.exact+t.accepted.judge+t.accepted.lossy};
 plot('tps',tps,'tokens/s');plot('acc',acc,'accepted draft tokens per target pass');plot('lat',lat,'slowest shard: mean forward ms');
 document.getElementById('summary').innerHTML='requests '+t.requests+' (failed '+t.requests_failed+'), tokens '+t.tokens+
-', target passes '+t.target_passes+', accepted exact/judge/lossy '+t.accepted_exact+'/'+t.accepted_judge+'/'+t.accepted_lossy+
+', target passes '+t.target_passes+', accepted exact/judge/lossy '+t.accepted.exact+'/'+t.accepted.judge+'/'+t.accepted.lossy+
 ', pipelined guesses held '+t.optimistic_hits+'/'+t.optimistic_blocks+', sessions '+s.sessions.length+', uptime '+s.uptime_seconds.toFixed(0)+' s';
 document.getElementById('members').innerHTML=row(['role','address','layers','health','forward ms (mean / last)'],1)+s.members.map(m=>row([m.role,m.address,
 m.layers||'',m.healthy?'<span class="ok">up</span>':'<span class="bad">down</span>',

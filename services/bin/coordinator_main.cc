@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "clients/grpc/grpc_worker_clients.h"
+#include "clients/grpc/wire_convert.h"
 #include "coordinator/coordinator.h"
 #include "engine/model_loader.h"
 #include "judge/judge_head.h"
@@ -71,9 +72,14 @@ int Run(const std::string& config_path) {
   served.config = target->config;
   served.stop_token_ids = engine::StopTokenIds(*target);
   served.target_shards = config->shards_size();
-  served.default_policy = cc.default_policy() == v1::VERIFICATION_POLICY_UNSPECIFIED ? v1::VERIFICATION_POLICY_EXACT
-                                                                                      : cc.default_policy();
-  for (int p : cc.allowed_policies()) served.allowed_policies.push_back(static_cast<v1::VerificationPolicy>(p));
+  absl::StatusOr<spec::Policy> default_policy = wire::FromProto(cc.default_policy(), spec::Policy::kExact);
+  if (!default_policy.ok()) return services::Fail("coordinator", default_policy.status());
+  served.default_policy = *default_policy;
+  for (int p : cc.allowed_policies()) {
+    absl::StatusOr<spec::Policy> allowed = wire::FromProto(static_cast<v1::VerificationPolicy>(p), spec::Policy::kExact);
+    if (!allowed.ok()) return services::Fail("coordinator", allowed.status());
+    served.allowed_policies.push_back(*allowed);
+  }
   served.default_draft_window = cc.default_draft_window();
   served.default_max_tokens = cc.default_max_tokens();
   const v1::TargetShardConfig& last = config->shards(config->shards_size() - 1);
@@ -121,18 +127,21 @@ int Run(const std::string& config_path) {
     };
     h.metrics = [&coordinator, &target_client, &draft] {
       const coordinator::CoordinatorSnapshot snap = coordinator.Snapshot();
-      const coordinator::CoordinatorTotals& t = snap.totals;
+      const coordinator::CoordinatorTotals& totals = snap.totals;
+      const spec::SpeculationStats& t = totals.stats;
       std::vector<prometheus::MetricFamily> m;
-      m.push_back(services::CounterFamily("verdict_requests_total", "Generate requests started", t.requests));
-      m.push_back(services::CounterFamily("verdict_requests_failed_total", "Generate requests that failed", t.requests_failed));
-      m.push_back(services::CounterFamily("verdict_requests_cancelled_total", "Generate requests cancelled", t.requests_cancelled));
+      m.push_back(services::CounterFamily("verdict_requests_total", "Generate requests started", totals.requests));
+      m.push_back(services::CounterFamily("verdict_requests_failed_total", "Generate requests that failed", totals.requests_failed));
+      m.push_back(services::CounterFamily("verdict_requests_cancelled_total", "Generate requests cancelled", totals.requests_cancelled));
       m.push_back(services::CounterFamily("verdict_tokens_total", "Generated tokens", t.tokens));
       m.push_back(services::CounterFamily("verdict_target_passes_total", "Target verification passes", t.target_passes));
       m.push_back(services::CounterFamily("verdict_target_only_passes_total", "Passes without draft tokens", t.target_only_passes));
       m.push_back(services::CounterFamily("verdict_draft_tokens_proposed_total", "Draft tokens sent for verification", t.proposed));
-      prometheus::MetricFamily acc = services::CounterFamily("verdict_accepted_tokens_total", "Accepted draft tokens by rule", t.accepted_exact, {{"rule", "exact"}});
-      services::AddSeries(acc, t.accepted_judge, {{"rule", "judge"}});
-      services::AddSeries(acc, t.accepted_lossy, {{"rule", "lossy"}});
+      prometheus::MetricFamily acc = services::CounterFamily(
+          "verdict_accepted_tokens_total", "Accepted draft tokens by rule", t.accepted_exact,
+          {{"rule", std::string(spec::AcceptReasonName(spec::AcceptReason::kExact))}});
+      services::AddSeries(acc, t.accepted_judge, {{"rule", std::string(spec::AcceptReasonName(spec::AcceptReason::kJudge))}});
+      services::AddSeries(acc, t.accepted_lossy, {{"rule", std::string(spec::AcceptReasonName(spec::AcceptReason::kLossy))}});
       m.push_back(acc);
       m.push_back(services::IntegerHistogramFamily("verdict_accepted_per_pass", "Accepted draft tokens per target pass", t.accepted_histogram));
       m.push_back(services::CounterFamily("verdict_pipelined_guesses_total", "Blocks drafted ahead of a verdict", t.optimistic_blocks));
@@ -149,17 +158,14 @@ int Run(const std::string& config_path) {
     };
     h.status_json = [&, started] {
       const coordinator::CoordinatorSnapshot snap = coordinator.Snapshot();
-      const coordinator::CoordinatorTotals& t = snap.totals;
       nlohmann::json j;
       j["cluster"] = config->name();
       j["uptime_seconds"] = absl::ToDoubleSeconds(absl::Now() - started);
       j["transport"] = config->transport().kind() == v1::TransportConfig::KIND_GRPC ? "grpc" : "ucx";
-      j["totals"] = {{"requests", t.requests}, {"requests_failed", t.requests_failed}, {"tokens", t.tokens},
-                     {"target_passes", t.target_passes}, {"target_only_passes", t.target_only_passes},
-                     {"proposed", t.proposed}, {"accepted_exact", t.accepted_exact},
-                     {"accepted_judge", t.accepted_judge}, {"accepted_lossy", t.accepted_lossy},
-                     {"accepted_histogram", t.accepted_histogram}, {"optimistic_blocks", t.optimistic_blocks},
-                     {"optimistic_hits", t.optimistic_hits}, {"draft_failures", t.draft_failures}};
+      j["totals"] = spec::StatsJson(snap.totals.stats);
+      j["totals"]["requests"] = snap.totals.requests;
+      j["totals"]["requests_failed"] = snap.totals.requests_failed;
+      j["totals"]["requests_cancelled"] = snap.totals.requests_cancelled;
       nlohmann::json members = nlohmann::json::array();
       members.push_back({{"role", "coordinator"}, {"address", cc.listen()}, {"healthy", true}});
       if (draft) members.push_back({{"role", "draft"}, {"address", config->draft().listen()}, {"healthy", draft->connected()}});

@@ -144,11 +144,11 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     f.next_grpc_address = config->shards(index + 1).listen();
     f.ucx = ucx_options;
     forwarder = std::make_unique<services::ActivationForwarder>(
-        f, [&events](workers::BlockOutcome outcome) { events.Publish(outcome); });
+        f, [&events](spec::BlockOutcome outcome) { events.Publish(outcome); });
   }
   workers::ShardLoopSinks sinks;
   if (forwarder) sinks.to_next = [&forwarder](workers::ShardBatch batch) { forwarder->Send(std::move(batch)); };
-  sinks.on_outcome = [&events](workers::BlockOutcome outcome) { events.Publish(outcome); };
+  sinks.on_outcome = [&events](spec::BlockOutcome outcome) { events.Publish(outcome); };
   auto loop = std::make_unique<workers::TargetShardLoop>(std::move(*shard),
                                                          workers::ShardLoopOptions{sc.max_batch_tokens()}, sinks);
   services::TargetShardService service(loop.get(), &events, identity);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "clients/grpc/wire_convert.h"
 #include "clients/verdict_client.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -40,13 +41,8 @@ struct ClientFlags {
 
 absl::StatusOr<v1::VerificationPolicy> ParsePolicy(const std::string& name) {
   if (name.empty()) return v1::VERIFICATION_POLICY_UNSPECIFIED;
-  if (name == "exact" || name == "greedy" || name == "sampled") return v1::VERIFICATION_POLICY_EXACT;
-  if (name == "judge") return v1::VERIFICATION_POLICY_JUDGE;
-  if (name == "judge-shadow") return v1::VERIFICATION_POLICY_JUDGE_SHADOW;
-  if (name == "lossy-prob") return v1::VERIFICATION_POLICY_LOSSY_PROB;
-  if (name == "lossy-typical") return v1::VERIFICATION_POLICY_LOSSY_TYPICAL;
-  return absl::InvalidArgumentError(absl::StrCat("unknown policy \"", name,
-                                                 "\" (exact, judge, judge-shadow, lossy-prob, lossy-typical)"));
+  VERDICT_ASSIGN_OR_RETURN(spec::PolicySpelling spelling, spec::ParsePolicyName(name));
+  return wire::ToProto(spelling.policy);
 }
 
 absl::Status RunGenerate(ClientFlags flags) {
@@ -88,41 +84,25 @@ absl::Status RunGenerate(ClientFlags flags) {
           },
           absl::Seconds(flags.timeout_s)));
   const v1::GenerateResponse::Final& f = result.final;
-  const v1::SpeculationStats& st = f.stats();
+  spec::SpeculationStats stats = wire::FromProto(f.stats());
+  stats.tokens = f.usage().completion_tokens();
+  stats.total_time = absl::Seconds(f.seconds());
+  stats.degraded = f.degraded();
   if (flags.json) {
-    nlohmann::json out = {{"text", result.text},
-                          {"finish_reason", v1::FinishReason_Name(f.finish_reason())},
-                          {"prompt_tokens", f.usage().prompt_tokens()},
-                          {"completion_tokens", f.usage().completion_tokens()},
-                          {"policy", f.policy()},
-                          {"target_passes", st.target_passes()},
-                          {"draft_tokens_proposed", st.draft_tokens_proposed()},
-                          {"accepted_exact", st.accepted_exact()},
-                          {"accepted_judge", st.accepted_judge()},
-                          {"accepted_lossy", st.accepted_lossy()},
-                          {"optimistic_blocks", st.optimistic_blocks()},
-                          {"optimistic_hits", st.optimistic_hits()},
-                          {"target_only_passes", st.target_only_passes()},
-                          {"degraded", f.degraded()},
-                          {"seconds", f.seconds()}};
+    nlohmann::json out = spec::StatsJson(stats);
+    out.update({{"text", result.text},
+                {"finish_reason", v1::FinishReason_Name(f.finish_reason())},
+                {"prompt_tokens", f.usage().prompt_tokens()},
+                {"completion_tokens", f.usage().completion_tokens()},
+                {"policy", f.policy()}});
     std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return absl::OkStatus();
   }
   std::fputc('\n', stdout);
   std::fflush(stdout);
   if (!flags.quiet) {
-    const int64_t tokens = f.usage().completion_tokens();
-    std::fprintf(stderr,
-                 "[verdict] %s via the cluster: %lld tokens, %lld target passes (%.2f tokens per pass), "
-                 "%s; draft proposed %lld, accepted exact %lld / judge %lld / lossy %lld; pipelined guesses %lld/%lld "
-                 "held%s; %.3f s\n",
-                 f.policy().c_str(), static_cast<long long>(tokens), static_cast<long long>(st.target_passes()),
-                 st.target_passes() > 0 ? static_cast<double>(tokens) / st.target_passes() : 0.0,
-                 v1::FinishReason_Name(f.finish_reason()).c_str(), static_cast<long long>(st.draft_tokens_proposed()),
-                 static_cast<long long>(st.accepted_exact()), static_cast<long long>(st.accepted_judge()),
-                 static_cast<long long>(st.accepted_lossy()), static_cast<long long>(st.optimistic_hits()),
-                 static_cast<long long>(st.optimistic_blocks()), f.degraded() ? "; DEGRADED (draft unavailable)" : "",
-                 f.seconds());
+    std::fprintf(stderr, "[verdict] via the cluster: %s\n", v1::FinishReason_Name(f.finish_reason()).c_str());
+    std::fputs(spec::FormatStats(stats, f.policy(), "[verdict] ").c_str(), stderr);
   }
   return absl::OkStatus();
 }

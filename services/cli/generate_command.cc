@@ -53,62 +53,14 @@ struct GenerateFlags {
   bool stats_json = false;
 };
 
-void PrintSpeculativeStats(const judge::SpeculativeStats& s, const std::string& policy, bool json) {
-  const double total_s = std::max(absl::ToDoubleSeconds(s.total_time), 1e-9);
+void PrintSpeculativeStats(const spec::SpeculationStats& s, const std::string& policy, bool json) {
   if (json) {
-    nlohmann::json j = {
-        {"policy", policy},
-        {"tokens", s.tokens},
-        {"target_passes", s.target_passes},
-        {"tokens_per_target_pass", s.tokens_per_pass()},
-        {"draft_forward_passes", s.draft_passes},
-        {"proposed", s.proposed},
-        {"accepted", {{"exact", s.accepted_exact}, {"judge", s.accepted_judge}, {"lossy", s.accepted_lossy}}},
-        {"accepted_length_histogram", s.accepted_histogram},
-        {"seconds", {{"prefill", absl::ToDoubleSeconds(s.prefill_time)},
-                     {"draft", absl::ToDoubleSeconds(s.draft_time)},
-                     {"verify", absl::ToDoubleSeconds(s.verify_time)},
-                     {"total", total_s}}},
-        {"tokens_per_second", s.tokens / total_s},
-    };
-    if (s.shadow_accepted > 0 || s.shadow_judge_only > 0 || s.shadow_both > 0) {
-      j["shadow"] = {{"would_accept", s.shadow_accepted},
-                     {"judge_only", s.shadow_judge_only},
-                     {"exact_only", s.shadow_exact_only},
-                     {"both", s.shadow_both}};
-    }
+    nlohmann::json j = spec::StatsJson(s);
+    j["policy"] = policy;
     std::fprintf(stderr, "%s\n", j.dump().c_str());
     return;
   }
-  std::fprintf(stderr, "[verdict] speculative decoding, policy %s\n", policy.c_str());
-  std::fprintf(stderr, "[verdict]   tokens %lld, target passes %lld, tokens per target pass %.2f\n",
-               static_cast<long long>(s.tokens), static_cast<long long>(s.target_passes),
-               s.tokens_per_pass());
-  std::fprintf(stderr,
-               "[verdict]   draft tokens proposed %lld, accepted %lld (%.1f%%): exact %lld, judge %lld, "
-               "lossy %lld\n",
-               static_cast<long long>(s.proposed),
-               static_cast<long long>(s.accepted_exact + s.accepted_judge + s.accepted_lossy),
-               s.proposed > 0 ? 100.0 * (s.accepted_exact + s.accepted_judge + s.accepted_lossy) / s.proposed : 0.0,
-               static_cast<long long>(s.accepted_exact), static_cast<long long>(s.accepted_judge),
-               static_cast<long long>(s.accepted_lossy));
-  if (s.shadow_accepted > 0 || s.shadow_judge_only > 0 || s.shadow_both > 0) {
-    std::fprintf(stderr,
-                 "[verdict]   judge shadow: would have accepted %lld draft tokens (judge-only %lld, "
-                 "exact-only %lld, both %lld)\n",
-                 static_cast<long long>(s.shadow_accepted), static_cast<long long>(s.shadow_judge_only),
-                 static_cast<long long>(s.shadow_exact_only), static_cast<long long>(s.shadow_both));
-  }
-  std::string histogram;
-  for (size_t a = 0; a < s.accepted_histogram.size(); ++a) {
-    if (s.accepted_histogram[a] == 0) continue;
-    absl::StrAppend(&histogram, histogram.empty() ? "" : " ", a, ":", s.accepted_histogram[a]);
-  }
-  std::fprintf(stderr, "[verdict]   accepted length per pass (length:passes) %s\n", histogram.c_str());
-  std::fprintf(stderr,
-               "[verdict]   time: prefill %.3f s, draft %.3f s, verify %.3f s; %.1f tok/s overall\n",
-               absl::ToDoubleSeconds(s.prefill_time), absl::ToDoubleSeconds(s.draft_time),
-               absl::ToDoubleSeconds(s.verify_time), s.tokens / total_s);
+  std::fputs(spec::FormatStats(s, policy, "[verdict] ").c_str(), stderr);
 }
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
@@ -177,10 +129,10 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   };
   if (draft.has_value()) {
     // Speculative decoding: the same streaming, a block of tokens per target pass.
-    VERDICT_ASSIGN_OR_RETURN(std::vector<judge::DraftWindowOptions> windows,
+    VERDICT_ASSIGN_OR_RETURN(std::vector<spec::DraftWindowOptions> windows,
                              ParseDraftWindows(flags.k, flags.k_min, flags.k_max, /*auto_start=*/8));
     if (windows.size() != 1) return absl::InvalidArgumentError("--k takes one window here");
-    const judge::DraftWindowOptions window = windows[0];
+    const spec::DraftWindowOptions window = windows[0];
     judge::VerificationConfig verification;
     const std::string policy =
         !flags.policy.empty() ? flags.policy : (head != nullptr ? "judge" : (options.sampling.greedy() ? "greedy" : "sampled"));
@@ -188,20 +140,20 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     if (head != nullptr) verification.judge_threshold = flags.judge_threshold.value_or(head->threshold);
     verification.lossy_threshold = flags.lossy_threshold;
     verification.typical_delta = flags.typical_delta;
-    judge::SpeculativeOptions spec;
-    spec.max_new_tokens = options.max_new_tokens;
-    spec.stop_token_ids = options.stop_token_ids;
-    spec.verification = verification;
-    spec.head = head.get();
-    spec.window = window;
-    spec.on_tokens = [&](absl::Span<const int32_t> tokens) {
+    judge::SpeculativeOptions speculative;
+    speculative.max_new_tokens = options.max_new_tokens;
+    speculative.stop_token_ids = options.stop_token_ids;
+    speculative.verification = verification;
+    speculative.head = head.get();
+    speculative.window = window;
+    speculative.on_tokens = [&](absl::Span<const int32_t> tokens) {
       for (int32_t token : tokens) {
         if (!options.on_token(token)) return false;
       }
       return true;
     };
     VERDICT_ASSIGN_OR_RETURN(judge::SpeculativeResult result,
-                             judge::GenerateSpeculative(*ready.model, *draft->model, prompt, spec));
+                             judge::GenerateSpeculative(*ready.model, *draft->model, prompt, speculative));
     VERDICT_RETURN_IF_ERROR(stream_status);
     const std::string tail = detokenizer.Flush();
     std::fwrite(tail.data(), 1, tail.size(), stdout);

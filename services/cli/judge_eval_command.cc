@@ -94,7 +94,7 @@ absl::Status WriteOutputs(const std::string& path, absl::Span<const judge::TaskE
 
 absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   VERDICT_ASSIGN_OR_RETURN(judge::CheckMode check, judge::ParseCheckMode(flags.check));
-  VERDICT_ASSIGN_OR_RETURN(std::vector<judge::DraftWindowOptions> windows,
+  VERDICT_ASSIGN_OR_RETURN(std::vector<spec::DraftWindowOptions> windows,
                            ParseDraftWindows(flags.k, flags.k_min, flags.k_max, /*auto_start=*/16));
   engine::SamplingParams sampling;
   sampling.temperature = flags.temperature;

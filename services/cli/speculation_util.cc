@@ -14,13 +14,13 @@
 
 namespace verdict::cli {
 
-absl::StatusOr<std::vector<judge::DraftWindowOptions>> ParseDraftWindows(const std::string& k_list,
+absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const std::string& k_list,
                                                                          int64_t k_min, int64_t k_max,
                                                                          int64_t auto_start) {
-  std::vector<judge::DraftWindowOptions> windows;
+  std::vector<spec::DraftWindowOptions> windows;
   for (absl::string_view part : absl::StrSplit(k_list, ',', absl::SkipWhitespace())) {
     part = absl::StripAsciiWhitespace(part);
-    judge::DraftWindowOptions window;
+    spec::DraftWindowOptions window;
     window.min_k = k_min;
     window.max_k = k_max;
     if (part == "auto") {
@@ -33,7 +33,7 @@ absl::StatusOr<std::vector<judge::DraftWindowOptions>> ParseDraftWindows(const s
     } else {
       window.max_k = std::max(window.max_k, window.k);
     }
-    VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(window));
+    VERDICT_RETURN_IF_ERROR(spec::ValidateDraftWindowOptions(window));
     windows.push_back(window);
   }
   if (windows.empty()) return absl::InvalidArgumentError("--k is empty");

@@ -18,7 +18,7 @@ namespace verdict::cli {
 
 // "--k" values: comma-separated window sizes (1..256) or "auto" (adaptive between k_min and k_max,
 // starting at auto_start). A fixed size above k_max raises that bound (it only matters for auto).
-absl::StatusOr<std::vector<judge::DraftWindowOptions>> ParseDraftWindows(const std::string& k_list,
+absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const std::string& k_list,
                                                                          int64_t k_min, int64_t k_max,
                                                                          int64_t auto_start);
 

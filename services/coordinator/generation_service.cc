@@ -92,8 +92,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       return;
     }
     return_ids_ = request.return_token_ids();
-    policy_ = judge::PolicyName(prepared->verification);
-    seed_ = prepared->verification.target_sampling.seed;
+    policy_ = spec::PolicyLabel(prepared->speculation.policy, spec::ExactRuleFor(prepared->sampling));
+    seed_ = prepared->sampling.seed;
     prompt_tokens_ = static_cast<int32_t>(prepared->prompt.size());
     auto text = std::make_shared<TextStream>(
         model.tokenizer, std::vector<std::string>(request.stop().begin(), request.stop().end()),
@@ -175,21 +175,11 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     } else {
       v1::GenerateResponse response;
       v1::GenerateResponse::Final* f = response.mutable_final();
-      const coordinator::GenerationStats& st = summary->stats;
+      const spec::SpeculationStats& st = summary->stats;
       f->set_finish_reason(ToProto(summary->finish_reason));
       f->mutable_usage()->set_prompt_tokens(prompt_tokens_);
       f->mutable_usage()->set_completion_tokens(static_cast<int32_t>(st.tokens));
-      v1::SpeculationStats* s = f->mutable_stats();
-      s->set_target_passes(st.target_passes);
-      s->set_draft_tokens_proposed(st.proposed);
-      s->set_accepted_exact(st.accepted_exact);
-      s->set_accepted_judge(st.accepted_judge);
-      s->set_accepted_lossy(st.accepted_lossy);
-      s->mutable_accepted_length_histogram()->Assign(st.accepted_histogram.begin(), st.accepted_histogram.end());
-      s->set_optimistic_blocks(st.optimistic_blocks);
-      s->set_optimistic_hits(st.optimistic_hits);
-      s->set_target_only_passes(st.target_only_passes);
-      s->set_shadow_judge_only(st.shadow_judge_only);
+      wire::ToProto(st, f->mutable_stats());
       f->set_seed(seed_);
       f->set_policy(policy_);
       f->set_seconds(absl::ToDoubleSeconds(st.total_time));
@@ -281,9 +271,9 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
   }
   r.max_new_tokens = std::min<int64_t>(r.max_new_tokens, context - static_cast<int64_t>(r.prompt.size()));
 
-  engine::SamplingParams sampling = wire::FromProto(request.sampling());
-  VERDICT_RETURN_IF_ERROR(engine::ValidateSamplingParams(sampling));
-  if (sampling.seed == 0 && !sampling.greedy()) sampling.seed = absl::ToUnixNanos(absl::Now()) | 1;
+  r.sampling = wire::FromProto(request.sampling());
+  VERDICT_RETURN_IF_ERROR(spec::ValidateSamplingParams(r.sampling));
+  if (r.sampling.seed == 0 && !r.sampling.greedy()) r.sampling.seed = absl::ToUnixNanos(absl::Now()) | 1;
 
   for (int32_t id : request.stop_token_ids()) {
     if (id < 0 || id >= vocab) {
@@ -298,38 +288,20 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
     if (s.empty()) return absl::InvalidArgumentError("a stop string is empty");
   }
 
-  const v1::SpeculationParams& sp = request.speculation();
-  wire::PolicyParams policy;
-  policy.policy = sp.policy() == v1::VERIFICATION_POLICY_UNSPECIFIED ? model_.default_policy : sp.policy();
-  if (policy.policy != v1::VERIFICATION_POLICY_EXACT && policy.policy != v1::VERIFICATION_POLICY_UNSPECIFIED &&
-      std::find(model_.allowed_policies.begin(), model_.allowed_policies.end(), policy.policy) ==
+  VERDICT_ASSIGN_OR_RETURN(r.speculation,
+                           wire::FromProto(request.speculation(), {model_.default_policy, model_.default_draft_window}));
+  const spec::Policy policy = r.speculation.policy;
+  if (policy != spec::Policy::kExact &&
+      std::find(model_.allowed_policies.begin(), model_.allowed_policies.end(), policy) ==
           model_.allowed_policies.end()) {
-    return absl::PermissionDeniedError(absl::StrCat("this server does not allow the ", wire::PolicyWireName(policy.policy),
-                                                    " verification policy"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("this server does not allow the ", spec::PolicyName(policy), " verification policy"));
   }
-  const bool judge = policy.policy == v1::VERIFICATION_POLICY_JUDGE ||
-                     policy.policy == v1::VERIFICATION_POLICY_JUDGE_SHADOW;
-  if (judge && !model_.has_judge) {
+  if (spec::UsesJudge(policy) && !model_.has_judge) {
     return absl::FailedPreconditionError("the judge policy needs a judge head; none is loaded on the last shard");
   }
-  if (sp.has_judge_threshold()) policy.judge_threshold = sp.judge_threshold();
-  if (sp.has_lossy_threshold()) policy.lossy_threshold = sp.lossy_threshold();
-  if (sp.has_typical_delta()) policy.typical_delta = sp.typical_delta();
-  VERDICT_ASSIGN_OR_RETURN(r.verification, wire::ToVerificationConfig(policy, sampling, model_.judge_threshold));
-
-  const int32_t window = sp.draft_window() > 0 ? sp.draft_window() : model_.default_draft_window;
-  r.window.k = window;
-  r.window.adaptive = sp.adaptive_window();
-  if (sp.adaptive_window()) {
-    r.window.min_k = sp.min_window() > 0 ? sp.min_window() : 1;
-    r.window.max_k = sp.max_window() > 0 ? sp.max_window() : 64;
-    r.window.k = std::clamp<int64_t>(r.window.k, r.window.min_k, r.window.max_k);
-  }
-  if (sp.draft_window() < 0 || sp.min_window() < 0 || sp.max_window() < 0) {
-    return absl::InvalidArgumentError("draft windows must be positive");
-  }
-  VERDICT_RETURN_IF_ERROR(judge::ValidateDraftWindowOptions(r.window));
-  r.speculate = !sp.disable_speculation() && !model_.draft_name.empty();
+  VERDICT_RETURN_IF_ERROR(spec::ValidateSpeculationParams(r.speculation));
+  r.speculation.speculate = r.speculation.speculate && !model_.draft_name.empty();
   r.request_id = request.request_id();
   return r;
 }
@@ -374,8 +346,9 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
   m->set_judge_fingerprint(model_.judge_fingerprint);
   m->set_target_shards(model_.target_shards);
   m->add_allowed_policies(v1::VERIFICATION_POLICY_EXACT);
-  for (v1::VerificationPolicy p : model_.allowed_policies) {
-    if (p != v1::VERIFICATION_POLICY_EXACT) m->add_allowed_policies(p);
+  for (spec::Policy p : model_.allowed_policies) {
+    absl::StatusOr<v1::VerificationPolicy> wire_policy = wire::ToProto(p);
+    if (p != spec::Policy::kExact && wire_policy.ok()) m->add_allowed_policies(*wire_policy);
   }
   m->set_default_draft_window(model_.default_draft_window);
   return FinishNow(context, absl::OkStatus());

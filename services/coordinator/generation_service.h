@@ -12,6 +12,7 @@
 #include "coordinator/coordinator.h"
 #include "engine/model_config.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "spec/speculation_params.h"
 #include "verdict/v1/generation.grpc.pb.h"
 
 namespace verdict::services {
@@ -28,8 +29,8 @@ struct ServedModel {
   float judge_threshold = 0.5f;
   std::string judge_fingerprint;
   int target_shards = 1;
-  v1::VerificationPolicy default_policy = v1::VERIFICATION_POLICY_EXACT;
-  std::vector<v1::VerificationPolicy> allowed_policies;  // EXACT is always allowed
+  spec::Policy default_policy = spec::Policy::kExact;
+  std::vector<spec::Policy> allowed_policies;  // kExact is always allowed
   int default_draft_window = 8;
   int default_max_tokens = 256;
 };

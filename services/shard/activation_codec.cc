@@ -23,7 +23,7 @@ EncodedActivations EncodeActivations(const workers::ShardBatch& batch, int from_
   h.set_from_shard(from_shard);
   h.set_hidden_size(static_cast<int32_t>(hidden_size));
   h.set_dtype(dtype == v1::ACTIVATION_DTYPE_BF16 ? v1::ACTIVATION_DTYPE_BF16 : v1::ACTIVATION_DTYPE_F32);
-  for (const workers::ShardBlock& b : batch.blocks) wire::ToProto(b, h.add_blocks());
+  for (const spec::ShardBlock& b : batch.blocks) wire::ToProto(b, h.add_blocks());
   const std::vector<float>& a = batch.activations;
   if (h.dtype() == v1::ACTIVATION_DTYPE_BF16) {
     out.payload.resize(a.size() * sizeof(uint16_t));
@@ -60,7 +60,7 @@ absl::StatusOr<workers::ShardBatch> DecodeActivations(const v1::ActivationBatch&
   workers::ShardBatch batch;
   int64_t rows = 0;
   for (const v1::BlockHeader& b : header.blocks()) {
-    VERDICT_ASSIGN_OR_RETURN(workers::ShardBlock block, wire::FromProto(b, vocab_size));
+    VERDICT_ASSIGN_OR_RETURN(spec::ShardBlock block, wire::FromProto(b, vocab_size));
     rows += block.num_tokens;
     batch.blocks.push_back(std::move(block));
   }

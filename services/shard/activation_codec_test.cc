@@ -18,7 +18,7 @@ using ::verdict::testing::StatusIs;
 
 workers::ShardBatch MakeBatch(int64_t hidden) {
   workers::ShardBatch batch;
-  workers::ShardBlock a;
+  spec::ShardBlock a;
   a.session_id = 7;
   a.step = 3;
   a.start_position = 10;
@@ -26,7 +26,7 @@ workers::ShardBatch MakeBatch(int64_t hidden) {
   a.verify = true;
   a.draft.tokens = {4, 5};
   a.draft.logprobs = {-0.5f, -1.5f};
-  workers::ShardBlock b;
+  spec::ShardBlock b;
   b.session_id = 9;
   b.step = 1;
   b.num_tokens = 2;

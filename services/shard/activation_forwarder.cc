@@ -12,7 +12,7 @@
 namespace verdict::services {
 
 ActivationForwarder::ActivationForwarder(const ForwarderOptions& options,
-                                         std::function<void(workers::BlockOutcome)> on_failure)
+                                         std::function<void(spec::BlockOutcome)> on_failure)
     : options_(options), on_failure_(std::move(on_failure)) {
   thread_ = std::thread([this] { Run(); });
 }
@@ -99,7 +99,7 @@ void ActivationForwarder::Run() {
       const std::string where = options_.use_ucx ? options_.next_data_address : options_.next_grpc_address;
       const absl::Status failed = absl::UnavailableError(absl::StrCat(
           "target shard ", options_.from_shard + 1, " (", where, ") is unreachable: ", status.message()));
-      for (const workers::ShardBlock& b : batch.blocks) on_failure_({b.session_id, b.step, failed, std::nullopt});
+      for (const spec::ShardBlock& b : batch.blocks) on_failure_({b.session_id, b.step, failed, std::nullopt});
     }
   }
 }

@@ -20,7 +20,7 @@
 #include "transport/activation_transport.h"
 #include "transport/ucx_transport.h"
 #include "verdict/v1/target_shard.grpc.pb.h"
-#include "workers/messages.h"
+#include "spec/messages.h"
 #include "workers/target_shard.h"
 
 namespace verdict::services {
@@ -45,7 +45,7 @@ struct ForwarderStats {
 
 class ActivationForwarder {
  public:
-  ActivationForwarder(const ForwarderOptions& options, std::function<void(workers::BlockOutcome)> on_failure);
+  ActivationForwarder(const ForwarderOptions& options, std::function<void(spec::BlockOutcome)> on_failure);
   ~ActivationForwarder();  // sends what is queued (bounded by the deadlines), then stops
 
   void Send(workers::ShardBatch batch);
@@ -56,7 +56,7 @@ class ActivationForwarder {
   absl::Status Deliver(const workers::ShardBatch& batch, int64_t* bytes);
 
   ForwarderOptions options_;
-  std::function<void(workers::BlockOutcome)> on_failure_;
+  std::function<void(spec::BlockOutcome)> on_failure_;
   std::unique_ptr<transport::ActivationSender> ucx_;
   std::unique_ptr<v1::TargetShard::Stub> stub_;
   mutable absl::Mutex mu_;

@@ -55,7 +55,7 @@ void ShardEventsReactor::OnDone() {
   delete this;
 }
 
-void ShardEventHub::Publish(const workers::BlockOutcome& outcome) {
+void ShardEventHub::Publish(const spec::BlockOutcome& outcome) {
   v1::ShardEvent event;
   if (outcome.status.ok() && outcome.verdict.has_value()) {
     v1::VerdictEvent* v = event.mutable_verdict();

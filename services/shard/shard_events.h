@@ -14,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "verdict/v1/target_shard.pb.h"
-#include "workers/messages.h"
+#include "spec/messages.h"
 
 namespace verdict::services {
 
@@ -42,7 +42,7 @@ class ShardEventHub {
   explicit ShardEventHub(int shard_index, size_t max_buffered = 65536)
       : shard_index_(shard_index), max_buffered_(max_buffered) {}
   // From the engine thread: converts and delivers (or buffers) the outcome.
-  void Publish(const workers::BlockOutcome& outcome);
+  void Publish(const spec::BlockOutcome& outcome);
   void Attach(ShardEventsReactor* reactor);
   void Detach(ShardEventsReactor* reactor);
   int64_t dropped() const;

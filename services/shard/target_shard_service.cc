@@ -16,20 +16,13 @@ TargetShardService::TargetShardService(workers::TargetShardLoop* loop, ShardEven
 grpc::ServerUnaryReactor* TargetShardService::OpenSession(grpc::CallbackServerContext* context,
                                                           const v1::OpenShardSessionRequest* request,
                                                           v1::OpenShardSessionResponse*) {
-  judge::VerificationConfig verification;
-  if (identity_.shard_index + 1 == identity_.num_shards) {
-    wire::PolicyParams params;
-    params.policy = request->policy();
-    if (request->has_judge_threshold()) params.judge_threshold = request->judge_threshold();
-    if (request->has_lossy_threshold()) params.lossy_threshold = request->lossy_threshold();
-    if (request->has_typical_delta()) params.typical_delta = request->typical_delta();
-    absl::StatusOr<judge::VerificationConfig> config =
-        wire::ToVerificationConfig(params, wire::FromProto(request->target_sampling()), identity_.judge_threshold);
-    if (!config.ok()) return FinishNow(context, config.status());
-    verification = std::move(*config);
-  }
+  // Only the last shard reads the parameters (workers::TargetShard::OpenSession); the defaults
+  // (policy exact, window) do not matter to shards.
+  absl::StatusOr<spec::SpeculationParams> params = wire::FromProto(request->speculation(), {});
+  if (!params.ok()) return FinishNow(context, params.status());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  loop_->OpenSession(request->session_id(), request->capacity(), std::move(verification),
+  loop_->OpenSession(request->session_id(), request->capacity(), *std::move(params),
+                     wire::FromProto(request->target_sampling()),
                      [reactor](absl::Status status) { reactor->Finish(wire::ToGrpc(status)); });
   return reactor;
 }
@@ -47,7 +40,7 @@ grpc::ServerUnaryReactor* TargetShardService::Forward(grpc::CallbackServerContex
     return FinishNow(context, absl::FailedPreconditionError(absl::StrCat(
                                   "target shard ", identity_.shard_index, " takes activations, not token ids")));
   }
-  absl::StatusOr<workers::ShardBlock> block = wire::FromProto(request->header(), identity_.vocab_size);
+  absl::StatusOr<spec::ShardBlock> block = wire::FromProto(request->header(), identity_.vocab_size);
   if (!block.ok()) return FinishNow(context, block.status());
   if (request->token_ids_size() != block->num_tokens) {
     return FinishNow(context, absl::InvalidArgumentError(absl::StrCat("a block of ", block->num_tokens,

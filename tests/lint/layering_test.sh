@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Enforces the dependency direction of DESIGN.md / STYLE.md: the engine never sees gRPC, protobuf or
-# the services; common sees nothing of ours but itself. Fails naming each offending include.
+# Enforces the dependency direction of docs/architecture.md: spec/ and common/ see nothing of ours
+# above them; the engine never sees gRPC, protobuf or the services; the coordinator and the client
+# interfaces speak the speculation vocabulary (spec/) only, never the engine or the judge; services/
+# reach the engine and the judge only where they load models (the binaries and the CLI). Fails
+# naming each offending include.
 set -uo pipefail
 repo="${1:?usage: layering_test.sh REPO}"
 cd "$repo"
 status=0
-check() {  # check DIR PATTERN WHY
-  local hits
-  hits=$(grep -rnE --include='*.h' --include='*.cc' --include='*.cu' --include='*.cuh' "$2" "$1" 2>/dev/null)
+sources=(--include='*.h' --include='*.cc' --include='*.cu' --include='*.cuh')
+check() {  # check WHY PATTERN PATH... (paths may be directories or files)
+  local why="$1" pattern="$2" hits
+  shift 2
+  hits=$(grep -rnE "${sources[@]}" "$pattern" "$@" 2>/dev/null)
   if [[ -n "$hits" ]]; then
-    echo "layering violation ($3):"
+    echo "layering violation ($why):"
     echo "$hits"
     status=1
   fi
 }
-check engine '#include [<"](grpcpp?/|google/protobuf/|proto/|services/|workers/|coordinator/|clients/|transport/|judge/)' \
-  "engine/ must not depend on gRPC, protobuf or higher layers"
-check common '#include "(engine|services|workers|coordinator|clients|transport|judge|proto)/' \
-  "common/ must not depend on other modules"
-check workers '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|coordinator/|clients/)' \
-  "workers/ are plain cores: no gRPC, protobuf, services, coordinator or clients"
-check coordinator '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|transport/|engine/(model|kv_cache|backend|model_loader)|workers/(draft_worker|target_shard))' \
-  "the coordinator sees the worker clients and plain messages, never gRPC or engine internals"
-check clients/worker_clients.h '#include [<"](grpcpp?/|google/protobuf/|engine/model)' \
-  "the client interfaces are plain C++"
+check "common/ must not depend on other modules" "#include \"(spec|engine|judge|transport|workers|clients|coordinator|services|proto|bench|tests)/|#include \"verdict/v1/" common
+check "spec/ may include only common/" "#include \"(spec/)?(engine|judge|transport|workers|clients|coordinator|services|proto|bench|tests)/|#include \"verdict/v1/|#include [<\"](grpcpp?|google/protobuf)/" spec
+check "engine/ must not depend on gRPC, protobuf or higher layers" \
+  '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|workers/|coordinator/|clients/|transport/|judge/)' engine
+check "workers/ are plain cores: no gRPC, protobuf, services or coordinator" \
+  '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|coordinator/|clients/grpc/)' workers
+check "the coordinator sees spec/, common/ and the client interfaces, never gRPC, the engine or the judge" \
+  '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|transport/|engine/|judge/|workers/|clients/grpc/)' coordinator
+check "clients/ speak spec/ (and the wire in clients/grpc/), never the engine, the judge or the workers" \
+  '#include [<"](engine/|judge/|workers/|coordinator/|services/|transport/)' clients
+check "the client interfaces and fakes are plain C++" '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/)' \
+  clients/worker_clients.h clients/status_join.h clients/testing
+check "the gRPC adapters of services/ reach the engine and the judge only through the worker cores (the tokenizer, model config and activation dtypes excepted)" \
+  '#include [<"](judge/|engine/(model\.h|kv_cache|backend|sampler|generator|slice_runner|model_loader|cuda/|kernels/|io/))' \
+  services/coordinator services/draft services/shard services/reactor_util.h
 if [[ $status -eq 0 ]]; then echo "layering: ok"; fi
 exit $status

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "clients/in_process_clients.h"
+#include "workers/in_process_clients.h"
 
 #include <atomic>
 #include <memory>
@@ -7,21 +7,26 @@
 #include "absl/strings/str_cat.h"
 #include "clients/status_join.h"
 
-namespace verdict::clients {
+namespace verdict::workers {
 
-void InProcessDraftClient::OpenSession(const DraftSessionSpec& spec, StatusCallback done) {
-  loop_->OpenSession(spec.session_id, spec.prompt, spec.sampling, spec.capacity, std::move(done));
+using clients::DraftSessionSpec;
+using clients::StatusCallback;
+using clients::StatusJoin;
+using clients::TargetSessionSpec;
+
+void InProcessDraftClient::OpenSession(const DraftSessionSpec& session, StatusCallback done) {
+  loop_->OpenSession(session.session_id, session.prompt, session.sampling, session.capacity, std::move(done));
 }
 
-void InProcessDraftClient::Propose(const workers::ProposeRequest& request,
-                                   std::function<void(absl::StatusOr<workers::Proposal>)> done) {
+void InProcessDraftClient::Propose(const spec::ProposeRequest& request,
+                                   std::function<void(absl::StatusOr<spec::Proposal>)> done) {
   loop_->Propose(request, std::move(done));
 }
 
 void InProcessDraftClient::CloseSession(uint64_t session_id) { loop_->CloseSession(session_id); }
 
-InProcessTargetClient::InProcessTargetClient(std::vector<std::unique_ptr<workers::TargetShard>> shards,
-                                             const workers::ShardLoopOptions& options) {
+InProcessTargetClient::InProcessTargetClient(std::vector<std::unique_ptr<TargetShard>> shards,
+                                             const ShardLoopOptions& options) {
   // Built from the last shard backwards so each loop can hand its output to the next one.
   loops_.resize(shards.size());
   for (int i = static_cast<int>(shards.size()) - 1; i >= 0; --i) {
@@ -30,7 +35,7 @@ InProcessTargetClient::InProcessTargetClient(std::vector<std::unique_ptr<workers
       workers::TargetShardLoop* next = loops_[i + 1].get();
       sinks.to_next = [next](workers::ShardBatch batch) { next->Submit(std::move(batch)); };
     }
-    sinks.on_outcome = [this, i](workers::BlockOutcome outcome) { Deliver(i, std::move(outcome)); };
+    sinks.on_outcome = [this, i](spec::BlockOutcome outcome) { Deliver(i, std::move(outcome)); };
     loops_[i] = std::make_unique<workers::TargetShardLoop>(std::move(shards[i]), options, std::move(sinks));
   }
 }
@@ -40,18 +45,19 @@ InProcessTargetClient::~InProcessTargetClient() {
   for (auto& loop : loops_) loop.reset();
 }
 
-void InProcessTargetClient::OpenSession(const TargetSessionSpec& spec, StatusCallback done) {
+void InProcessTargetClient::OpenSession(const TargetSessionSpec& session, StatusCallback done) {
   // done(OK) after every shard opened it; the first error otherwise (reported once).
   std::shared_ptr<StatusJoin> join = StatusJoin::Create(num_shards(), std::move(done));
   for (int i = 0; i < num_shards(); ++i) {
-    loops_[i]->OpenSession(spec.session_id, spec.capacity, spec.verification, [join, i](absl::Status s) {
+    loops_[i]->OpenSession(session.session_id, session.capacity, session.params, session.target_sampling,
+                           [join, i](absl::Status s) {
       join->Report(s.ok() ? s : absl::Status(s.code(), absl::StrCat("target shard ", i, ": ", s.message())));
     });
   }
 }
 
-void InProcessTargetClient::Verify(const workers::ShardBlock& block, std::vector<int32_t> token_ids,
-                                   std::function<void(workers::BlockOutcome)> done) {
+void InProcessTargetClient::Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
+                                   std::function<void(spec::BlockOutcome)> done) {
   {
     absl::MutexLock lock(&mu_);
     pending_[{block.session_id, block.step}] = std::move(done);
@@ -66,8 +72,8 @@ void InProcessTargetClient::CloseSession(uint64_t session_id) {
   for (auto& loop : loops_) loop->CloseSession(session_id);
 }
 
-void InProcessTargetClient::Deliver(int shard, workers::BlockOutcome outcome) {
-  std::function<void(workers::BlockOutcome)> done;
+void InProcessTargetClient::Deliver(int shard, spec::BlockOutcome outcome) {
+  std::function<void(spec::BlockOutcome)> done;
   {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find({outcome.session_id, outcome.step});
@@ -82,4 +88,4 @@ void InProcessTargetClient::Deliver(int shard, workers::BlockOutcome outcome) {
   done(std::move(outcome));
 }
 
-}  // namespace verdict::clients
+}  // namespace verdict::workers

@@ -2,18 +2,18 @@
 // The plain messages between the coordinator and the workers, as C++ values: what the wire
 // messages of proto/verdict/v1 (draft_worker.proto, target_shard.proto) carry, without gRPC or
 // protobuf. The worker cores consume them, the coordinator produces them, and the service adapters
-// convert them to and from protobuf (services/wire_convert).
-#ifndef VERDICT_WORKERS_MESSAGES_H_
-#define VERDICT_WORKERS_MESSAGES_H_
+// convert them to and from protobuf (clients/grpc/wire_convert.h).
+#ifndef VERDICT_SPEC_MESSAGES_H_
+#define VERDICT_SPEC_MESSAGES_H_
 
 #include <cstdint>
 #include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "judge/verification.h"
+#include "spec/draft_block.h"
 
-namespace verdict::workers {
+namespace verdict::spec {
 
 // Draft worker: keep a prefix of the session's sequence, append tokens, propose more.
 struct ProposeRequest {
@@ -21,12 +21,12 @@ struct ProposeRequest {
   uint64_t step = 0;
   int64_t keep_length = 0;             // keep this prefix of the session's sequence
   std::vector<int32_t> append_tokens;  // then append these
-  int64_t num_tokens = 0;              // then propose this many (1..judge::kMaxDraftTokens)
+  int64_t num_tokens = 0;              // then propose this many (1..kMaxDraftTokens)
 };
 
 struct Proposal {
   uint64_t step = 0;
-  judge::DraftBlock block;
+  DraftBlock block;
   int64_t sequence_length = 0;  // after the proposal joined the sequence
 };
 
@@ -39,7 +39,7 @@ struct ShardBlock {
   // Last shard: verify the block's last draft.tokens.size() + 1 positions ([x_{n-1}, d_1..d_k]);
   // with no draft tokens the verdict is the target's own next token. false: prefill only.
   bool verify = false;
-  judge::DraftBlock draft;
+  DraftBlock draft;
 };
 
 // What happened to one block that ends at a shard (it failed there, or that is the last shard).
@@ -47,9 +47,9 @@ struct BlockOutcome {
   uint64_t session_id = 0;
   uint64_t step = 0;
   absl::Status status;
-  std::optional<judge::Verdict> verdict;  // last shard, verify blocks that succeeded
+  std::optional<Verdict> verdict;  // last shard, verify blocks that succeeded
 };
 
-}  // namespace verdict::workers
+}  // namespace verdict::spec
 
-#endif  // VERDICT_WORKERS_MESSAGES_H_
+#endif  // VERDICT_SPEC_MESSAGES_H_

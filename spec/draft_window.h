@@ -2,14 +2,15 @@
 // How many tokens the draft proposes per step: a fixed window, or one adapted from recent
 // acceptance. Shared by the in-process speculative loop and the distributed coordinator.
 // Not thread-safe (one per session).
-#ifndef VERDICT_JUDGE_DRAFT_WINDOW_H_
-#define VERDICT_JUDGE_DRAFT_WINDOW_H_
+#ifndef VERDICT_SPEC_DRAFT_WINDOW_H_
+#define VERDICT_SPEC_DRAFT_WINDOW_H_
 
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "spec/draft_block.h"
 
-namespace verdict::judge {
+namespace verdict::spec {
 
 // The draft window k: fixed, or adaptive from recent acceptance.
 struct DraftWindowOptions {
@@ -34,6 +35,6 @@ class DraftWindow {
   int64_t k_;
 };
 
-}  // namespace verdict::judge
+}  // namespace verdict::spec
 
-#endif  // VERDICT_JUDGE_DRAFT_WINDOW_H_
+#endif  // VERDICT_SPEC_DRAFT_WINDOW_H_

@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "judge/draft_window.h"
+#include "spec/draft_window.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "judge/verification.h"
 
-namespace verdict::judge {
+namespace verdict::spec {
 
 absl::Status ValidateDraftWindowOptions(const DraftWindowOptions& options) {
   auto in_range = [](int64_t v) { return v >= 1 && v <= kMaxDraftTokens; };
@@ -41,4 +40,4 @@ void DraftWindow::Observe(int64_t proposed, int64_t accepted) {
   k_ = std::clamp(next, options_.min_k, options_.max_k);
 }
 
-}  // namespace verdict::judge
+}  // namespace verdict::spec
