@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The main job: set up, build, and show judge decoding on the arithmetic world the repository ships
 # (assets/models/arith-target, its small non-aligned draft arith-draft and the judge head trained
-# with `verdict judge data/train`, see README "The arithmetic world"):
+# with `verdict judge data/train`, see docs/arith-world.md):
 #   1. one held-out word problem answered by the target alone, by standard speculative decoding
 #      (identical text, fewer target passes) and by judge decoding (the judge also accepts the
 #      draft's correct but differently phrased tokens: fewer passes still);

@@ -8,7 +8,7 @@ README.md) from what `tools/make_arith_judge.sh` and `tools/eval_arith_judge.sh`
   pronoun, verb, ...), per dataset;
 - `verdict judge data` and `verdict judge train` reports (data-*.txt, train-report.txt);
 - eval.json from `verdict judge eval --json` rendered as the benchmark table (also printed, for
-  the README).
+  docs/arith-world.md).
 
 Usage: arith_judge_card.py --data DIR[,DIR...] [--out assets/models/arith-judge]
 """

@@ -6,7 +6,7 @@
   problems with their answers, for the target and the draft (same tolerance as the engine tests);
 - a short `verdict judge eval` smoke run with the shipped judge head on a few held-out problems:
   standard speculative decoding reproduces the target alone exactly, the judge row runs, and the
-  oracle row lets no wrong token through. (The full table is a benchmark: see the README.)
+  oracle row lets no wrong token through. (The full table is a benchmark: see docs/arith-world.md.)
 
 Usage: arith_models_test.py BUILD_BIN_DIR
 """
