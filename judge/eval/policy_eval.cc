@@ -26,10 +26,12 @@
 namespace verdict::judge {
 namespace {
 
+// The evaluation's own rows beside the verification policies (spec::ParsePolicyName's names).
 constexpr absl::string_view kTargetPolicy = "target";
-constexpr absl::string_view kKnownPolicies[] = {
-    "target",     "draft",         "standard", "greedy",   "sampled", "judge", "judge-shadow",
-    "lossy-prob", "lossy-typical", "lossy-kl", "nondigit", "oracle"};
+constexpr absl::string_view kDraftPolicy = "draft";
+constexpr absl::string_view kNonDigitRule = "nondigit";
+constexpr absl::string_view kOracleRule = "oracle";
+constexpr absl::string_view kEvaluationRows[] = {kTargetPolicy, kDraftPolicy, kNonDigitRule, kOracleRule};
 
 // Per-example state of the evaluation-only rules: the committed answer text, the reference
 // answers' prefix oracle, and the count of wrong tokens the lossy rules let through.
@@ -315,36 +317,41 @@ absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list
       }
       threshold = t;
     }
-    if (std::find(std::begin(kKnownPolicies), std::end(kKnownPolicies), name) ==
-        std::end(kKnownPolicies)) {
+    const bool evaluation_row =
+        std::find(std::begin(kEvaluationRows), std::end(kEvaluationRows), name) != std::end(kEvaluationRows);
+    absl::StatusOr<spec::PolicySpelling> spelling =
+        evaluation_row ? spec::PolicySpelling{} : spec::ParsePolicyName(name);
+    if (!spelling.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "unknown policy \"", name, "\"; expected a comma-separated list of ",
-          absl::StrJoin(kKnownPolicies, ", "), " (judge and lossy rules may take @THRESHOLD)"));
+          "unknown policy \"", name, "\"; expected a comma-separated list of ", absl::StrJoin(kEvaluationRows, ", "),
+          ", ", spec::PolicySpellings(), " (judge and lossy rules may take @THRESHOLD)"));
     }
-    const bool is_judge = name == "judge" || name == "judge-shadow";
-    const bool is_lossy = absl::StartsWith(name, "lossy-");
+    const bool is_judge = !evaluation_row && spec::UsesJudge(spelling->policy);
+    const bool is_lossy = !evaluation_row && spec::IsLossy(spelling->policy) && !is_judge;
+    // "standard" (or "exact"): the exact rule the sampling implies.
+    const bool exact_by_sampling = !evaluation_row && spelling->policy == spec::Policy::kExact && !spelling->exact;
     if (threshold.has_value() && !is_judge && !is_lossy) {
       return absl::InvalidArgumentError(absl::StrCat("policy \"", name, "\" takes no threshold"));
     }
     EvalPolicy base;
-    if (name == kTargetPolicy || name == "draft") {
+    if (name == kTargetPolicy || name == kDraftPolicy) {
       base.name = base.rule = name;
       base.target_only = name == kTargetPolicy;
-      base.draft_only = name == "draft";
+      base.draft_only = name == kDraftPolicy;
       if (!seen.insert(base.name).second) {
         return absl::InvalidArgumentError(absl::StrCat("policy \"", base.name, "\" is listed twice"));
       }
       policies.push_back(std::move(base));
       continue;
     }
-    const std::string exact_rule = sampling.greedy() ? "greedy" : "sampled";
-    base.non_digit_rule = name == "nondigit";
-    base.oracle_rule = name == "oracle";
+    const std::string exact_rule = spec::PolicyLabel(spec::Policy::kExact, spec::ExactRuleFor(sampling));
+    base.non_digit_rule = name == kNonDigitRule;
+    base.oracle_rule = name == kOracleRule;
     const bool evaluation_only = base.non_digit_rule || base.oracle_rule;
-    const std::string rule = (name == "standard" || evaluation_only) ? exact_rule : name;
+    const std::string rule = (exact_by_sampling || evaluation_only) ? exact_rule : name;
     VERDICT_ASSIGN_OR_RETURN(base.verification, PolicyConfig(rule, sampling));
     base.rule = evaluation_only ? name : rule;
-    base.name = name == "standard" ? rule : written;
+    base.name = exact_by_sampling ? rule : written;
     base.verification.judge_threshold = is_judge ? threshold.value_or(judge_threshold) : judge_threshold;
     base.verification.lossy_threshold = is_lossy ? threshold.value_or(lossy_threshold) : lossy_threshold;
     if (is_judge) base.threshold = base.verification.judge_threshold;
@@ -357,7 +364,7 @@ absl::StatusOr<std::vector<EvalPolicy>> ParseEvalPolicies(absl::string_view list
       if (!seen.insert(key).second) {
         return absl::InvalidArgumentError(
             absl::StrCat("policy \"", policy.name, "\" is listed twice",
-                         name != policy.name && name == "standard" ? " (\"standard\" resolves to it)" : ""));
+                         name != policy.name && exact_by_sampling ? absl::StrCat(" (\"", name, "\" resolves to it)") : ""));
       }
       policies.push_back(std::move(policy));
     }

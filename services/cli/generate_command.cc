@@ -135,7 +135,8 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     const spec::DraftWindowOptions window = windows[0];
     judge::VerificationConfig verification;
     const std::string policy =
-        !flags.policy.empty() ? flags.policy : (head != nullptr ? "judge" : (options.sampling.greedy() ? "greedy" : "sampled"));
+        !flags.policy.empty() ? flags.policy
+                             : std::string(spec::PolicyName(head != nullptr ? spec::Policy::kJudge : spec::Policy::kExact));
     VERDICT_ASSIGN_OR_RETURN(verification, judge::PolicyConfig(policy, options.sampling));
     if (head != nullptr) verification.judge_threshold = flags.judge_threshold.value_or(head->threshold);
     verification.lossy_threshold = flags.lossy_threshold;
