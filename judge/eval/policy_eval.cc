@@ -187,7 +187,8 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
       generated = std::move(out->tokens);
       // Plain decoding: every token costs one pass (the prefill yields the first); the draft
       // alone costs no target pass at all.
-      if (policy.target_only) result.target_passes += static_cast<int64_t>(generated.size());
+      if (policy.target_only) result.stats.target_passes += static_cast<int64_t>(generated.size());
+      result.stats.tokens += static_cast<int64_t>(generated.size());
     } else {
       AnswerTracker tracker(tokenizer, example);
       SpeculativeOptions speculative;
@@ -219,21 +220,9 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
       elapsed += absl::Now() - start;
       if (!out.ok()) return InContext(out.status(), policy.name, example);
       generated = std::move(out->tokens);
-      const spec::SpeculationStats& stats = out->stats;
-      result.target_passes += stats.target_passes;
-      result.proposed += stats.proposed;
-      result.accepted_exact += stats.accepted_exact;
-      result.accepted_judge += stats.accepted_judge;
-      result.accepted_lossy += stats.accepted_lossy;
+      result.stats.Merge(out->stats);  // its tokens are `generated`
       result.wrong_accepted += tracker.wrong_accepted();
-      if (result.accepted_histogram.size() < stats.accepted_histogram.size()) {
-        result.accepted_histogram.resize(stats.accepted_histogram.size(), 0);
-      }
-      for (size_t a = 0; a < stats.accepted_histogram.size(); ++a) {
-        result.accepted_histogram[a] += stats.accepted_histogram[a];
-      }
     }
-    result.tokens += static_cast<int64_t>(generated.size());
     absl::StatusOr<std::string> text =
         DecodeContinuation(tokenizer, *prompt, generated, options.stop_token_ids);
     if (!text.ok()) return InContext(text.status(), policy.name, example);
@@ -246,15 +235,13 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
     if (options.progress) options.progress(policy.name, result.examples, examples.size());
   }
   result.accuracy = static_cast<double>(result.correct) / result.examples;
-  result.target_passes_per_answer = static_cast<double>(result.target_passes) / result.examples;
-  if (result.target_passes > 0) {
-    result.tokens_per_pass = static_cast<double>(result.tokens) / result.target_passes;
-    result.mean_accepted =
-        static_cast<double>(result.accepted_exact + result.accepted_judge + result.accepted_lossy) /
-        result.target_passes;
+  result.target_passes_per_answer = static_cast<double>(result.stats.target_passes) / result.examples;
+  if (result.stats.target_passes > 0) {
+    result.tokens_per_pass = static_cast<double>(result.stats.tokens) / result.stats.target_passes;
+    result.mean_accepted = result.stats.mean_accepted();
   }
   result.seconds = absl::ToDoubleSeconds(elapsed);
-  result.tokens_per_second = result.seconds > 0 ? result.tokens / result.seconds : 0.0;
+  result.tokens_per_second = result.seconds > 0 ? result.stats.tokens / result.seconds : 0.0;
   return result;
 }
 
@@ -425,7 +412,7 @@ std::string FormatEvalTable(absl::Span<const PolicyResult> results) {
   rows.push_back(header);
   for (const PolicyResult& r : results) {
     const bool plain = r.k == 0;  // the target or the draft alone
-    const int64_t lossy_accepted = r.accepted_judge + r.accepted_lossy;
+    const int64_t lossy_accepted = r.stats.accepted_judge + r.stats.accepted_lossy;
     std::vector<std::string> row = {
         r.name,
         plain ? "-" : (r.adaptive_k ? absl::StrCat("auto") : absl::StrCat(r.k)),
@@ -433,8 +420,8 @@ std::string FormatEvalTable(absl::Span<const PolicyResult> results) {
         absl::StrFormat("%5.1f%% (%d/%d)", 100.0 * r.accuracy, r.correct, r.examples),
         r.rule == "draft" ? "0" : absl::StrFormat("%.2f", r.target_passes_per_answer),
         r.rule == "draft" ? "-" : absl::StrFormat("%.2f", r.tokens_per_pass),
-        plain ? "-" : absl::StrCat(r.accepted_exact, "/", r.accepted_judge, "/", r.accepted_lossy),
-        plain ? "-" : absl::StrFormat("%.1f%%", r.tokens > 0 ? 100.0 * lossy_accepted / r.tokens : 0.0),
+        plain ? "-" : absl::StrCat(r.stats.accepted_exact, "/", r.stats.accepted_judge, "/", r.stats.accepted_lossy),
+        plain ? "-" : absl::StrFormat("%.1f%%", r.stats.tokens > 0 ? 100.0 * lossy_accepted / r.stats.tokens : 0.0),
         plain ? "-" : absl::StrCat(r.wrong_accepted),
         absl::StrFormat("%.1f", r.tokens_per_second)};
     if (with_speedup) row.push_back(absl::StrFormat("%.2fx", r.tokens_per_second / target_tps));
@@ -485,15 +472,15 @@ nlohmann::json EvalResultsToJson(absl::Span<const PolicyResult> results) {
         {"examples", r.examples},
         {"correct", r.correct},
         {"accuracy", r.accuracy},
-        {"tokens", r.tokens},
-        {"target_passes", r.target_passes},
-        {"proposed", r.proposed},
-        {"accepted", {{"exact", r.accepted_exact}, {"judge", r.accepted_judge},
-                      {"lossy", r.accepted_lossy}}},
-        {"accepted_length_histogram", r.accepted_histogram},
+        {"tokens", r.stats.tokens},
+        {"target_passes", r.stats.target_passes},
+        {"proposed", r.stats.proposed},
+        {"accepted", {{"exact", r.stats.accepted_exact}, {"judge", r.stats.accepted_judge},
+                      {"lossy", r.stats.accepted_lossy}}},
+        {"accepted_length_histogram", r.stats.accepted_histogram},
         {"target_passes_per_answer", r.target_passes_per_answer},
         {"tokens_per_target_pass", r.tokens_per_pass},
-        {"lossy_accepted_share", r.tokens > 0 ? static_cast<double>(r.accepted_judge + r.accepted_lossy) / r.tokens : 0.0},
+        {"lossy_accepted_share", r.stats.tokens > 0 ? static_cast<double>(r.stats.accepted_judge + r.stats.accepted_lossy) / r.stats.tokens : 0.0},
         {"wrong_let_through", r.wrong_accepted},
         {"mean_accepted", r.mean_accepted},
         {"seconds", r.seconds},

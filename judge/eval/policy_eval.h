@@ -21,6 +21,7 @@
 #include "absl/types/span.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "spec/speculation_stats.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "judge/judge_head.h"
 #include "judge/speculative_decoder.h"
@@ -88,12 +89,10 @@ struct PolicyResult {
   int64_t examples = 0;
   int64_t correct = 0;
   double accuracy = 0;  // correct / examples
-  int64_t tokens = 0;   // generated tokens, stop tokens included
-  int64_t target_passes = 0;  // target forward passes that produced tokens (target alone: tokens)
-  int64_t proposed = 0;       // draft tokens sent for verification
-  int64_t accepted_exact = 0;
-  int64_t accepted_judge = 0;
-  int64_t accepted_lossy = 0;
+  // The speculation statistics summed over the examples: tokens (generated, stop tokens included),
+  // target passes (target alone: one per token; draft alone: 0), draft tokens proposed and
+  // accepted by rule, the accepted-length histogram.
+  spec::SpeculationStats stats;
   // Draft tokens accepted by the judge or a lossy rule that turned a correct answer prefix into a
   // wrong one (by the reference answers' prefix oracle): the wrong tokens a rule let through.
   int64_t wrong_accepted = 0;
@@ -102,8 +101,6 @@ struct PolicyResult {
   double mean_accepted = 0;    // accepted draft tokens per target pass
   double seconds = 0;          // wall time of the generation calls only
   double tokens_per_second = 0;
-  // accepted_histogram[a]: target passes that accepted a draft tokens (empty for target alone).
-  std::vector<int64_t> accepted_histogram;
   // Per example, in the order given, for inspection: the generated text (stop tokens removed),
   // whether it was correct, and how many tokens were generated.
   std::vector<std::string> outputs;

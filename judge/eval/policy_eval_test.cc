@@ -151,19 +151,19 @@ TEST_F(PolicyEvalTest, LosslessPoliciesReproduceTheTarget) {
     EXPECT_EQ(r.correct, r.examples);
     EXPECT_DOUBLE_EQ(r.accuracy, 1.0);
     EXPECT_EQ(r.outputs.size(), examples.size());
-    EXPECT_GT(r.tokens, 0);
+    EXPECT_GT(r.stats.tokens, 0);
   }
   EXPECT_EQ(target.outputs, greedy.outputs);
-  EXPECT_EQ(target.tokens, greedy.tokens);
+  EXPECT_EQ(target.stats.tokens, greedy.stats.tokens);
   EXPECT_DOUBLE_EQ(target.tokens_per_pass, 1.0);
-  EXPECT_EQ(target.target_passes, target.tokens);
+  EXPECT_EQ(target.stats.target_passes, target.stats.tokens);
   EXPECT_GT(greedy.tokens_per_pass, 1.0);
-  EXPECT_LT(greedy.target_passes, target.target_passes);
-  EXPECT_GT(greedy.accepted_exact, 0);
-  EXPECT_EQ(greedy.accepted_judge + greedy.accepted_lossy, 0);
+  EXPECT_LT(greedy.stats.target_passes, target.stats.target_passes);
+  EXPECT_GT(greedy.stats.accepted_exact, 0);
+  EXPECT_EQ(greedy.stats.accepted_judge + greedy.stats.accepted_lossy, 0);
   int64_t passes = 0;
-  for (int64_t n : greedy.accepted_histogram) passes += n;
-  EXPECT_EQ(passes, greedy.target_passes);
+  for (int64_t n : greedy.stats.accepted_histogram) passes += n;
+  EXPECT_EQ(passes, greedy.stats.target_passes);
 
   const std::string table = FormatEvalTable(results);
   EXPECT_THAT(table, HasSubstr("tok/target pass"));
@@ -195,7 +195,7 @@ TEST_F(PolicyEvalTest, OracleDraftAndBaselineRows) {
   ASSERT_OK_AND_ASSIGN(std::vector<PolicyResult> results,
                        EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_));
   const PolicyResult& draft = results[0];
-  EXPECT_EQ(draft.target_passes, 0);
+  EXPECT_EQ(draft.stats.target_passes, 0);
   EXPECT_EQ(draft.k, 0);
   for (int i : {1, 2}) {
     const PolicyResult& greedy = results[i];
@@ -204,10 +204,10 @@ TEST_F(PolicyEvalTest, OracleDraftAndBaselineRows) {
     EXPECT_EQ(oracle.correct, oracle.examples);
     EXPECT_EQ(oracle.wrong_accepted, 0);
     EXPECT_FALSE(oracle.lossless);
-    EXPECT_LE(oracle.target_passes, greedy.target_passes);
+    EXPECT_LE(oracle.stats.target_passes, greedy.stats.target_passes);
     EXPECT_EQ(greedy.wrong_accepted, 0);
     const PolicyResult& accept_all = results[i + 4];
-    EXPECT_GT(accept_all.accepted_lossy, 0);
+    EXPECT_GT(accept_all.stats.accepted_lossy, 0);
     EXPECT_GT(accept_all.wrong_accepted, 0);
     // A KL bound of 100 nats accepts every mismatch, like p >= 0: the same decisions.
     EXPECT_EQ(results[i + 8].outputs, accept_all.outputs);
@@ -229,7 +229,7 @@ TEST_F(PolicyEvalTest, LossyProbWithThresholdZeroAcceptsLossily) {
                        EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_));
   ASSERT_EQ(results.size(), 1u);
   EXPECT_FALSE(results[0].lossless);
-  EXPECT_GT(results[0].accepted_lossy, 0);
+  EXPECT_GT(results[0].stats.accepted_lossy, 0);
   // Every draft token is accepted, so each pass commits the whole block plus the bonus token
   // (less at the end).
   EXPECT_GT(results[0].tokens_per_pass, 4.0);
@@ -249,10 +249,10 @@ TEST_F(PolicyEvalTest, JudgePolicyUsesTheHead) {
                        EvaluatePolicies(*target_, draft_, tokenizer(), examples, policies, options_));
   ASSERT_EQ(results.size(), 2u);
   EXPECT_FALSE(results[0].lossless);
-  EXPECT_GT(results[0].accepted_judge, 0);
+  EXPECT_GT(results[0].stats.accepted_judge, 0);
   // Shadow mode reports the judge but never lets it accept: the greedy outputs, all correct.
   EXPECT_TRUE(results[1].lossless);
-  EXPECT_EQ(results[1].accepted_judge, 0);
+  EXPECT_EQ(results[1].stats.accepted_judge, 0);
   EXPECT_EQ(results[1].correct, results[1].examples);
 
   head.weight.push_back(0.0f);
