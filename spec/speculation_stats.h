@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The statistics of speculative decoding: of one request, or summed over a process's requests. One
-// type for the in-process decoder, the coordinator, the client and the admin endpoints, with one
-// way to record a target pass, one merge and one printer (text and JSON); the wire form is
-// verdict.v1.SpeculationStats. Plain value type, not thread-safe.
+// type for the in-process decoder, the evaluation, the coordinator and the client, with one way to
+// record a target pass, one merge and one printer (text and JSON, for the command lines); the wire
+// form is verdict.v1.SpeculationStats (also what the admin status serves). Plain value type, not
+// thread-safe.
 #ifndef VERDICT_SPEC_SPECULATION_STATS_H_
 #define VERDICT_SPEC_SPECULATION_STATS_H_
 

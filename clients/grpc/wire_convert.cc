@@ -235,6 +235,8 @@ spec::SpeculationStats FromProto(const v1::SpeculationStats& p) {
   s.optimistic_hits = p.optimistic_hits();
   s.target_only_passes = p.target_only_passes();
   s.shadow_judge_only = p.shadow_judge_only();
+  s.tokens = p.tokens();
+  s.draft_failures = p.draft_failures();
   return s;
 }
 
@@ -249,6 +251,8 @@ void ToProto(const spec::SpeculationStats& s, v1::SpeculationStats* p) {
   p->set_optimistic_hits(s.optimistic_hits);
   p->set_target_only_passes(s.target_only_passes);
   p->set_shadow_judge_only(s.shadow_judge_only);
+  p->set_tokens(s.tokens);
+  p->set_draft_failures(s.draft_failures);
 }
 
 }  // namespace verdict::wire

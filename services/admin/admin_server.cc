@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/json_util.h"
 #include "httplib.h"
 #include "prometheus/text_serializer.h"
 
@@ -112,6 +113,17 @@ prometheus::MetricFamily IntegerHistogramFamily(const std::string& name, const s
   m.histogram.sample_sum = sum;
   f.metric.push_back(std::move(m));
   return f;
+}
+
+std::string StatusJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string json;
+  const auto status = google::protobuf::util::MessageToJsonString(message, &json, options);
+  // Serializing a well-formed message cannot fail; say so in the body rather than serve nothing.
+  if (!status.ok()) return absl::StrCat("{\"error\": \"", std::string(status.message()), "\"}");
+  return json;
 }
 
 }  // namespace verdict::services

@@ -3,7 +3,7 @@
 //   /healthz     200 while the process runs
 //   /readyz      200 when the process can serve (its `ready` callback), 503 otherwise
 //   /metrics     Prometheus text format, built at scrape time from the process's counters
-//   /v1/status   JSON (the coordinator: cluster members, sessions, models, judge)
+//   /v1/status   JSON (the coordinator: verdict.v1.ClusterStatus, StatusJson below)
 //   /dashboard   a self-contained HTML page (the coordinator)
 // Metrics are built from snapshots of the cores' own counters when scraped (no second set of
 // counters to keep in step).
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
 #include "prometheus/metric_family.h"
 
 namespace httplib {
@@ -58,6 +59,10 @@ prometheus::MetricFamily IntegerHistogramFamily(const std::string& name, const s
                                                 const std::vector<int64_t>& counts);
 // Adds one labelled series to a family of the same type.
 void AddSeries(prometheus::MetricFamily& family, double value, std::vector<prometheus::ClientMetric::Label> labels);
+
+// A status message as /v1/status serves it: protobuf's JSON mapping with the proto field names and
+// fields at their default values included (64-bit integers are strings, as the mapping says).
+std::string StatusJson(const google::protobuf::Message& message);
 
 }  // namespace verdict::services
 

@@ -27,21 +27,22 @@ g.beginPath();data.forEach((v,i)=>{const x=i*(c.width/60),y=c.height-4-(v/max)*(
 function row(cells,h){return '<tr>'+cells.map(c=>h?'<th>'+c+'</th>':'<td>'+c+'</td>').join('')+'</tr>';}
 async function tick(){try{const s=await (await fetch('/v1/status')).json();document.body.dataset.updates=++ticks;
 document.getElementById('title').textContent='Verdict cluster "'+s.cluster+'"';
-const t=s.totals,now=performance.now();
-if(last){const dt=(now-last.now)/1000;tps.push(Math.max(0,(t.tokens-last.tokens)/dt));
-const dp=t.target_passes-last.passes,da=(t.accepted.exact+t.accepted.judge+t.accepted.lossy)-last.acc;acc.push(dp>0?da/dp:0);
+const n=v=>Number(v||0),t=s.totals,now=performance.now();
+const tokens=n(t.tokens),passes=n(t.target_passes),accepted=n(t.accepted_exact)+n(t.accepted_judge)+n(t.accepted_lossy);
+if(last){const dt=(now-last.now)/1000;tps.push(Math.max(0,(tokens-last.tokens)/dt));
+const dp=passes-last.passes,da=accepted-last.acc;acc.push(dp>0?da/dp:0);
 if(tps.length>60){tps.shift();acc.shift();}}
 const shards=s.members.filter(m=>m.role.startsWith('shard'));lat.push(Math.max(0,...shards.map(m=>m.forward_ms_mean||0)));if(lat.length>60)lat.shift();
-last={now,tokens:t.tokens,passes:t.target_passes,acc:t.accepted.exact+t.accepted.judge+t.accepted.lossy};
+last={now,tokens,passes,acc:accepted};
 plot('tps',tps,'tokens/s');plot('acc',acc,'accepted draft tokens per target pass');plot('lat',lat,'slowest shard: mean forward ms');
-document.getElementById('summary').innerHTML='requests '+t.requests+' (failed '+t.requests_failed+'), tokens '+t.tokens+
-', target passes '+t.target_passes+', accepted exact/judge/lossy '+t.accepted.exact+'/'+t.accepted.judge+'/'+t.accepted.lossy+
-', pipelined guesses held '+t.optimistic_hits+'/'+t.optimistic_blocks+', sessions '+s.sessions.length+', uptime '+s.uptime_seconds.toFixed(0)+' s';
+document.getElementById('summary').innerHTML='requests '+n(s.requests)+' (failed '+n(s.requests_failed)+'), tokens '+tokens+
+', target passes '+passes+', accepted exact/judge/lossy '+n(t.accepted_exact)+'/'+n(t.accepted_judge)+'/'+n(t.accepted_lossy)+
+', pipelined guesses held '+n(t.optimistic_hits)+'/'+n(t.optimistic_blocks)+', sessions '+s.sessions.length+', uptime '+s.uptime_seconds.toFixed(0)+' s';
 document.getElementById('members').innerHTML=row(['role','address','layers','health','forward ms (mean / last)'],1)+s.members.map(m=>row([m.role,m.address,
 m.layers||'',m.healthy?'<span class="ok">up</span>':'<span class="bad">down</span>',
-m.forward_ms_mean===undefined||m.forward_ms_mean<0?'':m.forward_ms_mean.toFixed(2)+' / '+m.forward_ms_last.toFixed(2)])).join('');
+!m.role.startsWith('shard')||m.forward_ms_mean<0?'':m.forward_ms_mean.toFixed(2)+' / '+m.forward_ms_last.toFixed(2)])).join('');
 document.getElementById('sessions').innerHTML=row(['id','request','policy','prompt','generated','window','degraded'],1)+
-s.sessions.map(x=>row([x.id,x.request_id,x.policy,x.prompt_tokens,x.generated_tokens,x.draft_window,x.degraded])).join('');
+s.sessions.map(x=>row([x.session_id,x.request_id,x.policy,x.prompt_tokens,x.generated_tokens,x.draft_window,x.degraded])).join('');
 }catch(e){document.getElementById('summary').textContent='status unavailable: '+e;}}
 tick();setInterval(tick,1000);
 </script></body></html>

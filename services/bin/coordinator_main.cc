@@ -11,12 +11,12 @@
 #include "engine/model_loader.h"
 #include "judge/judge_head.h"
 #include "httplib.h"
-#include "nlohmann/json.hpp"
 #include "services/admin/admin_server.h"
 #include "services/admin/dashboard.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/coordinator/generation_service.h"
+#include "verdict/v1/admin.pb.h"
 
 namespace {
 
@@ -158,40 +158,55 @@ int Run(const std::string& config_path) {
     };
     h.status_json = [&, started] {
       const coordinator::CoordinatorSnapshot snap = coordinator.Snapshot();
-      nlohmann::json j;
-      j["cluster"] = config->name();
-      j["uptime_seconds"] = absl::ToDoubleSeconds(absl::Now() - started);
-      j["transport"] = config->transport().kind() == v1::TransportConfig::KIND_GRPC ? "grpc" : "ucx";
-      j["totals"] = spec::StatsJson(snap.totals.stats);
-      j["totals"]["requests"] = snap.totals.requests;
-      j["totals"]["requests_failed"] = snap.totals.requests_failed;
-      j["totals"]["requests_cancelled"] = snap.totals.requests_cancelled;
-      nlohmann::json members = nlohmann::json::array();
-      members.push_back({{"role", "coordinator"}, {"address", cc.listen()}, {"healthy", true}});
-      if (draft) members.push_back({{"role", "draft"}, {"address", config->draft().listen()}, {"healthy", draft->connected()}});
+      v1::ClusterStatus status;
+      status.set_cluster(config->name());
+      status.set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started));
+      status.set_transport(config->transport().kind() == v1::TransportConfig::KIND_GRPC ? "grpc" : "ucx");
+      wire::ToProto(snap.totals.stats, status.mutable_totals());
+      status.set_requests(snap.totals.requests);
+      status.set_requests_failed(snap.totals.requests_failed);
+      status.set_requests_cancelled(snap.totals.requests_cancelled);
+      v1::MemberStatus* me = status.add_members();
+      me->set_role("coordinator");
+      me->set_address(cc.listen());
+      me->set_admin_address(cc.admin_listen());
+      me->set_healthy(true);
+      me->set_sessions(static_cast<int32_t>(snap.sessions.size()));
+      if (draft) {
+        v1::MemberStatus* d = status.add_members();
+        d->set_role("draft");
+        d->set_address(config->draft().listen());
+        d->set_admin_address(config->draft().admin_listen());
+        d->set_healthy(draft->connected());
+      }
       for (int i = 0; i < config->shards_size(); ++i) {
         const v1::TargetShardConfig& sh = config->shards(i);
         const auto [mean_ms, last_ms] = ShardLatencyMs(sh.admin_listen(), i);
-        members.push_back({{"role", absl::StrCat("shard ", i)}, {"address", sh.listen()},
-                           {"layers", absl::StrCat("[", sh.layer_begin(), ", ", sh.layer_end(), ")")},
-                           {"healthy", target_client.connected(i)}, {"forward_ms_mean", mean_ms},
-                           {"forward_ms_last", last_ms}});
+        v1::MemberStatus* m = status.add_members();
+        m->set_role(absl::StrCat("shard ", i));
+        m->set_shard_index(i);
+        m->set_address(sh.listen());
+        m->set_admin_address(sh.admin_listen());
+        m->set_healthy(target_client.connected(i));
+        m->set_layer_begin(sh.layer_begin());
+        m->set_layer_end(sh.layer_end());
+        m->set_layers(absl::StrCat("[", sh.layer_begin(), ", ", sh.layer_end(), ")"));
+        m->set_forward_ms_mean(mean_ms);
+        m->set_forward_ms_last(last_ms);
       }
-      j["members"] = members;
-      nlohmann::json sessions = nlohmann::json::array();
       for (const coordinator::SessionSnapshot& x : snap.sessions) {
-        sessions.push_back({{"id", x.id}, {"request_id", x.request_id}, {"policy", x.policy},
-                            {"prompt_tokens", x.prompt_tokens}, {"generated_tokens", x.generated_tokens},
-                            {"draft_window", x.draft_window}, {"degraded", x.degraded},
-                            {"seconds", absl::ToDoubleSeconds(x.age)}});
+        v1::SessionStatus* ss = status.add_sessions();
+        ss->set_session_id(x.id);
+        ss->set_request_id(x.request_id);
+        ss->set_policy(x.policy);
+        ss->set_prompt_tokens(static_cast<int32_t>(x.prompt_tokens));
+        ss->set_generated_tokens(static_cast<int32_t>(x.generated_tokens));
+        ss->set_draft_window(static_cast<int32_t>(x.draft_window));
+        ss->set_seconds(absl::ToDoubleSeconds(x.age));
+        ss->set_degraded(x.degraded);
       }
-      j["sessions"] = sessions;
-      j["models"] = nlohmann::json::array({{{"name", served.name}, {"context_length", served.config.max_position_embeddings},
-                                            {"draft", served.draft_name}, {"judge", served.has_judge},
-                                            {"judge_threshold", served.judge_threshold},
-                                            {"judge_fingerprint", served.judge_fingerprint},
-                                            {"target_shards", served.target_shards}}});
-      return j.dump();
+      service.DescribeModel(status.add_models());
+      return services::StatusJson(status);
     };
     h.dashboard_html = services::kDashboardHtml;
     absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(cc.admin_listen(), std::move(h));

@@ -334,7 +334,11 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* context,
                                                         const v1::ListModelsRequest*,
                                                         v1::ListModelsResponse* response) {
-  v1::ModelInfo* m = response->add_models();
+  DescribeModel(response->add_models());
+  return FinishNow(context, absl::OkStatus());
+}
+
+void GenerationService::DescribeModel(v1::ModelInfo* m) const {
   m->set_name(model_.name);
   m->set_architecture("llama");
   m->set_parameters(model_.parameters);
@@ -351,7 +355,6 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
     if (p != spec::Policy::kExact && wire_policy.ok()) m->add_allowed_policies(*wire_policy);
   }
   m->set_default_draft_window(model_.default_draft_window);
-  return FinishNow(context, absl::OkStatus());
 }
 
 }  // namespace verdict::services

@@ -55,6 +55,8 @@ class GenerationService final : public v1::Verdict::CallbackService {
   absl::StatusOr<coordinator::GenerationRequest> Prepare(const v1::GenerateRequest& request) const;
 
   const ServedModel& model() const { return model_; }
+  // The served model as ListModels and the admin status describe it.
+  void DescribeModel(v1::ModelInfo* info) const;
 
  private:
   absl::Status CheckModel(const std::string& name) const;
