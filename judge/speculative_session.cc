@@ -266,46 +266,13 @@ absl::StatusOr<spec::Verdict> TargetSession::Verify(const spec::DraftBlock& draf
   batch.token_ids = block_;
   batch.outputs = engine::ForwardBatch::Outputs::kAll;
   const bool judge = config_.judge != JudgeMode::kOff;
+  verification_.Begin(/*allow_summaries=*/!keep_full_outputs_);
+  verification_.Add(config_, draft, &rng_);
   // Another session's head may have replaced the probe since Create: then the hidden states.
-  const bool summaries = !keep_full_outputs_ && CanVerifyWithoutLogits(config_) &&
-                         (!judge || target_->HiddenProbeIs(head_->weight));
-  const bool sampled_on_backend = summaries && config_.exact == spec::ExactRule::kSampled;
-  if (summaries) {
-    summary_tokens_.clear();
-    AppendSummaryTokens(draft, &summary_tokens_);
-    batch.contents.logits = false;
-    batch.contents.hidden = false;
-    batch.contents.summaries = true;
-    batch.contents.summary_tokens = summary_tokens_;
-    batch.contents.probe = judge;
-  }
-  if (sampled_on_backend) {
-    // The draws VerifyBlock would make, made now so the backend can decide with them.
-    uniforms_.clear();
-    sampled_requests_.clear();
-    proposal_ids_.clear();
-    proposal_probs_.clear();
-    DrawVerificationUniforms(k, rng_, &uniforms_);
-    AppendSampledRequests(config_.target_sampling, draft, uniforms_, &sampled_requests_,
-                          &proposal_ids_, &proposal_probs_);
-    batch.contents.sampled_requests = sampled_requests_;
-    batch.contents.proposal_ids = proposal_ids_;
-    batch.contents.proposal_probs = proposal_probs_;
-  }
+  batch.contents = verification_.Contents(/*probe_ready=*/!judge || target_->HiddenProbeIs(head_->weight),
+                                          /*keep_hidden=*/keep_full_outputs_);
   VERDICT_RETURN_IF_ERROR(target_->Forward(batch, &forward_));
-
-  VerifyInput input;
-  input.draft = &draft;
-  input.target_logits = forward_.logits;
-  input.target_summaries = forward_.summaries;
-  input.target_hidden = forward_.hidden;
-  input.judge_dots = forward_.probe;
-  if (sampled_on_backend) {
-    input.target_sampled = forward_.sampled;
-    input.uniforms = uniforms_;
-  }
-  input.vocab_size = vocab;
-  input.hidden_size = target_->config().hidden_size;
+  const VerifyInput input = verification_.Input(0, forward_, vocab, target_->config().hidden_size);
   absl::StatusOr<spec::Verdict> verdict = VerifyBlock(config_, head_, input, rng_);
   const int64_t n = committed_length();
   if (!verdict.ok()) {

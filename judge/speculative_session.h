@@ -20,6 +20,7 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "judge/verification.h"
+#include "judge/verification_batch.h"
 
 namespace verdict::judge {
 
@@ -126,12 +127,7 @@ class TargetSession {
   engine::ModelSlice* target_;
   VerificationConfig config_;
   bool keep_full_outputs_;
-  std::vector<int32_t> summary_tokens_;
-  // The sampled rule decided by the target's backend: the block's draws and requests.
-  std::vector<double> uniforms_;
-  std::vector<engine::math::SampledRowRequest> sampled_requests_;
-  std::vector<int32_t> proposal_ids_;
-  std::vector<float> proposal_probs_;
+  VerificationBatch verification_;  // what the pass computes, and the verdict's inputs
   const JudgeHead* head_;
   engine::Sampler rng_;
   std::unique_ptr<engine::KvCache> cache_;

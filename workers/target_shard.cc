@@ -227,14 +227,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     // only what their policies need.
     forward.outputs = engine::ForwardBatch::Outputs::kSelectedRows;
     output_rows_.clear();
-    summary_tokens_.clear();
-    uniforms_.clear();
-    sampled_requests_.clear();
-    proposal_ids_.clear();
-    proposal_probs_.clear();
-    bool summaries = options_.verify_from_summaries;
-    bool judge = false;
-    bool sampled = false;
+    verification_.Begin(options_.verify_from_summaries);
     int64_t block_row = 0;
     for (const Ready& r : ready) {
       const spec::ShardBlock& b = *r.block;
@@ -243,44 +236,12 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
         for (int64_t i = b.num_tokens - (k + 1); i < b.num_tokens; ++i) {
           output_rows_.push_back(static_cast<int32_t>(block_row + i));
         }
-        judge::AppendSummaryTokens(b.draft, &summary_tokens_);
-        const judge::VerificationConfig& policy = r.session->verification;
-        summaries = summaries && judge::CanVerifyWithoutLogits(policy);
-        judge = judge || policy.judge != judge::JudgeMode::kOff;
-        sampled = sampled || policy.exact == spec::ExactRule::kSampled;
+        verification_.Add(r.session->verification, b.draft, &r.session->rng);
       }
       block_row += b.num_tokens;
     }
-    if (summaries && sampled) {
-      // The sampled rule is decided by the backend too: draw each block's uniforms now (greedy
-      // blocks draw nothing and get greedy requests, which cost a pass over their rows).
-      for (const Ready& r : ready) {
-        const spec::ShardBlock& b = *r.block;
-        if (!b.verify) continue;
-        const judge::VerificationConfig& policy = r.session->verification;
-        const bool sampled_policy = policy.exact == spec::ExactRule::kSampled;
-        const size_t first = uniforms_.size();
-        const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
-        if (sampled_policy) {
-          judge::DrawVerificationUniforms(k, r.session->rng, &uniforms_);
-        } else {  // zeros, unused
-          uniforms_.resize(first + judge::kUniformsPerRow * (k + 1), 0.0);
-        }
-        judge::AppendSampledRequests(sampled_policy ? policy.target_sampling : engine::SamplingParams{},
-                                     b.draft, absl::MakeConstSpan(uniforms_).subspan(first),
-                                     &sampled_requests_, &proposal_ids_, &proposal_probs_);
-      }
-    }
     forward.selected_rows = output_rows_;
-    engine::OutputContents& want = forward.contents;
-    want.summaries = summaries;
-    want.summary_tokens = summaries ? absl::MakeConstSpan(summary_tokens_) : absl::Span<const int32_t>();
-    want.probe = summaries && judge && head_ != nullptr;
-    want.logits = !summaries;
-    want.hidden = !summaries && judge;
-    want.sampled_requests = sampled_requests_;
-    want.proposal_ids = proposal_ids_;
-    want.proposal_probs = proposal_probs_;
+    forward.contents = verification_.Contents(/*probe_ready=*/head_ != nullptr);
   }
   if (absl::Status status = runner_->Forward(forward, &forward_); !status.ok()) {
     for (const Ready& r : ready) fail(*r.block, status);
@@ -307,32 +268,9 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     absl::StatusOr<spec::Verdict> verdict = absl::UnknownError("not decided");
   };
   std::vector<Decision> decisions;
-  int64_t first = 0;  // the block's first output row
   for (const Ready& r : ready) {
-    const spec::ShardBlock& b = *r.block;
-    if (!b.verify) continue;
-    const int64_t k = static_cast<int64_t>(b.draft.tokens.size());
-    judge::VerifyInput input;
-    input.draft = &b.draft;
-    if (!forward_.logits.empty()) {
-      input.target_logits = absl::MakeConstSpan(forward_.logits).subspan(first * vocab, (k + 1) * vocab);
-    } else {
-      input.target_summaries = absl::MakeConstSpan(forward_.summaries).subspan(first, k + 1);
-      if (!forward_.sampled.empty() && r.session->verification.exact == spec::ExactRule::kSampled) {
-        input.target_sampled = absl::MakeConstSpan(forward_.sampled).subspan(first, k + 1);
-        input.uniforms = absl::MakeConstSpan(uniforms_).subspan(judge::kUniformsPerRow * first,
-                                                                judge::kUniformsPerRow * (k + 1));
-      }
-    }
-    if (!forward_.hidden.empty()) {
-      input.target_hidden = absl::MakeConstSpan(forward_.hidden).subspan(first * hidden, (k + 1) * hidden);
-    } else if (!forward_.probe.empty()) {
-      input.judge_dots = absl::MakeConstSpan(forward_.probe).subspan(first, k + 1);
-    }
-    first += k + 1;
-    input.vocab_size = vocab;
-    input.hidden_size = hidden;
-    decisions.push_back({&b, r.session, input});
+    if (!r.block->verify) continue;
+    decisions.push_back({r.block, r.session, verification_.Input(decisions.size(), forward_, vocab, hidden)});
   }
   // Blocks of distinct sessions (checked above): independent inputs and random streams.
   auto decide = [&](int64_t begin, int64_t end) {

@@ -31,6 +31,7 @@
 #include "engine/slice_runner.h"
 #include "judge/judge_head.h"
 #include "judge/verification.h"
+#include "judge/verification_batch.h"
 #include "spec/messages.h"
 
 namespace verdict::workers {
@@ -116,13 +117,7 @@ class TargetShard {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
   engine::ForwardResult forward_;
   std::vector<int32_t> output_rows_;     // last shard: the verification rows of a batch
-  std::vector<int32_t> summary_tokens_;  // and the draft token each row's summary reports
-  // Sampled rule decided where the logits are: the blocks' draws (kUniformsPerRow per row, in row
-  // order) and the backend's requests with the proposals they index.
-  std::vector<double> uniforms_;
-  std::vector<engine::math::SampledRowRequest> sampled_requests_;
-  std::vector<int32_t> proposal_ids_;
-  std::vector<float> proposal_probs_;
+  judge::VerificationBatch verification_;  // last shard: what a batch computes for its verdicts
   int64_t forward_passes_ = 0;
   int64_t logits_rows_to_host_ = 0;
   std::unique_ptr<engine::ThreadPool> verify_pool_;  // created at the first batch that needs it
