@@ -26,6 +26,9 @@ struct DraftSessionSpec {
   std::vector<int32_t> prompt;
   spec::SamplingParams sampling;  // the draft's own sampling
   int64_t capacity = 0;
+  // Proposals carry the draft's whole distributions (the KL rule). In-process only: they do not
+  // travel over the wire, and the gRPC client refuses such a session.
+  bool record_distributions = false;
 };
 
 class DraftClient {

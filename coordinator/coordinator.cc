@@ -279,7 +279,9 @@ void Coordinator::OpenDraftSession(Session& s) {
   ++s.opens_in_flight;
   const uint64_t id = s.id, draft_session = s.draft_session;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
-  draft_->OpenSession({draft_session, s.committed, s.draft_sampling, s.draft_capacity},
+  // The KL rule compares the target's distribution with the draft's whole one.
+  const bool record_distributions = s.request.speculation.policy == spec::Policy::kLossyKl;
+  draft_->OpenSession({draft_session, s.committed, s.draft_sampling, s.draft_capacity, record_distributions},
                       [this, mailbox, id, draft_session](absl::Status status) {
                         PostTo(mailbox, [this, id, draft_session, status] {
                           auto it = sessions_.find(id);

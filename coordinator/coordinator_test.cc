@@ -87,6 +87,7 @@ TEST_F(CoordinatorStateTest, OpensBothSidesThenDraftsAndVerifiesThePromptWithThe
   EXPECT_EQ(open.session.params.policy, spec::Policy::kExact);
   EXPECT_FALSE(open.session.params.judge_threshold.has_value());  // the last shard's default
   EXPECT_THAT(draft_.opens.Peek().session.prompt, ElementsAre(10, 11, 12));
+  EXPECT_FALSE(draft_.opens.Peek().session.record_distributions);  // only the KL rule needs them
   EXPECT_EQ(target_.verifies.size(), 0u);  // no block before the draft session is open
   OpenBoth();
   ASSERT_EQ(draft_.proposals.size(), 1u);
@@ -330,6 +331,18 @@ TEST_F(CoordinatorStateTest, LengthAndContextLimitsEndTheGeneration) {
   ASSERT_OK(summary_.status());
   EXPECT_EQ(summary_->finish_reason, FinishReason::kLength);
   EXPECT_THAT(tokens_, ElementsAre(20, 21, 22));
+}
+
+TEST_F(CoordinatorStateTest, TheKlRuleAsksTheDraftForItsDistributions) {
+  Make();
+  GenerationRequest r;
+  r.prompt = {1, 2};
+  r.speculation.policy = spec::Policy::kLossyKl;
+  ASSERT_OK(coordinator_->Start(std::move(r), {}).status());
+  Run();
+  ASSERT_EQ(draft_.opens.size(), 1u);
+  EXPECT_TRUE(draft_.opens.Peek().session.record_distributions);
+  EXPECT_EQ(target_.opens.Peek().session.params.policy, spec::Policy::kLossyKl);
 }
 
 TEST_F(CoordinatorStateTest, BadRequestsAreRefusedBeforeAnyCall) {

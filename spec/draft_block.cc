@@ -31,6 +31,10 @@ DraftBlock DraftBlock::Slice(size_t from, size_t count) const {
   out.tokens.assign(tokens.begin() + from, tokens.begin() + from + count);
   if (!logprobs.empty()) out.logprobs.assign(logprobs.begin() + from, logprobs.begin() + from + count);
   if (!proposals.empty()) out.proposals.assign(proposals.begin() + from, proposals.begin() + from + count);
+  if (!distributions.empty() && !tokens.empty()) {
+    const size_t vocab = distributions.size() / tokens.size();
+    out.distributions.assign(distributions.begin() + from * vocab, distributions.begin() + (from + count) * vocab);
+  }
   return out;
 }
 

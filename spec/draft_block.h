@@ -47,7 +47,7 @@ struct DraftBlock {
   // the wire.
   std::vector<float> distributions;
 
-  // Tokens [from, from + count) with their log-probabilities and proposals (not distributions).
+  // Tokens [from, from + count) with their log-probabilities, proposals and distributions.
   // REQUIRES: from + count <= tokens.size().
   DraftBlock Slice(size_t from, size_t count) const;
 };

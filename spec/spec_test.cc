@@ -172,14 +172,16 @@ TEST(SpeculationStatsTest, JsonAndTextCarryTheCounters) {
   EXPECT_THAT(text, HasSubstr("(length:passes) 3:1"));
 }
 
-TEST(DraftBlockTest, SliceKeepsTokensLogprobsAndProposals) {
+TEST(DraftBlockTest, SliceKeepsTokensLogprobsProposalsAndDistributions) {
   DraftBlock b;
   b.tokens = {1, 2, 3, 4};
   b.logprobs = {-0.1f, -0.2f, -0.3f, -0.4f};
   b.proposals.resize(4);
   b.proposals[2].ids = {3, 9};
   b.proposals[2].probs = {0.75f, 0.25f};
+  b.distributions = {0.1f, 0.9f, 0.2f, 0.8f, 0.3f, 0.7f, 0.4f, 0.6f};  // vocabulary of 2
   const DraftBlock s = b.Slice(1, 2);
+  EXPECT_THAT(s.distributions, ElementsAre(0.2f, 0.8f, 0.3f, 0.7f));
   EXPECT_THAT(s.tokens, ElementsAre(2, 3));
   EXPECT_THAT(s.logprobs, ElementsAre(-0.2f, -0.3f));
   ASSERT_EQ(s.proposals.size(), 2u);

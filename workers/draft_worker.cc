@@ -38,7 +38,8 @@ absl::StatusOr<std::unique_ptr<DraftWorker>> DraftWorker::Create(engine::ModelSl
 }
 
 absl::Status DraftWorker::OpenSession(uint64_t session_id, absl::Span<const int32_t> prompt,
-                                      const engine::SamplingParams& sampling, int64_t capacity) {
+                                      const engine::SamplingParams& sampling, int64_t capacity,
+                                      bool record_distributions) {
   if (sessions_.contains(session_id)) {
     return absl::AlreadyExistsError(absl::StrCat("draft session ", session_id, " is already open"));
   }
@@ -60,7 +61,7 @@ absl::Status DraftWorker::OpenSession(uint64_t session_id, absl::Span<const int3
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, draft_->NewKvCache(capacity));
   auto session = std::unique_ptr<Session>(
       new Session{std::move(cache), std::vector<int32_t>(prompt.begin(), prompt.end()),
-                  engine::Sampler(sampling)});
+                  engine::Sampler(sampling), record_distributions});
   sessions_.emplace(session_id, std::move(session));
   return absl::OkStatus();
 }
@@ -160,14 +161,19 @@ std::vector<absl::StatusOr<spec::Proposal>> DraftWorker::ProposeBatch(
     batch.outputs = engine::ForwardBatch::Outputs::kLastOfEachSequence;
     // No row reaches the host: greedy sessions propose from the backend's row summaries, sampled
     // ones from its draws and compacted proposals (greedy rows in a mixed batch get greedy
-    // requests, which they ignore).
+    // requests, which they ignore). Sessions that record their distributions take whole rows.
     const auto greedy = [](const Running& run) { return run.session->sampler.params().greedy(); };
-    batch.contents.logits = false;
+    const auto records = [](const Running& run) { return run.session->record_distributions; };
+    batch.contents.logits = std::any_of(running.begin(), running.end(), records);
     batch.contents.hidden = false;
     batch.contents.summaries = true;
     sample_requests_.clear();
     if (!std::all_of(running.begin(), running.end(), greedy)) {
-      for (Running& run : running) sample_requests_.push_back(judge::DraftSampleRequest(run.session->sampler));
+      for (Running& run : running) {
+        // A recording session draws from its row on the host: its request draws nothing.
+        sample_requests_.push_back(run.session->record_distributions ? engine::math::SampledRowRequest{}
+                                                                      : judge::DraftSampleRequest(run.session->sampler));
+      }
       batch.contents.sampled_requests = sample_requests_;
       batch.contents.sampled_supports = true;
     }
@@ -182,7 +188,12 @@ std::vector<absl::StatusOr<spec::Proposal>> DraftWorker::ProposeBatch(
     for (size_t j = 0; j < running.size(); ++j) {
       Running& run = running[j];
       int32_t token;
-      if (run.session->sampler.params().greedy()) {
+      if (run.session->record_distributions) {
+        const int64_t vocab = config().vocab_size;
+        token = judge::AppendDraftToken(absl::MakeConstSpan(forward_.logits).subspan(j * vocab, vocab),
+                                        run.session->sampler, /*record_distribution=*/true, &probs_,
+                                        &run.proposal.block);
+      } else if (run.session->sampler.params().greedy()) {
         token = judge::AppendGreedyDraftToken(forward_.summaries[j], &run.proposal.block);
       } else {
         token = judge::AppendSampledDraftToken(forward_, j, &run.proposal.block);

@@ -44,9 +44,12 @@ class DraftWorker {
   // sampling. `capacity` bounds the sequence (prompt + generated + one block), at most the
   // model's context. Errors: kInvalidArgument (empty prompt, bad ids, invalid sampling, capacity
   // out of range), kAlreadyExists (id in use), kResourceExhausted (session limit; prompt longer
-  // than the capacity).
+  // than the capacity). With `record_distributions` its proposals also carry the draft's whole
+  // plain-softmax distribution at each token (spec::DraftBlock::distributions: what the KL rule
+  // compares; its rows then come to the host).
   absl::Status OpenSession(uint64_t session_id, absl::Span<const int32_t> prompt,
-                           const engine::SamplingParams& sampling, int64_t capacity);
+                           const engine::SamplingParams& sampling, int64_t capacity,
+                           bool record_distributions = false);
 
   // Releases the session's cache. Unknown ids are fine (idempotent).
   void CloseSession(uint64_t session_id);
@@ -73,6 +76,7 @@ class DraftWorker {
     std::unique_ptr<engine::KvCache> cache;  // holds a prefix of `tokens`
     std::vector<int32_t> tokens;
     engine::Sampler sampler;
+    bool record_distributions = false;
   };
 
   DraftWorker(engine::ModelSlice* draft, const DraftWorkerOptions& options);
@@ -84,6 +88,7 @@ class DraftWorker {
   engine::ForwardResult forward_;
   std::vector<int32_t> feed_;
   std::vector<engine::math::SampledRowRequest> sample_requests_;  // the sampled rows of a step
+  std::vector<float> probs_;  // scratch of the rows that record their distributions
   int64_t forward_passes_ = 0;
 };
 

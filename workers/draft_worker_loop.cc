@@ -19,11 +19,13 @@ DraftWorkerLoop::~DraftWorkerLoop() {
 }
 
 void DraftWorkerLoop::OpenSession(uint64_t session_id, std::vector<int32_t> prompt,
-                                  engine::SamplingParams sampling, int64_t capacity, StatusCallback done) {
+                                  engine::SamplingParams sampling, int64_t capacity, bool record_distributions,
+                                  StatusCallback done) {
   Item item{Item::Kind::kOpen};
   item.session_id = session_id;
   item.prompt = std::move(prompt);
   item.sampling = sampling;
+  item.record_distributions = record_distributions;
   item.capacity = capacity;
   item.open_done = std::move(done);
   if (!Enqueue(item)) item.open_done(absl::UnavailableError("the draft worker is shutting down"));
@@ -73,7 +75,8 @@ void DraftWorkerLoop::Run() {
     while (!items.empty()) {
       Item& front = items.front();
       if (front.kind == Item::Kind::kOpen) {
-        front.open_done(worker_->OpenSession(front.session_id, front.prompt, front.sampling, front.capacity));
+        front.open_done(worker_->OpenSession(front.session_id, front.prompt, front.sampling, front.capacity,
+                                             front.record_distributions));
         items.pop_front();
         continue;
       }

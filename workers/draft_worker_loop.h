@@ -50,8 +50,9 @@ class DraftWorkerLoop {
   // Stops the thread; queued work completes with kUnavailable.
   ~DraftWorkerLoop();
 
+  // DraftWorker::OpenSession on the engine thread; `done` runs there.
   void OpenSession(uint64_t session_id, std::vector<int32_t> prompt, engine::SamplingParams sampling,
-                   int64_t capacity, StatusCallback done);
+                   int64_t capacity, bool record_distributions, StatusCallback done);
   void Propose(spec::ProposeRequest request, ProposalCallback done);
   void CloseSession(uint64_t session_id);
 
@@ -64,6 +65,7 @@ class DraftWorkerLoop {
     uint64_t session_id = 0;
     std::vector<int32_t> prompt;
     engine::SamplingParams sampling;
+    bool record_distributions = false;
     int64_t capacity = 0;
     StatusCallback open_done;
     spec::ProposeRequest request;

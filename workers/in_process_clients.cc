@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/status_join.h"
+#include "common/status_macros.h"
 
 namespace verdict::workers {
 
@@ -15,7 +16,8 @@ using clients::StatusJoin;
 using clients::TargetSessionSpec;
 
 void InProcessDraftClient::OpenSession(const DraftSessionSpec& session, StatusCallback done) {
-  loop_->OpenSession(session.session_id, session.prompt, session.sampling, session.capacity, std::move(done));
+  loop_->OpenSession(session.session_id, session.prompt, session.sampling, session.capacity,
+                     session.record_distributions, std::move(done));
 }
 
 void InProcessDraftClient::Propose(const spec::ProposeRequest& request,
@@ -86,6 +88,21 @@ void InProcessTargetClient::Deliver(int shard, spec::BlockOutcome outcome) {
                                   absl::StrCat("target shard ", shard, ": ", outcome.status.message()));
   }
   done(std::move(outcome));
+}
+
+absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Create(engine::ModelSlice* target,
+                                                                           engine::ModelSlice* draft,
+                                                                           const judge::JudgeHead* head) {
+  auto cluster = std::unique_ptr<InProcessCluster>(new InProcessCluster);
+  cluster->runner_ = engine::RunSingleSlice(target);
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<TargetShard> shard, TargetShard::Create(cluster->runner_.get(), head, {}));
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<DraftWorker> worker, DraftWorker::Create(draft, {}));
+  std::vector<std::unique_ptr<TargetShard>> shards;
+  shards.push_back(std::move(shard));
+  cluster->target_ = std::make_unique<InProcessTargetClient>(std::move(shards));
+  cluster->draft_loop_ = std::make_unique<DraftWorkerLoop>(std::move(worker), DraftLoopOptions{});
+  cluster->draft_ = std::make_unique<InProcessDraftClient>(cluster->draft_loop_.get());
+  return cluster;
 }
 
 }  // namespace verdict::workers

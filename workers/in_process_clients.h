@@ -12,7 +12,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/status/statusor.h"
 #include "clients/worker_clients.h"
+#include "engine/model.h"
+#include "engine/slice_runner.h"
+#include "judge/judge_head.h"
 #include "workers/draft_worker_loop.h"
 #include "workers/target_shard_loop.h"
 
@@ -52,6 +56,29 @@ class InProcessTargetClient : public clients::TargetClient {
   absl::flat_hash_map<std::pair<uint64_t, uint64_t>, std::function<void(spec::BlockOutcome)>> pending_
       ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<TargetShardLoop>> loops_;
+};
+
+// A whole speculative-decoding cluster in this process over a target and a draft model: the target
+// as one shard (with the judge head, if any: the last shard's verification) and the draft worker,
+// each on an engine thread of its own, behind the client interfaces the coordinator drives. What
+// `verdict generate --draft` runs, so one process and a cluster share one speculation loop.
+class InProcessCluster {
+ public:
+  // `target`, `draft` and `head` (optional) must outlive the cluster. Errors: those of
+  // TargetShard::Create and DraftWorker::Create (e.g. a head for another hidden size).
+  static absl::StatusOr<std::unique_ptr<InProcessCluster>> Create(engine::ModelSlice* target,
+                                                                  engine::ModelSlice* draft,
+                                                                  const judge::JudgeHead* head);
+  clients::TargetClient* target() { return target_.get(); }
+  clients::DraftClient* draft() { return draft_.get(); }
+  DraftLoopStats draft_stats() const { return draft_loop_->stats(); }
+
+ private:
+  InProcessCluster() = default;
+  std::unique_ptr<engine::SliceRunner> runner_;  // declared first: outlives the shard's loop
+  std::unique_ptr<DraftWorkerLoop> draft_loop_;
+  std::unique_ptr<InProcessDraftClient> draft_;
+  std::unique_ptr<InProcessTargetClient> target_;
 };
 
 }  // namespace verdict::workers

@@ -56,6 +56,10 @@ GrpcDraftClient::GrpcDraftClient(const std::string& address, absl::Duration prop
 bool GrpcDraftClient::connected() const { return channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY; }
 
 void GrpcDraftClient::OpenSession(const DraftSessionSpec& session, StatusCallback done) {
+  if (session.record_distributions) {
+    done(absl::InvalidArgumentError("the draft's whole distributions (the lossy-kl policy) do not travel over the wire"));
+    return;
+  }
   auto call = std::make_shared<Call<v1::OpenDraftSessionRequest, v1::OpenDraftSessionResponse>>();
   call->context.set_deadline(After(control_deadline_));
   call->request.set_session_id(session.session_id);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// verdict generate: stream text from one model (prompt -> prefill -> sampled decode).
+// verdict generate: stream text from one model (prompt -> prefill -> sampled decode), or from a
+// target with a draft (speculative and judge decoding through the coordinator, in this process).
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -9,18 +10,21 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "nlohmann/json.hpp"
 #include "common/status_macros.h"
+#include "coordinator/coordinator.h"
 #include "engine/generator.h"
 #include "engine/tokenizer/chat_format.h"
 #include "engine/tokenizer/detokenizer.h"
 #include "judge/judge_head.h"
-#include "judge/speculative_decoder.h"
-#include "judge/speculative_session.h"
 #include "judge/vocabulary_check.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 #include "services/cli/speculation_util.h"
+#include "spec/speculation_params.h"
+#include "spec/speculation_stats.h"
+#include "workers/in_process_clients.h"
 
 namespace verdict::cli {
 namespace {
@@ -48,8 +52,8 @@ struct GenerateFlags {
   std::string k = "8";  // a number or "auto"
   int64_t k_min = 1;
   int64_t k_max = 64;
-  float lossy_threshold = 0.3f;
-  float typical_delta = 0.3f;
+  float lossy_threshold = spec::kDefaultLossyThreshold;
+  float typical_delta = spec::kDefaultTypicalDelta;
   bool stats_json = false;
 };
 
@@ -128,39 +132,68 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     return true;
   };
   if (draft.has_value()) {
-    // Speculative decoding: the same streaming, a block of tokens per target pass.
+    // Speculative decoding: the same streaming, a block of tokens per target pass, through the
+    // coordinator that serves clusters, over the target shard and draft worker cores in this
+    // process.
     VERDICT_ASSIGN_OR_RETURN(std::vector<spec::DraftWindowOptions> windows,
                              ParseDraftWindows(flags.k, flags.k_min, flags.k_max, /*auto_start=*/8));
     if (windows.size() != 1) return absl::InvalidArgumentError("--k takes one window here");
-    const spec::DraftWindowOptions window = windows[0];
-    judge::VerificationConfig verification;
-    const std::string policy =
-        !flags.policy.empty() ? flags.policy
-                             : std::string(spec::PolicyName(head != nullptr ? spec::Policy::kJudge : spec::Policy::kExact));
-    VERDICT_ASSIGN_OR_RETURN(verification, judge::PolicyConfig(policy, options.sampling));
-    if (head != nullptr) verification.judge_threshold = flags.judge_threshold.value_or(head->threshold);
-    verification.lossy_threshold = flags.lossy_threshold;
-    verification.typical_delta = flags.typical_delta;
-    judge::SpeculativeOptions speculative;
-    speculative.max_new_tokens = options.max_new_tokens;
-    speculative.stop_token_ids = options.stop_token_ids;
-    speculative.verification = verification;
-    speculative.head = head.get();
-    speculative.window = window;
-    speculative.on_tokens = [&](absl::Span<const int32_t> tokens) {
-      for (int32_t token : tokens) {
-        if (!options.on_token(token)) return false;
-      }
-      return true;
-    };
-    VERDICT_ASSIGN_OR_RETURN(judge::SpeculativeResult result,
-                             judge::GenerateSpeculative(*ready.model, *draft->model, prompt, speculative));
+    coordinator::GenerationRequest request;
+    request.prompt = prompt;
+    request.max_new_tokens = options.max_new_tokens;
+    request.stop_token_ids = options.stop_token_ids;
+    request.sampling = options.sampling;
+    VERDICT_ASSIGN_OR_RETURN(spec::PolicySpelling policy,
+                             spec::ParsePolicyName(!flags.policy.empty() ? flags.policy
+                                                                         : spec::PolicyName(head != nullptr ? spec::Policy::kJudge
+                                                                                                            : spec::Policy::kExact)));
+    if (policy.exact == spec::ExactRule::kSampled && options.sampling.greedy()) {
+      return absl::InvalidArgumentError("the sampled policy needs a sampling temperature > 0 (use --temperature)");
+    }
+    if (policy.exact == spec::ExactRule::kGreedy && !options.sampling.greedy()) {
+      // Greedy verification of a sampling request: the target's argmax decides; the draft samples.
+      request.draft_sampling = spec::DefaultDraftSampling(options.sampling);
+      request.sampling.temperature = 0;
+    }
+    request.speculation.policy = policy.policy;
+    request.speculation.judge_threshold = flags.judge_threshold;  // unset: the head's own
+    request.speculation.lossy_threshold = flags.lossy_threshold;
+    request.speculation.typical_delta = flags.typical_delta;
+    request.speculation.window = windows[0];
+
+    VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<workers::InProcessCluster> cluster,
+                             workers::InProcessCluster::Create(ready.model.get(), draft->model.get(), head.get()));
+    coordinator::CoordinatorOptions coordinator_options;
+    coordinator_options.max_sessions = 1;
+    coordinator_options.target_context = ready.model->config().max_position_embeddings;
+    coordinator_options.draft_context = draft->model->config().max_position_embeddings;
+    const std::string label = spec::PolicyLabel(policy.policy, spec::ExactRuleFor(request.sampling));
+    absl::StatusOr<coordinator::GenerationSummary> summary = absl::UnknownError("the generation did not end");
+    {
+      coordinator::Coordinator coordinator(coordinator_options, cluster->draft(), cluster->target());
+      absl::Notification done;
+      coordinator::GenerationCallbacks callbacks;
+      callbacks.on_tokens = [&](absl::Span<const int32_t> tokens) {
+        for (int32_t token : tokens) {
+          if (!options.on_token(token)) return false;
+        }
+        return true;
+      };
+      callbacks.on_done = [&](absl::StatusOr<coordinator::GenerationSummary> result) {
+        summary = std::move(result);
+        done.Notify();
+      };
+      VERDICT_RETURN_IF_ERROR(coordinator.Start(std::move(request), std::move(callbacks)).status());
+      done.WaitForNotification();
+    }
+    VERDICT_RETURN_IF_ERROR(summary.status());
     VERDICT_RETURN_IF_ERROR(stream_status);
     const std::string tail = detokenizer.Flush();
     std::fwrite(tail.data(), 1, tail.size(), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    if (!flags.quiet) PrintSpeculativeStats(result.stats, judge::PolicyName(verification), flags.stats_json);
+    summary->stats.draft_passes = cluster->draft_stats().forward_passes;
+    if (!flags.quiet) PrintSpeculativeStats(summary->stats, label, flags.stats_json);
     return absl::OkStatus();
   }
   VERDICT_ASSIGN_OR_RETURN(engine::GenerateResult result,

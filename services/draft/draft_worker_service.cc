@@ -17,7 +17,7 @@ grpc::ServerUnaryReactor* DraftWorkerService::OpenSession(grpc::CallbackServerCo
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::vector<int32_t> prompt(request->prompt_tokens().begin(), request->prompt_tokens().end());
   loop_->OpenSession(request->session_id(), std::move(prompt), wire::FromProto(request->sampling()),
-                     request->capacity(),
+                     request->capacity(), /*record_distributions=*/false,
                      [reactor](absl::Status status) { reactor->Finish(wire::ToGrpc(status)); });
   return reactor;
 }

@@ -17,6 +17,8 @@
 #include "engine/generator.h"
 #include "engine/kernels/matmul.h"
 #include "engine/slice_runner.h"
+#include "judge/speculative_decoder.h"
+#include "spec/speculation_params.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "judge/testing/generic_kernels.h"
@@ -391,6 +393,63 @@ TEST_F(CoordinatorTest, BadRequestsAreRefused) {
   ASSERT_OK(ctx.summary.status());
   EXPECT_EQ(ctx.summary->finish_reason, FinishReason::kContext);
   EXPECT_EQ(ctx.tokens.size(), 5u);
+}
+
+// `verdict generate --draft` runs the coordinator over workers::InProcessCluster; the reference
+// loop judge::GenerateSpeculative (kept for the evaluation's oracle and token-class rules) must
+// agree with it, token for token and pass for pass, for every named policy, greedy and sampled
+// (not pipelined: drafting ahead consumes the draft's random stream differently).
+TEST_F(CoordinatorTest, EveryNamedPolicyEqualsTheInProcessDecoder) {
+  judge::JudgeHead head;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t i = 0; i < config_.hidden_size; ++i) head.weight.push_back(normal(rng));
+  head.bias = 0.5f;
+  head.threshold = 0.6f;
+  int64_t lossy_accepted = 0;
+  for (const char* name : {"exact", "judge", "judge-shadow", "lossy-prob", "lossy-typical", "lossy-kl"}) {
+    for (float temperature : {0.0f, 0.8f}) {
+      SCOPED_TRACE(absl::StrCat(name, " at temperature ", temperature));
+      ASSERT_OK_AND_ASSIGN(spec::PolicySpelling policy, spec::ParsePolicyName(name));
+      const spec::SamplingParams sampling{.temperature = temperature, .top_k = 0, .top_p = 1.0f, .seed = 11};
+      const float lossy_threshold = policy.policy == spec::Policy::kLossyKl ? 0.5f : 0.05f;
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<workers::InProcessCluster> cluster,
+                           workers::InProcessCluster::Create(target_.get(), draft_.get(), &head));
+      Outcome out;
+      {
+        Coordinator coordinator({.max_sessions = 1, .target_context = kContext, .draft_context = kContext,
+                                 .pipelined = false},
+                                cluster->draft(), cluster->target());
+        GenerationRequest r = Request(prompts_[3], 5, 30);
+        r.sampling = sampling;
+        r.speculation.policy = policy.policy;
+        r.speculation.lossy_threshold = lossy_threshold;
+        absl::Notification done;
+        ASSERT_OK(coordinator.Start(std::move(r), waiter_.Callbacks(&out, &done)).status());
+        ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+      }
+      ASSERT_OK(out.summary.status());
+
+      judge::SpeculativeOptions options;
+      options.max_new_tokens = 30;
+      ASSERT_OK_AND_ASSIGN(options.verification, judge::PolicyConfig(name, sampling));
+      options.verification.judge_threshold = head.threshold;
+      options.verification.lossy_threshold = lossy_threshold;
+      options.head = &head;
+      options.window.k = 5;
+      ASSERT_OK_AND_ASSIGN(judge::SpeculativeResult reference,
+                           judge::GenerateSpeculative(*target_, *draft_, prompts_[3], options));
+      EXPECT_THAT(out.tokens, ElementsAreArray(reference.tokens));
+      const spec::SpeculationStats& got = out.summary->stats;
+      EXPECT_EQ(got.target_passes, reference.stats.target_passes);
+      EXPECT_EQ(got.accepted_exact, reference.stats.accepted_exact);
+      EXPECT_EQ(got.accepted_judge, reference.stats.accepted_judge);
+      EXPECT_EQ(got.accepted_lossy, reference.stats.accepted_lossy);
+      EXPECT_EQ(got.shadow_judge_only, reference.stats.shadow_judge_only);
+      lossy_accepted += got.accepted_judge + got.accepted_lossy;
+    }
+  }
+  EXPECT_GT(lossy_accepted, 0) << "the lossy policies should accept some mismatches here";
 }
 
 }  // namespace
