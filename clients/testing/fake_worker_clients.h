@@ -54,6 +54,23 @@ class PendingCalls {
   std::deque<Call> calls_ ABSL_GUARDED_BY(mu_);
 };
 
+// The session ids a fake was asked to close, in order.
+class ClosedSessions {
+ public:
+  void Add(uint64_t session_id) {
+    absl::MutexLock lock(&mu_);
+    ids_.push_back(session_id);
+  }
+  std::vector<uint64_t> ids() const {
+    absl::MutexLock lock(&mu_);
+    return ids_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<uint64_t> ids_ ABSL_GUARDED_BY(mu_);
+};
+
 class FakeDraftClient final : public DraftClient {
  public:
   struct OpenCall {
@@ -72,10 +89,7 @@ class FakeDraftClient final : public DraftClient {
                std::function<void(absl::StatusOr<spec::Proposal>)> done) override {
     proposals.Add({request, std::move(done)});
   }
-  void CloseSession(uint64_t session_id) override {
-    absl::MutexLock lock(&mu_);
-    closed_.push_back(session_id);
-  }
+  void CloseSession(uint64_t session_id) override { closed_.Add(session_id); }
 
   // Answers the i-th pending open.
   void ReplyOpen(absl::Status status = absl::OkStatus(), size_t i = 0) { opens.Take(i).done(status); }
@@ -92,17 +106,13 @@ class FakeDraftClient final : public DraftClient {
   }
   void FailPropose(absl::Status status, size_t i = 0) { proposals.Take(i).done(std::move(status)); }
 
-  std::vector<uint64_t> closed() const {
-    absl::MutexLock lock(&mu_);
-    return closed_;
-  }
+  std::vector<uint64_t> closed() const { return closed_.ids(); }
 
   PendingCalls<OpenCall> opens;
   PendingCalls<ProposeCall> proposals;
 
  private:
-  mutable absl::Mutex mu_;
-  std::vector<uint64_t> closed_ ABSL_GUARDED_BY(mu_);
+  ClosedSessions closed_;
 };
 
 class FakeTargetClient final : public TargetClient {
@@ -126,10 +136,7 @@ class FakeTargetClient final : public TargetClient {
               std::function<void(spec::BlockOutcome)> done) override {
     verifies.Add({block, std::move(token_ids), std::move(done)});
   }
-  void CloseSession(uint64_t session_id) override {
-    absl::MutexLock lock(&mu_);
-    closed_.push_back(session_id);
-  }
+  void CloseSession(uint64_t session_id) override { closed_.Add(session_id); }
   int num_shards() const override { return num_shards_; }
 
   void ReplyOpen(absl::Status status = absl::OkStatus(), size_t i = 0) { opens.Take(i).done(status); }
@@ -153,18 +160,14 @@ class FakeTargetClient final : public TargetClient {
     call.done({call.block.session_id, call.block.step, std::move(status), std::nullopt});
   }
 
-  std::vector<uint64_t> closed() const {
-    absl::MutexLock lock(&mu_);
-    return closed_;
-  }
+  std::vector<uint64_t> closed() const { return closed_.ids(); }
 
   PendingCalls<OpenCall> opens;
   PendingCalls<VerifyCall> verifies;
 
  private:
   const int num_shards_;
-  mutable absl::Mutex mu_;
-  std::vector<uint64_t> closed_ ABSL_GUARDED_BY(mu_);
+  ClosedSessions closed_;
 };
 
 }  // namespace verdict::clients::testing

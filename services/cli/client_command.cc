@@ -13,6 +13,8 @@
 #include "nlohmann/json.hpp"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
+#include "services/cli/speculation_util.h"
+#include "spec/speculation_params.h"
 
 namespace verdict::cli {
 namespace {
@@ -24,8 +26,7 @@ struct ClientFlags {
   std::string model;
   int max_tokens = 0;
   std::string policy;
-  int k = 0;
-  bool adaptive = false;
+  DraftWindowFlags window;  // --k empty or 0: the server's default window
   std::optional<float> judge_threshold;
   std::optional<float> temperature;
   std::optional<int> top_k;
@@ -63,8 +64,20 @@ absl::Status RunGenerate(ClientFlags flags) {
   VERDICT_ASSIGN_OR_RETURN(v1::VerificationPolicy policy, ParsePolicy(flags.policy));
   v1::SpeculationParams* sp = request.mutable_speculation();
   sp->set_policy(policy);
-  sp->set_draft_window(flags.k);
-  sp->set_adaptive_window(flags.adaptive);
+  if (!flags.window.k.empty()) {
+    // The syntax here, the values on the server (which answers INVALID_ARGUMENT for bad ones).
+    VERDICT_ASSIGN_OR_RETURN(std::vector<spec::DraftWindowOptions> windows,
+                             ParseDraftWindowSyntax(flags.window, /*auto_start=*/0));
+    if (windows.size() != 1) return absl::InvalidArgumentError("--k takes one window here");
+    const spec::DraftWindowOptions& w = windows[0];
+    sp->set_adaptive_window(w.adaptive);
+    if (w.adaptive) {  // starts at the server's default window, within the bounds
+      sp->set_min_window(static_cast<int32_t>(w.min_k));
+      sp->set_max_window(static_cast<int32_t>(w.max_k));
+    } else {
+      sp->set_draft_window(static_cast<int32_t>(w.k));
+    }
+  }
   if (flags.judge_threshold) sp->set_judge_threshold(*flags.judge_threshold);
   sp->set_disable_speculation(flags.no_speculation);
   request.set_ignore_eos(flags.ignore_eos);
@@ -132,9 +145,9 @@ void AddClientCommand(CLI::App& app, int* exit_code) {
   prompt->excludes(prompt_file);
   gen->add_option("--model", flags->model, "served model name (default: the server's)");
   gen->add_option("--max-tokens", flags->max_tokens, "tokens to generate at most (0: server default)");
-  gen->add_option("--policy", flags->policy, "exact|judge|judge-shadow|lossy-prob|lossy-typical (server allow-list)");
-  gen->add_option("--k", flags->k, "draft window (0: server default)");
-  gen->add_flag("--adaptive", flags->adaptive, "adapt the draft window");
+  gen->add_option("--policy", flags->policy,
+                  absl::StrCat("verification policy: ", spec::PolicySpellings(), " (the server's allow-list applies)"));
+  AddDraftWindowFlags(gen, &flags->window, "draft window: tokens per block or \"auto\" (adaptive; default: the server's)");
   gen->add_option("--judge-threshold", flags->judge_threshold, "judge threshold (default: the head's)");
   gen->add_option("--temperature", flags->temperature, "sampling temperature (default greedy)");
   gen->add_option("--top-k", flags->top_k, "top-k");

@@ -49,9 +49,7 @@ struct GenerateFlags {
   std::string judge_head;
   std::optional<float> judge_threshold;
   bool judge_skip_fingerprint = false;
-  std::string k = "8";  // a number or "auto"
-  int64_t k_min = 1;
-  int64_t k_max = 64;
+  DraftWindowFlags window{.k = "8"};
   float lossy_threshold = spec::kDefaultLossyThreshold;
   float typical_delta = spec::kDefaultTypicalDelta;
   bool stats_json = false;
@@ -136,7 +134,7 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     // coordinator that serves clusters, over the target shard and draft worker cores in this
     // process.
     VERDICT_ASSIGN_OR_RETURN(std::vector<spec::DraftWindowOptions> windows,
-                             ParseDraftWindows(flags.k, flags.k_min, flags.k_max, /*auto_start=*/8));
+                             ParseDraftWindows(flags.window, /*auto_start=*/8));
     if (windows.size() != 1) return absl::InvalidArgumentError("--k takes one window here");
     coordinator::GenerationRequest request;
     request.prompt = prompt;
@@ -239,17 +237,14 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--draft", flags->draft,
                   "Draft model (same vocabulary) for speculative decoding");
   cmd->add_option("--policy", flags->policy,
-                  "Verification: greedy|sampled|judge|judge-shadow|lossy-prob|lossy-typical "
-                  "(default: judge with --judge, else greedy or sampled by --temperature)");
+                  absl::StrCat("Verification policy: ", spec::PolicySpellings(),
+                               " (default: judge with --judge, else exact: greedy or sampled by --temperature)"));
   cmd->add_option("--judge", flags->judge_head, "Judge head (.safetensors from `verdict judge train`)");
   cmd->add_option("--judge-threshold", flags->judge_threshold,
                   "Judge acceptance threshold on its probability (default: the head's; > 1 disables)");
   cmd->add_flag("--judge-skip-fingerprint", flags->judge_skip_fingerprint,
                 "Use a judge head trained for another copy of the target (e.g. quantized)");
-  cmd->add_option("--k", flags->k, "Draft window: tokens per block (1-256) or \"auto\" (adaptive)")
-      ->capture_default_str();
-  cmd->add_option("--k-min", flags->k_min, "Smallest window with --k auto")->capture_default_str();
-  cmd->add_option("--k-max", flags->k_max, "Largest window with --k auto")->capture_default_str();
+  AddDraftWindowFlags(cmd, &flags->window, "Draft window: tokens per block (1-256) or \"auto\" (adaptive)");
   cmd->add_option("--lossy-threshold", flags->lossy_threshold,
                   "lossy-prob: accept a mismatch if p_target(token) >= this; lossy-typical: epsilon")
       ->capture_default_str();

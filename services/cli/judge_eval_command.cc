@@ -28,6 +28,7 @@
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 #include "services/cli/speculation_util.h"
+#include "spec/speculation_params.h"
 
 namespace verdict::cli {
 namespace {
@@ -40,9 +41,7 @@ struct JudgeEvalFlags {
   std::optional<float> judge_threshold;
   bool judge_skip_fingerprint = false;
   std::string policies;  // empty: target,standard[,judge],lossy-prob
-  std::string k = "16";  // comma-separated numbers or "auto"
-  int64_t k_min = 1;
-  int64_t k_max = 64;
+  DraftWindowFlags window{.k = "16"};
   int64_t max_tokens = 128;
   std::string check = "final-answer";
   int64_t limit = 0;
@@ -95,7 +94,7 @@ absl::Status WriteOutputs(const std::string& path, absl::Span<const judge::TaskE
 absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   VERDICT_ASSIGN_OR_RETURN(judge::CheckMode check, judge::ParseCheckMode(flags.check));
   VERDICT_ASSIGN_OR_RETURN(std::vector<spec::DraftWindowOptions> windows,
-                           ParseDraftWindows(flags.k, flags.k_min, flags.k_max, /*auto_start=*/16));
+                           ParseDraftWindows(flags.window, /*auto_start=*/16));
   engine::SamplingParams sampling;
   sampling.temperature = flags.temperature;
   sampling.top_k = flags.top_k;
@@ -161,7 +160,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
   options.progress = ShowProgress;
   std::fprintf(stderr, "[verdict] %zu examples, policies %s, check %s, k %s\n",
                tasks.examples.size(), policy_list.c_str(),
-               std::string(judge::CheckModeName(check)).c_str(), flags.k.c_str());
+               std::string(judge::CheckModeName(check)).c_str(), flags.window.k.c_str());
   VERDICT_ASSIGN_OR_RETURN(
       std::vector<judge::PolicyResult> results,
       judge::EvaluatePolicies(*target.model, draft.has_value() ? draft->model.get() : nullptr,
@@ -213,16 +212,15 @@ void AddJudgeEvalCommand(CLI::App& judge, int* exit_code) {
   cmd->add_flag("--judge-skip-fingerprint", flags->judge_skip_fingerprint,
                 "Use a judge head trained for another copy of the target (e.g. quantized)");
   cmd->add_option("--policies", flags->policies,
-                  "Comma-separated: target, draft, standard (greedy/sampled by the sampling flags), "
-                  "greedy, sampled, judge[@T], judge-shadow, lossy-prob[@P], lossy-typical[@EPS], "
-                  "lossy-kl[@NATS], nondigit (accept any mismatch without a digit), oracle (the "
-                  "checker as judge: the ceiling) (default: target,standard[,judge],lossy-prob)");
-  cmd->add_option("--k", flags->k,
-                  "Draft windows, comma-separated: tokens per block (1-256) or \"auto\"; every "
-                  "speculative policy is evaluated with each")
-      ->capture_default_str();
-  cmd->add_option("--k-min", flags->k_min, "Smallest window with --k auto")->capture_default_str();
-  cmd->add_option("--k-max", flags->k_max, "Largest window with --k auto")->capture_default_str();
+                  absl::StrCat("Comma-separated: target, draft, the verification policies (",
+                               spec::PolicySpellings(),
+                               "; judge and lossy rules take @THRESHOLD, e.g. judge@0.3, lossy-kl@0.5; standard "
+                               "and exact mean greedy or sampled by the sampling flags), nondigit (accept any "
+                               "mismatch without a digit), oracle (the checker as judge: the ceiling) (default: "
+                               "target,standard[,judge],lossy-prob)"));
+  AddDraftWindowFlags(cmd, &flags->window,
+                      "Draft windows, comma-separated: tokens per block (1-256) or \"auto\"; every "
+                      "speculative policy is evaluated with each");
   cmd->add_option("--max-tokens", flags->max_tokens, "Maximum new tokens per example")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));

@@ -14,29 +14,40 @@
 
 namespace verdict::cli {
 
-absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const std::string& k_list,
-                                                                         int64_t k_min, int64_t k_max,
-                                                                         int64_t auto_start) {
+void AddDraftWindowFlags(CLI::App* cmd, DraftWindowFlags* flags, const std::string& k_help) {
+  cmd->add_option("--k", flags->k, k_help)->capture_default_str();
+  cmd->add_option("--k-min", flags->k_min, "Smallest window with --k auto")->capture_default_str();
+  cmd->add_option("--k-max", flags->k_max, "Largest window with --k auto")->capture_default_str();
+}
+
+absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindowSyntax(const DraftWindowFlags& flags,
+                                                                             int64_t auto_start) {
   std::vector<spec::DraftWindowOptions> windows;
-  for (absl::string_view part : absl::StrSplit(k_list, ',', absl::SkipWhitespace())) {
+  for (absl::string_view part : absl::StrSplit(flags.k, ',', absl::SkipWhitespace())) {
     part = absl::StripAsciiWhitespace(part);
     spec::DraftWindowOptions window;
-    window.min_k = k_min;
-    window.max_k = k_max;
+    window.min_k = flags.k_min;
+    window.max_k = flags.k_max;
     if (part == "auto") {
       window.adaptive = true;
-      window.k = std::clamp<int64_t>(auto_start, k_min, std::max(k_min, k_max));
+      window.k = std::clamp<int64_t>(auto_start, flags.k_min, std::max(flags.k_min, flags.k_max));
     } else if (!absl::SimpleAtoi(part, &window.k)) {
       return absl::InvalidArgumentError(
           absl::StrCat("--k must be a number or \"auto\" (comma-separated where several are allowed), got \"",
-                       k_list, "\""));
+                       flags.k, "\""));
     } else {
       window.max_k = std::max(window.max_k, window.k);
     }
-    VERDICT_RETURN_IF_ERROR(spec::ValidateDraftWindowOptions(window));
     windows.push_back(window);
   }
   if (windows.empty()) return absl::InvalidArgumentError("--k is empty");
+  return windows;
+}
+
+absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const DraftWindowFlags& flags,
+                                                                         int64_t auto_start) {
+  VERDICT_ASSIGN_OR_RETURN(std::vector<spec::DraftWindowOptions> windows, ParseDraftWindowSyntax(flags, auto_start));
+  for (const spec::DraftWindowOptions& window : windows) VERDICT_RETURN_IF_ERROR(spec::ValidateDraftWindowOptions(window));
   return windows;
 }
 

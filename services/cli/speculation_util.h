@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// What the speculative subcommands (generate --draft, judge data, judge eval) share: the draft
-// window flag, the draft/target compatibility check and loading a judge head for a target.
+// What the speculative subcommands (generate --draft, judge data, judge eval, client) share: the
+// draft window flags, the draft/target compatibility check and loading a judge head for a target.
 #ifndef VERDICT_SERVICES_CLI_SPECULATION_UTIL_H_
 #define VERDICT_SERVICES_CLI_SPECULATION_UTIL_H_
 
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "judge/judge_head.h"
 #include "judge/speculative_decoder.h"
@@ -16,10 +17,23 @@
 
 namespace verdict::cli {
 
-// "--k" values: comma-separated window sizes (1..256) or "auto" (adaptive between k_min and k_max,
-// starting at auto_start). A fixed size above k_max raises that bound (it only matters for auto).
-absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const std::string& k_list,
-                                                                         int64_t k_min, int64_t k_max,
+// The draft-window flags, spelled the same way by every command (generate, judge eval, client):
+// --k N or "auto" (adaptive; comma-separated where a command evaluates several windows), and the
+// adaptive window's bounds --k-min and --k-max.
+struct DraftWindowFlags {
+  std::string k;
+  int64_t k_min = 1;
+  int64_t k_max = 64;
+};
+// Declares the three flags on `cmd`; `k_help` says what --k takes and what its default means.
+void AddDraftWindowFlags(CLI::App* cmd, DraftWindowFlags* flags, const std::string& k_help);
+// The windows --k names: a size (the adaptive bounds are raised to include it) or "auto" (adaptive
+// between k_min and k_max, starting at auto_start). Only the syntax is checked (a client leaves
+// the values to the server); kInvalidArgument for an entry that is neither.
+absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindowSyntax(const DraftWindowFlags& flags,
+                                                                             int64_t auto_start);
+// The same, each window validated (1..256, min <= max).
+absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const DraftWindowFlags& flags,
                                                                          int64_t auto_start);
 
 // The draft must share the target's vocabulary: same size, and the same bytes for every id when
