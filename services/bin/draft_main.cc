@@ -6,9 +6,9 @@
 #include "CLI/CLI.hpp"
 #include "common/status_macros.h"
 #include "absl/strings/str_cat.h"
+#include "engine/ready_model.h"
 #include "services/admin/admin_server.h"
 #include "services/bin/server_main_util.h"
-#include "services/cli/cli_util.h"
 #include "services/config/cluster_config.h"
 #include "services/draft/draft_worker_service.h"
 #include "workers/draft_worker_loop.h"
@@ -26,8 +26,8 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   if (listen.empty()) listen = dc.listen();
   if (device.empty()) device = dc.device().empty() ? "cpu" : dc.device();
   fp8 = fp8 || dc.fp8();
-  absl::StatusOr<cli::ReadyModel> model =
-      cli::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device, fp8);
+  absl::StatusOr<engine::ReadyModel> model =
+      engine::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device, fp8);
   if (!model.ok()) return services::Fail("draft", model.status());
   absl::StatusOr<std::unique_ptr<workers::DraftWorker>> worker =
       workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "override the config's listen address");
   app.add_option("--device", device, "cpu, cuda or cuda:N (default: the config's, else cpu)");
   bool fp8 = false;
-  app.add_flag("--fp8", fp8, verdict::cli::kFp8FlagHelp);
+  app.add_flag("--fp8", fp8, verdict::engine::kFp8FlagHelp);
   CLI11_PARSE(app, argc, argv);
   return Run(config, threads, listen, device, fp8);
 }

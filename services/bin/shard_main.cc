@@ -5,7 +5,6 @@
 //   verdict-shard --config cluster.textproto --shard N [--threads T]
 #include <algorithm>
 #include <cstdio>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -13,13 +12,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "engine/cuda/cuda_backend.h"
-#include "engine/model.h"
 #include "engine/model_loader.h"
-#include "engine/slice_runner.h"
-#include "engine/tensor_parallel.h"
+#include "engine/ready_model.h"
 #include "judge/judge_head.h"
 #include "services/admin/admin_server.h"
-#include "services/cli/cli_util.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/shard/activation_forwarder.h"
@@ -28,19 +24,6 @@
 #include "workers/target_shard_loop.h"
 
 namespace {
-
-// The device indices of `devices` when every one is "cuda:N" and no N repeats (NCCL's case), else
-// an empty list.
-std::vector<int> DistinctCudaDevices(const std::vector<std::string>& devices) {
-  std::vector<int> indices;
-  std::set<int> seen;
-  for (const std::string& device : devices) {
-    const absl::StatusOr<verdict::engine::DeviceName> name = verdict::engine::ParseDeviceName(device);
-    if (!absl::StartsWith(device, "cuda:") || !name.ok() || !seen.insert(name->index).second) return {};
-    indices.push_back(name->index);
-  }
-  return indices;
-}
 
 int Run(const std::string& config_path, int index, int threads, std::string device, bool fp8) {
   using namespace verdict;
@@ -65,38 +48,11 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   const int ranks = std::max(1, sc.tensor_parallel());
   std::vector<std::string> rank_devices(sc.devices().begin(), sc.devices().end());
   if (rank_devices.empty()) rank_devices.assign(ranks, device);
-  const int backend_threads = threads > 0 ? threads : sc.threads();
-  const engine::SliceRange range = {sc.layer_begin(), sc.layer_end()};
-  std::unique_ptr<engine::Backend> backend;  // single slice only
-  std::unique_ptr<engine::ModelSlice> slice;  // single slice only
-  std::unique_ptr<engine::SliceRunner> runner;
-  std::vector<const engine::Backend*> rank_backends;  // for the admin endpoint's GPU figures
-  if (ranks == 1) {
-    absl::StatusOr<std::unique_ptr<engine::Backend>> created =
-        engine::CreateBackendForDevice(rank_devices[0], backend_threads, {}, fp8);
-    if (!created.ok()) return services::Fail(role, created.status());
-    backend = std::move(*created);
-    absl::StatusOr<std::unique_ptr<engine::ModelSlice>> s =
-        engine::ModelSlice::Create(loaded->config, *loaded->weights, range, backend.get());
-    if (!s.ok()) return services::Fail(role, s.status());
-    slice = std::move(*s);
-    runner = engine::RunSingleSlice(slice.get());
-    rank_backends.push_back(backend.get());
-  } else {
-    engine::TensorParallelGroup::CommunicatorFactory communicators;  // default: in-process threads
-    if (std::vector<int> cuda = DistinctCudaDevices(rank_devices); !cuda.empty()) {
-      communicators = [cuda](int) { return engine::CreateNcclCommunicators(cuda); };
-    }
-    absl::StatusOr<std::unique_ptr<engine::TensorParallelGroup>> group = engine::TensorParallelGroup::Create(
-        loaded->config, *loaded->weights, range, ranks,
-        [&rank_devices, backend_threads, fp8](int rank) {
-          return engine::CreateBackendForDevice(rank_devices[rank], backend_threads, {}, fp8);
-        },
-        std::move(communicators));
-    if (!group.ok()) return services::Fail(role, group.status());
-    for (int r = 0; r < ranks; ++r) rank_backends.push_back(&(*group)->backend(r));
-    runner = engine::RunTensorParallel(std::move(*group));
-  }
+  absl::StatusOr<engine::ReadySlice> ready = engine::OpenSliceRunner(
+      *loaded, {sc.layer_begin(), sc.layer_end()}, rank_devices, threads > 0 ? threads : sc.threads(), fp8);
+  if (!ready.ok()) return services::Fail(role, ready.status());
+  std::unique_ptr<engine::SliceRunner>& runner = ready->runner;
+  const std::vector<const engine::Backend*>& rank_backends = ready->rank_backends;  // admin GPU figures
 
   absl::StatusOr<std::string> fingerprint = judge::TargetFingerprint(loaded->config, *loaded->weights);
   if (!fingerprint.ok()) return services::Fail(role, fingerprint.status());
@@ -254,7 +210,7 @@ int main(int argc, char** argv) {
                  "cpu, cuda or cuda:N (default: the config's, else cpu); with tensor parallelism every "
                  "rank's, unless the config lists devices");
   bool fp8 = false;
-  app.add_flag("--fp8", fp8, verdict::cli::kFp8FlagHelp);
+  app.add_flag("--fp8", fp8, verdict::engine::kFp8FlagHelp);
   CLI11_PARSE(app, argc, argv);
   return Run(config, shard, threads, device, fp8);
 }

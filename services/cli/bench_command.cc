@@ -17,6 +17,7 @@
 #include "engine/cuda/cuda_backend.h"
 #include "engine/random_weights.h"
 #include "nlohmann/json.hpp"
+#include "engine/ready_model.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 #include "services/cli/decode_bench.h"
@@ -302,7 +303,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                 "CUDA: launch our kernels with programmatic dependent launch (not yet measured)");
   cmd->add_flag("--tc-prefill", flags->tensor_core_prefill,
                 "CUDA: prefill attention on the tensor cores (not yet measured)");
-  cmd->add_flag("--fp8", flags->fp8, kFp8FlagHelp);
+  cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");

@@ -22,17 +22,6 @@ int ReportError(const absl::Status& status) {
   return 1;
 }
 
-absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads,
-                                     const std::string& device, bool fp8) {
-  ReadyModel ready;
-  VERDICT_ASSIGN_OR_RETURN(ready.loaded, engine::LoadModel(path));
-  VERDICT_ASSIGN_OR_RETURN(ready.backend, engine::CreateBackendForDevice(device, threads, {}, fp8));
-  VERDICT_ASSIGN_OR_RETURN(ready.model, engine::ModelSlice::Create(ready.loaded.config,
-                                                                   *ready.loaded.weights, {},
-                                                                   ready.backend.get()));
-  return ready;
-}
-
 absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const std::string& text) {
   std::vector<int32_t> ids;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {

@@ -19,6 +19,7 @@
 #include "engine/tokenizer/detokenizer.h"
 #include "judge/judge_head.h"
 #include "judge/vocabulary_check.h"
+#include "engine/ready_model.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 #include "services/cli/speculation_util.h"
@@ -66,17 +67,17 @@ void PrintSpeculativeStats(const spec::SpeculationStats& s, const std::string& p
 }
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
-  VERDICT_ASSIGN_OR_RETURN(ReadyModel ready, OpenModel(flags.model, flags.threads, flags.device, flags.fp8));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel ready, engine::OpenModel(flags.model, flags.threads, flags.device, flags.fp8));
   const engine::Tokenizer* tokenizer = ready.loaded.tokenizer.get();
   if (tokenizer == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("the model has no usable tokenizer: ", ready.loaded.tokenizer_error));
   }
   // The draft and judge head are checked before any work: a mismatch is a clear error up front.
-  std::optional<ReadyModel> draft;
+  std::optional<engine::ReadyModel> draft;
   std::unique_ptr<judge::JudgeHead> head;
   if (!flags.draft.empty()) {
-    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads, flags.device, flags.fp8));
+    VERDICT_ASSIGN_OR_RETURN(draft, engine::OpenModel(flags.draft, flags.threads, flags.device, flags.fp8));
     VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(ready, *draft));
     if (!flags.judge_head.empty()) {
       VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(ready, flags.judge_head, flags.judge_skip_fingerprint));
@@ -232,7 +233,7 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--system", flags->system, "System message (with --chat)");
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
   cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_flag("--fp8", flags->fp8, kFp8FlagHelp);
+  cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
   cmd->add_flag("--quiet", flags->quiet, "No statistics on stderr");
   cmd->add_option("--draft", flags->draft,
                   "Draft model (same vocabulary) for speculative decoding");

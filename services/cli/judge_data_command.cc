@@ -12,6 +12,7 @@
 #include "judge/speculative_session.h"
 #include "judge/vocabulary_check.h"
 #include "nlohmann/json.hpp"
+#include "engine/ready_model.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 #include "services/cli/speculation_util.h"
@@ -48,8 +49,8 @@ absl::Status RunJudgeData(const JudgeDataFlags& flags) {
                  static_cast<long long>(tasks.skipped_lines), flags.tasks.c_str(),
                  tasks.skip_reasons.empty() ? "" : tasks.skip_reasons.front().c_str());
   }
-  VERDICT_ASSIGN_OR_RETURN(ReadyModel target, OpenModel(flags.model, flags.threads));
-  VERDICT_ASSIGN_OR_RETURN(ReadyModel draft, OpenModel(flags.draft, flags.threads));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel target, engine::OpenModel(flags.model, flags.threads));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel draft, engine::OpenModel(flags.draft, flags.threads));
   if (target.loaded.tokenizer == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("the target has no usable tokenizer: ", target.loaded.tokenizer_error));

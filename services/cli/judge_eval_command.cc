@@ -25,6 +25,7 @@
 #include "judge/tasks/task_file.h"
 #include "judge/vocabulary_check.h"
 #include "nlohmann/json.hpp"
+#include "engine/ready_model.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 #include "services/cli/speculation_util.h"
@@ -117,7 +118,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
                  tasks.skipped_lines > 3 ? "; ..." : "");
   }
 
-  VERDICT_ASSIGN_OR_RETURN(ReadyModel target, OpenModel(flags.model, flags.threads));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel target, engine::OpenModel(flags.model, flags.threads));
   const engine::Tokenizer* tokenizer = target.loaded.tokenizer.get();
   if (tokenizer == nullptr) {
     return absl::FailedPreconditionError(
@@ -141,13 +142,13 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
                                                     flags.lossy_threshold));
   const bool needs_draft = std::any_of(policies.begin(), policies.end(),
                                        [](const judge::EvalPolicy& p) { return !p.target_only; });
-  std::optional<ReadyModel> draft;
+  std::optional<engine::ReadyModel> draft;
   if (needs_draft) {
     if (flags.draft.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "policies other than \"target\" need a draft model (--draft); policies: ", policy_list));
     }
-    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.threads));
+    VERDICT_ASSIGN_OR_RETURN(draft, engine::OpenModel(flags.draft, flags.threads));
     VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(target, *draft));
   }
 

@@ -10,6 +10,7 @@
 
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "engine/ready_model.h"
 #include "services/cli/cli_util.h"
 #include "services/cli/commands.h"
 #include "services/cli/npy.h"
@@ -55,7 +56,7 @@ absl::Status RunScore(const ScoreFlags& flags) {
     return absl::InvalidArgumentError("give exactly one of --text and --token-ids");
   }
   if (flags.top_logprobs < 0) return absl::InvalidArgumentError("--top-logprobs must be >= 0");
-  VERDICT_ASSIGN_OR_RETURN(ReadyModel ready, OpenModel(flags.model, flags.threads, flags.device, flags.fp8));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel ready, engine::OpenModel(flags.model, flags.threads, flags.device, flags.fp8));
   const engine::Tokenizer* tokenizer = ready.loaded.tokenizer.get();
   std::vector<int32_t> ids;
   if (!flags.token_ids.empty()) {
@@ -131,7 +132,7 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--add-bos", flags->add_bos, "Prepend BOS when tokenizing --text")->capture_default_str();
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)");
   cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_flag("--fp8", flags->fp8, kFp8FlagHelp);
+  cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunScore(*flags));
   });

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include "engine/ready_model.h"
 #include "services/cli/speculation_util.h"
 
 #include <algorithm>
@@ -51,7 +52,7 @@ absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const Dr
   return windows;
 }
 
-absl::Status CheckDraftMatchesTarget(const ReadyModel& target, const ReadyModel& draft) {
+absl::Status CheckDraftMatchesTarget(const engine::ReadyModel& target, const engine::ReadyModel& draft) {
   VERDICT_RETURN_IF_ERROR(judge::CheckCompatibleModels(target.loaded.config, draft.loaded.config));
   if (target.loaded.tokenizer != nullptr && draft.loaded.tokenizer != nullptr) {
     return judge::CheckSameVocabulary(*target.loaded.tokenizer, *draft.loaded.tokenizer);
@@ -64,7 +65,7 @@ absl::Status CheckDraftMatchesTarget(const ReadyModel& target, const ReadyModel&
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<judge::JudgeHead>> LoadJudgeHeadForTarget(const ReadyModel& target,
+absl::StatusOr<std::unique_ptr<judge::JudgeHead>> LoadJudgeHeadForTarget(const engine::ReadyModel& target,
                                                                           const std::string& path,
                                                                           bool skip_fingerprint) {
   VERDICT_ASSIGN_OR_RETURN(judge::JudgeHead loaded, judge::LoadJudgeHead(path));

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "judge/judge_head.h"
 #include "judge/speculative_decoder.h"
+#include "engine/ready_model.h"
 #include "services/cli/cli_util.h"
 
 namespace verdict::cli {
@@ -38,12 +39,12 @@ absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const Dr
 
 // The draft must share the target's vocabulary: same size, and the same bytes for every id when
 // both ship a tokenizer (a warning on stderr when the draft has none).
-absl::Status CheckDraftMatchesTarget(const ReadyModel& target, const ReadyModel& draft);
+absl::Status CheckDraftMatchesTarget(const engine::ReadyModel& target, const engine::ReadyModel& draft);
 
 // Loads a judge head and checks it was trained for `target` (hidden size and fingerprint). With
 // `skip_fingerprint` a fingerprint mismatch (e.g. a quantized copy) is a warning on stderr instead;
 // a hidden-size mismatch never is.
-absl::StatusOr<std::unique_ptr<judge::JudgeHead>> LoadJudgeHeadForTarget(const ReadyModel& target,
+absl::StatusOr<std::unique_ptr<judge::JudgeHead>> LoadJudgeHeadForTarget(const engine::ReadyModel& target,
                                                                           const std::string& path,
                                                                           bool skip_fingerprint);
 
