@@ -129,4 +129,15 @@ std::vector<int32_t> StopTokenIds(const LoadedModel& model) {
   return ids;
 }
 
+SamplingParams ResolveSampling(const GenerationDefaults& defaults, std::optional<float> temperature,
+                               std::optional<int64_t> top_k, std::optional<float> top_p, uint64_t seed) {
+  const bool checkpoint_samples = defaults.has_do_sample && defaults.do_sample;
+  SamplingParams s;
+  s.temperature = temperature.value_or(checkpoint_samples && defaults.temperature > 0 ? defaults.temperature : 0.0f);
+  s.top_k = top_k.value_or(checkpoint_samples && defaults.top_k > 0 ? defaults.top_k : 0);
+  s.top_p = top_p.value_or(checkpoint_samples && defaults.top_p > 0 ? defaults.top_p : 1.0f);
+  s.seed = seed;
+  return s;
+}
+
 }  // namespace verdict::engine

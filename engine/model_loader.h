@@ -7,11 +7,13 @@
 #define VERDICT_ENGINE_MODEL_LOADER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "engine/io/weight_source.h"
 #include "engine/model_config.h"
+#include "engine/sampler.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace verdict::engine {
@@ -33,6 +35,11 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path);
 // The token ids that end generation: the tokenizer's eos ids, the config's and the generation
 // config's eos ids, and for chat models the end-of-turn token.
 std::vector<int32_t> StopTokenIds(const LoadedModel& model);
+
+// The sampling a request gets where it leaves values unset: each value given wins, then the
+// checkpoint's generation_config.json when it asks for sampling (do_sample), then greedy.
+SamplingParams ResolveSampling(const GenerationDefaults& defaults, std::optional<float> temperature,
+                               std::optional<int64_t> top_k, std::optional<float> top_p, uint64_t seed);
 
 }  // namespace verdict::engine
 

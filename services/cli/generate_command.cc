@@ -98,15 +98,10 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
                                                                        /*parse_special=*/false}));
   }
   // Sampling: explicit flags win, then the checkpoint's generation_config.json, then greedy.
-  const engine::GenerationDefaults& defaults = ready.loaded.generation;
   engine::GenerateOptions options;
   options.max_new_tokens = flags.max_tokens;
-  const bool checkpoint_samples = defaults.has_do_sample && defaults.do_sample;
-  options.sampling.temperature =
-      flags.temperature.value_or(checkpoint_samples && defaults.temperature > 0 ? defaults.temperature : 0.0f);
-  options.sampling.top_k = flags.top_k.value_or(checkpoint_samples && defaults.top_k > 0 ? defaults.top_k : 0);
-  options.sampling.top_p = flags.top_p.value_or(checkpoint_samples && defaults.top_p > 0 ? defaults.top_p : 1.0f);
-  options.sampling.seed = flags.seed;
+  options.sampling =
+      engine::ResolveSampling(ready.loaded.generation, flags.temperature, flags.top_k, flags.top_p, flags.seed);
   options.stop_token_ids = engine::StopTokenIds(ready.loaded);
 
   engine::IncrementalDetokenizer detokenizer(tokenizer);
