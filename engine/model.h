@@ -39,11 +39,6 @@ struct SliceRange {
   int64_t layer_end = -1;  // -1: up to the last layer
 };
 
-// One sequence of a batch: `num_tokens` new positions appended after cache->length().
-struct SequenceInput {
-  KvCache* cache = nullptr;
-  int64_t num_tokens = 0;
-};
 
 // What the last slice returns for each output row. The full logits row is what scoring, sampling
 // with top-k/top-p and the KL rule need; greedy decisions, log-probabilities of given tokens,
@@ -71,8 +66,18 @@ struct OutputContents {
   bool sampled_supports = false;
 };
 
-struct ForwardBatch {
-  std::vector<SequenceInput> sequences;
+// One forward pass over several sequences. One definition for the three kinds of caches a batch can
+// name: a model slice's (KvCache: ForwardBatch), a tensor-parallel group's (TensorParallelKvCache:
+// TensorParallelBatch) and a slice runner's (SequenceCache: RunnerBatch).
+enum class BatchOutputs { kAll, kLastOfEachSequence, kSelectedRows };
+template <typename Cache>
+struct BatchOf {
+  // One sequence of a batch: `num_tokens` new positions appended after cache->length().
+  struct Sequence {
+    Cache* cache = nullptr;
+    int64_t num_tokens = 0;
+  };
+  std::vector<Sequence> sequences;
   // First slice: the new token ids of all sequences, concatenated in sequence order.
   absl::Span<const int32_t> token_ids;
   // Other slices: incoming activations [total tokens, hidden_size], row-major.
@@ -81,24 +86,25 @@ struct ForwardBatch {
   // generation (saves the LM head on prompt tokens), kSelectedRows for exactly `selected_rows`
   // (e.g. only the k + 1 rows of the verification blocks of a batch that also prefills prompts;
   // none at all is allowed and skips the LM head).
-  enum class Outputs { kAll, kLastOfEachSequence, kSelectedRows };
+  using Outputs = BatchOutputs;
   Outputs outputs = Outputs::kAll;
   absl::Span<const int32_t> selected_rows;  // kSelectedRows: batch rows, strictly ascending
   // Last slice: what comes back to the host for each output row (see OutputContents).
   OutputContents contents;
-};
 
-// Copies everything of a batch but its sequences (ids or activations, which rows produce outputs and
-// what of them) between ForwardBatch and the batch types of TensorParallelGroup and SliceRunner,
-// which differ only in their caches.
-template <typename From, typename To>
-void CopyBatchExceptSequences(const From& from, To* to) {
-  to->token_ids = from.token_ids;
-  to->activations = from.activations;
-  to->outputs = from.outputs;
-  to->selected_rows = from.selected_rows;
-  to->contents = from.contents;
-}
+  // Gives `to` this batch's ids or activations, output rows and contents: a batch of other caches
+  // for the same pass (its sequences are the caller's to fill).
+  template <typename OtherCache>
+  void CopyAllButSequencesTo(BatchOf<OtherCache>* to) const {
+    to->token_ids = token_ids;
+    to->activations = activations;
+    to->outputs = outputs;
+    to->selected_rows = selected_rows;
+    to->contents = contents;
+  }
+};
+using ForwardBatch = BatchOf<KvCache>;
+using SequenceInput = ForwardBatch::Sequence;
 
 struct ForwardResult {
   // Non-last slices: activations [total tokens, hidden_size] for the next slice.

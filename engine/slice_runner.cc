@@ -61,7 +61,7 @@ class SingleSliceRunner final : public SliceRunner {
     for (const RunnerSequence& seq : batch.sequences) {
       forward_.sequences.push_back({static_cast<SingleSliceCache*>(seq.cache)->kv(), seq.num_tokens});
     }
-    CopyBatchExceptSequences(batch, &forward_);
+    batch.CopyAllButSequencesTo(&forward_);
     return slice_->Forward(forward_, result);
   }
 
@@ -110,7 +110,7 @@ class TensorParallelRunner final : public SliceRunner {
       forward_.sequences.push_back(
           {static_cast<TensorParallelCache*>(seq.cache)->group_cache(), seq.num_tokens});
     }
-    CopyBatchExceptSequences(batch, &forward_);
+    batch.CopyAllButSequencesTo(&forward_);
     return group_->Forward(forward_, result);
   }
 

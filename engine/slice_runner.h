@@ -47,19 +47,9 @@ class SequenceCache {
   const SliceRunner* runner_;
 };
 
-// ForwardBatch (engine/model.h) with runner caches; the fields mean the same.
-struct RunnerSequence {
-  SequenceCache* cache = nullptr;
-  int64_t num_tokens = 0;
-};
-struct RunnerBatch {
-  std::vector<RunnerSequence> sequences;
-  absl::Span<const int32_t> token_ids;  // first slice
-  absl::Span<const float> activations;  // other slices
-  ForwardBatch::Outputs outputs = ForwardBatch::Outputs::kAll;
-  absl::Span<const int32_t> selected_rows;
-  OutputContents contents;
-};
+// A batch of runner caches (engine/model.h's BatchOf).
+using RunnerBatch = BatchOf<SequenceCache>;
+using RunnerSequence = RunnerBatch::Sequence;
 
 class SliceRunner {
  public:

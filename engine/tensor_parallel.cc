@@ -145,7 +145,7 @@ absl::Status TensorParallelGroup::Forward(const TensorParallelBatch& batch, Forw
     for (const TensorParallelSequence& seq : batch.sequences) {
       rank_batch.sequences.push_back({seq.cache->rank_cache(r), seq.num_tokens});
     }
-    CopyBatchExceptSequences(batch, &rank_batch);
+    batch.CopyAllButSequencesTo(&rank_batch);
     return ranks_[r]->slice->Forward(rank_batch, r == 0 ? result : &ranks_[r]->scratch);
   });
   if (!status.ok()) {

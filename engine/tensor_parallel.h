@@ -58,19 +58,9 @@ class TensorParallelKvCache {
   std::vector<std::unique_ptr<KvCache>> caches_;  // [world size]
 };
 
-// ForwardBatch with group caches (see engine/model.h for the fields).
-struct TensorParallelSequence {
-  TensorParallelKvCache* cache = nullptr;
-  int64_t num_tokens = 0;
-};
-struct TensorParallelBatch {
-  std::vector<TensorParallelSequence> sequences;
-  absl::Span<const int32_t> token_ids;
-  absl::Span<const float> activations;
-  ForwardBatch::Outputs outputs = ForwardBatch::Outputs::kAll;
-  absl::Span<const int32_t> selected_rows;
-  OutputContents contents;
-};
+// A batch of group caches (engine/model.h's BatchOf).
+using TensorParallelBatch = BatchOf<TensorParallelKvCache>;
+using TensorParallelSequence = TensorParallelBatch::Sequence;
 
 class TensorParallelGroup {
  public:
