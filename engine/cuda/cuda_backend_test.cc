@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/testing/status_matchers.h"
-#include "engine/cuda/backend_checks.h"
+#include "engine/testing/backend_checks.h"
 #include "engine/tensor_parallel.h"
 #include "engine/io/safetensors.h"
 #include "engine/model.h"

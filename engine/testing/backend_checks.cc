@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "engine/cuda/backend_checks.h"
+#include "engine/testing/backend_checks.h"
 
 #include <algorithm>
 #include <cmath>

@@ -6,8 +6,8 @@
 //
 // Error measure of one comparison: max |candidate - reference| / max |reference| over the output
 // (a relative error at the scale of the output, robust to elements near zero).
-#ifndef VERDICT_ENGINE_CUDA_BACKEND_CHECKS_H_
-#define VERDICT_ENGINE_CUDA_BACKEND_CHECKS_H_
+#ifndef VERDICT_ENGINE_TESTING_BACKEND_CHECKS_H_
+#define VERDICT_ENGINE_TESTING_BACKEND_CHECKS_H_
 
 #include <cstdint>
 #include <string>
@@ -77,4 +77,4 @@ LlamaConfig TensorParallelCheckConfig();
 
 }  // namespace verdict::engine
 
-#endif  // VERDICT_ENGINE_CUDA_BACKEND_CHECKS_H_
+#endif  // VERDICT_ENGINE_TESTING_BACKEND_CHECKS_H_

@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "engine/cuda/backend_checks.h"
+#include "engine/testing/backend_checks.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/random_weights.h"
 #include "nlohmann/json.hpp"
