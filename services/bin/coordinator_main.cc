@@ -2,14 +2,15 @@
 // verdict-coordinator: the client-facing service of a Verdict cluster (verdict.v1.Verdict). Talks
 // to the draft worker and the target shards over gRPC (activations go shard to shard).
 //   verdict-coordinator --config cluster.textproto
+#include <algorithm>
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
 #include "clients/grpc/grpc_worker_clients.h"
 #include "clients/grpc/wire_convert.h"
+#include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 #include "engine/model_loader.h"
-#include "judge/judge_head.h"
 #include "httplib.h"
 #include "services/admin/admin_server.h"
 #include "services/admin/dashboard.h"
@@ -43,11 +44,64 @@ std::pair<double, double> ShardLatencyMs(const std::string& admin, int index) {
   return {passes > 0 ? 1e3 * seconds / passes : 0.0, last >= 0 ? 1e3 * last : -1};
 }
 
-std::string BaseName(const std::string& path) {
-  std::string p = path;
-  while (!p.empty() && p.back() == '/') p.pop_back();
-  const size_t slash = p.rfind('/');
-  return slash == std::string::npos ? p : p.substr(slash + 1);
+// What the coordinator learns from the members rather than from their files: each shard's layout
+// (checked against the config and the target's layer count and vocabulary; one model fingerprint
+// across the shards), the judge on the last shard, and the draft's context and name. Waits for
+// members that are still starting until `deadline`.
+absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, const verdict::engine::LlamaConfig& target,
+                              absl::Time deadline, verdict::services::ServedModel* served,
+                              verdict::coordinator::CoordinatorOptions* options) {
+  using namespace verdict;
+  std::string fingerprint;
+  for (int i = 0; i < config.shards_size(); ++i) {
+    const v1::TargetShardConfig& sc = config.shards(i);
+    const std::string who = absl::StrCat("target shard ", i, " (", sc.listen(), ")");
+    VERDICT_ASSIGN_OR_RETURN(v1::ShardDescription d, services::DescribeShard(sc.listen(), who, deadline));
+    if (d.shard_index() != i || d.num_shards() != config.shards_size() || d.layer_begin() != sc.layer_begin() ||
+        d.layer_end() != sc.layer_end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          who, " serves shard ", d.shard_index(), " of ", d.num_shards(), " (layers [", d.layer_begin(), ", ",
+          d.layer_end(), ")); the config says shard ", i, " of ", config.shards_size(), " (layers [",
+          sc.layer_begin(), ", ", sc.layer_end(), "))"));
+    }
+    if (d.num_layers() != target.num_layers || d.vocab_size() != target.vocab_size) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          who, " serves a model of ", d.num_layers(), " layers and ", d.vocab_size(), " tokens; the target ",
+          config.target().path(), " has ", target.num_layers, " and ", target.vocab_size));
+    }
+    if (i > 0 && d.model_fingerprint() != fingerprint) {
+      return absl::FailedPreconditionError(absl::StrCat(who, " serves model ", d.model_fingerprint(),
+                                                        ", target shard 0 serves ", fingerprint));
+    }
+    fingerprint = d.model_fingerprint();
+    if (i + 1 == config.shards_size()) {
+      served->has_judge = d.has_judge();
+      served->judge_threshold = d.judge_threshold();
+      served->judge_fingerprint = d.judge_fingerprint();
+    }
+  }
+  if (config.has_draft()) {
+    // Sessions decode target-only while the draft is down, so a draft that does not answer soon
+    // after the shards does not hold the coordinator up: it is described by its config until then.
+    const std::string who = absl::StrCat("the draft worker (", config.draft().listen(), ")");
+    absl::StatusOr<v1::DraftDescription> described =
+        services::DescribeDraft(config.draft().listen(), who, std::min(deadline, absl::Now() + absl::Seconds(10)));
+    if (!described.ok()) {
+      std::fprintf(stderr, "verdict-coordinator: warning: %s; serving target-only until the draft answers\n",
+                   std::string(described.status().message()).c_str());
+      options->draft_context = target.max_position_embeddings;
+      served->draft_name = services::ModelBaseName(config.draft().model().path());
+      return absl::OkStatus();
+    }
+    const v1::DraftDescription& d = *described;
+    if (d.vocab_size() != target.vocab_size) {
+      return absl::FailedPreconditionError(absl::StrCat(who, " serves a vocabulary of ", d.vocab_size(),
+                                                        " tokens; the target's has ", target.vocab_size));
+    }
+    options->draft_context = d.context_length();
+    served->draft_name = d.model_name();
+  }
+  return absl::OkStatus();
 }
 
 int Run(const std::string& config_path) {
@@ -67,7 +121,8 @@ int Run(const std::string& config_path) {
   const v1::CoordinatorConfig& cc = config->coordinator();
 
   services::ServedModel served;
-  served.name = config->target().name().empty() ? BaseName(config->target().path()) : config->target().name();
+  served.name =
+      config->target().name().empty() ? services::ModelBaseName(config->target().path()) : config->target().name();
   served.tokenizer = target->tokenizer.get();
   served.config = target->config;
   served.stop_token_ids = engine::StopTokenIds(*target);
@@ -82,28 +137,18 @@ int Run(const std::string& config_path) {
   }
   served.default_draft_window = cc.default_draft_window();
   served.default_max_tokens = cc.default_max_tokens();
-  const v1::TargetShardConfig& last = config->shards(config->shards_size() - 1);
-  if (!last.judge_head().empty()) {
-    absl::StatusOr<judge::JudgeHead> head = judge::LoadJudgeHead(last.judge_head());
-    if (!head.ok()) return services::Fail("coordinator", head.status());
-    served.has_judge = true;
-    served.judge_threshold = last.has_judge_threshold() ? last.judge_threshold() : head->threshold;
-    served.judge_fingerprint = head->target_fingerprint;
-  }
-
   coordinator::CoordinatorOptions options;
   options.max_sessions = cc.max_sessions();
   options.target_context = target->config.max_position_embeddings;
   options.pipelined = cc.pipelined();
+  // The layout, the judge and the draft come from the members themselves.
+  const absl::Duration member_wait = absl::Seconds(cc.member_wait_seconds() > 0 ? cc.member_wait_seconds() : 120);
+  if (absl::Status s = LearnFromMembers(*config, target->config, absl::Now() + member_wait, &served, &options);
+      !s.ok()) {
+    return services::Fail("coordinator", s);
+  }
   std::unique_ptr<clients::GrpcDraftClient> draft;
   if (config->has_draft()) {
-    absl::StatusOr<engine::LoadedModel> draft_model = engine::LoadModel(config->draft().model().path());
-    if (!draft_model.ok()) return services::Fail("coordinator", draft_model.status());
-    if (draft_model->config.vocab_size != target->config.vocab_size) {
-      return services::Fail("coordinator", absl::InvalidArgumentError("the draft and target vocabularies differ"));
-    }
-    options.draft_context = draft_model->config.max_position_embeddings;
-    served.draft_name = BaseName(config->draft().model().path());
     draft = std::make_unique<clients::GrpcDraftClient>(config->draft().listen(),
                                                        absl::Milliseconds(cc.draft_deadline_ms()));
   }

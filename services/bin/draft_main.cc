@@ -33,7 +33,13 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
       workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
   if (!worker.ok()) return services::Fail("draft", worker.status());
   workers::DraftWorkerLoop loop(std::move(*worker), {.max_batch_tokens = dc.max_batch_tokens()});
-  services::DraftWorkerService service(&loop);
+  v1::DraftDescription description;
+  description.set_model_name(services::ModelBaseName(dc.model().path()));
+  description.set_vocab_size(static_cast<int32_t>(model->loaded.config.vocab_size));
+  description.set_context_length(static_cast<int32_t>(model->loaded.config.max_position_embeddings));
+  description.set_num_layers(static_cast<int32_t>(model->loaded.config.num_layers));
+  description.set_hidden_size(static_cast<int32_t>(model->loaded.config.hidden_size));
+  services::DraftWorkerService service(&loop, std::move(description));
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(listen, {&service});
   if (!server.ok()) return services::Fail("draft", server.status());
   std::unique_ptr<services::AdminServer> admin;

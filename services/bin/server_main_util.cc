@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "services/bin/server_main_util.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "verdict/v1/draft_worker.grpc.pb.h"
+#include "verdict/v1/target_shard.grpc.pb.h"
 #include "grpcpp/health_check_service_interface.h"
 
 namespace verdict::services {
@@ -47,6 +51,58 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& add
 int Fail(const std::string& role, const absl::Status& status) {
   std::fprintf(stderr, "verdict-%s: %s\n", role.c_str(), status.ToString().c_str());
   return 1;
+}
+
+std::string ModelBaseName(const std::string& path) {
+  std::string p = path;
+  while (!p.empty() && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+namespace {
+
+// One Describe call per attempt, until `deadline`; see DescribeShard.
+template <typename Service, typename Request, typename Response>
+absl::StatusOr<Response> DescribeWithRetries(const std::string& address, const std::string& who,
+                                             absl::Time deadline) {
+  std::unique_ptr<typename Service::Stub> stub =
+      Service::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  absl::Duration backoff = absl::Milliseconds(100);
+  grpc::Status last;
+  for (int attempt = 0;; ++attempt) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Seconds(2))));
+    context.set_wait_for_ready(true);  // a member that is still starting: wait for it, not fail
+    Request request;
+    Response response;
+    last = stub->Describe(&context, request, &response);
+    if (last.ok()) return response;
+    const bool transient = last.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!transient || absl::Now() + backoff >= deadline) break;
+    if (attempt == 0 || attempt % 10 == 0) {
+      std::fprintf(stderr, "verdict: waiting for %s: %s\n", who.c_str(), last.error_message().c_str());
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(2 * backoff, absl::Seconds(2));
+  }
+  return absl::Status(static_cast<absl::StatusCode>(last.error_code()),
+                      absl::StrCat(who, " did not describe itself: ", last.error_message()));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ShardDescription> DescribeShard(const std::string& address, const std::string& who,
+                                                   absl::Time deadline) {
+  return DescribeWithRetries<v1::TargetShard, v1::DescribeShardRequest,
+                             v1::ShardDescription>(address, who, deadline);
+}
+
+absl::StatusOr<v1::DraftDescription> DescribeDraft(const std::string& address, const std::string& who,
+                                                   absl::Time deadline) {
+  return DescribeWithRetries<v1::DraftWorker, v1::DescribeDraftRequest,
+                             v1::DraftDescription>(address, who, deadline);
 }
 
 }  // namespace verdict::services

@@ -10,7 +10,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "verdict/v1/draft_worker.pb.h"
+#include "verdict/v1/target_shard.pb.h"
 
 namespace verdict::services {
 
@@ -27,6 +30,19 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& add
 
 // Prints "verdict-<role>: <message>" to stderr and returns 1 (for `return Fail(...)` in main).
 int Fail(const std::string& role, const absl::Status& status);
+
+// A checkpoint's name from its path: the directory's or file's base name ("models/llama/" ->
+// "llama").
+std::string ModelBaseName(const std::string& path);
+
+// Asks the cluster member at `address` to describe itself (verdict.v1 Describe), retrying with
+// backoff (0.1 s doubling to 2 s) while it cannot be reached, until `deadline`. Each retry after
+// the first logs one line naming `who` (e.g. "target shard 1 (host:port)"). Errors: the member's
+// last status, naming `who` (kDeadlineExceeded when it never answered).
+absl::StatusOr<v1::ShardDescription> DescribeShard(const std::string& address, const std::string& who,
+                                                   absl::Time deadline);
+absl::StatusOr<v1::DraftDescription> DescribeDraft(const std::string& address, const std::string& who,
+                                                   absl::Time deadline);
 
 }  // namespace verdict::services
 

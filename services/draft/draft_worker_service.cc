@@ -6,10 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/grpc/wire_convert.h"
+#include "services/reactor_util.h"
 
 namespace verdict::services {
 
-DraftWorkerService::DraftWorkerService(workers::DraftWorkerLoop* loop) : loop_(loop) {}
+DraftWorkerService::DraftWorkerService(workers::DraftWorkerLoop* loop, v1::DraftDescription description)
+    : loop_(loop), description_(std::move(description)) {}
 
 grpc::ServerUnaryReactor* DraftWorkerService::OpenSession(grpc::CallbackServerContext* context,
                                                           const v1::OpenDraftSessionRequest* request,
@@ -53,6 +55,12 @@ grpc::ServerUnaryReactor* DraftWorkerService::CloseSession(grpc::CallbackServerC
   loop_->CloseSession(request->session_id());
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+grpc::ServerUnaryReactor* DraftWorkerService::Describe(grpc::CallbackServerContext* context,
+                                                       const v1::DescribeDraftRequest*, v1::DraftDescription* response) {
+  *response = description_;
+  return FinishNow(context, absl::OkStatus());
 }
 
 }  // namespace verdict::services

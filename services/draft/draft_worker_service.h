@@ -11,8 +11,9 @@ namespace verdict::services {
 
 class DraftWorkerService final : public v1::DraftWorker::CallbackService {
  public:
-  // `loop` must outlive the service (the worker validates every request).
-  explicit DraftWorkerService(workers::DraftWorkerLoop* loop);
+  // `loop` must outlive the service (the worker validates every request). `description`: what
+  // Describe answers.
+  DraftWorkerService(workers::DraftWorkerLoop* loop, v1::DraftDescription description);
 
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* context,
                                         const v1::OpenDraftSessionRequest* request,
@@ -22,9 +23,12 @@ class DraftWorkerService final : public v1::DraftWorker::CallbackService {
   grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext* context,
                                          const v1::CloseDraftSessionRequest* request,
                                          v1::CloseDraftSessionResponse* response) override;
+  grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* context, const v1::DescribeDraftRequest* request,
+                                     v1::DraftDescription* response) override;
 
  private:
   workers::DraftWorkerLoop* loop_;
+  const v1::DraftDescription description_;
 };
 
 }  // namespace verdict::services
