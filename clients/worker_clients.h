@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "spec/ids.h"
 #include "spec/messages.h"
 #include "spec/sampling_params.h"
 #include "spec/speculation_params.h"
@@ -22,7 +23,7 @@ namespace verdict::clients {
 using StatusCallback = std::function<void(absl::Status)>;
 
 struct DraftSessionSpec {
-  uint64_t session_id = 0;
+  spec::DraftSessionId session_id;
   std::vector<int32_t> prompt;
   spec::SamplingParams sampling;  // the draft's own sampling
   int64_t capacity = 0;
@@ -39,11 +40,11 @@ class DraftClient {
   // that does not answer in time completes with kDeadlineExceeded or kUnavailable.
   virtual void Propose(const spec::ProposeRequest& request,
                        std::function<void(absl::StatusOr<spec::Proposal>)> done) = 0;
-  virtual void CloseSession(uint64_t session_id) = 0;  // best effort, no reply
+  virtual void CloseSession(spec::DraftSessionId session_id) = 0;  // best effort, no reply
 };
 
 struct TargetSessionSpec {
-  uint64_t session_id = 0;
+  spec::SessionId session_id;
   int64_t capacity = 0;
   // How the last shard verifies (it alone turns these into its rules) and the target's sampling.
   spec::SpeculationParams params;
@@ -59,7 +60,7 @@ class TargetClient {
   // or the error of the shard that failed the block (kUnavailable naming a shard that is down).
   virtual void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
                       std::function<void(spec::BlockOutcome)> done) = 0;
-  virtual void CloseSession(uint64_t session_id) = 0;  // on every shard, best effort
+  virtual void CloseSession(spec::SessionId session_id) = 0;  // on every shard, best effort
   virtual int num_shards() const = 0;
 };
 

@@ -74,7 +74,7 @@ struct Coordinator::Session {
   enum class Phase { kOpening, kDecoding, kReleasing };
   enum class DraftState { kNone, kOpening, kReady, kFailed };
 
-  uint64_t id = 0;
+  spec::SessionId id;
   GenerationRequest request;
   GenerationCallbacks callbacks;
   Phase phase = Phase::kOpening;
@@ -98,7 +98,7 @@ struct Coordinator::Session {
 
   // Draft side.
   DraftState draft_state = DraftState::kNone;
-  uint64_t draft_session = 0;
+  spec::DraftSessionId draft_session;
   std::vector<int32_t> draft_sequence;  // mirror of the worker's sequence
   std::vector<int32_t> proposing_context;
   bool proposing_optimistic = false;
@@ -167,7 +167,7 @@ void Coordinator::Shutdown() {
 
 void Coordinator::Post(std::function<void()> fn) { PostTo(mailbox_, std::move(fn)); }
 
-absl::StatusOr<uint64_t> Coordinator::Start(GenerationRequest request, GenerationCallbacks callbacks) {
+absl::StatusOr<spec::SessionId> Coordinator::Start(GenerationRequest request, GenerationCallbacks callbacks) {
   const int64_t n = static_cast<int64_t>(request.prompt.size());
   if (n == 0) return absl::InvalidArgumentError("the prompt has no tokens");
   if (n >= options_.target_context) {
@@ -185,7 +185,7 @@ absl::StatusOr<uint64_t> Coordinator::Start(GenerationRequest request, Generatio
         absl::StrCat("the coordinator is serving its maximum of ", options_.max_sessions, " sessions"));
   }
   auto s = std::make_shared<Session>();
-  s->id = next_id_.fetch_add(1);
+  s->id = spec::SessionId(next_id_.fetch_add(1));
   s->prompt_length = n;
   s->committed = request.prompt;
   const int64_t budget = n + request.max_new_tokens;
@@ -199,7 +199,7 @@ absl::StatusOr<uint64_t> Coordinator::Start(GenerationRequest request, Generatio
   s->request = std::move(request);
   s->callbacks = std::move(callbacks);
   s->start = clock_->Now();
-  const uint64_t id = s->id;
+  const spec::SessionId id = s->id;
   Post([this, session = std::move(s)] {
     sessions_.emplace(session->id, session);
     ++totals_.requests;
@@ -208,7 +208,7 @@ absl::StatusOr<uint64_t> Coordinator::Start(GenerationRequest request, Generatio
   return id;
 }
 
-void Coordinator::Cancel(uint64_t session_id) {
+void Coordinator::Cancel(spec::SessionId session_id) {
   Post([this, session_id] {
     auto it = sessions_.find(session_id);
     if (it == sessions_.end() || it->second->done()) return;
@@ -247,7 +247,7 @@ CoordinatorSnapshot Coordinator::Snapshot() {
 }
 
 void Coordinator::Open(Session& s) {
-  const uint64_t id = s.id;
+  const spec::SessionId id = s.id;
   ++s.opens_in_flight;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
   target_->OpenSession({id, s.target_capacity, s.request.speculation, s.request.sampling},
@@ -274,10 +274,11 @@ void Coordinator::Open(Session& s) {
 void Coordinator::OpenDraftSession(Session& s) {
   // A fresh draft-session id each time: a late answer for an abandoned one is recognisably stale.
   s.draft_state = Session::DraftState::kOpening;
-  s.draft_session = next_draft_session_++;
+  s.draft_session = spec::DraftSessionId(next_draft_session_++);
   s.draft_sequence = s.committed;
   ++s.opens_in_flight;
-  const uint64_t id = s.id, draft_session = s.draft_session;
+  const spec::SessionId id = s.id;
+  const spec::DraftSessionId draft_session = s.draft_session;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
   // The KL rule compares the target's distribution with the draft's whole one.
   const bool record_distributions = s.request.speculation.policy == spec::Policy::kLossyKl;
@@ -416,7 +417,8 @@ void Coordinator::RequestProposal(Session& s, bool optimistic) {
   }
   s.proposing = true;
   s.proposing_optimistic = optimistic;
-  const uint64_t id = s.id, draft_session = s.draft_session;
+  const spec::SessionId id = s.id;
+  const spec::DraftSessionId draft_session = s.draft_session;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
   draft_->Propose(request, [this, mailbox, id, draft_session](absl::StatusOr<spec::Proposal> proposal) {
     PostTo(mailbox, [this, id, draft_session, proposal = std::move(proposal)]() mutable {
@@ -425,7 +427,8 @@ void Coordinator::RequestProposal(Session& s, bool optimistic) {
   });
 }
 
-void Coordinator::OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<spec::Proposal> proposal) {
+void Coordinator::OnProposal(spec::SessionId id, spec::DraftSessionId draft_session,
+                             absl::StatusOr<spec::Proposal> proposal) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
@@ -472,14 +475,14 @@ void Coordinator::SendBlock(Session& s, spec::DraftBlock draft) {
   s.target_started = true;
   s.verifying = true;
   s.verifying_draft = std::move(draft);
-  const uint64_t id = s.id;
+  const spec::SessionId id = s.id;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
   target_->Verify(block, std::move(ids), [this, mailbox, id](spec::BlockOutcome outcome) {
     PostTo(mailbox, [this, id, outcome = std::move(outcome)]() mutable { OnOutcome(id, std::move(outcome)); });
   });
 }
 
-void Coordinator::OnOutcome(uint64_t id, spec::BlockOutcome outcome) {
+void Coordinator::OnOutcome(spec::SessionId id, spec::BlockOutcome outcome) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& s = *it->second;

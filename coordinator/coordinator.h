@@ -36,6 +36,7 @@
 #include "common/clock.h"
 #include "common/executor.h"
 #include "spec/draft_window.h"
+#include "spec/ids.h"
 #include "spec/sampling_params.h"
 #include "spec/speculation_params.h"
 #include "spec/speculation_stats.h"
@@ -86,7 +87,7 @@ struct GenerationCallbacks {
 };
 
 struct SessionSnapshot {
-  uint64_t id = 0;
+  spec::SessionId id;
   std::string request_id;
   std::string policy;  // spec::PolicyLabel
   int64_t prompt_tokens = 0;
@@ -127,9 +128,9 @@ class Coordinator {
   // (synchronous): kInvalidArgument (empty prompt, prompt not shorter than the target context,
   // max_new_tokens < 1, bad sampling, window or thresholds), kResourceExhausted (max_sessions in
   // flight).
-  absl::StatusOr<uint64_t> Start(GenerationRequest request, GenerationCallbacks callbacks);
+  absl::StatusOr<spec::SessionId> Start(GenerationRequest request, GenerationCallbacks callbacks);
   // Ends the generation with kCancelled and releases its worker state. Unknown ids are ignored.
-  void Cancel(uint64_t session_id);
+  void Cancel(spec::SessionId session_id);
 
   // From the executor's thread or any other (then it waits for the executor to answer).
   CoordinatorSnapshot Snapshot();
@@ -150,8 +151,8 @@ class Coordinator {
   void Apply(Session& s, Action action);
   void RequestProposal(Session& s, bool optimistic);
   void SendBlock(Session& s, spec::DraftBlock draft);
-  void OnProposal(uint64_t id, uint64_t draft_session, absl::StatusOr<spec::Proposal> proposal);
-  void OnOutcome(uint64_t id, spec::BlockOutcome outcome);
+  void OnProposal(spec::SessionId id, spec::DraftSessionId draft_session, absl::StatusOr<spec::Proposal> proposal);
+  void OnOutcome(spec::SessionId id, spec::BlockOutcome outcome);
   void DraftFailed(Session& s, const absl::Status& status);
   // Tokens the next block may draft (0: target-only), given `committed` tokens so far.
   int64_t WindowFor(const Session& s, int64_t committed, int64_t generated) const;
@@ -168,7 +169,7 @@ class Coordinator {
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> active_{0};  // sessions not yet released (admission control)
   // Executor-thread state.
-  absl::flat_hash_map<uint64_t, std::shared_ptr<Session>> sessions_;
+  absl::flat_hash_map<spec::SessionId, std::shared_ptr<Session>> sessions_;
   CoordinatorTotals totals_;
   uint64_t next_draft_session_ = 1;
   std::shared_ptr<Mailbox> mailbox_;

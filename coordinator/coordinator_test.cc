@@ -37,7 +37,7 @@ class CoordinatorStateTest : public ::testing::Test {
   }
 
   // Starts a greedy generation of prompt {10, 11, 12} with window k and runs the loop.
-  uint64_t Start(int64_t k = 3, int64_t max_new = 20, std::vector<int32_t> stops = {}) {
+  spec::SessionId Start(int64_t k = 3, int64_t max_new = 20, std::vector<int32_t> stops = {}) {
     GenerationRequest r;
     r.prompt = {10, 11, 12};
     r.max_new_tokens = max_new;
@@ -52,10 +52,10 @@ class CoordinatorStateTest : public ::testing::Test {
       ++done_calls_;
       summary_ = std::move(s);
     };
-    absl::StatusOr<uint64_t> id = coordinator_->Start(std::move(r), std::move(cb));
+    absl::StatusOr<spec::SessionId> id = coordinator_->Start(std::move(r), std::move(cb));
     EXPECT_OK(id.status());
     Run();
-    return id.value_or(0);
+    return id.value_or(spec::SessionId());
   }
   void Run() { executor_.RunUntilIdle(); }
 
@@ -130,7 +130,7 @@ TEST_F(CoordinatorStateTest, VerdictBeforeTheOptimisticProposalStillUsesIt) {
   EXPECT_THAT(v.block.draft.tokens, ElementsAre(30, 31, 32));
   target_.ReplyVerdict(0, 40);
   Run();
-  coordinator_->Cancel(1);
+  coordinator_->Cancel(spec::SessionId(1));
   Run();
   ASSERT_EQ(draft_.proposals.size(), 1u);
   draft_.FailPropose(absl::CancelledError("released"));
@@ -177,7 +177,7 @@ TEST_F(CoordinatorStateTest, ProposalAfterARollbackIsDroppedAndTheDraftRollsBack
 // flight has come back.
 TEST_F(CoordinatorStateTest, ShardErrorBetweenTwoVerdictsFailsTheSessionAndReleasesItLater) {
   Make();
-  const uint64_t id = Start(2);
+  const spec::SessionId id = Start(2);
   OpenBoth();
   draft_.ReplyPropose({20, 21});
   Run();
@@ -240,7 +240,7 @@ TEST_F(CoordinatorStateTest, DraftTimeoutDegradesToTargetOnlyAndRetriesAfterTheI
 // session, whose open was still in flight, is closed when that open succeeds.
 TEST_F(CoordinatorStateTest, FailedTargetOpenFailsTheSessionAndClosesTheDraftLater) {
   Make();
-  const uint64_t id = Start(3);
+  const spec::SessionId id = Start(3);
   target_.ReplyOpen(absl::ResourceExhaustedError("target shard 0: the target shard holds its maximum"));
   Run();
   EXPECT_THAT(summary_.status(), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("shard 0")));
@@ -257,7 +257,7 @@ TEST_F(CoordinatorStateTest, FailedTargetOpenFailsTheSessionAndClosesTheDraftLat
 // kCancelled; the verdict that arrives later commits nothing and lets the session be released.
 TEST_F(CoordinatorStateTest, CancelWhileVerifyingEndsAtOnceAndIgnoresTheLateVerdict) {
   Make({.pipelined = false});
-  const uint64_t id = Start(2);
+  const spec::SessionId id = Start(2);
   OpenBoth();
   draft_.ReplyPropose({20, 21});
   Run();
@@ -279,7 +279,7 @@ TEST_F(CoordinatorStateTest, CancelWhileVerifyingEndsAtOnceAndIgnoresTheLateVerd
 // proposal still in flight is waited for before release.
 TEST_F(CoordinatorStateTest, StopTokenInsideTheAcceptedTokensFinishesThere) {
   Make();
-  const uint64_t id = Start(3, 20, /*stops=*/{21});
+  const spec::SessionId id = Start(3, 20, /*stops=*/{21});
   OpenBoth();
   draft_.ReplyPropose({20, 21, 22});
   Run();
@@ -300,7 +300,7 @@ TEST_F(CoordinatorStateTest, StopTokenInsideTheAcceptedTokensFinishesThere) {
 // that arrive afterwards touch nothing.
 TEST_F(CoordinatorStateTest, ShutdownWithRepliesInFlightClosesEverythingWithoutWaiting) {
   Make();
-  const uint64_t id = Start(3);
+  const spec::SessionId id = Start(3);
   OpenBoth();
   draft_.ReplyPropose({20, 21, 22});
   Run();

@@ -12,12 +12,13 @@
 
 #include "absl/status/status.h"
 #include "spec/draft_block.h"
+#include "spec/ids.h"
 
 namespace verdict::spec {
 
 // Draft worker: keep a prefix of the session's sequence, append tokens, propose more.
 struct ProposeRequest {
-  uint64_t session_id = 0;
+  DraftSessionId session_id;
   uint64_t step = 0;
   int64_t keep_length = 0;             // keep this prefix of the session's sequence
   std::vector<int32_t> append_tokens;  // then append these
@@ -32,7 +33,7 @@ struct Proposal {
 
 // Target shards: one session's block as a shard sees it.
 struct ShardBlock {
-  uint64_t session_id = 0;
+  SessionId session_id;
   uint64_t step = 0;            // must exceed the session's previous step
   int64_t start_position = 0;   // <= the session's cached length (earlier positions are kept)
   int64_t num_tokens = 0;       // >= 1
@@ -44,7 +45,7 @@ struct ShardBlock {
 
 // What happened to one block that ends at a shard (it failed there, or that is the last shard).
 struct BlockOutcome {
-  uint64_t session_id = 0;
+  SessionId session_id;
   uint64_t step = 0;
   absl::Status status;
   std::optional<Verdict> verdict;  // last shard, verify blocks that succeeded

@@ -4,12 +4,16 @@
 // merged as the coordinator's totals need; the printer's JSON keys; the adaptive draft window.
 #include <cmath>
 #include <limits>
+#include <type_traits>
+
+#include "absl/container/flat_hash_set.h"
 
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "spec/draft_block.h"
 #include "spec/draft_window.h"
+#include "spec/ids.h"
 #include "spec/speculation_params.h"
 #include "spec/speculation_stats.h"
 
@@ -188,6 +192,20 @@ TEST(DraftBlockTest, SliceKeepsTokensLogprobsProposalsAndDistributions) {
   EXPECT_EQ(s.proposals[1].ProbOf(9), 0.25f);
   EXPECT_EQ(s.proposals[1].ProbOf(4), 0.0f);
   EXPECT_EQ(AcceptReasonName(AcceptReason::kNotReached), "not_reached");
+}
+
+// The two kinds of session ids cannot be passed for each other or for a bare integer.
+static_assert(!std::is_convertible_v<uint64_t, SessionId>);
+static_assert(!std::is_convertible_v<SessionId, DraftSessionId>);
+static_assert(!std::is_convertible_v<DraftSessionId, uint64_t>);
+
+TEST(IdsTest, CompareHashAndKeepTheirValue) {
+  absl::flat_hash_set<SessionId> ids = {SessionId(3), SessionId(1), SessionId(3)};
+  EXPECT_EQ(ids.size(), 2u);
+  EXPECT_TRUE(ids.contains(SessionId(1)));
+  EXPECT_LT(SessionId(1), SessionId(2));
+  EXPECT_EQ(DraftSessionId(9).value(), 9u);
+  EXPECT_EQ(SessionId(), SessionId(0));
 }
 
 TEST(DraftWindowTest, GrowsOnFullAcceptanceAndShrinksOnEarlyRejection) {

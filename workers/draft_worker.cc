@@ -37,11 +37,11 @@ absl::StatusOr<std::unique_ptr<DraftWorker>> DraftWorker::Create(engine::ModelSl
   return std::unique_ptr<DraftWorker>(new DraftWorker(draft, options));
 }
 
-absl::Status DraftWorker::OpenSession(uint64_t session_id, absl::Span<const int32_t> prompt,
+absl::Status DraftWorker::OpenSession(spec::DraftSessionId session_id, absl::Span<const int32_t> prompt,
                                       const engine::SamplingParams& sampling, int64_t capacity,
                                       bool record_distributions) {
   if (sessions_.contains(session_id)) {
-    return absl::AlreadyExistsError(absl::StrCat("draft session ", session_id, " is already open"));
+    return absl::AlreadyExistsError(absl::StrCat("draft session ", session_id.value(), " is already open"));
   }
   if (num_sessions() >= options_.max_sessions) {
     return absl::ResourceExhaustedError(
@@ -66,14 +66,14 @@ absl::Status DraftWorker::OpenSession(uint64_t session_id, absl::Span<const int3
   return absl::OkStatus();
 }
 
-void DraftWorker::CloseSession(uint64_t session_id) { sessions_.erase(session_id); }
+void DraftWorker::CloseSession(spec::DraftSessionId session_id) { sessions_.erase(session_id); }
 
-std::vector<int32_t> DraftWorker::sequence(uint64_t session_id) const {
+std::vector<int32_t> DraftWorker::sequence(spec::DraftSessionId session_id) const {
   auto it = sessions_.find(session_id);
   return it == sessions_.end() ? std::vector<int32_t>() : it->second->tokens;
 }
 
-int64_t DraftWorker::cached_length(uint64_t session_id) const {
+int64_t DraftWorker::cached_length(spec::DraftSessionId session_id) const {
   auto it = sessions_.find(session_id);
   return it == sessions_.end() ? -1 : it->second->cache->length();
 }
@@ -114,17 +114,17 @@ std::vector<absl::StatusOr<spec::Proposal>> DraftWorker::ProposeBatch(
     spec::Proposal proposal;
   };
   std::vector<Running> running;
-  absl::flat_hash_set<uint64_t> seen;
+  absl::flat_hash_set<spec::DraftSessionId> seen;
   for (size_t i = 0; i < requests.size(); ++i) {
     const spec::ProposeRequest& r = requests[i];
     auto it = sessions_.find(r.session_id);
     if (it == sessions_.end()) {
-      results[i] = absl::NotFoundError(absl::StrCat("no draft session ", r.session_id));
+      results[i] = absl::NotFoundError(absl::StrCat("no draft session ", r.session_id.value()));
       continue;
     }
     if (seen.contains(r.session_id)) {
       results[i] = absl::InvalidArgumentError(
-          absl::StrCat("draft session ", r.session_id, " appears twice in one batch"));
+          absl::StrCat("draft session ", r.session_id.value(), " appears twice in one batch"));
       continue;
     }
     Session& s = *it->second;

@@ -47,12 +47,12 @@ class DraftWorker {
   // than the capacity). With `record_distributions` its proposals also carry the draft's whole
   // plain-softmax distribution at each token (spec::DraftBlock::distributions: what the KL rule
   // compares; its rows then come to the host).
-  absl::Status OpenSession(uint64_t session_id, absl::Span<const int32_t> prompt,
+  absl::Status OpenSession(spec::DraftSessionId session_id, absl::Span<const int32_t> prompt,
                            const engine::SamplingParams& sampling, int64_t capacity,
                            bool record_distributions = false);
 
   // Releases the session's cache. Unknown ids are fine (idempotent).
-  void CloseSession(uint64_t session_id);
+  void CloseSession(spec::DraftSessionId session_id);
 
   // Runs the requests together and returns one result per request, in order. A request that fails
   // validation (kNotFound: unknown session; kInvalidArgument: keep_length beyond the sequence,
@@ -63,11 +63,11 @@ class DraftWorker {
   absl::StatusOr<spec::Proposal> Propose(const spec::ProposeRequest& request);
 
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
-  bool has_session(uint64_t session_id) const { return sessions_.contains(session_id); }
+  bool has_session(spec::DraftSessionId session_id) const { return sessions_.contains(session_id); }
   // The session's current sequence (for tests and status), empty if unknown.
-  std::vector<int32_t> sequence(uint64_t session_id) const;
+  std::vector<int32_t> sequence(spec::DraftSessionId session_id) const;
   // Positions of the session's sequence held in its KV cache, -1 if unknown.
-  int64_t cached_length(uint64_t session_id) const;
+  int64_t cached_length(spec::DraftSessionId session_id) const;
   int64_t forward_passes() const { return forward_passes_; }
   const engine::LlamaConfig& config() const { return draft_->config(); }
 
@@ -84,7 +84,7 @@ class DraftWorker {
 
   engine::ModelSlice* draft_;
   DraftWorkerOptions options_;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  absl::flat_hash_map<spec::DraftSessionId, std::unique_ptr<Session>> sessions_;
   engine::ForwardResult forward_;
   std::vector<int32_t> feed_;
   std::vector<engine::math::SampledRowRequest> sample_requests_;  // the sampled rows of a step

@@ -18,7 +18,7 @@ DraftWorkerLoop::~DraftWorkerLoop() {
   thread_.join();
 }
 
-void DraftWorkerLoop::OpenSession(uint64_t session_id, std::vector<int32_t> prompt,
+void DraftWorkerLoop::OpenSession(spec::DraftSessionId session_id, std::vector<int32_t> prompt,
                                   engine::SamplingParams sampling, int64_t capacity, bool record_distributions,
                                   StatusCallback done) {
   Item item{Item::Kind::kOpen};
@@ -39,7 +39,7 @@ void DraftWorkerLoop::Propose(spec::ProposeRequest request, ProposalCallback don
   if (!Enqueue(item)) item.propose_done(absl::UnavailableError("the draft worker is shutting down"));
 }
 
-void DraftWorkerLoop::CloseSession(uint64_t session_id) {
+void DraftWorkerLoop::CloseSession(spec::DraftSessionId session_id) {
   Item item{Item::Kind::kClose};
   item.session_id = session_id;
   Enqueue(item);
@@ -87,7 +87,7 @@ void DraftWorkerLoop::Run() {
       }
       std::vector<spec::ProposeRequest> requests;
       std::vector<ProposalCallback> callbacks;
-      absl::flat_hash_set<uint64_t> sessions;
+      absl::flat_hash_set<spec::DraftSessionId> sessions;
       int64_t tokens = 0;
       while (!items.empty() && items.front().kind == Item::Kind::kPropose) {
         Item& item = items.front();

@@ -51,10 +51,10 @@ class DraftWorkerLoop {
   ~DraftWorkerLoop();
 
   // DraftWorker::OpenSession on the engine thread; `done` runs there.
-  void OpenSession(uint64_t session_id, std::vector<int32_t> prompt, engine::SamplingParams sampling,
+  void OpenSession(spec::DraftSessionId session_id, std::vector<int32_t> prompt, engine::SamplingParams sampling,
                    int64_t capacity, bool record_distributions, StatusCallback done);
   void Propose(spec::ProposeRequest request, ProposalCallback done);
-  void CloseSession(uint64_t session_id);
+  void CloseSession(spec::DraftSessionId session_id);
 
   DraftLoopStats stats() const;
   const DraftWorker& worker() const { return *worker_; }  // engine-thread data: tests only
@@ -62,7 +62,7 @@ class DraftWorkerLoop {
  private:
   struct Item {
     enum class Kind { kOpen, kPropose, kClose } kind;
-    uint64_t session_id = 0;
+    spec::DraftSessionId session_id;
     std::vector<int32_t> prompt;
     engine::SamplingParams sampling;
     bool record_distributions = false;

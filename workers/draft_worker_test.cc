@@ -70,9 +70,9 @@ class DraftWorkerTest : public judge::testing::GenericKernelsTest {
 TEST_F(DraftWorkerTest, BatchedProposalsEqualSingleSessionProposals) {
   std::vector<spec::ProposeRequest> requests;
   for (size_t i = 0; i < prompts_.size(); ++i) {
-    ASSERT_OK(worker_->OpenSession(i, prompts_[i], {}, 128));
+    ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(i), prompts_[i], {}, 128));
     // Different windows: sessions leave the batch at different steps.
-    requests.push_back({i, 1, static_cast<int64_t>(prompts_[i].size()), {}, static_cast<int64_t>(3 + 2 * i)});
+    requests.push_back({spec::DraftSessionId(i), 1, static_cast<int64_t>(prompts_[i].size()), {}, static_cast<int64_t>(3 + 2 * i)});
   }
   std::vector<absl::StatusOr<spec::Proposal>> results = worker_->ProposeBatch(requests);
   ASSERT_EQ(results.size(), prompts_.size());
@@ -88,7 +88,7 @@ TEST_F(DraftWorkerTest, BatchedProposalsEqualSingleSessionProposals) {
     EXPECT_EQ(results[i]->step, 1u);
     EXPECT_EQ(results[i]->sequence_length,
               static_cast<int64_t>(prompts_[i].size()) + requests[i].num_tokens);
-    EXPECT_THAT(worker_->sequence(i), ElementsAreArray(Concat(prompts_[i], expected.tokens)));
+    EXPECT_THAT(worker_->sequence(spec::DraftSessionId(i)), ElementsAreArray(Concat(prompts_[i], expected.tokens)));
   }
   // One pass per step of the longest proposal, not one per session and step.
   EXPECT_EQ(worker_->forward_passes(), requests.back().num_tokens);
@@ -97,36 +97,36 @@ TEST_F(DraftWorkerTest, BatchedProposalsEqualSingleSessionProposals) {
 TEST_F(DraftWorkerTest, RollbackAndOptimisticContinuationMatchAFreshSession) {
   const std::vector<int32_t>& prompt = prompts_[2];
   const int64_t n = static_cast<int64_t>(prompt.size());
-  ASSERT_OK(worker_->OpenSession(5, prompt, {}, 128));
-  absl::StatusOr<spec::Proposal> first = worker_->Propose({5, 1, n, {}, 6});
+  ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(5), prompt, {}, 128));
+  absl::StatusOr<spec::Proposal> first = worker_->Propose({spec::DraftSessionId(5), 1, n, {}, 6});
   ASSERT_OK(first.status());
 
   // Optimistic: keep the whole unverified block and continue from it.
-  absl::StatusOr<spec::Proposal> ahead = worker_->Propose({5, 2, n + 6, {}, 4});
+  absl::StatusOr<spec::Proposal> ahead = worker_->Propose({spec::DraftSessionId(5), 2, n + 6, {}, 4});
   ASSERT_OK(ahead.status());
   const spec::DraftBlock ten = Reference(prompt, 10);
   EXPECT_THAT(Concat(first->block.tokens, ahead->block.tokens), ElementsAreArray(ten.tokens));
 
   // The verdict accepted 2 and corrected the third: keep n + 2, append the target's token.
   const int32_t correction = (first->block.tokens[2] + 1) % config_.vocab_size;
-  absl::StatusOr<spec::Proposal> redo = worker_->Propose({5, 3, n + 2, {correction}, 5});
+  absl::StatusOr<spec::Proposal> redo = worker_->Propose({spec::DraftSessionId(5), 3, n + 2, {correction}, 5});
   ASSERT_OK(redo.status());
   std::vector<int32_t> committed = prompt;
   committed.insert(committed.end(), first->block.tokens.begin(), first->block.tokens.begin() + 2);
   committed.push_back(correction);
   EXPECT_THAT(redo->block.tokens, ElementsAreArray(Reference(committed, 5).tokens));
-  EXPECT_THAT(worker_->sequence(5), ElementsAreArray(Concat(committed, redo->block.tokens)));
+  EXPECT_THAT(worker_->sequence(spec::DraftSessionId(5)), ElementsAreArray(Concat(committed, redo->block.tokens)));
 
   // Keeping less than the cached length (no append) re-reads the kept last token.
-  absl::StatusOr<spec::Proposal> back = worker_->Propose({5, 4, n, {}, 3});
+  absl::StatusOr<spec::Proposal> back = worker_->Propose({spec::DraftSessionId(5), 4, n, {}, 3});
   ASSERT_OK(back.status());
   EXPECT_THAT(back->block.tokens, ElementsAreArray(Reference(prompt, 3).tokens));
 }
 
 TEST_F(DraftWorkerTest, SampledProposalsCarryTheirDistributionAndRepeatWithTheSeed) {
   const engine::SamplingParams sampling{.temperature = 0.9f, .top_k = 20, .top_p = 0.95f, .seed = 42};
-  ASSERT_OK(worker_->OpenSession(1, prompts_[1], sampling, 128));
-  absl::StatusOr<spec::Proposal> p = worker_->Propose({1, 1, 4, {}, 8});
+  ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(1), prompts_[1], sampling, 128));
+  absl::StatusOr<spec::Proposal> p = worker_->Propose({spec::DraftSessionId(1), 1, 4, {}, 8});
   ASSERT_OK(p.status());
   const spec::DraftBlock expected = Reference(prompts_[1], 8, sampling);
   EXPECT_THAT(p->block.tokens, ElementsAreArray(expected.tokens));
@@ -138,19 +138,19 @@ TEST_F(DraftWorkerTest, SampledProposalsCarryTheirDistributionAndRepeatWithTheSe
 }
 
 TEST_F(DraftWorkerTest, BadRequestsFailAloneAndLeaveTheirSessionUnchanged) {
-  for (uint64_t id : {1, 2}) ASSERT_OK(worker_->OpenSession(id, prompts_[1], {}, 16));
-  const std::vector<int32_t> before = worker_->sequence(2);
+  for (uint64_t id : {1, 2}) ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(id), prompts_[1], {}, 16));
+  const std::vector<int32_t> before = worker_->sequence(spec::DraftSessionId(2));
   std::vector<spec::ProposeRequest> requests = {
-      {1, 1, 4, {}, 3},                    // fine
-      {9, 1, 1, {}, 3},                    // unknown session
-      {2, 1, 5, {}, 3},                    // keep beyond the sequence
-      {2, 1, 4, {}, 0},                    // window 0
-      {2, 1, 4, {}, spec::kMaxDraftTokens + 1},
-      {2, 1, 4, {64}, 3},                  // id outside the vocabulary
-      {2, 1, 4, {-1}, 3},
-      {2, 1, 4, {}, 14},                   // 4 + 14 - 1 > capacity 16
-      {2, 1, 0, {}, 3},                    // nothing to continue from
-      {1, 2, 4, {}, 3},                    // session 1 twice
+      {spec::DraftSessionId(1), 1, 4, {}, 3},                    // fine
+      {spec::DraftSessionId(9), 1, 1, {}, 3},                    // unknown session
+      {spec::DraftSessionId(2), 1, 5, {}, 3},                    // keep beyond the sequence
+      {spec::DraftSessionId(2), 1, 4, {}, 0},                    // window 0
+      {spec::DraftSessionId(2), 1, 4, {}, spec::kMaxDraftTokens + 1},
+      {spec::DraftSessionId(2), 1, 4, {64}, 3},                  // id outside the vocabulary
+      {spec::DraftSessionId(2), 1, 4, {-1}, 3},
+      {spec::DraftSessionId(2), 1, 4, {}, 14},                   // 4 + 14 - 1 > capacity 16
+      {spec::DraftSessionId(2), 1, 0, {}, 3},                    // nothing to continue from
+      {spec::DraftSessionId(1), 2, 4, {}, 3},                    // session 1 twice
   };
   std::vector<absl::StatusOr<spec::Proposal>> r = worker_->ProposeBatch(requests);
   EXPECT_OK(r[0].status());
@@ -164,35 +164,35 @@ TEST_F(DraftWorkerTest, BadRequestsFailAloneAndLeaveTheirSessionUnchanged) {
   EXPECT_THAT(r[7].status(), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("fit")));
   EXPECT_THAT(r[8].status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
   EXPECT_THAT(r[9].status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
-  EXPECT_THAT(worker_->sequence(2), ElementsAreArray(before));
+  EXPECT_THAT(worker_->sequence(spec::DraftSessionId(2)), ElementsAreArray(before));
   // The failed session still works.
-  absl::StatusOr<spec::Proposal> ok = worker_->Propose({2, 2, 4, {}, 3});
+  absl::StatusOr<spec::Proposal> ok = worker_->Propose({spec::DraftSessionId(2), 2, 4, {}, 3});
   ASSERT_OK(ok.status());
   EXPECT_THAT(ok->block.tokens, ElementsAreArray(Reference(prompts_[1], 3).tokens));
 }
 
 TEST_F(DraftWorkerTest, SessionLifecycleErrors) {
-  EXPECT_THAT(worker_->OpenSession(1, {}, {}, 16), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no tokens")));
-  EXPECT_THAT(worker_->OpenSession(1, {70}, {}, 16), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vocabulary")));
-  EXPECT_THAT(worker_->OpenSession(1, {1}, {.temperature = -1.0f}, 16),
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {}, {}, 16), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no tokens")));
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {70}, {}, 16), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vocabulary")));
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1}, {.temperature = -1.0f}, 16),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(worker_->OpenSession(1, {1}, {}, 0), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("capacity")));
-  EXPECT_THAT(worker_->OpenSession(1, {1}, {}, 129), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("capacity")));
-  EXPECT_THAT(worker_->OpenSession(1, {1, 2, 3}, {}, 2), StatusIs(absl::StatusCode::kResourceExhausted));
-  ASSERT_OK(worker_->OpenSession(1, {1, 2}, {}, 16));
-  EXPECT_THAT(worker_->OpenSession(1, {1, 2}, {}, 16), StatusIs(absl::StatusCode::kAlreadyExists));
-  worker_->CloseSession(1);
-  worker_->CloseSession(1);  // idempotent
-  EXPECT_FALSE(worker_->has_session(1));
-  EXPECT_THAT(worker_->Propose({1, 1, 2, {}, 2}).status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1}, {}, 0), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("capacity")));
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1}, {}, 129), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("capacity")));
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1, 2, 3}, {}, 2), StatusIs(absl::StatusCode::kResourceExhausted));
+  ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(1), {1, 2}, {}, 16));
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1, 2}, {}, 16), StatusIs(absl::StatusCode::kAlreadyExists));
+  worker_->CloseSession(spec::DraftSessionId(1));
+  worker_->CloseSession(spec::DraftSessionId(1));  // idempotent
+  EXPECT_FALSE(worker_->has_session(spec::DraftSessionId(1)));
+  EXPECT_THAT(worker_->Propose({spec::DraftSessionId(1), 1, 2, {}, 2}).status(), StatusIs(absl::StatusCode::kNotFound));
 
   absl::StatusOr<std::unique_ptr<DraftWorker>> small = DraftWorker::Create(model_.get(), {.max_sessions = 2});
   ASSERT_OK(small.status());
-  ASSERT_OK((*small)->OpenSession(1, {1}, {}, 8));
-  ASSERT_OK((*small)->OpenSession(2, {1}, {}, 8));
-  EXPECT_THAT((*small)->OpenSession(3, {1}, {}, 8), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("maximum")));
-  (*small)->CloseSession(1);
-  EXPECT_OK((*small)->OpenSession(3, {1}, {}, 8));
+  ASSERT_OK((*small)->OpenSession(spec::DraftSessionId(1), {1}, {}, 8));
+  ASSERT_OK((*small)->OpenSession(spec::DraftSessionId(2), {1}, {}, 8));
+  EXPECT_THAT((*small)->OpenSession(spec::DraftSessionId(3), {1}, {}, 8), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("maximum")));
+  (*small)->CloseSession(spec::DraftSessionId(1));
+  EXPECT_OK((*small)->OpenSession(spec::DraftSessionId(3), {1}, {}, 8));
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ void InProcessDraftClient::Propose(const spec::ProposeRequest& request,
   loop_->Propose(request, std::move(done));
 }
 
-void InProcessDraftClient::CloseSession(uint64_t session_id) { loop_->CloseSession(session_id); }
+void InProcessDraftClient::CloseSession(spec::DraftSessionId session_id) { loop_->CloseSession(session_id); }
 
 InProcessTargetClient::InProcessTargetClient(std::vector<std::unique_ptr<TargetShard>> shards,
                                              const ShardLoopOptions& options) {
@@ -70,7 +70,7 @@ void InProcessTargetClient::Verify(const spec::ShardBlock& block, std::vector<in
   loops_[0]->Submit(std::move(batch));
 }
 
-void InProcessTargetClient::CloseSession(uint64_t session_id) {
+void InProcessTargetClient::CloseSession(spec::SessionId session_id) {
   for (auto& loop : loops_) loop->CloseSession(session_id);
 }
 

@@ -28,7 +28,7 @@ class InProcessDraftClient : public clients::DraftClient {
   void OpenSession(const clients::DraftSessionSpec& session, clients::StatusCallback done) override;
   void Propose(const spec::ProposeRequest& request,
                std::function<void(absl::StatusOr<spec::Proposal>)> done) override;
-  void CloseSession(uint64_t session_id) override;
+  void CloseSession(spec::DraftSessionId session_id) override;
 
  private:
   DraftWorkerLoop* loop_;
@@ -44,7 +44,7 @@ class InProcessTargetClient : public clients::TargetClient {
   void OpenSession(const clients::TargetSessionSpec& session, clients::StatusCallback done) override;
   void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
               std::function<void(spec::BlockOutcome)> done) override;
-  void CloseSession(uint64_t session_id) override;
+  void CloseSession(spec::SessionId session_id) override;
   int num_shards() const override { return static_cast<int>(loops_.size()); }
 
   const TargetShardLoop& loop(int i) const { return *loops_[i]; }
@@ -53,7 +53,7 @@ class InProcessTargetClient : public clients::TargetClient {
   void Deliver(int shard, spec::BlockOutcome outcome);
 
   absl::Mutex mu_;
-  absl::flat_hash_map<std::pair<uint64_t, uint64_t>, std::function<void(spec::BlockOutcome)>> pending_
+  absl::flat_hash_map<std::pair<spec::SessionId, uint64_t>, std::function<void(spec::BlockOutcome)>> pending_
       ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<TargetShardLoop>> loops_;
 };

@@ -34,7 +34,7 @@ absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRu
   return std::unique_ptr<TargetShard>(new TargetShard(runner, head, options));
 }
 
-absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
+absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capacity,
                                       const spec::SpeculationParams& params,
                                       const spec::SamplingParams& target_sampling) {
   judge::VerificationConfig verification;
@@ -46,10 +46,10 @@ absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
   return OpenSession(session_id, capacity, verification);
 }
 
-absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
+absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capacity,
                                       const judge::VerificationConfig& verification) {
   if (sessions_.contains(session_id)) {
-    return absl::AlreadyExistsError(absl::StrCat("target session ", session_id, " is already open"));
+    return absl::AlreadyExistsError(absl::StrCat("target session ", session_id.value(), " is already open"));
   }
   if (num_sessions() >= options_.max_sessions) {
     return absl::ResourceExhaustedError(
@@ -73,26 +73,26 @@ absl::Status TargetShard::OpenSession(uint64_t session_id, int64_t capacity,
   return absl::OkStatus();
 }
 
-void TargetShard::CloseSession(uint64_t session_id) { sessions_.erase(session_id); }
+void TargetShard::CloseSession(spec::SessionId session_id) { sessions_.erase(session_id); }
 
-int64_t TargetShard::cached_length(uint64_t session_id) const {
+int64_t TargetShard::cached_length(spec::SessionId session_id) const {
   auto it = sessions_.find(session_id);
   return it == sessions_.end() ? -1 : it->second->cache->length();
 }
 
 absl::Status TargetShard::ValidateBlock(const spec::ShardBlock& block, const Session& session) const {
   if (session.has_step && block.step <= session.last_step) {
-    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": step ", block.step,
+    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id.value(), ": step ", block.step,
                                                    " does not follow step ", session.last_step));
   }
   const engine::SequenceCache& cache = *session.cache;
   if (block.start_position < 0 || block.start_position > cache.length()) {
-    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": the block starts at position ",
+    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id.value(), ": the block starts at position ",
                                                    block.start_position, " but ", cache.length(),
                                                    " positions are cached"));
   }
   if (block.start_position + block.num_tokens > cache.capacity()) {
-    return absl::ResourceExhaustedError(absl::StrCat("session ", block.session_id, ": positions up to ",
+    return absl::ResourceExhaustedError(absl::StrCat("session ", block.session_id.value(), ": positions up to ",
                                                      block.start_position + block.num_tokens,
                                                      " do not fit its capacity of ", cache.capacity()));
   }
@@ -102,7 +102,7 @@ absl::Status TargetShard::ValidateBlock(const spec::ShardBlock& block, const Ses
                                                    spec::kMaxDraftTokens));
   }
   if (block.verify && k + 1 > block.num_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": a block of ",
+    return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id.value(), ": a block of ",
                                                    block.num_tokens, " positions cannot verify ", k,
                                                    " draft tokens"));
   }
@@ -112,7 +112,7 @@ absl::Status TargetShard::ValidateBlock(const spec::ShardBlock& block, const Ses
     absl::Status draft = judge::ValidateDraftBlock(session.verification, block.draft,
                                                    runner_->config().vocab_size);
     if (!draft.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id, ": ", draft.message()));
+      return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id.value(), ": ", draft.message()));
     }
   }
   return absl::OkStatus();
@@ -133,7 +133,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   for (const spec::ShardBlock& b : batch.blocks) {
     if (b.num_tokens < 1 || b.num_tokens > config.max_position_embeddings) {
       malformed = absl::InvalidArgumentError(
-          absl::StrCat("session ", b.session_id, ": a block of ", b.num_tokens, " positions"));
+          absl::StrCat("session ", b.session_id.value(), ": a block of ", b.num_tokens, " positions"));
       break;
     }
     total += b.num_tokens;
@@ -160,18 +160,18 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
     int64_t input_row;  // first row of the block in the incoming batch
   };
   std::vector<Ready> ready;
-  absl::flat_hash_set<uint64_t> seen;
+  absl::flat_hash_set<spec::SessionId> seen;
   int64_t row = 0;
   for (const spec::ShardBlock& b : batch.blocks) {
     const int64_t input_row = row;
     row += b.num_tokens;
     auto it = sessions_.find(b.session_id);
     if (it == sessions_.end()) {
-      fail(b, absl::NotFoundError(absl::StrCat("no target session ", b.session_id)));
+      fail(b, absl::NotFoundError(absl::StrCat("no target session ", b.session_id.value())));
       continue;
     }
     if (seen.contains(b.session_id)) {
-      fail(b, absl::InvalidArgumentError(absl::StrCat("session ", b.session_id, " appears twice in one batch")));
+      fail(b, absl::InvalidArgumentError(absl::StrCat("session ", b.session_id.value(), " appears twice in one batch")));
       continue;
     }
     absl::Status status = ValidateBlock(b, *it->second);
@@ -179,7 +179,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
       absl::Span<const int32_t> ids = absl::MakeConstSpan(batch.token_ids).subspan(input_row, b.num_tokens);
       for (int32_t id : ids) {
         if (id < 0 || id >= vocab) {
-          status = absl::InvalidArgumentError(absl::StrCat("session ", b.session_id, ": token id ", id,
+          status = absl::InvalidArgumentError(absl::StrCat("session ", b.session_id.value(), ": token id ", id,
                                                            " is outside the vocabulary of ", vocab));
           break;
         }
@@ -188,7 +188,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
       if (status.ok() && b.verify &&
           !std::equal(b.draft.tokens.begin(), b.draft.tokens.end(), ids.end() - k)) {
         status = absl::InvalidArgumentError(absl::StrCat(
-            "session ", b.session_id, ": the block's last ", k, " token ids are not its draft tokens"));
+            "session ", b.session_id.value(), ": the block's last ", k, " token ids are not its draft tokens"));
       }
     }
     if (!status.ok()) {

@@ -74,13 +74,13 @@ class TargetShard {
   // other shards do not look at them. Errors: kAlreadyExists, kResourceExhausted (session limit),
   // kInvalidArgument (capacity, parameters, sampling), kFailedPrecondition (a judge policy on a
   // last shard without a judge head).
-  absl::Status OpenSession(uint64_t session_id, int64_t capacity, const spec::SpeculationParams& params,
+  absl::Status OpenSession(spec::SessionId session_id, int64_t capacity, const spec::SpeculationParams& params,
                            const spec::SamplingParams& target_sampling);
   // The same with the engine-level rules already made (in-process callers: rules that have no wire
   // form, such as the evaluation's oracle). `verification` is used by the last shard only.
-  absl::Status OpenSession(uint64_t session_id, int64_t capacity,
+  absl::Status OpenSession(spec::SessionId session_id, int64_t capacity,
                            const judge::VerificationConfig& verification);
-  void CloseSession(uint64_t session_id);  // idempotent
+  void CloseSession(spec::SessionId session_id);  // idempotent
 
   // Runs the batch. A malformed batch as a whole (the number of ids or activations does not match
   // the blocks) fails every block with kInvalidArgument.
@@ -89,9 +89,9 @@ class TargetShard {
   bool is_first() const { return runner_->is_first(); }
   bool is_last() const { return runner_->is_last(); }
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
-  bool has_session(uint64_t session_id) const { return sessions_.contains(session_id); }
+  bool has_session(spec::SessionId session_id) const { return sessions_.contains(session_id); }
   // The session's cached length (for tests and status), -1 if unknown.
-  int64_t cached_length(uint64_t session_id) const;
+  int64_t cached_length(spec::SessionId session_id) const;
   const engine::SliceRunner& runner() const { return *runner_; }
   const judge::JudgeHead* head() const { return head_; }
   int64_t forward_passes() const { return forward_passes_; }
@@ -114,7 +114,7 @@ class TargetShard {
   engine::SliceRunner* runner_;
   const judge::JudgeHead* head_;
   TargetShardOptions options_;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  absl::flat_hash_map<spec::SessionId, std::unique_ptr<Session>> sessions_;
   engine::ForwardResult forward_;
   std::vector<int32_t> output_rows_;     // last shard: the verification rows of a batch
   judge::VerificationBatch verification_;  // last shard: what a batch computes for its verdicts

@@ -50,7 +50,7 @@ bool TargetShardLoop::Enqueue(Item& item) {
   return false;
 }
 
-void TargetShardLoop::OpenSession(uint64_t session_id, int64_t capacity, spec::SpeculationParams params,
+void TargetShardLoop::OpenSession(spec::SessionId session_id, int64_t capacity, spec::SpeculationParams params,
                                   spec::SamplingParams target_sampling, StatusCallback done) {
   Item item{Item::Kind::kOpen};
   item.session_id = session_id;
@@ -61,7 +61,7 @@ void TargetShardLoop::OpenSession(uint64_t session_id, int64_t capacity, spec::S
   if (!Enqueue(item)) item.done(absl::UnavailableError("the target shard is shutting down"));
 }
 
-void TargetShardLoop::CloseSession(uint64_t session_id) {
+void TargetShardLoop::CloseSession(spec::SessionId session_id) {
   Item item{Item::Kind::kClose};
   item.session_id = session_id;
   Enqueue(item);
@@ -118,7 +118,7 @@ void TargetShardLoop::Run() {
       }
       // Merge blocks of consecutive arrivals: within the budget, one block per session.
       ShardBatch batch;
-      absl::flat_hash_set<uint64_t> sessions;
+      absl::flat_hash_set<spec::SessionId> sessions;
       int64_t tokens = 0;
       while (!items.empty() && items.front().kind == Item::Kind::kBlocks) {
         const ShardBatch& src = items.front().batch;

@@ -62,9 +62,9 @@ class TargetShardLoop {
   ~TargetShardLoop();
 
   // TargetShard::OpenSession on the engine thread; `done` runs there.
-  void OpenSession(uint64_t session_id, int64_t capacity, spec::SpeculationParams params,
+  void OpenSession(spec::SessionId session_id, int64_t capacity, spec::SpeculationParams params,
                    spec::SamplingParams target_sampling, StatusCallback done);
-  void CloseSession(uint64_t session_id);
+  void CloseSession(spec::SessionId session_id);
   void Submit(ShardBatch batch);
 
   ShardLoopStats stats() const;
@@ -76,7 +76,7 @@ class TargetShardLoop {
  private:
   struct Item {
     enum class Kind { kOpen, kClose, kBlocks } kind;
-    uint64_t session_id = 0;
+    spec::SessionId session_id;
     int64_t capacity = 0;
     spec::SpeculationParams params;
     spec::SamplingParams target_sampling;

@@ -125,13 +125,13 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
 
   void Open(Driven& s, const judge::VerificationConfig& verification,
             const engine::SamplingParams& draft_sampling = {}) {
-    for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(s.id, kCapacity, verification));
-    ASSERT_OK(worker_->OpenSession(s.id, s.committed, draft_sampling, kCapacity));
+    for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(spec::SessionId(s.id), kCapacity, verification));
+    ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(s.id), s.committed, draft_sampling, kCapacity));
   }
 
   // Proposes (after the previous verdict) and builds the session's next block.
   spec::ShardBlock NextBlock(Driven& s, int64_t k, std::vector<int32_t>* ids) {
-    spec::ProposeRequest request{s.id, ++s.step, static_cast<int64_t>(s.committed.size()), {}, k};
+    spec::ProposeRequest request{spec::DraftSessionId(s.id), ++s.step, static_cast<int64_t>(s.committed.size()), {}, k};
     if (s.started) {  // keep what was committed before the last token, append the last token
       request.keep_length = static_cast<int64_t>(s.committed.size()) - 1;
       request.append_tokens = {s.committed.back()};
@@ -141,7 +141,7 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
     s.pending = proposal->block;
     s.blocks.push_back(s.pending);
     spec::ShardBlock block;
-    block.session_id = s.id;
+    block.session_id = spec::SessionId(s.id);
     block.step = s.step;
     block.start_position = s.started ? static_cast<int64_t>(s.committed.size()) - 1 : 0;
     block.verify = true;
@@ -174,7 +174,7 @@ class ShardChainTest : public judge::testing::GenericKernelsTest {
       ASSERT_EQ(outcomes.size(), in_batch.size());
       for (size_t i = 0; i < outcomes.size(); ++i) {
         ASSERT_OK(outcomes[i].status);
-        ASSERT_EQ(outcomes[i].session_id, in_batch[i]->id);
+        ASSERT_EQ(outcomes[i].session_id, spec::SessionId(in_batch[i]->id));
         ASSERT_TRUE(outcomes[i].verdict.has_value());
         Apply(*in_batch[i], *outcomes[i].verdict);
       }
@@ -379,11 +379,11 @@ TEST_F(ShardChainTest, SampledVerdictsDoNotDependOnVerifyThreads) {
 TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
   MakeShards({2});
   for (uint64_t id : {1, 2}) {
-    for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(id, 16, {}));
+    for (auto& shard : shards_) ASSERT_OK(shard->OpenSession(spec::SessionId(id), 16, {}));
   }
   auto block = [](uint64_t id, uint64_t step, int64_t start, int64_t n) {
     spec::ShardBlock b;
-    b.session_id = id;
+    b.session_id = spec::SessionId(id);
     b.step = step;
     b.start_position = start;
     b.num_tokens = n;
@@ -410,7 +410,7 @@ TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
   ASSERT_EQ(o.size(), 5u);
   auto find = [&o](uint64_t id, uint64_t step) -> const spec::BlockOutcome* {
     for (const spec::BlockOutcome& b : o) {
-      if (b.session_id == id && b.step == step) return &b;
+      if (b.session_id == spec::SessionId(id) && b.step == step) return &b;
     }
     return nullptr;
   };
@@ -492,15 +492,15 @@ TEST_F(ShardChainTest, CreateAndOpenErrors) {
   ASSERT_OK(shard.status());
   judge::VerificationConfig judge_config;
   judge_config.judge = judge::JudgeMode::kOn;
-  EXPECT_THAT((*shard)->OpenSession(1, 16, judge_config),
+  EXPECT_THAT((*shard)->OpenSession(spec::SessionId(1), 16, judge_config),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("judge head")));
-  EXPECT_THAT((*shard)->OpenSession(1, kCapacity + 1, {}), StatusIs(absl::StatusCode::kInvalidArgument));
-  ASSERT_OK((*shard)->OpenSession(1, 16, {}));
-  EXPECT_THAT((*shard)->OpenSession(1, 16, {}), StatusIs(absl::StatusCode::kAlreadyExists));
-  EXPECT_THAT((*shard)->OpenSession(2, 16, {}), StatusIs(absl::StatusCode::kResourceExhausted));
-  (*shard)->CloseSession(1);
-  (*shard)->CloseSession(1);
-  EXPECT_OK((*shard)->OpenSession(2, 16, {}));
+  EXPECT_THAT((*shard)->OpenSession(spec::SessionId(1), kCapacity + 1, {}), StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK((*shard)->OpenSession(spec::SessionId(1), 16, {}));
+  EXPECT_THAT((*shard)->OpenSession(spec::SessionId(1), 16, {}), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT((*shard)->OpenSession(spec::SessionId(2), 16, {}), StatusIs(absl::StatusCode::kResourceExhausted));
+  (*shard)->CloseSession(spec::SessionId(1));
+  (*shard)->CloseSession(spec::SessionId(1));
+  EXPECT_OK((*shard)->OpenSession(spec::SessionId(2), 16, {}));
 }
 
 // The same shards over tensor-parallel groups of CPU ranks. Head counts divisible by 4: at 4 ranks

@@ -62,7 +62,7 @@ void GrpcDraftClient::OpenSession(const DraftSessionSpec& session, StatusCallbac
   }
   auto call = std::make_shared<Call<v1::OpenDraftSessionRequest, v1::OpenDraftSessionResponse>>();
   call->context.set_deadline(After(control_deadline_));
-  call->request.set_session_id(session.session_id);
+  call->request.set_session_id(session.session_id.value());
   call->request.mutable_prompt_tokens()->Assign(session.prompt.begin(), session.prompt.end());
   wire::ToProto(session.sampling, call->request.mutable_sampling());
   call->request.set_capacity(static_cast<int32_t>(session.capacity));
@@ -77,7 +77,7 @@ void GrpcDraftClient::Propose(const spec::ProposeRequest& request,
                               std::function<void(absl::StatusOr<spec::Proposal>)> done) {
   auto call = std::make_shared<Call<v1::ProposeRequest, v1::ProposeResponse>>();
   call->context.set_deadline(After(propose_deadline_));
-  call->request.set_session_id(request.session_id);
+  call->request.set_session_id(request.session_id.value());
   call->request.set_step(request.step);
   call->request.set_keep_length(static_cast<int32_t>(request.keep_length));
   call->request.mutable_append_tokens()->Assign(request.append_tokens.begin(), request.append_tokens.end());
@@ -100,10 +100,10 @@ void GrpcDraftClient::Propose(const spec::ProposeRequest& request,
                           });
 }
 
-void GrpcDraftClient::CloseSession(uint64_t session_id) {
+void GrpcDraftClient::CloseSession(spec::DraftSessionId session_id) {
   auto call = std::make_shared<Call<v1::CloseDraftSessionRequest, v1::CloseDraftSessionResponse>>();
   call->context.set_deadline(After(control_deadline_));
-  call->request.set_session_id(session_id);
+  call->request.set_session_id(session_id.value());
   stub_->async()->CloseSession(&call->context, &call->request, &call->response, [call](grpc::Status) {});
 }
 
@@ -188,13 +188,14 @@ bool GrpcTargetClient::connected(int shard) const {
 void GrpcTargetClient::OnEvent(int shard, const v1::ShardEvent& event) {
   if (event.has_verdict()) {
     const v1::VerdictEvent& v = event.verdict();
-    Complete({v.session_id(), v.step()},
-             {v.session_id(), v.step(), absl::OkStatus(), wire::FromProto(v.verdict())});
+    const spec::SessionId id(v.session_id());
+    Complete({id, v.step()}, {id, v.step(), absl::OkStatus(), wire::FromProto(v.verdict())});
   } else if (event.has_error()) {
     const v1::SessionError& e = event.error();
     absl::StatusCode code = static_cast<absl::StatusCode>(e.code());
     if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
-    Complete({e.session_id(), e.step()}, {e.session_id(), e.step(), absl::Status(code, e.message()), std::nullopt});
+    const spec::SessionId id(e.session_id());
+    Complete({id, e.step()}, {id, e.step(), absl::Status(code, e.message()), std::nullopt});
   }
   (void)shard;
 }
@@ -264,7 +265,7 @@ void GrpcTargetClient::Maintain() {
 
 void GrpcTargetClient::OpenSession(const TargetSessionSpec& session, StatusCallback done) {
   v1::OpenShardSessionRequest request;
-  request.set_session_id(session.session_id);
+  request.set_session_id(session.session_id.value());
   request.set_capacity(static_cast<int32_t>(session.capacity));
   if (absl::Status s = wire::ToProto(session.params, request.mutable_speculation()); !s.ok()) {
     done(s);
@@ -305,11 +306,11 @@ void GrpcTargetClient::Verify(const spec::ShardBlock& block, std::vector<int32_t
                               });
 }
 
-void GrpcTargetClient::CloseSession(uint64_t session_id) {
+void GrpcTargetClient::CloseSession(spec::SessionId session_id) {
   for (int i = 0; i < num_shards(); ++i) {
     auto call = std::make_shared<Call<v1::CloseShardSessionRequest, v1::CloseShardSessionResponse>>();
     call->context.set_deadline(After(options_.control_deadline));
-    call->request.set_session_id(session_id);
+    call->request.set_session_id(session_id.value());
     stubs_[i]->async()->CloseSession(&call->context, &call->request, &call->response, [call](grpc::Status) {});
   }
 }

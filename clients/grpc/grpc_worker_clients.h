@@ -32,7 +32,7 @@ class GrpcDraftClient : public DraftClient {
   void OpenSession(const DraftSessionSpec& session, StatusCallback done) override;
   void Propose(const spec::ProposeRequest& request,
                std::function<void(absl::StatusOr<spec::Proposal>)> done) override;
-  void CloseSession(uint64_t session_id) override;
+  void CloseSession(spec::DraftSessionId session_id) override;
   const std::string& address() const { return address_; }
   // Whether the channel to the worker is connected (asks it to connect if idle).
   bool connected() const;
@@ -61,7 +61,7 @@ class GrpcTargetClient : public TargetClient {
   void OpenSession(const TargetSessionSpec& session, StatusCallback done) override;
   void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
               std::function<void(spec::BlockOutcome)> done) override;
-  void CloseSession(uint64_t session_id) override;
+  void CloseSession(spec::SessionId session_id) override;
   int num_shards() const override { return static_cast<int>(addresses_.size()); }
 
   // Whether shard i's Events stream is up (for health and status pages).
@@ -69,7 +69,7 @@ class GrpcTargetClient : public TargetClient {
 
  private:
   class EventsReader;
-  using Key = std::pair<uint64_t, uint64_t>;
+  using Key = std::pair<spec::SessionId, uint64_t>;
   struct Pending {
     std::function<void(spec::BlockOutcome)> done;
     absl::Time deadline;

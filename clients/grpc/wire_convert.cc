@@ -141,7 +141,7 @@ void ToProto(const spec::Verdict& v, v1::BlockVerdict* p) {
 
 absl::StatusOr<spec::ShardBlock> FromProto(const v1::BlockHeader& p, int64_t vocab_size) {
   spec::ShardBlock b;
-  b.session_id = p.session_id();
+  b.session_id = spec::SessionId(p.session_id());
   b.step = p.step();
   b.start_position = p.start_position();
   b.num_tokens = p.num_tokens();
@@ -153,7 +153,7 @@ absl::StatusOr<spec::ShardBlock> FromProto(const v1::BlockHeader& p, int64_t voc
 }
 
 void ToProto(const spec::ShardBlock& b, v1::BlockHeader* p) {
-  p->set_session_id(b.session_id);
+  p->set_session_id(b.session_id.value());
   p->set_step(b.step);
   p->set_start_position(static_cast<int32_t>(b.start_position));
   p->set_num_tokens(static_cast<int32_t>(b.num_tokens));

@@ -55,20 +55,21 @@ class PendingCalls {
 };
 
 // The session ids a fake was asked to close, in order.
+template <typename Id>
 class ClosedSessions {
  public:
-  void Add(uint64_t session_id) {
+  void Add(Id session_id) {
     absl::MutexLock lock(&mu_);
     ids_.push_back(session_id);
   }
-  std::vector<uint64_t> ids() const {
+  std::vector<Id> ids() const {
     absl::MutexLock lock(&mu_);
     return ids_;
   }
 
  private:
   mutable absl::Mutex mu_;
-  std::vector<uint64_t> ids_ ABSL_GUARDED_BY(mu_);
+  std::vector<Id> ids_ ABSL_GUARDED_BY(mu_);
 };
 
 class FakeDraftClient final : public DraftClient {
@@ -89,7 +90,7 @@ class FakeDraftClient final : public DraftClient {
                std::function<void(absl::StatusOr<spec::Proposal>)> done) override {
     proposals.Add({request, std::move(done)});
   }
-  void CloseSession(uint64_t session_id) override { closed_.Add(session_id); }
+  void CloseSession(spec::DraftSessionId session_id) override { closed_.Add(session_id); }
 
   // Answers the i-th pending open.
   void ReplyOpen(absl::Status status = absl::OkStatus(), size_t i = 0) { opens.Take(i).done(status); }
@@ -106,13 +107,13 @@ class FakeDraftClient final : public DraftClient {
   }
   void FailPropose(absl::Status status, size_t i = 0) { proposals.Take(i).done(std::move(status)); }
 
-  std::vector<uint64_t> closed() const { return closed_.ids(); }
+  std::vector<spec::DraftSessionId> closed() const { return closed_.ids(); }
 
   PendingCalls<OpenCall> opens;
   PendingCalls<ProposeCall> proposals;
 
  private:
-  ClosedSessions closed_;
+  ClosedSessions<spec::DraftSessionId> closed_;
 };
 
 class FakeTargetClient final : public TargetClient {
@@ -136,7 +137,7 @@ class FakeTargetClient final : public TargetClient {
               std::function<void(spec::BlockOutcome)> done) override {
     verifies.Add({block, std::move(token_ids), std::move(done)});
   }
-  void CloseSession(uint64_t session_id) override { closed_.Add(session_id); }
+  void CloseSession(spec::SessionId session_id) override { closed_.Add(session_id); }
   int num_shards() const override { return num_shards_; }
 
   void ReplyOpen(absl::Status status = absl::OkStatus(), size_t i = 0) { opens.Take(i).done(status); }
@@ -160,14 +161,14 @@ class FakeTargetClient final : public TargetClient {
     call.done({call.block.session_id, call.block.step, std::move(status), std::nullopt});
   }
 
-  std::vector<uint64_t> closed() const { return closed_.ids(); }
+  std::vector<spec::SessionId> closed() const { return closed_.ids(); }
 
   PendingCalls<OpenCall> opens;
   PendingCalls<VerifyCall> verifies;
 
  private:
   const int num_shards_;
-  ClosedSessions closed_;
+  ClosedSessions<spec::SessionId> closed_;
 };
 
 }  // namespace verdict::clients::testing

@@ -241,7 +241,7 @@ int Run(const std::string& config_path) {
       }
       for (const coordinator::SessionSnapshot& x : snap.sessions) {
         v1::SessionStatus* ss = status.add_sessions();
-        ss->set_session_id(x.id);
+        ss->set_session_id(x.id.value());
         ss->set_request_id(x.request_id);
         ss->set_policy(x.policy);
         ss->set_prompt_tokens(static_cast<int32_t>(x.prompt_tokens));

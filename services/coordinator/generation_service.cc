@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -120,7 +121,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       if (!tail.empty()) shared->reactor->QueueChunk(tail, {});
       shared->reactor->QueueFinal(std::move(summary));
     };
-    absl::StatusOr<uint64_t> id = coordinator_->Start(std::move(*prepared), std::move(callbacks));
+    absl::StatusOr<spec::SessionId> id = coordinator_->Start(std::move(*prepared), std::move(callbacks));
     if (!id.ok()) {
       FinishOnce(id.status());
       return;
@@ -140,12 +141,12 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   }
 
   void OnCancel() override {
-    uint64_t id;
+    std::optional<spec::SessionId> id;
     {
       absl::MutexLock lock(&mu_);
       id = session_id_;
     }
-    if (id != 0) coordinator_->Cancel(id);
+    if (id.has_value()) coordinator_->Cancel(*id);
     FinishOnce(absl::CancelledError("the client cancelled the call"));
   }
 
@@ -220,7 +221,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
-  uint64_t session_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<spec::SessionId> session_id_ ABSL_GUARDED_BY(mu_);
   bool return_ids_ = false;
   std::string policy_;
   uint64_t seed_ = 0;

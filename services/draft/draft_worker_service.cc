@@ -18,7 +18,7 @@ grpc::ServerUnaryReactor* DraftWorkerService::OpenSession(grpc::CallbackServerCo
                                                           v1::OpenDraftSessionResponse*) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::vector<int32_t> prompt(request->prompt_tokens().begin(), request->prompt_tokens().end());
-  loop_->OpenSession(request->session_id(), std::move(prompt), wire::FromProto(request->sampling()),
+  loop_->OpenSession(spec::DraftSessionId(request->session_id()), std::move(prompt), wire::FromProto(request->sampling()),
                      request->capacity(), /*record_distributions=*/false,
                      [reactor](absl::Status status) { reactor->Finish(wire::ToGrpc(status)); });
   return reactor;
@@ -29,7 +29,7 @@ grpc::ServerUnaryReactor* DraftWorkerService::Propose(grpc::CallbackServerContex
                                                       v1::ProposeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   spec::ProposeRequest r;
-  r.session_id = request->session_id();
+  r.session_id = spec::DraftSessionId(request->session_id());
   r.step = request->step();
   r.keep_length = request->keep_length();
   r.append_tokens.assign(request->append_tokens().begin(), request->append_tokens().end());
@@ -52,7 +52,7 @@ grpc::ServerUnaryReactor* DraftWorkerService::CloseSession(grpc::CallbackServerC
                                                            const v1::CloseDraftSessionRequest* request,
                                                            v1::CloseDraftSessionResponse*) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  loop_->CloseSession(request->session_id());
+  loop_->CloseSession(spec::DraftSessionId(request->session_id()));
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -19,7 +19,7 @@ using ::verdict::testing::StatusIs;
 workers::ShardBatch MakeBatch(int64_t hidden) {
   workers::ShardBatch batch;
   spec::ShardBlock a;
-  a.session_id = 7;
+  a.session_id = spec::SessionId(7);
   a.step = 3;
   a.start_position = 10;
   a.num_tokens = 3;
@@ -27,7 +27,7 @@ workers::ShardBatch MakeBatch(int64_t hidden) {
   a.draft.tokens = {4, 5};
   a.draft.logprobs = {-0.5f, -1.5f};
   spec::ShardBlock b;
-  b.session_id = 9;
+  b.session_id = spec::SessionId(9);
   b.step = 1;
   b.num_tokens = 2;
   batch.blocks = {a, b};
@@ -46,7 +46,7 @@ TEST(ActivationCodecTest, RoundTripsF32ExactlyAndBf16Closely) {
   ASSERT_OK(back.status());
   EXPECT_EQ(back->activations, batch.activations);
   ASSERT_EQ(back->blocks.size(), 2u);
-  EXPECT_EQ(back->blocks[0].session_id, 7u);
+  EXPECT_EQ(back->blocks[0].session_id, spec::SessionId(7));
   EXPECT_EQ(back->blocks[0].start_position, 10);
   EXPECT_EQ(back->blocks[0].draft.tokens, batch.blocks[0].draft.tokens);
   EXPECT_TRUE(back->blocks[0].verify);

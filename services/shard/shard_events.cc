@@ -59,12 +59,12 @@ void ShardEventHub::Publish(const spec::BlockOutcome& outcome) {
   v1::ShardEvent event;
   if (outcome.status.ok() && outcome.verdict.has_value()) {
     v1::VerdictEvent* v = event.mutable_verdict();
-    v->set_session_id(outcome.session_id);
+    v->set_session_id(outcome.session_id.value());
     v->set_step(outcome.step);
     wire::ToProto(*outcome.verdict, v->mutable_verdict());
   } else if (!outcome.status.ok()) {
     v1::SessionError* e = event.mutable_error();
-    e->set_session_id(outcome.session_id);
+    e->set_session_id(outcome.session_id.value());
     e->set_step(outcome.step);
     e->set_code(static_cast<int32_t>(outcome.status.code()));
     e->set_message(absl::StrCat("target shard ", shard_index_, ": ", outcome.status.message()));

@@ -21,7 +21,7 @@ grpc::ServerUnaryReactor* TargetShardService::OpenSession(grpc::CallbackServerCo
   absl::StatusOr<spec::SpeculationParams> params = wire::FromProto(request->speculation(), {});
   if (!params.ok()) return FinishNow(context, params.status());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  loop_->OpenSession(request->session_id(), request->capacity(), *std::move(params),
+  loop_->OpenSession(spec::SessionId(request->session_id()), request->capacity(), *std::move(params),
                      wire::FromProto(request->target_sampling()),
                      [reactor](absl::Status status) { reactor->Finish(wire::ToGrpc(status)); });
   return reactor;
@@ -30,7 +30,7 @@ grpc::ServerUnaryReactor* TargetShardService::OpenSession(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* TargetShardService::CloseSession(grpc::CallbackServerContext* context,
                                                            const v1::CloseShardSessionRequest* request,
                                                            v1::CloseShardSessionResponse*) {
-  loop_->CloseSession(request->session_id());
+  loop_->CloseSession(spec::SessionId(request->session_id()));
   return FinishNow(context, absl::OkStatus());
 }
 
@@ -64,7 +64,7 @@ absl::Status TargetShardService::HandleActivations(const v1::ActivationBatch& he
     rejected_payloads_.fetch_add(1);
     // Fail the sessions the header names (only theirs), so their generations end with a clear error.
     for (const v1::BlockHeader& b : header.blocks()) {
-      events_->Publish({b.session_id(), b.step(), batch.status(), std::nullopt});
+      events_->Publish({spec::SessionId(b.session_id()), b.step(), batch.status(), std::nullopt});
     }
     return batch.status();
   }

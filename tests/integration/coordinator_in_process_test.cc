@@ -78,7 +78,7 @@ class FlakyDraftClient : public clients::DraftClient {
     }
     inner_->Propose(request, std::move(done));
   }
-  void CloseSession(uint64_t id) override { inner_->CloseSession(id); }
+  void CloseSession(spec::DraftSessionId id) override { inner_->CloseSession(id); }
   std::atomic<int> fail_from_{0};
   std::atomic<int> recover_at_{-1};
   std::atomic<bool> down_{false};
@@ -97,13 +97,13 @@ class FailingTargetClient : public clients::TargetClient {
   }
   void Verify(const spec::ShardBlock& block, std::vector<int32_t> ids,
               std::function<void(spec::BlockOutcome)> done) override {
-    if (block.session_id == fail_session_ && block.step >= 3) {
+    if (block.session_id.value() == fail_session_ && block.step >= 3) {
       done({block.session_id, block.step, absl::UnavailableError("target shard 1 (127.0.0.1:2) is unreachable"), std::nullopt});
       return;
     }
     inner_->Verify(block, std::move(ids), std::move(done));
   }
-  void CloseSession(uint64_t id) override { inner_->CloseSession(id); }
+  void CloseSession(spec::SessionId id) override { inner_->CloseSession(id); }
   int num_shards() const override { return inner_->num_shards(); }
   std::atomic<uint64_t> fail_session_{0};
 
@@ -167,7 +167,7 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
   Outcome Run(GenerationRequest request) {
     Outcome out;
     absl::Notification done;
-    absl::StatusOr<uint64_t> id = coordinator_->Start(std::move(request), waiter_.Callbacks(&out, &done));
+    absl::StatusOr<spec::SessionId> id = coordinator_->Start(std::move(request), waiter_.Callbacks(&out, &done));
     EXPECT_OK(id.status());
     if (id.ok()) {
       EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
@@ -335,7 +335,7 @@ TEST_F(CoordinatorTest, CancelAndEarlyStopReleaseEveryWorkersState) {
   Build(3);
   Outcome out;
   absl::Notification done;
-  absl::StatusOr<uint64_t> id = coordinator_->Start(Request(prompts_[4], 2, 150), waiter_.Callbacks(&out, &done));
+  absl::StatusOr<spec::SessionId> id = coordinator_->Start(Request(prompts_[4], 2, 150), waiter_.Callbacks(&out, &done));
   ASSERT_OK(id.status());
   coordinator_->Cancel(*id);
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
@@ -381,7 +381,7 @@ TEST_F(CoordinatorTest, BadRequestsAreRefused) {
   // Session limit: one long generation holds the only slot.
   Outcome first;
   absl::Notification first_done;
-  absl::StatusOr<uint64_t> id = coordinator_->Start(Request({1, 2}, 2, 150), waiter_.Callbacks(&first, &first_done));
+  absl::StatusOr<spec::SessionId> id = coordinator_->Start(Request({1, 2}, 2, 150), waiter_.Callbacks(&first, &first_done));
   ASSERT_OK(id.status());
   EXPECT_THAT(coordinator_->Start(Request({1}, 2), waiter_.Callbacks(&out, &done)).status(),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("maximum")));
