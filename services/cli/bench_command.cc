@@ -29,18 +29,16 @@ struct BenchFlags {
   std::string model;
   std::string random;
   std::string dtype = "bf16";
-  int threads = 0;
+  PlacementFlags placement;
   int64_t prompt_tokens = 128;
   int64_t decode_tokens = 32;
   int repeats = 5;
   std::vector<int64_t> ks = {1, 2, 4, 8, 16, 32};
   std::vector<int64_t> batches = {1};
-  std::string device = "cpu";
   int64_t layers = 0;
   bool cuda_graphs = true;
   bool full_outputs = false;
   engine::SamplingParams sampling;
-  bool fp8 = false;
   bool fuse_projections = true;
   bool own_gemv = true;
   bool programmatic_launch = false;
@@ -121,9 +119,9 @@ absl::Status RunBench(const BenchFlags& flags) {
   if (flags.model.empty() == flags.random.empty()) {
     return absl::InvalidArgumentError("give exactly one of --model and --random");
   }
-  const int threads = flags.threads > 0 ? flags.threads
+  const int threads = flags.placement.threads > 0 ? flags.placement.threads
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  VERDICT_ASSIGN_OR_RETURN(const engine::DeviceName device, engine::ParseDeviceName(flags.device));
+  VERDICT_ASSIGN_OR_RETURN(const engine::DeviceName device, engine::ParseDeviceName(flags.placement.device));
   const bool on_cpu = !device.cuda;
   engine::CudaBackendOptions cuda_options;
   cuda_options.cuda_graphs = flags.cuda_graphs;
@@ -132,8 +130,8 @@ absl::Status RunBench(const BenchFlags& flags) {
   cuda_options.programmatic_launch = flags.programmatic_launch;
   cuda_options.tensor_core_prefill = flags.tensor_core_prefill;
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
-                           engine::CreateBackendForDevice(flags.device, threads, cuda_options,
-                                                          flags.fp8));
+                           engine::CreateBackendForDevice(flags.placement.device, threads, cuda_options,
+                                                          flags.placement.fp8));
   std::unique_ptr<engine::WeightSource> random_weights;
   engine::LlamaConfig config;
   std::string label;
@@ -153,7 +151,7 @@ absl::Status RunBench(const BenchFlags& flags) {
     config = loaded.config;
     label = loaded.path;
   }
-  std::fprintf(stderr, "[bench] loading onto %s...\n", flags.device.c_str());
+  std::fprintf(stderr, "[bench] loading onto %s...\n", flags.placement.device.c_str());
   VERDICT_ASSIGN_OR_RETURN(model, engine::ModelSlice::Create(
                                       config, random_weights ? *random_weights : *loaded.weights, {}, backend.get()));
   // The GPU holds its own copy of the weights; the CPU backend reads the host tensors in place.
@@ -183,10 +181,10 @@ absl::Status RunBench(const BenchFlags& flags) {
   }
   const double streamed = static_cast<double>(model->streamed_weight_bytes());
   const double floor_tok_s = bandwidth / streamed;
-  std::string device_label = flags.device;
+  std::string device_label = flags.placement.device;
   if (!on_cpu) {
     device_label = engine::CudaDeviceDescription(device.index)
-                       .value_or(flags.device);
+                       .value_or(flags.placement.device);
   } else {
     device_label = absl::StrCat("cpu, ", threads, " thread(s)");
   }
@@ -197,7 +195,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   std::printf("memory floor:          %9.2f steps/s (%s %.2f GB/s / weight bytes per step)\n",
               floor_tok_s, bandwidth_label.c_str(), bandwidth / 1e9);
   std::printf("q|k|v and gate|up: %s%s\n", model->stacked_projections() ? "stacked products" : "separate products",
-              flags.fp8 ? ", quantized to FP8 at load" : "");
+              flags.placement.fp8 ? ", quantized to FP8 at load" : "");
   std::printf("outputs: %s\n", flags.full_outputs
                                   ? "full logits rows and hidden states to the host"
                                   : flags.sampling.greedy()
@@ -242,7 +240,7 @@ absl::Status RunBench(const BenchFlags& flags) {
     j["temperature"] = flags.sampling.temperature;
     j["top_k"] = flags.sampling.top_k;
     j["top_p"] = flags.sampling.top_p;
-    j["fp8_projections"] = flags.fp8;
+    j["fp8_projections"] = flags.placement.fp8;
     j["stacked_projections"] = model->stacked_projections();
     j["prefill_tokens"] = flags.prompt_tokens;
     j["prefill_tok_s"] = r.prefill_tok_s;
@@ -284,14 +282,13 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--random", flags->random,
                   "Random weights of a preset shape instead: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, llama-3.1-70b, tiny");
   cmd->add_option("--dtype", flags->dtype, "Weight dtype with --random: f32, f16, bf16, q8_0, fp8 (E4M3, a scale per 128 values)")->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)");
+  AddPlacementFlags(cmd, &flags->placement);
   cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prefill length")->capture_default_str();
   cmd->add_option("--decode-tokens", flags->decode_tokens, "Decode steps to time")->capture_default_str();
   cmd->add_option("--repeats", flags->repeats, "Repeats per measurement")->capture_default_str();
   cmd->add_option("--k", flags->ks, "Draft lengths to time")->capture_default_str()->delimiter(',');
   cmd->add_option("--batch", flags->batches, "Concurrent sequences per decode step")
       ->capture_default_str()->delimiter(',');
-  cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--layers", flags->layers,
                   "With --random: keep only the first N layers (e.g. a 70B layer slice that fits one GPU)");
   cmd->add_flag("!--no-cuda-graphs", flags->cuda_graphs, "CUDA: launch every step op by op");
@@ -303,7 +300,6 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                 "CUDA: launch our kernels with programmatic dependent launch (not yet measured)");
   cmd->add_flag("--tc-prefill", flags->tensor_core_prefill,
                 "CUDA: prefill attention on the tensor cores (not yet measured)");
-  cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");

@@ -14,6 +14,16 @@
 
 namespace verdict::cli {
 
+void AddPlacementFlags(CLI::App* cmd, PlacementFlags* flags) {
+  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
+  cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
+}
+
+absl::StatusOr<engine::ReadyModel> OpenModel(const std::string& path, const PlacementFlags& placement) {
+  return engine::OpenModel(path, placement.threads, placement.device, placement.fp8);
+}
+
 int ReportError(const absl::Status& status) {
   std::string message(status.message());
   message = absl::StrReplaceAll(message, {{"\n", " "}});

@@ -10,9 +10,22 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
+#include "engine/ready_model.h"
 
 namespace verdict::cli {
+
+// Where a command runs its models, declared once for every command that opens one: --threads,
+// --device and --fp8.
+struct PlacementFlags {
+  int threads = 0;             // CPU threads (0: all cores)
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
+  bool fp8 = false;            // quantize the layers' projections to FP8 at load
+};
+void AddPlacementFlags(CLI::App* cmd, PlacementFlags* flags);
+// engine::OpenModel with the placement's threads, device and FP8 choice.
+absl::StatusOr<engine::ReadyModel> OpenModel(const std::string& path, const PlacementFlags& placement);
 
 // Prints "verdict: <message>" on one line to stderr and returns the process exit code (1).
 int ReportError(const absl::Status& status);

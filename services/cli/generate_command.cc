@@ -40,16 +40,12 @@ struct GenerateFlags {
   std::optional<float> top_p;
   uint64_t seed = 0;
   bool chat = false;
-  int threads = 0;
-  std::string device = "cpu";
-  bool fp8 = false;
+  PlacementFlags placement;
   bool quiet = false;
   // Speculative decoding.
   std::string draft;
   std::string policy;  // empty: "judge" with --judge, otherwise greedy/sampled from the sampling
-  std::string judge_head;
-  std::optional<float> judge_threshold;
-  bool judge_skip_fingerprint = false;
+  JudgeHeadFlags judge;
   DraftWindowFlags window{.k = "8"};
   float lossy_threshold = spec::kDefaultLossyThreshold;
   float typical_delta = spec::kDefaultTypicalDelta;
@@ -67,7 +63,7 @@ void PrintSpeculativeStats(const spec::SpeculationStats& s, const std::string& p
 }
 
 absl::Status RunGenerate(const GenerateFlags& flags) {
-  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel ready, engine::OpenModel(flags.model, flags.threads, flags.device, flags.fp8));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel ready, OpenModel(flags.model, flags.placement));
   const engine::Tokenizer* tokenizer = ready.loaded.tokenizer.get();
   if (tokenizer == nullptr) {
     return absl::FailedPreconditionError(
@@ -77,12 +73,12 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   std::optional<engine::ReadyModel> draft;
   std::unique_ptr<judge::JudgeHead> head;
   if (!flags.draft.empty()) {
-    VERDICT_ASSIGN_OR_RETURN(draft, engine::OpenModel(flags.draft, flags.threads, flags.device, flags.fp8));
+    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.placement));
     VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(ready, *draft));
-    if (!flags.judge_head.empty()) {
-      VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(ready, flags.judge_head, flags.judge_skip_fingerprint));
+    if (!flags.judge.path.empty()) {
+      VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(ready, flags.judge.path, flags.judge.skip_fingerprint));
     }
-  } else if (!flags.judge_head.empty() || !flags.policy.empty()) {
+  } else if (!flags.judge.path.empty() || !flags.policy.empty()) {
     return absl::InvalidArgumentError("--judge and --policy need a draft model (--draft)");
   }
   std::vector<int32_t> prompt;
@@ -150,7 +146,7 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
       request.sampling.temperature = 0;
     }
     request.speculation.policy = policy.policy;
-    request.speculation.judge_threshold = flags.judge_threshold;  // unset: the head's own
+    request.speculation.judge_threshold = flags.judge.threshold;  // unset: the head's own
     request.speculation.lossy_threshold = flags.lossy_threshold;
     request.speculation.typical_delta = flags.typical_delta;
     request.speculation.window = windows[0];
@@ -226,20 +222,14 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--seed", flags->seed, "Random seed (sampling is reproducible)")->capture_default_str();
   cmd->add_flag("--chat", flags->chat, "Wrap the prompt in the Llama-3 chat format");
   cmd->add_option("--system", flags->system, "System message (with --chat)");
-  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
-  cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
+  AddPlacementFlags(cmd, &flags->placement);
   cmd->add_flag("--quiet", flags->quiet, "No statistics on stderr");
   cmd->add_option("--draft", flags->draft,
                   "Draft model (same vocabulary) for speculative decoding");
   cmd->add_option("--policy", flags->policy,
                   absl::StrCat("Verification policy: ", spec::PolicySpellings(),
                                " (default: judge with --judge, else exact: greedy or sampled by --temperature)"));
-  cmd->add_option("--judge", flags->judge_head, "Judge head (.safetensors from `verdict judge train`)");
-  cmd->add_option("--judge-threshold", flags->judge_threshold,
-                  "Judge acceptance threshold on its probability (default: the head's; > 1 disables)");
-  cmd->add_flag("--judge-skip-fingerprint", flags->judge_skip_fingerprint,
-                "Use a judge head trained for another copy of the target (e.g. quantized)");
+  AddJudgeHeadFlags(cmd, &flags->judge, "Judge head (.safetensors from `verdict judge train`)");
   AddDraftWindowFlags(cmd, &flags->window, "Draft window: tokens per block (1-256) or \"auto\" (adaptive)");
   cmd->add_option("--lossy-threshold", flags->lossy_threshold,
                   "lossy-prob: accept a mismatch if p_target(token) >= this; lossy-typical: epsilon")

@@ -33,7 +33,7 @@ struct JudgeDataFlags {
   bool strict = false;
   float draft_temperature = 0.0f;
   uint64_t seed = 0;
-  int threads = 0;
+  PlacementFlags placement;
   bool quiet = false;
   std::string labels = "prefix";
 };
@@ -49,8 +49,8 @@ absl::Status RunJudgeData(const JudgeDataFlags& flags) {
                  static_cast<long long>(tasks.skipped_lines), flags.tasks.c_str(),
                  tasks.skip_reasons.empty() ? "" : tasks.skip_reasons.front().c_str());
   }
-  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel target, engine::OpenModel(flags.model, flags.threads));
-  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel draft, engine::OpenModel(flags.draft, flags.threads));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel target, OpenModel(flags.model, flags.placement));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel draft, OpenModel(flags.draft, flags.placement));
   if (target.loaded.tokenizer == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("the target has no usable tokenizer: ", target.loaded.tokenizer_error));
@@ -145,7 +145,7 @@ void AddJudgeDataCommand(CLI::App& judge, int* exit_code) {
   cmd->add_option("--draft-temperature", flags->draft_temperature,
                   "Draft sampling temperature (0 = greedy proposals)")->capture_default_str();
   cmd->add_option("--seed", flags->seed, "Seed for sampled proposals")->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
+  AddPlacementFlags(cmd, &flags->placement);
   cmd->add_flag("--quiet", flags->quiet, "No progress on stderr");
   cmd->callback([flags, exit_code] { *exit_code = ExitCode(RunJudgeData(*flags)); });
 }

@@ -38,9 +38,7 @@ struct JudgeEvalFlags {
   std::string model;
   std::string draft;
   std::string tasks;
-  std::string judge_head;
-  std::optional<float> judge_threshold;
-  bool judge_skip_fingerprint = false;
+  JudgeHeadFlags judge;
   std::string policies;  // empty: target,standard[,judge],lossy-prob
   DraftWindowFlags window{.k = "16"};
   int64_t max_tokens = 128;
@@ -51,7 +49,7 @@ struct JudgeEvalFlags {
   float top_p = 1.0f;
   uint64_t seed = 0;
   float lossy_threshold = 0.3f;
-  int threads = 0;
+  PlacementFlags placement;
   std::string json;  // a file, or "-" for stdout
   std::string outputs;
 };
@@ -118,16 +116,16 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
                  tasks.skipped_lines > 3 ? "; ..." : "");
   }
 
-  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel target, engine::OpenModel(flags.model, flags.threads));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel target, OpenModel(flags.model, flags.placement));
   const engine::Tokenizer* tokenizer = target.loaded.tokenizer.get();
   if (tokenizer == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("the target has no usable tokenizer: ", target.loaded.tokenizer_error));
   }
   std::unique_ptr<judge::JudgeHead> head;
-  if (!flags.judge_head.empty()) {
-    VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(target, flags.judge_head, flags.judge_skip_fingerprint));
-  } else if (flags.judge_threshold.has_value()) {
+  if (!flags.judge.path.empty()) {
+    VERDICT_ASSIGN_OR_RETURN(head, LoadJudgeHeadForTarget(target, flags.judge.path, flags.judge.skip_fingerprint));
+  } else if (flags.judge.threshold.has_value()) {
     return absl::InvalidArgumentError("--judge-threshold needs a judge head (--judge)");
   }
 
@@ -136,7 +134,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
           ? flags.policies
           : absl::StrCat("target,standard", head != nullptr ? ",judge" : "", ",lossy-prob");
   const float judge_threshold =
-      flags.judge_threshold.value_or(head != nullptr ? head->threshold : 0.5f);
+      flags.judge.threshold.value_or(head != nullptr ? head->threshold : 0.5f);
   VERDICT_ASSIGN_OR_RETURN(std::vector<judge::EvalPolicy> policies,
                            judge::ParseEvalPolicies(policy_list, sampling, windows, judge_threshold,
                                                     flags.lossy_threshold));
@@ -148,7 +146,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
       return absl::InvalidArgumentError(absl::StrCat(
           "policies other than \"target\" need a draft model (--draft); policies: ", policy_list));
     }
-    VERDICT_ASSIGN_OR_RETURN(draft, engine::OpenModel(flags.draft, flags.threads));
+    VERDICT_ASSIGN_OR_RETURN(draft, OpenModel(flags.draft, flags.placement));
     VERDICT_RETURN_IF_ERROR(CheckDraftMatchesTarget(target, *draft));
   }
 
@@ -173,7 +171,7 @@ absl::Status RunJudgeEval(const JudgeEvalFlags& flags) {
     nlohmann::json json = judge::EvalResultsToJson(results);
     json["model"] = flags.model;
     json["draft"] = flags.draft;
-    json["judge"] = flags.judge_head;
+    json["judge"] = flags.judge.path;
     json["tasks"] = flags.tasks;
     json["examples"] = tasks.examples.size();
     json["skipped_lines"] = tasks.skipped_lines;
@@ -206,12 +204,7 @@ void AddJudgeEvalCommand(CLI::App& judge, int* exit_code) {
   cmd->add_option("--draft", flags->draft, "Draft model (same vocabulary as the target)");
   cmd->add_option("--tasks", flags->tasks, "Task file (JSONL: prompt, answer(s), final_answer)")
       ->required();
-  cmd->add_option("--judge", flags->judge_head,
-                  "Judge head (.safetensors from `verdict judge train`); adds the judge policy");
-  cmd->add_option("--judge-threshold", flags->judge_threshold,
-                  "Judge acceptance threshold on its probability (default: the head's)");
-  cmd->add_flag("--judge-skip-fingerprint", flags->judge_skip_fingerprint,
-                "Use a judge head trained for another copy of the target (e.g. quantized)");
+  AddJudgeHeadFlags(cmd, &flags->judge, "Judge head (.safetensors from `verdict judge train`); adds the judge policy");
   cmd->add_option("--policies", flags->policies,
                   absl::StrCat("Comma-separated: target, draft, the verification policies (",
                                spec::PolicySpellings(),
@@ -241,7 +234,7 @@ void AddJudgeEvalCommand(CLI::App& judge, int* exit_code) {
   cmd->add_option("--lossy-threshold", flags->lossy_threshold,
                   "lossy-prob: accept a mismatch if p_target(token) >= this; lossy-typical: epsilon")
       ->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
+  AddPlacementFlags(cmd, &flags->placement);
   cmd->add_option("--json", flags->json,
                   "Also write the results as JSON to this file (\"-\": JSON on stdout instead of the table)");
   cmd->add_option("--outputs", flags->outputs,

@@ -25,9 +25,7 @@ struct ScoreFlags {
   int top_logprobs = 0;
   std::string dump_logits;
   bool add_bos = true;
-  int threads = 0;
-  std::string device = "cpu";
-  bool fp8 = false;
+  PlacementFlags placement;
 };
 
 // log_softmax of one row, in double for accuracy.
@@ -56,7 +54,7 @@ absl::Status RunScore(const ScoreFlags& flags) {
     return absl::InvalidArgumentError("give exactly one of --text and --token-ids");
   }
   if (flags.top_logprobs < 0) return absl::InvalidArgumentError("--top-logprobs must be >= 0");
-  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel ready, engine::OpenModel(flags.model, flags.threads, flags.device, flags.fp8));
+  VERDICT_ASSIGN_OR_RETURN(engine::ReadyModel ready, OpenModel(flags.model, flags.placement));
   const engine::Tokenizer* tokenizer = ready.loaded.tokenizer.get();
   std::vector<int32_t> ids;
   if (!flags.token_ids.empty()) {
@@ -130,9 +128,7 @@ void AddScoreCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--top-logprobs", flags->top_logprobs, "Alternatives to list per position");
   cmd->add_option("--dump-logits", flags->dump_logits, "Write [positions x vocab] float32 logits (.npy)");
   cmd->add_option("--add-bos", flags->add_bos, "Prepend BOS when tokenizing --text")->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)");
-  cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
+  AddPlacementFlags(cmd, &flags->placement);
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunScore(*flags));
   });

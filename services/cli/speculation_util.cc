@@ -15,6 +15,14 @@
 
 namespace verdict::cli {
 
+void AddJudgeHeadFlags(CLI::App* cmd, JudgeHeadFlags* flags, const std::string& judge_help) {
+  cmd->add_option("--judge", flags->path, judge_help);
+  cmd->add_option("--judge-threshold", flags->threshold,
+                  "Judge acceptance threshold on its probability (default: the head's; > 1 disables)");
+  cmd->add_flag("--judge-skip-fingerprint", flags->skip_fingerprint,
+                "Use a judge head trained for another copy of the target (e.g. quantized)");
+}
+
 void AddDraftWindowFlags(CLI::App* cmd, DraftWindowFlags* flags, const std::string& k_help) {
   cmd->add_option("--k", flags->k, k_help)->capture_default_str();
   cmd->add_option("--k-min", flags->k_min, "Smallest window with --k auto")->capture_default_str();

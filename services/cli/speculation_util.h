@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,15 @@ absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindowSyntax(con
 // The same, each window validated (1..256, min <= max).
 absl::StatusOr<std::vector<spec::DraftWindowOptions>> ParseDraftWindows(const DraftWindowFlags& flags,
                                                                          int64_t auto_start);
+
+// The judge head flags of the commands that decode with one: --judge, --judge-threshold,
+// --judge-skip-fingerprint.
+struct JudgeHeadFlags {
+  std::string path;
+  std::optional<float> threshold;  // unset: the head's own
+  bool skip_fingerprint = false;
+};
+void AddJudgeHeadFlags(CLI::App* cmd, JudgeHeadFlags* flags, const std::string& judge_help);
 
 // The draft must share the target's vocabulary: same size, and the same bytes for every id when
 // both ship a tokenizer (a warning on stderr when the draft has none).
