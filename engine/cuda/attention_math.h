@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Index and softmax math of the CUDA attention kernels (engine/cuda/kernels.cu), written once as
+// Index and softmax math of the CUDA attention kernels (engine/cuda/attention_kernels.cu), written once as
 // VERDICT_HOST_DEVICE functions so that the CPU test suite runs the same decomposition
 // (engine/cuda/attention_math_test.cc): the paged KV layout, the flash-decoding split of a
 // sequence into chunks, and the merge of per-chunk partial softmax results.

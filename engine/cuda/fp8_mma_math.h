@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Operand placement of the FP8-weight tensor-core product (engine/cuda/kernels.cu,
+// Operand placement of the FP8-weight tensor-core product (engine/cuda/gemv_kernels.cu,
 // Fp8MmaKernel), written once as VERDICT_HOST_DEVICE functions so that the CPU test suite checks
 // it (engine/cuda/fp8_mma_math_test.cc) by emulating the warp on the CPU.
 //

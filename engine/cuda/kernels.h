@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// Launchers of the CUDA backend's own kernels (internal to engine/cuda; definitions in kernels.cu).
+// Launchers of the CUDA backend's own kernels (internal to engine/cuda), defined one file per op
+// family: summary_kernels.cu, sampling_kernels.cu, gemv_kernels.cu, elementwise_kernels.cu and
+// attention_kernels.cu (their shared device helpers in kernel_util.cuh).
 // Every pointer is device memory; every launcher enqueues on `stream` and returns at once. The
 // per-element math comes from engine/kernels/op_math.h and engine/cuda/attention_math.h, shared
-// with the CPU backend and the CPU tests; only launch geometry and reductions live in kernels.cu.
+// with the CPU backend and the CPU tests; only launch geometry and reductions live in the kernels.
 #ifndef VERDICT_ENGINE_CUDA_KERNELS_H_
 #define VERDICT_ENGINE_CUDA_KERNELS_H_
 
