@@ -463,7 +463,10 @@ nlohmann::json EvalResultsToJson(absl::Span<const PolicyResult> results) {
   const double target_tps = TargetTokensPerSecond(results);
   nlohmann::json policies = nlohmann::json::array();
   for (const PolicyResult& r : results) {
-    nlohmann::json j = {
+    // The speculation statistics in their one JSON layout (spec::StatsJson), then the evaluation's
+    // own figures (its wall time and throughput replace the statistics' summed generation times).
+    nlohmann::json j = spec::StatsJson(r.stats);
+    j.update({
         {"name", r.name},
         {"policy", r.rule},
         {"k", r.k == 0 ? nlohmann::json(nullptr) : (r.adaptive_k ? nlohmann::json("auto") : nlohmann::json(r.k))},
@@ -472,20 +475,15 @@ nlohmann::json EvalResultsToJson(absl::Span<const PolicyResult> results) {
         {"examples", r.examples},
         {"correct", r.correct},
         {"accuracy", r.accuracy},
-        {"tokens", r.stats.tokens},
-        {"target_passes", r.stats.target_passes},
-        {"proposed", r.stats.proposed},
-        {"accepted", {{"exact", r.stats.accepted_exact}, {"judge", r.stats.accepted_judge},
-                      {"lossy", r.stats.accepted_lossy}}},
-        {"accepted_length_histogram", r.stats.accepted_histogram},
         {"target_passes_per_answer", r.target_passes_per_answer},
         {"tokens_per_target_pass", r.tokens_per_pass},
-        {"lossy_accepted_share", r.stats.tokens > 0 ? static_cast<double>(r.stats.accepted_judge + r.stats.accepted_lossy) / r.stats.tokens : 0.0},
+        {"lossy_accepted_share",
+         r.stats.tokens > 0 ? static_cast<double>(r.stats.accepted_judge + r.stats.accepted_lossy) / r.stats.tokens : 0.0},
         {"wrong_let_through", r.wrong_accepted},
         {"mean_accepted", r.mean_accepted},
         {"seconds", r.seconds},
         {"tokens_per_second", r.tokens_per_second},
-    };
+    });
     if (target_tps > 0) j["speedup_vs_target"] = r.tokens_per_second / target_tps;
     policies.push_back(std::move(j));
   }
