@@ -25,36 +25,35 @@ const char* FinishReasonName(FinishReason reason) {
   return "unknown";
 }
 
-struct Coordinator::Mailbox {
-  explicit Mailbox(Executor* e) : executor(e) {}
-  bool is_open() {
-    absl::MutexLock lock(&mu);
-    return open;
+// Posts closures to the executor until it is closed, and runs each only if it is still open by
+// then: a reply that arrives after shutdown touches nothing. Client callbacks hold it by
+// shared_ptr, so it outlives the coordinator.
+class Coordinator::Mailbox : public std::enable_shared_from_this<Mailbox> {
+ public:
+  explicit Mailbox(Executor* executor) : executor_(executor) {}
+
+  void Post(std::function<void()> fn) {
+    absl::MutexLock lock(&mu_);
+    if (!open_) return;
+    executor_->Post([self = shared_from_this(), fn = std::move(fn)] {
+      if (self->is_open()) fn();
+    });
   }
   void Close() {
-    absl::MutexLock lock(&mu);
-    open = false;
+    absl::MutexLock lock(&mu_);
+    open_ = false;
   }
 
-  absl::Mutex mu;
-  bool open ABSL_GUARDED_BY(mu) = true;
-  Executor* const executor;
+ private:
+  bool is_open() {
+    absl::MutexLock lock(&mu_);
+    return open_;
+  }
+
+  absl::Mutex mu_;
+  bool open_ ABSL_GUARDED_BY(mu_) = true;
+  Executor* const executor_;
 };
-
-namespace {
-
-// Posts `fn` to the mailbox's executor unless the mailbox is closed by then, and runs it there
-// unless it is closed by then: a reply that arrives after shutdown touches nothing.
-template <typename Mailbox>
-void PostTo(const std::shared_ptr<Mailbox>& mailbox, std::function<void()> fn) {
-  absl::MutexLock lock(&mailbox->mu);
-  if (!mailbox->open) return;
-  mailbox->executor->Post([mailbox, fn = std::move(fn)] {
-    if (mailbox->is_open()) fn();
-  });
-}
-
-}  // namespace
 
 // A proposal and the sequence it continues: usable for committed tokens X iff X = context + the
 // proposal's first j tokens for some j < its length (then its tokens from j on are the draft).
@@ -165,7 +164,7 @@ void Coordinator::Shutdown() {
   sessions_.clear();
 }
 
-void Coordinator::Post(std::function<void()> fn) { PostTo(mailbox_, std::move(fn)); }
+void Coordinator::Post(std::function<void()> fn) { mailbox_->Post(std::move(fn)); }
 
 absl::StatusOr<spec::SessionId> Coordinator::Start(GenerationRequest request, GenerationCallbacks callbacks) {
   const int64_t n = static_cast<int64_t>(request.prompt.size());
@@ -252,7 +251,7 @@ void Coordinator::Open(Session& s) {
   std::shared_ptr<Mailbox> mailbox = mailbox_;
   target_->OpenSession({id, s.target_capacity, s.request.speculation, s.request.sampling},
                        [this, mailbox, id](absl::Status status) {
-                         PostTo(mailbox, [this, id, status] {
+                         mailbox->Post([this, id, status] {
                            auto it = sessions_.find(id);
                            if (it == sessions_.end()) return;
                            Session& s = *it->second;
@@ -284,7 +283,7 @@ void Coordinator::OpenDraftSession(Session& s) {
   const bool record_distributions = s.request.speculation.policy == spec::Policy::kLossyKl;
   draft_->OpenSession({draft_session, s.committed, s.draft_sampling, s.draft_capacity, record_distributions},
                       [this, mailbox, id, draft_session](absl::Status status) {
-                        PostTo(mailbox, [this, id, draft_session, status] {
+                        mailbox->Post([this, id, draft_session, status] {
                           auto it = sessions_.find(id);
                           if (it == sessions_.end()) {
                             if (status.ok()) draft_->CloseSession(draft_session);
@@ -421,7 +420,7 @@ void Coordinator::RequestProposal(Session& s, bool optimistic) {
   const spec::DraftSessionId draft_session = s.draft_session;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
   draft_->Propose(request, [this, mailbox, id, draft_session](absl::StatusOr<spec::Proposal> proposal) {
-    PostTo(mailbox, [this, id, draft_session, proposal = std::move(proposal)]() mutable {
+    mailbox->Post([this, id, draft_session, proposal = std::move(proposal)]() mutable {
       OnProposal(id, draft_session, std::move(proposal));
     });
   });
@@ -478,7 +477,7 @@ void Coordinator::SendBlock(Session& s, spec::DraftBlock draft) {
   const spec::SessionId id = s.id;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
   target_->Verify(block, std::move(ids), [this, mailbox, id](spec::BlockOutcome outcome) {
-    PostTo(mailbox, [this, id, outcome = std::move(outcome)]() mutable { OnOutcome(id, std::move(outcome)); });
+    mailbox->Post([this, id, outcome = std::move(outcome)]() mutable { OnOutcome(id, std::move(outcome)); });
   });
 }
 

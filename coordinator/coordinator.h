@@ -139,7 +139,7 @@ class Coordinator {
   struct Session;
   struct Action;
   // What client callbacks post through: after shutdown it drops what they post.
-  struct Mailbox;
+  class Mailbox;
 
   void Post(std::function<void()> fn);
   void Open(Session& s);

@@ -36,8 +36,9 @@ int Fail(const std::string& role, const absl::Status& status);
 std::string ModelBaseName(const std::string& path);
 
 // Asks the cluster member at `address` to describe itself (verdict.v1 Describe), retrying with
-// backoff (0.1 s doubling to 2 s) while it cannot be reached, until `deadline`. Each retry after
-// the first logs one line naming `who` (e.g. "target shard 1 (host:port)"). Errors: the member's
+// backoff (0.1 s doubling to 2 s) while it cannot be reached, until `deadline`. The first failed
+// attempt and every tenth after it log one line naming `who` (e.g. "target shard 1 (host:port)").
+// Errors: the member's
 // last status, naming `who` (kDeadlineExceeded when it never answered).
 absl::StatusOr<v1::ShardDescription> DescribeShard(const std::string& address, const std::string& who,
                                                    absl::Time deadline);
