@@ -199,8 +199,8 @@ absl::StatusOr<spec::SpeculationParams> FromProto(const v1::SpeculationParams& p
   s.window.k = p.draft_window() > 0 ? p.draft_window() : defaults.draft_window;
   s.window.adaptive = p.adaptive_window();
   if (p.adaptive_window()) {
-    s.window.min_k = p.min_window() > 0 ? p.min_window() : 1;
-    s.window.max_k = p.max_window() > 0 ? p.max_window() : 64;
+    if (p.min_window() > 0) s.window.min_k = p.min_window();  // else DraftWindowOptions' bounds
+    if (p.max_window() > 0) s.window.max_k = p.max_window();
     s.window.k = std::clamp<int64_t>(s.window.k, s.window.min_k, s.window.max_k);
   }
   s.speculate = !p.disable_speculation();
