@@ -213,6 +213,10 @@ class Backend {
   // row, each < logits.cols.
   virtual void SummarizeLogits(TensorView logits, absl::Span<const int32_t> tokens,
                                TensorView out) = 0;
+  // Whether ModelSlice hands sampled rows to DecideSampled (true) or copies the logits rows to
+  // the host and decides there with engine::DecideSampledRow (a backend whose device kernel is not
+  // verified yet, or a test of that path).
+  virtual bool DecidesSampledRows() const { return true; }
   // out[i, :] = the numbers of the sampled verification rule for logits row i and requests[i]
   // (math::SampledRowRequest; engine::SampledDecision::FromRow reads them): the probability of the
   // request's token under the row's sampling distribution (temperature, top-k, top-p) and a token
@@ -247,6 +251,9 @@ struct CpuBackendOptions {
   // Backend::QuantizesProjectionsToFp8: FP8 projections from any checkpoint (a check of the FP8 path
   // and a way to halve the memory of bf16 weights; the CPU kernels decode FP8 with a table).
   bool fp8_projections = false;
+  // DecidesSampledRows() false: the model copies logits rows and decides the sampled rule itself,
+  // the path a CUDA backend takes without CudaBackendOptions::device_sampling (tests check both).
+  bool sampled_rows_on_host = false;
 };
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options);
 

@@ -88,11 +88,12 @@ const CpuWeight& AsCpu(const DeviceWeight& w) { return static_cast<const CpuWeig
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(int num_threads, bool fuse_projections, bool fp8_projections)
-      : pool_(num_threads), fuse_projections_(fuse_projections), fp8_projections_(fp8_projections) {}
+  CpuBackend(int num_threads, const CpuBackendOptions& options)
+      : pool_(num_threads), options_(options) {}
 
-  bool PrefersFusedProjections() const override { return fuse_projections_; }
-  bool QuantizesProjectionsToFp8() const override { return fp8_projections_; }
+  bool PrefersFusedProjections() const override { return options_.fuse_projections; }
+  bool QuantizesProjectionsToFp8() const override { return options_.fp8_projections; }
+  bool DecidesSampledRows() const override { return !options_.sampled_rows_on_host; }
 
   absl::string_view name() const override { return "cpu"; }
 
@@ -369,8 +370,7 @@ class CpuBackend final : public Backend {
 
  private:
   ThreadPool pool_;
-  bool fuse_projections_;
-  bool fp8_projections_;
+  CpuBackendOptions options_;
 };
 
 }  // namespace
@@ -378,8 +378,7 @@ class CpuBackend final : public Backend {
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
   int threads = options.num_threads;
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  return std::make_unique<CpuBackend>(threads, options.fuse_projections,
-                                      options.fp8_projections);
+  return std::make_unique<CpuBackend>(threads, options);
 }
 
 }  // namespace verdict::engine

@@ -437,6 +437,26 @@ absl::Status ModelSlice::EnsureLogitsBuffer(int64_t rows) {
   return absl::OkStatus();
 }
 
+void ModelSlice::DecideSampledOnHost(const OutputContents& want, absl::Span<const float> rows,
+                                     ForwardResult* result) const {
+  const int64_t vocab = config_.vocab_size;
+  if (want.sampled_supports) result->support_offsets.assign(1, 0);
+  std::vector<float> probs;
+  for (size_t i = 0; i < result->output_rows.size(); ++i) {
+    const size_t before = result->support_ids.size();
+    SampledDecision d = DecideSampledRow(
+        rows.subspan(i * vocab, vocab), want.sampled_requests[i], want.proposal_ids,
+        want.proposal_probs, want.sampled_supports ? &result->support_ids : nullptr,
+        want.sampled_supports ? &result->support_probs : &probs);
+    probs.clear();
+    if (want.sampled_supports) {
+      d.support_size = static_cast<int64_t>(result->support_ids.size() - before);
+      result->support_offsets.push_back(static_cast<int64_t>(result->support_ids.size()));
+    }
+    result->sampled.push_back(d);
+  }
+}
+
 absl::Status ModelSlice::CopySupports(ForwardResult* result) {
   // A second round of copies: only now are the supports' lengths known on the host.
   const int64_t vocab = config_.vocab_size;
@@ -688,6 +708,9 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     TensorView probe = carve_out(1);
     TensorView sampled = carve_out(math::kSampledDecisionWidth);
     const bool want_sampled = !want.sampled_requests.empty();
+    // A backend that does not decide the sampled rule where the logits are gets its rows copied to
+    // the host, where engine::DecideSampledRow decides (after the step's Synchronize).
+    const bool sampled_on_host = want_sampled && !backend_->DecidesSampledRows();
     // Whole rows: with a split head each rank writes its columns of a zeroed [m, vocab] buffer and
     // one all-reduce assembles them (x + 0 is exact). Summaries only: each rank summarizes its
     // columns into its slot of a zeroed [m, ranks x width] buffer, one small all-reduce, and the
@@ -712,6 +735,9 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
     if (m > 0 && want.logits) {
       result->logits.resize(m * c.vocab_size);
       backend_->CopyToHost(logits, result->logits.data());
+    } else if (m > 0 && sampled_on_host) {
+      sampled_rows_host_.resize(m * c.vocab_size);
+      backend_->CopyToHost(logits, sampled_rows_host_.data());
     }
     const bool merge_ranks = want.summaries && !whole_rows;
     if (m > 0 && want.summaries) {
@@ -736,7 +762,7 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       summary_host_.resize(m * written.cols);
       backend_->CopyToHost(written, summary_host_.data());
     }
-    if (m > 0 && want_sampled) {
+    if (m > 0 && want_sampled && !sampled_on_host) {
       const int64_t support_width = math::SupportRowWidth(c.vocab_size);
       const TensorView supports =
           want.sampled_supports
@@ -778,7 +804,10 @@ absl::Status ModelSlice::Forward(const ForwardBatch& batch, ForwardResult* resul
       result->summaries.push_back(LogitSummary::FromStats(stats, token, token_logit));
     }
   }
-  if (!result->output_rows.empty() && !want.sampled_requests.empty()) {
+  if (!result->output_rows.empty() && !want.sampled_requests.empty() &&
+      !backend_->DecidesSampledRows()) {
+    DecideSampledOnHost(want, want.logits ? result->logits : sampled_rows_host_, result);
+  } else if (!result->output_rows.empty() && !want.sampled_requests.empty()) {
     for (size_t i = 0; i < result->output_rows.size(); ++i) {
       result->sampled.push_back(
           SampledDecision::FromRow(sampled_host_.data() + i * math::kSampledDecisionWidth));

@@ -212,6 +212,10 @@ class ModelSlice {
   absl::Status ValidateOutputs(const ForwardBatch& batch, int64_t total_tokens,
                                int64_t* output_rows) const;
   absl::Status ValidateSampledRequests(const OutputContents& want, int64_t output_rows) const;
+  // The sampled rule for every output row from its logits row on the host (`rows`: [outputs,
+  // vocab]), for backends that do not decide it themselves (Backend::DecidesSampledRows).
+  void DecideSampledOnHost(const OutputContents& want, absl::Span<const float> rows,
+                           ForwardResult* result) const;
   absl::Status EnsureWorkspace(int64_t tokens);
   absl::Status EnsureLogitsBuffer(int64_t rows);
   absl::Status EnsureSupportsBuffer(int64_t rows);
@@ -259,6 +263,7 @@ class ModelSlice {
   std::vector<float> support_ids_host_;  // ids as the backend writes them (exact floats)
   std::vector<float> summary_host_;  // summaries as copied back, before decoding
   std::vector<float> sampled_host_;  // sampled decisions as copied back
+  std::vector<float> sampled_rows_host_;  // logits rows for DecideSampledOnHost
   std::vector<float> zeros_host_;    // what split-head buffers start from before an all-reduce
   std::vector<int32_t> local_tokens_;  // summary tokens in this rank's vocabulary share
   // Tensor parallelism: one float in backend memory for the ranks' agreement on buffer growth.

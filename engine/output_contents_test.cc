@@ -15,6 +15,7 @@
 #include "common/testing/status_matchers.h"
 #include "engine/backend.h"
 #include "engine/kernels/op_math.h"
+#include "engine/kernels/sampling_math.h"
 #include "engine/model.h"
 #include "engine/model_loader.h"
 #include "engine/sampler.h"
@@ -294,6 +295,67 @@ TEST_F(OutputContentsTest, SummariesAndProbeMatchTheFullRows) {
     double dot = 0;
     for (int64_t h = 0; h < hidden_; ++h) dot += static_cast<double>(full.hidden[r * hidden_ + h]) * probe[h];
     EXPECT_NEAR(lean.probe[r], dot, 1e-5 * std::max(1.0, std::fabs(dot)));
+  }
+}
+
+// The sampled rule decided by the backend (the CPU host executor here, a device kernel on a GPU)
+// and decided by the model from copied logits rows (CpuBackendOptions::sampled_rows_on_host, the
+// path a CUDA backend takes until its kernel is verified) agree exactly, supports included.
+TEST_F(OutputContentsTest, SampledRuleFromCopiedRowsEqualsTheBackendsRule) {
+  auto host_backend = CreateCpuBackend({.num_threads = 2, .sampled_rows_on_host = true});
+  ASSERT_FALSE(host_backend->DecidesSampledRows());
+  ASSERT_TRUE(backend_->DecidesSampledRows());
+  ASSERT_OK_AND_ASSIGN(auto host_slice,
+                       ModelSlice::Create(model_.config, *model_.weights, {}, host_backend.get()));
+  // One request per row: plain temperature, top-k, top-p, greedy, bonus rows, with and without a
+  // proposal distribution for the token.
+  const std::vector<int32_t> proposal_ids = {3, 9, 40, 41, 100};
+  const std::vector<float> proposal_probs = {0.1f, 0.5f, 0.2f, 0.15f, 0.05f};
+  std::vector<math::SampledRowRequest> requests(ids_.size());
+  for (size_t r = 0; r < requests.size(); ++r) {
+    math::SampledRowRequest& q = requests[r];
+    q.temperature = r % 4 == 3 ? 0.0f : 0.6f + 0.1f * static_cast<float>(r % 3);
+    q.top_k = r % 3 == 1 ? 20 : 0;
+    q.top_p = r % 3 == 2 ? 0.9f : 1.0f;
+    q.token = r % 5 == 4 ? -1 : (r % 2 == 0 ? 9 : ids_[r]);
+    if (r % 2 == 0 && q.token >= 0) {
+      q.proposal_begin = 0;
+      q.proposal_count = static_cast<int32_t>(proposal_ids.size());
+    }
+    q.sample_uniform = (static_cast<double>(r) + 0.37) / static_cast<double>(requests.size());
+  }
+  for (bool supports : {false, true}) {
+    SCOPED_TRACE(supports);
+    ForwardBatch batch;
+    batch.contents.logits = false;
+    batch.contents.hidden = false;
+    batch.contents.sampled_requests = requests;
+    batch.contents.proposal_ids = proposal_ids;
+    batch.contents.proposal_probs = proposal_probs;
+    batch.contents.sampled_supports = supports;
+    ForwardResult on_backend, on_host;
+    ASSERT_OK(Run(batch, &on_backend));
+    std::vector<std::unique_ptr<KvCache>> caches;
+    for (int i = 0; i < 2; ++i) caches.push_back(host_slice->NewKvCache(32).value());
+    batch.sequences = {{caches[0].get(), 7}, {caches[1].get(), 5}};
+    batch.token_ids = ids_;
+    ASSERT_OK(host_slice->Forward(batch, &on_host));
+    EXPECT_TRUE(on_host.logits.empty());  // the copied rows stay the model's
+    ASSERT_EQ(on_host.sampled.size(), requests.size());
+    ASSERT_EQ(on_backend.sampled.size(), requests.size());
+    for (size_t r = 0; r < requests.size(); ++r) {
+      SCOPED_TRACE(r);
+      EXPECT_EQ(on_host.sampled[r].target_prob, on_backend.sampled[r].target_prob);
+      EXPECT_EQ(on_host.sampled[r].replacement, on_backend.sampled[r].replacement);
+      EXPECT_EQ(on_host.sampled[r].replacement_logit, on_backend.sampled[r].replacement_logit);
+      EXPECT_EQ(on_host.sampled[r].support_size, on_backend.sampled[r].support_size);
+    }
+    EXPECT_EQ(on_host.support_offsets, on_backend.support_offsets);
+    EXPECT_EQ(on_host.support_ids, on_backend.support_ids);
+    EXPECT_EQ(on_host.support_probs, on_backend.support_probs);
+    if (supports) {
+      EXPECT_GT(on_host.support_ids.size(), requests.size());
+    }
   }
 }
 

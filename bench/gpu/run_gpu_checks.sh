@@ -37,7 +37,7 @@ timeout 150 "$TEST" 2>&1 | tee "$OUT/cuda_backend_test.txt" | grep -E "^\[|FAIL|
 timeout 150 compute-sanitizer --tool memcheck --report-api-errors no "$TEST" \
   --gtest_filter='GpuTest.TensorParallel*:GpuTest.GraphReplay*:GpuTest.DecodeSteps*:GpuTest.OwnSkinny*:GpuTest.ProgrammaticLaunch*:GpuTest.Fp8*:GpuTest.TensorCorePrefill*' 2>&1 |
   tee "$OUT/memcheck.txt" | grep -E "ERROR SUMMARY|Invalid|FAILED|PASSED" | head -20
-timeout 100 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
+timeout 200 "$VERDICT" selftest --gpu --json "$OUT/selftest.json" 2>&1 | tee "$OUT/selftest.txt" | tail -30
 echo "checks: ${SECONDS} s" | tee -a "$OUT/gpu.txt"
 fi
 [[ "$PART" == checks ]] && exit 0
@@ -51,6 +51,13 @@ VERDICT_LOG_MATMUL_TUNING=1 timeout 120 "$VERDICT" bench --device cuda --random 
   --json "$OUT/bench_8b_fp8.json" 2>&1 | tee "$OUT/bench_8b_fp8.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-70b --layers 10 --fp8 --batch 1,32 --k 16 \
   --prompt-tokens 512 --decode-tokens 32 2>&1 | tee "$OUT/bench_70b10_fp8.txt"
+# The paths prepared since run 10 (one-launch attention, the sampled rule on the device, fused
+# add+RMSNorm), off by default until verified: the same shapes as bench_8b.txt and the sampled run.
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --unverified-paths --batch 1,8,32 \
+  --k 1,4,16,64 --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_unverified.txt"
+timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --unverified-paths --temperature 0.8 \
+  --top-p 0.95 --batch 1,32 --k 16 --prompt-tokens 512 --decode-tokens 64 2>&1 |
+  tee "$OUT/bench_8b_sampled_unverified.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --no-cuda-graphs --batch 1,8 --k 16 \
   --prompt-tokens 512 --decode-tokens 64 2>&1 | tee "$OUT/bench_8b_no_graphs.txt"
 timeout 120 "$VERDICT" bench --device cuda --random llama-3.1-8b --full-outputs --batch 1,32 --k 16 \

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Paged-KV attention: the chunk kernel (prefill, decode, verification; keys and values stored and
-// rotated in the same launch, flash-decoding split with an in-launch merge) and prefill attention
-// on the tensor cores.
+// Paged-KV attention: the chunk kernel (prefill, decode, verification; flash-decoding split) and
+// prefill attention on the tensor cores. The chunk kernel runs in one of two forms:
+// - four launches per layer, the path last measured on an H100 (run 10 in docs/gpu-notes.md):
+//   RoPE (elementwise_kernels.cu), KvWriteKernel, the chunk kernel reading every key from the
+//   cache, AttentionCombineKernel;
+// - one launch (AttentionLaunch::one_launch, opt-in until a GPU run verifies it): the chunk
+//   kernel stores and rotates the batch's keys itself and the last chunk of each run of rows
+//   merges the partials.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -55,6 +60,21 @@ __device__ __forceinline__ float RotatedInput(const AttentionLaunch& a, const fl
 __device__ __forceinline__ float BatchKey(const AttentionLaunch& a, int64_t row, int64_t head_offset,
                                           int64_t d) {
   return RotatedInput(a, a.k, a.k_stride, row, head_offset, d);
+}
+
+// Four-launch form: one block per (row, 256 elements of the row's keys and values).
+constexpr int kKvWriteThreads = 256;
+template <typename KvT>
+__global__ void KvWriteKernel(AttentionLaunch a) {
+  WaitForPredecessor();
+  const int64_t row = blockIdx.x;
+  const int64_t e = blockIdx.y * int64_t{kKvWriteThreads} + threadIdx.x;
+  if (e >= a.layout.kv_dim) return;
+  const DeviceSequence seq = a.sequences[a.row_sequence[row]];
+  const int64_t position = seq.start_pos + (row - seq.row_begin);
+  KvT* block = reinterpret_cast<KvT*>(seq.block_table[a.layout.BlockIndex(position)]);
+  Store(block + a.layout.KeyOffset(a.layer, position) + e, a.k[row * a.k_stride + e]);
+  Store(block + a.layout.ValueOffset(a.layer, position) + e, a.v[row * a.v_stride + e]);
 }
 
 constexpr int kAttentionThreads = 128;
@@ -141,7 +161,7 @@ __device__ void MergeChunks(const AttentionLaunch& a, int64_t row, int64_t row_o
 // rope_positions it rotates the queries and those keys as it loads them.
 static_assert(kAttentionWarps * kMaxAttentionSplits <= TilePositions(8) * (8 + 4),
               "MergeChunks' weights fit in the smallest key tile (head_dim 8)");
-template <typename KvT>
+template <typename KvT, bool kOneLaunch>
 __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int64_t row_end,
                                      int64_t heads_per_block, int64_t rows_per_block) {
   WaitForPredecessor();
@@ -179,7 +199,7 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
     int64_t begin, end;  // keys the last row sees in this chunk (earlier rows see a prefix)
     cuda_math::SplitRange(split, a.split_positions, first_position + rows, begin, end);
 
-    if (cuda_math::StoresKeysAndValues(first_head, split, a.num_heads, a.num_kv_heads)) {
+    if (kOneLaunch && cuda_math::StoresKeysAndValues(first_head, split, a.num_heads, a.num_kv_heads)) {
       for (int64_t i = threadIdx.x; i < rows * head_dim; i += blockDim.x) {
         const int64_t r = row + i / head_dim;
         const int64_t position = first_position + i / head_dim;
@@ -240,7 +260,8 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         const int64_t p = tile_begin + t;
         float k8[8], v8[8];
         const int64_t batch_row =
-            cuda_math::BatchRowOfPosition(p, seq.start_pos, seq.row_begin, row_offset);
+            kOneLaunch ? cuda_math::BatchRowOfPosition(p, seq.start_pos, seq.row_begin, row_offset)
+                       : -1;
         if (batch_row >= 0) {
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
@@ -343,27 +364,65 @@ __global__ void AttentionChunkKernel(AttentionLaunch a, int64_t row_offset, int6
         }
       }
     }
-    // Count this chunk done (partials visible device-wide first); the last one merges.
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      int* counter = a.chunk_counters +
-                     cuda_math::ChunkCounterIndex(row - row_offset, blockIdx.x, gridDim.x);
-      last_chunk = atomicAdd(counter, 1) == static_cast<int>(gridDim.y) - 1;
-      if (last_chunk) *counter = 0;  // every chunk has counted: ready for the next launch
-    }
-    __syncthreads();
-    if (last_chunk) {
+    if constexpr (kOneLaunch) {
+      // Count this chunk done (partials visible device-wide first); the last one merges.
       __threadfence();
-      MergeChunks(a, row, row_offset, queries, first_head, heads_per_block, keys);
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        int* counter = a.chunk_counters +
+                       cuda_math::ChunkCounterIndex(row - row_offset, blockIdx.x, gridDim.x);
+        last_chunk = atomicAdd(counter, 1) == static_cast<int>(gridDim.y) - 1;
+        if (last_chunk) *counter = 0;  // every chunk has counted: ready for the next launch
+      }
+      __syncthreads();
+      if (last_chunk) {
+        __threadfence();
+        MergeChunks(a, row, row_offset, queries, first_head, heads_per_block, keys);
+      }
     }
     row += rows;
     __syncthreads();  // before the next segment overwrites q, the stats and the key tile
   }
 }
 
+// Four-launch form: one block per (head, row) merges the splits' partials into the output. The
+// splits' maxima and sums are read in parallel (one thread each), then every dim sums over them.
+static_assert(kMaxAttentionSplits <= kAttentionThreads, "one thread per split");
+__global__ void AttentionCombineKernel(AttentionLaunch a, int64_t row_offset) {
+  WaitForPredecessor();
+  __shared__ float split_weight[kMaxAttentionSplits];
+  const int64_t head = blockIdx.x;
+  const int64_t local_row = blockIdx.y;
+  const int64_t row = row_offset + local_row;
+  const int64_t head_dim = a.head_dim;
+  const int64_t entry = head_dim + 2;
+  const float* partials = a.partials + (local_row * a.num_heads + head) * a.num_splits * entry;
+  const bool has_split = threadIdx.x < a.num_splits;
+  const float split_max = has_split ? partials[threadIdx.x * entry + head_dim] : -INFINITY;
+  const float global_max = BlockReduce<MaxOp>(split_max);
+  const float weight = has_split ? cuda_math::ChunkWeight(split_max, global_max) : 0.0f;
+  const float denominator = BlockSum(has_split ? weight * partials[threadIdx.x * entry + head_dim + 1] : 0.0f);
+  if (has_split) split_weight[threadIdx.x] = weight;
+  __syncthreads();
+  float* out = a.out + row * a.out_stride + head * head_dim;
+  const int64_t copy_offset = (row * a.num_heads + head) * head_dim;  // the copy is dense
+  for (int64_t d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int64_t s = 0; s < a.num_splits; ++s) acc += split_weight[s] * partials[s * entry + d];
+    const float y = acc / denominator;
+    out[d] = y;
+    if (a.out_copy16.data != nullptr) StoreCopy(a.out_copy16, copy_offset + d, y);
+  }
+}
+
 template <typename KvT>
 void AttentionTyped(const AttentionLaunch& a, LaunchStream stream) {
+  if (!a.one_launch) {
+    const dim3 write_grid(static_cast<unsigned>(a.rows),
+                          static_cast<unsigned>((a.layout.kv_dim + kKvWriteThreads - 1) / kKvWriteThreads));
+    Launch(KvWriteKernel<KvT>, write_grid, kKvWriteThreads, 0, stream, a);
+  }
   const int64_t heads = cuda_math::HeadsPerBlock(a.num_heads, a.num_kv_heads, kMaxTileQueries);
   const int64_t rows_per_block = cuda_math::RowsPerBlock(heads, kMaxTileQueries);
   const int64_t max_blocks = a.split_positions / a.layout.block_positions + 2;
@@ -373,8 +432,15 @@ void AttentionTyped(const AttentionLaunch& a, LaunchStream stream) {
     const int64_t rows = a.rows - offset < a.partial_rows ? a.rows - offset : a.partial_rows;
     const dim3 grid(static_cast<unsigned>(a.num_heads / heads), static_cast<unsigned>(a.num_splits),
                     static_cast<unsigned>((rows + rows_per_block - 1) / rows_per_block));
-    Launch(AttentionChunkKernel<KvT>, grid, kAttentionThreads, shared_bytes, stream, a, offset,
-           offset + rows, heads, rows_per_block);
+    if (a.one_launch) {
+      Launch(AttentionChunkKernel<KvT, true>, grid, kAttentionThreads, shared_bytes, stream, a,
+             offset, offset + rows, heads, rows_per_block);
+    } else {
+      Launch(AttentionChunkKernel<KvT, false>, grid, kAttentionThreads, shared_bytes, stream, a,
+             offset, offset + rows, heads, rows_per_block);
+      const dim3 combine_grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(rows));
+      Launch(AttentionCombineKernel, combine_grid, kAttentionThreads, 0, stream, a, offset);
+    }
   }
 }
 

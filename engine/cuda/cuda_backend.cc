@@ -345,6 +345,10 @@ class CudaBackend final : public Backend {
 
   void AddRmsNorm(TensorView residual, TensorView x, const DeviceWeight& weight, float eps,
                   TensorView out) override {
+    if (residual.data != nullptr && !options_.fused_add_rms_norm) {  // the measured two launches
+      Add(x, residual);
+      residual = TensorView{};
+    }
     if (!Begin()) return;
     const float* w = AsCuda(weight).f32();
     cuda::Copy16 copy16;
@@ -446,6 +450,11 @@ class CudaBackend final : public Backend {
                        absl::Span<const AttentionSequence> sequences, int64_t num_heads,
                        int64_t num_kv_heads, int64_t head_dim, absl::Span<const int32_t> positions,
                        const RopeParams& rope, TensorView out) override {
+    if (!options_.one_launch_attention) {  // the measured path: a RoPE launch first
+      Backend::RotaryAttention(q, k, v, layer, sequences, num_heads, num_kv_heads, head_dim,
+                               positions, rope, out);
+      return;
+    }
     Attend(q, k, v, layer, sequences, num_heads, num_kv_heads, head_dim, positions, &rope, out);
   }
 
@@ -556,6 +565,7 @@ class CudaBackend final : public Backend {
     launch.num_heads = op.num_heads;
     launch.num_kv_heads = op.num_kv_heads;
     launch.head_dim = op.head_dim;
+    launch.one_launch = options_.one_launch_attention;
     if (op.rope != nullptr) {
       const absl::Span<const int32_t> positions = op.positions.subspan(row_begin, rows);
       launch.rope_positions =
@@ -619,6 +629,7 @@ class CudaBackend final : public Backend {
     launch.partial_rows = std::clamp<int64_t>((int64_t{64} << 20) / per_row, 1, 65535);
     launch.partial_rows = std::min(launch.partial_rows, rows);
     launch.partials = static_cast<float*>(Partials(launch.partial_rows * per_row));
+    if (!launch.one_launch) return launch.partials != nullptr;
     launch.chunk_counters =
         ChunkCounters(cuda::AttentionCounters(launch.partial_rows, num_heads, num_kv_heads));
     return launch.partials != nullptr && launch.chunk_counters != nullptr;
@@ -671,6 +682,8 @@ class CudaBackend final : public Backend {
       return LaunchStatus("SummarizeLogits");
     }, logits, d_tokens, out, scratch);
   }
+
+  bool DecidesSampledRows() const override { return options_.device_sampling; }
 
   void DecideSampled(TensorView logits, absl::Span<const math::SampledRowRequest> requests,
                      absl::Span<const int32_t> proposal_ids, absl::Span<const float> proposal_probs,

@@ -69,6 +69,25 @@ struct CudaBackendOptions {
   // cache, head_dim 64 or 128): FlashAttention-style tiles instead of the chunk kernel's CUDA-core
   // arithmetic, which bounds long prompts. Off until it has been checked and measured on a GPU.
   bool tensor_core_prefill = false;
+  // Paths prepared without a GPU since the last measured run (run 10, docs/gpu-notes.md), off
+  // until a GPU run has verified them; the defaults are the measured path. `verdict selftest --gpu`
+  // and `bench/gpu/run_gpu_checks.sh` run both. UnverifiedPaths() turns all three on.
+  // Attention in one launch per layer (RoPE, KV write and merge inside the chunk kernel) instead
+  // of four (RoPE, KV write, chunk kernel, combine).
+  bool one_launch_attention = false;
+  // The sampled rule decided on the device (Backend::DecidesSampledOnDevice) instead of copying
+  // the logits rows to the host and deciding there.
+  bool device_sampling = false;
+  // Tensor parallelism: the all-reduced output's residual add fused into the next RMSNorm instead
+  // of an Add launch before it.
+  bool fused_add_rms_norm = false;
+
+  // These options with every unverified path on.
+  CudaBackendOptions UnverifiedPaths() const {
+    CudaBackendOptions o = *this;
+    o.one_launch_attention = o.device_sampling = o.fused_add_rms_norm = true;
+    return o;
+  }
 };
 
 // True when this build contains the CUDA backend.

@@ -115,9 +115,11 @@ class GpuTest : public ::testing::Test {
     std::printf("%s\n", CudaDeviceDescription(0).value_or("?").c_str());
     cpu_ = CreateCpuBackend({0});
   }
-  std::unique_ptr<Backend> Cuda(DType weights) {
+  // `unverified`: with the paths prepared since the last measured run (UnverifiedPaths).
+  std::unique_ptr<Backend> Cuda(DType weights, bool unverified = false) {
     CudaBackendOptions options;
     options.weight_dtype = weights;
+    if (unverified) options = options.UnverifiedPaths();
     auto backend = CreateCudaBackend(options);
     EXPECT_TRUE(backend.ok()) << backend.status();
     return backend.ok() ? std::move(*backend) : nullptr;
@@ -130,11 +132,12 @@ class GpuTest : public ::testing::Test {
 struct OpsCase {
   DType weights;
   double tolerance;
+  bool unverified = false;  // CudaBackendOptions::UnverifiedPaths
 };
 class GpuOpsTest : public GpuTest, public ::testing::WithParamInterface<OpsCase> {};
 
 TEST_P(GpuOpsTest, MatchCpu) {
-  auto cuda = Cuda(GetParam().weights);
+  auto cuda = Cuda(GetParam().weights, GetParam().unverified);
   ASSERT_NE(cuda, nullptr);
   CheckOptions options;
   options.seed = FreshSeed();
@@ -144,8 +147,13 @@ TEST_P(GpuOpsTest, MatchCpu) {
 
 INSTANTIATE_TEST_SUITE_P(WeightTypes, GpuOpsTest,
                          ::testing::Values(OpsCase{DType::kBF16, 1e-2}, OpsCase{DType::kF16, 1e-2},
-                                           OpsCase{DType::kF32, 1e-4}),
-                         [](const auto& info) { return std::string(DTypeName(info.param.weights)); });
+                                           OpsCase{DType::kF32, 1e-4},
+                                           OpsCase{DType::kBF16, 1e-2, true},
+                                           OpsCase{DType::kF32, 1e-4, true}),
+                         [](const auto& info) {
+                           return absl::StrCat(DTypeName(info.param.weights),
+                                               info.param.unverified ? "_unverified" : "");
+                         });
 
 // Both backends read the same checkpoint: 16-bit checkpoints for the bf16 mode (the GPU then differs
 // from the CPU only by rounding activations to bf16 for the products and by its bf16 KV cache),
@@ -167,15 +175,18 @@ TEST_F(GpuTest, FixtureModelsMatchCpu) {
                         Case{"llama3_gqa/fp8", DType::kBF16, 1e-2},
                         Case{"llama3_gqa/fp8_block", DType::kBF16, 1e-2},
                         Case{"llama3_gqa/fp8", DType::kF32, 1e-4}}) {
-    SCOPED_TRACE(absl::StrCat(c.path, " ", DTypeName(c.weights)));
     ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + c.path));
-    auto cuda = Cuda(c.weights);
-    ASSERT_NE(cuda, nullptr);
-    CheckOptions options;
-    options.seed = FreshSeed();
-    options.tolerance = c.tolerance;
-    std::printf("%s, %s weights on the GPU:\n", c.path, std::string(DTypeName(c.weights)).c_str());
-    ExpectAllPassed(CheckModel(*cpu_, *cuda, model.config, *model.weights, options));
+    for (const bool unverified : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(c.path, " ", DTypeName(c.weights), unverified ? " unverified" : ""));
+      auto cuda = Cuda(c.weights, unverified);
+      ASSERT_NE(cuda, nullptr);
+      CheckOptions options;
+      options.seed = FreshSeed();
+      options.tolerance = c.tolerance;
+      std::printf("%s, %s weights on the GPU, %s paths:\n", c.path,
+                  std::string(DTypeName(c.weights)).c_str(), unverified ? "unverified" : "measured");
+      ExpectAllPassed(CheckModel(*cpu_, *cuda, model.config, *model.weights, options));
+    }
   }
 }
 
@@ -410,20 +421,24 @@ TEST_F(GpuTest, TensorParallelRanksSharingTheGpuMatchUnsplit) {
   const LlamaConfig config = TensorParallelCheckConfig();
   ASSERT_OK_AND_ASSIGN(auto weights, CreateRandomWeights(config, DType::kF32, FreshSeed()));
   for (DType dtype : {DType::kF32, DType::kBF16}) {
-    auto reference = Cuda(dtype);
-    ASSERT_NE(reference, nullptr);
-    for (int world : {2, 4}) {
-      CheckOptions options;
-      options.tolerance = dtype == DType::kF32 ? 1e-4 : 1e-2;
-      std::printf("%s weights:\n", std::string(DTypeName(dtype)).c_str());
-      ExpectAllPassed(CheckTensorParallel(
-          *reference,
-          [dtype](int) {
-            CudaBackendOptions o;
-            o.weight_dtype = dtype;
-            return CreateCudaBackend(o);
-          },
-          nullptr, world, config, *weights, options));
+    for (const bool unverified : {false, true}) {  // the fused add+RMSNorm is among them
+      auto reference = Cuda(dtype, unverified);
+      ASSERT_NE(reference, nullptr);
+      for (int world : {2, 4}) {
+        CheckOptions options;
+        options.tolerance = dtype == DType::kF32 ? 1e-4 : 1e-2;
+        std::printf("%s weights, %s paths:\n", std::string(DTypeName(dtype)).c_str(),
+                    unverified ? "unverified" : "measured");
+        ExpectAllPassed(CheckTensorParallel(
+            *reference,
+            [dtype, unverified](int) {
+              CudaBackendOptions o;
+              o.weight_dtype = dtype;
+              if (unverified) o = o.UnverifiedPaths();
+              return CreateCudaBackend(o);
+            },
+            nullptr, world, config, *weights, options));
+      }
     }
   }
 }

@@ -60,8 +60,9 @@ struct SumOp {
   __device__ float operator()(float a, float b) const { return a + b; }
   static constexpr float kIdentity = 0.0f;
 };
-struct MaxOp {  // warp reductions only (BlockReduce would need a kIdentity)
+struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  static constexpr float kIdentity = -INFINITY;
 };
 
 // Reduction over aligned groups of kLanes lanes (the whole warp by default; 4: an mma quad, which

@@ -166,8 +166,11 @@ struct AttentionLaunch {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
-  // Rotary embedding applied as the kernel loads queries and new keys (rope_positions: one per row;
-  // nullptr: q and k arrive rotated).
+  // The chunk kernel's one-launch form (stores the keys and values, merges its own partials; opt-in
+  // until verified on a GPU) instead of the measured four launches (KV write, chunk, combine).
+  bool one_launch = false;
+  // One-launch form only: rotary embedding applied as the kernel loads queries and new keys
+  // (rope_positions: one per row; nullptr: q and k arrive rotated).
   const int32_t* rope_positions = nullptr;
   const float* rope_inv_freq = nullptr;  // [head_dim / 2]
   bool rope_interleaved = false;
@@ -187,15 +190,16 @@ struct AttentionLaunch {
   int64_t num_flash_tiles = 0;
 };
 
-// Writes the rows' keys/values into the paged cache and computes causal GQA attention: one
-// launch per partial_rows rows (the chunks of each run of rows merge themselves); with flash_tiles,
+// Writes the rows' keys/values into the paged cache and computes causal GQA attention: per
+// partial_rows rows, a KV-write, chunk and combine launch, or with one_launch a single launch (the
+// chunks of each run of rows merge themselves); with flash_tiles,
 // a launch storing the keys and values, then the tensor-core prefill kernel.
 // Buffers (AttentionLaunch): q, k, v in f32 [rows, heads * head_dim] (their strides); out out f32
 // [rows, num_heads * head_dim] (out_stride); out_copy16.data out 16-bit or nullptr; row_sequence in
 // int32 [rows]; sequences in DeviceSequence [sequences]; the KV blocks their block tables name
 // in/out (the launch stores the rows' keys and values at their positions); rope_positions in int32
 // [rows]; rope_inv_freq in f32 [head_dim / 2]; partials: working memory; chunk_counters in/out
-// (zero before and after); flash_tiles in int32 [num_flash_tiles, 2].
+// (one_launch only; zero before and after); flash_tiles in int32 [num_flash_tiles, 2].
 void LaunchAttention(const AttentionLaunch& a, LaunchStream stream);
 // True when the tensor-core prefill kernel handles this cache type and head size (bf16 cache,
 // head_dim 64 or 128: the Llama 3 models); callers give it only sequences of at least

@@ -43,6 +43,7 @@ struct BenchFlags {
   bool own_gemv = true;
   bool programmatic_launch = false;
   bool tensor_core_prefill = false;
+  bool unverified_paths = false;
   std::string json;
 };
 
@@ -129,6 +130,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   cuda_options.own_gemv = flags.own_gemv ? engine::OwnGemv::kTimed : engine::OwnGemv::kNever;
   cuda_options.programmatic_launch = flags.programmatic_launch;
   cuda_options.tensor_core_prefill = flags.tensor_core_prefill;
+  if (flags.unverified_paths) cuda_options = cuda_options.UnverifiedPaths();
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
                            engine::CreateBackendForDevice(flags.placement.device, threads, cuda_options,
                                                           flags.placement.fp8));
@@ -300,6 +302,9 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                 "CUDA: launch our kernels with programmatic dependent launch (not yet measured)");
   cmd->add_flag("--tc-prefill", flags->tensor_core_prefill,
                 "CUDA: prefill attention on the tensor cores (not yet measured)");
+  cmd->add_flag("--unverified-paths", flags->unverified_paths,
+                "CUDA: the paths prepared since the last GPU run (one-launch attention, the sampled "
+                "rule on the device, fused add+RMSNorm; docs/gpu-notes.md)");
   cmd->add_flag("--full-outputs", flags->full_outputs,
                 "Copy every logits row and hidden state to the host (as sampling and scoring do) "
                 "instead of the backend's summaries and judge probe");

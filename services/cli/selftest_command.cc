@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // verdict selftest --gpu: validates every GPU of a node before it serves. For each device: the
 // CUDA backend against the CPU backend op by op (bf16 and exact f32 modes, fresh random inputs,
-// poisoned outputs), a whole random model through prefill/decode/verification/rollback and greedy
+// poisoned outputs; the measured paths and the unverified ones, CudaBackendOptions), a whole random model through prefill/decode/verification/rollback and greedy
 // generation, then a short decode benchmark next to the device's memory floor; then tensor
 // parallelism across the node's GPUs over NCCL against the unsplit model. Exit status 0 when
 // everything passed, 1 when a check failed, 2 when there is no usable GPU.
@@ -57,31 +57,36 @@ absl::Status SelftestDevice(int device, const SelftestFlags& flags, int* failure
   };
   VERDICT_ASSIGN_OR_RETURN(engine::LlamaConfig tiny, engine::PresetConfig("tiny"));
   VERDICT_ASSIGN_OR_RETURN(auto tiny_weights, engine::CreateRandomWeights(tiny, engine::DType::kBF16, seed));
-  for (const Mode& mode : {Mode{engine::DType::kBF16, 1e-2}, Mode{engine::DType::kF32, 1e-4}}) {
-    engine::CudaBackendOptions options;
-    options.device = device;
-    options.weight_dtype = mode.weights;
-    VERDICT_ASSIGN_OR_RETURN(auto cuda, engine::CreateCudaBackend(options));
-    engine::CheckOptions check;
-    check.seed = seed;
-    check.tolerance = mode.tolerance;
-    std::printf("ops, %s weights:\n", std::string(engine::DTypeName(mode.weights)).c_str());
-    PrintResults(engine::CheckBackendOps(*cpu, *cuda, check), failures, &(*report)["checks"]);
-    std::printf("random 'tiny' model, %s weights:\n", std::string(engine::DTypeName(mode.weights)).c_str());
-    PrintResults(engine::CheckModel(*cpu, *cuda, tiny, *tiny_weights, check), failures,
-                 &(*report)["checks"]);
-  }
-  {
+  // Every check twice: the paths last measured on a GPU (the defaults) and those prepared since
+  // (CudaBackendOptions::UnverifiedPaths), so the first GPU run verifies them all.
+  for (const bool unverified : {false, true}) {
+    const char* paths = unverified ? "unverified paths" : "measured paths";
+    engine::CudaBackendOptions base;
+    base.device = device;
+    if (unverified) base = base.UnverifiedPaths();
+    for (const Mode& mode : {Mode{engine::DType::kBF16, 1e-2}, Mode{engine::DType::kF32, 1e-4}}) {
+      engine::CudaBackendOptions options = base;
+      options.weight_dtype = mode.weights;
+      VERDICT_ASSIGN_OR_RETURN(auto cuda, engine::CreateCudaBackend(options));
+      engine::CheckOptions check;
+      check.seed = seed;
+      check.tolerance = mode.tolerance;
+      const std::string dtype(engine::DTypeName(mode.weights));
+      std::printf("ops, %s weights, %s:\n", dtype.c_str(), paths);
+      PrintResults(engine::CheckBackendOps(*cpu, *cuda, check), failures, &(*report)["checks"]);
+      std::printf("random 'tiny' model, %s weights, %s:\n", dtype.c_str(), paths);
+      PrintResults(engine::CheckModel(*cpu, *cuda, tiny, *tiny_weights, check), failures,
+                   &(*report)["checks"]);
+    }
     // Projections quantized to FP8 at load (--fp8), against the CPU backend quantizing alike.
     auto cpu_fp8 = engine::CreateCpuBackend({.num_threads = 0, .fp8_projections = true});
-    engine::CudaBackendOptions options;
-    options.device = device;
+    engine::CudaBackendOptions options = base;
     options.weight_dtype = engine::DType::kF8E4M3Block;
     VERDICT_ASSIGN_OR_RETURN(auto cuda, engine::CreateCudaBackend(options));
     engine::CheckOptions check;
     check.seed = seed;
     check.tolerance = 1e-2;
-    std::printf("random 'tiny' model, projections in fp8:\n");
+    std::printf("random 'tiny' model, projections in fp8, %s:\n", paths);
     PrintResults(engine::CheckModel(*cpu_fp8, *cuda, tiny, *tiny_weights, check), failures,
                  &(*report)["checks"]);
   }
@@ -90,30 +95,35 @@ absl::Status SelftestDevice(int device, const SelftestFlags& flags, int* failure
   VERDICT_ASSIGN_OR_RETURN(engine::LlamaConfig config, engine::PresetConfig(flags.bench_model));
   std::printf("benchmark: random %s, bf16\n", flags.bench_model.c_str());
   VERDICT_ASSIGN_OR_RETURN(auto weights, engine::CreateRandomWeights(config, engine::DType::kBF16, 1));
-  engine::CudaBackendOptions options;
-  options.device = device;
-  VERDICT_ASSIGN_OR_RETURN(auto cuda, engine::CreateCudaBackend(options));
-  VERDICT_ASSIGN_OR_RETURN(auto model, engine::ModelSlice::Create(config, *weights, {}, cuda.get()));
-  weights.reset();
-  DecodeBenchOptions bench;
-  bench.batches = {1, 8};
-  bench.ks = {16};
-  bench.decode_tokens = 32;
-  VERDICT_ASSIGN_OR_RETURN(DecodeBenchResult r, RunDecodeBench(*model, bench));
   VERDICT_ASSIGN_OR_RETURN(double bandwidth, engine::MeasureCudaCopyBandwidth(device));
-  const double floor = bandwidth / static_cast<double>(model->streamed_weight_bytes());
-  std::printf("  device copy bandwidth %.0f GB/s -> memory floor %.1f steps/s\n", bandwidth / 1e9, floor);
-  for (const auto& row : r.decode) {
-    std::printf("  decode batch %-3lld %8.3f ms/step %9.1f tok/s  (%.0f%% of floor)\n",
-                (long long)row.batch, row.step_ms, row.tok_s, 100.0 * (1e3 / row.step_ms) / floor);
-    (*report)["bench"]["decode"].push_back({{"batch", row.batch}, {"step_ms", row.step_ms}, {"tok_s", row.tok_s}});
-  }
-  for (const auto& row : r.verify) {
-    std::printf("  verification k=%lld   %8.3f ms (%.2fx a decode step)\n", (long long)row.k, row.ms, row.ratio);
-    (*report)["bench"]["verify"].push_back({{"k", row.k}, {"ms", row.ms}, {"ratio", row.ratio}});
-  }
   (*report)["bench"]["bandwidth_gb_s"] = bandwidth / 1e9;
   (*report)["bench"]["model"] = flags.bench_model;
+  for (const bool unverified : {false, true}) {
+    const char* paths = unverified ? "unverified" : "measured";
+    engine::CudaBackendOptions options;
+    options.device = device;
+    if (unverified) options = options.UnverifiedPaths();
+    VERDICT_ASSIGN_OR_RETURN(auto cuda, engine::CreateCudaBackend(options));
+    VERDICT_ASSIGN_OR_RETURN(auto model, engine::ModelSlice::Create(config, *weights, {}, cuda.get()));
+    DecodeBenchOptions bench;
+    bench.batches = {1, 8};
+    bench.ks = {16};
+    bench.decode_tokens = 32;
+    VERDICT_ASSIGN_OR_RETURN(DecodeBenchResult r, RunDecodeBench(*model, bench));
+    const double floor = bandwidth / static_cast<double>(model->streamed_weight_bytes());
+    std::printf("  %s paths: device copy bandwidth %.0f GB/s -> memory floor %.1f steps/s\n", paths,
+                bandwidth / 1e9, floor);
+    nlohmann::json& out = (*report)["bench"][paths];
+    for (const auto& row : r.decode) {
+      std::printf("  decode batch %-3lld %8.3f ms/step %9.1f tok/s  (%.0f%% of floor)\n",
+                  (long long)row.batch, row.step_ms, row.tok_s, 100.0 * (1e3 / row.step_ms) / floor);
+      out["decode"].push_back({{"batch", row.batch}, {"step_ms", row.step_ms}, {"tok_s", row.tok_s}});
+    }
+    for (const auto& row : r.verify) {
+      std::printf("  verification k=%lld   %8.3f ms (%.2fx a decode step)\n", (long long)row.k, row.ms, row.ratio);
+      out["verify"].push_back({{"k", row.k}, {"ms", row.ms}, {"ratio", row.ratio}});
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -137,21 +147,25 @@ absl::Status SelftestTensorParallel(int count, int* failures, nlohmann::json* re
   }
   const engine::LlamaConfig config = engine::TensorParallelCheckConfig();
   VERDICT_ASSIGN_OR_RETURN(auto weights, engine::CreateRandomWeights(config, engine::DType::kF32, 5));
-  engine::CudaBackendOptions options;
-  options.weight_dtype = engine::DType::kF32;
-  VERDICT_ASSIGN_OR_RETURN(auto reference, engine::CreateCudaBackend(options));
-  engine::CheckOptions check;
-  check.tolerance = 1e-4;
-  PrintResults(engine::CheckTensorParallel(
-                   *reference,
-                   [options](int rank) {
-                     engine::CudaBackendOptions o = options;
-                     o.device = rank;
-                     return engine::CreateCudaBackend(o);
-                   },
-                   [devices](int) { return engine::CreateNcclCommunicators(devices); }, world, config,
-                   *weights, check),
-               failures, &(*report)["checks"]);
+  for (const bool unverified : {false, true}) {  // as in SelftestDevice
+    std::printf("%s paths:\n", unverified ? "unverified" : "measured");
+    engine::CudaBackendOptions options;
+    options.weight_dtype = engine::DType::kF32;
+    if (unverified) options = options.UnverifiedPaths();
+    VERDICT_ASSIGN_OR_RETURN(auto reference, engine::CreateCudaBackend(options));
+    engine::CheckOptions check;
+    check.tolerance = 1e-4;
+    PrintResults(engine::CheckTensorParallel(
+                     *reference,
+                     [options](int rank) {
+                       engine::CudaBackendOptions o = options;
+                       o.device = rank;
+                       return engine::CreateCudaBackend(o);
+                     },
+                     [devices](int) { return engine::CreateNcclCommunicators(devices); }, world,
+                     config, *weights, check),
+                 failures, &(*report)["checks"]);
+  }
   return absl::OkStatus();
 }
 
