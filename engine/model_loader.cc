@@ -110,6 +110,41 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path) {
       path, " is neither a Hugging Face model directory nor a .gguf file"));
 }
 
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerAt(const std::string& path) {
+  fs::path p(path);
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return absl::NotFoundError(absl::StrCat("no such tokenizer path: ", path));
+  if (fs::is_directory(p, ec)) {
+    if (fs::exists(p / "tokenizer.json", ec)) {
+      p = p / "tokenizer.json";
+    } else {
+      std::vector<fs::path> ggufs;
+      for (const auto& entry : fs::directory_iterator(p, ec)) {
+        if (entry.path().extension() == ".gguf") ggufs.push_back(entry.path());
+      }
+      if (ggufs.size() != 1) {
+        return absl::NotFoundError(absl::StrCat(path, " has no tokenizer.json and ",
+                                                ggufs.empty() ? "no .gguf file" : "several .gguf files"));
+      }
+      p = ggufs[0];
+    }
+  }
+  if (p.extension() == ".gguf") {
+    auto gguf = GgufFile::Open(p.string());
+    if (!gguf.ok()) return Annotate(gguf.status(), p);
+    auto tokenizer = LoadGgufTokenizer(**gguf);
+    if (!tokenizer.ok()) return Annotate(tokenizer.status(), p);
+    return tokenizer;
+  }
+  if (p.extension() == ".json") {
+    auto tokenizer = LoadHfTokenizer(p.string());
+    if (!tokenizer.ok()) return Annotate(tokenizer.status(), p);
+    return tokenizer;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, " is neither a tokenizer.json, a .gguf file nor a model directory"));
+}
+
 std::vector<int32_t> StopTokenIds(const LoadedModel& model) {
   std::vector<int32_t> ids;
   auto add = [&](int64_t id) {

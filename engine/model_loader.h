@@ -32,6 +32,13 @@ struct LoadedModel {
 // architecture or dtype; the message names the file and the problem).
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path);
 
+// Only the tokenizer of a model: `path` a tokenizer.json, a .gguf file (its metadata), or a model
+// directory (its tokenizer.json, else its single .gguf file). No weights and no config are read:
+// what a coordinator needs, whose layers, vocabulary and context come from the shards.
+// Errors: kNotFound (nothing there, or a directory without a tokenizer), kInvalidArgument (a
+// malformed file, or a GGUF without a supported tokenizer; the message names the file).
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerAt(const std::string& path);
+
 // The token ids that end generation: the tokenizer's eos ids, the config's and the generation
 // config's eos ids, and for chat models the end-of-turn token.
 std::vector<int32_t> StopTokenIds(const LoadedModel& model);

@@ -28,14 +28,14 @@ def free_ports(n):
     return ports
 
 
-def write_config(tmp, shards, transport, pipelined=True):
+def write_config(tmp, shards, transport, pipelined=True, tokenizer=None):
     """transport: "ucx" (tcp, peer-failure handling), "ucx-shm" (shared memory, no peer-failure
-    handling) or "grpc"."""
+    handling) or "grpc". tokenizer: the coordinator's tokenizer path (default: the target's)."""
     layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
     ports = free_ports(2 + 3 * shards + 2)
     lines = [
         'name: "test"',
-        f'target {{ name: "arith-target" path: "{TARGET}" }}',
+        f'target {{ name: "arith-target" path: "{TARGET}"' + (f' tokenizer: "{tokenizer}"' if tokenizer else "") + ' }',
         f'coordinator {{ listen: "127.0.0.1:{ports[0]}" admin_listen: "127.0.0.1:{ports[-1]}" '
         'default_draft_window: 8 default_max_tokens: 96 '
         'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: 64 draft_deadline_ms: 2000 '

@@ -44,15 +44,15 @@ std::pair<double, double> ShardLatencyMs(const std::string& admin, int index) {
   return {passes > 0 ? 1e3 * seconds / passes : 0.0, last >= 0 ? 1e3 * last : -1};
 }
 
-// What the coordinator learns from the members rather than from their files: each shard's layout
-// (checked against the config and the target's layer count and vocabulary; one model fingerprint
-// across the shards), the judge on the last shard, and the draft's context and name. Waits for
-// members that are still starting until `deadline`.
-absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, const verdict::engine::LlamaConfig& target,
-                              absl::Time deadline, verdict::services::ServedModel* served,
+// What the coordinator learns from the members rather than from files: each shard's layout
+// (checked against the config; one model, by fingerprint, layer count and vocabulary, across the
+// shards), the target's context length, stop tokens and size, the judge on the last shard, and
+// the draft's context and name. Waits for members that are still starting until `deadline`.
+absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, absl::Time deadline,
+                              verdict::services::ServedModel* served,
                               verdict::coordinator::CoordinatorOptions* options) {
   using namespace verdict;
-  std::string fingerprint;
+  v1::ShardDescription first;
   for (int i = 0; i < config.shards_size(); ++i) {
     const v1::TargetShardConfig& sc = config.shards(i);
     const std::string who = absl::StrCat("target shard ", i, " (", sc.listen(), ")");
@@ -64,21 +64,31 @@ absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, const ve
           d.layer_end(), ")); the config says shard ", i, " of ", config.shards_size(), " (layers [",
           sc.layer_begin(), ", ", sc.layer_end(), "))"));
     }
-    if (d.num_layers() != target.num_layers || d.vocab_size() != target.vocab_size) {
+    if (i == 0) {
+      first = d;
+    } else if (d.model_fingerprint() != first.model_fingerprint() || d.num_layers() != first.num_layers() ||
+               d.vocab_size() != first.vocab_size()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          who, " serves a model of ", d.num_layers(), " layers and ", d.vocab_size(), " tokens; the target ",
-          config.target().path(), " has ", target.num_layers, " and ", target.vocab_size));
+          who, " serves model ", d.model_fingerprint(), " (", d.num_layers(), " layers, ", d.vocab_size(),
+          " tokens); target shard 0 serves ", first.model_fingerprint(), " (", first.num_layers(), " layers, ",
+          first.vocab_size(), " tokens)"));
     }
-    if (i > 0 && d.model_fingerprint() != fingerprint) {
-      return absl::FailedPreconditionError(absl::StrCat(who, " serves model ", d.model_fingerprint(),
-                                                        ", target shard 0 serves ", fingerprint));
-    }
-    fingerprint = d.model_fingerprint();
     if (i + 1 == config.shards_size()) {
       served->has_judge = d.has_judge();
       served->judge_threshold = d.judge_threshold();
       served->judge_fingerprint = d.judge_fingerprint();
     }
+  }
+  VERDICT_RETURN_IF_ERROR(services::ValidateClusterConfig(config, first.num_layers()));
+  served->vocab_size = first.vocab_size();
+  served->context_length = first.context_length();
+  served->parameters = first.parameters();
+  served->stop_token_ids.assign(first.stop_token_ids().begin(), first.stop_token_ids().end());
+  options->target_context = first.context_length();
+  if (served->tokenizer->vocab_size() > served->vocab_size) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the tokenizer has ", served->tokenizer->vocab_size(), " tokens; the target's vocabulary ",
+        served->vocab_size));
   }
   if (config.has_draft()) {
     // Sessions decode target-only while the draft is down, so a draft that does not answer soon
@@ -89,14 +99,14 @@ absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, const ve
     if (!described.ok()) {
       std::fprintf(stderr, "verdict-coordinator: warning: %s; serving target-only until the draft answers\n",
                    std::string(described.status().message()).c_str());
-      options->draft_context = target.max_position_embeddings;
+      options->draft_context = first.context_length();
       served->draft_name = services::ModelBaseName(config.draft().model().path());
       return absl::OkStatus();
     }
     const v1::DraftDescription& d = *described;
-    if (d.vocab_size() != target.vocab_size) {
+    if (d.vocab_size() != first.vocab_size()) {
       return absl::FailedPreconditionError(absl::StrCat(who, " serves a vocabulary of ", d.vocab_size(),
-                                                        " tokens; the target's has ", target.vocab_size));
+                                                        " tokens; the target's has ", first.vocab_size()));
     }
     options->draft_context = d.context_length();
     served->draft_name = d.model_name();
@@ -109,23 +119,20 @@ int Run(const std::string& config_path) {
   services::BlockTerminationSignals();
   absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
   if (!config.ok()) return services::Fail("coordinator", config.status());
-  absl::StatusOr<engine::LoadedModel> target = engine::LoadModel(config->target().path());
-  if (!target.ok()) return services::Fail("coordinator", target.status());
-  if (target->tokenizer == nullptr) {
-    return services::Fail("coordinator", absl::FailedPreconditionError(absl::StrCat(
-                                             "the target has no tokenizer: ", target->tokenizer_error)));
-  }
-  if (absl::Status s = services::ValidateClusterConfig(*config, target->config.num_layers); !s.ok()) {
-    return services::Fail("coordinator", s);
+  // The only model file the coordinator opens: the tokenizer.
+  const std::string tokenizer_path =
+      config->target().tokenizer().empty() ? config->target().path() : config->target().tokenizer();
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer = engine::LoadTokenizerAt(tokenizer_path);
+  if (!tokenizer.ok()) {
+    return services::Fail("coordinator", absl::Status(tokenizer.status().code(),
+                                                      absl::StrCat("the target's tokenizer: ", tokenizer.status().message())));
   }
   const v1::CoordinatorConfig& cc = config->coordinator();
 
   services::ServedModel served;
   served.name =
       config->target().name().empty() ? services::ModelBaseName(config->target().path()) : config->target().name();
-  served.tokenizer = target->tokenizer.get();
-  served.config = target->config;
-  served.stop_token_ids = engine::StopTokenIds(*target);
+  served.tokenizer = tokenizer->get();
   served.target_shards = config->shards_size();
   absl::StatusOr<spec::Policy> default_policy = wire::FromProto(cc.default_policy(), spec::Policy::kExact);
   if (!default_policy.ok()) return services::Fail("coordinator", default_policy.status());
@@ -139,11 +146,10 @@ int Run(const std::string& config_path) {
   served.default_max_tokens = cc.default_max_tokens();
   coordinator::CoordinatorOptions options;
   options.max_sessions = cc.max_sessions();
-  options.target_context = target->config.max_position_embeddings;
   options.pipelined = cc.pipelined();
   // The layout, the judge and the draft come from the members themselves.
   const absl::Duration member_wait = absl::Seconds(cc.member_wait_seconds() > 0 ? cc.member_wait_seconds() : 120);
-  if (absl::Status s = LearnFromMembers(*config, target->config, absl::Now() + member_wait, &served, &options);
+  if (absl::Status s = LearnFromMembers(*config, absl::Now() + member_wait, &served, &options);
       !s.ok()) {
     return services::Fail("coordinator", s);
   }

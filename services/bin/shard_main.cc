@@ -65,6 +65,11 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   identity.hidden_size = loaded->config.hidden_size;
   identity.vocab_size = loaded->config.vocab_size;
   identity.model_fingerprint = *fingerprint;
+  identity.context_length = loaded->config.max_position_embeddings;
+  identity.stop_token_ids = engine::StopTokenIds(*loaded);
+  for (const std::string& name : loaded->weights->Names()) {
+    identity.parameters += loaded->weights->Find(name)->num_elements();
+  }
   std::unique_ptr<judge::JudgeHead> head;
   if (last && !sc.judge_head().empty()) {
     absl::StatusOr<judge::JudgeHead> h = judge::LoadJudgeHead(sc.judge_head());

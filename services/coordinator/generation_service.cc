@@ -243,7 +243,7 @@ absl::Status GenerationService::CheckModel(const std::string& name) const {
 absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const v1::GenerateRequest& request) const {
   VERDICT_RETURN_IF_ERROR(CheckModel(request.model()));
   coordinator::GenerationRequest r;
-  const int64_t vocab = model_.config.vocab_size;
+  const int64_t vocab = model_.vocab_size;
   if (request.has_prompt_tokens()) {
     for (int32_t id : request.prompt_tokens().ids()) {
       if (id < 0 || id >= vocab) {
@@ -257,7 +257,7 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
                                                                                    /*parse_special=*/false}));
   }
   if (r.prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
-  const int64_t context = model_.config.max_position_embeddings;
+  const int64_t context = model_.context_length;
   if (request.max_tokens() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 0, got ", request.max_tokens()));
   }
@@ -343,8 +343,8 @@ void GenerationService::DescribeModel(v1::ModelInfo* m) const {
   m->set_name(model_.name);
   m->set_architecture("llama");
   m->set_parameters(model_.parameters);
-  m->set_context_length(static_cast<int32_t>(model_.config.max_position_embeddings));
-  m->set_vocab_size(static_cast<int32_t>(model_.config.vocab_size));
+  m->set_context_length(static_cast<int32_t>(model_.context_length));
+  m->set_vocab_size(static_cast<int32_t>(model_.vocab_size));
   m->set_draft_model(model_.draft_name);
   m->set_judge(model_.has_judge);
   m->set_judge_threshold(model_.judge_threshold);

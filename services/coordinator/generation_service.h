@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "coordinator/coordinator.h"
-#include "engine/model_config.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "spec/speculation_params.h"
 #include "verdict/v1/generation.grpc.pb.h"
@@ -21,7 +20,9 @@ namespace verdict::services {
 struct ServedModel {
   std::string name;
   const engine::Tokenizer* tokenizer = nullptr;  // must outlive the service
-  engine::LlamaConfig config;
+  // As the shards describe the target.
+  int64_t vocab_size = 0;
+  int64_t context_length = 0;
   int64_t parameters = 0;
   std::vector<int32_t> stop_token_ids;
   std::string draft_name;  // empty: target-only serving

@@ -109,6 +109,9 @@ grpc::ServerUnaryReactor* TargetShardService::Describe(grpc::CallbackServerConte
   response->set_has_judge(identity_.has_judge);
   response->set_judge_threshold(identity_.judge_threshold);
   response->set_judge_fingerprint(identity_.judge_fingerprint);
+  response->set_context_length(static_cast<int32_t>(identity_.context_length));
+  for (int32_t id : identity_.stop_token_ids) response->add_stop_token_ids(id);
+  response->set_parameters(identity_.parameters);
   return FinishNow(context, absl::OkStatus());
 }
 

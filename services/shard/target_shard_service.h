@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "services/shard/shard_events.h"
@@ -29,6 +30,9 @@ struct ShardIdentity {
   bool has_judge = false;
   float judge_threshold = 0.5f;  // the head's own threshold (the default for sessions)
   std::string judge_fingerprint;
+  int64_t context_length = 0;
+  std::vector<int32_t> stop_token_ids;
+  int64_t parameters = 0;
 };
 
 class TargetShardService final : public v1::TargetShard::CallbackService {

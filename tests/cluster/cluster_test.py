@@ -71,6 +71,23 @@ def reference(prompt, *args):
     return out[len(prompt):].rstrip("\n")
 
 
+def safetensors_parameters(path):
+    """Elements of every tensor of a safetensors file, read from its header (the format's spec: an
+    8-byte little-endian length, then a JSON table of dtype, shape and offsets)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    total = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        count = 1
+        for d in entry["shape"]:
+            count *= d
+        total += count
+    return total
+
+
 def Cluster(bin_dir, config, extra=()):
     return local_cluster.Cluster(bin_dir, config, extra)
 
@@ -111,7 +128,9 @@ class ClusterTest(unittest.TestCase):
                 cluster.stop()
 
     def test_concurrency_faults_and_bad_input(self):
-        config, addr = write_config(self.tmp.name, 2, "ucx")
+        # The coordinator opens only the tokenizer (here named on its own); the rest of the model's
+        # facts come from the shards (checked against the checkpoint's files below).
+        config, addr = write_config(self.tmp.name, 2, "ucx", tokenizer=os.path.join(TARGET, "tokenizer.json"))
         cluster = Cluster(BIN, config, ["--restart-delay", "3"])
         try:
             def rss_mb():
@@ -158,6 +177,12 @@ class ClusterTest(unittest.TestCase):
             status = json.loads(body)
             self.assertEqual([m["healthy"] for m in status["members"]], [True] * 4)
             self.assertTrue(status["models"][0]["judge"])
+            model = status["models"][0]
+            with open(os.path.join(TARGET, "config.json")) as f:
+                hf_config = json.load(f)
+            self.assertEqual(int(model["parameters"]), safetensors_parameters(os.path.join(TARGET, "model.safetensors")))
+            self.assertEqual(model["context_length"], hf_config["max_position_embeddings"])
+            self.assertEqual(model["vocab_size"], hf_config["vocab_size"])
             shard_members = [m for m in status["members"] if m["role"].startswith("shard")]
             self.assertTrue(all(m["forward_ms_mean"] > 0 for m in shard_members), shard_members)
             self.assertEqual(status["sessions"], [])
