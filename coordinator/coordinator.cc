@@ -90,6 +90,8 @@ struct Coordinator::Session {
   int opens_in_flight = 0;
   bool verifying = false;
   bool proposing = false;
+  // When the request in flight went out (the statistics' waiting times).
+  absl::Time verifying_since, proposing_since;
 
   // Target side.
   bool target_started = false;  // the prompt went out with the first block
@@ -415,6 +417,7 @@ void Coordinator::RequestProposal(Session& s, bool optimistic) {
     s.proposing_context = s.committed;
   }
   s.proposing = true;
+  s.proposing_since = clock_->Now();
   s.proposing_optimistic = optimistic;
   const spec::SessionId id = s.id;
   const spec::DraftSessionId draft_session = s.draft_session;
@@ -436,6 +439,7 @@ void Coordinator::OnProposal(spec::SessionId id, spec::DraftSessionId draft_sess
     MaybeRelease(s);
     return;
   }
+  s.stats.draft_time += clock_->Now() - s.proposing_since;
   if (!proposal.ok()) {
     DraftFailed(s, proposal.status());
   } else {
@@ -473,6 +477,7 @@ void Coordinator::SendBlock(Session& s, spec::DraftBlock draft) {
   block.draft = draft;
   s.target_started = true;
   s.verifying = true;
+  s.verifying_since = clock_->Now();
   s.verifying_draft = std::move(draft);
   const spec::SessionId id = s.id;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
@@ -486,6 +491,9 @@ void Coordinator::OnOutcome(spec::SessionId id, spec::BlockOutcome outcome) {
   if (it == sessions_.end()) return;
   Session& s = *it->second;
   s.verifying = false;
+  // The first pass carries the prompt: its time is the prefill's.
+  (s.stats.target_passes == 0 ? s.stats.prefill_time : s.stats.verify_time) +=
+      clock_->Now() - s.verifying_since;
   if (s.done()) {
     MaybeRelease(s);
     return;
@@ -512,6 +520,7 @@ void Coordinator::OnOutcome(spec::SessionId id, spec::BlockOutcome outcome) {
   if (st.tokens == 0) st.time_to_first_token = clock_->Now() - s.start;
   st.RecordPass(k, v);
   if (k > 0) s.window.Observe(k, v.num_accepted);
+  if (s.callbacks.on_pass) s.callbacks.on_pass(draft, v);
 
   std::vector<int32_t> emitted(draft.tokens.begin(), draft.tokens.begin() + v.num_accepted);
   emitted.push_back(v.next_token);

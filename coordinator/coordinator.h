@@ -36,6 +36,7 @@
 #include "common/clock.h"
 #include "common/executor.h"
 #include "spec/draft_window.h"
+#include "spec/draft_block.h"
 #include "spec/ids.h"
 #include "spec/sampling_params.h"
 #include "spec/speculation_params.h"
@@ -82,6 +83,9 @@ struct GenerationCallbacks {
   // token included). Return false to end the generation (e.g. a stop string matched). Runs on the
   // coordinator's executor: keep it short.
   std::function<bool(absl::Span<const int32_t> tokens)> on_tokens;
+  // Optional: after each target pass (before on_tokens), the block that was verified and its
+  // verdict (the judge tools follow the acceptances with it). Runs on the executor.
+  std::function<void(const spec::DraftBlock& block, const spec::Verdict& verdict)> on_pass;
   // Exactly once: the summary, or why the generation failed (kCancelled after Cancel or shutdown).
   std::function<void(absl::StatusOr<GenerationSummary>)> on_done;
 };

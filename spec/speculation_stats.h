@@ -41,9 +41,11 @@ struct SpeculationStats {
   int64_t shadow_both = 0;
   bool degraded = false;  // some passes ran target-only because the draft was unavailable
   absl::Duration time_to_first_token;
-  absl::Duration prefill_time;  // in-process decoding: the prompts' prefill
-  absl::Duration draft_time;    // in-process decoding: proposing
-  absl::Duration verify_time;   // in-process decoding: verifying
+  // Waiting times of the coordinator's requests: the first target pass (it carries the prompt),
+  // the later passes, and the draft's proposals (which overlap the passes when pipelined).
+  absl::Duration prefill_time;
+  absl::Duration draft_time;
+  absl::Duration verify_time;
   absl::Duration total_time;
 
   // Records one target pass over a block of `proposed_tokens` draft tokens and its verdict.

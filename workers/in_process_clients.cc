@@ -92,10 +92,12 @@ void InProcessTargetClient::Deliver(int shard, spec::BlockOutcome outcome) {
 
 absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Create(engine::ModelSlice* target,
                                                                            engine::ModelSlice* draft,
-                                                                           const judge::JudgeHead* head) {
+                                                                           const judge::JudgeHead* head,
+                                                                           TargetShardOptions shard_options) {
   auto cluster = std::unique_ptr<InProcessCluster>(new InProcessCluster);
   cluster->runner_ = engine::RunSingleSlice(target);
-  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<TargetShard> shard, TargetShard::Create(cluster->runner_.get(), head, {}));
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<TargetShard> shard,
+                           TargetShard::Create(cluster->runner_.get(), head, std::move(shard_options)));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<DraftWorker> worker, DraftWorker::Create(draft, {}));
   std::vector<std::unique_ptr<TargetShard>> shards;
   shards.push_back(std::move(shard));

@@ -64,11 +64,13 @@ class InProcessTargetClient : public clients::TargetClient {
 // `verdict generate --draft` runs, so one process and a cluster share one speculation loop.
 class InProcessCluster {
  public:
-  // `target`, `draft` and `head` (optional) must outlive the cluster. Errors: those of
-  // TargetShard::Create and DraftWorker::Create (e.g. a head for another hidden size).
+  // `target`, `draft` and `head` (optional) must outlive the cluster; `shard_options` are the
+  // target shard's. Errors: those of TargetShard::Create and DraftWorker::Create (e.g. a head for
+  // another hidden size).
   static absl::StatusOr<std::unique_ptr<InProcessCluster>> Create(engine::ModelSlice* target,
                                                                   engine::ModelSlice* draft,
-                                                                  const judge::JudgeHead* head);
+                                                                  const judge::JudgeHead* head,
+                                                                  TargetShardOptions shard_options = {});
   clients::TargetClient* target() { return target_.get(); }
   clients::DraftClient* draft() { return draft_.get(); }
   DraftLoopStats draft_stats() const { return draft_loop_->stats(); }

@@ -42,6 +42,7 @@ absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capaci
     VERDICT_ASSIGN_OR_RETURN(verification,
                              judge::ToVerificationConfig(params, target_sampling,
                                                          head_ != nullptr ? head_->threshold : verification.judge_threshold));
+    if (options_.adjust_verification) options_.adjust_verification(&verification);
   }
   return OpenSession(session_id, capacity, verification);
 }

@@ -18,6 +18,7 @@
 #define VERDICT_WORKERS_TARGET_SHARD_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -59,6 +60,10 @@ struct TargetShardOptions {
   // always decided on the engine thread. Verdicts do not depend on it (each session has its own
   // random stream).
   int verify_threads = 0;
+  // In-process callers only: replaces the engine-level rules the last shard derives from a
+  // session's SpeculationParams (rules with no wire form: the judge evaluation's oracle and token
+  // mask; local::GenerateSpeculative). Called on the engine thread as each session opens.
+  std::function<void(judge::VerificationConfig* verification)> adjust_verification;
 };
 
 class TargetShard {

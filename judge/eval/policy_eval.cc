@@ -22,6 +22,7 @@
 #include "engine/generator.h"
 #include "engine/tokenizer/detokenizer.h"
 #include "judge/tasks/prefix_labeler.h"
+#include "local/speculative_generation.h"
 
 namespace verdict::judge {
 namespace {
@@ -216,7 +217,7 @@ absl::StatusOr<PolicyResult> EvaluatePolicy(engine::ModelSlice& target, engine::
         return true;
       };
       const absl::Time start = absl::Now();
-      absl::StatusOr<SpeculativeResult> out = GenerateSpeculative(target, *draft, *prompt, speculative);
+      absl::StatusOr<SpeculativeResult> out = local::GenerateSpeculative(target, *draft, *prompt, speculative);
       elapsed += absl::Now() - start;
       if (!out.ok()) return InContext(out.status(), policy.name, example);
       generated = std::move(out->tokens);
@@ -265,7 +266,7 @@ absl::Status WarmUp(engine::ModelSlice& target, engine::ModelSlice* draft,
     speculative.verification = policy.verification;
     speculative.head = options.head;
     speculative.window = policy.window;
-    VERDICT_RETURN_IF_ERROR(GenerateSpeculative(target, *draft, prompt, speculative).status());
+    VERDICT_RETURN_IF_ERROR(local::GenerateSpeculative(target, *draft, prompt, speculative).status());
     break;  // one speculative run warms the draft; the policies share everything else
   }
   return absl::OkStatus();

@@ -24,7 +24,7 @@
 #include "spec/speculation_stats.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "judge/judge_head.h"
-#include "judge/speculative_decoder.h"
+#include "judge/speculative_options.h"
 #include "judge/tasks/answer_checker.h"
 #include "judge/tasks/task_file.h"
 #include "judge/verification.h"

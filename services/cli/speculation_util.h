@@ -13,7 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "judge/judge_head.h"
-#include "judge/speculative_decoder.h"
+#include "judge/speculative_options.h"
 #include "engine/ready_model.h"
 #include "services/cli/cli_util.h"
 

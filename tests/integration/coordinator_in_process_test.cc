@@ -17,7 +17,7 @@
 #include "engine/generator.h"
 #include "engine/kernels/matmul.h"
 #include "engine/slice_runner.h"
-#include "judge/speculative_decoder.h"
+#include "judge/testing/reference_loop.h"
 #include "spec/speculation_params.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -395,9 +395,9 @@ TEST_F(CoordinatorTest, BadRequestsAreRefused) {
   EXPECT_EQ(ctx.tokens.size(), 5u);
 }
 
-// `verdict generate --draft` runs the coordinator over workers::InProcessCluster; the reference
-// loop judge::GenerateSpeculative (kept for the evaluation's oracle and token-class rules) must
-// agree with it, token for token and pass for pass, for every named policy, greedy and sampled
+// `verdict generate --draft` and the judge evaluation run the coordinator over
+// workers::InProcessCluster; the plain reference loop (judge::testing::ReferenceSpeculativeLoop)
+// must agree with it, token for token and pass for pass, for every named policy, greedy and sampled
 // (not pipelined: drafting ahead consumes the draft's random stream differently).
 TEST_F(CoordinatorTest, EveryNamedPolicyEqualsTheInProcessDecoder) {
   judge::JudgeHead head;
@@ -438,7 +438,7 @@ TEST_F(CoordinatorTest, EveryNamedPolicyEqualsTheInProcessDecoder) {
       options.head = &head;
       options.window.k = 5;
       ASSERT_OK_AND_ASSIGN(judge::SpeculativeResult reference,
-                           judge::GenerateSpeculative(*target_, *draft_, prompts_[3], options));
+                           judge::testing::ReferenceSpeculativeLoop(*target_, *draft_, prompts_[3], options));
       EXPECT_THAT(out.tokens, ElementsAreArray(reference.tokens));
       const spec::SpeculationStats& got = out.summary->stats;
       EXPECT_EQ(got.target_passes, reference.stats.target_passes);

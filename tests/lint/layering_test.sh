@@ -30,6 +30,11 @@ check "the coordinator sees spec/, common/ and the client interfaces, never gRPC
   '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|transport/|engine/|judge/|workers/|clients/grpc/)' coordinator
 check "clients/ speak spec/ (and the wire in clients/grpc/), never the engine, the judge or the workers" \
   '#include [<"](engine/|judge/|workers/|coordinator/|services/|transport/)' clients
+check "the judge core sits below workers/ and the coordinator (only its evaluation tool decodes through local/)" \
+  '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|workers/|coordinator/|clients/|transport/|local/)' \
+  judge/*.h judge/*.cc judge/testing judge/training judge/dataset judge/tasks
+check "local/ is one process: no gRPC, protobuf, services or transport" \
+  '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/|services/|transport/|clients/grpc/)' local
 check "the client interfaces and fakes are plain C++" '#include [<"](grpcpp?/|google/protobuf/|verdict/v1/)' \
   clients/worker_clients.h clients/status_join.h clients/testing
 check "the gRPC adapters of services/ reach the engine and the judge only through the worker cores (the tokenizer, model config and activation dtypes excepted)" \

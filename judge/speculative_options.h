@@ -1,20 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-// Speculative (and judge) decoding in one process: a DraftSession proposes, a TargetSession verifies,
-// repeated until a stop token, max_new_tokens or the context end. The reference loop that the
-// distributed coordinator reproduces across processes, and what `verdict generate --draft` runs.
-// Not thread-safe; one call per engine thread at a time.
-#ifndef VERDICT_JUDGE_SPECULATIVE_DECODER_H_
-#define VERDICT_JUDGE_SPECULATIVE_DECODER_H_
+// What a speculative generation in one process is asked for and gives back, with engine-level
+// verification rules (judge::VerificationConfig: also the rules that have no wire form, such as the
+// evaluation's oracle). local::GenerateSpeculative runs it through the coordinator;
+// judge::testing::ReferenceSpeculativeLoop is the plain loop tests compare the coordinator with.
+#ifndef VERDICT_JUDGE_SPECULATIVE_OPTIONS_H_
+#define VERDICT_JUDGE_SPECULATIVE_OPTIONS_H_
 
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "engine/model.h"
 #include "engine/sampler.h"
 #include "spec/draft_window.h"
 #include "judge/verification.h"
@@ -44,13 +42,6 @@ struct SpeculativeResult {
   spec::SpeculationStats stats;
 };
 
-// Errors: kInvalidArgument for an empty prompt, a draft/target vocabulary mismatch, a bad window
-// (k < 1 or > spec::kMaxDraftTokens, min > max), a bad policy or missing head; those of the sessions.
-absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target,
-                                                      engine::ModelSlice& draft,
-                                                      absl::Span<const int32_t> prompt,
-                                                      const SpeculativeOptions& options);
-
 }  // namespace verdict::judge
 
-#endif  // VERDICT_JUDGE_SPECULATIVE_DECODER_H_
+#endif  // VERDICT_JUDGE_SPECULATIVE_OPTIONS_H_

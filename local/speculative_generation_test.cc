@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Speculative decoding end to end on small random models: greedy output identical to the target's
+// Speculative decoding end to end through the coordinator in one process (local::GenerateSpeculative),
+// on small random models: greedy output identical to the target's
 // own greedy output for every k in 1..64, sampled output distributed as the target's, the judge's
 // limiting cases, KV rollback against recomputation, the adaptive window, and bad input.
-#include "judge/speculative_decoder.h"
+#include "local/speculative_generation.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,6 +22,9 @@
 
 namespace verdict::judge {
 namespace {
+
+// Every test here decodes through the coordinator (local::GenerateSpeculative).
+using local::GenerateSpeculative;
 
 using ::testing::HasSubstr;
 using ::verdict::testing::ChiSquareTest;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "judge/speculative_decoder.h"
+#include "judge/testing/reference_loop.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,12 +8,11 @@
 #include "common/status_macros.h"
 #include "judge/speculative_session.h"
 
-namespace verdict::judge {
+namespace verdict::judge::testing {
 
-absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target,
-                                                      engine::ModelSlice& draft,
-                                                      absl::Span<const int32_t> prompt,
-                                                      const SpeculativeOptions& options) {
+absl::StatusOr<SpeculativeResult> ReferenceSpeculativeLoop(engine::ModelSlice& target, engine::ModelSlice& draft,
+                                                           absl::Span<const int32_t> prompt,
+                                                           const SpeculativeOptions& options) {
   const absl::Time start = absl::Now();
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
   VERDICT_RETURN_IF_ERROR(CheckCompatibleModels(target.config(), draft.config()));
@@ -107,4 +106,4 @@ absl::StatusOr<SpeculativeResult> GenerateSpeculative(engine::ModelSlice& target
   return result;
 }
 
-}  // namespace verdict::judge
+}  // namespace verdict::judge::testing
