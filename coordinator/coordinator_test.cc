@@ -8,8 +8,10 @@
 #include "coordinator/coordinator.h"
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "clients/testing/fake_worker_clients.h"
 #include "common/testing/fake_clock.h"
 #include "common/testing/manual_executor.h"
@@ -107,6 +109,56 @@ TEST_F(CoordinatorStateTest, OpensBothSidesThenDraftsAndVerifiesThePromptWithThe
   const spec::ProposeRequest ahead = draft_.proposals.Peek().request;
   EXPECT_EQ(ahead.keep_length, 6);
   EXPECT_EQ(ahead.num_tokens, 4);
+}
+
+// on_pass sees each verified block with its verdict before the pass's tokens are streamed, and the
+// statistics hold the waiting times of the first pass (it carries the prompt), the later passes and
+// the proposals, by the injected clock.
+TEST_F(CoordinatorStateTest, OnPassSeesEachBlockBeforeItsTokensAndTheWaitsAreTimed) {
+  Make({.pipelined = false});
+  GenerationRequest r;
+  r.prompt = {10, 11, 12};
+  r.max_new_tokens = 6;
+  r.speculation.window.k = 2;
+  std::vector<std::string> events;
+  GenerationCallbacks cb;
+  cb.on_pass = [&events](const spec::DraftBlock& block, const spec::Verdict& verdict) {
+    events.push_back(absl::StrCat("pass ", block.tokens.size(), " accepted ", verdict.num_accepted));
+  };
+  cb.on_tokens = [&events](absl::Span<const int32_t> t) {
+    events.push_back(absl::StrCat("tokens ", t.size()));
+    return true;
+  };
+  cb.on_done = [this](absl::StatusOr<GenerationSummary> s) { summary_ = std::move(s); };
+  ASSERT_OK(coordinator_->Start(std::move(r), std::move(cb)).status());
+  Run();
+  OpenBoth();
+  clock_.Advance(absl::Milliseconds(3));  // drafting the first block
+  draft_.ReplyPropose({20, 21});
+  Run();
+  clock_.Advance(absl::Milliseconds(50));  // the prompt's pass
+  target_.ReplyVerdict(2, 22);
+  Run();
+  clock_.Advance(absl::Milliseconds(4));
+  draft_.ReplyPropose({30, 31});
+  Run();
+  clock_.Advance(absl::Milliseconds(10));
+  target_.ReplyVerdict(1, 40);
+  Run();
+  EXPECT_THAT(events, ElementsAre("pass 2 accepted 2", "tokens 3", "pass 2 accepted 1", "tokens 2"));
+  events.clear();
+  // One token left (max 6): a pass without draft tokens ends it.
+  ASSERT_EQ(draft_.proposals.size(), 0u);
+  clock_.Advance(absl::Milliseconds(10));
+  target_.ReplyVerdict(0, 50);
+  Run();
+  ASSERT_OK(summary_.status());
+  const spec::SpeculationStats& stats = summary_->stats;
+  EXPECT_EQ(stats.prefill_time, absl::Milliseconds(50));
+  EXPECT_EQ(stats.verify_time, absl::Milliseconds(20));
+  EXPECT_EQ(stats.draft_time, absl::Milliseconds(7));
+  EXPECT_EQ(stats.target_passes, 3);
+  EXPECT_THAT(events, ElementsAre("pass 0 accepted 0", "tokens 1"));
 }
 
 // Order 1: the verdict (everything accepted) arrives before the optimistic proposal; the proposal

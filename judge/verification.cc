@@ -274,6 +274,24 @@ void ApplyPolicy(spec::Policy policy, VerificationConfig* config) {
 
 }  // namespace
 
+spec::Policy PolicyOf(const VerificationConfig& config) {
+  if (config.judge == JudgeMode::kOn) return spec::Policy::kJudge;
+  if (config.judge == JudgeMode::kShadow) return spec::Policy::kJudgeShadow;
+  switch (config.lossy) {
+    case LossyRule::kTargetProb:
+      return spec::Policy::kLossyProb;
+    case LossyRule::kTypical:
+      return spec::Policy::kLossyTypical;
+    case LossyRule::kKl:
+      return spec::Policy::kLossyKl;
+    case LossyRule::kNone:
+    case LossyRule::kTokenMask:
+    case LossyRule::kOracle:
+      break;
+  }
+  return spec::Policy::kExact;
+}
+
 absl::StatusOr<VerificationConfig> ToVerificationConfig(const spec::SpeculationParams& params,
                                                         const engine::SamplingParams& target_sampling,
                                                         float head_threshold) {

@@ -81,6 +81,11 @@ absl::StatusOr<VerificationConfig> ToVerificationConfig(const spec::SpeculationP
                                                         const engine::SamplingParams& target_sampling,
                                                         float head_threshold);
 
+// The named policy whose rules `config` follows: the inverse of ToVerificationConfig's choice of
+// rules (a policy combining a judge and a lossy rule names the judge; the evaluation-only rules,
+// token mask and oracle, have no name and give kExact).
+spec::Policy PolicyOf(const VerificationConfig& config);
+
 // Named policies for command lines (spec::ParsePolicyName's spellings): "greedy" and "sampled"
 // insist on that exact rule, other names take it from `sampling`. Thresholds stay at their
 // defaults. kInvalidArgument for an unknown name or "sampled" with greedy sampling.

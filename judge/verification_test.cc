@@ -64,6 +64,26 @@ struct Block {
   }
 };
 
+// PolicyOf undoes ToVerificationConfig's choice of rules for every named policy and sampling; the
+// evaluation-only rules have no name.
+TEST(PolicyOfTest, InvertsToVerificationConfig) {
+  for (spec::Policy policy : spec::AllPolicies()) {
+    for (float temperature : {0.0f, 0.7f}) {
+      spec::SpeculationParams params;
+      params.policy = policy;
+      ASSERT_OK_AND_ASSIGN(VerificationConfig config,
+                           ToVerificationConfig(params, {.temperature = temperature}, 0.5f));
+      EXPECT_EQ(PolicyOf(config), policy) << spec::PolicyName(policy) << " at " << temperature;
+    }
+  }
+  VerificationConfig oracle;
+  oracle.lossy = LossyRule::kOracle;
+  EXPECT_EQ(PolicyOf(oracle), spec::Policy::kExact);
+  VerificationConfig mask;
+  mask.lossy = LossyRule::kTokenMask;
+  EXPECT_EQ(PolicyOf(mask), spec::Policy::kExact);
+}
+
 TEST(VerifyBlockTest, GreedyAcceptsWhileDraftMatchesArgmax) {
   Block b;
   b.draft.tokens = {1, 2, 3, 4};

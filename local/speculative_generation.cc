@@ -15,27 +15,6 @@
 namespace verdict::local {
 namespace {
 
-// The policy the coordinator is told: what it needs to know of the rules (whether the draft
-// records its distributions, the label in snapshots). The shard's rules are `options.verification`
-// whatever this says.
-spec::Policy PolicyOf(const judge::VerificationConfig& v) {
-  if (v.judge == judge::JudgeMode::kOn) return spec::Policy::kJudge;
-  if (v.judge == judge::JudgeMode::kShadow) return spec::Policy::kJudgeShadow;
-  switch (v.lossy) {
-    case judge::LossyRule::kTargetProb:
-      return spec::Policy::kLossyProb;
-    case judge::LossyRule::kTypical:
-      return spec::Policy::kLossyTypical;
-    case judge::LossyRule::kKl:
-      return spec::Policy::kLossyKl;
-    case judge::LossyRule::kNone:
-    case judge::LossyRule::kTokenMask:
-    case judge::LossyRule::kOracle:
-      break;
-  }
-  return spec::Policy::kExact;
-}
-
 // The checks the request gets before anything starts, with the errors callers rely on.
 absl::Status ValidateRequest(const engine::ModelSlice& target, const engine::ModelSlice& draft,
                              absl::Span<const int32_t> prompt, const judge::SpeculativeOptions& options) {
@@ -86,7 +65,9 @@ absl::StatusOr<judge::SpeculativeResult> GenerateSpeculative(engine::ModelSlice&
   request.stop_token_ids = options.stop_token_ids;
   request.sampling = verification.target_sampling;
   request.draft_sampling = options.draft_sampling;
-  request.speculation.policy = PolicyOf(verification);
+  // What the coordinator needs to know of the rules (whether the draft records its distributions,
+  // the label in snapshots); the shard's rules are `verification` whatever this says.
+  request.speculation.policy = judge::PolicyOf(verification);
   request.speculation.window = options.window;
 
   coordinator::CoordinatorOptions coordinator_options;

@@ -10,6 +10,7 @@
 #include <map>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "common/testing/chi_square.h"
 #include "common/testing/status_matchers.h"
 #include "engine/generator.h"
@@ -19,6 +20,7 @@
 #include "judge/speculative_session.h"
 #include "judge/testing/generic_kernels.h"
 #include "judge/testing/paired_models.h"
+#include "judge/testing/reference_loop.h"
 
 namespace verdict::judge {
 namespace {
@@ -84,6 +86,43 @@ class SpeculativeTest : public testing::GenericKernelsTest {
   std::unique_ptr<engine::ModelSlice> target_, noisy_, copy_, unrelated_;
   std::vector<std::vector<int32_t>> prompts_;
 };
+
+// The evaluation-only rules (a token mask, an external oracle), which have no wire form, reach the
+// last shard and decide as they do in the plain reference loop: the same tokens and statistics, with
+// mismatches accepted by the rule, and on_verdict called once per target pass.
+TEST_F(SpeculativeTest, EvaluationOnlyRulesReachTheShardAndMatchTheReferenceLoop) {
+  auto even = std::make_shared<std::vector<uint8_t>>(config_.vocab_size, 0);
+  for (int64_t t = 0; t < config_.vocab_size; t += 2) (*even)[t] = 1;
+  int64_t lossy = 0;
+  for (const bool oracle : {false, true}) {
+    for (const auto& prompt : prompts_) {
+      SCOPED_TRACE(absl::StrCat(oracle ? "oracle" : "token mask", ", prompt of ", prompt.size()));
+      SpeculativeOptions options = GreedyOptions(6);
+      if (oracle) {
+        options.verification.lossy = LossyRule::kOracle;
+        options.verification.oracle = [](absl::Span<const int32_t> prefix, int32_t token) {
+          return (token + static_cast<int32_t>(prefix.size())) % 3 == 0;
+        };
+      } else {
+        options.verification.lossy = LossyRule::kTokenMask;
+        options.verification.lossy_token_mask = even;
+      }
+      int64_t verdicts = 0;
+      options.on_verdict = [&verdicts](const spec::DraftBlock&, const spec::Verdict&) { ++verdicts; };
+      ASSERT_OK_AND_ASSIGN(SpeculativeResult got, GenerateSpeculative(*target_, *unrelated_, prompt, options));
+      EXPECT_EQ(verdicts, got.stats.target_passes);
+      options.on_verdict = nullptr;
+      ASSERT_OK_AND_ASSIGN(SpeculativeResult want,
+                           testing::ReferenceSpeculativeLoop(*target_, *unrelated_, prompt, options));
+      EXPECT_EQ(got.tokens, want.tokens);
+      EXPECT_EQ(got.stats.target_passes, want.stats.target_passes);
+      EXPECT_EQ(got.stats.accepted_exact, want.stats.accepted_exact);
+      EXPECT_EQ(got.stats.accepted_lossy, want.stats.accepted_lossy);
+      lossy += got.stats.accepted_lossy;
+    }
+  }
+  EXPECT_GT(lossy, 0) << "the rules should accept some of the unrelated draft's tokens";
+}
 
 TEST_F(SpeculativeTest, GreedyOutputEqualsTargetGreedyForEveryK) {
   int64_t proposed = 0, accepted = 0;
