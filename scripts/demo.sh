@@ -10,7 +10,8 @@
 #      passes per answer for the target alone, standard speculative decoding and judge decoding;
 #   3. the same models as a local cluster (`verdict up --config deploy/local/cluster.textproto`:
 #      coordinator, draft worker and two target shards as separate processes, activations over
-#      UCX), a few problems streamed through it with `verdict client generate`, then shut down.
+#      UCX), a few problems streamed through it with `verdict client generate` and one through its
+#      OpenAI-compatible HTTP API with curl, then shut down.
 # Extra arguments go to the three `verdict generate` runs. VERDICT_DEMO_MODEL=DIR|FILE.gguf instead
 # inspects and generates with any model of your own (VERDICT_DEMO_PROMPT, VERDICT_DEMO_DRAFT).
 set -euo pipefail
@@ -70,6 +71,12 @@ for line in 2 3 4; do
   "$verdict" client generate --addr 127.0.0.1:50051 --prompt "$p" --k 16
   "$verdict" client generate --addr 127.0.0.1:50051 --prompt "$p" --k 16 --policy judge
 done
+echo
+echo "== the same cluster through its OpenAI-compatible HTTP API (curl, judge decoding) =="
+body="$("$repo/.venv/bin/python" -c 'import json, sys; print(json.dumps({"model": "arith-target", "prompt": sys.argv[1], "max_tokens": 96, "temperature": 0, "verdict": {"policy": "judge", "draft_window": 16}}))' "$p")"
+echo "curl http://127.0.0.1:8000/v1/completions -d '$body'"
+curl -sS http://127.0.0.1:8000/v1/completions -H "Content-Type: application/json" -d "$body"
+echo
 kill -TERM "$up_pid"
 wait "$up_pid" 2>/dev/null || true
 echo "cluster stopped"

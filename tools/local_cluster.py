@@ -28,18 +28,18 @@ def free_ports(n):
     return ports
 
 
-def write_config(tmp, shards, transport, pipelined=True, tokenizer=None):
+def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=False, max_sessions=64):
     """transport: "ucx" (tcp, peer-failure handling), "ucx-shm" (shared memory, no peer-failure
     handling) or "grpc". tokenizer: the coordinator's tokenizer path (default: the target's)."""
     layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
-    ports = free_ports(2 + 3 * shards + 2)
+    ports = free_ports(2 + 3 * shards + 3)
     lines = [
         'name: "test"',
         f'target {{ name: "arith-target" path: "{TARGET}"' + (f' tokenizer: "{tokenizer}"' if tokenizer else "") + ' }',
         f'coordinator {{ listen: "127.0.0.1:{ports[0]}" admin_listen: "127.0.0.1:{ports[-1]}" '
         'default_draft_window: 8 default_max_tokens: 96 '
-        'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: 64 draft_deadline_ms: 2000 '
-        f'pipelined: {str(pipelined).lower()} }}',
+        f'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: {max_sessions} draft_deadline_ms: 2000 '
+        f'pipelined: {str(pipelined).lower()}' + (f' http_listen: "127.0.0.1:{ports[-2]}"' if http else "") + ' }',
         f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',
     ]
     for i, (b, e) in enumerate(layers):
@@ -56,6 +56,7 @@ def write_config(tmp, shards, transport, pipelined=True, tokenizer=None):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     write_config.admin = f"127.0.0.1:{ports[-1]}"
+    write_config.http = f"127.0.0.1:{ports[-2]}" if http else None
     write_config.shard_admin = [f"127.0.0.1:{ports[2 + 2 * shards + i]}" for i in range(shards)]
     return path, f"127.0.0.1:{ports[0]}"
 

@@ -17,6 +17,7 @@
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/coordinator/generation_service.h"
+#include "services/openai/openai_server.h"
 #include "verdict/v1/admin.pb.h"
 
 namespace {
@@ -264,9 +265,20 @@ int Run(const std::string& config_path) {
     if (!a.ok()) return services::Fail("coordinator", a.status());
     admin = std::move(*a);
   }
-  std::fprintf(stderr, "verdict-coordinator: serving %s (%d target shards%s) on %s\n", served.name.c_str(),
-               served.target_shards, draft ? ", draft " : "", cc.listen().c_str());
+  std::unique_ptr<services::openai::OpenAiServer> http;
+  if (!cc.http_listen().empty()) {
+    services::openai::OpenAiServerOptions http_options;
+    http_options.threads = static_cast<int>(std::max<int64_t>(options.max_sessions, 64)) + 16;  // every session can stream
+    absl::StatusOr<std::unique_ptr<services::openai::OpenAiServer>> h =
+        services::openai::OpenAiServer::Start(cc.http_listen(), &coordinator, &service, http_options);
+    if (!h.ok()) return services::Fail("coordinator", h.status());
+    http = std::move(*h);
+  }
+  std::fprintf(stderr, "verdict-coordinator: serving %s (%d target shards%s) on %s%s%s\n", served.name.c_str(),
+               served.target_shards, draft ? ", draft " : "", cc.listen().c_str(),
+               http != nullptr ? ", OpenAI HTTP API on " : "", cc.http_listen().c_str());
   services::WaitForTerminationSignal();
+  http.reset();
   admin.reset();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   std::fprintf(stderr, "verdict-coordinator: stopped\n");

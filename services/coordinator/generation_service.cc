@@ -8,12 +8,13 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "clients/grpc/wire_convert.h"
+#include "services/coordinator/text_stream.h"
 #include "services/reactor_util.h"
 #include "common/status_macros.h"
-#include "engine/tokenizer/detokenizer.h"
 
 namespace verdict::services {
 namespace {
@@ -26,51 +27,6 @@ v1::FinishReason ToProto(coordinator::FinishReason reason) {
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
-
-// Text of committed tokens, with stop strings: text that could still be the start of a stop
-// string is held back until the next tokens decide.
-class TextStream {
- public:
-  TextStream(const engine::Tokenizer* tokenizer, std::vector<std::string> stops,
-             std::vector<int32_t> stop_ids)
-      : detokenizer_(tokenizer), stops_(std::move(stops)), stop_ids_(std::move(stop_ids)) {
-    for (const std::string& s : stops_) hold_ = std::max(hold_, s.size() > 0 ? s.size() - 1 : 0);
-  }
-  absl::Status AddContext(absl::Span<const int32_t> prompt) { return detokenizer_.AddContext(prompt); }
-
-  // Adds tokens; `out` gets the text that is final. Returns true when a stop string matched.
-  absl::StatusOr<bool> Add(absl::Span<const int32_t> tokens, std::string* out) {
-    for (int32_t t : tokens) {
-      if (std::find(stop_ids_.begin(), stop_ids_.end(), t) != stop_ids_.end()) continue;  // not shown
-      VERDICT_ASSIGN_OR_RETURN(std::string piece, detokenizer_.Add(t));
-      pending_ += piece;
-    }
-    for (const std::string& s : stops_) {
-      const size_t at = s.empty() ? std::string::npos : pending_.find(s);
-      if (at != std::string::npos) {
-        *out = pending_.substr(0, at);
-        pending_.clear();
-        return true;
-      }
-    }
-    const size_t keep = std::min(hold_, pending_.size());
-    *out = pending_.substr(0, pending_.size() - keep);
-    pending_.erase(0, pending_.size() - keep);
-    return false;
-  }
-  std::string Flush() {
-    std::string rest = pending_ + detokenizer_.Flush();
-    pending_.clear();
-    return rest;
-  }
-
- private:
-  engine::IncrementalDetokenizer detokenizer_;
-  std::vector<std::string> stops_;
-  std::vector<int32_t> stop_ids_;
-  size_t hold_ = 0;
-  std::string pending_;
-};
 
 // One Generate call. The coordinator's callbacks hold the shared state, so a callback that comes
 // after the RPC ended finds no reactor and does nothing.
@@ -175,16 +131,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
       final_status_ = summary.status();
     } else {
       v1::GenerateResponse response;
-      v1::GenerateResponse::Final* f = response.mutable_final();
-      const spec::SpeculationStats& st = summary->stats;
-      f->set_finish_reason(ToProto(summary->finish_reason));
-      f->mutable_usage()->set_prompt_tokens(prompt_tokens_);
-      f->mutable_usage()->set_completion_tokens(static_cast<int32_t>(st.tokens));
-      wire::ToProto(st, f->mutable_stats());
-      f->set_seed(seed_);
-      f->set_policy(policy_);
-      f->set_seconds(absl::ToDoubleSeconds(st.total_time));
-      f->set_degraded(st.degraded);
+      *response.mutable_final() = GenerationService::FinalMessage(*summary, prompt_tokens_, seed_, policy_);
       queue_.push_back(std::move(response));
       final_status_ = absl::OkStatus();
     }
@@ -230,6 +177,22 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 
 }  // namespace
 
+v1::GenerateResponse::Final GenerationService::FinalMessage(const coordinator::GenerationSummary& summary,
+                                                            int32_t prompt_tokens, uint64_t seed,
+                                                            const std::string& policy) {
+  v1::GenerateResponse::Final f;
+  const spec::SpeculationStats& st = summary.stats;
+  f.set_finish_reason(ToProto(summary.finish_reason));
+  f.mutable_usage()->set_prompt_tokens(prompt_tokens);
+  f.mutable_usage()->set_completion_tokens(static_cast<int32_t>(st.tokens));
+  wire::ToProto(st, f.mutable_stats());
+  f.set_seed(seed);
+  f.set_policy(policy);
+  f.set_seconds(absl::ToDoubleSeconds(st.total_time));
+  f.set_degraded(st.degraded);
+  return f;
+}
+
 GenerationService::GenerationService(coordinator::Coordinator* coordinator, ServedModel model)
     : coordinator_(coordinator), model_(std::move(model)) {}
 
@@ -262,13 +225,17 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
     return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 0, got ", request.max_tokens()));
   }
   r.max_new_tokens = request.max_tokens() > 0 ? request.max_tokens() : model_.default_max_tokens;
+  auto too_long = [](std::string message) {
+    absl::Status s = absl::InvalidArgumentError(message);
+    s.SetPayload(kErrorCodePayload, absl::Cord(kContextLengthExceeded));
+    return s;
+  };
   if (static_cast<int64_t>(r.prompt.size()) >= context) {
-    return absl::InvalidArgumentError(absl::StrCat("the prompt has ", r.prompt.size(),
-                                                   " tokens; the model's context holds ", context));
+    return too_long(absl::StrCat("the prompt has ", r.prompt.size(), " tokens; the model's context holds ", context));
   }
   if (request.max_tokens() > 0 && static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens > context) {
-    return absl::InvalidArgumentError(absl::StrCat("the prompt (", r.prompt.size(), " tokens) plus max_tokens (",
-                                                   r.max_new_tokens, ") exceed the model's context of ", context));
+    return too_long(absl::StrCat("the prompt (", r.prompt.size(), " tokens) plus max_tokens (", r.max_new_tokens,
+                                 ") exceed the model's context of ", context));
   }
   r.max_new_tokens = std::min<int64_t>(r.max_new_tokens, context - static_cast<int64_t>(r.prompt.size()));
 

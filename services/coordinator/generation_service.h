@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "coordinator/coordinator.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "spec/speculation_params.h"
@@ -36,6 +37,11 @@ struct ServedModel {
   int default_max_tokens = 256;
 };
 
+// The payload key of an error's machine-readable name (HTTP front end: OpenAI's "code"), e.g.
+// "context_length_exceeded" on a prompt that does not fit the context.
+inline constexpr absl::string_view kErrorCodePayload = "verdict.dev/code";
+inline constexpr absl::string_view kContextLengthExceeded = "context_length_exceeded";
+
 class GenerationService final : public v1::Verdict::CallbackService {
  public:
   // `coordinator` must outlive the service.
@@ -58,6 +64,9 @@ class GenerationService final : public v1::Verdict::CallbackService {
   const ServedModel& model() const { return model_; }
   // The served model as ListModels and the admin status describe it.
   void DescribeModel(v1::ModelInfo* info) const;
+  // The final message of a generation: finish reason, usage, statistics, seed and policy.
+  static v1::GenerateResponse::Final FinalMessage(const coordinator::GenerationSummary& summary,
+                                                  int32_t prompt_tokens, uint64_t seed, const std::string& policy);
 
  private:
   absl::Status CheckModel(const std::string& name) const;

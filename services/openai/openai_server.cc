@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "services/openai/openai_server.h"
+
+#include <deque>
+#include <optional>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "httplib.h"
+#include "services/coordinator/text_stream.h"
+#include "services/openai/openai_protocol.h"
+
+namespace verdict::services::openai {
+namespace {
+
+using nlohmann::json;
+
+// How long a stream waits for tokens before it checks that its client is still there.
+constexpr absl::Duration kStreamPoll = absl::Seconds(1);
+
+void SendError(httplib::Response& res, const ApiError& error) {
+  res.status = error.http_status;
+  if (error.http_status == 429) res.set_header("Retry-After", "1");
+  res.set_content(ErrorJson(error).dump(), "application/json");
+}
+
+std::string NewCompletionId() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return absl::StrFormat("cmpl-%016x%08x", rng(), static_cast<uint32_t>(rng()));
+}
+
+// One generation's results as the coordinator's callbacks deliver them (on its executor), taken
+// by the HTTP thread that serves the request.
+struct Generation {
+  absl::Mutex mu;
+  std::deque<std::string> pieces ABSL_GUARDED_BY(mu);  // committed text not yet sent
+  std::optional<absl::StatusOr<v1::GenerateResponse::Final>> result ABSL_GUARDED_BY(mu);
+  std::optional<spec::SessionId> session ABSL_GUARDED_BY(mu);
+
+  bool Ready() const ABSL_SHARED_LOCKS_REQUIRED(mu) { return !pieces.empty() || result.has_value(); }
+};
+
+// Starts `call` on the coordinator; the callbacks fill `gen`. Errors: those of Prepare and Start.
+absl::Status StartGeneration(coordinator::Coordinator* coordinator, const GenerationService* service,
+                             const CompletionCall& call, const std::shared_ptr<Generation>& gen) {
+  absl::StatusOr<coordinator::GenerationRequest> prepared = service->Prepare(call.request);
+  if (!prepared.ok()) return prepared.status();
+  const std::string policy = spec::PolicyLabel(prepared->speculation.policy, spec::ExactRuleFor(prepared->sampling));
+  const uint64_t seed = prepared->sampling.seed;
+  const int32_t prompt_tokens = static_cast<int32_t>(prepared->prompt.size());
+  auto text = std::make_shared<TextStream>(
+      service->model().tokenizer, std::vector<std::string>(call.request.stop().begin(), call.request.stop().end()),
+      prepared->stop_token_ids);
+  if (absl::Status s = text->AddContext(prepared->prompt); !s.ok()) return s;
+  coordinator::GenerationCallbacks callbacks;
+  callbacks.on_tokens = [gen, text](absl::Span<const int32_t> tokens) {
+    std::string piece;
+    absl::StatusOr<bool> stopped = text->Add(tokens, &piece);
+    if (!stopped.ok()) return false;
+    absl::MutexLock lock(&gen->mu);
+    if (!piece.empty()) gen->pieces.push_back(std::move(piece));
+    return !*stopped;
+  };
+  callbacks.on_done = [gen, text, policy, seed, prompt_tokens](absl::StatusOr<coordinator::GenerationSummary> summary) {
+    const std::string tail = summary.ok() ? text->Flush() : std::string();
+    absl::MutexLock lock(&gen->mu);
+    if (!tail.empty()) gen->pieces.push_back(tail);
+    if (!summary.ok()) {
+      gen->result = summary.status();
+    } else {
+      gen->result = GenerationService::FinalMessage(*summary, prompt_tokens, seed, policy);
+    }
+  };
+  absl::StatusOr<spec::SessionId> id = coordinator->Start(*std::move(prepared), std::move(callbacks));
+  if (!id.ok()) return id.status();
+  absl::MutexLock lock(&gen->mu);
+  gen->session = *id;
+  return absl::OkStatus();
+}
+
+void CancelGeneration(coordinator::Coordinator* coordinator, Generation& gen) {
+  std::optional<spec::SessionId> id;
+  {
+    absl::MutexLock lock(&gen.mu);
+    if (gen.result.has_value()) return;
+    id = gen.session;
+  }
+  if (id.has_value()) coordinator->Cancel(*id);
+}
+
+void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationService* service,
+                     const httplib::Request& req, httplib::Response& res) {
+  absl::StatusOr<CompletionCall> call = ParseCompletionRequest(req.body);
+  if (!call.ok()) return SendError(res, ErrorFromStatus(call.status()));
+  auto gen = std::make_shared<Generation>();
+  if (absl::Status s = StartGeneration(coordinator, service, *call, gen); !s.ok()) {
+    return SendError(res, ErrorFromStatus(s));
+  }
+  const CompletionMeta meta{NewCompletionId(), absl::ToUnixSeconds(absl::Now()), service->model().name};
+  if (!call->stream) {
+    absl::MutexLock lock(&gen->mu);
+    gen->mu.Await(absl::Condition(
+        +[](Generation* g) ABSL_SHARED_LOCKS_REQUIRED(g->mu) { return g->result.has_value(); }, gen.get()));
+    if (!gen->result->ok()) return SendError(res, ErrorFromStatus(gen->result->status()));
+    std::string text;
+    for (const std::string& piece : gen->pieces) text += piece;
+    res.set_content(CompletionJson(meta, text, **gen->result).dump(), "application/json");
+    return;
+  }
+  const bool include_usage = call->include_usage;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [gen, meta, include_usage, coordinator](size_t, httplib::DataSink& sink) {
+        std::deque<std::string> pieces;
+        std::optional<absl::StatusOr<v1::GenerateResponse::Final>> result;
+        {
+          absl::MutexLock lock(&gen->mu);
+          gen->mu.AwaitWithTimeout(absl::Condition(gen.get(), &Generation::Ready), kStreamPoll);
+          pieces.swap(gen->pieces);
+          result = gen->result;
+        }
+        if (pieces.empty() && !result.has_value()) {
+          if (sink.is_writable()) return true;  // still waiting for tokens; the client is there
+          CancelGeneration(coordinator, *gen);
+          return false;
+        }
+        std::string out;
+        for (const std::string& piece : pieces) out += SseEvent(TextChunkJson(meta, piece));
+        if (result.has_value()) {
+          if (result->ok()) {
+            out += SseEvent(FinishChunkJson(meta, **result));
+            if (include_usage) out += SseEvent(UsageChunkJson(meta, **result));
+          } else {
+            // The status line is gone: the error travels as an event, as the reference servers do.
+            out += SseEvent(ErrorJson(ErrorFromStatus(result->status())));
+          }
+          absl::StrAppend(&out, kSseDone);
+        }
+        if (!sink.write(out.data(), out.size())) {
+          CancelGeneration(coordinator, *gen);
+          return false;
+        }
+        if (result.has_value()) sink.done();
+        return true;
+      },
+      [gen, coordinator](bool success) {
+        if (!success) CancelGeneration(coordinator, *gen);  // the client went away mid-stream
+      });
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::string& address,
+                                                                  coordinator::Coordinator* coordinator,
+                                                                  const GenerationService* service,
+                                                                  const OpenAiServerOptions& options) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("bad HTTP listen address '", address, "': expected HOST:PORT"));
+  }
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  auto server = std::unique_ptr<OpenAiServer>(new OpenAiServer);
+  server->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& s = *server->server_;
+  const int threads = std::max(options.threads, 4);
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.Post("/v1/completions", [coordinator, service](const httplib::Request& req, httplib::Response& res) {
+    ServeCompletion(coordinator, service, req, res);
+  });
+  s.Get("/v1/models", [service](const httplib::Request&, httplib::Response& res) {
+    v1::ModelInfo info;
+    service->DescribeModel(&info);
+    res.set_content(ModelsJson(info, absl::ToUnixSeconds(absl::Now())).dump(), "application/json");
+  });
+  // Anything else: OpenAI's error format rather than an empty page.
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    ApiError e;
+    e.http_status = res.status;
+    e.type = "invalid_request_error";
+    e.message = res.status == 404 ? absl::StrCat("no such endpoint: ", req.method, " ", req.path)
+                                  : absl::StrCat("HTTP ", res.status);
+    res.set_content(ErrorJson(e).dump(), "application/json");
+  });
+  if (port == 0) {
+    server->port_ = s.bind_to_any_port(host);
+  } else {
+    server->port_ = s.bind_to_port(host, port) ? port : -1;
+  }
+  if (server->port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " (HTTP API)"));
+  OpenAiServer* self = server.get();
+  server->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
+  return server;
+}
+
+OpenAiServer::~OpenAiServer() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace verdict::services::openai

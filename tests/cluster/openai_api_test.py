@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""The OpenAI-compatible HTTP API of a real local cluster (`verdict up`, 2 shards), driven by clients
+nobody here wrote: the official `openai` Python package and `curl -N`.
+
+- greedy completions through HTTP, streamed and not, equal `verdict generate` on the target alone;
+  judge decoding through HTTP (Verdict's "verdict" extension object) equals judge decoding in one
+  process; the speculation statistics come back beside `usage`;
+- raw Server-Sent Events framing (`data: {...}` events, `data: [DONE]` last, the usage chunk of
+  stream_options.include_usage);
+- each bad request gets its HTTP status and an OpenAI-format error (400, 403, 404, 413, 429 with
+  Retry-After), and a streaming client that disconnects cancels its session on every member; after
+  all of that the server still answers correctly.
+
+Every process is started by the test and stopped by PID (process group); ports come from the OS.
+Usage: openai_api_test.py BUILD_BIN_DIR
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import arith_world  # noqa: E402
+import local_cluster  # noqa: E402
+from local_cluster import DRAFT, HEAD, TARGET, write_config  # noqa: E402
+
+import openai  # noqa: E402
+
+BIN = None
+PROMPTS = [arith_world.prompt(p) for p in arith_world.unique_problems(seed=29, split="eval", count=4)]
+MAX_TOKENS = 96
+
+
+def reference(prompt, *args):
+    r = subprocess.run([os.path.join(BIN, "verdict"), "generate", "--model", TARGET, "--prompt", prompt,
+                        "--max-tokens", str(MAX_TOKENS), "--quiet", *args], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(prompt), r.stdout
+    return r.stdout[len(prompt):].rstrip("\n")
+
+
+def post(addr, body, timeout=60):
+    """POST /v1/completions with urllib (no client library): (status, headers, parsed JSON)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{addr}/v1/completions", data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+class OpenAiApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.greedy = {p: reference(p) for p in PROMPTS}
+        cls.judge16 = {p: reference(p, "--draft", DRAFT, "--judge", HEAD, "--k", "16") for p in PROMPTS[:2]}
+        config, cls.grpc_addr = write_config(cls.tmp.name, 2, "ucx", http=True, max_sessions=4)
+        cls.http, cls.admin, cls.shard_admins = write_config.http, write_config.admin, write_config.shard_admin
+        cls.cluster = local_cluster.Cluster(BIN, config)
+        cls.client = openai.OpenAI(base_url=f"http://{cls.http}/v1", api_key="unused", max_retries=0, timeout=120)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.stop()
+        cls.tmp.cleanup()
+
+    @staticmethod
+    def shard_sessions(admin, index):
+        with urllib.request.urlopen(f"http://{admin}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(f'verdict_shard_sessions{{shard="{index}"}} '):
+                    return float(line.split()[-1])
+        return None
+
+    def status(self):
+        with urllib.request.urlopen(f"http://{self.admin}/v1/status", timeout=10) as r:
+            return json.loads(r.read())
+
+    def test_1_models(self):
+        models = self.client.models.list()
+        self.assertEqual([m.id for m in models.data], ["arith-target"])
+        extra = models.data[0].model_extra["verdict"]
+        self.assertTrue(extra["judge"])
+        self.assertEqual(extra["draft_model"], "arith-draft")
+
+    def test_2_greedy_and_judge_equal_single_process(self):
+        for p in PROMPTS:
+            c = self.client.completions.create(model="arith-target", prompt=p, max_tokens=MAX_TOKENS, temperature=0)
+            self.assertEqual(c.choices[0].text, self.greedy[p], p)
+            self.assertEqual(c.choices[0].finish_reason, "stop")
+            self.assertEqual(c.object, "text_completion")
+            self.assertGreater(c.usage.completion_tokens, 0)
+            self.assertEqual(c.usage.total_tokens, c.usage.prompt_tokens + c.usage.completion_tokens)
+            stats = c.model_extra["verdict"]
+            self.assertLess(stats["target_passes"], c.usage.completion_tokens)  # speculation paid
+            self.assertEqual(stats["tokens"], c.usage.completion_tokens)
+
+            stream = self.client.completions.create(model="arith-target", prompt=p, max_tokens=MAX_TOKENS,
+                                                    temperature=0, stream=True,
+                                                    stream_options={"include_usage": True})
+            chunks = list(stream)
+            text = "".join(ch.choices[0].text for ch in chunks if ch.choices)
+            self.assertEqual(text, self.greedy[p], p)
+            finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+            self.assertEqual(finishes, ["stop"])
+            self.assertEqual(chunks[-1].choices, [])
+            self.assertEqual(chunks[-1].usage.completion_tokens, c.usage.completion_tokens)
+        for p, expected in self.judge16.items():
+            c = self.client.completions.create(model="arith-target", prompt=p, max_tokens=MAX_TOKENS, temperature=0,
+                                               extra_body={"verdict": {"policy": "judge", "draft_window": 16}})
+            self.assertEqual(c.choices[0].text, expected, p)
+            self.assertEqual(c.model_extra["verdict"]["policy"], "greedy+judge")
+        # A token-array prompt and a max_tokens cut: finish_reason "length".
+        c = self.client.completions.create(model="arith-target", prompt=[1, 20, 21, 22], max_tokens=3, temperature=0)
+        self.assertEqual(c.choices[0].finish_reason, "length")
+        self.assertEqual(c.usage.completion_tokens, 3)
+
+    def test_3_raw_sse_framing_with_curl(self):
+        body = json.dumps({"model": "arith-target", "prompt": PROMPTS[0], "max_tokens": MAX_TOKENS, "temperature": 0,
+                           "stream": True, "stream_options": {"include_usage": True}})
+        r = subprocess.run(["curl", "-sSN", "-H", "Content-Type: application/json", "-d", body,
+                            f"http://{self.http}/v1/completions"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        events = r.stdout.split("\n\n")
+        self.assertEqual(events[-1], "")  # every event ends with a blank line
+        events = events[:-1]
+        self.assertTrue(all(e.startswith("data: ") and "\n" not in e for e in events), events)
+        self.assertEqual(events[-1], "data: [DONE]")
+        payloads = [json.loads(e[len("data: "):]) for e in events[:-1]]
+        self.assertEqual("".join(p["choices"][0]["text"] for p in payloads if p["choices"]), self.greedy[PROMPTS[0]])
+        self.assertEqual(len({p["id"] for p in payloads}), 1)
+        self.assertIn("usage", payloads[-1])
+        self.assertIn("verdict", payloads[-2])
+
+    def test_4_bad_requests_then_still_serving(self):
+        cases = [
+            (b"{not json", 400, None),
+            ({"prompt": PROMPTS[0], "n": 2}, 400, "n"),
+            ({"prompt": PROMPTS[0], "temperature": "hot"}, 400, "temperature"),
+            ({"prompt": PROMPTS[0], "logprobs": 3}, 400, "logprobs"),
+            ({"prompt": PROMPTS[0], "model": "gpt-4"}, 404, "model"),
+            ({"prompt": PROMPTS[0], "verdict": {"policy": "lossy-prob"}}, 403, None),
+            ({"prompt": [5] * 300, "max_tokens": 4}, 413, None),
+            ({"prompt": [100000]}, 400, None),
+            ({"prompt": PROMPTS[0], "verdict": {"draft_window": 1000}}, 400, None),
+        ]
+        for body, code, param in cases:
+            status, _, err = post(self.http, body)
+            self.assertEqual(status, code, (body, err))
+            self.assertEqual(set(err["error"]), {"message", "type", "param", "code"}, err)
+            self.assertTrue(err["error"]["message"])
+            if param is not None:
+                self.assertEqual(err["error"]["param"], param, err)
+        self.assertEqual(post(self.http, {"prompt": [5] * 300, "max_tokens": 4})[2]["error"]["code"],
+                         "context_length_exceeded")
+        # The client library raises its own typed errors for them.
+        with self.assertRaises(openai.NotFoundError):
+            self.client.completions.create(model="gpt-4", prompt="x", max_tokens=2)
+        with self.assertRaises(openai.PermissionDeniedError):
+            self.client.completions.create(model="arith-target", prompt="x", max_tokens=2,
+                                           extra_body={"verdict": {"policy": "lossy-prob"}})
+        with self.assertRaises(openai.BadRequestError):
+            self.client.completions.create(model="arith-target", prompt="x", max_tokens=2, n=3)
+        c = self.client.completions.create(model="arith-target", prompt=PROMPTS[1], max_tokens=MAX_TOKENS, temperature=0)
+        self.assertEqual(c.choices[0].text, self.greedy[PROMPTS[1]])
+
+    def test_5_session_limit_and_disconnect(self):
+        # Shard 1 frozen: sessions stay open. Four streams fill the limit (max_sessions 4); the fifth
+        # request is 429 with Retry-After. Each streaming client then disconnects: its session is
+        # cancelled, and once the shard runs again every member frees it.
+        shard = self.cluster.member_pid("verdict-shard.*--shard 1")
+        self.assertIsNotNone(shard)
+        os.kill(shard, signal.SIGSTOP)
+        conns = []
+        try:
+            body = json.dumps({"prompt": PROMPTS[2], "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True})
+            for _ in range(4):
+                conn = http.client.HTTPConnection(*self.http.split(":"), timeout=30)
+                conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+                conns.append(conn)
+            deadline = time.time() + 20
+            while time.time() < deadline and len(self.status()["sessions"]) < 4:
+                time.sleep(0.1)
+            self.assertEqual(len(self.status()["sessions"]), 4)
+            status, headers, err = post(self.http, {"prompt": PROMPTS[0], "max_tokens": 4})
+            self.assertEqual(status, 429, err)
+            self.assertEqual(headers.get("Retry-After"), "1")
+            self.assertEqual(err["error"]["type"], "rate_limit_error")
+            for conn in conns:
+                conn.close()
+        finally:
+            os.kill(shard, signal.SIGCONT)
+        deadline = time.time() + 30
+        while time.time() < deadline and self.status()["sessions"]:
+            time.sleep(0.2)
+        status = self.status()
+        self.assertEqual(status["sessions"], [])
+        self.assertGreaterEqual(int(status["requests_cancelled"]), 4)
+        # Freed on every shard too (their session gauges go back to 0).
+        for i, shard_admin in enumerate(self.shard_admins):
+            deadline = time.time() + 20
+            while time.time() < deadline and self.shard_sessions(shard_admin, i) != 0:
+                time.sleep(0.2)
+            self.assertEqual(self.shard_sessions(shard_admin, i), 0, f"shard {i}")
+        c = self.client.completions.create(model="arith-target", prompt=PROMPTS[3], max_tokens=MAX_TOKENS, temperature=0)
+        self.assertEqual(c.choices[0].text, self.greedy[PROMPTS[3]])
+
+
+if __name__ == "__main__":
+    BIN = sys.argv.pop(1)
+    unittest.main(verbosity=2)
