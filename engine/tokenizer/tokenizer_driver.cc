@@ -16,6 +16,9 @@
 //   {"op":"info"}                        -> {"vocab_size":N,"bos_id":N,"eos_ids":[...]}
 //   {"op":"chat","messages":[{"role":..,"content":..}],"add_generation_prompt":true}
 //       -> {"text":"...","ids":[...]}   (Llama-3 chat format)
+//   {"op":"chat_template","template":"...","messages":[...],"add_generation_prompt":true,
+//    "bos_token":"...","eos_token":"..."}
+//       -> {"text":"...","from_content":"0011..","ids":[...]}   (ChatTemplate, EncodeRenderedChat)
 // A failed request gives {"error":"...","code":"INVALID_ARGUMENT"} and the driver goes on.
 #include <chrono>
 #include <cstdio>
@@ -30,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/tokenizer/chat_format.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/detokenizer.h"
 #include "engine/tokenizer/gguf_tokenizer.h"
 #include "engine/tokenizer/hf_tokenizer.h"
@@ -134,6 +138,24 @@ absl::StatusOr<Json> Handle(const Tokenizer& tokenizer, const Json& request) {
     const bool add_generation_prompt = request.value("add_generation_prompt", false);
     reply["text"] = format.Render(messages, add_generation_prompt);
     VERDICT_ASSIGN_OR_RETURN(reply["ids"], format.Encode(messages, add_generation_prompt));
+  } else if (op == "chat_template") {
+    VERDICT_ASSIGN_OR_RETURN(const ChatTemplate chat_template, ChatTemplate::Parse(request.value("template", "")));
+    ChatTemplateInputs inputs;
+    auto it = request.find("messages");
+    if (it == request.end() || !it->is_array()) return absl::InvalidArgumentError("no messages");
+    for (const Json& m : *it) {
+      if (!m.is_object()) return absl::InvalidArgumentError("message is not an object");
+      inputs.messages.push_back({m.value("role", ""), m.value("content", "")});
+    }
+    inputs.add_generation_prompt = request.value("add_generation_prompt", false);
+    inputs.bos_token = request.value("bos_token", "");
+    inputs.eos_token = request.value("eos_token", "");
+    VERDICT_ASSIGN_OR_RETURN(const RenderedChat rendered, chat_template.Render(inputs));
+    reply["text"] = rendered.text;
+    std::string mask;
+    for (char c : rendered.from_content) mask += c != 0 ? '1' : '0';
+    reply["from_content"] = mask;
+    VERDICT_ASSIGN_OR_RETURN(reply["ids"], EncodeRenderedChat(tokenizer, rendered));
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown op \"", op, "\""));
   }
