@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -12,8 +13,10 @@
 #include "engine/io/gguf.h"
 #include "engine/io/model_config_loader.h"
 #include "engine/io/safetensors.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/gguf_tokenizer.h"
 #include "engine/tokenizer/hf_tokenizer.h"
+#include "nlohmann/json.hpp"
 
 namespace verdict::engine {
 namespace {
@@ -143,6 +146,87 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerAt(const std::string& pa
   }
   return absl::InvalidArgumentError(
       absl::StrCat(path, " is neither a tokenizer.json, a .gguf file nor a model directory"));
+}
+
+absl::StatusOr<ChatTemplateSource> LoadChatTemplateAt(const std::string& path, const Tokenizer& tokenizer) {
+  ChatTemplateSource out;
+  auto token_text = [&tokenizer](int32_t id) {
+    if (id < 0) return std::string();
+    absl::StatusOr<std::string> text = tokenizer.TokenBytes(id);
+    return text.ok() ? *text : std::string();
+  };
+  out.bos_token = token_text(tokenizer.bos_id());
+  const std::vector<int32_t> eos = tokenizer.eos_ids();
+  out.eos_token = eos.empty() ? std::string() : token_text(eos[0]);
+  fs::path p(path);
+  std::error_code ec;
+  if (!fs::is_directory(p, ec) && p.extension() == ".gguf") {
+    auto gguf = GgufFile::Open(p.string());
+    if (!gguf.ok()) return Annotate(gguf.status(), p);
+    absl::StatusOr<std::string> source = (*gguf)->GetString("tokenizer.chat_template");
+    if (source.ok()) {
+      out.source = *std::move(source);
+      out.origin = absl::StrCat(p.string(), " (tokenizer.chat_template)");
+    }
+  } else {
+    const fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
+    const fs::path config_path = dir / "tokenizer_config.json";
+    if (fs::exists(config_path, ec)) {
+      VERDICT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(config_path));
+      const nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (config.is_discarded() || !config.is_object()) {
+        return absl::InvalidArgumentError(absl::StrCat(config_path.string(), " is not a JSON object"));
+      }
+      auto token_field = [&config](const char* name) -> std::optional<std::string> {
+        auto it = config.find(name);
+        if (it == config.end()) return std::nullopt;
+        if (it->is_string()) return it->get<std::string>();
+        if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+          return (*it)["content"].get<std::string>();
+        }
+        return std::nullopt;
+      };
+      if (auto bos = token_field("bos_token")) out.bos_token = *bos;
+      if (auto eos = token_field("eos_token")) out.eos_token = *eos;
+      auto it = config.find("chat_template");
+      if (it != config.end() && it->is_string()) {
+        out.source = it->get<std::string>();
+      } else if (it != config.end() && it->is_array()) {
+        for (const nlohmann::json& named : *it) {
+          if (named.is_object() && named.value("name", "") == "default" && named.contains("template") &&
+              named["template"].is_string()) {
+            out.source = named["template"].get<std::string>();
+          }
+        }
+      }
+      if (!out.source.empty()) out.origin = config_path.string();
+    }
+  }
+  if (out.source.empty() && tokenizer.TokenToId("<|start_header_id|>").has_value() &&
+      tokenizer.TokenToId("<|eot_id|>").has_value()) {
+    out.source = std::string(BuiltinLlama3ChatTemplate());
+    out.origin = "built-in llama3";
+  }
+  return out;
+}
+
+absl::StatusOr<ChatPromptFormat> LoadChatPromptFormat(const std::string& path, const Tokenizer& tokenizer,
+                                                      const std::string& template_file) {
+  VERDICT_ASSIGN_OR_RETURN(ChatTemplateSource source, LoadChatTemplateAt(path, tokenizer));
+  if (!template_file.empty()) {
+    VERDICT_ASSIGN_OR_RETURN(source.source, ReadTextFile(template_file));
+    source.origin = template_file;
+  }
+  if (source.source.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " ships no chat template (tokenizer_config.json \"chat_template\" or GGUF "
+        "tokenizer.chat_template); name a Jinja template file"));
+  }
+  absl::StatusOr<ChatTemplate> parsed = ChatTemplate::Parse(source.source);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(), absl::StrCat(source.origin, ": ", parsed.status().message()));
+  }
+  return ChatPromptFormat{*std::move(parsed), source.bos_token, source.eos_token};
 }
 
 std::vector<int32_t> StopTokenIds(const LoadedModel& model) {

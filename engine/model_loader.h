@@ -14,6 +14,7 @@
 #include "engine/io/weight_source.h"
 #include "engine/model_config.h"
 #include "engine/sampler.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace verdict::engine {
@@ -38,6 +39,25 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path);
 // Errors: kNotFound (nothing there, or a directory without a tokenizer), kInvalidArgument (a
 // malformed file, or a GGUF without a supported tokenizer; the message names the file).
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerAt(const std::string& path);
+
+// The chat template a model ships: tokenizer_config.json's "chat_template" (a string, or the
+// "default" entry of a list of named templates) beside a tokenizer.json or in a model directory,
+// or a GGUF file's "tokenizer.chat_template"; with the bos/eos token strings templates use
+// (tokenizer_config.json's bos_token/eos_token, else the tokenizer's). A vocabulary in the Llama 3
+// style whose files ship no template gets Meta's Llama 3 instruct format. `source` is empty when
+// there is none. Errors: kInvalidArgument for a malformed tokenizer_config.json.
+struct ChatTemplateSource {
+  std::string source;
+  std::string origin;  // where it came from (a file, "gguf metadata", "built-in llama3")
+  std::string bos_token;
+  std::string eos_token;
+};
+absl::StatusOr<ChatTemplateSource> LoadChatTemplateAt(const std::string& path, const Tokenizer& tokenizer);
+// The model's chat format, parsed: its own template, or the file `template_file` when not empty.
+// Errors: kFailedPrecondition when there is no template (the message says how to name one),
+// those of reading the file, LoadChatTemplateAt and ChatTemplate::Parse.
+absl::StatusOr<ChatPromptFormat> LoadChatPromptFormat(const std::string& path, const Tokenizer& tokenizer,
+                                                      const std::string& template_file = "");
 
 // The token ids that end generation: the tokenizer's eos ids, the config's and the generation
 // config's eos ids, and for chat models the end-of-turn token.

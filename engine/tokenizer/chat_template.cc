@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "engine/tokenizer/unicode.h"
 #include "nlohmann/json.hpp"
 
 namespace verdict::engine {
@@ -167,12 +168,26 @@ Value Substr(const Value& v, size_t begin, size_t length) {
 
 bool IsPySpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
+// Python's str.isspace() of one character: White_Space plus the separators U+001C..U+001F.
+bool IsPythonSpace(const unicode::Char& c) {
+  return c.cls == unicode::CharClass::kWhitespace || (c.cp >= 0x1C && c.cp <= 0x1F);
+}
+
+// str.strip() / lstrip() / rstrip(): Unicode whitespace, or the given (ASCII) characters.
 Value Strip(const Value& v, bool left, bool right, const std::optional<std::string>& chars = std::nullopt) {
-  auto strip = [&](char c) { return chars.has_value() ? chars->find(c) != std::string::npos : IsPySpace(c); };
-  size_t b = 0, e = v.s.size();
-  while (left && b < e && strip(v.s[b])) ++b;
-  while (right && e > b && strip(v.s[e - 1])) --e;
-  return Substr(v, b, e - b);
+  if (chars.has_value()) {
+    auto strip = [&](char c) { return chars->find(c) != std::string::npos; };
+    size_t b = 0, e = v.s.size();
+    while (left && b < e && strip(v.s[b])) ++b;
+    while (right && e > b && strip(v.s[e - 1])) --e;
+    return Substr(v, b, e - b);
+  }
+  const std::vector<unicode::Char> cs = unicode::DecodeChars(v.s);
+  size_t first = 0, last = cs.size();
+  while (left && first < last && IsPythonSpace(cs[first])) ++first;
+  while (right && last > first && IsPythonSpace(cs[last - 1])) --last;
+  if (first == last) return Value::Str("");
+  return Substr(v, cs[first].begin, cs[last - 1].end - cs[first].begin);
 }
 
 Value MapChars(const Value& v, const std::function<char(char, bool word_start)>& fn) {
@@ -1620,6 +1635,10 @@ class Renderer {
 
 }  // namespace chat_template_internal
 
+std::string TrimPythonWhitespace(absl::string_view text) {
+  return chat_template_internal::Strip(chat_template_internal::Value::Str(std::string(text)), true, true).s;
+}
+
 using chat_template_internal::Body;
 using chat_template_internal::Value;
 
@@ -1657,6 +1676,24 @@ absl::StatusOr<RenderedChat> ChatTemplate::Render(const ChatTemplateInputs& inpu
   rendered.from_content = out.taint.empty() ? std::string(out.s.size(), '\0') : std::move(out.taint);
   rendered.text = std::move(out.s);
   return rendered;
+}
+
+absl::StatusOr<std::vector<int32_t>> ChatPromptFormat::Encode(const Tokenizer& tokenizer,
+                                                              absl::Span<const ChatMessage> messages,
+                                                              bool add_generation_prompt) const {
+  ChatTemplateInputs inputs;
+  inputs.messages.assign(messages.begin(), messages.end());
+  inputs.add_generation_prompt = add_generation_prompt;
+  inputs.bos_token = bos_token;
+  inputs.eos_token = eos_token;
+  VERDICT_ASSIGN_OR_RETURN(RenderedChat rendered, chat_template.Render(inputs));
+  return EncodeRenderedChat(tokenizer, rendered);
+}
+
+absl::string_view BuiltinLlama3ChatTemplate() {
+  return "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + "
+         "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+         "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
 }
 
 absl::StatusOr<std::vector<int32_t>> EncodeRenderedChat(const Tokenizer& tokenizer, const RenderedChat& rendered) {

@@ -32,10 +32,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "engine/tokenizer/chat_format.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace verdict::engine {
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant", "tool", ...
+  std::string content;
+};
 
 struct ChatTemplateInputs {
   std::vector<ChatMessage> messages;
@@ -50,6 +54,10 @@ struct RenderedChat {
   std::string text;
   std::string from_content;  // same length as text, bytes 0 or 1
 };
+
+// Python's str.strip() (Jinja's trim): removes leading and trailing Unicode whitespace
+// (str.isspace(): White_Space plus U+001C..U+001F).
+std::string TrimPythonWhitespace(absl::string_view text);
 
 namespace chat_template_internal {
 struct Node;
@@ -69,6 +77,20 @@ class ChatTemplate {
  private:
   std::shared_ptr<const std::vector<std::unique_ptr<chat_template_internal::Node>>> body_;
 };
+
+// A parsed template with the token strings it renders: what a server keeps per model.
+struct ChatPromptFormat {
+  ChatTemplate chat_template;
+  std::string bos_token;
+  std::string eos_token;
+  // The prompt's ids for `messages` (EncodeRenderedChat of the rendering).
+  absl::StatusOr<std::vector<int32_t>> Encode(const Tokenizer& tokenizer, absl::Span<const ChatMessage> messages,
+                                              bool add_generation_prompt) const;
+};
+
+// Meta's Llama 3 instruct format as a template: what a Llama 3 style vocabulary whose files ship no
+// template is given (LoadChatTemplateAt).
+absl::string_view BuiltinLlama3ChatTemplate();
 
 // The prompt's token ids as transformers' apply_chat_template(tokenize=True) gives them for
 // ordinary text: special tokens the template wrote become their ids, the text between them is

@@ -108,5 +108,26 @@ TEST(ChatTemplateTest, SpecialTokenTextInContentStaysText) {
   EXPECT_EQ(decoded, hostile.text);  // the typed text is all there, as text
 }
 
+// The built-in template (vocabularies in the Llama 3 style that ship none) renders Meta's format:
+// BOS, one header block per message with its content trimmed, the assistant header to generate.
+TEST(ChatTemplateTest, BuiltinLlama3RendersMetasFormat) {
+  ASSERT_OK_AND_ASSIGN(ChatTemplate t, ChatTemplate::Parse(BuiltinLlama3ChatTemplate()));
+  ASSERT_OK_AND_ASSIGN(RenderedChat r, t.Render(Conversation({{"system", "Be brief."}, {"user", "  Hi!\n\n"},
+                                                             {"assistant", "Hello."}})));
+  EXPECT_EQ(r.text,
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST(ChatTemplateTest, TrimsLikePython) {
+  EXPECT_EQ(TrimPythonWhitespace(" \t\n x y \r\n"), "x y");
+  EXPECT_EQ(TrimPythonWhitespace("\xC2\xA0x\xE3\x80\x80"), "x");  // NBSP, ideographic space
+  EXPECT_EQ(TrimPythonWhitespace("\x1Fx\x1C"), "x");              // Python isspace() includes these
+  EXPECT_EQ(TrimPythonWhitespace("\xE2\x80\x8Bx"), "\xE2\x80\x8Bx");  // U+200B is not space
+  EXPECT_EQ(TrimPythonWhitespace("   "), "");
+}
+
 }  // namespace
 }  // namespace verdict::engine

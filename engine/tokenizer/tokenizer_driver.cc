@@ -15,7 +15,7 @@
 //   {"op":"token_bytes","id":N}                                          -> {"b64":"..."}
 //   {"op":"info"}                        -> {"vocab_size":N,"bos_id":N,"eos_ids":[...]}
 //   {"op":"chat","messages":[{"role":..,"content":..}],"add_generation_prompt":true}
-//       -> {"text":"...","ids":[...]}   (Llama-3 chat format)
+//       -> {"text":"...","ids":[...]}   (the built-in Llama 3 template, BuiltinLlama3ChatTemplate)
 //   {"op":"chat_template","template":"...","messages":[...],"add_generation_prompt":true,
 //    "bos_token":"...","eos_token":"..."}
 //       -> {"text":"...","from_content":"0011..","ids":[...]}   (ChatTemplate, EncodeRenderedChat)
@@ -32,7 +32,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "engine/tokenizer/chat_format.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/detokenizer.h"
 #include "engine/tokenizer/gguf_tokenizer.h"
@@ -127,7 +126,7 @@ absl::StatusOr<Json> Handle(const Tokenizer& tokenizer, const Json& request) {
     reply["bos_id"] = tokenizer.bos_id();
     reply["eos_ids"] = tokenizer.eos_ids();
   } else if (op == "chat") {
-    VERDICT_ASSIGN_OR_RETURN(const Llama3ChatFormat format, Llama3ChatFormat::Create(&tokenizer));
+    VERDICT_ASSIGN_OR_RETURN(ChatTemplate llama3, ChatTemplate::Parse(BuiltinLlama3ChatTemplate()));
     std::vector<ChatMessage> messages;
     auto it = request.find("messages");
     if (it == request.end() || !it->is_array()) return absl::InvalidArgumentError("no messages");
@@ -135,9 +134,13 @@ absl::StatusOr<Json> Handle(const Tokenizer& tokenizer, const Json& request) {
       if (!m.is_object()) return absl::InvalidArgumentError("message is not an object");
       messages.push_back({m.value("role", ""), m.value("content", "")});
     }
-    const bool add_generation_prompt = request.value("add_generation_prompt", false);
-    reply["text"] = format.Render(messages, add_generation_prompt);
-    VERDICT_ASSIGN_OR_RETURN(reply["ids"], format.Encode(messages, add_generation_prompt));
+    ChatTemplateInputs inputs;
+    inputs.messages = std::move(messages);
+    inputs.add_generation_prompt = request.value("add_generation_prompt", false);
+    inputs.bos_token = "<|begin_of_text|>";
+    VERDICT_ASSIGN_OR_RETURN(const RenderedChat rendered, llama3.Render(inputs));
+    reply["text"] = rendered.text;
+    VERDICT_ASSIGN_OR_RETURN(reply["ids"], EncodeRenderedChat(tokenizer, rendered));
   } else if (op == "chat_template") {
     VERDICT_ASSIGN_OR_RETURN(const ChatTemplate chat_template, ChatTemplate::Parse(request.value("template", "")));
     ChatTemplateInputs inputs;

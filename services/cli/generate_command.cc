@@ -15,7 +15,7 @@
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 #include "engine/generator.h"
-#include "engine/tokenizer/chat_format.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/detokenizer.h"
 #include "judge/judge_head.h"
 #include "judge/vocabulary_check.h"
@@ -40,6 +40,7 @@ struct GenerateFlags {
   std::optional<float> top_p;
   uint64_t seed = 0;
   bool chat = false;
+  std::string chat_template;  // a Jinja file; empty: the model's own
   PlacementFlags placement;
   bool quiet = false;
   // Speculative decoding.
@@ -86,9 +87,9 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     std::vector<engine::ChatMessage> messages;
     if (!flags.system.empty()) messages.push_back({"system", flags.system});
     messages.push_back({"user", flags.prompt});
-    VERDICT_ASSIGN_OR_RETURN(engine::Llama3ChatFormat chat,
-                             engine::Llama3ChatFormat::Create(tokenizer));
-    VERDICT_ASSIGN_OR_RETURN(prompt, chat.Encode(messages, /*add_generation_prompt=*/true));
+    VERDICT_ASSIGN_OR_RETURN(const engine::ChatPromptFormat chat,
+                             engine::LoadChatPromptFormat(flags.model, *tokenizer, flags.chat_template));
+    VERDICT_ASSIGN_OR_RETURN(prompt, chat.Encode(*tokenizer, messages, /*add_generation_prompt=*/true));
   } else {
     VERDICT_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(flags.prompt, {/*add_bos=*/true,
                                                                        /*parse_special=*/false}));
@@ -220,7 +221,10 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--top-k", flags->top_k, "Keep the k most likely tokens (0 = off)");
   cmd->add_option("--top-p", flags->top_p, "Nucleus sampling mass (1 = off)");
   cmd->add_option("--seed", flags->seed, "Random seed (sampling is reproducible)")->capture_default_str();
-  cmd->add_flag("--chat", flags->chat, "Wrap the prompt in the Llama-3 chat format");
+  cmd->add_flag("--chat", flags->chat,
+                "Wrap the prompt in the model's own chat template (tokenizer_config.json or GGUF metadata)");
+  cmd->add_option("--chat-template", flags->chat_template,
+                  "With --chat: a Jinja chat template file instead of the model's");
   cmd->add_option("--system", flags->system, "System message (with --chat)");
   AddPlacementFlags(cmd, &flags->placement);
   cmd->add_flag("--quiet", flags->quiet, "No statistics on stderr");
