@@ -105,6 +105,15 @@ def is_eval(p: Problem) -> bool:
     return int.from_bytes(h[:8], "big") % 100 < EVAL_BUCKET_PERCENT
 
 
+# The arithmetic models' chat template (tokenizer_config.json): a user turn is a question in the
+# prompt() format, an assistant turn the answer after "A:".
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ 'Q: ' + message['content'] | trim + '\\nA:' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' ' + message['content'] | trim + '\\n' }}{% else %}"
+    "{{ raise_exception('the arithmetic world has user and assistant turns only') }}{% endif %}{% endfor %}")
+
+
 def prompt(p: Problem) -> str:
     pron = PRONOUN[p.name]
     parts = []

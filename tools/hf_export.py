@@ -50,11 +50,11 @@ def train_byte_level_bpe(corpus: Iterable[str], splitter, learned_vocab: int, sp
 
 
 def save_llama_dir(model, cfg, out_dir: Path, tokenizer: Tokenizer | Path,
-                   generation: dict | None = None) -> None:
+                   generation: dict | None = None, chat_template: str | None = None) -> None:
     """Writes `model` (a transformers LlamaForCausalLM with tied embeddings) as a Hugging Face
     directory. `tokenizer` is a Tokenizer to save or a tokenizer.json to copy byte for byte (a
     draft must share its target's file); `generation` adds sampling defaults to
-    generation_config.json (greedy otherwise)."""
+    generation_config.json (greedy otherwise); `chat_template` goes into tokenizer_config.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
           if k != "lm_head.weight"}  # tied to model.embed_tokens.weight
@@ -82,8 +82,11 @@ def save_llama_dir(model, cfg, out_dir: Path, tokenizer: Tokenizer | Path,
         tokenizer.save(str(out_dir / "tokenizer.json"))
     elif Path(tokenizer).resolve() != (out_dir / "tokenizer.json").resolve():
         shutil.copyfile(tokenizer, out_dir / "tokenizer.json")
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(
-        {"add_bos_token": True, "add_eos_token": False, "bos_token": BOS,
-         "clean_up_tokenization_spaces": False, "eos_token": EOS,
-         "model_max_length": cfg.max_position_embeddings,
-         "tokenizer_class": "PreTrainedTokenizerFast"}, indent=2) + "\n")
+    tokenizer_config = {"add_bos_token": True, "add_eos_token": False, "bos_token": BOS,
+                        "clean_up_tokenization_spaces": False, "eos_token": EOS,
+                        "model_max_length": cfg.max_position_embeddings,
+                        "tokenizer_class": "PreTrainedTokenizerFast"}
+    if chat_template is not None:
+        tokenizer_config["chat_template"] = chat_template
+    (out_dir / "tokenizer_config.json").write_text(
+        json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")

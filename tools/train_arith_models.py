@@ -219,13 +219,13 @@ def train(args) -> None:
                 f"full_correct_acc={r['full_correct_acc']:.3f} styles={r['styles']} "
                 f"(eval {t_eval:.0f}s)")
         if args.weak_out and step == args.weak_at:
-            save_llama_dir(model, cfg, args.weak_out, args.tokenizer)
+            save_llama_dir(model, cfg, args.weak_out, args.tokenizer, chat_template=W.CHAT_TEMPLATE)
             (args.weak_out / "train_summary.json").write_text(json.dumps(
                 {"step": step, "train_s": round(time.time() - t0), "loss": ema,
                  "monitor": history[-1][3], "params": n_params}, indent=2) + "\n")
             say(f"saved weak checkpoint at step {step} to {args.weak_out}")
     train_s = time.time() - t0
-    save_llama_dir(model, cfg, args.out, args.tokenizer)
+    save_llama_dir(model, cfg, args.out, args.tokenizer, chat_template=W.CHAT_TEMPLATE)
     # A fine-tuned model records the run(s) it started from, so its card can list every command.
     earlier: list[dict] = []
     if args.init is not None:

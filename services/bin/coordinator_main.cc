@@ -134,6 +134,15 @@ int Run(const std::string& config_path) {
   served.name =
       config->target().name().empty() ? services::ModelBaseName(config->target().path()) : config->target().name();
   served.tokenizer = tokenizer->get();
+  absl::StatusOr<engine::ChatPromptFormat> chat =
+      engine::LoadChatPromptFormat(tokenizer_path, **tokenizer, config->target().chat_template());
+  if (chat.ok()) {
+    served.chat_format = std::make_shared<const engine::ChatPromptFormat>(*std::move(chat));
+  } else if (chat.status().code() == absl::StatusCode::kFailedPrecondition) {
+    served.no_chat_format = std::string(chat.status().message());  // served without chat completions
+  } else {
+    return services::Fail("coordinator", chat.status());  // a template that does not parse
+  }
   served.target_shards = config->shards_size();
   absl::StatusOr<spec::Policy> default_policy = wire::FromProto(cc.default_policy(), spec::Policy::kExact);
   if (!default_policy.ok()) return services::Fail("coordinator", default_policy.status());

@@ -6,11 +6,13 @@
 #ifndef VERDICT_SERVICES_COORDINATOR_GENERATION_SERVICE_H_
 #define VERDICT_SERVICES_COORDINATOR_GENERATION_SERVICE_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 #include "coordinator/coordinator.h"
+#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "spec/speculation_params.h"
 #include "verdict/v1/generation.grpc.pb.h"
@@ -21,6 +23,9 @@ namespace verdict::services {
 struct ServedModel {
   std::string name;
   const engine::Tokenizer* tokenizer = nullptr;  // must outlive the service
+  // The model's chat template (the HTTP API's /v1/chat/completions); null: none, and why.
+  std::shared_ptr<const engine::ChatPromptFormat> chat_format;
+  std::string no_chat_format;
   // As the shards describe the target.
   int64_t vocab_size = 0;
   int64_t context_length = 0;
@@ -64,6 +69,8 @@ class GenerationService final : public v1::Verdict::CallbackService {
   const ServedModel& model() const { return model_; }
   // The served model as ListModels and the admin status describe it.
   void DescribeModel(v1::ModelInfo* info) const;
+  // kNotFound unless `name` is empty or the served model's.
+  absl::Status CheckModelName(const std::string& name) const { return CheckModel(name); }
   // The final message of a generation: finish reason, usage, statistics, seed and policy.
   static v1::GenerateResponse::Final FinalMessage(const coordinator::GenerationSummary& summary,
                                                   int32_t prompt_tokens, uint64_t seed, const std::string& policy);

@@ -122,25 +122,12 @@ absl::Status RejectUnsupported(const json& body) {
   if (best_of.has_value() && *best_of != 1) {
     return BadField("best_of", absl::StrCat("only best_of = 1 is supported, got ", *best_of));
   }
-  VERDICT_ASSIGN_OR_RETURN(std::optional<bool> echo, Boolean(body, "echo", "echo"));
-  if (echo.value_or(false)) return BadField("echo", "'echo' is not supported");
-  if (const json* logprobs = Field(body, "logprobs")) {
-    const bool off = (logprobs->is_boolean() && !logprobs->get<bool>()) ||
-                     (logprobs->is_number_integer() && logprobs->get<int64_t>() == 0);
-    if (!off) {
-      return BadField("logprobs",
-                      "'logprobs' is not supported: the target's log-probabilities stay on its last shard");
-    }
-  }
   for (const char* penalty : {"presence_penalty", "frequency_penalty"}) {
     VERDICT_ASSIGN_OR_RETURN(std::optional<double> v, Number(body, penalty, penalty));
     if (v.value_or(0.0) != 0.0) return BadField(penalty, absl::StrCat("'", penalty, "' is not supported"));
   }
   if (const json* bias = Field(body, "logit_bias"); bias != nullptr && !(bias->is_object() && bias->empty())) {
     return BadField("logit_bias", "'logit_bias' is not supported");
-  }
-  if (const json* suffix = Field(body, "suffix"); suffix != nullptr) {
-    return BadField("suffix", "'suffix' is not supported");
   }
   return absl::OkStatus();
 }
@@ -245,15 +232,107 @@ ApiError ErrorFromStatus(const absl::Status& status) {
   return e;
 }
 
-absl::StatusOr<CompletionCall> ParseCompletionRequest(absl::string_view body_text) {
-  const json body = json::parse(body_text.begin(), body_text.end(), nullptr, /*allow_exceptions=*/false);
+namespace {
+
+absl::StatusOr<json> ParseBody(absl::string_view body_text) {
+  json body = json::parse(body_text.begin(), body_text.end(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return absl::InvalidArgumentError("the request body is not valid JSON");
   if (!body.is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");
+  return body;
+}
+
+// What both APIs share: model, limits, sampling, stop, streaming, Verdict's controls, and the
+// fields rejected as unsupported.
+absl::Status ParseCommon(const json& body, CompletionCall* call);
+
+absl::Status ParseMessages(const json& body, std::vector<engine::ChatMessage>* out) {
+  const json* messages = Field(body, "messages");
+  if (messages == nullptr) return BadField("messages", "'messages' is required");
+  if (!messages->is_array() || messages->empty()) return BadField("messages", "'messages' must be a non-empty list");
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const json& m = (*messages)[i];
+    const std::string at = absl::StrCat("messages[", i, "]");
+    if (!m.is_object()) return BadField(at, absl::StrCat("'", at, "' must be an object"));
+    VERDICT_ASSIGN_OR_RETURN(std::optional<std::string> role, String(m, "role", at + ".role"));
+    if (!role.has_value()) return BadField(at + ".role", absl::StrCat("'", at, ".role' is required"));
+    if (Field(m, "tool_calls") != nullptr || Field(m, "function_call") != nullptr) {
+      return BadField(at + ".tool_calls", "tool calls are not supported");
+    }
+    engine::ChatMessage message{*role, ""};
+    const json* content = Field(m, "content");
+    if (content == nullptr) {
+      // An empty turn (e.g. an assistant message without text).
+    } else if (content->is_string()) {
+      message.content = content->get<std::string>();
+    } else if (content->is_array()) {
+      for (const json& part : *content) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+            !part["text"].is_string()) {
+          return BadField(at + ".content", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
+        }
+        message.content += part["text"].get<std::string>();
+      }
+    } else {
+      return BadField(at + ".content", absl::StrCat("'", at, ".content' must be a string or a list of parts"));
+    }
+    out->push_back(std::move(message));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<CompletionCall> ParseCompletionRequest(absl::string_view body_text) {
+  VERDICT_ASSIGN_OR_RETURN(const json body, ParseBody(body_text));
   CompletionCall call;
+  VERDICT_RETURN_IF_ERROR(ParsePrompt(body, &call.request));
+  VERDICT_ASSIGN_OR_RETURN(std::optional<bool> echo, Boolean(body, "echo", "echo"));
+  if (echo.value_or(false)) return BadField("echo", "'echo' is not supported");
+  if (const json* logprobs = Field(body, "logprobs")) {
+    if (!(logprobs->is_number_integer() && logprobs->get<int64_t>() == 0) &&
+        !(logprobs->is_boolean() && !logprobs->get<bool>())) {
+      return BadField("logprobs",
+                      "'logprobs' is not supported: the target's log-probabilities stay on its last shard");
+    }
+  }
+  if (const json* suffix = Field(body, "suffix"); suffix != nullptr) {
+    return BadField("suffix", "'suffix' is not supported");
+  }
+  VERDICT_RETURN_IF_ERROR(ParseCommon(body, &call));
+  return call;
+}
+
+absl::StatusOr<CompletionCall> ParseChatRequest(absl::string_view body_text) {
+  VERDICT_ASSIGN_OR_RETURN(const json body, ParseBody(body_text));
+  CompletionCall call;
+  VERDICT_RETURN_IF_ERROR(ParseMessages(body, &call.messages));
+  VERDICT_ASSIGN_OR_RETURN(std::optional<bool> logprobs, Boolean(body, "logprobs", "logprobs"));
+  if (logprobs.value_or(false)) {
+    return BadField("logprobs", "'logprobs' is not supported: the target's log-probabilities stay on its last shard");
+  }
+  if (Field(body, "top_logprobs") != nullptr) return BadField("top_logprobs", "'top_logprobs' is not supported");
+  if (const json* tools = Field(body, "tools"); tools != nullptr && !(tools->is_array() && tools->empty())) {
+    return BadField("tools", "tools are not supported");
+  }
+  if (const json* choice = Field(body, "tool_choice"); choice != nullptr && *choice != "none") {
+    return BadField("tool_choice", "tools are not supported");
+  }
+  if (Field(body, "functions") != nullptr) return BadField("functions", "functions are not supported");
+  if (const json* format = Field(body, "response_format");
+      format != nullptr && !(format->is_object() && format->value("type", "") == "text")) {
+    return BadField("response_format", "only {\"type\": \"text\"} responses are supported");
+  }
+  VERDICT_RETURN_IF_ERROR(ParseCommon(body, &call));
+  return call;
+}
+
+namespace {
+
+absl::Status ParseCommon(const json& body, CompletionCall* call_out) {
+  CompletionCall& call = *call_out;
   v1::GenerateRequest& r = call.request;
   VERDICT_ASSIGN_OR_RETURN(std::optional<std::string> model, String(body, "model", "model"));
   if (model.has_value()) r.set_model(*model);
-  VERDICT_RETURN_IF_ERROR(ParsePrompt(body, &r));
   VERDICT_RETURN_IF_ERROR(RejectUnsupported(body));
   VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> max_tokens, Integer(body, "max_tokens", "max_tokens"));
   VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> max_completion,
@@ -291,8 +370,10 @@ absl::StatusOr<CompletionCall> ParseCompletionRequest(absl::string_view body_tex
     call.include_usage = usage.value_or(false);
   }
   VERDICT_RETURN_IF_ERROR(ParseVerdictControls(body, r.mutable_speculation()));
-  return call;
+  return absl::OkStatus();
 }
+
+}  // namespace
 
 const char* FinishReasonName(v1::FinishReason reason) {
   return reason == v1::FINISH_REASON_STOP ? "stop" : "length";
@@ -320,35 +401,55 @@ nlohmann::json UsageJson(const v1::GenerateResponse::Final& final) {
 }
 
 namespace {
-json Envelope(const CompletionMeta& meta, json choices) {
-  return json{{"id", meta.id}, {"object", "text_completion"}, {"created", meta.created},
+json Envelope(const CompletionMeta& meta, bool chunk, json choices) {
+  const char* object = !meta.chat ? "text_completion" : chunk ? "chat.completion.chunk" : "chat.completion";
+  return json{{"id", meta.id}, {"object", object}, {"created", meta.created},
               {"model", meta.model}, {"choices", std::move(choices)}};
 }
-json Choice(const std::string& text, json finish_reason) {
-  return json{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", std::move(finish_reason)}};
+// A whole response's choice: "text" (completions) or "message" (chat).
+json Choice(const CompletionMeta& meta, const std::string& text, json finish_reason) {
+  json c = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", std::move(finish_reason)}};
+  if (meta.chat) {
+    c["message"] = {{"role", "assistant"}, {"content", text}};
+  } else {
+    c["text"] = text;
+  }
+  return c;
+}
+// A stream chunk's choice: "text" (completions) or "delta" (chat).
+json ChunkChoice(const CompletionMeta& meta, json delta_or_text, json finish_reason) {
+  json c = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", std::move(finish_reason)}};
+  c[meta.chat ? "delta" : "text"] = std::move(delta_or_text);
+  return c;
 }
 }  // namespace
 
 nlohmann::json CompletionJson(const CompletionMeta& meta, const std::string& text,
                               const v1::GenerateResponse::Final& final) {
-  json out = Envelope(meta, json::array({Choice(text, FinishReasonName(final.finish_reason()))}));
+  json out = Envelope(meta, false, json::array({Choice(meta, text, FinishReasonName(final.finish_reason()))}));
   out["usage"] = UsageJson(final);
   out["verdict"] = VerdictJson(final);
   return out;
 }
 
+nlohmann::json RoleChunkJson(const CompletionMeta& meta) {
+  return Envelope(meta, true, json::array({ChunkChoice(meta, {{"role", "assistant"}, {"content", ""}}, nullptr)}));
+}
+
 nlohmann::json TextChunkJson(const CompletionMeta& meta, const std::string& text) {
-  return Envelope(meta, json::array({Choice(text, nullptr)}));
+  return Envelope(meta, true,
+                  json::array({ChunkChoice(meta, meta.chat ? json{{"content", text}} : json(text), nullptr)}));
 }
 
 nlohmann::json FinishChunkJson(const CompletionMeta& meta, const v1::GenerateResponse::Final& final) {
-  json out = Envelope(meta, json::array({Choice("", FinishReasonName(final.finish_reason()))}));
+  json out = Envelope(meta, true, json::array({ChunkChoice(meta, meta.chat ? json::object() : json(""),
+                                                           FinishReasonName(final.finish_reason()))}));
   out["verdict"] = VerdictJson(final);
   return out;
 }
 
 nlohmann::json UsageChunkJson(const CompletionMeta& meta, const v1::GenerateResponse::Final& final) {
-  json out = Envelope(meta, json::array());
+  json out = Envelope(meta, true, json::array());
   out["usage"] = UsageJson(final);
   return out;
 }

@@ -15,10 +15,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/tokenizer/chat_template.h"
 #include "nlohmann/json.hpp"
 #include "verdict/v1/generation.pb.h"
 
@@ -42,21 +44,29 @@ inline constexpr absl::string_view kParamPayload = "verdict.dev/param";
 // kDeadlineExceeded 504, kCancelled 499 (the client went away), others 500.
 ApiError ErrorFromStatus(const absl::Status& status);
 
-// A parsed POST /v1/completions body.
+// A parsed POST /v1/completions or /v1/chat/completions body. For chat, `request` has no prompt
+// yet (the server renders `messages` with the model's chat template into prompt_tokens).
 struct CompletionCall {
   v1::GenerateRequest request;
+  std::vector<engine::ChatMessage> messages;  // chat only
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with the usage
 };
 // Errors: kInvalidArgument naming the field (kParamPayload) for malformed JSON, wrong types and
 // unsupported values (n != 1, logprobs, echo, best_of != 1, a batch of prompts).
 absl::StatusOr<CompletionCall> ParseCompletionRequest(absl::string_view body);
+// Chat: "messages" (role, and content as a string or a list of {"type": "text"} parts) instead of
+// "prompt"; tools, non-text content parts, a response_format other than text and logprobs /
+// top_logprobs are 400s naming the field.
+absl::StatusOr<CompletionCall> ParseChatRequest(absl::string_view body);
 
-// What a response shares: "cmpl-..." id, creation time (Unix seconds) and the model's name.
+// What a response shares: the id ("cmpl-..." / "chatcmpl-..."), creation time (Unix seconds), the
+// model's name, and which API's shape it takes.
 struct CompletionMeta {
   std::string id;
   int64_t created = 0;
   std::string model;
+  bool chat = false;
 };
 // "stop" (end of text, a stop string or token) or "length" (max_tokens or the context's end), as
 // the reference servers report them.
@@ -67,8 +77,10 @@ nlohmann::json UsageJson(const v1::GenerateResponse::Final& final);
 // The non-streaming response (object "text_completion").
 nlohmann::json CompletionJson(const CompletionMeta& meta, const std::string& text,
                               const v1::GenerateResponse::Final& final);
-// Stream chunks: text (finish_reason null), the last choice chunk (finish_reason set; with
-// "verdict" statistics), and the usage chunk (empty choices) of stream_options.include_usage.
+// Stream chunks: (chat only) the first, whose delta names the assistant role; text
+// (finish_reason null), the last choice chunk (finish_reason set; with "verdict" statistics), and
+// the usage chunk (empty choices) of stream_options.include_usage.
+nlohmann::json RoleChunkJson(const CompletionMeta& meta);
 nlohmann::json TextChunkJson(const CompletionMeta& meta, const std::string& text);
 nlohmann::json FinishChunkJson(const CompletionMeta& meta, const v1::GenerateResponse::Final& final);
 nlohmann::json UsageChunkJson(const CompletionMeta& meta, const v1::GenerateResponse::Final& final);

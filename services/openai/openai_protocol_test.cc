@@ -105,6 +105,63 @@ TEST(ParseCompletionRequestTest, BadRequestsNameTheirField) {
   }
 }
 
+TEST(ParseChatRequestTest, MessagesAndChatOnlyFields) {
+  ASSERT_OK_AND_ASSIGN(CompletionCall call, ParseChatRequest(R"({
+      "model": "m", "messages": [{"role": "system", "content": "Be brief."},
+                                 {"role": "user", "content": [{"type": "text", "text": "Hi "},
+                                                              {"type": "text", "text": "there"}]},
+                                 {"role": "assistant", "content": null, "name": "bot"}],
+      "max_completion_tokens": 9, "temperature": 0, "logprobs": false, "tools": [],
+      "response_format": {"type": "text"}, "stream": true})"));
+  ASSERT_EQ(call.messages.size(), 3u);
+  EXPECT_EQ(call.messages[0].role, "system");
+  EXPECT_EQ(call.messages[1].content, "Hi there");
+  EXPECT_EQ(call.messages[2].content, "");
+  EXPECT_FALSE(call.request.has_prompt_tokens());  // the server renders the messages
+  EXPECT_EQ(call.request.max_tokens(), 9);
+  EXPECT_TRUE(call.stream);
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  for (const Case& c : {Case{R"({"prompt": "x"})", "messages"}, Case{R"({"messages": []})", "messages"},
+                        Case{R"({"messages": [{"content": "x"}]})", "messages[0].role"},
+                        Case{R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content"},
+                        Case{R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+                             "messages[0].content"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})", "logprobs"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", "top_logprobs"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})",
+                             "tools"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}],
+                                 "response_format": {"type": "json_object"}})", "response_format"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "n": 4})", "n"}}) {
+    SCOPED_TRACE(c.body);
+    absl::StatusOr<CompletionCall> bad = ParseChatRequest(c.body);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(ErrorFromStatus(bad.status()).http_status, 400);
+    EXPECT_EQ(ErrorFromStatus(bad.status()).param, c.param);
+  }
+}
+
+TEST(ResponseJsonTest, ChatShapes) {
+  v1::GenerateResponse::Final final;
+  final.set_finish_reason(v1::FINISH_REASON_STOP);
+  final.mutable_usage()->set_prompt_tokens(3);
+  final.mutable_usage()->set_completion_tokens(2);
+  const CompletionMeta meta{"chatcmpl-1", 1700000000, "m", /*chat=*/true};
+  const json full = CompletionJson(meta, "42", final);
+  EXPECT_EQ(full["object"], "chat.completion");
+  EXPECT_EQ(full["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(full["choices"][0]["message"]["content"], "42");
+  EXPECT_EQ(full["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(RoleChunkJson(meta)["object"], "chat.completion.chunk");
+  EXPECT_EQ(RoleChunkJson(meta)["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(TextChunkJson(meta, "4")["choices"][0]["delta"]["content"], "4");
+  EXPECT_TRUE(FinishChunkJson(meta, final)["choices"][0]["delta"].empty());
+  EXPECT_EQ(FinishChunkJson(meta, final)["choices"][0]["finish_reason"], "stop");
+}
+
 TEST(ErrorFromStatusTest, OpenAiTypesAndHttpCodes) {
   struct Case {
     absl::Status status;

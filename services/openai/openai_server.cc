@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -30,9 +31,9 @@ void SendError(httplib::Response& res, const ApiError& error) {
   res.set_content(ErrorJson(error).dump(), "application/json");
 }
 
-std::string NewCompletionId() {
+std::string NewCompletionId(bool chat) {
   thread_local std::mt19937_64 rng(std::random_device{}());
-  return absl::StrFormat("cmpl-%016x%08x", rng(), static_cast<uint32_t>(rng()));
+  return absl::StrFormat("%s-%016x%08x", chat ? "chatcmpl" : "cmpl", rng(), static_cast<uint32_t>(rng()));
 }
 
 // One generation's results as the coordinator's callbacks deliver them (on its executor), taken
@@ -94,15 +95,43 @@ void CancelGeneration(coordinator::Coordinator* coordinator, Generation& gen) {
   if (id.has_value()) coordinator->Cancel(*id);
 }
 
-void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationService* service,
+// Chat: the messages rendered with the model's chat template become the prompt's token ids.
+absl::Status RenderChat(const GenerationService* service, CompletionCall* call) {
+  const ServedModel& model = service->model();
+  if (model.chat_format == nullptr) {
+    absl::Status s = absl::InvalidArgumentError(
+        absl::StrCat("the model has no chat template, so chat completions are not available (", model.no_chat_format,
+                     "; the cluster config's target.chat_template can name one); use /v1/completions"));
+    s.SetPayload(kParamPayload, absl::Cord("messages"));
+    return s;
+  }
+  absl::StatusOr<std::vector<int32_t>> ids =
+      model.chat_format->Encode(*model.tokenizer, call->messages, /*add_generation_prompt=*/true);
+  if (!ids.ok()) {
+    // raise_exception (e.g. roles that do not alternate) and template errors are the request's.
+    absl::Status s = absl::InvalidArgumentError(absl::StrCat("the chat template: ", ids.status().message()));
+    s.SetPayload(kParamPayload, absl::Cord("messages"));
+    return s;
+  }
+  call->request.mutable_prompt_tokens()->mutable_ids()->Assign(ids->begin(), ids->end());
+  return absl::OkStatus();
+}
+
+void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationService* service, bool chat,
                      const httplib::Request& req, httplib::Response& res) {
-  absl::StatusOr<CompletionCall> call = ParseCompletionRequest(req.body);
+  absl::StatusOr<CompletionCall> call = chat ? ParseChatRequest(req.body) : ParseCompletionRequest(req.body);
   if (!call.ok()) return SendError(res, ErrorFromStatus(call.status()));
+  if (chat) {
+    if (absl::Status s = service->CheckModelName(call->request.model()); !s.ok()) {
+      return SendError(res, ErrorFromStatus(s));
+    }
+    if (absl::Status s = RenderChat(service, &*call); !s.ok()) return SendError(res, ErrorFromStatus(s));
+  }
   auto gen = std::make_shared<Generation>();
   if (absl::Status s = StartGeneration(coordinator, service, *call, gen); !s.ok()) {
     return SendError(res, ErrorFromStatus(s));
   }
-  const CompletionMeta meta{NewCompletionId(), absl::ToUnixSeconds(absl::Now()), service->model().name};
+  const CompletionMeta meta{NewCompletionId(chat), absl::ToUnixSeconds(absl::Now()), service->model().name, chat};
   if (!call->stream) {
     absl::MutexLock lock(&gen->mu);
     gen->mu.Await(absl::Condition(
@@ -115,9 +144,18 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
   }
   const bool include_usage = call->include_usage;
   res.set_header("Cache-Control", "no-cache");
+  auto role_sent = std::make_shared<bool>(!chat);  // chat streams name the role first
   res.set_chunked_content_provider(
       "text/event-stream",
-      [gen, meta, include_usage, coordinator](size_t, httplib::DataSink& sink) {
+      [gen, meta, include_usage, coordinator, role_sent](size_t, httplib::DataSink& sink) {
+        if (!*role_sent) {
+          const std::string first = SseEvent(RoleChunkJson(meta));
+          *role_sent = true;
+          if (!sink.write(first.data(), first.size())) {
+            CancelGeneration(coordinator, *gen);
+            return false;
+          }
+        }
         std::deque<std::string> pieces;
         std::optional<absl::StatusOr<v1::GenerateResponse::Final>> result;
         {
@@ -174,7 +212,10 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::str
   const int threads = std::max(options.threads, 4);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.Post("/v1/completions", [coordinator, service](const httplib::Request& req, httplib::Response& res) {
-    ServeCompletion(coordinator, service, req, res);
+    ServeCompletion(coordinator, service, /*chat=*/false, req, res);
+  });
+  s.Post("/v1/chat/completions", [coordinator, service](const httplib::Request& req, httplib::Response& res) {
+    ServeCompletion(coordinator, service, /*chat=*/true, req, res);
   });
   s.Get("/v1/models", [service](const httplib::Request&, httplib::Response& res) {
     v1::ModelInfo info;

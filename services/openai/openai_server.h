@@ -4,6 +4,8 @@
 //   POST /v1/completions   non-streaming, or "stream": true as Server-Sent Events ("data: {...}"
 //                          per chunk, "data: [DONE]" last; stream_options.include_usage adds a
 //                          usage chunk)
+//   POST /v1/chat/completions   the same for "messages", rendered with the model's own chat
+//                          template (engine::ChatTemplate) into the prompt's token ids
 //   GET  /v1/models        the served model
 // A request becomes the gRPC API's v1::GenerateRequest (openai_protocol.h) and goes through the same
 // GenerationService::Prepare (validation, defaults, allow-list) to the same Coordinator. Errors use

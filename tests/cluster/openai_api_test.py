@@ -3,7 +3,8 @@
 """The OpenAI-compatible HTTP API of a real local cluster (`verdict up`, 2 shards), driven by clients
 nobody here wrote: the official `openai` Python package and `curl -N`.
 
-- greedy completions through HTTP, streamed and not, equal `verdict generate` on the target alone;
+- greedy completions through HTTP, streamed and not, equal `verdict generate` on the target alone,
+  and so do chat completions, rendered with the model's own chat template;
   judge decoding through HTTP (Verdict's "verdict" extension object) equals judge decoding in one
   process; the speculation statistics come back beside `usage`;
 - raw Server-Sent Events framing (`data: {...}` events, `data: [DONE]` last, the usage chunk of
@@ -127,6 +128,36 @@ class OpenAiApiTest(unittest.TestCase):
         c = self.client.completions.create(model="arith-target", prompt=[1, 20, 21, 22], max_tokens=3, temperature=0)
         self.assertEqual(c.choices[0].finish_reason, "length")
         self.assertEqual(c.usage.completion_tokens, 3)
+
+    def test_2b_chat_completions_use_the_models_template(self):
+        # The arithmetic models' template turns a user turn into "Q: <question>\nA:", the prompt
+        # format they were trained on: chat output equals `verdict generate` on that prompt.
+        for p in PROMPTS[:2]:
+            question = p[len("Q: "):-len("\nA:")]
+            messages = [{"role": "user", "content": question}]
+            c = self.client.chat.completions.create(model="arith-target", messages=messages, max_tokens=MAX_TOKENS,
+                                                    temperature=0)
+            self.assertEqual(c.object, "chat.completion")
+            self.assertEqual(c.choices[0].message.role, "assistant")
+            self.assertEqual(c.choices[0].message.content, self.greedy[p], p)
+            self.assertEqual(c.choices[0].finish_reason, "stop")
+            stream = self.client.chat.completions.create(model="arith-target", messages=messages,
+                                                         max_tokens=MAX_TOKENS, temperature=0, stream=True,
+                                                         stream_options={"include_usage": True},
+                                                         extra_body={"verdict": {"policy": "judge"}})
+            chunks = list(stream)
+            self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+            text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+            self.assertTrue(text)
+            self.assertEqual(chunks[-1].usage.prompt_tokens, c.usage.prompt_tokens)
+        # The template's raise_exception is the request's error; so is an unsupported part.
+        with self.assertRaises(openai.BadRequestError) as ctx:
+            self.client.chat.completions.create(model="arith-target", max_tokens=4,
+                                                messages=[{"role": "system", "content": "x"}])
+        self.assertIn("user and assistant turns only", str(ctx.exception))
+        with self.assertRaises(openai.BadRequestError):
+            self.client.chat.completions.create(model="arith-target", max_tokens=4, messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}])
 
     def test_3_raw_sse_framing_with_curl(self):
         body = json.dumps({"model": "arith-target", "prompt": PROMPTS[0], "max_tokens": MAX_TOKENS, "temperature": 0,
