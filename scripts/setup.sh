@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Installs everything a fresh Debian 12 machine needs to build, test and run Verdict:
-# Debian packages (compiler toolchain and C++ libraries) and a Python virtualenv (.venv) with the
-# pinned tools of tools/requirements.txt. Idempotent, and quiet when everything is present.
+# Installs everything a fresh Debian 12 machine needs to build and run Verdict: Debian packages
+# (compiler toolchain and C++ libraries) and a Python virtualenv (.venv; the demo's tools need only
+# the standard library). With --test it also installs the tests' pinned references and clients
+# (tools/requirements.txt: PyTorch, transformers, tokenizers, openai, ...; about 3 GB), which only
+# the test command needs. Idempotent, and quiet when everything is present.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+with_tests=false
+[[ "${1:-}" == "--test" ]] && with_tests=true
 
 apt_packages=(
   build-essential cmake ninja-build ccache pkg-config git
@@ -35,12 +39,17 @@ if ((${#missing[@]})); then
 fi
 
 venv="$repo/.venv"
-req="$repo/tools/requirements.txt"
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  echo "setup: creating the Python virtualenv $venv (pinned tools/requirements.txt)"
+if [[ ! -x "$venv/bin/python" ]]; then
+  echo "setup: creating the Python virtualenv $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-  echo "$want" > "$stamp"
+fi
+if $with_tests; then
+  req="$repo/tools/requirements.txt"
+  stamp="$venv/.requirements.sha256"
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "setup: installing the tests' references into $venv (pinned tools/requirements.txt)"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+  fi
 fi

@@ -5,7 +5,7 @@
 # Extra arguments go to ctest (e.g. scripts/test.sh -R tokenizer).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$repo/scripts/setup.sh"
+bash "$repo/scripts/setup.sh" --test
 bash "$repo/scripts/build.sh"
 cd "${BUILD_DIR:-$repo/build}"
 ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@"

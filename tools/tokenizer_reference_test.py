@@ -564,7 +564,7 @@ def main():
         try:
             __import__(name)
         except ImportError as e:
-            print(f"FAILED: cannot import {name} ({e}); run scripts/setup.sh", file=sys.stderr)
+            print(f"FAILED: cannot import {name} ({e}); run scripts/setup.sh --test", file=sys.stderr)
             return 1
     if not os.access(args.driver, os.X_OK):
         print(f"FAILED: driver {args.driver} is not an executable", file=sys.stderr)
