@@ -248,15 +248,14 @@ std::vector<int32_t> StopTokenIds(const LoadedModel& model) {
   return ids;
 }
 
+spec::SamplingDefaults SamplingDefaultsOf(const GenerationDefaults& defaults) {
+  return spec::SamplingDefaults{defaults.has_do_sample && defaults.do_sample, defaults.temperature,
+                                defaults.top_k, defaults.top_p};
+}
+
 SamplingParams ResolveSampling(const GenerationDefaults& defaults, std::optional<float> temperature,
                                std::optional<int64_t> top_k, std::optional<float> top_p, uint64_t seed) {
-  const bool checkpoint_samples = defaults.has_do_sample && defaults.do_sample;
-  SamplingParams s;
-  s.temperature = temperature.value_or(checkpoint_samples && defaults.temperature > 0 ? defaults.temperature : 0.0f);
-  s.top_k = top_k.value_or(checkpoint_samples && defaults.top_k > 0 ? defaults.top_k : 0);
-  s.top_p = top_p.value_or(checkpoint_samples && defaults.top_p > 0 ? defaults.top_p : 1.0f);
-  s.seed = seed;
-  return s;
+  return spec::ResolveSampling(SamplingDefaultsOf(defaults), temperature, top_k, top_p, seed);
 }
 
 }  // namespace verdict::engine

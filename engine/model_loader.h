@@ -63,8 +63,11 @@ absl::StatusOr<ChatPromptFormat> LoadChatPromptFormat(const std::string& path, c
 // config's eos ids, and for chat models the end-of-turn token.
 std::vector<int32_t> StopTokenIds(const LoadedModel& model);
 
+// The checkpoint's sampling defaults in the form served requests resolve them with.
+spec::SamplingDefaults SamplingDefaultsOf(const GenerationDefaults& defaults);
 // The sampling a request gets where it leaves values unset: each value given wins, then the
-// checkpoint's generation_config.json when it asks for sampling (do_sample), then greedy.
+// checkpoint's generation_config.json when it asks for sampling (do_sample), then greedy
+// (spec::ResolveSampling: the same rule served requests follow).
 SamplingParams ResolveSampling(const GenerationDefaults& defaults, std::optional<float> temperature,
                                std::optional<int64_t> top_k, std::optional<float> top_p, uint64_t seed);
 

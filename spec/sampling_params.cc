@@ -18,6 +18,17 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   return absl::OkStatus();
 }
 
+SamplingParams ResolveSampling(const SamplingDefaults& defaults, std::optional<float> temperature,
+                               std::optional<int64_t> top_k, std::optional<float> top_p, uint64_t seed) {
+  const bool samples = defaults.do_sample;
+  SamplingParams s;
+  s.temperature = temperature.value_or(samples && defaults.temperature > 0 ? defaults.temperature : 0.0f);
+  s.top_k = top_k.value_or(samples && defaults.top_k > 0 ? defaults.top_k : 0);
+  s.top_p = top_p.value_or(samples && defaults.top_p > 0 ? defaults.top_p : 1.0f);
+  s.seed = seed;
+  return s;
+}
+
 SamplingParams DefaultDraftSampling(const SamplingParams& target) {
   SamplingParams draft = target;
   draft.seed = target.seed ^ 0x9e3779b97f4a7c15ULL;

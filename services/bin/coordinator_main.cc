@@ -85,6 +85,8 @@ absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, absl::Ti
   served->context_length = first.context_length();
   served->parameters = first.parameters();
   served->stop_token_ids.assign(first.stop_token_ids().begin(), first.stop_token_ids().end());
+  const v1::SamplingDefaults& d = first.sampling_defaults();
+  served->sampling_defaults = {d.do_sample(), d.temperature(), d.top_k(), d.top_p()};
   options->target_context = first.context_length();
   if (served->tokenizer->vocab_size() > served->vocab_size) {
     return absl::FailedPreconditionError(absl::StrCat(

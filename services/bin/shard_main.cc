@@ -67,6 +67,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   identity.model_fingerprint = *fingerprint;
   identity.context_length = loaded->config.max_position_embeddings;
   identity.stop_token_ids = engine::StopTokenIds(*loaded);
+  identity.sampling_defaults = engine::SamplingDefaultsOf(loaded->generation);
   for (const std::string& name : loaded->weights->Names()) {
     identity.parameters += loaded->weights->Find(name)->num_elements();
   }

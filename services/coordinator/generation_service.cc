@@ -239,7 +239,12 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
   }
   r.max_new_tokens = std::min<int64_t>(r.max_new_tokens, context - static_cast<int64_t>(r.prompt.size()));
 
-  r.sampling = wire::FromProto(request.sampling());
+  // Unset values take the checkpoint's defaults, as `verdict generate` does.
+  const v1::SamplingParams& sp = request.sampling();
+  r.sampling = spec::ResolveSampling(
+      model_.sampling_defaults, sp.has_temperature() ? std::optional<float>(sp.temperature()) : std::nullopt,
+      sp.has_top_k() ? std::optional<int64_t>(sp.top_k()) : std::nullopt,
+      sp.has_top_p() && sp.top_p() != 0.0f ? std::optional<float>(sp.top_p()) : std::nullopt, sp.seed());
   VERDICT_RETURN_IF_ERROR(spec::ValidateSamplingParams(r.sampling));
   if (r.sampling.seed == 0 && !r.sampling.greedy()) r.sampling.seed = absl::ToUnixNanos(absl::Now()) | 1;
 

@@ -31,6 +31,7 @@ struct ServedModel {
   int64_t context_length = 0;
   int64_t parameters = 0;
   std::vector<int32_t> stop_token_ids;
+  spec::SamplingDefaults sampling_defaults;  // what a request's unset sampling values become
   std::string draft_name;  // empty: target-only serving
   bool has_judge = false;
   float judge_threshold = 0.5f;

@@ -94,10 +94,13 @@ absl::Status ParsePrompt(const json& body, v1::GenerateRequest* request) {
 
 absl::Status ParseSampling(const json& body, v1::SamplingParams* sampling) {
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> temperature, Number(body, "temperature", "temperature"));
-  // OpenAI's default is 1 (sampling); 0 is greedy.
-  const double t = temperature.value_or(1.0);
-  if (t < 0 || t > 2) return BadField("temperature", absl::StrCat("'temperature' must be in [0, 2], got ", t));
-  sampling->set_temperature(static_cast<float>(t));
+  // Unset: the checkpoint's generation_config.json when it samples, else greedy (the rule of
+  // `verdict generate` and the gRPC API; OpenAI's own default is 1).
+  if (temperature.has_value()) {
+    const double t = *temperature;
+    if (t < 0 || t > 2) return BadField("temperature", absl::StrCat("'temperature' must be in [0, 2], got ", t));
+    sampling->set_temperature(static_cast<float>(t));
+  }
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> top_p, Number(body, "top_p", "top_p"));
   if (top_p.has_value()) {
     if (*top_p <= 0 || *top_p > 1) return BadField("top_p", absl::StrCat("'top_p' must be in (0, 1], got ", *top_p));

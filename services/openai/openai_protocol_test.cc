@@ -49,14 +49,16 @@ TEST(ParseCompletionRequestTest, PromptFormsAndDefaults) {
   EXPECT_EQ(listed.request.prompt(), "hi");
   ASSERT_OK_AND_ASSIGN(CompletionCall nested, ParseCompletionRequest(R"({"prompt": [[3, 4]]})"));
   EXPECT_THAT(nested.request.prompt_tokens().ids(), ElementsAre(3, 4));
-  // OpenAI's defaults: temperature 1, no max_tokens (the server's default), not streamed.
+  // Unset sampling stays unset (the checkpoint's defaults decide), not streamed.
   ASSERT_OK_AND_ASSIGN(CompletionCall plain, ParseCompletionRequest(R"({"prompt": "x", "max_completion_tokens": 5})"));
-  EXPECT_FLOAT_EQ(plain.request.sampling().temperature(), 1.0f);
+  EXPECT_FALSE(plain.request.sampling().has_temperature());
+  EXPECT_FALSE(plain.request.sampling().has_top_p());
   EXPECT_EQ(plain.request.max_tokens(), 5);
   EXPECT_FALSE(plain.stream);
   ASSERT_OK_AND_ASSIGN(CompletionCall greedy,
                        ParseCompletionRequest(R"({"prompt": "x", "temperature": 0, "stop": "\n",
                                                   "verdict": {"draft_window": "auto", "speculate": false}})"));
+  EXPECT_TRUE(greedy.request.sampling().has_temperature());
   EXPECT_FLOAT_EQ(greedy.request.sampling().temperature(), 0.0f);
   EXPECT_THAT(greedy.request.stop(), ElementsAre("\n"));
   EXPECT_TRUE(greedy.request.speculation().adaptive_window());

@@ -112,6 +112,11 @@ grpc::ServerUnaryReactor* TargetShardService::Describe(grpc::CallbackServerConte
   response->set_context_length(static_cast<int32_t>(identity_.context_length));
   for (int32_t id : identity_.stop_token_ids) response->add_stop_token_ids(id);
   response->set_parameters(identity_.parameters);
+  v1::SamplingDefaults* d = response->mutable_sampling_defaults();
+  d->set_do_sample(identity_.sampling_defaults.do_sample);
+  d->set_temperature(identity_.sampling_defaults.temperature);
+  d->set_top_k(static_cast<int32_t>(identity_.sampling_defaults.top_k));
+  d->set_top_p(identity_.sampling_defaults.top_p);
   return FinishNow(context, absl::OkStatus());
 }
 

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "services/shard/shard_events.h"
+#include "spec/sampling_params.h"
 #include "transport/activation_transport.h"
 #include "verdict/v1/target_shard.grpc.pb.h"
 #include "workers/target_shard_loop.h"
@@ -33,6 +34,7 @@ struct ShardIdentity {
   int64_t context_length = 0;
   std::vector<int32_t> stop_token_ids;
   int64_t parameters = 0;
+  spec::SamplingDefaults sampling_defaults;
 };
 
 class TargetShardService final : public v1::TargetShard::CallbackService {
