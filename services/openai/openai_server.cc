@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "services/openai/openai_server.h"
 
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <random>
@@ -21,6 +26,9 @@ namespace verdict::services::openai {
 namespace {
 
 using nlohmann::json;
+
+// Connections waiting to be accepted (a burst of clients connecting at once).
+constexpr int kListenBacklog = 1024;
 
 // How long a stream waits for tokens before it checks that its client is still there.
 constexpr absl::Duration kStreamPoll = absl::Seconds(1);
@@ -232,12 +240,23 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::str
                                   : absl::StrCat("HTTP ", res.status);
     res.set_content(ErrorJson(e).dump(), "application/json");
   });
+  // The listening socket, seen as cpp-httplib creates it (the last one tried is the one bound).
+  auto listen_fd = std::make_shared<std::atomic<int>>(-1);
+  s.set_socket_options([listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd->store(static_cast<int>(sock));
+  });
   if (port == 0) {
     server->port_ = s.bind_to_any_port(host);
   } else {
     server->port_ = s.bind_to_port(host, port) ? port : -1;
   }
   if (server->port_ <= 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " (HTTP API)"));
+  // Debian's cpp-httplib is a shared library that listens with a backlog of 5: hundreds of clients
+  // connecting at once would be reset. Linux takes a second listen() as the new backlog.
+  if (const int fd = listen_fd->load(); fd >= 0 && ::listen(fd, kListenBacklog) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " (HTTP API): ", std::strerror(errno)));
+  }
   OpenAiServer* self = server.get();
   server->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
   return server;

@@ -11,7 +11,8 @@ nobody here wrote: the official `openai` Python package and `curl -N`.
   stream_options.include_usage);
 - each bad request gets its HTTP status and an OpenAI-format error (400, 403, 404, 413, 429 with
   Retry-After), and a streaming client that disconnects cancels its session on every member; after
-  all of that the server still answers correctly.
+  all of that the server still answers correctly;
+- 256 concurrent streaming requests all complete with the target's text (none starved).
 
 Every process is started by the test and stopped by PID (process group); ports come from the OS.
 Usage: openai_api_test.py BUILD_BIN_DIR
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -248,6 +250,57 @@ class OpenAiApiTest(unittest.TestCase):
             self.assertEqual(self.shard_sessions(shard_admin, i), 0, f"shard {i}")
         c = self.client.completions.create(model="arith-target", prompt=PROMPTS[3], max_tokens=MAX_TOKENS, temperature=0)
         self.assertEqual(c.choices[0].text, self.greedy[PROMPTS[3]])
+
+
+class ManyStreamsTest(unittest.TestCase):
+    """256 concurrent streaming HTTP requests on a cluster whose session limit admits them all: each
+    completes with the text the target alone produces; none is starved or refused."""
+
+    def test_256_concurrent_streams(self):
+        prompts = [arith_world.prompt(p) for p in arith_world.unique_problems(seed=31, split="eval", count=8)]
+        greedy = {p: reference(p) for p in prompts}
+        with tempfile.TemporaryDirectory() as tmp:
+            config, _ = write_config(tmp, 2, "ucx", http=True, max_sessions=256)
+            addr = write_config.http
+            cluster = local_cluster.Cluster(BIN, config)
+            try:
+                results = [None] * 256
+
+                def run(i):
+                    p = prompts[i % len(prompts)]
+                    body = json.dumps({"prompt": p, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True,
+                                       "verdict": {"draft_window": 1 + i % 16}})
+                    conn = http.client.HTTPConnection(*addr.split(":"), timeout=300)
+                    try:
+                        conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+                        resp = conn.getresponse()
+                        raw = resp.read().decode()
+                        text, done = "", False
+                        for event in raw.split("\n\n"):
+                            if event == "data: [DONE]":
+                                done = True
+                            elif event.startswith("data: "):
+                                chunk = json.loads(event[len("data: "):])
+                                text += "".join(c["text"] for c in chunk.get("choices", []))
+                        results[i] = (resp.status, text, done, p)
+                    finally:
+                        conn.close()
+
+                threads = [threading.Thread(target=run, args=(i,)) for i in range(256)]
+                start = time.time()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(timeout=600)
+                print(f"256 concurrent HTTP streams in {time.time() - start:.1f} s", file=sys.stderr)
+                for i, r in enumerate(results):
+                    self.assertIsNotNone(r, f"stream {i} did not finish")
+                    status, text, done, p = r
+                    self.assertEqual(status, 200, f"stream {i}")
+                    self.assertTrue(done, f"stream {i} has no [DONE]")
+                    self.assertEqual(text, greedy[p], f"stream {i}")
+            finally:
+                cluster.stop()
 
 
 if __name__ == "__main__":
