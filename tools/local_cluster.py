@@ -28,7 +28,8 @@ def free_ports(n):
     return ports
 
 
-def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=False, max_sessions=64):
+def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=False, max_sessions=64,
+                 http_timeout=None):
     """transport: "ucx" (tcp, peer-failure handling), "ucx-shm" (shared memory, no peer-failure
     handling) or "grpc". tokenizer: the coordinator's tokenizer path (default: the target's)."""
     layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
@@ -39,7 +40,8 @@ def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=Fa
         f'coordinator {{ listen: "127.0.0.1:{ports[0]}" admin_listen: "127.0.0.1:{ports[-1]}" '
         'default_draft_window: 8 default_max_tokens: 96 '
         f'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: {max_sessions} draft_deadline_ms: 2000 '
-        f'pipelined: {str(pipelined).lower()}' + (f' http_listen: "127.0.0.1:{ports[-2]}"' if http else "") + ' }',
+        f'pipelined: {str(pipelined).lower()}' + (f' http_listen: "127.0.0.1:{ports[-2]}"' if http else "") +
+        (f' http_request_timeout_seconds: {http_timeout}' if http_timeout else "") + ' }',
         f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',
     ]
     for i, (b, e) in enumerate(layers):

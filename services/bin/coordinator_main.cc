@@ -280,6 +280,8 @@ int Run(const std::string& config_path) {
   if (!cc.http_listen().empty()) {
     services::openai::OpenAiServerOptions http_options;
     http_options.threads = static_cast<int>(std::max<int64_t>(options.max_sessions, 64)) + 16;  // every session can stream
+    const int timeout_s = cc.http_request_timeout_seconds() == 0 ? 600 : cc.http_request_timeout_seconds();
+    http_options.request_timeout = timeout_s < 0 ? absl::InfiniteDuration() : absl::Seconds(timeout_s);
     absl::StatusOr<std::unique_ptr<services::openai::OpenAiServer>> h =
         services::openai::OpenAiServer::Start(cc.http_listen(), &coordinator, &service, http_options);
     if (!h.ok()) return services::Fail("coordinator", h.status());

@@ -125,8 +125,14 @@ absl::Status RenderChat(const GenerationService* service, CompletionCall* call) 
   return absl::OkStatus();
 }
 
+absl::Status Timeout(absl::Duration limit) {
+  return absl::DeadlineExceededError(
+      absl::StrCat("the request did not finish within ", absl::FormatDuration(limit), " and was cancelled"));
+}
+
 void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationService* service, bool chat,
-                     const httplib::Request& req, httplib::Response& res) {
+                     absl::Duration timeout, const httplib::Request& req, httplib::Response& res) {
+  const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<CompletionCall> call = chat ? ParseChatRequest(req.body) : ParseCompletionRequest(req.body);
   if (!call.ok()) return SendError(res, ErrorFromStatus(call.status()));
   if (chat) {
@@ -142,8 +148,17 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
   const CompletionMeta meta{NewCompletionId(chat), absl::ToUnixSeconds(absl::Now()), service->model().name, chat};
   if (!call->stream) {
     absl::MutexLock lock(&gen->mu);
-    gen->mu.Await(absl::Condition(
-        +[](Generation* g) ABSL_SHARED_LOCKS_REQUIRED(g->mu) { return g->result.has_value(); }, gen.get()));
+    const bool done = gen->mu.AwaitWithDeadline(
+        absl::Condition(+[](Generation* g) ABSL_SHARED_LOCKS_REQUIRED(g->mu) { return g->result.has_value(); },
+                        gen.get()),
+        deadline);
+    if (!done) {
+      const std::optional<spec::SessionId> id = gen->session;
+      gen->mu.Unlock();
+      if (id.has_value()) coordinator->Cancel(*id);
+      gen->mu.Lock();
+      return SendError(res, ErrorFromStatus(Timeout(timeout)));
+    }
     if (!gen->result->ok()) return SendError(res, ErrorFromStatus(gen->result->status()));
     std::string text;
     for (const std::string& piece : gen->pieces) text += piece;
@@ -155,7 +170,7 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
   auto role_sent = std::make_shared<bool>(!chat);  // chat streams name the role first
   res.set_chunked_content_provider(
       "text/event-stream",
-      [gen, meta, include_usage, coordinator, role_sent](size_t, httplib::DataSink& sink) {
+      [gen, meta, include_usage, coordinator, role_sent, deadline, timeout](size_t, httplib::DataSink& sink) {
         if (!*role_sent) {
           const std::string first = SseEvent(RoleChunkJson(meta));
           *role_sent = true;
@@ -168,9 +183,14 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
         std::optional<absl::StatusOr<v1::GenerateResponse::Final>> result;
         {
           absl::MutexLock lock(&gen->mu);
-          gen->mu.AwaitWithTimeout(absl::Condition(gen.get(), &Generation::Ready), kStreamPoll);
+          gen->mu.AwaitWithDeadline(absl::Condition(gen.get(), &Generation::Ready),
+                                    std::min(deadline, absl::Now() + kStreamPoll));
           pieces.swap(gen->pieces);
           result = gen->result;
+        }
+        if (!result.has_value() && absl::Now() >= deadline) {
+          CancelGeneration(coordinator, *gen);
+          result = Timeout(timeout);
         }
         if (pieces.empty() && !result.has_value()) {
           if (sink.is_writable()) return true;  // still waiting for tokens; the client is there
@@ -219,12 +239,14 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::str
   httplib::Server& s = *server->server_;
   const int threads = std::max(options.threads, 4);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.Post("/v1/completions", [coordinator, service](const httplib::Request& req, httplib::Response& res) {
-    ServeCompletion(coordinator, service, /*chat=*/false, req, res);
+  const absl::Duration timeout = options.request_timeout;
+  s.Post("/v1/completions", [coordinator, service, timeout](const httplib::Request& req, httplib::Response& res) {
+    ServeCompletion(coordinator, service, /*chat=*/false, timeout, req, res);
   });
-  s.Post("/v1/chat/completions", [coordinator, service](const httplib::Request& req, httplib::Response& res) {
-    ServeCompletion(coordinator, service, /*chat=*/true, req, res);
-  });
+  s.Post("/v1/chat/completions",
+         [coordinator, service, timeout](const httplib::Request& req, httplib::Response& res) {
+           ServeCompletion(coordinator, service, /*chat=*/true, timeout, req, res);
+         });
   s.Get("/v1/models", [service](const httplib::Request&, httplib::Response& res) {
     v1::ModelInfo info;
     service->DescribeModel(&info);

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "coordinator/coordinator.h"
 #include "services/coordinator/generation_service.h"
 
@@ -35,6 +36,8 @@ namespace verdict::services::openai {
 struct OpenAiServerOptions {
   // Connections served at once (each stream holds one): the session limit plus headroom.
   int threads = 80;
+  // A request not finished by then is cancelled and answered 504 (a stream: an error event).
+  absl::Duration request_timeout = absl::InfiniteDuration();
 };
 
 class OpenAiServer {

@@ -11,7 +11,8 @@ nobody here wrote: the official `openai` Python package and `curl -N`.
   stream_options.include_usage);
 - each bad request gets its HTTP status and an OpenAI-format error (400, 403, 404, 413, 429 with
   Retry-After), and a streaming client that disconnects cancels its session on every member; after
-  all of that the server still answers correctly;
+  all of that the server still answers correctly; a request past the server's timeout is 504, and
+  one that needs a dead shard is 503 until `verdict up` has restarted it;
 - 256 concurrent streaming requests all complete with the target's text (none starved).
 
 Every process is started by the test and stopped by PID (process group); ports come from the OS.
@@ -70,7 +71,7 @@ class OpenAiApiTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.greedy = {p: reference(p) for p in PROMPTS}
         cls.judge16 = {p: reference(p, "--draft", DRAFT, "--judge", HEAD, "--k", "16") for p in PROMPTS[:2]}
-        config, cls.grpc_addr = write_config(cls.tmp.name, 2, "ucx", http=True, max_sessions=4)
+        config, cls.grpc_addr = write_config(cls.tmp.name, 2, "ucx", http=True, max_sessions=4, http_timeout=4)
         cls.http, cls.admin, cls.shard_admins = write_config.http, write_config.admin, write_config.shard_admin
         cls.cluster = local_cluster.Cluster(BIN, config)
         cls.client = openai.OpenAI(base_url=f"http://{cls.http}/v1", api_key="unused", max_retries=0, timeout=120)
@@ -250,6 +251,42 @@ class OpenAiApiTest(unittest.TestCase):
             self.assertEqual(self.shard_sessions(shard_admin, i), 0, f"shard {i}")
         c = self.client.completions.create(model="arith-target", prompt=PROMPTS[3], max_tokens=MAX_TOKENS, temperature=0)
         self.assertEqual(c.choices[0].text, self.greedy[PROMPTS[3]])
+
+    def test_6_deadline_and_a_dead_shard(self):
+        # A request that cannot finish (shard 1 frozen) is cancelled at the server's HTTP request
+        # timeout (4 s here) and answered 504; a stream gets the error as its last event.
+        shard = self.cluster.member_pid("verdict-shard.*--shard 1")
+        os.kill(shard, signal.SIGSTOP)
+        try:
+            start = time.time()
+            status, _, err = post(self.http, {"prompt": PROMPTS[0], "max_tokens": 8, "temperature": 0})
+            self.assertEqual(status, 504, err)
+            self.assertEqual((err["error"]["type"], err["error"]["code"]), ("server_error", "timeout"))
+            self.assertLess(time.time() - start, 30)
+            r = subprocess.run(["curl", "-sSN", "-d", json.dumps({"prompt": PROMPTS[0], "max_tokens": 8, "stream": True}),
+                                f"http://{self.http}/v1/completions"], capture_output=True, text=True, timeout=60)
+            events = [e for e in r.stdout.split("\n\n") if e]
+            self.assertEqual(events[-1], "data: [DONE]")
+            self.assertEqual(json.loads(events[-2][len("data: "):])["error"]["code"], "timeout")
+        finally:
+            os.kill(shard, signal.SIGCONT)
+        # Shard 1 dies: a request fails with 503 naming it; once `verdict up` has restarted it,
+        # requests succeed again.
+        shard = self.cluster.member_pid("verdict-shard.*--shard 1")
+        os.kill(shard, signal.SIGKILL)
+        statuses = []
+        for _ in range(80):
+            status, _, body = post(self.http, {"prompt": PROMPTS[1], "max_tokens": MAX_TOKENS, "temperature": 0})
+            statuses.append(status)
+            if status == 200:
+                self.assertEqual(body["choices"][0]["text"], self.greedy[PROMPTS[1]])
+                break
+            self.assertEqual(status, 503, body)
+            self.assertEqual(body["error"]["type"], "server_error")
+            self.assertIn("shard 1", body["error"]["message"])
+            time.sleep(0.25)
+        self.assertIn(503, statuses)
+        self.assertEqual(statuses[-1], 200, "requests did not succeed after the shard restarted")
 
 
 class ManyStreamsTest(unittest.TestCase):
