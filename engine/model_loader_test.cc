@@ -95,5 +95,39 @@ TEST(LoadTokenizerAtTest, ClearErrors) {
   std::filesystem::remove_all(tmp);
 }
 
+// The chat template a model ships, from each place it can live: a GGUF file's metadata and a
+// directory's tokenizer_config.json (the fixture writes the same template into both), the list
+// form of named templates, and the built-in Llama 3 format for a Llama 3 vocabulary that ships none.
+TEST(LoadChatTemplateAtTest, EveryPlaceATemplateLives) {
+  ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + "llama3_gqa"));
+  const Tokenizer& tokenizer = *model.tokenizer;
+  ASSERT_OK_AND_ASSIGN(ChatTemplateSource from_gguf,
+                       LoadChatTemplateAt(kFixtures + "llama3_gqa/llama3_gqa-q8_0.gguf", tokenizer));
+  ASSERT_OK_AND_ASSIGN(ChatTemplateSource from_dir, LoadChatTemplateAt(kFixtures + "llama3_gqa", tokenizer));
+  EXPECT_FALSE(from_gguf.source.empty());
+  EXPECT_EQ(from_gguf.source, from_dir.source);
+  EXPECT_THAT(from_gguf.origin, ::testing::HasSubstr("tokenizer.chat_template"));
+  EXPECT_THAT(from_dir.origin, ::testing::HasSubstr("tokenizer_config.json"));
+  EXPECT_EQ(from_dir.bos_token, "<|begin_of_text|>");
+
+  const std::filesystem::path tmp = std::filesystem::path(::testing::TempDir()) / "chat_templates";
+  std::filesystem::remove_all(tmp);
+  std::filesystem::create_directories(tmp);
+  std::filesystem::copy_file(kFixtures + "llama3_gqa/tokenizer.json", tmp / "tokenizer.json");
+  std::ofstream(tmp / "tokenizer_config.json")
+      << R"({"eos_token": {"content": "<|eot_id|>"}, "chat_template": [)"
+      << R"({"name": "tool_use", "template": "tools"}, {"name": "default", "template": "plain {{ eos_token }}"}]})";
+  ASSERT_OK_AND_ASSIGN(ChatTemplateSource named, LoadChatTemplateAt((tmp / "tokenizer.json").string(), tokenizer));
+  EXPECT_EQ(named.source, "plain {{ eos_token }}");
+  EXPECT_EQ(named.eos_token, "<|eot_id|>");
+  std::ofstream(tmp / "tokenizer_config.json") << R"({"bos_token": "<|begin_of_text|>"})";
+  ASSERT_OK_AND_ASSIGN(ChatTemplateSource builtin, LoadChatTemplateAt(tmp.string(), tokenizer));
+  EXPECT_EQ(builtin.source, BuiltinLlama3ChatTemplate());
+  EXPECT_EQ(builtin.origin, "built-in llama3");
+  std::ofstream(tmp / "tokenizer_config.json") << "{ not json";
+  EXPECT_THAT(LoadChatTemplateAt(tmp.string(), tokenizer), StatusIs(absl::StatusCode::kInvalidArgument));
+  std::filesystem::remove_all(tmp);
+}
+
 }  // namespace
 }  // namespace verdict::engine

@@ -12,12 +12,15 @@ template wrote parsed, add_special_tokens=False) on the fixture Llama-3 vocabula
 Usage: chat_template_reference_test.py --driver tokenizer_driver --tokenizer tokenizer.json --templates DIR
 """
 import argparse
+import datetime
 import json
 import os
 import subprocess
 import sys
 
 import jinja2
+import jinja2.ext
+import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
@@ -40,8 +43,20 @@ def reference(template, messages, add_generation_prompt, bos, eos):
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    # As transformers compiles chat templates: loop controls, its {% generation %} tag (rendered as
+    # its body), raise_exception and strftime_now.
+    class Generation(jinja2.ext.Extension):
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.Scope(body, lineno=lineno)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[jinja2.ext.loopcontrols, Generation])
     env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
     try:
         return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
                                                 bos_token=bos, eos_token=eos), None

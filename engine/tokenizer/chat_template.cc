@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <optional>
@@ -394,7 +395,8 @@ absl::StatusOr<std::vector<Token>> LexExpression(absl::string_view src, int line
 const std::vector<std::string>& KnownFilters() {
   static const auto* k = new std::vector<std::string>{
       "trim", "length", "count", "upper", "lower", "capitalize", "title", "default", "d", "string", "join",
-      "first", "last", "list", "items", "reverse", "replace", "tojson", "safe", "int", "float", "abs", "round"};
+      "first", "last", "list", "items", "reverse", "replace", "tojson", "safe", "int", "float", "abs", "round",
+      "select", "reject", "selectattr", "rejectattr", "map"};
   return *k;
 }
 const std::vector<std::string>& KnownTests() {
@@ -739,7 +741,7 @@ class ExprParser {
 // ---- statements --------------------------------------------------------------------------------
 
 struct Node {
-  enum class Kind { kText, kOutput, kIf, kFor, kSet };
+  enum class Kind { kText, kOutput, kIf, kFor, kSet, kBreak, kContinue, kGroup };
   Kind kind;
   int line = 0;
   std::string text;                                          // kText
@@ -747,7 +749,7 @@ struct Node {
   std::vector<std::pair<ExprPtr, std::vector<std::unique_ptr<Node>>>> branches;  // kIf (null cond: else)
   std::vector<std::string> targets;                          // kFor loop variables; kSet: name [, attr]
   ExprPtr filter;                                            // kFor inline `if`
-  std::vector<std::unique_ptr<Node>> body, else_body;        // kFor
+  std::vector<std::unique_ptr<Node>> body, else_body;        // kFor; kGroup (body)
 };
 using Body = std::vector<std::unique_ptr<Node>>;
 
@@ -885,6 +887,25 @@ class StatementParser {
       } else if (keyword == "for") {
         VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<Node> n, ParseFor(parser, piece.line));
         body->push_back(std::move(n));
+      } else if (keyword == "break" || keyword == "continue") {
+        // jinja2.ext.loopcontrols, which transformers enables.
+        if (loop_depth_ == 0) return SyntaxError(piece.line, absl::StrCat("'", keyword, "' outside a loop"));
+        if (!parser.AtEnd()) return parser.Error("unexpected text");
+        auto n = std::make_unique<Node>();
+        n->kind = keyword == "break" ? Node::Kind::kBreak : Node::Kind::kContinue;
+        n->line = piece.line;
+        body->push_back(std::move(n));
+      } else if (keyword == "generation") {
+        // transformers' {% generation %} marks the assistant's tokens for training masks; rendering
+        // is its body unchanged.
+        if (!parser.AtEnd()) return parser.Error("unexpected text");
+        auto n = std::make_unique<Node>();
+        n->kind = Node::Kind::kGroup;
+        n->line = piece.line;
+        std::string end_tag;
+        VERDICT_RETURN_IF_ERROR(ParseBody(&n->body, {"endgeneration"}, &end_tag));
+        VERDICT_ASSIGN_OR_RETURN(auto endgeneration, TagAt());
+        body->push_back(std::move(n));
       } else if (keyword == "set") {
         auto n = std::make_unique<Node>();
         n->kind = Node::Kind::kSet;
@@ -973,7 +994,10 @@ class StatementParser {
     if (parser.IsName("recursive")) return SyntaxError(line, "recursive loops are not supported");
     if (!parser.AtEnd()) return parser.Error("unexpected text");
     std::string end;
-    VERDICT_RETURN_IF_ERROR(ParseBody(&n->body, {"else", "endfor"}, &end));
+    ++loop_depth_;
+    absl::Status body_status = ParseBody(&n->body, {"else", "endfor"}, &end);
+    --loop_depth_;
+    VERDICT_RETURN_IF_ERROR(body_status);
     VERDICT_ASSIGN_OR_RETURN(auto tag, TagAt());
     if (tag.first == "else") {
       VERDICT_RETURN_IF_ERROR(ParseBody(&n->else_body, {"endfor"}, &end));
@@ -987,6 +1011,7 @@ class StatementParser {
 
   std::vector<Piece> p_;
   size_t pos_ = 0;
+  int loop_depth_ = 0;
 };
 
 // ---- rendering ---------------------------------------------------------------------------------
@@ -1003,7 +1028,10 @@ class Renderer {
   explicit Renderer(std::map<std::string, Value> globals) { scopes_.push_back(std::move(globals)); }
 
   absl::Status RenderBody(const Body& body, Value* out) {
-    for (const auto& node : body) VERDICT_RETURN_IF_ERROR(RenderNode(*node, out));
+    for (const auto& node : body) {
+      VERDICT_RETURN_IF_ERROR(RenderNode(*node, out));
+      if (flow_ != Flow::kNormal) break;  // a break or continue leaves every block up to its loop
+    }
     return absl::OkStatus();
   }
 
@@ -1050,6 +1078,14 @@ class Renderer {
       }
       case Node::Kind::kFor:
         return RenderFor(n, out);
+      case Node::Kind::kBreak:
+        flow_ = Flow::kBreak;
+        return absl::OkStatus();
+      case Node::Kind::kContinue:
+        flow_ = Flow::kContinue;
+        return absl::OkStatus();
+      case Node::Kind::kGroup:
+        return RenderBody(n.body, out);
     }
     return absl::OkStatus();
   }
@@ -1100,6 +1136,9 @@ class Renderer {
       // Assignments inside a loop do not leave it (Jinja scoping); namespaces are shared objects.
       scopes_.pop_back();
       VERDICT_RETURN_IF_ERROR(s);
+      const Flow flow = flow_;
+      flow_ = Flow::kNormal;
+      if (flow == Flow::kBreak) break;
     }
     return absl::OkStatus();
   }
@@ -1300,6 +1339,16 @@ class Renderer {
       return absl::FailedPreconditionError(args.empty() ? "the chat template raised an exception"
                                                         : ToStr(args[0]).s);
     }
+    if (fn.name == "strftime_now") {
+      // transformers' global: datetime.now().strftime(format).
+      if (args.empty() || !args[0].is_string()) return RenderError::At(e.line, "strftime_now needs a format");
+      const std::time_t now = std::time(nullptr);
+      std::tm local{};
+      localtime_r(&now, &local);
+      char buf[256];
+      const size_t n = std::strftime(buf, sizeof(buf), args[0].s.c_str(), &local);
+      return Value::Str(std::string(buf, n));
+    }
     if (fn.name == "namespace") {
       Value ns{Value::Kind::kNamespace};
       ns.dict = std::make_shared<Dict>();
@@ -1397,31 +1446,51 @@ class Renderer {
     return out;
   }
 
+  absl::StatusOr<std::map<std::string, Value>> Keywords(const Expr& e) {
+    std::map<std::string, Value> kwargs;
+    for (const Arg& a : e.args) {
+      if (a.keyword.empty()) continue;
+      VERDICT_ASSIGN_OR_RETURN(Value v, Eval(*a.value));
+      kwargs[a.keyword] = std::move(v);
+    }
+    return kwargs;
+  }
+
   absl::StatusOr<Value> EvalFilter(const Expr& e) {
     VERDICT_ASSIGN_OR_RETURN(Value v, Eval(*e.a));
     VERDICT_ASSIGN_OR_RETURN(std::vector<Value> args, Positional(e));
-    const std::string& f = e.name;
+    VERDICT_ASSIGN_OR_RETURN(auto kwargs, Keywords(e));
+    return ApplyFilter(e.line, e.name, v, args, kwargs);
+  }
+
+  // The filter `f` of `v` (also what map() and the select family apply to each item).
+  absl::StatusOr<Value> ApplyFilter(int line, const std::string& f, const Value& v, const std::vector<Value>& args,
+                                    const std::map<std::string, Value>& kwargs) {
+    auto keyword = [&kwargs](const char* name) -> std::optional<Value> {
+      auto it = kwargs.find(name);
+      return it == kwargs.end() ? std::nullopt : std::optional<Value>(it->second);
+    };
     if (f == "trim") return Strip(ToStr(v), true, true);
     if (f == "safe") return v;
     if (f == "string") return ToStr(v);
     if (f == "upper" || f == "lower" || f == "title" || f == "capitalize") {
-      return EvalCall(MethodCallOf(e, ToStr(v), f));
+      return EvalCall(MethodCallOf(line, ToStr(v), f));
     }
     if (f == "length" || f == "count") {
       if (v.kind == Value::Kind::kList) return Value::Int(static_cast<int64_t>(v.list->size()));
       if (v.kind == Value::Kind::kDict) return Value::Int(static_cast<int64_t>(v.dict->size()));
       if (v.kind == Value::Kind::kString) return Value::Int(static_cast<int64_t>(v.s.size()));
       if (v.kind == Value::Kind::kUndefined) return Value::Int(0);
-      return RenderError::At(e.line, "length of a value that has none");
+      return RenderError::At(line, "length of a value that has none");
     }
     if (f == "default" || f == "d") {
-      VERDICT_ASSIGN_OR_RETURN(std::optional<Value> boolean, Keyword(e, "boolean"));
+      const std::optional<Value> boolean = keyword("boolean");
       const bool use_falsy = (args.size() > 1 && Truthy(args[1])) || (boolean.has_value() && Truthy(*boolean));
       const bool missing = v.kind == Value::Kind::kUndefined || (use_falsy && !Truthy(v));
       return missing ? (args.empty() ? Value::Str("") : args[0]) : v;
     }
     if (f == "join") {
-      if (v.kind != Value::Kind::kList) return RenderError::At(e.line, "join of a value that is not a list");
+      if (v.kind != Value::Kind::kList) return RenderError::At(line, "join of a value that is not a list");
       Value out = Value::Str("");
       const Value sep = args.empty() ? Value::Str("") : ToStr(args[0]);
       for (size_t k = 0; k < v.list->size(); ++k) {
@@ -1439,7 +1508,7 @@ class Renderer {
         if (v.s.empty()) return Value::Undefined("");
         return f == "first" ? Substr(v, 0, 1) : Substr(v, v.s.size() - 1, 1);
       }
-      return RenderError::At(e.line, absl::StrCat(f, " of a value that is not a sequence"));
+      return RenderError::At(line, absl::StrCat(f, " of a value that is not a sequence"));
     }
     if (f == "list") {
       if (v.kind == Value::Kind::kList) return v;
@@ -1452,8 +1521,8 @@ class Renderer {
       return Value::ListOf(std::move(items));
     }
     if (f == "items") {
-      if (v.kind != Value::Kind::kDict) return RenderError::At(e.line, "items of a value that is not a dict");
-      return EvalCall(MethodCallOf(e, v, "items"));
+      if (v.kind != Value::Kind::kDict) return RenderError::At(line, "items of a value that is not a dict");
+      return EvalCall(MethodCallOf(line, v, "items"));
     }
     if (f == "reverse") {
       if (v.kind == Value::Kind::kList) {
@@ -1464,9 +1533,9 @@ class Renderer {
       for (size_t k = v.s.size(); k > 0; --k) Append(out, Substr(v, k - 1, 1));
       return out;
     }
-    if (f == "replace") return Replace(ToStr(v), args, e.line);
+    if (f == "replace") return Replace(ToStr(v), args, line);
     if (f == "tojson") {
-      VERDICT_ASSIGN_OR_RETURN(std::optional<Value> indent, Keyword(e, "indent"));
+      std::optional<Value> indent = keyword("indent");
       if (!indent.has_value() && !args.empty()) indent = args[0];
       return Value::Str(JinjaJson(v, indent.has_value() && indent->kind == Value::Kind::kInt ? indent->i : 0));
     }
@@ -1490,14 +1559,75 @@ class Renderer {
       const double scale = std::pow(10.0, static_cast<double>(digits));
       return Value::Float(std::nearbyint(v.number() * scale) / scale);
     }
-    return RenderError::At(e.line, absl::StrCat("the filter '", f, "' is not supported"));
+    if (f == "select" || f == "reject" || f == "selectattr" || f == "rejectattr") {
+      // select(test, args...) / selectattr(attribute, test, args...): items whose test (or, with no
+      // test, truthiness) holds; reject* keep the others.
+      const bool by_attr = f == "selectattr" || f == "rejectattr";
+      const bool keep_when = f == "select" || f == "selectattr";
+      if (v.kind != Value::Kind::kList) return RenderError::At(line, absl::StrCat(f, " of a value that is not a list"));
+      size_t next = 0;
+      std::string attr;
+      if (by_attr) {
+        if (args.empty() || !args[0].is_string()) return RenderError::At(line, absl::StrCat(f, " needs an attribute name"));
+        attr = args[0].s;
+        next = 1;
+      }
+      std::optional<std::string> test;
+      if (next < args.size()) {
+        if (!args[next].is_string()) return RenderError::At(line, absl::StrCat(f, " needs a test name"));
+        test = args[next].s;
+        ++next;
+      }
+      const std::vector<Value> test_args(args.begin() + static_cast<std::ptrdiff_t>(std::min(next, args.size())), args.end());
+      List kept;
+      for (const Value& item : *v.list) {
+        Value subject = item;
+        if (by_attr) {
+          VERDICT_ASSIGN_OR_RETURN(subject, GetAttr(item, attr, line));
+        }
+        bool holds = false;
+        if (test.has_value()) {
+          VERDICT_ASSIGN_OR_RETURN(holds, ApplyTest(line, *test, subject, test_args));
+        } else {
+          holds = Truthy(subject);
+        }
+        if (holds == keep_when) kept.push_back(item);
+      }
+      return Value::ListOf(std::move(kept));
+    }
+    if (f == "map") {
+      // map(attribute='x') or map('filter', args...).
+      if (v.kind != Value::Kind::kList) return RenderError::At(line, "map of a value that is not a list");
+      List mapped;
+      const std::optional<Value> attribute = keyword("attribute");
+      for (const Value& item : *v.list) {
+        if (attribute.has_value()) {
+          VERDICT_ASSIGN_OR_RETURN(Value x, GetAttr(item, ToStr(*attribute).s, line));
+          if (x.kind == Value::Kind::kUndefined) {
+            if (const std::optional<Value> fallback = keyword("default")) x = *fallback;
+          }
+          mapped.push_back(std::move(x));
+          continue;
+        }
+        if (args.empty() || !args[0].is_string()) return RenderError::At(line, "map needs a filter name or attribute=");
+        const auto& known = KnownFilters();
+        if (std::find(known.begin(), known.end(), args[0].s) == known.end()) {
+          return RenderError::At(line, absl::StrCat("the filter '", args[0].s, "' is not supported"));
+        }
+        VERDICT_ASSIGN_OR_RETURN(Value x, ApplyFilter(line, args[0].s, item,
+                                                      std::vector<Value>(args.begin() + 1, args.end()), {}));
+        mapped.push_back(std::move(x));
+      }
+      return Value::ListOf(std::move(mapped));
+    }
+    return RenderError::At(line, absl::StrCat("the filter '", f, "' is not supported"));
   }
 
   // A call of `method` bound to `self` (filters that are string or dict methods).
-  Expr MethodCallOf(const Expr& e, const Value& self, const std::string& method) {
+  Expr MethodCallOf(int line, const Value& self, const std::string& method) {
     Expr call;
     call.kind = Expr::Kind::kCall;
-    call.line = e.line;
+    call.line = line;
     call.a = std::make_unique<Expr>();
     call.a->kind = Expr::Kind::kLiteral;
     call.a->literal = Method(self, method);
@@ -1507,7 +1637,15 @@ class Renderer {
   absl::StatusOr<bool> EvalTest(const Expr& e) {
     VERDICT_ASSIGN_OR_RETURN(Value v, Eval(*e.a));
     VERDICT_ASSIGN_OR_RETURN(std::vector<Value> args, Positional(e));
-    const std::string& t = e.name;
+    return ApplyTest(e.line, e.name, v, args);
+  }
+
+  // The test `t` of `v` (also what the select family applies to each item).
+  absl::StatusOr<bool> ApplyTest(int line, const std::string& t, const Value& v, const std::vector<Value>& args) {
+    const auto& known = KnownTests();
+    if (std::find(known.begin(), known.end(), t) == known.end()) {
+      return RenderError::At(line, absl::StrCat("the test '", t, "' is not supported"));
+    }
     if (t == "defined") return v.kind != Value::Kind::kUndefined;
     if (t == "undefined") return v.kind == Value::Kind::kUndefined;
     if (t == "none") return v.kind == Value::Kind::kNone;
@@ -1524,14 +1662,14 @@ class Renderer {
     if (t == "lower") return v.is_string() && absl::AsciiStrToLower(v.s) == v.s;
     if (t == "upper") return v.is_string() && absl::AsciiStrToUpper(v.s) == v.s;
     if (t == "even" || t == "odd") {
-      if (v.kind != Value::Kind::kInt) return RenderError::At(e.line, absl::StrCat("'", t, "' of a value that is not an integer"));
+      if (v.kind != Value::Kind::kInt) return RenderError::At(line, absl::StrCat("'", t, "' of a value that is not an integer"));
       return (v.i % 2 == 0) == (t == "even");
     }
-    if (args.empty()) return RenderError::At(e.line, absl::StrCat("the test '", t, "' needs an argument"));
+    if (args.empty()) return RenderError::At(line, absl::StrCat("the test '", t, "' needs an argument"));
     if (t == "eq" || t == "equalto" || t == "==") return Equal(v, args[0]);
     if (t == "ne" || t == "!=") return !Equal(v, args[0]);
     // in
-    VERDICT_ASSIGN_OR_RETURN(Value r, Contains(args[0], v, e.line));
+    VERDICT_ASSIGN_OR_RETURN(Value r, Contains(args[0], v, line));
     return r.b;
   }
 
@@ -1630,7 +1768,9 @@ class Renderer {
     return Value::Float(m != 0 && ((m < 0) != (b < 0)) ? m + b : m);
   }
 
+  enum class Flow { kNormal, kBreak, kContinue };
   std::vector<std::map<std::string, Value>> scopes_;
+  Flow flow_ = Flow::kNormal;
 };
 
 }  // namespace chat_template_internal
@@ -1669,6 +1809,7 @@ absl::StatusOr<RenderedChat> ChatTemplate::Render(const ChatTemplateInputs& inpu
   globals["eos_token"] = Value::Str(inputs.eos_token);
   globals["raise_exception"] = Value::Function("raise_exception");
   globals["namespace"] = Value::Function("namespace");
+  globals["strftime_now"] = Value::Function("strftime_now");
   chat_template_internal::Renderer renderer(std::move(globals));
   Value out = Value::Str("");
   VERDICT_RETURN_IF_ERROR(renderer.RenderBody(*body_, &out));

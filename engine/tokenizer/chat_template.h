@@ -9,11 +9,12 @@
 // (names and namespace attributes), namespace(), raise_exception(); literals (strings, numbers,
 // true/false/none in either case, lists, dicts), attributes and subscripts (dict keys, list
 // indices, slices), the operators of Jinja expressions (and or not, comparisons, in / not in, is /
-// is not tests, + - * / // % ** ~, conditional expressions); filters trim, length, count, upper,
+// is not tests, + - * / // % ** ~, conditional expressions); break / continue (loop controls) and
+// transformers' {% generation %}; strftime_now(); filters trim, length, count, upper,
 // lower, capitalize, title, default/d, string, join, first, last, list, items, reverse, replace,
-// tojson, safe, int, float, abs, round; tests defined, undefined, none, string, number, integer,
-// float, mapping, iterable, sequence, boolean, true, false, even, odd, eq/equalto/==, ne, in,
-// lower, upper; string methods strip, lstrip, rstrip, upper, lower, startswith, endswith, split,
+// tojson, safe, int, float, abs, round, select, reject, selectattr, rejectattr, map; tests
+// defined, undefined, none, string, number, integer, float, mapping, iterable, sequence, boolean,
+// true, false, even, odd, eq/equalto/==, ne, in, lower, upper; string methods strip, lstrip, rstrip, upper, lower, startswith, endswith, split,
 // replace, title, capitalize; dict methods items, keys, values, get. Anything else (macros, call
 // blocks, other filters or tests) is an error naming the construct when the template is parsed or
 // rendered: never silently different output.
