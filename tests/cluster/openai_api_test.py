@@ -6,7 +6,7 @@ nobody here wrote: the official `openai` Python package and `curl -N`.
 - greedy completions through HTTP, streamed and not, equal `verdict generate` on the target alone,
   and so do chat completions, rendered with the model's own chat template;
   judge decoding through HTTP (Verdict's "verdict" extension object) equals judge decoding in one
-  process; the speculation statistics come back beside `usage`;
+  process and through the gRPC API; the speculation statistics come back beside `usage`;
 - raw Server-Sent Events framing (`data: {...}` events, `data: [DONE]` last, the usage chunk of
   stream_options.include_usage);
 - each bad request gets its HTTP status and an OpenAI-format error (400, 403, 404, 413, 429 with
@@ -127,6 +127,12 @@ class OpenAiApiTest(unittest.TestCase):
                                                extra_body={"verdict": {"policy": "judge", "draft_window": 16}})
             self.assertEqual(c.choices[0].text, expected, p)
             self.assertEqual(c.model_extra["verdict"]["policy"], "greedy+judge")
+            # The same request through the gRPC API of the same cluster.
+            r = subprocess.run([os.path.join(BIN, "verdict"), "client", "generate", "--addr", self.grpc_addr,
+                                "--prompt", p, "--max-tokens", str(MAX_TOKENS), "--k", "16", "--policy", "judge",
+                                "--json"], capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["text"], c.choices[0].text, p)
         # A token-array prompt and a max_tokens cut: finish_reason "length".
         c = self.client.completions.create(model="arith-target", prompt=[1, 20, 21, 22], max_tokens=3, temperature=0)
         self.assertEqual(c.choices[0].finish_reason, "length")
