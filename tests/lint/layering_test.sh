@@ -10,10 +10,10 @@ repo="${1:?usage: layering_test.sh REPO}"
 cd "$repo"
 status=0
 sources=(--include='*.h' --include='*.cc' --include='*.cu' --include='*.cuh')
-check() {  # check WHY PATTERN PATH... (paths may be directories or files)
+check() {  # check WHY PATTERN PATH... (paths may be directories or files; tests are not checked)
   local why="$1" pattern="$2" hits
   shift 2
-  hits=$(grep -rnE "${sources[@]}" "$pattern" "$@" 2>/dev/null)
+  hits=$(grep -rnE "${sources[@]}" --exclude='*_test.cc' "$pattern" "$@" 2>/dev/null)
   if [[ -n "$hits" ]]; then
     echo "layering violation ($why):"
     echo "$hits"
