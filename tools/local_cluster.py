@@ -39,7 +39,8 @@ def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=Fa
         f'target {{ name: "arith-target" path: "{TARGET}"' + (f' tokenizer: "{tokenizer}"' if tokenizer else "") + ' }',
         f'coordinator {{ listen: "127.0.0.1:{ports[0]}" admin_listen: "127.0.0.1:{ports[-1]}" '
         'default_draft_window: 8 default_max_tokens: 96 '
-        f'allowed_policies: [VERIFICATION_POLICY_JUDGE] max_sessions: {max_sessions} draft_deadline_ms: 2000 '
+        f'allowed_policies: [VERIFICATION_POLICY_JUDGE, VERIFICATION_POLICY_JUDGE_SHADOW] max_sessions: {max_sessions} '
+        'draft_deadline_ms: 2000 '
         f'pipelined: {str(pipelined).lower()}' + (f' http_listen: "127.0.0.1:{ports[-2]}"' if http else "") +
         (f' http_request_timeout_seconds: {http_timeout}' if http_timeout else "") + ' }',
         f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',

@@ -120,6 +120,9 @@ spec::Verdict FromProto(const v1::BlockVerdict& p) {
   }
   v.judge_scores.assign(p.judge_scores().begin(), p.judge_scores().end());
   v.shadow_num_accepted = p.shadow_num_accepted();
+  v.shadow_judge_only = p.shadow_judge_only();
+  v.shadow_exact_only = p.shadow_exact_only();
+  v.shadow_both = p.shadow_both();
   return v;
 }
 
@@ -137,6 +140,9 @@ void ToProto(const spec::Verdict& v, v1::BlockVerdict* p) {
   }
   p->mutable_judge_scores()->Assign(v.judge_scores.begin(), v.judge_scores.end());
   p->set_shadow_num_accepted(v.shadow_num_accepted);
+  p->set_shadow_judge_only(v.shadow_judge_only);
+  p->set_shadow_exact_only(v.shadow_exact_only);
+  p->set_shadow_both(v.shadow_both);
 }
 
 absl::StatusOr<spec::ShardBlock> FromProto(const v1::BlockHeader& p, int64_t vocab_size) {
@@ -235,6 +241,9 @@ spec::SpeculationStats FromProto(const v1::SpeculationStats& p) {
   s.optimistic_hits = p.optimistic_hits();
   s.target_only_passes = p.target_only_passes();
   s.shadow_judge_only = p.shadow_judge_only();
+  s.shadow_accepted = p.shadow_accepted();
+  s.shadow_exact_only = p.shadow_exact_only();
+  s.shadow_both = p.shadow_both();
   s.tokens = p.tokens();
   s.draft_failures = p.draft_failures();
   return s;
@@ -251,6 +260,9 @@ void ToProto(const spec::SpeculationStats& s, v1::SpeculationStats* p) {
   p->set_optimistic_hits(s.optimistic_hits);
   p->set_target_only_passes(s.target_only_passes);
   p->set_shadow_judge_only(s.shadow_judge_only);
+  p->set_shadow_accepted(s.shadow_accepted);
+  p->set_shadow_exact_only(s.shadow_exact_only);
+  p->set_shadow_both(s.shadow_both);
   p->set_tokens(s.tokens);
   p->set_draft_failures(s.draft_failures);
 }

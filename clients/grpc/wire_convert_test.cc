@@ -86,6 +86,9 @@ TEST(WireStatsTest, StatisticsRoundTrip) {
   s.optimistic_hits = 3;
   s.draft_failures = 1;
   s.shadow_judge_only = 6;
+  s.shadow_accepted = 9;
+  s.shadow_exact_only = 2;
+  s.shadow_both = 3;
   v1::SpeculationStats p;
   ToProto(s, &p);
   const spec::SpeculationStats back = FromProto(p);
@@ -101,6 +104,34 @@ TEST(WireStatsTest, StatisticsRoundTrip) {
   EXPECT_EQ(back.optimistic_hits, 3);
   EXPECT_EQ(back.draft_failures, 1);
   EXPECT_EQ(back.shadow_judge_only, 6);
+  EXPECT_EQ(back.shadow_accepted, 9);
+  EXPECT_EQ(back.shadow_exact_only, 2);
+  EXPECT_EQ(back.shadow_both, 3);
+}
+
+// A judge-shadow verdict keeps what the shadow judge would have done (issue 21: it was lost over
+// the wire, so a cluster always reported 0 tokens only the shadow judge would accept).
+TEST(WireVerdictTest, ShadowVerdictsRoundTrip) {
+  spec::Verdict v;
+  v.num_accepted = 1;
+  v.next_token = 7;
+  v.reasons = {spec::AcceptReason::kExact, spec::AcceptReason::kRejected, spec::AcceptReason::kNotReached};
+  v.judge_scores = {0.9f, 0.7f, 0.2f};
+  v.shadow_num_accepted = 2;
+  v.shadow_judge_only = 1;
+  v.shadow_exact_only = 0;
+  v.shadow_both = 1;
+  v1::BlockVerdict p;
+  ToProto(v, &p);
+  const spec::Verdict back = FromProto(p);
+  EXPECT_EQ(back.num_accepted, 1);
+  EXPECT_EQ(back.next_token, 7);
+  EXPECT_EQ(back.reasons, v.reasons);
+  EXPECT_EQ(back.judge_scores, v.judge_scores);
+  EXPECT_EQ(back.shadow_num_accepted, 2);
+  EXPECT_EQ(back.shadow_judge_only, 1);
+  EXPECT_EQ(back.shadow_exact_only, 0);
+  EXPECT_EQ(back.shadow_both, 1);
 }
 
 TEST(WireBlockTest, ShardBlocksRoundTripWithTheirSessionId) {

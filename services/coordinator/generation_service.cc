@@ -237,7 +237,8 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
     return too_long(absl::StrCat("the prompt (", r.prompt.size(), " tokens) plus max_tokens (", r.max_new_tokens,
                                  ") exceed the model's context of ", context));
   }
-  r.max_new_tokens = std::min<int64_t>(r.max_new_tokens, context - static_cast<int64_t>(r.prompt.size()));
+  // Not clamped to the room left in the context: the coordinator stops at the context's end and
+  // reports FINISH_REASON_CONTEXT, which a clamp here would turn into FINISH_REASON_LENGTH.
 
   // Unset values take the checkpoint's defaults, as `verdict generate` does.
   const v1::SamplingParams& sp = request.sampling();

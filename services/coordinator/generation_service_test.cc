@@ -70,6 +70,17 @@ TEST(PrepareTest, UnsetSamplingTakesTheCheckpointsDefaultsLikeVerdictGenerate) {
   EXPECT_TRUE(g.sampling.greedy());
 }
 
+// Issue 21: with max_tokens left to the server's default, a generation that reaches the context's
+// end must be reported as such (FINISH_REASON_CONTEXT); Prepare used to clamp max_new_tokens to the
+// room left, so the coordinator reported FINISH_REASON_LENGTH.
+TEST(PrepareTest, TheDefaultMaxTokensIsNotClampedToTheRoomLeft) {
+  const GenerationService service(nullptr, Model({}));  // context 64, default max tokens 16
+  v1::GenerateRequest r = Request();
+  for (int i = 0; i < 56; ++i) r.mutable_prompt_tokens()->add_ids(3);  // 58 tokens: room for 6
+  ASSERT_OK_AND_ASSIGN(coordinator::GenerationRequest prepared, service.Prepare(r));
+  EXPECT_EQ(prepared.max_new_tokens, 16);
+}
+
 TEST(PrepareTest, APromptThatDoesNotFitIsContextLengthExceeded) {
   const GenerationService service(nullptr, Model({}));
   v1::GenerateRequest r = Request();

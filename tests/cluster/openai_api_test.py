@@ -133,6 +133,31 @@ class OpenAiApiTest(unittest.TestCase):
                                 "--json"], capture_output=True, text=True, timeout=120)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(json.loads(r.stdout)["text"], c.choices[0].text, p)
+        # Judge-shadow statistics survive the wire (issue 21: the count of tokens only the shadow
+        # judge would accept was always 0 in a cluster): equal to one process's.
+        p = PROMPTS[0]
+        c = self.client.completions.create(model="arith-target", prompt=p, max_tokens=MAX_TOKENS, temperature=0,
+                                           extra_body={"verdict": {"policy": "judge-shadow", "draft_window": 16}})
+        r = subprocess.run([os.path.join(BIN, "verdict"), "generate", "--model", TARGET, "--prompt", p,
+                            "--max-tokens", str(MAX_TOKENS), "--draft", DRAFT, "--judge", HEAD, "--k", "16",
+                            "--policy", "judge-shadow", "--stats-json"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        single = json.loads(r.stderr.strip().splitlines()[-1])
+        self.assertEqual(c.choices[0].text, self.greedy[p])  # shadow mode is lossless
+        self.assertGreater(single["shadow"]["judge_only"], 0)
+        self.assertEqual(c.model_extra["verdict"]["shadow"], single["shadow"])
+        # A long prompt that leaves less room than the default max_tokens (96), end-of-text ignored:
+        # over gRPC the generation reports the context's end, not the length limit (issue 21).
+        long_prompt = " ".join([PROMPTS[0]] * 6)
+        r = subprocess.run([os.path.join(BIN, "verdict"), "client", "generate", "--addr", self.grpc_addr,
+                            "--prompt", long_prompt, "--ignore-eos", "--json"], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertGreater(out["prompt_tokens"] + 96, 256, out)
+        self.assertEqual(out["finish_reason"], "FINISH_REASON_CONTEXT", out)
+        # Every context position was used: the last token, generated from position 255, needs none.
+        self.assertIn(out["prompt_tokens"] + out["completion_tokens"], (256, 257), out)
         # A token-array prompt and a max_tokens cut: finish_reason "length".
         c = self.client.completions.create(model="arith-target", prompt=[1, 20, 21, 22], max_tokens=3, temperature=0)
         self.assertEqual(c.choices[0].finish_reason, "length")
