@@ -2,6 +2,7 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -133,6 +134,11 @@ Coordinator::Coordinator(const CoordinatorOptions& options, clients::DraftClient
 Coordinator::Coordinator(const CoordinatorOptions& options, clients::DraftClient* draft,
                          clients::TargetClient* target, Executor* executor, Clock* clock)
     : options_(options), draft_(draft), target_(target), clock_(clock) {
+  if (options_.incarnation == 0) {
+    std::random_device random;
+    while (options_.incarnation == 0) options_.incarnation = random();
+  }
+  incarnation_bits_ = uint64_t{options_.incarnation} << 32;
   if (executor == nullptr) {
     own_loop_ = std::make_unique<EventLoop>();
     executor = own_loop_.get();
@@ -186,7 +192,7 @@ absl::StatusOr<spec::SessionId> Coordinator::Start(GenerationRequest request, Ge
         absl::StrCat("the coordinator is serving its maximum of ", options_.max_sessions, " sessions"));
   }
   auto s = std::make_shared<Session>();
-  s->id = spec::SessionId(next_id_.fetch_add(1));
+  s->id = spec::SessionId(incarnation_bits_ | next_id_.fetch_add(1));
   s->prompt_length = n;
   s->committed = request.prompt;
   const int64_t budget = n + request.max_new_tokens;
@@ -275,7 +281,7 @@ void Coordinator::Open(Session& s) {
 void Coordinator::OpenDraftSession(Session& s) {
   // A fresh draft-session id each time: a late answer for an abandoned one is recognisably stale.
   s.draft_state = Session::DraftState::kOpening;
-  s.draft_session = spec::DraftSessionId(next_draft_session_++);
+  s.draft_session = spec::DraftSessionId(incarnation_bits_ | next_draft_session_++);
   s.draft_sequence = s.committed;
   ++s.opens_in_flight;
   const spec::SessionId id = s.id;

@@ -55,6 +55,10 @@ struct CoordinatorOptions {
   bool pipelined = true;
   // After a draft failure, a session decodes target-only and tries the draft again after this.
   absl::Duration draft_retry_interval = absl::Seconds(2);
+  // The high 32 bits of every session id this coordinator gives out, so that a restarted
+  // coordinator's sessions cannot collide with ones its predecessor left open on the workers.
+  // 0: a random nonzero value chosen at construction.
+  uint32_t incarnation = 0;
 };
 
 enum class FinishReason { kStop, kLength, kContext };
@@ -170,6 +174,7 @@ class Coordinator {
   clients::DraftClient* draft_;
   clients::TargetClient* target_;
   Clock* clock_;
+  uint64_t incarnation_bits_ = 0;  // options_.incarnation << 32
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> active_{0};  // sessions not yet released (admission control)
   // Executor-thread state.

@@ -161,11 +161,32 @@ TEST_F(CoordinatorStateTest, OnPassSeesEachBlockBeforeItsTokensAndTheWaitsAreTim
   EXPECT_THAT(events, ElementsAre("pass 0 accepted 0", "tokens 1"));
 }
 
+// Session ids carry the coordinator's incarnation in their high bits (issue 21: a restarted
+// coordinator numbered from 1 again and collided with sessions its predecessor left open).
+TEST_F(CoordinatorStateTest, SessionIdsCarryTheIncarnation) {
+  Make({.incarnation = 7});
+  const spec::SessionId id = Start();
+  EXPECT_EQ(id.value() >> 32, 7u);
+  EXPECT_EQ(target_.opens.Peek().session.session_id.value() >> 32, 7u);
+  EXPECT_EQ(draft_.opens.Peek().session.session_id.value() >> 32, 7u);
+  // Unset, each coordinator picks its own.
+  testing::ManualExecutor other_executor;
+  Coordinator a({.target_context = kContext, .draft_context = kContext}, &draft_, &target_, &other_executor, &clock_);
+  Coordinator b({.target_context = kContext, .draft_context = kContext}, &draft_, &target_, &other_executor, &clock_);
+  GenerationRequest r;
+  r.prompt = {1};
+  r.max_new_tokens = 2;
+  ASSERT_OK_AND_ASSIGN(spec::SessionId ia, a.Start(r, {}));
+  ASSERT_OK_AND_ASSIGN(spec::SessionId ib, b.Start(r, {}));
+  EXPECT_NE(ia.value() >> 32, 0u);
+  EXPECT_NE(ia.value() >> 32, ib.value() >> 32);
+}
+
 // Order 1: the verdict (everything accepted) arrives before the optimistic proposal; the proposal
 // then continues the committed tokens exactly and goes straight to verification.
 TEST_F(CoordinatorStateTest, VerdictBeforeTheOptimisticProposalStillUsesIt) {
   Make();
-  Start(3);
+  const spec::SessionId id = Start(3);
   OpenBoth();
   draft_.ReplyPropose({20, 21, 22});
   Run();
@@ -182,7 +203,7 @@ TEST_F(CoordinatorStateTest, VerdictBeforeTheOptimisticProposalStillUsesIt) {
   EXPECT_THAT(v.block.draft.tokens, ElementsAre(30, 31, 32));
   target_.ReplyVerdict(0, 40);
   Run();
-  coordinator_->Cancel(spec::SessionId(1));
+  coordinator_->Cancel(id);
   Run();
   ASSERT_EQ(draft_.proposals.size(), 1u);
   draft_.FailPropose(absl::CancelledError("released"));

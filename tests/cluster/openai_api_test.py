@@ -319,6 +319,46 @@ class OpenAiApiTest(unittest.TestCase):
         self.assertIn(503, statuses)
         self.assertEqual(statuses[-1], 200, "requests did not succeed after the shard restarted")
 
+    def test_7_a_restarted_coordinator_does_not_collide_with_its_predecessor(self):
+        # Issue 21's reproduction: shard 1 frozen, 3 requests open sessions on every member, the
+        # coordinator dies, shard 1 resumes. The sessions stay open on the workers (releasing them is
+        # still to do), and the coordinator `verdict up` restarts must not reuse their ids.
+        shard = self.cluster.member_pid("verdict-shard.*--shard 1")
+        coordinator = self.cluster.member_pid("verdict-coordinator")
+        os.kill(shard, signal.SIGSTOP)
+        conns = []
+        try:
+            body = json.dumps({"prompt": PROMPTS[2], "max_tokens": 8, "temperature": 0, "stream": True})
+            for _ in range(3):
+                conn = http.client.HTTPConnection(*self.http.split(":"), timeout=30)
+                conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+                conns.append(conn)
+            deadline = time.time() + 20
+            while time.time() < deadline and len(self.status()["sessions"]) < 3:
+                time.sleep(0.1)
+            os.kill(coordinator, signal.SIGKILL)
+        finally:
+            os.kill(shard, signal.SIGCONT)
+            for conn in conns:
+                conn.close()
+        served = []
+        deadline = time.time() + 60
+        while time.time() < deadline and len(served) < 4:
+            try:
+                status, _, body = post(self.http, {"prompt": PROMPTS[3], "max_tokens": MAX_TOKENS, "temperature": 0},
+                                       timeout=30)
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.3)  # the coordinator is not back yet
+                continue
+            if served or status == 200:
+                self.assertEqual(status, 200, body)  # once back, every request is served
+                self.assertEqual(body["choices"][0]["text"], self.greedy[PROMPTS[3]])
+                served.append(status)
+            else:
+                self.assertIn(status, (503,), body)  # members still reconnecting
+                time.sleep(0.3)
+        self.assertEqual(len(served), 4, "the restarted coordinator did not serve")
+
 
 class ManyStreamsTest(unittest.TestCase):
     """256 concurrent streaming HTTP requests on a cluster whose session limit admits them all: each

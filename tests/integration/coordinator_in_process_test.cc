@@ -97,7 +97,8 @@ class FailingTargetClient : public clients::TargetClient {
   }
   void Verify(const spec::ShardBlock& block, std::vector<int32_t> ids,
               std::function<void(spec::BlockOutcome)> done) override {
-    if (block.session_id.value() == fail_session_ && block.step >= 3) {
+    // The n-th session this coordinator started (its ids carry the incarnation in the high bits).
+    if ((block.session_id.value() & 0xffffffffu) == fail_session_ && block.step >= 3) {
       done({block.session_id, block.step, absl::UnavailableError("target shard 1 (127.0.0.1:2) is unreachable"), std::nullopt});
       return;
     }
