@@ -226,7 +226,8 @@ absl::StatusOr<ChatPromptFormat> LoadChatPromptFormat(const std::string& path, c
   if (!parsed.ok()) {
     return absl::Status(parsed.status().code(), absl::StrCat(source.origin, ": ", parsed.status().message()));
   }
-  return ChatPromptFormat{*std::move(parsed), source.bos_token, source.eos_token};
+  return ChatPromptFormat{*std::move(parsed), source.bos_token, source.eos_token,
+                          std::make_shared<const SpecialTokenTexts>(SpecialTokenTexts::Of(tokenizer))};
 }
 
 std::vector<int32_t> StopTokenIds(const LoadedModel& model) {

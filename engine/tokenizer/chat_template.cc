@@ -1828,6 +1828,7 @@ absl::StatusOr<std::vector<int32_t>> ChatPromptFormat::Encode(const Tokenizer& t
   inputs.bos_token = bos_token;
   inputs.eos_token = eos_token;
   VERDICT_ASSIGN_OR_RETURN(RenderedChat rendered, chat_template.Render(inputs));
+  if (special_tokens != nullptr) return EncodeRenderedChat(tokenizer, *special_tokens, rendered);
   return EncodeRenderedChat(tokenizer, rendered);
 }
 
@@ -1837,16 +1838,26 @@ absl::string_view BuiltinLlama3ChatTemplate() {
          "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
 }
 
-absl::StatusOr<std::vector<int32_t>> EncodeRenderedChat(const Tokenizer& tokenizer, const RenderedChat& rendered) {
-  // The special tokens' texts, longest first so that a longer one wins where two share a prefix.
-  std::vector<std::pair<std::string, int32_t>> specials;
+SpecialTokenTexts SpecialTokenTexts::Of(const Tokenizer& tokenizer) {
+  SpecialTokenTexts out;
   for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
     if (!tokenizer.IsSpecial(id)) continue;
     absl::StatusOr<std::string> text = tokenizer.TokenBytes(id);
-    if (text.ok() && !text->empty()) specials.emplace_back(*std::move(text), id);
+    if (text.ok() && !text->empty()) out.longest_first.emplace_back(*std::move(text), id);
   }
-  std::stable_sort(specials.begin(), specials.end(),
+  std::stable_sort(out.longest_first.begin(), out.longest_first.end(),
                    [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  return out;
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeRenderedChat(const Tokenizer& tokenizer, const RenderedChat& rendered) {
+  return EncodeRenderedChat(tokenizer, SpecialTokenTexts::Of(tokenizer), rendered);
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeRenderedChat(const Tokenizer& tokenizer,
+                                                        const SpecialTokenTexts& special_tokens,
+                                                        const RenderedChat& rendered) {
+  const std::vector<std::pair<std::string, int32_t>>& specials = special_tokens.longest_first;
   const std::string& text = rendered.text;
   std::vector<int32_t> ids;
   size_t piece_begin = 0;

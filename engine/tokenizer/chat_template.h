@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -79,11 +80,20 @@ class ChatTemplate {
   std::shared_ptr<const std::vector<std::unique_ptr<chat_template_internal::Node>>> body_;
 };
 
+// The texts of a vocabulary's special tokens, longest first (a longer one wins where two share a
+// prefix): found once per vocabulary (a scan of every id) rather than per prompt.
+struct SpecialTokenTexts {
+  std::vector<std::pair<std::string, int32_t>> longest_first;
+  static SpecialTokenTexts Of(const Tokenizer& tokenizer);
+};
+
 // A parsed template with the token strings it renders: what a server keeps per model.
 struct ChatPromptFormat {
   ChatTemplate chat_template;
   std::string bos_token;
   std::string eos_token;
+  // The special tokens of the tokenizer it encodes with (null: found at each Encode).
+  std::shared_ptr<const SpecialTokenTexts> special_tokens;
   // The prompt's ids for `messages` (EncodeRenderedChat of the rendering).
   absl::StatusOr<std::vector<int32_t>> Encode(const Tokenizer& tokenizer, absl::Span<const ChatMessage> messages,
                                               bool add_generation_prompt) const;
@@ -98,6 +108,9 @@ absl::string_view BuiltinLlama3ChatTemplate();
 // encoded without specials; special-token text inside message content stays plain text.
 // Errors: those of Tokenizer::Encode.
 absl::StatusOr<std::vector<int32_t>> EncodeRenderedChat(const Tokenizer& tokenizer, const RenderedChat& rendered);
+absl::StatusOr<std::vector<int32_t>> EncodeRenderedChat(const Tokenizer& tokenizer,
+                                                        const SpecialTokenTexts& special_tokens,
+                                                        const RenderedChat& rendered);
 
 }  // namespace verdict::engine
 
