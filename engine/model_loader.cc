@@ -31,6 +31,19 @@ absl::StatusOr<std::string> ReadTextFile(const fs::path& path) {
   return text.str();
 }
 
+// The one .gguf file of directory `dir`, or kNotFound "<dir> has <what_else_missing> and no .gguf
+// file" / "several .gguf files; name one".
+absl::StatusOr<fs::path> SingleGgufIn(const fs::path& dir, absl::string_view what_else_missing) {
+  std::error_code ec;
+  std::vector<fs::path> ggufs;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".gguf") ggufs.push_back(entry.path());
+  }
+  if (ggufs.size() == 1) return ggufs[0];
+  return absl::NotFoundError(absl::StrCat(dir.string(), " has ", what_else_missing, " and ",
+                                          ggufs.empty() ? "no .gguf file" : "several .gguf files; name one"));
+}
+
 absl::Status Annotate(const absl::Status& status, const fs::path& file) {
   if (status.ok()) return status;
   return absl::Status(status.code(), absl::StrCat(file.string(), ": ", status.message()));
@@ -94,14 +107,8 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path) {
   if (fs::is_directory(p, ec)) {
     // A directory holding a single GGUF file is accepted too.
     if (!fs::exists(p / "config.json")) {
-      std::vector<fs::path> ggufs;
-      for (const auto& entry : fs::directory_iterator(p, ec)) {
-        if (entry.path().extension() == ".gguf") ggufs.push_back(entry.path());
-      }
-      if (ggufs.size() == 1) return LoadGgufFile(ggufs[0]);
-      return absl::NotFoundError(absl::StrCat(
-          path, " has no config.json (a Hugging Face model directory) and ",
-          ggufs.empty() ? "no .gguf file" : "several .gguf files; name one"));
+      VERDICT_ASSIGN_OR_RETURN(const fs::path gguf, SingleGgufIn(p, "no config.json (a Hugging Face model directory)"));
+      return LoadGgufFile(gguf);
     }
     return LoadHfDirectory(p);
   }
@@ -121,15 +128,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerAt(const std::string& pa
     if (fs::exists(p / "tokenizer.json", ec)) {
       p = p / "tokenizer.json";
     } else {
-      std::vector<fs::path> ggufs;
-      for (const auto& entry : fs::directory_iterator(p, ec)) {
-        if (entry.path().extension() == ".gguf") ggufs.push_back(entry.path());
-      }
-      if (ggufs.size() != 1) {
-        return absl::NotFoundError(absl::StrCat(path, " has no tokenizer.json and ",
-                                                ggufs.empty() ? "no .gguf file" : "several .gguf files"));
-      }
-      p = ggufs[0];
+      VERDICT_ASSIGN_OR_RETURN(p, SingleGgufIn(p, "no tokenizer.json"));
     }
   }
   if (p.extension() == ".gguf") {
