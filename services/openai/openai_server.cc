@@ -147,22 +147,22 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
   }
   const CompletionMeta meta{NewCompletionId(chat), absl::ToUnixSeconds(absl::Now()), service->model().name, chat};
   if (!call->stream) {
-    absl::MutexLock lock(&gen->mu);
-    const bool done = gen->mu.AwaitWithDeadline(
-        absl::Condition(+[](Generation* g) ABSL_SHARED_LOCKS_REQUIRED(g->mu) { return g->result.has_value(); },
-                        gen.get()),
-        deadline);
-    if (!done) {
-      const std::optional<spec::SessionId> id = gen->session;
-      gen->mu.Unlock();
-      if (id.has_value()) coordinator->Cancel(*id);
-      gen->mu.Lock();
-      return SendError(res, ErrorFromStatus(Timeout(timeout)));
-    }
-    if (!gen->result->ok()) return SendError(res, ErrorFromStatus(gen->result->status()));
+    absl::StatusOr<v1::GenerateResponse::Final> result = Timeout(timeout);
     std::string text;
-    for (const std::string& piece : gen->pieces) text += piece;
-    res.set_content(CompletionJson(meta, text, **gen->result).dump(), "application/json");
+    {
+      absl::MutexLock lock(&gen->mu);
+      const bool done = gen->mu.AwaitWithDeadline(
+          absl::Condition(+[](Generation* g) ABSL_SHARED_LOCKS_REQUIRED(g->mu) { return g->result.has_value(); },
+                          gen.get()),
+          deadline);
+      if (done) {
+        result = *gen->result;
+        for (const std::string& piece : gen->pieces) text += piece;
+      }
+    }
+    if (absl::IsDeadlineExceeded(result.status())) CancelGeneration(coordinator, *gen);
+    if (!result.ok()) return SendError(res, ErrorFromStatus(result.status()));
+    res.set_content(CompletionJson(meta, text, *result).dump(), "application/json");
     return;
   }
   const bool include_usage = call->include_usage;
