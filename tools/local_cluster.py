@@ -28,6 +28,17 @@ def free_ports(n):
     return ports
 
 
+def generate_reference(bin_dir, prompt, *args, max_tokens=96):
+    """`verdict generate`'s continuation of `prompt` in one process (the target alone, or the decoding
+    `args` name): what a cluster's output is compared with."""
+    r = subprocess.run([os.path.join(bin_dir, "verdict"), "generate", "--model", TARGET, "--prompt", prompt,
+                        "--max-tokens", str(max_tokens), "--quiet", *args], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(prompt), r.stdout
+    return r.stdout[len(prompt):].rstrip("\n")
+
+
 def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=False, max_sessions=64,
                  http_timeout=None):
     """transport: "ucx" (tcp, peer-failure handling), "ucx-shm" (shared memory, no peer-failure

@@ -63,12 +63,7 @@ def metric(text, name, labels=""):
 
 
 def reference(prompt, *args):
-    r = subprocess.run([os.path.join(BIN, "verdict"), "generate", "--model", TARGET, "--prompt", prompt,
-                        "--max-tokens", "96", "--quiet", *args], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
-    assert out.startswith(prompt), out
-    return out[len(prompt):].rstrip("\n")
+    return local_cluster.generate_reference(BIN, prompt, *args, max_tokens=96)
 
 
 def safetensors_parameters(path):

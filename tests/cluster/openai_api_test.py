@@ -45,12 +45,7 @@ MAX_TOKENS = 96
 
 
 def reference(prompt, *args):
-    r = subprocess.run([os.path.join(BIN, "verdict"), "generate", "--model", TARGET, "--prompt", prompt,
-                        "--max-tokens", str(MAX_TOKENS), "--quiet", *args], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(prompt), r.stdout
-    return r.stdout[len(prompt):].rstrip("\n")
+    return local_cluster.generate_reference(BIN, prompt, *args, max_tokens=MAX_TOKENS)
 
 
 def post(addr, body, timeout=60):
