@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "spec/ids.h"
 #include "spec/messages.h"
 #include "spec/sampling_params.h"
@@ -41,6 +42,10 @@ class DraftClient {
   virtual void Propose(const spec::ProposeRequest& request,
                        std::function<void(absl::StatusOr<spec::Proposal>)> done) = 0;
   virtual void CloseSession(spec::DraftSessionId session_id) = 0;  // best effort, no reply
+  // Keeps the sessions of coordinator incarnation `renewal.owner` (the high 32 bits of their ids)
+  // alive for `renewal.lease` from now; the worker may release those it holds that the renewal does
+  // not name (workers/session_leases.h). Best effort, no reply.
+  virtual void RenewLease(const spec::LeaseRenewal& renewal) = 0;
 };
 
 struct TargetSessionSpec {
@@ -61,6 +66,7 @@ class TargetClient {
   virtual void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
                       std::function<void(spec::BlockOutcome)> done) = 0;
   virtual void CloseSession(spec::SessionId session_id) = 0;  // on every shard, best effort
+  virtual void RenewLease(const spec::LeaseRenewal& renewal) = 0;  // on every shard, as above
   virtual int num_shards() const = 0;
 };
 

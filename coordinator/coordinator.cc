@@ -97,6 +97,10 @@ struct Coordinator::Session {
   // Target side.
   bool target_started = false;  // the prompt went out with the first block
   spec::DraftBlock verifying_draft;
+  spec::ShardBlock verifying_block;  // what went out, for a retry
+  std::vector<int32_t> verifying_ids;
+  int target_attempts = 0;  // retries of the current open or block
+  absl::Status transient_error;  // what the first retry answered
 
   // Draft side.
   DraftState draft_state = DraftState::kNone;
@@ -253,7 +257,45 @@ CoordinatorSnapshot Coordinator::Snapshot() {
   return snap;
 }
 
+Coordinator::LiveSessions Coordinator::Live() {
+  LiveSessions live;
+  auto fill = [this, &live] {
+    for (const auto& [id, s] : sessions_) {
+      live.target.push_back(id.value());
+      if (s->draft_state == Session::DraftState::kOpening || s->draft_state == Session::DraftState::kReady) {
+        live.draft.push_back(s->draft_session.value());
+      }
+    }
+  };
+  if (executor_->InLoop()) {
+    fill();
+    return live;
+  }
+  absl::Notification done;
+  Post([&] {
+    fill();
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return live;
+}
+
 void Coordinator::Open(Session& s) {
+  OpenTarget(s);
+  if (s.request.speculation.speculate) OpenDraftSession(s);
+}
+
+bool Coordinator::RetryTarget(Session& s, const absl::Status& status) {
+  const bool transient =
+      status.code() == absl::StatusCode::kUnavailable || status.code() == absl::StatusCode::kDeadlineExceeded;
+  if (!transient || s.done() || s.target_attempts >= options_.target_retries) return false;
+  if (s.target_attempts == 0) s.transient_error = status;
+  ++s.target_attempts;
+  ++totals_.target_retries;
+  return true;
+}
+
+void Coordinator::OpenTarget(Session& s) {
   const spec::SessionId id = s.id;
   ++s.opens_in_flight;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
@@ -265,6 +307,11 @@ void Coordinator::Open(Session& s) {
                            Session& s = *it->second;
                            --s.opens_in_flight;
                            if (!s.done()) {
+                             if (!status.ok() && RetryTarget(s, status)) {
+                               OpenTarget(s);  // the shards accept the same open again
+                               return;
+                             }
+                             s.target_attempts = 0;
                              if (!status.ok()) {
                                Fail(s, status);
                              } else {
@@ -275,7 +322,6 @@ void Coordinator::Open(Session& s) {
                            MaybeRelease(s);
                          });
                        });
-  if (s.request.speculation.speculate) OpenDraftSession(s);
 }
 
 void Coordinator::OpenDraftSession(Session& s) {
@@ -482,12 +528,18 @@ void Coordinator::SendBlock(Session& s, spec::DraftBlock draft) {
   ids.insert(ids.end(), draft.tokens.begin(), draft.tokens.end());
   block.draft = draft;
   s.target_started = true;
-  s.verifying = true;
   s.verifying_since = clock_->Now();
   s.verifying_draft = std::move(draft);
+  s.verifying_block = std::move(block);
+  s.verifying_ids = std::move(ids);
+  DispatchBlock(s);
+}
+
+void Coordinator::DispatchBlock(Session& s) {
+  s.verifying = true;
   const spec::SessionId id = s.id;
   std::shared_ptr<Mailbox> mailbox = mailbox_;
-  target_->Verify(block, std::move(ids), [this, mailbox, id](spec::BlockOutcome outcome) {
+  target_->Verify(s.verifying_block, s.verifying_ids, [this, mailbox, id](spec::BlockOutcome outcome) {
     mailbox->Post([this, id, outcome = std::move(outcome)]() mutable { OnOutcome(id, std::move(outcome)); });
   });
 }
@@ -497,6 +549,15 @@ void Coordinator::OnOutcome(spec::SessionId id, spec::BlockOutcome outcome) {
   if (it == sessions_.end()) return;
   Session& s = *it->second;
   s.verifying = false;
+  if (!outcome.status.ok() && RetryTarget(s, outcome.status)) {
+    DispatchBlock(s);  // the shards run the same block again from the same state
+    return;
+  }
+  if (!outcome.status.ok() && s.target_attempts > 0 && outcome.status.code() == absl::StatusCode::kNotFound) {
+    // A retry found the session gone (a shard restarted and lost it): the first error says why.
+    outcome.status = s.transient_error;
+  }
+  s.target_attempts = 0;
   // The first pass carries the prompt: its time is the prefill's.
   (s.stats.target_passes == 0 ? s.stats.prefill_time : s.stats.verify_time) +=
       clock_->Now() - s.verifying_since;

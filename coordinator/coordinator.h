@@ -59,6 +59,11 @@ struct CoordinatorOptions {
   // coordinator's sessions cannot collide with ones its predecessor left open on the workers.
   // 0: a random nonzero value chosen at construction.
   uint32_t incarnation = 0;
+  // A target open or block that fails with a transient error (kUnavailable, kDeadlineExceeded: a
+  // lost request or reply, a shard restarting) is sent again this many times before the session
+  // fails. Safe because the workers treat a repeated open or block as the same one (same step:
+  // the shards run it again from the same state).
+  int target_retries = 2;
 };
 
 enum class FinishReason { kStop, kLength, kContext };
@@ -110,6 +115,7 @@ struct CoordinatorTotals {
   int64_t requests = 0;
   int64_t requests_failed = 0;
   int64_t requests_cancelled = 0;
+  int64_t target_retries = 0;  // target opens and blocks sent again after a transient error
   spec::SpeculationStats stats;  // of the requests that ended, merged
 };
 
@@ -143,6 +149,16 @@ class Coordinator {
   // From the executor's thread or any other (then it waits for the executor to answer).
   CoordinatorSnapshot Snapshot();
 
+  // The high 32 bits of this coordinator's session ids (the owner its leases name).
+  uint32_t incarnation() const { return options_.incarnation; }
+  // The ids of the sessions this coordinator holds on the target shards and on the draft worker
+  // (what its lease renewals name). From any thread, as Snapshot.
+  struct LiveSessions {
+    std::vector<uint64_t> target;
+    std::vector<uint64_t> draft;
+  };
+  LiveSessions Live();
+
  private:
   struct Session;
   struct Action;
@@ -151,6 +167,7 @@ class Coordinator {
 
   void Post(std::function<void()> fn);
   void Open(Session& s);
+  void OpenTarget(Session& s);
   // Opens (or reopens after a failure) the session's draft session from its committed tokens.
   void OpenDraftSession(Session& s);
   // Plans and applies the session's next steps until it has to wait for a reply.
@@ -159,6 +176,10 @@ class Coordinator {
   void Apply(Session& s, Action action);
   void RequestProposal(Session& s, bool optimistic);
   void SendBlock(Session& s, spec::DraftBlock draft);
+  // Sends the session's block under verification (again, on a retry).
+  void DispatchBlock(Session& s);
+  // Whether a failed target call is sent again (counting the attempt).
+  bool RetryTarget(Session& s, const absl::Status& status);
   void OnProposal(spec::SessionId id, spec::DraftSessionId draft_session, absl::StatusOr<spec::Proposal> proposal);
   void OnOutcome(spec::SessionId id, spec::BlockOutcome outcome);
   void DraftFailed(Session& s, const absl::Status& status);

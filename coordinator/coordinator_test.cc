@@ -249,7 +249,7 @@ TEST_F(CoordinatorStateTest, ProposalAfterARollbackIsDroppedAndTheDraftRollsBack
 // first verdict's tokens; the workers' sessions are released only once the proposal still in
 // flight has come back.
 TEST_F(CoordinatorStateTest, ShardErrorBetweenTwoVerdictsFailsTheSessionAndReleasesItLater) {
-  Make();
+  Make({.target_retries = 0});
   const spec::SessionId id = Start(2);
   OpenBoth();
   draft_.ReplyPropose({20, 21});
@@ -275,6 +275,67 @@ TEST_F(CoordinatorStateTest, ShardErrorBetweenTwoVerdictsFailsTheSessionAndRelea
   EXPECT_EQ(snap.releasing, 0);
   EXPECT_EQ(snap.totals.requests_failed, 1);
   EXPECT_EQ(done_calls_, 1);
+}
+
+// Order 3b: transient target failures (a lost request or reply, a shard restarting) send the same
+// block again, same step; the retries run out after target_retries and the session fails with the
+// first error; a retry that finds the session gone reports the transient error that caused it.
+TEST_F(CoordinatorStateTest, TransientTargetFailuresSendTheSameBlockAgain) {
+  Make({.pipelined = false, .target_retries = 2});
+  Start(2);
+  OpenBoth();
+  draft_.ReplyPropose({20, 21});
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  const spec::ShardBlock first = target_.verifies.Peek().block;
+  target_.FailVerify(absl::DeadlineExceededError("injected fault: Verify reply dropped"));
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  const clients::testing::FakeTargetClient::VerifyCall again = target_.verifies.Peek();
+  EXPECT_EQ(again.block.step, first.step);
+  EXPECT_EQ(again.block.start_position, first.start_position);
+  EXPECT_THAT(again.block.draft.tokens, ElementsAre(20, 21));
+  EXPECT_THAT(again.token_ids, ElementsAre(10, 11, 12, 20, 21));
+  target_.FailVerify(absl::UnavailableError("target shard 1 is restarting"));
+  Run();
+  target_.ReplyVerdict(2, 22);
+  Run();
+  EXPECT_THAT(tokens_, ElementsAre(20, 21, 22));
+  EXPECT_EQ(coordinator_->Snapshot().totals.target_retries, 2);
+
+  // The next block: three failures in a row end the session with the first one.
+  draft_.ReplyPropose({23, 24});
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  target_.FailVerify(absl::UnavailableError("target shard 1 (127.0.0.1:2) is unreachable"));
+  Run();
+  target_.FailVerify(absl::DeadlineExceededError("no verdict in time"));
+  Run();
+  ASSERT_EQ(target_.verifies.size(), 1u);
+  target_.FailVerify(absl::NotFoundError("no target session"));  // the restarted shard lost it
+  Run();
+  EXPECT_EQ(target_.verifies.size(), 0u);
+  EXPECT_THAT(summary_.status(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("unreachable")));
+  EXPECT_EQ(done_calls_, 1);
+}
+
+TEST_F(CoordinatorStateTest, TransientTargetOpenFailuresOpenAgainOthersFailAtOnce) {
+  Make({.target_retries = 2});
+  Start(3);
+  target_.ReplyOpen(absl::DeadlineExceededError("injected fault: OpenTargetSession reply dropped"));
+  Run();
+  ASSERT_EQ(target_.opens.size(), 1u);  // opened again
+  target_.ReplyOpen();
+  draft_.ReplyOpen();
+  Run();
+  EXPECT_EQ(draft_.proposals.size(), 1u);  // decoding started
+  EXPECT_EQ(done_calls_, 0);
+
+  Start(3);  // a second session: a refusal is not retried
+  target_.ReplyOpen(absl::ResourceExhaustedError("target shard 0 holds its maximum"));
+  Run();
+  EXPECT_EQ(target_.opens.size(), 0u);
+  EXPECT_THAT(summary_.status(), StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
 // Order 4: the draft times out; the session goes on target-only (blocks without draft tokens) and

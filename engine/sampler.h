@@ -95,6 +95,11 @@ class Sampler {
 
   const SamplingParams& params() const { return params_; }
 
+  // The random stream's position: a block that is verified again (a retried request) restores it
+  // so that it draws the same numbers.
+  const std::mt19937_64& stream() const { return rng_; }
+  void set_stream(const std::mt19937_64& stream) { rng_ = stream; }
+
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;

@@ -30,6 +30,7 @@ class SingleSliceCache final : public SequenceCache {
       : SequenceCache(runner), cache_(std::move(cache)) {}
   int64_t length() const override { return cache_->length(); }
   int64_t capacity() const override { return cache_->capacity(); }
+  size_t size_bytes() const override { return cache_->size_bytes(); }
   absl::Status Truncate(int64_t n) override { return cache_->Truncate(n); }
   KvCache* kv() { return cache_.get(); }
 
@@ -78,6 +79,7 @@ class TensorParallelCache final : public SequenceCache {
       : SequenceCache(runner), cache_(std::move(cache)) {}
   int64_t length() const override { return cache_->length(); }
   int64_t capacity() const override { return cache_->capacity(); }
+  size_t size_bytes() const override { return cache_->size_bytes(); }
   absl::Status Truncate(int64_t n) override { return cache_->Truncate(n); }
   TensorParallelKvCache* group_cache() { return cache_.get(); }
 

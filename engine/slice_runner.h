@@ -34,6 +34,8 @@ class SequenceCache {
 
   virtual int64_t length() const = 0;
   virtual int64_t capacity() const = 0;
+  // The memory it holds (allocated at its full capacity when made), on every rank.
+  virtual size_t size_bytes() const = 0;
   // Drops every position >= n (metadata only). Errors: kInvalidArgument if n < 0 or n > length();
   // then nothing changes.
   virtual absl::Status Truncate(int64_t n) = 0;

@@ -43,6 +43,11 @@ class TensorParallelKvCache {
 
   int64_t length() const { return caches_[0]->length(); }
   int64_t capacity() const { return caches_[0]->capacity(); }
+  size_t size_bytes() const {  // every rank's
+    size_t bytes = 0;
+    for (const auto& cache : caches_) bytes += cache->size_bytes();
+    return bytes;
+  }
   // Drops every position >= n on every rank (metadata only, like KvCache::Truncate).
   // Errors: kInvalidArgument if n < 0 or n > length(); then nothing changes.
   absl::Status Truncate(int64_t n);

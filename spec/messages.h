@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "spec/draft_block.h"
 #include "spec/ids.h"
 
@@ -49,6 +50,14 @@ struct BlockOutcome {
   uint64_t step = 0;
   absl::Status status;
   std::optional<Verdict> verdict;  // last shard, verify blocks that succeeded
+};
+
+// A coordinator's lease renewal for one worker (workers/session_leases.h): its incarnation, how
+// long the lease lasts from now, and the ids of the sessions it still holds there.
+struct LeaseRenewal {
+  uint32_t owner = 0;
+  absl::Duration lease;
+  std::vector<uint64_t> live_sessions;
 };
 
 }  // namespace verdict::spec

@@ -19,6 +19,7 @@ struct SamplingParams {
   uint64_t seed = 0;
 
   bool greedy() const { return temperature <= 0.0f; }
+  bool operator==(const SamplingParams&) const = default;
 };
 
 // kInvalidArgument for NaN/negative temperature, top_p outside (0, 1], and the like.

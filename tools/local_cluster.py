@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(REPO, "assets", "models")
@@ -40,9 +41,11 @@ def generate_reference(bin_dir, prompt, *args, max_tokens=96):
 
 
 def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=False, max_sessions=64,
-                 http_timeout=None):
+                 http_timeout=None, session_lease=None, rpc_chaos=None):
     """transport: "ucx" (tcp, peer-failure handling), "ucx-shm" (shared memory, no peer-failure
-    handling) or "grpc". tokenizer: the coordinator's tokenizer path (default: the target's)."""
+    handling) or "grpc". tokenizer: the coordinator's tokenizer path (default: the target's).
+    session_lease: seconds the workers keep a silent coordinator's sessions (default: the server's).
+    rpc_chaos: fault injection on the coordinator's calls (clients/chaos/rpc_chaos.h), default off."""
     layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
     ports = free_ports(2 + 3 * shards + 3)
     lines = [
@@ -53,8 +56,11 @@ def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=Fa
         f'allowed_policies: [VERIFICATION_POLICY_JUDGE, VERIFICATION_POLICY_JUDGE_SHADOW] max_sessions: {max_sessions} '
         'draft_deadline_ms: 2000 '
         f'pipelined: {str(pipelined).lower()}' + (f' http_listen: "127.0.0.1:{ports[-2]}"' if http else "") +
-        (f' http_request_timeout_seconds: {http_timeout}' if http_timeout else "") + ' }',
-        f'draft {{ listen: "127.0.0.1:{ports[1]}" model {{ path: "{DRAFT}" }} threads: 1 }}',
+        (f' http_request_timeout_seconds: {http_timeout}' if http_timeout else "") +
+        (f' session_lease_seconds: {session_lease}' if session_lease else "") +
+        (f' rpc_chaos: "{rpc_chaos}"' if rpc_chaos else "") + ' }',
+        f'draft {{ listen: "127.0.0.1:{ports[1]}" admin_listen: "127.0.0.1:{ports[-3]}" model {{ path: "{DRAFT}" }} '
+        'threads: 1 }',
     ]
     for i, (b, e) in enumerate(layers):
         judge = f' judge_head: "{HEAD}"' if i == shards - 1 else ""
@@ -71,8 +77,18 @@ def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=Fa
         f.write("\n".join(lines) + "\n")
     write_config.admin = f"127.0.0.1:{ports[-1]}"
     write_config.http = f"127.0.0.1:{ports[-2]}" if http else None
+    write_config.draft_admin = f"127.0.0.1:{ports[-3]}"
     write_config.shard_admin = [f"127.0.0.1:{ports[2 + 2 * shards + i]}" for i in range(shards)]
     return path, f"127.0.0.1:{ports[0]}"
+
+
+def read_metric(admin, name, labels=""):
+    """The value of one Prometheus sample on a member's admin endpoint (None when it has none)."""
+    with urllib.request.urlopen(f"http://{admin}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + labels + " "):
+                return float(line.split()[-1])
+    return None
 
 
 class Cluster:

@@ -6,8 +6,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/check.h"
 #include "common/status_macros.h"
+#include "workers/session_leases.h"
 #include "judge/speculative_session.h"
 
 namespace verdict::workers {
@@ -40,8 +42,14 @@ absl::StatusOr<std::unique_ptr<DraftWorker>> DraftWorker::Create(engine::ModelSl
 absl::Status DraftWorker::OpenSession(spec::DraftSessionId session_id, absl::Span<const int32_t> prompt,
                                       const engine::SamplingParams& sampling, int64_t capacity,
                                       bool record_distributions) {
-  if (sessions_.contains(session_id)) {
-    return absl::AlreadyExistsError(absl::StrCat("draft session ", session_id.value(), " is already open"));
+  if (auto it = sessions_.find(session_id); it != sessions_.end()) {
+    const Session& open = *it->second;
+    if (open.capacity == capacity && open.record_distributions == record_distributions &&
+        open.sampler.params() == sampling && std::equal(open.prompt.begin(), open.prompt.end(), prompt.begin(), prompt.end())) {
+      return absl::OkStatus();  // the same open again
+    }
+    return absl::AlreadyExistsError(absl::StrCat("draft session ", session_id.value(),
+                                                 " is already open with other arguments"));
   }
   if (num_sessions() >= options_.max_sessions) {
     return absl::ResourceExhaustedError(
@@ -58,15 +66,44 @@ absl::Status DraftWorker::OpenSession(spec::DraftSessionId session_id, absl::Spa
     return absl::ResourceExhaustedError(absl::StrCat("the prompt has ", prompt.size(),
                                                      " tokens, more than the session capacity ", capacity));
   }
+  // Refused before allocating when the size is known (caches grow linearly with capacity), and
+  // checked again after.
+  VERDICT_RETURN_IF_ERROR(CheckKvBudget(kv_bytes_per_position_ * capacity));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, draft_->NewKvCache(capacity));
+  const int64_t bytes = static_cast<int64_t>(cache->size_bytes());
+  if (kv_bytes_per_position_ == 0) kv_bytes_per_position_ = bytes / capacity;
+  VERDICT_RETURN_IF_ERROR(CheckKvBudget(bytes));
+  kv_bytes_ += bytes;
   auto session = std::unique_ptr<Session>(
       new Session{std::move(cache), std::vector<int32_t>(prompt.begin(), prompt.end()),
-                  engine::Sampler(sampling), record_distributions});
+                  engine::Sampler(sampling), record_distributions, capacity,
+                  std::vector<int32_t>(prompt.begin(), prompt.end())});
   sessions_.emplace(session_id, std::move(session));
   return absl::OkStatus();
 }
 
-void DraftWorker::CloseSession(spec::DraftSessionId session_id) { sessions_.erase(session_id); }
+absl::Status DraftWorker::CheckKvBudget(int64_t bytes) const {
+  if (options_.max_kv_bytes <= 0 || kv_bytes_ + bytes <= options_.max_kv_bytes) return absl::OkStatus();
+  constexpr double kMiB = 1 << 20;
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "the session's KV cache needs %.1f MiB; the draft worker's sessions hold %.1f of its %.1f MiB", bytes / kMiB,
+      kv_bytes_ / kMiB, options_.max_kv_bytes / kMiB));
+}
+
+void DraftWorker::CloseSession(spec::DraftSessionId session_id) {
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return;
+  kv_bytes_ -= static_cast<int64_t>(it->second->cache->size_bytes());
+  sessions_.erase(it);
+}
+
+int64_t DraftWorker::CloseSessionsOf(uint32_t owner) {
+  return static_cast<int64_t>(absl::erase_if(sessions_, [this, owner](const auto& entry) {
+    if (SessionLeases::OwnerOf(entry.first.value()) != owner) return false;
+    kv_bytes_ -= static_cast<int64_t>(entry.second->cache->size_bytes());
+    return true;
+  }));
+}
 
 std::vector<int32_t> DraftWorker::sequence(spec::DraftSessionId session_id) const {
   auto it = sessions_.find(session_id);
@@ -128,6 +165,18 @@ std::vector<absl::StatusOr<spec::Proposal>> DraftWorker::ProposeBatch(
       continue;
     }
     Session& s = *it->second;
+    if (s.last_request.has_value() && r.step <= s.last_request->step) {
+      const spec::ProposeRequest& last = *s.last_request;
+      if (r.step == last.step && r.keep_length == last.keep_length && r.append_tokens == last.append_tokens &&
+          r.num_tokens == last.num_tokens) {
+        results[i] = s.last_proposal;  // a repeated request: the same answer, nothing runs
+        seen.insert(r.session_id);
+      } else {
+        results[i] = absl::InvalidArgumentError(absl::StrCat("draft session ", r.session_id.value(), ": step ",
+                                                             r.step, " does not follow step ", last.step));
+      }
+      continue;
+    }
     if (absl::Status status = Validate(r, s); !status.ok()) {
       results[i] = std::move(status);
       continue;
@@ -203,6 +252,10 @@ std::vector<absl::StatusOr<spec::Proposal>> DraftWorker::ProposeBatch(
         still.push_back(std::move(run));
       } else {
         run.proposal.sequence_length = static_cast<int64_t>(run.session->tokens.size());
+        if (!run.session->record_distributions) {
+          run.session->last_request = requests[run.request];
+          run.session->last_proposal = run.proposal;
+        }
         results[run.request] = std::move(run.proposal);
       }
     }

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -32,6 +33,10 @@ namespace verdict::workers {
 
 struct DraftWorkerOptions {
   int64_t max_sessions = 256;
+  // Memory bound: the KV caches of all sessions together (each allocated whole when its session
+  // opens) may hold at most this many bytes; an open that would pass it is refused with
+  // kResourceExhausted, so no session runs out of memory midway. 0: no bound.
+  int64_t max_kv_bytes = 0;
 };
 
 class DraftWorker {
@@ -51,8 +56,14 @@ class DraftWorker {
                            const engine::SamplingParams& sampling, int64_t capacity,
                            bool record_distributions = false);
 
+  // Opening an open session again with the same arguments is fine (idempotent: a retried open);
+  // with other arguments it is kAlreadyExists.
+  //
   // Releases the session's cache. Unknown ids are fine (idempotent).
   void CloseSession(spec::DraftSessionId session_id);
+  // Releases every session whose id's high 32 bits are `owner` (a coordinator incarnation whose
+  // lease ran out: workers/session_leases.h). Returns how many there were.
+  int64_t CloseSessionsOf(uint32_t owner);
 
   // Runs the requests together and returns one result per request, in order. A request that fails
   // validation (kNotFound: unknown session; kInvalidArgument: keep_length beyond the sequence,
@@ -63,6 +74,7 @@ class DraftWorker {
   absl::StatusOr<spec::Proposal> Propose(const spec::ProposeRequest& request);
 
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
+  int64_t kv_bytes() const { return kv_bytes_; }  // held by the open sessions
   bool has_session(spec::DraftSessionId session_id) const { return sessions_.contains(session_id); }
   // The session's current sequence (for tests and status), empty if unknown.
   std::vector<int32_t> sequence(spec::DraftSessionId session_id) const;
@@ -77,10 +89,19 @@ class DraftWorker {
     std::vector<int32_t> tokens;
     engine::Sampler sampler;
     bool record_distributions = false;
+    int64_t capacity = 0;
+    std::vector<int32_t> prompt;  // as opened (a repeated open must match it)
+    // The last proposal and what asked for it: the same request again (a retry after a lost
+    // reply, or a duplicated request) gets the same answer without running again. Requests must
+    // not go back in steps. (Not kept for sessions that record distributions: those are large.)
+    std::optional<spec::ProposeRequest> last_request;
+    spec::Proposal last_proposal;
   };
 
   DraftWorker(engine::ModelSlice* draft, const DraftWorkerOptions& options);
   absl::Status Validate(const spec::ProposeRequest& request, const Session& session) const;
+  // kResourceExhausted when `bytes` more KV memory would pass options_.max_kv_bytes.
+  absl::Status CheckKvBudget(int64_t bytes) const;
 
   engine::ModelSlice* draft_;
   DraftWorkerOptions options_;
@@ -90,6 +111,8 @@ class DraftWorker {
   std::vector<engine::math::SampledRowRequest> sample_requests_;  // the sampled rows of a step
   std::vector<float> probs_;  // scratch of the rows that record their distributions
   int64_t forward_passes_ = 0;
+  int64_t kv_bytes_ = 0;
+  int64_t kv_bytes_per_position_ = 0;  // learned from the first cache (caches grow with capacity)
 };
 
 }  // namespace verdict::workers

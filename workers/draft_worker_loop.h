@@ -21,7 +21,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/sampler.h"
+#include "absl/time/time.h"
 #include "workers/draft_worker.h"
+#include "workers/session_leases.h"
 #include "spec/messages.h"
 #include "workers/work_queue.h"
 
@@ -31,6 +33,15 @@ struct DraftLoopOptions {
   // A batch takes proposals while the tokens of their first forward step (appended + uncached +
   // one) stay within this budget; a single larger proposal still runs alone.
   int64_t max_batch_tokens = 512;
+  // How long a coordinator's sessions live without a lease renewal (workers/session_leases.h);
+  // a renewal may name another length. Zero: sessions live until closed.
+  absl::Duration session_lease = absl::ZeroDuration();
+  // Called on the engine thread after the sessions of an owner whose lease ran out were released.
+  std::function<void(uint32_t owner, int64_t sessions)> on_lease_expired;
+  // Backpressure: opens and proposals that find this many requests queued are refused with
+  // kResourceExhausted instead of queueing without limit (closes and renewals always queue).
+  // 0: no limit.
+  int64_t max_queued = 0;
 };
 
 struct DraftLoopStats {
@@ -39,6 +50,10 @@ struct DraftLoopStats {
   int64_t queue_depth = 0;
   int64_t sessions = 0;
   int64_t forward_passes = 0;
+  int64_t leases_expired = 0;
+  int64_t sessions_released_by_lease = 0;  // expired leases and lost closes
+  int64_t refused_queue_full = 0;
+  int64_t kv_bytes = 0;
 };
 
 class DraftWorkerLoop {
@@ -55,13 +70,16 @@ class DraftWorkerLoop {
                    int64_t capacity, bool record_distributions, StatusCallback done);
   void Propose(spec::ProposeRequest request, ProposalCallback done);
   void CloseSession(spec::DraftSessionId session_id);
+  // Renews a coordinator's lease (workers/session_leases.h); its sessions the renewal does not
+  // name that are at least a lease old are released.
+  void RenewLease(spec::LeaseRenewal renewal);
 
   DraftLoopStats stats() const;
   const DraftWorker& worker() const { return *worker_; }  // engine-thread data: tests only
 
  private:
   struct Item {
-    enum class Kind { kOpen, kPropose, kClose } kind;
+    enum class Kind { kOpen, kPropose, kClose, kRenew } kind;
     spec::DraftSessionId session_id;
     std::vector<int32_t> prompt;
     engine::SamplingParams sampling;
@@ -70,17 +88,23 @@ class DraftWorkerLoop {
     StatusCallback open_done;
     spec::ProposeRequest request;
     ProposalCallback propose_done;
+    spec::LeaseRenewal renewal;  // kRenew
   };
 
   void Run();
   // Queues the item (moving from it) unless the loop is stopping.
   bool Enqueue(Item& item);
+  // Whether the queue is too full for new work (counting the refusal).
+  bool QueueFull();
   // Estimated tokens of a proposal's first forward step.
   int64_t FirstStepTokens(const spec::ProposeRequest& request) const;
+  // Releases the sessions of owners whose lease ran out.
+  void ReleaseExpired();
 
   std::unique_ptr<DraftWorker> worker_;
   DraftLoopOptions options_;
   WorkQueue<Item> queue_;
+  SessionLeases leases_;  // engine thread
   mutable absl::Mutex mu_;
   DraftLoopStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;

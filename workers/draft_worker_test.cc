@@ -180,7 +180,9 @@ TEST_F(DraftWorkerTest, SessionLifecycleErrors) {
   EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1}, {}, 129), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("capacity")));
   EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1, 2, 3}, {}, 2), StatusIs(absl::StatusCode::kResourceExhausted));
   ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(1), {1, 2}, {}, 16));
-  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1, 2}, {}, 16), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_OK(worker_->OpenSession(spec::DraftSessionId(1), {1, 2}, {}, 16));  // the same open again (a retry)
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1, 3}, {}, 16), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(worker_->OpenSession(spec::DraftSessionId(1), {1, 2}, {}, 17), StatusIs(absl::StatusCode::kAlreadyExists));
   worker_->CloseSession(spec::DraftSessionId(1));
   worker_->CloseSession(spec::DraftSessionId(1));  // idempotent
   EXPECT_FALSE(worker_->has_session(spec::DraftSessionId(1)));
@@ -193,6 +195,35 @@ TEST_F(DraftWorkerTest, SessionLifecycleErrors) {
   EXPECT_THAT((*small)->OpenSession(spec::DraftSessionId(3), {1}, {}, 8), StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("maximum")));
   (*small)->CloseSession(spec::DraftSessionId(1));
   EXPECT_OK((*small)->OpenSession(spec::DraftSessionId(3), {1}, {}, 8));
+}
+
+// A proposal that reaches the worker twice (a retry after a lost reply, a duplicated request) is
+// answered with the first one's tokens without running again, even for a sampled draft; a request
+// that goes back in steps is refused; the session goes on exactly as one that saw each request once.
+TEST_F(DraftWorkerTest, ARepeatedProposalGetsTheSameAnswerWithoutRunning) {
+  const engine::SamplingParams sampled{.temperature = 1.0f, .seed = 5};
+  ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(1), prompts_[2], sampled, 128));
+  ASSERT_OK(worker_->OpenSession(spec::DraftSessionId(2), prompts_[2], sampled, 128));
+  const int64_t n = static_cast<int64_t>(prompts_[2].size());
+  for (uint64_t step = 1; step <= 6; ++step) {
+    const int64_t keep = n + static_cast<int64_t>(step - 1) * 2;  // every proposal kept
+    ASSERT_OK_AND_ASSIGN(spec::Proposal first, worker_->Propose({spec::DraftSessionId(1), step, keep, {}, 2}));
+    const int64_t passes = worker_->forward_passes();
+    ASSERT_OK_AND_ASSIGN(spec::Proposal again, worker_->Propose({spec::DraftSessionId(1), step, keep, {}, 2}));
+    EXPECT_EQ(worker_->forward_passes(), passes);  // nothing ran
+    EXPECT_EQ(again.block.tokens, first.block.tokens);
+    EXPECT_EQ(again.block.logprobs, first.block.logprobs);
+    EXPECT_EQ(again.sequence_length, first.sequence_length);
+    ASSERT_OK_AND_ASSIGN(spec::Proposal reference, worker_->Propose({spec::DraftSessionId(2), step, keep, {}, 2}));
+    EXPECT_EQ(reference.block.tokens, first.block.tokens) << "step " << step;
+    EXPECT_THAT(worker_->Propose({spec::DraftSessionId(1), step, keep, {}, 3}).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not follow")));
+    if (step > 1) {
+      EXPECT_THAT(worker_->Propose({spec::DraftSessionId(1), step - 1, keep, {}, 2}).status(),
+                  StatusIs(absl::StatusCode::kInvalidArgument));
+    }
+  }
+  EXPECT_EQ(worker_->sequence(spec::DraftSessionId(1)), worker_->sequence(spec::DraftSessionId(2)));
 }
 
 }  // namespace

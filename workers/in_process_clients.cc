@@ -74,6 +74,10 @@ void InProcessTargetClient::CloseSession(spec::SessionId session_id) {
   for (auto& loop : loops_) loop->CloseSession(session_id);
 }
 
+void InProcessTargetClient::RenewLease(const spec::LeaseRenewal& renewal) {
+  for (auto& loop : loops_) loop->RenewLease(renewal);
+}
+
 void InProcessTargetClient::Deliver(int shard, spec::BlockOutcome outcome) {
   std::function<void(spec::BlockOutcome)> done;
   {

@@ -29,6 +29,7 @@ class InProcessDraftClient : public clients::DraftClient {
   void Propose(const spec::ProposeRequest& request,
                std::function<void(absl::StatusOr<spec::Proposal>)> done) override;
   void CloseSession(spec::DraftSessionId session_id) override;
+  void RenewLease(const spec::LeaseRenewal& renewal) override { loop_->RenewLease(renewal); }
 
  private:
   DraftWorkerLoop* loop_;
@@ -45,6 +46,7 @@ class InProcessTargetClient : public clients::TargetClient {
   void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
               std::function<void(spec::BlockOutcome)> done) override;
   void CloseSession(spec::SessionId session_id) override;
+  void RenewLease(const spec::LeaseRenewal& renewal) override;
   int num_shards() const override { return static_cast<int>(loops_.size()); }
 
   const TargetShardLoop& loop(int i) const { return *loops_[i]; }

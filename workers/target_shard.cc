@@ -7,7 +7,9 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "workers/session_leases.h"
 
 namespace verdict::workers {
 
@@ -49,8 +51,11 @@ absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capaci
 
 absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capacity,
                                       const judge::VerificationConfig& verification) {
-  if (sessions_.contains(session_id)) {
-    return absl::AlreadyExistsError(absl::StrCat("target session ", session_id.value(), " is already open"));
+  if (auto it = sessions_.find(session_id); it != sessions_.end()) {
+    // The same open again (a retry after a lost reply, a duplicated request) is fine.
+    if (it->second->cache->capacity() == capacity) return absl::OkStatus();
+    return absl::AlreadyExistsError(absl::StrCat("target session ", session_id.value(),
+                                                 " is already open with another capacity"));
   }
   if (num_sessions() >= options_.max_sessions) {
     return absl::ResourceExhaustedError(
@@ -67,22 +72,57 @@ absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capaci
       return absl::FailedPreconditionError("the judge policy needs a judge head; this shard has none");
     }
   }
+  // Refused before allocating when the size is known (caches grow linearly with capacity), and
+  // checked again after.
+  VERDICT_RETURN_IF_ERROR(CheckKvBudget(kv_bytes_per_position_ * capacity));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::SequenceCache> cache, runner_->NewCache(capacity));
+  const int64_t bytes = static_cast<int64_t>(cache->size_bytes());
+  if (kv_bytes_per_position_ == 0) kv_bytes_per_position_ = bytes / capacity;
+  VERDICT_RETURN_IF_ERROR(CheckKvBudget(bytes));
+  kv_bytes_ += bytes;
   sessions_.emplace(session_id, std::unique_ptr<Session>(new Session{
                                     std::move(cache), verification,
                                     engine::Sampler(verification.target_sampling)}));
   return absl::OkStatus();
 }
 
-void TargetShard::CloseSession(spec::SessionId session_id) { sessions_.erase(session_id); }
+absl::Status TargetShard::CheckKvBudget(int64_t bytes) const {
+  if (options_.max_kv_bytes <= 0 || kv_bytes_ + bytes <= options_.max_kv_bytes) return absl::OkStatus();
+  constexpr double kMiB = 1 << 20;
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "the session's KV cache needs %.1f MiB; the target shard's sessions hold %.1f of its %.1f MiB", bytes / kMiB,
+      kv_bytes_ / kMiB, options_.max_kv_bytes / kMiB));
+}
+
+void TargetShard::CloseSession(spec::SessionId session_id) {
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return;
+  kv_bytes_ -= static_cast<int64_t>(it->second->cache->size_bytes());
+  sessions_.erase(it);
+}
+
+int64_t TargetShard::CloseSessionsOf(uint32_t owner) {
+  return static_cast<int64_t>(absl::erase_if(sessions_, [this, owner](const auto& entry) {
+    if (SessionLeases::OwnerOf(entry.first.value()) != owner) return false;
+    kv_bytes_ -= static_cast<int64_t>(entry.second->cache->size_bytes());
+    return true;
+  }));
+}
 
 int64_t TargetShard::cached_length(spec::SessionId session_id) const {
   auto it = sessions_.find(session_id);
   return it == sessions_.end() ? -1 : it->second->cache->length();
 }
 
+bool TargetShard::IsReplay(const spec::ShardBlock& block, const Session& session) {
+  const spec::ShardBlock& last = session.last_block;
+  return session.has_step && block.step == session.last_step && block.start_position == last.start_position &&
+         block.num_tokens == last.num_tokens && block.verify == last.verify &&
+         block.draft.tokens == last.draft.tokens;
+}
+
 absl::Status TargetShard::ValidateBlock(const spec::ShardBlock& block, const Session& session) const {
-  if (session.has_step && block.step <= session.last_step) {
+  if (session.has_step && block.step <= session.last_step && !IsReplay(block, session)) {
     return absl::InvalidArgumentError(absl::StrCat("session ", block.session_id.value(), ": step ", block.step,
                                                    " does not follow step ", session.last_step));
   }
@@ -206,6 +246,11 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   std::vector<float> activations;
   const bool all_ready = ready.size() == batch.blocks.size();
   for (const Ready& r : ready) {
+    if (IsReplay(*r.block, *r.session)) {
+      r.session->rng.set_stream(r.session->stream_before_last);
+    } else {
+      r.session->stream_before_last = r.session->rng.stream();
+    }
     // Roll back whatever the session cached past the block's start (rejected draft tokens).
     (void)r.session->cache->Truncate(r.block->start_position);
     forward.sequences.push_back({r.session->cache.get(), r.block->num_tokens});
@@ -252,6 +297,7 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   for (const Ready& r : ready) {
     r.session->last_step = r.block->step;
     r.session->has_step = true;
+    r.session->last_block = *r.block;
   }
 
   if (!is_last()) {

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -64,6 +65,10 @@ struct TargetShardOptions {
   // session's SpeculationParams (rules with no wire form: the judge evaluation's oracle and token
   // mask; local::GenerateSpeculative). Called on the engine thread as each session opens.
   std::function<void(judge::VerificationConfig* verification)> adjust_verification;
+  // Memory bound: the KV caches of all sessions together (each allocated whole when its session
+  // opens) may hold at most this many bytes; an open that would pass it is refused with
+  // kResourceExhausted, so no session runs out of memory midway. 0: no bound.
+  int64_t max_kv_bytes = 0;
 };
 
 class TargetShard {
@@ -86,6 +91,9 @@ class TargetShard {
   absl::Status OpenSession(spec::SessionId session_id, int64_t capacity,
                            const judge::VerificationConfig& verification);
   void CloseSession(spec::SessionId session_id);  // idempotent
+  // Releases every session whose id's high 32 bits are `owner` (a coordinator incarnation whose
+  // lease ran out: workers/session_leases.h). Returns how many there were.
+  int64_t CloseSessionsOf(uint32_t owner);
 
   // Runs the batch. A malformed batch as a whole (the number of ids or activations does not match
   // the blocks) fails every block with kInvalidArgument.
@@ -94,6 +102,7 @@ class TargetShard {
   bool is_first() const { return runner_->is_first(); }
   bool is_last() const { return runner_->is_last(); }
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
+  int64_t kv_bytes() const { return kv_bytes_; }  // held by the open sessions
   bool has_session(spec::SessionId session_id) const { return sessions_.contains(session_id); }
   // The session's cached length (for tests and status), -1 if unknown.
   int64_t cached_length(spec::SessionId session_id) const;
@@ -111,10 +120,19 @@ class TargetShard {
     engine::Sampler rng;  // sampled verification's random stream
     uint64_t last_step = 0;
     bool has_step = false;
+    // The last block run and the random stream before it: the same block again (a retry after a
+    // lost reply, or a duplicated request) runs again from the same state and gives the same
+    // verdict, instead of failing as a step that does not advance.
+    spec::ShardBlock last_block;
+    std::mt19937_64 stream_before_last;
   };
 
   TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head, const TargetShardOptions& options);
   absl::Status ValidateBlock(const spec::ShardBlock& block, const Session& session) const;
+  // kResourceExhausted when `bytes` more KV memory would pass options_.max_kv_bytes.
+  absl::Status CheckKvBudget(int64_t bytes) const;
+  // Whether `block` repeats the session's last block (same step, positions and draft).
+  static bool IsReplay(const spec::ShardBlock& block, const Session& session);
 
   engine::SliceRunner* runner_;
   const judge::JudgeHead* head_;
@@ -125,6 +143,8 @@ class TargetShard {
   judge::VerificationBatch verification_;  // last shard: what a batch computes for its verdicts
   int64_t forward_passes_ = 0;
   int64_t logits_rows_to_host_ = 0;
+  int64_t kv_bytes_ = 0;
+  int64_t kv_bytes_per_position_ = 0;  // learned from the first cache (caches grow with capacity)
   std::unique_ptr<engine::ThreadPool> verify_pool_;  // created at the first batch that needs it
 };
 

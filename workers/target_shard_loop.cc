@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "workers/target_shard_loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -28,7 +29,7 @@ void AppendBlock(const ShardBatch& src, size_t index, int64_t row, int64_t hidde
 
 TargetShardLoop::TargetShardLoop(std::unique_ptr<TargetShard> shard, const ShardLoopOptions& options,
                                  ShardLoopSinks sinks)
-    : shard_(std::move(shard)), options_(options), sinks_(std::move(sinks)) {
+    : shard_(std::move(shard)), options_(options), sinks_(std::move(sinks)), leases_(options.session_lease) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -58,6 +59,11 @@ void TargetShardLoop::OpenSession(spec::SessionId session_id, int64_t capacity, 
   item.params = std::move(params);
   item.target_sampling = target_sampling;
   item.done = std::move(done);
+  if (QueueFull(0)) {
+    item.done(absl::ResourceExhaustedError(absl::StrCat("the target shard's queue holds its maximum of ",
+                                                        options_.max_queued_blocks, " blocks")));
+    return;
+  }
   if (!Enqueue(item)) item.done(absl::UnavailableError("the target shard is shutting down"));
 }
 
@@ -67,10 +73,29 @@ void TargetShardLoop::CloseSession(spec::SessionId session_id) {
   Enqueue(item);
 }
 
+void TargetShardLoop::RenewLease(spec::LeaseRenewal renewal) {
+  Item item{Item::Kind::kRenew};
+  item.renewal = std::move(renewal);
+  Enqueue(item);
+}
+
 void TargetShardLoop::Submit(ShardBatch batch) {
   Item item{Item::Kind::kBlocks};
   item.batch = std::move(batch);
+  if (QueueFull(static_cast<int64_t>(item.batch.blocks.size()))) {
+    FailBlocks(item.batch, absl::ResourceExhaustedError(absl::StrCat(
+                               "the target shard's queue holds its maximum of ", options_.max_queued_blocks, " blocks")));
+    return;
+  }
   if (!Enqueue(item)) FailBlocks(item.batch, absl::UnavailableError("the target shard is shutting down"));
+}
+
+bool TargetShardLoop::QueueFull(int64_t blocks) {
+  if (options_.max_queued_blocks <= 0) return false;
+  absl::MutexLock lock(&mu_);
+  if (queued_blocks_ + std::max<int64_t>(blocks, 1) <= options_.max_queued_blocks) return false;
+  ++stats_.refused_queue_full;
+  return true;
 }
 
 void TargetShardLoop::FailBlocks(const ShardBatch& batch, const absl::Status& status) {
@@ -94,7 +119,7 @@ void TargetShardLoop::Run() {
   const int64_t hidden = shard_->runner().config().hidden_size;
   std::deque<Item> items;
   while (true) {
-    if (!queue_.Take(&items)) {  // stopped: fail what is left
+    if (!queue_.Take(&items, leases_.NextExpiry())) {  // stopped: fail what is left
       for (Item& item : items) {
         if (item.kind == Item::Kind::kOpen) item.done(absl::UnavailableError("the target shard stopped"));
         if (item.kind == Item::Kind::kBlocks) FailBlocks(item.batch, absl::UnavailableError("the target shard stopped"));
@@ -107,12 +132,26 @@ void TargetShardLoop::Run() {
     while (!items.empty()) {
       Item& front = items.front();
       if (front.kind == Item::Kind::kOpen) {
-        front.done(shard_->OpenSession(front.session_id, front.capacity, front.params, front.target_sampling));
+        absl::Status status = shard_->OpenSession(front.session_id, front.capacity, front.params, front.target_sampling);
+        if (status.ok()) leases_.Opened(front.session_id.value(), absl::Now());
+        front.done(std::move(status));
+        items.pop_front();
+        continue;
+      }
+      if (front.kind == Item::Kind::kRenew) {
+        const spec::LeaseRenewal& r = front.renewal;
+        const std::vector<uint64_t> abandoned = leases_.Renew(r.owner, r.lease, r.live_sessions, absl::Now());
+        for (uint64_t id : abandoned) shard_->CloseSession(spec::SessionId(id));
+        if (!abandoned.empty()) {
+          absl::MutexLock lock(&mu_);
+          stats_.sessions_released_by_lease += static_cast<int64_t>(abandoned.size());
+        }
         items.pop_front();
         continue;
       }
       if (front.kind == Item::Kind::kClose) {
         shard_->CloseSession(front.session_id);
+        leases_.Closed(front.session_id.value());
         items.pop_front();
         continue;
       }
@@ -188,11 +227,34 @@ void TargetShardLoop::Run() {
       }
       if (!result.next.blocks.empty() && sinks_.to_next) sinks_.to_next(std::move(result.next));
       if (sinks_.on_outcome) {
-        for (spec::BlockOutcome& outcome : result.outcomes) sinks_.on_outcome(std::move(outcome));
+        for (spec::BlockOutcome& outcome : result.outcomes) {
+          if (outcome.status.code() == absl::StatusCode::kNotFound &&
+              leases_.RecentlyExpired(SessionLeases::OwnerOf(outcome.session_id.value()))) {
+            outcome.status = absl::NotFoundError(
+                absl::StrCat(outcome.status.message(), " (released: its coordinator's lease expired)"));
+          }
+          sinks_.on_outcome(std::move(outcome));
+        }
       }
     }
+    ReleaseExpired();
     absl::MutexLock lock(&mu_);
     stats_.sessions = shard_->num_sessions();
+    stats_.kv_bytes = shard_->kv_bytes();
+  }
+}
+
+void TargetShardLoop::ReleaseExpired() {
+  for (uint32_t owner : leases_.TakeExpired(absl::Now())) {
+    const int64_t released = shard_->CloseSessionsOf(owner);
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.leases_expired;
+      stats_.sessions_released_by_lease += released;
+      stats_.sessions = shard_->num_sessions();
+      stats_.kv_bytes = shard_->kv_bytes();
+    }
+    if (options_.on_lease_expired) options_.on_lease_expired(owner, released);
   }
 }
 

@@ -24,6 +24,8 @@
 #include "absl/synchronization/mutex.h"
 #include "spec/speculation_params.h"
 #include "spec/messages.h"
+#include "absl/time/time.h"
+#include "workers/session_leases.h"
 #include "workers/target_shard.h"
 #include "workers/work_queue.h"
 
@@ -33,6 +35,15 @@ struct ShardLoopOptions {
   // A forward pass takes blocks while their positions stay within this budget (a single larger
   // block still runs alone).
   int64_t max_batch_tokens = 1024;
+  // How long a coordinator's sessions live without a lease renewal (workers/session_leases.h);
+  // a renewal may name another length. Zero: sessions live until closed.
+  absl::Duration session_lease = absl::ZeroDuration();
+  // Called on the engine thread after the sessions of an owner whose lease ran out were released.
+  std::function<void(uint32_t owner, int64_t sessions)> on_lease_expired;
+  // Backpressure: opens, and blocks that would bring the queued blocks past this, are refused with
+  // kResourceExhausted (the blocks' sessions fail) instead of queueing without limit (closes and
+  // renewals always queue). 0: no limit.
+  int64_t max_queued_blocks = 0;
 };
 
 struct ShardLoopSinks {
@@ -51,6 +62,10 @@ struct ShardLoopStats {
   // Last shard: rows of full logits copied to the host (0 while every policy is decided from the
   // backend's summaries; TargetShardOptions::verify_from_summaries).
   int64_t logits_rows_to_host = 0;
+  int64_t leases_expired = 0;
+  int64_t sessions_released_by_lease = 0;  // expired leases and lost closes
+  int64_t refused_queue_full = 0;  // opens and blocks
+  int64_t kv_bytes = 0;
 };
 
 class TargetShardLoop {
@@ -65,6 +80,9 @@ class TargetShardLoop {
   void OpenSession(spec::SessionId session_id, int64_t capacity, spec::SpeculationParams params,
                    spec::SamplingParams target_sampling, StatusCallback done);
   void CloseSession(spec::SessionId session_id);
+  // Renews a coordinator's lease (workers/session_leases.h); its sessions the renewal does not
+  // name that are at least a lease old are released.
+  void RenewLease(spec::LeaseRenewal renewal);
   void Submit(ShardBatch batch);
 
   ShardLoopStats stats() const;
@@ -75,23 +93,29 @@ class TargetShardLoop {
 
  private:
   struct Item {
-    enum class Kind { kOpen, kClose, kBlocks } kind;
+    enum class Kind { kOpen, kClose, kBlocks, kRenew } kind;
     spec::SessionId session_id;
     int64_t capacity = 0;
     spec::SpeculationParams params;
     spec::SamplingParams target_sampling;
     StatusCallback done;
     ShardBatch batch;
+    spec::LeaseRenewal renewal;  // kRenew
   };
 
   bool Enqueue(Item& item);
+  // Whether `blocks` more blocks (an open: 0) would overfill the queue (counting the refusal).
+  bool QueueFull(int64_t blocks);
   void Run();
   void FailBlocks(const ShardBatch& batch, const absl::Status& status);
+  // Releases the sessions of owners whose lease ran out.
+  void ReleaseExpired();
 
   std::unique_ptr<TargetShard> shard_;
   ShardLoopOptions options_;
   ShardLoopSinks sinks_;
   WorkQueue<Item> queue_;
+  SessionLeases leases_;  // engine thread
   mutable absl::Mutex mu_;
   ShardLoopStats stats_ ABSL_GUARDED_BY(mu_);
   int64_t queued_blocks_ ABSL_GUARDED_BY(mu_) = 0;

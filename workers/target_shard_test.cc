@@ -471,6 +471,53 @@ TEST_F(ShardChainTest, BadBlocksFailAloneAndMalformedBatchesFailWhole) {
   EXPECT_OK(find(2, 8)->status);
 }
 
+// A block that reaches the shards twice (a retry after a lost reply, a duplicated request) runs
+// again from the same state: the same verdict, even for sampled verification (its random stream is
+// restored), and the session goes on exactly as one that saw each block once.
+TEST_F(ShardChainTest, ARepeatedBlockGivesTheSameVerdictAndLeavesTheSameState) {
+  MakeShards({2});
+  judge::VerificationConfig sampled;
+  sampled.exact = spec::ExactRule::kSampled;
+  sampled.target_sampling = {.temperature = 1.0f, .seed = 7};
+  const engine::SamplingParams draft_sampling{.temperature = 1.0f, .seed = 3};
+  Driven once{.id = 1, .committed = prompts_[1], .prompt_length = prompts_[1].size()};
+  Driven twice{.id = 2, .committed = prompts_[1], .prompt_length = prompts_[1].size()};
+  Open(once, sampled, draft_sampling);
+  Open(twice, sampled, draft_sampling);
+  for (int b = 0; b < 10; ++b) {
+    std::vector<int32_t> ids_once, ids_twice;
+    ShardBatch a, c;
+    a.blocks = {NextBlock(once, 4, &a.token_ids)};
+    c.blocks = {NextBlock(twice, 4, &c.token_ids)};
+    ASSERT_EQ(once.pending.tokens, twice.pending.tokens) << "block " << b;  // same seeds, same proposals
+    std::vector<spec::BlockOutcome> first = RunChain(c);
+    std::vector<spec::BlockOutcome> again = RunChain(c);  // the same block again
+    std::vector<spec::BlockOutcome> reference = RunChain(a);
+    ASSERT_EQ(first.size(), 1u);
+    ASSERT_EQ(again.size(), 1u);
+    ASSERT_EQ(reference.size(), 1u);
+    ASSERT_OK(first[0].status);
+    ASSERT_OK(again[0].status);
+    ASSERT_OK(reference[0].status);
+    EXPECT_EQ(again[0].verdict->num_accepted, first[0].verdict->num_accepted) << "block " << b;
+    EXPECT_EQ(again[0].verdict->next_token, first[0].verdict->next_token) << "block " << b;
+    EXPECT_EQ(again[0].verdict->reasons, first[0].verdict->reasons) << "block " << b;
+    EXPECT_EQ(reference[0].verdict->num_accepted, first[0].verdict->num_accepted) << "block " << b;
+    EXPECT_EQ(reference[0].verdict->next_token, first[0].verdict->next_token) << "block " << b;
+    Apply(twice, *again[0].verdict);
+    Apply(once, *reference[0].verdict);
+    // A different block under an old step is still refused.
+    ShardBatch stale = c;
+    stale.blocks[0].draft.tokens[0] = (stale.blocks[0].draft.tokens[0] + 1) % static_cast<int32_t>(config_.vocab_size);
+    stale.token_ids.back() = stale.blocks[0].draft.tokens.back();
+    stale.token_ids[stale.token_ids.size() - stale.blocks[0].draft.tokens.size()] = stale.blocks[0].draft.tokens[0];
+    std::vector<spec::BlockOutcome> refused = RunChain(stale);
+    ASSERT_EQ(refused.size(), 1u);
+    EXPECT_THAT(refused[0].status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("does not follow")));
+  }
+  EXPECT_EQ(once.committed, twice.committed);
+}
+
 TEST_F(ShardChainTest, CreateAndOpenErrors) {
   judge::JudgeHead head;
   head.weight.assign(config_.hidden_size, 0.1f);
@@ -496,7 +543,8 @@ TEST_F(ShardChainTest, CreateAndOpenErrors) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("judge head")));
   EXPECT_THAT((*shard)->OpenSession(spec::SessionId(1), kCapacity + 1, {}), StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK((*shard)->OpenSession(spec::SessionId(1), 16, {}));
-  EXPECT_THAT((*shard)->OpenSession(spec::SessionId(1), 16, {}), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_OK((*shard)->OpenSession(spec::SessionId(1), 16, {}));  // the same open again (a retry)
+  EXPECT_THAT((*shard)->OpenSession(spec::SessionId(1), 32, {}), StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_THAT((*shard)->OpenSession(spec::SessionId(2), 16, {}), StatusIs(absl::StatusCode::kResourceExhausted));
   (*shard)->CloseSession(spec::SessionId(1));
   (*shard)->CloseSession(spec::SessionId(1));

@@ -10,6 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace verdict::workers {
 
@@ -24,12 +25,13 @@ class WorkQueue {
     return true;
   }
 
-  // Blocks until something is queued or the queue is stopped, then moves everything queued into
-  // *items. Returns false when stopped: *items then holds the leftovers, to be failed.
-  bool Take(std::deque<Item>* items) {
+  // Blocks until something is queued, the queue is stopped or `deadline` passed, then moves
+  // everything queued into *items (nothing, at the deadline). Returns false when stopped: *items
+  // then holds the leftovers, to be failed.
+  bool Take(std::deque<Item>* items, absl::Time deadline = absl::InfiniteFuture()) {
     auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopped_ || !items_.empty(); };
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&ready));
+    mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
     items->clear();
     items->swap(items_);
     return !stopped_;

@@ -107,6 +107,15 @@ void GrpcDraftClient::CloseSession(spec::DraftSessionId session_id) {
   stub_->async()->CloseSession(&call->context, &call->request, &call->response, [call](grpc::Status) {});
 }
 
+void GrpcDraftClient::RenewLease(const spec::LeaseRenewal& renewal) {
+  auto call = std::make_shared<Call<v1::RenewDraftLeaseRequest, v1::RenewDraftLeaseResponse>>();
+  call->context.set_deadline(After(control_deadline_));
+  call->request.set_owner(renewal.owner);
+  call->request.set_lease_ms(absl::ToInt64Milliseconds(renewal.lease));
+  call->request.mutable_live_session_ids()->Add(renewal.live_sessions.begin(), renewal.live_sessions.end());
+  stub_->async()->RenewLease(&call->context, &call->request, &call->response, [call](grpc::Status) {});
+}
+
 // ---- Target shards ---------------------------------------------------------------------------
 
 // Reads one shard's Events stream until it ends; then tells the client and deletes itself.
@@ -312,6 +321,17 @@ void GrpcTargetClient::CloseSession(spec::SessionId session_id) {
     call->context.set_deadline(After(options_.control_deadline));
     call->request.set_session_id(session_id.value());
     stubs_[i]->async()->CloseSession(&call->context, &call->request, &call->response, [call](grpc::Status) {});
+  }
+}
+
+void GrpcTargetClient::RenewLease(const spec::LeaseRenewal& renewal) {
+  for (int i = 0; i < num_shards(); ++i) {
+    auto call = std::make_shared<Call<v1::RenewShardLeaseRequest, v1::RenewShardLeaseResponse>>();
+    call->context.set_deadline(After(options_.control_deadline));
+    call->request.set_owner(renewal.owner);
+    call->request.set_lease_ms(absl::ToInt64Milliseconds(renewal.lease));
+    call->request.mutable_live_session_ids()->Add(renewal.live_sessions.begin(), renewal.live_sessions.end());
+    stubs_[i]->async()->RenewLease(&call->context, &call->request, &call->response, [call](grpc::Status) {});
   }
 }
 

@@ -33,6 +33,7 @@ class GrpcDraftClient : public DraftClient {
   void Propose(const spec::ProposeRequest& request,
                std::function<void(absl::StatusOr<spec::Proposal>)> done) override;
   void CloseSession(spec::DraftSessionId session_id) override;
+  void RenewLease(const spec::LeaseRenewal& renewal) override;
   const std::string& address() const { return address_; }
   // Whether the channel to the worker is connected (asks it to connect if idle).
   bool connected() const;
@@ -62,6 +63,7 @@ class GrpcTargetClient : public TargetClient {
   void Verify(const spec::ShardBlock& block, std::vector<int32_t> token_ids,
               std::function<void(spec::BlockOutcome)> done) override;
   void CloseSession(spec::SessionId session_id) override;
+  void RenewLease(const spec::LeaseRenewal& renewal) override;
   int num_shards() const override { return static_cast<int>(addresses_.size()); }
 
   // Whether shard i's Events stream is up (for health and status pages).

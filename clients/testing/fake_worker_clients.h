@@ -91,6 +91,7 @@ class FakeDraftClient final : public DraftClient {
     proposals.Add({request, std::move(done)});
   }
   void CloseSession(spec::DraftSessionId session_id) override { closed_.Add(session_id); }
+  void RenewLease(const spec::LeaseRenewal& renewal) override { leases.Add(renewal); }
 
   // Answers the i-th pending open.
   void ReplyOpen(absl::Status status = absl::OkStatus(), size_t i = 0) { opens.Take(i).done(status); }
@@ -111,6 +112,7 @@ class FakeDraftClient final : public DraftClient {
 
   PendingCalls<OpenCall> opens;
   PendingCalls<ProposeCall> proposals;
+  PendingCalls<spec::LeaseRenewal> leases;
 
  private:
   ClosedSessions<spec::DraftSessionId> closed_;
@@ -138,6 +140,7 @@ class FakeTargetClient final : public TargetClient {
     verifies.Add({block, std::move(token_ids), std::move(done)});
   }
   void CloseSession(spec::SessionId session_id) override { closed_.Add(session_id); }
+  void RenewLease(const spec::LeaseRenewal& renewal) override { leases.Add(renewal); }
   int num_shards() const override { return num_shards_; }
 
   void ReplyOpen(absl::Status status = absl::OkStatus(), size_t i = 0) { opens.Take(i).done(status); }
@@ -165,6 +168,7 @@ class FakeTargetClient final : public TargetClient {
 
   PendingCalls<OpenCall> opens;
   PendingCalls<VerifyCall> verifies;
+  PendingCalls<spec::LeaseRenewal> leases;
 
  private:
   const int num_shards_;

@@ -4,12 +4,15 @@
 //   verdict-coordinator --config cluster.textproto
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "CLI/CLI.hpp"
 #include "clients/grpc/grpc_worker_clients.h"
 #include "clients/grpc/wire_convert.h"
 #include "common/status_macros.h"
+#include "clients/chaos/rpc_chaos.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/lease_renewer.h"
 #include "engine/model_loader.h"
 #include "httplib.h"
 #include "services/admin/admin_server.h"
@@ -173,7 +176,30 @@ int Run(const std::string& config_path) {
   std::vector<std::string> shards;
   for (const v1::TargetShardConfig& s : config->shards()) shards.push_back(s.listen());
   clients::GrpcTargetClient target_client(shards);
-  coordinator::Coordinator coordinator(options, draft.get(), &target_client);
+  clients::DraftClient* draft_calls = draft.get();
+  clients::TargetClient* target_calls = &target_client;
+  // Fault injection for tests and the soak (off unless asked for): between the coordinator and the
+  // gRPC clients, so the faults hit real workers.
+  std::unique_ptr<clients::RpcChaos> chaos;
+  std::unique_ptr<clients::ChaosDraftClient> chaos_draft;
+  std::unique_ptr<clients::ChaosTargetClient> chaos_target;
+  const char* chaos_env = std::getenv("VERDICT_RPC_CHAOS");
+  if (const std::string spec = chaos_env != nullptr ? chaos_env : cc.rpc_chaos(); !spec.empty()) {
+    absl::StatusOr<clients::ChaosOptions> chaos_options = clients::ParseChaosSpec(spec);
+    if (!chaos_options.ok()) return services::Fail("coordinator", chaos_options.status());
+    chaos = std::make_unique<clients::RpcChaos>(*chaos_options);
+    if (draft != nullptr) chaos_draft = std::make_unique<clients::ChaosDraftClient>(draft.get(), chaos.get());
+    chaos_target = std::make_unique<clients::ChaosTargetClient>(&target_client, chaos.get());
+    draft_calls = chaos_draft.get();
+    target_calls = chaos_target.get();
+    std::fprintf(stderr, "verdict-coordinator: RPC fault injection on: %s\n", spec.c_str());
+  }
+  coordinator::Coordinator coordinator(options, draft_calls, target_calls);
+  std::unique_ptr<coordinator::LeaseRenewer> lease_renewer;
+  if (const absl::Duration lease = services::SessionLease(cc); lease > absl::ZeroDuration()) {
+    lease_renewer = std::make_unique<coordinator::LeaseRenewer>(&coordinator, lease, draft_calls,
+                                                                target_calls);
+  }
   services::GenerationService service(&coordinator, served);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
       services::StartServer(cc.listen(), {&service}, cc.max_request_bytes());
@@ -188,7 +214,7 @@ int Run(const std::string& config_path) {
       }
       return true;
     };
-    h.metrics = [&coordinator, &target_client, &draft] {
+    h.metrics = [&coordinator, &target_client, &draft, &chaos] {
       const coordinator::CoordinatorSnapshot snap = coordinator.Snapshot();
       const coordinator::CoordinatorTotals& totals = snap.totals;
       const spec::SpeculationStats& t = totals.stats;
@@ -196,6 +222,19 @@ int Run(const std::string& config_path) {
       m.push_back(services::CounterFamily("verdict_requests_total", "Generate requests started", totals.requests));
       m.push_back(services::CounterFamily("verdict_requests_failed_total", "Generate requests that failed", totals.requests_failed));
       m.push_back(services::CounterFamily("verdict_requests_cancelled_total", "Generate requests cancelled", totals.requests_cancelled));
+      m.push_back(services::CounterFamily("verdict_target_retries_total",
+                                          "Target opens and blocks sent again after a transient error",
+                                          totals.target_retries));
+      if (chaos != nullptr) {
+        prometheus::MetricFamily faults = services::CounterFamily(
+            "verdict_rpc_chaos_faults_total", "Faults injected into calls to the workers (tests only)",
+            chaos->total(clients::ChaosFault::kDropRequest), {{"fault", "drop_request"}});
+        for (clients::ChaosFault f : {clients::ChaosFault::kDropReply, clients::ChaosFault::kDelay,
+                                      clients::ChaosFault::kDuplicate, clients::ChaosFault::kFail}) {
+          services::AddSeries(faults, chaos->total(f), {{"fault", clients::ChaosFaultName(f)}});
+        }
+        m.push_back(faults);
+      }
       m.push_back(services::CounterFamily("verdict_tokens_total", "Generated tokens", t.tokens));
       m.push_back(services::CounterFamily("verdict_target_passes_total", "Target verification passes", t.target_passes));
       m.push_back(services::CounterFamily("verdict_target_only_passes_total", "Passes without draft tokens", t.target_only_passes));

@@ -30,9 +30,18 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
       engine::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device, fp8);
   if (!model.ok()) return services::Fail("draft", model.status());
   absl::StatusOr<std::unique_ptr<workers::DraftWorker>> worker =
-      workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
+      workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2,
+                                                        .max_kv_bytes = int64_t{dc.max_kv_memory_mb()} << 20});
   if (!worker.ok()) return services::Fail("draft", worker.status());
-  workers::DraftWorkerLoop loop(std::move(*worker), {.max_batch_tokens = dc.max_batch_tokens()});
+  // Each session has at most one proposal in flight: more queued than that is a flood.
+  workers::DraftLoopOptions loop_options{.max_batch_tokens = dc.max_batch_tokens(),
+                                         .session_lease = services::SessionLease(config->coordinator()),
+                                         .max_queued = 4 * int64_t{config->coordinator().max_sessions()}};
+  loop_options.on_lease_expired = [](uint32_t owner, int64_t sessions) {
+    std::fprintf(stderr, "verdict-draft: released %lld sessions of coordinator %08x: its lease expired\n",
+                 static_cast<long long>(sessions), owner);
+  };
+  workers::DraftWorkerLoop loop(std::move(*worker), loop_options);
   v1::DraftDescription description;
   description.set_model_name(services::ModelBaseName(dc.model().path()));
   description.set_vocab_size(static_cast<int32_t>(model->loaded.config.vocab_size));
@@ -53,6 +62,16 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
       m.push_back(services::CounterFamily("verdict_draft_forward_passes_total", "Draft forward passes", st.forward_passes));
       m.push_back(services::GaugeFamily("verdict_draft_queue_depth", "Requests waiting", st.queue_depth));
       m.push_back(services::GaugeFamily("verdict_draft_sessions", "Open sessions", st.sessions));
+      m.push_back(services::GaugeFamily("verdict_draft_kv_bytes", "KV cache memory held by the open sessions",
+                                        st.kv_bytes));
+      m.push_back(services::CounterFamily("verdict_draft_leases_expired_total",
+                                          "Coordinators whose sessions were released for want of a lease renewal",
+                                          st.leases_expired));
+      m.push_back(services::CounterFamily("verdict_draft_sessions_released_by_lease_total",
+                                          "Sessions released because their coordinator's lease expired",
+                                          st.sessions_released_by_lease));
+      m.push_back(services::CounterFamily("verdict_draft_refused_queue_full_total",
+                                          "Opens and proposals refused because the queue was full", st.refused_queue_full));
       return m;
     };
     absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(dc.admin_listen(), std::move(h));

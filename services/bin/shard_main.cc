@@ -85,7 +85,8 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     identity.judge_fingerprint = head->target_fingerprint;
   }
   absl::StatusOr<std::unique_ptr<workers::TargetShard>> shard = workers::TargetShard::Create(
-      runner.get(), head.get(), {.max_sessions = config->coordinator().max_sessions() * 2});
+      runner.get(), head.get(), {.max_sessions = config->coordinator().max_sessions() * 2,
+                                         .max_kv_bytes = int64_t{sc.max_kv_memory_mb()} << 20});
   if (!shard.ok()) return services::Fail(role, shard.status());
 
   services::ShardEventHub events(index);
@@ -111,8 +112,15 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   workers::ShardLoopSinks sinks;
   if (forwarder) sinks.to_next = [&forwarder](workers::ShardBatch batch) { forwarder->Send(std::move(batch)); };
   sinks.on_outcome = [&events](spec::BlockOutcome outcome) { events.Publish(outcome); };
-  auto loop = std::make_unique<workers::TargetShardLoop>(std::move(*shard),
-                                                         workers::ShardLoopOptions{sc.max_batch_tokens()}, sinks);
+  // Each session has at most one block in flight: more queued than that is a flood.
+  workers::ShardLoopOptions loop_options{.max_batch_tokens = sc.max_batch_tokens(),
+                                         .session_lease = services::SessionLease(config->coordinator()),
+                                         .max_queued_blocks = 4 * int64_t{config->coordinator().max_sessions()}};
+  loop_options.on_lease_expired = [index](uint32_t owner, int64_t sessions) {
+    std::fprintf(stderr, "verdict-shard: shard %d released %lld sessions of coordinator %08x: its lease expired\n",
+                 index, static_cast<long long>(sessions), owner);
+  };
+  auto loop = std::make_unique<workers::TargetShardLoop>(std::move(*shard), loop_options, sinks);
   services::TargetShardService service(loop.get(), &events, identity);
   std::unique_ptr<transport::ActivationReceiver> receiver;
   if (index > 0 && ucx) {
@@ -144,6 +152,17 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
                                           st.logits_rows_to_host, shard));
       m.push_back(services::GaugeFamily("verdict_shard_queue_depth", "Blocks waiting", st.queue_depth, shard));
       m.push_back(services::GaugeFamily("verdict_shard_sessions", "Open sessions", st.sessions, shard));
+      m.push_back(services::GaugeFamily("verdict_shard_kv_bytes", "KV cache memory held by the open sessions",
+                                        st.kv_bytes, shard));
+      m.push_back(services::CounterFamily("verdict_shard_leases_expired_total",
+                                          "Coordinators whose sessions were released for want of a lease renewal",
+                                          st.leases_expired, shard));
+      m.push_back(services::CounterFamily("verdict_shard_sessions_released_by_lease_total",
+                                          "Sessions released because their coordinator's lease expired",
+                                          st.sessions_released_by_lease, shard));
+      m.push_back(services::CounterFamily("verdict_shard_refused_queue_full_total",
+                                          "Opens and blocks refused because the queue was full", st.refused_queue_full,
+                                          shard));
       m.push_back(services::CounterFamily("verdict_shard_rejected_payloads_total", "Activation payloads refused",
                                           service.rejected_payloads(), shard));
       m.push_back(services::CounterFamily("verdict_shard_events_dropped_total", "Events dropped with no subscriber",

@@ -33,6 +33,7 @@ void FillDefaults(v1::ClusterConfig& c) {
   if (co->draft_deadline_ms() == 0) co->set_draft_deadline_ms(2000);
   if (!co->has_pipelined()) co->set_pipelined(true);
   if (co->max_request_bytes() == 0) co->set_max_request_bytes(4 << 20);
+  if (co->session_lease_seconds() == 0) co->set_session_lease_seconds(30);
   if (c.has_draft() && c.draft().max_batch_tokens() == 0) c.mutable_draft()->set_max_batch_tokens(256);
   for (v1::TargetShardConfig& s : *c.mutable_shards()) {
     if (s.max_batch_tokens() == 0) s.set_max_batch_tokens(1024);
@@ -46,6 +47,11 @@ void FillDefaults(v1::ClusterConfig& c) {
 }
 
 }  // namespace
+
+absl::Duration SessionLease(const v1::CoordinatorConfig& coordinator) {
+  return coordinator.session_lease_seconds() > 0 ? absl::Seconds(coordinator.session_lease_seconds())
+                                                 : absl::ZeroDuration();
+}
 
 absl::Status ValidateClusterConfig(const v1::ClusterConfig& c, int64_t num_layers) {
   if (c.target().path().empty()) return absl::InvalidArgumentError("cluster config: target.path is empty");

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "verdict/v1/cluster.pb.h"
 
 namespace verdict::services {
@@ -19,6 +20,9 @@ absl::StatusOr<v1::ClusterConfig> LoadClusterConfig(const std::string& path, int
 absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text, bool json,
                                                      int64_t num_layers = 0);
 absl::Status ValidateClusterConfig(const v1::ClusterConfig& config, int64_t num_layers);
+
+// How long workers keep a coordinator's sessions without a lease renewal (zero: forever).
+absl::Duration SessionLease(const v1::CoordinatorConfig& coordinator);
 
 }  // namespace verdict::services
 

@@ -57,6 +57,14 @@ grpc::ServerUnaryReactor* DraftWorkerService::CloseSession(grpc::CallbackServerC
   return reactor;
 }
 
+grpc::ServerUnaryReactor* DraftWorkerService::RenewLease(grpc::CallbackServerContext* context,
+                                                         const v1::RenewDraftLeaseRequest* request,
+                                                         v1::RenewDraftLeaseResponse*) {
+  loop_->RenewLease({request->owner(), absl::Milliseconds(request->lease_ms()),
+                     std::vector<uint64_t>(request->live_session_ids().begin(), request->live_session_ids().end())});
+  return FinishNow(context, absl::OkStatus());
+}
+
 grpc::ServerUnaryReactor* DraftWorkerService::Describe(grpc::CallbackServerContext* context,
                                                        const v1::DescribeDraftRequest*, v1::DraftDescription* response) {
   *response = description_;

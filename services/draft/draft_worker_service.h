@@ -25,6 +25,8 @@ class DraftWorkerService final : public v1::DraftWorker::CallbackService {
                                          v1::CloseDraftSessionResponse* response) override;
   grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* context, const v1::DescribeDraftRequest* request,
                                      v1::DraftDescription* response) override;
+  grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* context, const v1::RenewDraftLeaseRequest* request,
+                                       v1::RenewDraftLeaseResponse* response) override;
 
  private:
   workers::DraftWorkerLoop* loop_;

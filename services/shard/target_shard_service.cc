@@ -34,6 +34,14 @@ grpc::ServerUnaryReactor* TargetShardService::CloseSession(grpc::CallbackServerC
   return FinishNow(context, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* TargetShardService::RenewLease(grpc::CallbackServerContext* context,
+                                                         const v1::RenewShardLeaseRequest* request,
+                                                         v1::RenewShardLeaseResponse*) {
+  loop_->RenewLease({request->owner(), absl::Milliseconds(request->lease_ms()),
+                     std::vector<uint64_t>(request->live_session_ids().begin(), request->live_session_ids().end())});
+  return FinishNow(context, absl::OkStatus());
+}
+
 grpc::ServerUnaryReactor* TargetShardService::Forward(grpc::CallbackServerContext* context,
                                                       const v1::ForwardRequest* request, v1::ForwardAck*) {
   if (identity_.shard_index != 0) {

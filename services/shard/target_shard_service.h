@@ -55,6 +55,8 @@ class TargetShardService final : public v1::TargetShard::CallbackService {
                                                    const v1::EventsRequest* request) override;
   grpc::ServerUnaryReactor* Describe(grpc::CallbackServerContext* context, const v1::DescribeShardRequest* request,
                                      v1::ShardDescription* response) override;
+  grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* context, const v1::RenewShardLeaseRequest* request,
+                                       v1::RenewShardLeaseResponse* response) override;
 
   // The UCX receiver's handler: a frame from the previous shard (or the error that replaced one).
   void HandleActivationFrame(absl::StatusOr<transport::Frame> frame);

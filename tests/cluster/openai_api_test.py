@@ -42,6 +42,7 @@ import openai  # noqa: E402
 BIN = None
 PROMPTS = [arith_world.prompt(p) for p in arith_world.unique_problems(seed=29, split="eval", count=4)]
 MAX_TOKENS = 96
+LEASE_SECONDS = 2  # the workers release a silent coordinator's sessions after this
 
 
 def reference(prompt, *args):
@@ -66,8 +67,10 @@ class OpenAiApiTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.greedy = {p: reference(p) for p in PROMPTS}
         cls.judge16 = {p: reference(p, "--draft", DRAFT, "--judge", HEAD, "--k", "16") for p in PROMPTS[:2]}
-        config, cls.grpc_addr = write_config(cls.tmp.name, 2, "ucx", http=True, max_sessions=4, http_timeout=4)
+        config, cls.grpc_addr = write_config(cls.tmp.name, 2, "ucx", http=True, max_sessions=4, http_timeout=4,
+                                             session_lease=LEASE_SECONDS)
         cls.http, cls.admin, cls.shard_admins = write_config.http, write_config.admin, write_config.shard_admin
+        cls.draft_admin = write_config.draft_admin
         cls.cluster = local_cluster.Cluster(BIN, config)
         cls.client = openai.OpenAI(base_url=f"http://{cls.http}/v1", api_key="unused", max_retries=0, timeout=120)
 
@@ -78,11 +81,13 @@ class OpenAiApiTest(unittest.TestCase):
 
     @staticmethod
     def shard_sessions(admin, index):
-        with urllib.request.urlopen(f"http://{admin}/metrics", timeout=10) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(f'verdict_shard_sessions{{shard="{index}"}} '):
-                    return float(line.split()[-1])
-        return None
+        return local_cluster.read_metric(admin, "verdict_shard_sessions", f'{{shard="{index}"}}')
+
+    def member_sessions(self, shards=None):
+        """Open sessions on the draft worker and on each shard (the first `shards` of them)."""
+        admins = self.shard_admins[:shards] if shards is not None else self.shard_admins
+        return [local_cluster.read_metric(self.draft_admin, "verdict_draft_sessions")] + [
+            self.shard_sessions(admin, i) for i, admin in enumerate(admins)]
 
     def status(self):
         with urllib.request.urlopen(f"http://{self.admin}/v1/status", timeout=10) as r:
@@ -316,8 +321,9 @@ class OpenAiApiTest(unittest.TestCase):
 
     def test_7_a_restarted_coordinator_does_not_collide_with_its_predecessor(self):
         # Issue 21's reproduction: shard 1 frozen, 3 requests open sessions on every member, the
-        # coordinator dies, shard 1 resumes. The sessions stay open on the workers (releasing them is
-        # still to do), and the coordinator `verdict up` restarts must not reuse their ids.
+        # coordinator dies, shard 1 resumes. The coordinator `verdict up` restarts must not reuse the
+        # ids of the sessions left on the workers, and the workers release those sessions (and their
+        # KV caches) once the dead coordinator's lease has run out.
         shard = self.cluster.member_pid("verdict-shard.*--shard 1")
         coordinator = self.cluster.member_pid("verdict-coordinator")
         os.kill(shard, signal.SIGSTOP)
@@ -331,6 +337,10 @@ class OpenAiApiTest(unittest.TestCase):
             deadline = time.time() + 20
             while time.time() < deadline and len(self.status()["sessions"]) < 3:
                 time.sleep(0.1)
+            deadline = time.time() + 20  # the draft and shard 0 open theirs; shard 1 is frozen
+            while time.time() < deadline and self.member_sessions(shards=1) != [3, 3]:
+                time.sleep(0.1)
+            self.assertEqual(self.member_sessions(shards=1), [3, 3])
             os.kill(coordinator, signal.SIGKILL)
         finally:
             os.kill(shard, signal.SIGCONT)
@@ -353,6 +363,19 @@ class OpenAiApiTest(unittest.TestCase):
                 self.assertIn(status, (503,), body)  # members still reconnecting
                 time.sleep(0.3)
         self.assertEqual(len(served), 4, "the restarted coordinator did not serve")
+        # Every member ends with no session open: the dead coordinator's were released by lease, the
+        # new coordinator's closed when their requests finished.
+        deadline = time.time() + 10 * LEASE_SECONDS
+        while time.time() < deadline and self.member_sessions() != [0, 0, 0]:
+            time.sleep(0.2)
+        self.assertEqual(self.member_sessions(), [0, 0, 0])
+        released = [local_cluster.read_metric(self.draft_admin, "verdict_draft_sessions_released_by_lease_total")] + [
+            local_cluster.read_metric(a, "verdict_shard_sessions_released_by_lease_total", f'{{shard="{i}"}}')
+            for i, a in enumerate(self.shard_admins)]
+        # Shard 1 was frozen while the opens were sent to it; gRPC drops requests whose connection
+        # closed (the coordinator died) before the server read them, so it may never have had them.
+        self.assertEqual(released[:2], [3, 3])
+        self.assertIn(released[2], (0, 3))
 
 
 class ManyStreamsTest(unittest.TestCase):

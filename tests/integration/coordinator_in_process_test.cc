@@ -4,7 +4,9 @@
 // pipelining mode; 32 concurrent sessions each equal their solo output; pipelined guesses hit; a
 // failing draft degrades to target-only decoding and recovers; a failing shard fails only its
 // session; cancellation releases every worker's state; bad requests are refused.
+#include "clients/chaos/rpc_chaos.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/lease_renewer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -79,6 +81,7 @@ class FlakyDraftClient : public clients::DraftClient {
     inner_->Propose(request, std::move(done));
   }
   void CloseSession(spec::DraftSessionId id) override { inner_->CloseSession(id); }
+  void RenewLease(const spec::LeaseRenewal& renewal) override { inner_->RenewLease(renewal); }
   std::atomic<int> fail_from_{0};
   std::atomic<int> recover_at_{-1};
   std::atomic<bool> down_{false};
@@ -105,6 +108,7 @@ class FailingTargetClient : public clients::TargetClient {
     inner_->Verify(block, std::move(ids), std::move(done));
   }
   void CloseSession(spec::SessionId id) override { inner_->CloseSession(id); }
+  void RenewLease(const spec::LeaseRenewal& renewal) override { inner_->RenewLease(renewal); }
   int num_shards() const override { return inner_->num_shards(); }
   std::atomic<uint64_t> fail_session_{0};
 
@@ -130,9 +134,16 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
     }
   }
 
-  // The cluster in this process: `num_shards` target shards and the draft worker.
-  void Build(int num_shards, const engine::ModelSlice* draft_model = nullptr, CoordinatorOptions options = {}) {
+  // The cluster in this process: `num_shards` target shards and the draft worker. With a chaos spec
+  // (clients/chaos/rpc_chaos.h) the coordinator's calls go through the fault injection, and the
+  // workers hold sessions on short leases the coordinator renews.
+  void Build(int num_shards, const engine::ModelSlice* draft_model = nullptr, CoordinatorOptions options = {},
+             const std::string& chaos_spec = "") {
+    renewer_.reset();
     coordinator_.reset();
+    chaos_draft_.reset();
+    chaos_target_.reset();
+    chaos_.reset();
     target_client_.reset();
     draft_loop_.reset();
     runners_.clear();
@@ -144,18 +155,35 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
       runners_.push_back(engine::RunSingleSlice(slices_.back().get()));
       shards.push_back(std::move(*workers::TargetShard::Create(runners_.back().get(), nullptr, {})));
     }
-    target_client_ = std::make_unique<workers::InProcessTargetClient>(std::move(shards));
+    const absl::Duration lease = chaos_spec.empty() ? absl::ZeroDuration() : kChaosLease;
+    target_client_ = std::make_unique<workers::InProcessTargetClient>(
+        std::move(shards), workers::ShardLoopOptions{.session_lease = lease});
     engine::ModelSlice* d = const_cast<engine::ModelSlice*>(draft_model ? draft_model : draft_.get());
     draft_loop_ = std::make_unique<workers::DraftWorkerLoop>(std::move(*workers::DraftWorker::Create(d, {})),
-                                                            workers::DraftLoopOptions{});
+                                                            workers::DraftLoopOptions{.session_lease = lease});
     draft_client_ = std::make_unique<workers::InProcessDraftClient>(draft_loop_.get());
     flaky_ = std::make_unique<FlakyDraftClient>(draft_client_.get());
     failing_ = std::make_unique<FailingTargetClient>(target_client_.get());
     options.target_context = kContext;
     options.draft_context = kContext;
     options.draft_retry_interval = absl::ZeroDuration();  // retry at the next step: deterministic
-    coordinator_ = std::make_unique<Coordinator>(options, flaky_.get(), failing_.get());
+    clients::DraftClient* draft_calls = flaky_.get();
+    clients::TargetClient* target_calls = failing_.get();
+    if (!chaos_spec.empty()) {
+      absl::StatusOr<clients::ChaosOptions> chaos = clients::ParseChaosSpec(chaos_spec);
+      ASSERT_OK(chaos.status());
+      chaos_ = std::make_unique<clients::RpcChaos>(*chaos);
+      chaos_draft_ = std::make_unique<clients::ChaosDraftClient>(draft_calls, chaos_.get());
+      chaos_target_ = std::make_unique<clients::ChaosTargetClient>(target_calls, chaos_.get());
+      draft_calls = chaos_draft_.get();
+      target_calls = chaos_target_.get();
+    }
+    coordinator_ = std::make_unique<Coordinator>(options, draft_calls, target_calls);
+    if (!chaos_spec.empty()) {
+      renewer_ = std::make_unique<LeaseRenewer>(coordinator_.get(), kChaosLease, draft_calls, target_calls);
+    }
   }
+  static constexpr absl::Duration kChaosLease = absl::Milliseconds(400);
 
   GenerationRequest Request(const std::vector<int32_t>& prompt, int64_t k, int64_t max_new = 40) {
     GenerationRequest r;
@@ -182,9 +210,10 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
     return engine::Generate(*target_, prompt, options)->tokens;
   }
 
-  // Waits until every worker released its sessions (closing is asynchronous).
+  // Waits until every worker released its sessions (closing is asynchronous; a lost close waits
+  // for a lease renewal).
   void ExpectAllReleased() {
-    for (int i = 0; i < 500; ++i) {
+    for (int i = 0; i < 1000; ++i) {
       const CoordinatorSnapshot snap = coordinator_->Snapshot();
       bool clean = snap.sessions.empty() && snap.releasing == 0 && draft_loop_->stats().sessions == 0 &&
                    draft_loop_->stats().queue_depth == 0;
@@ -206,7 +235,11 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
   std::unique_ptr<workers::InProcessDraftClient> draft_client_;
   std::unique_ptr<FlakyDraftClient> flaky_;
   std::unique_ptr<FailingTargetClient> failing_;
+  std::unique_ptr<clients::RpcChaos> chaos_;
+  std::unique_ptr<clients::ChaosDraftClient> chaos_draft_;
+  std::unique_ptr<clients::ChaosTargetClient> chaos_target_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<LeaseRenewer> renewer_;
   std::vector<std::vector<int32_t>> prompts_;
   Waiter waiter_;
 };
@@ -232,6 +265,46 @@ TEST_F(CoordinatorTest, GreedyOutputEqualsTheTargetAloneForEveryLayoutAndWindow)
       ExpectAllReleased();
     }
   }
+}
+
+// Issue 21: every kind of fault on every coordinator-worker call at once (drops of requests and of
+// replies, delays, duplicates, failures). The workers take a repeated open or block as the same one
+// and the coordinator sends transient target failures again, so every session still ends with
+// exactly the target's greedy output, or (when a call failed three times running) with a
+// retryable code; nothing is left open on any worker, lost closes included.
+TEST_F(CoordinatorTest, RpcFaultsNeitherCorruptNorLeakAnything) {
+  Build(2, nullptr, {.max_sessions = 64},
+        "seed=21;*=drop_request:0.02@1ms,drop_reply:0.02,delay:0.04@2ms,duplicate:0.05,fail:0.02");
+  std::vector<Outcome> outs(prompts_.size());
+  std::vector<std::unique_ptr<absl::Notification>> done;
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    done.push_back(std::make_unique<absl::Notification>());
+    ASSERT_OK(coordinator_->Start(Request(prompts_[i], 1 + i % 8, 24), waiter_.Callbacks(&outs[i], done[i].get()))
+                  .status());
+  }
+  int identical = 0;
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    ASSERT_TRUE(done[i]->WaitForNotificationWithTimeout(absl::Seconds(120))) << "session " << i << " hung";
+    if (outs[i].summary.ok()) {
+      EXPECT_THAT(outs[i].tokens, ElementsAreArray(Greedy(prompts_[i], 24))) << "session " << i;
+      ++identical;
+    } else {
+      const absl::StatusCode code = outs[i].summary.status().code();
+      EXPECT_TRUE(code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded)
+          << outs[i].summary.status();
+    }
+  }
+  std::printf("  %d of %zu sessions identical; faults injected: %s; target retries %lld\n", identical,
+              prompts_.size(), chaos_->Summary().c_str(),
+              static_cast<long long>(coordinator_->Snapshot().totals.target_retries));
+  EXPECT_GE(identical, 28);
+  for (clients::ChaosFault f : {clients::ChaosFault::kDropRequest, clients::ChaosFault::kDropReply,
+                                clients::ChaosFault::kDelay, clients::ChaosFault::kDuplicate,
+                                clients::ChaosFault::kFail}) {
+    EXPECT_GT(chaos_->total(f), 0) << clients::ChaosFaultName(f);
+  }
+  EXPECT_GT(coordinator_->Snapshot().totals.target_retries, 0);
+  ExpectAllReleased();
 }
 
 TEST_F(CoordinatorTest, PipelinedGuessesHitWhenTheDraftAgrees) {
