@@ -28,6 +28,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import arith_world  # noqa: E402
+import local_cluster  # noqa: E402
 from local_cluster import Cluster, write_config  # noqa: E402
 
 MAX_TOKENS = 96
@@ -124,13 +125,7 @@ def main():
     args = parser.parse_args()
 
     import grpc
-    from grpc_tools import protoc
-    stubs = tempfile.mkdtemp()
-    proto_dir = os.path.join(REPO, "proto")
-    files = [os.path.join("verdict", "v1", f) for f in os.listdir(os.path.join(proto_dir, "verdict", "v1"))]
-    if protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={stubs}", f"--grpc_python_out={stubs}", *files]) != 0:
-        sys.exit("protoc failed")
-    sys.path.insert(0, stubs)
+    local_cluster.grpc_stubs()
     from verdict.v1 import generation_pb2 as pb  # noqa: E402
     from verdict.v1 import generation_pb2_grpc as pb_grpc  # noqa: E402
 

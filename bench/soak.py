@@ -113,13 +113,7 @@ def main():
     rng = random.Random(args.seed)
 
     import grpc
-    from grpc_tools import protoc
-    stubs = tempfile.mkdtemp()
-    proto_dir = os.path.join(REPO, "proto")
-    files = [os.path.join("verdict", "v1", f) for f in os.listdir(os.path.join(proto_dir, "verdict", "v1"))]
-    if protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={stubs}", f"--grpc_python_out={stubs}", *files]) != 0:
-        sys.exit("protoc failed")
-    sys.path.insert(0, stubs)
+    local_cluster.grpc_stubs()
     from verdict.v1 import generation_pb2 as pb  # noqa: E402
     from verdict.v1 import generation_pb2_grpc as pb_grpc  # noqa: E402
     from verdict.v1 import speculation_pb2 as spb  # noqa: E402

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -80,6 +81,20 @@ def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=Fa
     write_config.draft_admin = f"127.0.0.1:{ports[-3]}"
     write_config.shard_admin = [f"127.0.0.1:{ports[2 + 2 * shards + i]}" for i in range(shards)]
     return path, f"127.0.0.1:{ports[0]}"
+
+
+def grpc_stubs():
+    """Python gRPC stubs generated from proto/verdict/v1 (grpcio-tools) into a temporary directory,
+    as any client would make them: the verdict.v1 package with *_pb2 and *_pb2_grpc modules."""
+    import tempfile
+    from grpc_tools import protoc
+    stubs = tempfile.mkdtemp()
+    proto_dir = os.path.join(REPO, "proto")
+    files = [os.path.join("verdict", "v1", f) for f in os.listdir(os.path.join(proto_dir, "verdict", "v1"))]
+    if protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={stubs}", f"--grpc_python_out={stubs}", *files]) != 0:
+        raise RuntimeError("protoc failed on proto/verdict/v1")
+    sys.path.insert(0, stubs)
+    return stubs
 
 
 def read_metric(admin, name, labels=""):

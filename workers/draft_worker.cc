@@ -6,7 +6,6 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/check.h"
 #include "common/status_macros.h"
 #include "workers/session_leases.h"
@@ -28,7 +27,7 @@ absl::Status CheckTokenIds(absl::Span<const int32_t> ids, int64_t vocab_size, ab
 }  // namespace
 
 DraftWorker::DraftWorker(engine::ModelSlice* draft, const DraftWorkerOptions& options)
-    : draft_(draft), options_(options) {}
+    : draft_(draft), options_(options), kv_budget_(options.max_kv_bytes, "the draft worker") {}
 
 absl::StatusOr<std::unique_ptr<DraftWorker>> DraftWorker::Create(engine::ModelSlice* draft,
                                                                  const DraftWorkerOptions& options) {
@@ -66,14 +65,9 @@ absl::Status DraftWorker::OpenSession(spec::DraftSessionId session_id, absl::Spa
     return absl::ResourceExhaustedError(absl::StrCat("the prompt has ", prompt.size(),
                                                      " tokens, more than the session capacity ", capacity));
   }
-  // Refused before allocating when the size is known (caches grow linearly with capacity), and
-  // checked again after.
-  VERDICT_RETURN_IF_ERROR(CheckKvBudget(kv_bytes_per_position_ * capacity));
+  VERDICT_RETURN_IF_ERROR(kv_budget_.CheckCapacity(capacity));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::KvCache> cache, draft_->NewKvCache(capacity));
-  const int64_t bytes = static_cast<int64_t>(cache->size_bytes());
-  if (kv_bytes_per_position_ == 0) kv_bytes_per_position_ = bytes / capacity;
-  VERDICT_RETURN_IF_ERROR(CheckKvBudget(bytes));
-  kv_bytes_ += bytes;
+  VERDICT_RETURN_IF_ERROR(kv_budget_.Reserve(static_cast<int64_t>(cache->size_bytes()), capacity));
   auto session = std::unique_ptr<Session>(
       new Session{std::move(cache), std::vector<int32_t>(prompt.begin(), prompt.end()),
                   engine::Sampler(sampling), record_distributions, capacity,
@@ -82,25 +76,17 @@ absl::Status DraftWorker::OpenSession(spec::DraftSessionId session_id, absl::Spa
   return absl::OkStatus();
 }
 
-absl::Status DraftWorker::CheckKvBudget(int64_t bytes) const {
-  if (options_.max_kv_bytes <= 0 || kv_bytes_ + bytes <= options_.max_kv_bytes) return absl::OkStatus();
-  constexpr double kMiB = 1 << 20;
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "the session's KV cache needs %.1f MiB; the draft worker's sessions hold %.1f of its %.1f MiB", bytes / kMiB,
-      kv_bytes_ / kMiB, options_.max_kv_bytes / kMiB));
-}
-
 void DraftWorker::CloseSession(spec::DraftSessionId session_id) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return;
-  kv_bytes_ -= static_cast<int64_t>(it->second->cache->size_bytes());
+  kv_budget_.Release(static_cast<int64_t>(it->second->cache->size_bytes()));
   sessions_.erase(it);
 }
 
 int64_t DraftWorker::CloseSessionsOf(uint32_t owner) {
   return static_cast<int64_t>(absl::erase_if(sessions_, [this, owner](const auto& entry) {
     if (SessionLeases::OwnerOf(entry.first.value()) != owner) return false;
-    kv_bytes_ -= static_cast<int64_t>(entry.second->cache->size_bytes());
+    kv_budget_.Release(static_cast<int64_t>(entry.second->cache->size_bytes()));
     return true;
   }));
 }

@@ -28,6 +28,7 @@
 #include "engine/sampler.h"
 #include "judge/verification.h"
 #include "spec/messages.h"
+#include "workers/kv_budget.h"
 
 namespace verdict::workers {
 
@@ -74,7 +75,7 @@ class DraftWorker {
   absl::StatusOr<spec::Proposal> Propose(const spec::ProposeRequest& request);
 
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
-  int64_t kv_bytes() const { return kv_bytes_; }  // held by the open sessions
+  int64_t kv_bytes() const { return kv_budget_.used(); }  // held by the open sessions
   bool has_session(spec::DraftSessionId session_id) const { return sessions_.contains(session_id); }
   // The session's current sequence (for tests and status), empty if unknown.
   std::vector<int32_t> sequence(spec::DraftSessionId session_id) const;
@@ -100,8 +101,6 @@ class DraftWorker {
 
   DraftWorker(engine::ModelSlice* draft, const DraftWorkerOptions& options);
   absl::Status Validate(const spec::ProposeRequest& request, const Session& session) const;
-  // kResourceExhausted when `bytes` more KV memory would pass options_.max_kv_bytes.
-  absl::Status CheckKvBudget(int64_t bytes) const;
 
   engine::ModelSlice* draft_;
   DraftWorkerOptions options_;
@@ -111,8 +110,7 @@ class DraftWorker {
   std::vector<engine::math::SampledRowRequest> sample_requests_;  // the sampled rows of a step
   std::vector<float> probs_;  // scratch of the rows that record their distributions
   int64_t forward_passes_ = 0;
-  int64_t kv_bytes_ = 0;
-  int64_t kv_bytes_per_position_ = 0;  // learned from the first cache (caches grow with capacity)
+  KvBudget kv_budget_;
 };
 
 }  // namespace verdict::workers

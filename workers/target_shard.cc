@@ -7,7 +7,6 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "workers/session_leases.h"
 
@@ -15,7 +14,7 @@ namespace verdict::workers {
 
 TargetShard::TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head,
                          const TargetShardOptions& options)
-    : runner_(runner), head_(head), options_(options) {}
+    : runner_(runner), head_(head), options_(options), kv_budget_(options.max_kv_bytes, "the target shard") {}
 
 absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRunner* runner,
                                                                  const judge::JudgeHead* head,
@@ -72,39 +71,26 @@ absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capaci
       return absl::FailedPreconditionError("the judge policy needs a judge head; this shard has none");
     }
   }
-  // Refused before allocating when the size is known (caches grow linearly with capacity), and
-  // checked again after.
-  VERDICT_RETURN_IF_ERROR(CheckKvBudget(kv_bytes_per_position_ * capacity));
+  VERDICT_RETURN_IF_ERROR(kv_budget_.CheckCapacity(capacity));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::SequenceCache> cache, runner_->NewCache(capacity));
-  const int64_t bytes = static_cast<int64_t>(cache->size_bytes());
-  if (kv_bytes_per_position_ == 0) kv_bytes_per_position_ = bytes / capacity;
-  VERDICT_RETURN_IF_ERROR(CheckKvBudget(bytes));
-  kv_bytes_ += bytes;
+  VERDICT_RETURN_IF_ERROR(kv_budget_.Reserve(static_cast<int64_t>(cache->size_bytes()), capacity));
   sessions_.emplace(session_id, std::unique_ptr<Session>(new Session{
                                     std::move(cache), verification,
                                     engine::Sampler(verification.target_sampling)}));
   return absl::OkStatus();
 }
 
-absl::Status TargetShard::CheckKvBudget(int64_t bytes) const {
-  if (options_.max_kv_bytes <= 0 || kv_bytes_ + bytes <= options_.max_kv_bytes) return absl::OkStatus();
-  constexpr double kMiB = 1 << 20;
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "the session's KV cache needs %.1f MiB; the target shard's sessions hold %.1f of its %.1f MiB", bytes / kMiB,
-      kv_bytes_ / kMiB, options_.max_kv_bytes / kMiB));
-}
-
 void TargetShard::CloseSession(spec::SessionId session_id) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return;
-  kv_bytes_ -= static_cast<int64_t>(it->second->cache->size_bytes());
+  kv_budget_.Release(static_cast<int64_t>(it->second->cache->size_bytes()));
   sessions_.erase(it);
 }
 
 int64_t TargetShard::CloseSessionsOf(uint32_t owner) {
   return static_cast<int64_t>(absl::erase_if(sessions_, [this, owner](const auto& entry) {
     if (SessionLeases::OwnerOf(entry.first.value()) != owner) return false;
-    kv_bytes_ -= static_cast<int64_t>(entry.second->cache->size_bytes());
+    kv_budget_.Release(static_cast<int64_t>(entry.second->cache->size_bytes()));
     return true;
   }));
 }

@@ -35,6 +35,7 @@
 #include "judge/verification.h"
 #include "judge/verification_batch.h"
 #include "spec/messages.h"
+#include "workers/kv_budget.h"
 
 namespace verdict::workers {
 
@@ -102,7 +103,7 @@ class TargetShard {
   bool is_first() const { return runner_->is_first(); }
   bool is_last() const { return runner_->is_last(); }
   int64_t num_sessions() const { return static_cast<int64_t>(sessions_.size()); }
-  int64_t kv_bytes() const { return kv_bytes_; }  // held by the open sessions
+  int64_t kv_bytes() const { return kv_budget_.used(); }  // held by the open sessions
   bool has_session(spec::SessionId session_id) const { return sessions_.contains(session_id); }
   // The session's cached length (for tests and status), -1 if unknown.
   int64_t cached_length(spec::SessionId session_id) const;
@@ -129,8 +130,6 @@ class TargetShard {
 
   TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head, const TargetShardOptions& options);
   absl::Status ValidateBlock(const spec::ShardBlock& block, const Session& session) const;
-  // kResourceExhausted when `bytes` more KV memory would pass options_.max_kv_bytes.
-  absl::Status CheckKvBudget(int64_t bytes) const;
   // Whether `block` repeats the session's last block (same step, positions and draft).
   static bool IsReplay(const spec::ShardBlock& block, const Session& session);
 
@@ -143,8 +142,7 @@ class TargetShard {
   judge::VerificationBatch verification_;  // last shard: what a batch computes for its verdicts
   int64_t forward_passes_ = 0;
   int64_t logits_rows_to_host_ = 0;
-  int64_t kv_bytes_ = 0;
-  int64_t kv_bytes_per_position_ = 0;  // learned from the first cache (caches grow with capacity)
+  KvBudget kv_budget_;
   std::unique_ptr<engine::ThreadPool> verify_pool_;  // created at the first batch that needs it
 };
 

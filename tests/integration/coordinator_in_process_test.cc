@@ -193,6 +193,17 @@ class CoordinatorTest : public judge::testing::GenericKernelsTest {
     return r;
   }
 
+  // Starts one generation per prompt at once (window 1 + i % 8, `max_new` tokens each).
+  void StartEveryPrompt(int64_t max_new, std::vector<Outcome>* outs,
+                        std::vector<std::unique_ptr<absl::Notification>>* done) {
+    for (size_t i = 0; i < prompts_.size(); ++i) {
+      done->push_back(std::make_unique<absl::Notification>());
+      ASSERT_OK(coordinator_->Start(Request(prompts_[i], 1 + static_cast<int64_t>(i % 8), max_new),
+                                    waiter_.Callbacks(&(*outs)[i], done->back().get()))
+                    .status());
+    }
+  }
+
   Outcome Run(GenerationRequest request) {
     Outcome out;
     absl::Notification done;
@@ -277,11 +288,7 @@ TEST_F(CoordinatorTest, RpcFaultsNeitherCorruptNorLeakAnything) {
         "seed=21;*=drop_request:0.02@1ms,drop_reply:0.02,delay:0.04@2ms,duplicate:0.05,fail:0.02");
   std::vector<Outcome> outs(prompts_.size());
   std::vector<std::unique_ptr<absl::Notification>> done;
-  for (size_t i = 0; i < prompts_.size(); ++i) {
-    done.push_back(std::make_unique<absl::Notification>());
-    ASSERT_OK(coordinator_->Start(Request(prompts_[i], 1 + i % 8, 24), waiter_.Callbacks(&outs[i], done[i].get()))
-                  .status());
-  }
+  StartEveryPrompt(24, &outs, &done);
   int identical = 0;
   for (size_t i = 0; i < prompts_.size(); ++i) {
     ASSERT_TRUE(done[i]->WaitForNotificationWithTimeout(absl::Seconds(120))) << "session " << i << " hung";
@@ -322,11 +329,7 @@ TEST_F(CoordinatorTest, ThirtyTwoConcurrentSessionsEachEqualTheirSoloOutput) {
   Build(2, nullptr, {.max_sessions = 64});
   std::vector<Outcome> outs(prompts_.size());
   std::vector<std::unique_ptr<absl::Notification>> done;
-  for (size_t i = 0; i < prompts_.size(); ++i) {
-    done.push_back(std::make_unique<absl::Notification>());
-    ASSERT_OK(coordinator_->Start(Request(prompts_[i], 1 + i % 8, 24), waiter_.Callbacks(&outs[i], done[i].get()))
-                  .status());
-  }
+  StartEveryPrompt(24, &outs, &done);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     ASSERT_TRUE(done[i]->WaitForNotificationWithTimeout(absl::Seconds(120)));
     ASSERT_OK(outs[i].summary.status());
