@@ -9,6 +9,9 @@
 #include <utility>
 
 #include "absl/strings/cord.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "common/check.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "clients/grpc/wire_convert.h"
@@ -30,7 +33,15 @@ v1::FinishReason ToProto(coordinator::FinishReason reason) {
 
 // One Generate call. The coordinator's callbacks hold the shared state, so a callback that comes
 // after the RPC ended finds no reactor and does nothing.
-class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+// A response as the raw method writes it.
+grpc::ByteBuffer Serialized(const v1::GenerateResponse& response) {
+  grpc::ByteBuffer bytes;
+  bool own = false;
+  VERDICT_CHECK(grpc::SerializationTraits<v1::GenerateResponse>::Serialize(response, &bytes, &own).ok());
+  return bytes;
+}
+
+class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   struct Shared {
     absl::Mutex mu;
@@ -121,7 +132,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     v1::GenerateResponse response;
     response.mutable_chunk()->set_text(std::move(text));
     if (return_ids_) response.mutable_chunk()->mutable_token_ids()->Assign(tokens.begin(), tokens.end());
-    queue_.push_back(std::move(response));
+    queue_.push_back(Serialized(response));
     WriteNextLocked();
   }
 
@@ -132,7 +143,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
     } else {
       v1::GenerateResponse response;
       *response.mutable_final() = GenerationService::FinalMessage(*summary, prompt_tokens_, seed_, policy_);
-      queue_.push_back(std::move(response));
+      queue_.push_back(Serialized(response));
       final_status_ = absl::OkStatus();
     }
     done_ = true;
@@ -163,7 +174,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
   coordinator::Coordinator* coordinator_;
   std::shared_ptr<Shared> shared_;
   absl::Mutex mu_;
-  std::deque<v1::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -280,8 +291,23 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
   return r;
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationService::Generate(grpc::CallbackServerContext*,
-                                                                            const v1::GenerateRequest* request) {
+absl::StatusOr<v1::GenerateRequest> GenerationService::ParseGenerateRequest(const grpc::ByteBuffer& bytes) {
+  std::vector<grpc::Slice> slices;
+  v1::GenerateRequest request;
+  if (bytes.Dump(&slices).ok()) {
+    std::string data;
+    for (const grpc::Slice& s : slices) data.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    if (request.ParseFromString(data)) return request;
+  }
+  return absl::InvalidArgumentError(
+      "the request is not a valid verdict.v1.GenerateRequest: a text field (prompt, stop, model, request_id) "
+      "is not valid UTF-8, or the message is malformed; send text as UTF-8, or token ids as prompt_tokens");
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Generate(grpc::CallbackServerContext*,
+                                                                        const grpc::ByteBuffer* bytes) {
+  absl::StatusOr<v1::GenerateRequest> request = ParseGenerateRequest(*bytes);
+  if (!request.ok()) return new GenerateReactor(coordinator_, model_, v1::GenerateRequest(), request.status());
   return new GenerateReactor(coordinator_, model_, *request, Prepare(*request));
 }
 

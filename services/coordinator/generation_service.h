@@ -48,19 +48,26 @@ struct ServedModel {
 inline constexpr absl::string_view kErrorCodePayload = "verdict.dev/code";
 inline constexpr absl::string_view kContextLengthExceeded = "context_length_exceeded";
 
-class GenerationService final : public v1::Verdict::CallbackService {
+// Generate takes its request as bytes and parses it here, so that a request protobuf refuses (a
+// `prompt` that is not valid UTF-8, a malformed message) is a clear INVALID_ARGUMENT rather than
+// gRPC's own UNIMPLEMENTED with no message.
+class GenerationService final : public v1::Verdict::WithRawCallbackMethod_Generate<v1::Verdict::CallbackService> {
  public:
   // `coordinator` must outlive the service.
   GenerationService(coordinator::Coordinator* coordinator, ServedModel model);
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
-                                                           const v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
                                      v1::TokenizeResponse* response) override;
   grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context, const v1::DetokenizeRequest* request,
                                        v1::DetokenizeResponse* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context, const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
+
+  // The request's bytes as a GenerateRequest; kInvalidArgument (saying what is likely wrong) when
+  // protobuf refuses them.
+  static absl::StatusOr<v1::GenerateRequest> ParseGenerateRequest(const grpc::ByteBuffer& bytes);
 
   // Checks a request and turns it into the coordinator's (tokenized prompt, resolved policy,
   // defaults). kNotFound (model), kInvalidArgument, kPermissionDenied (policy not allowed),

@@ -16,6 +16,7 @@
 namespace verdict::services {
 namespace {
 
+using ::testing::HasSubstr;
 using ::verdict::testing::StatusIs;
 
 ServedModel Model(const spec::SamplingDefaults& defaults) {
@@ -88,6 +89,26 @@ TEST(PrepareTest, APromptThatDoesNotFitIsContextLengthExceeded) {
   absl::StatusOr<coordinator::GenerationRequest> prepared = service.Prepare(r);
   EXPECT_THAT(prepared, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(prepared.status().GetPayload(kErrorCodePayload).value_or(absl::Cord()), kContextLengthExceeded);
+}
+
+// Generate parses its own request: bytes protobuf refuses (a string that is not UTF-8, a malformed
+// message) are INVALID_ARGUMENT saying so.
+TEST(ParseGenerateRequestTest, RefusedBytesAreInvalidArgumentNamingUtf8) {
+  auto bytes = [](const std::string& data) {
+    grpc::Slice slice(data);
+    return grpc::ByteBuffer(&slice, 1);
+  };
+  v1::GenerateRequest r = Request();
+  r.set_prompt("ab");
+  const std::string good = r.SerializeAsString();
+  ASSERT_OK_AND_ASSIGN(v1::GenerateRequest parsed, GenerationService::ParseGenerateRequest(bytes(good)));
+  EXPECT_EQ(parsed.prompt(), "ab");
+  std::string bad = good;
+  bad.replace(bad.find("ab"), 2, "\xff\xfe");
+  EXPECT_THAT(GenerationService::ParseGenerateRequest(bytes(bad)).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UTF-8")));
+  EXPECT_THAT(GenerationService::ParseGenerateRequest(bytes(std::string("\x12\xff\xff\xff\x0f", 5))).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -257,6 +257,21 @@ class ClusterTest(unittest.TestCase):
             r = subprocess.run([os.path.join(BIN, "verdict"), "client", "generate", "--addr", addr, "--prompt-file", big,
                                 "--json"], capture_output=True, text=True, timeout=120)
             self.assertIn("RESOURCE_EXHAUSTED", r.stderr)  # over the coordinator's 4 MiB message limit
+            # A prompt that is not valid UTF-8 (bytes a client library would refuse to send; grpcio
+            # with a raw serializer sends them): a clear INVALID_ARGUMENT, not gRPC's empty UNIMPLEMENTED.
+            import grpc
+            local_cluster.grpc_stubs()
+            from verdict.v1 import generation_pb2 as pb
+            good = pb.GenerateRequest(prompt="ab", max_tokens=2).SerializeToString()
+            with grpc.insecure_channel(addr) as channel:
+                generate = channel.unary_stream("/verdict.v1.Verdict/Generate", request_serializer=lambda b: b,
+                                                response_deserializer=pb.GenerateResponse.FromString)
+                for bad in (good.replace(b"ab", b"\xff\xfe"), b"\x12\xff\xff\xff\x0f"):
+                    with self.assertRaises(grpc.RpcError) as e:
+                        list(generate(bad, timeout=30))
+                    self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                    self.assertIn("UTF-8", e.exception.details())
+                self.assertTrue(list(generate(good, timeout=60))[-1].HasField("final"))
             r = client(addr, PROMPTS[0])
             self.assertEqual(r.returncode, 0, r.stderr)
 
