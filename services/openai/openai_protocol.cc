@@ -58,6 +58,14 @@ absl::StatusOr<std::optional<std::string>> String(const json& body, const char* 
   return v->get<std::string>();
 }
 
+// Whether the object `v` has a string `name` equal to `want` (false for any other type; never throws,
+// unlike json::value with a default of another type).
+bool HasString(const json& v, const char* name, absl::string_view want) {
+  if (!v.is_object()) return false;
+  const json* field = Field(v, name);
+  return field != nullptr && field->is_string() && field->get_ref<const std::string&>() == want;
+}
+
 bool IsTokenArray(const json& v) {
   if (!v.is_array() || v.empty()) return false;
   for (const json& e : v) {
@@ -269,8 +277,7 @@ absl::Status ParseMessages(const json& body, std::vector<engine::ChatMessage>* o
       message.content = content->get<std::string>();
     } else if (content->is_array()) {
       for (const json& part : *content) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-            !part["text"].is_string()) {
+        if (!HasString(part, "type", "text") || !part.contains("text") || !part["text"].is_string()) {
           return BadField(at + ".content", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
         }
         message.content += part["text"].get<std::string>();
@@ -322,7 +329,7 @@ absl::StatusOr<CompletionCall> ParseChatRequest(absl::string_view body_text) {
   }
   if (Field(body, "functions") != nullptr) return BadField("functions", "functions are not supported");
   if (const json* format = Field(body, "response_format");
-      format != nullptr && !(format->is_object() && format->value("type", "") == "text")) {
+      format != nullptr && !HasString(*format, "type", "text")) {
     return BadField("response_format", "only {\"type\": \"text\"} responses are supported");
   }
   VERDICT_RETURN_IF_ERROR(ParseCommon(body, &call));

@@ -137,7 +137,15 @@ TEST(ParseChatRequestTest, MessagesAndChatOnlyFields) {
                              "tools"},
                         Case{R"({"messages": [{"role": "user", "content": "x"}],
                                  "response_format": {"type": "json_object"}})", "response_format"},
-                        Case{R"({"messages": [{"role": "user", "content": "x"}], "n": 4})", "n"}}) {
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "n": 4})", "n"},
+                        // A "type" that is not a string is a 400 too (json::value threw
+                        // type_error 302 here: an uncaught exception; tests/fuzz openai_request).
+                        Case{R"({"messages": [{"role": "user", "content": [{"type": [1], "text": "x"}]}]})",
+                             "messages[0].content"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": 7}})",
+                             "response_format"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "response_format": []})",
+                             "response_format"}}) {
     SCOPED_TRACE(c.body);
     absl::StatusOr<CompletionCall> bad = ParseChatRequest(c.body);
     ASSERT_FALSE(bad.ok());
