@@ -44,6 +44,18 @@ absl::StatusOr<std::optional<int64_t>> Integer(const json& body, const char* nam
   return v->get<int64_t>();
 }
 
+// An integer that goes into an int32 wire field: out of that range is a 400, not a wrapped value
+// (json's unsigned numbers above INT64_MAX included).
+absl::StatusOr<std::optional<int32_t>> Int32(const json& body, const char* name, const std::string& path) {
+  const json* v = Field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number_integer()) return BadField(path, absl::StrCat("'", path, "' must be an integer"));
+  const bool in_range = v->is_number_unsigned() ? v->get<uint64_t>() <= uint64_t{INT32_MAX}
+                                                : v->get<int64_t>() >= INT32_MIN && v->get<int64_t>() <= INT32_MAX;
+  if (!in_range) return BadField(path, absl::StrCat("'", path, "' is out of range: ", v->dump()));
+  return static_cast<int32_t>(v->get<int64_t>());
+}
+
 absl::StatusOr<std::optional<bool>> Boolean(const json& body, const char* name, const std::string& path) {
   const json* v = Field(body, name);
   if (v == nullptr) return std::nullopt;
@@ -114,10 +126,10 @@ absl::Status ParseSampling(const json& body, v1::SamplingParams* sampling) {
     if (*top_p <= 0 || *top_p > 1) return BadField("top_p", absl::StrCat("'top_p' must be in (0, 1], got ", *top_p));
     sampling->set_top_p(static_cast<float>(*top_p));
   }
-  VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> top_k, Integer(body, "top_k", "top_k"));  // vLLM's extension
+  VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> top_k, Int32(body, "top_k", "top_k"));  // vLLM's extension
   if (top_k.has_value()) {
-    if (*top_k < -1 || *top_k > INT32_MAX) return BadField("top_k", "'top_k' must be -1, 0 (off) or a count");
-    sampling->set_top_k(static_cast<int32_t>(*top_k < 0 ? 0 : *top_k));
+    if (*top_k < -1) return BadField("top_k", "'top_k' must be -1, 0 (off) or a count");
+    sampling->set_top_k(*top_k < 0 ? 0 : *top_k);
   }
   VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> seed, Integer(body, "seed", "seed"));
   if (seed.has_value()) sampling->set_seed(static_cast<uint64_t>(*seed) == 0 ? 1 : static_cast<uint64_t>(*seed));
@@ -161,15 +173,16 @@ absl::Status ParseVerdictControls(const json& body, v1::SpeculationParams* p) {
     if (window->is_string() && window->get<std::string>() == "auto") {
       p->set_adaptive_window(true);
     } else if (window->is_number_integer()) {
-      p->set_draft_window(static_cast<int32_t>(window->get<int64_t>()));
+      VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> k, Int32(*controls, "draft_window", "verdict.draft_window"));
+      p->set_draft_window(*k);
     } else {
       return BadField("verdict.draft_window", "'verdict.draft_window' must be a number of tokens or \"auto\"");
     }
   }
-  VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> min_window, Integer(*controls, "min_window", "verdict.min_window"));
-  if (min_window.has_value()) p->set_min_window(static_cast<int32_t>(*min_window));
-  VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> max_window, Integer(*controls, "max_window", "verdict.max_window"));
-  if (max_window.has_value()) p->set_max_window(static_cast<int32_t>(*max_window));
+  VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> min_window, Int32(*controls, "min_window", "verdict.min_window"));
+  if (min_window.has_value()) p->set_min_window(*min_window);
+  VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> max_window, Int32(*controls, "max_window", "verdict.max_window"));
+  if (max_window.has_value()) p->set_max_window(*max_window);
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> judge, Number(*controls, "judge_threshold", "verdict.judge_threshold"));
   if (judge.has_value()) p->set_judge_threshold(static_cast<float>(*judge));
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> lossy, Number(*controls, "lossy_threshold", "verdict.lossy_threshold"));

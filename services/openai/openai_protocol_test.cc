@@ -96,7 +96,16 @@ TEST(ParseCompletionRequestTest, BadRequestsNameTheirField) {
                         Case{R"({"prompt": "x", "verdict": 1})", "verdict", "object"},
                         Case{R"({"prompt": "x", "verdict": {"policy": "fastest"}})", "verdict.policy", "fastest"},
                         Case{R"({"prompt": "x", "verdict": {"draft_window": "big"}})", "verdict.draft_window",
-                             "auto"}}) {
+                             "auto"},
+                        // Integers past the int32 wire fields are errors, not wrapped values (a
+                        // window of 2^32 + 5 used to run with 5; tests/fuzz openai_request).
+                        Case{R"({"prompt": "x", "verdict": {"draft_window": 4294967301}})",
+                             "verdict.draft_window", "out of range"},
+                        Case{R"({"prompt": "x", "verdict": {"max_window": 18446744073709551615}})",
+                             "verdict.max_window", "out of range"},
+                        Case{R"({"prompt": "x", "verdict": {"min_window": -2147483649}})", "verdict.min_window",
+                             "out of range"},
+                        Case{R"({"prompt": "x", "top_k": 18446744073709551615})", "top_k", "out of range"}}) {
     SCOPED_TRACE(c.body);
     absl::StatusOr<CompletionCall> call = ParseCompletionRequest(c.body);
     EXPECT_THAT(call, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)));
