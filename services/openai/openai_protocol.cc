@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "services/openai/openai_protocol.h"
 
+#include <algorithm>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -124,7 +126,8 @@ absl::Status ParseSampling(const json& body, v1::SamplingParams* sampling) {
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> top_p, Number(body, "top_p", "top_p"));
   if (top_p.has_value()) {
     if (*top_p <= 0 || *top_p > 1) return BadField("top_p", absl::StrCat("'top_p' must be in (0, 1], got ", *top_p));
-    sampling->set_top_p(static_cast<float>(*top_p));
+    // A positive top_p below float's range stays positive: 0 on the wire means "off" (1).
+    sampling->set_top_p(std::max(static_cast<float>(*top_p), std::numeric_limits<float>::denorm_min()));
   }
   VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> top_k, Int32(body, "top_k", "top_k"));  // vLLM's extension
   if (top_k.has_value()) {

@@ -116,6 +116,14 @@ TEST(ParseCompletionRequestTest, BadRequestsNameTheirField) {
   }
 }
 
+// A top_p inside (0, 1] but below float's range must not become 0, which the wire reads as "off"
+// (top_p 1e-320 used to sample from the whole vocabulary; tests/fuzz openai_request).
+TEST(ParseCompletionRequestTest, TinyTopPStaysPositive) {
+  ASSERT_OK_AND_ASSIGN(CompletionCall call, ParseCompletionRequest(R"({"prompt": "x", "top_p": 1e-320})"));
+  EXPECT_GT(call.request.sampling().top_p(), 0.0f);
+  EXPECT_LT(call.request.sampling().top_p(), 1e-30f);
+}
+
 TEST(ParseChatRequestTest, MessagesAndChatOnlyFields) {
   ASSERT_OK_AND_ASSIGN(CompletionCall call, ParseChatRequest(R"({
       "model": "m", "messages": [{"role": "system", "content": "Be brief."},
