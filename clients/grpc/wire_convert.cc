@@ -207,6 +207,11 @@ absl::StatusOr<spec::SpeculationParams> FromProto(const v1::SpeculationParams& p
   if (p.adaptive_window()) {
     if (p.min_window() > 0) s.window.min_k = p.min_window();  // else DraftWindowOptions' bounds
     if (p.max_window() > 0) s.window.max_k = p.max_window();
+    // std::clamp needs ordered bounds (undefined behaviour otherwise).
+    if (s.window.min_k > s.window.max_k) {
+      return absl::InvalidArgumentError(absl::StrCat("adaptive window bounds must satisfy min (", s.window.min_k,
+                                                     ") <= max (", s.window.max_k, ")"));
+    }
     s.window.k = std::clamp<int64_t>(s.window.k, s.window.min_k, s.window.max_k);
   }
   s.speculate = !p.disable_speculation();

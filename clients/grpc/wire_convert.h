@@ -46,8 +46,8 @@ absl::StatusOr<v1::VerificationPolicy> ToProto(spec::Policy policy);
 
 // A request's speculation settings, with the server's defaults for what it leaves unset (policy
 // UNSPECIFIED, draft_window 0, adaptive bounds 0; an adaptive window's start is clamped into its
-// bounds). kInvalidArgument for an unknown policy or negative windows; the values themselves are
-// checked by spec::ValidateSpeculationParams.
+// bounds). kInvalidArgument for an unknown policy, negative windows or adaptive bounds out of
+// order (min above max); the values themselves are checked by spec::ValidateSpeculationParams.
 struct SpeculationDefaults {
   spec::Policy policy = spec::Policy::kExact;
   int64_t draft_window = 8;
