@@ -234,6 +234,31 @@ absl::Status ToProto(const spec::SpeculationParams& s, v1::SpeculationParams* p)
   return absl::OkStatus();
 }
 
+spec::ProposeRequest FromProto(const v1::ProposeRequest& p) {
+  spec::ProposeRequest r;
+  r.session_id = spec::DraftSessionId(p.session_id());
+  r.step = p.step();
+  r.keep_length = p.keep_length();
+  r.append_tokens.assign(p.append_tokens().begin(), p.append_tokens().end());
+  r.num_tokens = p.num_tokens();
+  return r;
+}
+
+std::optional<spec::BlockOutcome> FromProto(const v1::ShardEvent& event) {
+  if (event.has_verdict()) {
+    const v1::VerdictEvent& v = event.verdict();
+    return spec::BlockOutcome{spec::SessionId(v.session_id()), v.step(), absl::OkStatus(), FromProto(v.verdict())};
+  }
+  if (event.has_error()) {
+    const v1::SessionError& e = event.error();
+    absl::StatusCode code = static_cast<absl::StatusCode>(e.code());
+    if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
+    return spec::BlockOutcome{spec::SessionId(e.session_id()), e.step(), absl::Status(code, e.message()),
+                              std::nullopt};
+  }
+  return std::nullopt;
+}
+
 spec::SpeculationStats FromProto(const v1::SpeculationStats& p) {
   spec::SpeculationStats s;
   s.target_passes = p.target_passes();

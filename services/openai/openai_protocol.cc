@@ -401,6 +401,26 @@ absl::Status ParseCommon(const json& body, CompletionCall* call_out) {
 
 }  // namespace
 
+absl::Status RenderChat(const ServedModel& model, CompletionCall* call) {
+  if (model.chat_format == nullptr) {
+    absl::Status s = absl::InvalidArgumentError(
+        absl::StrCat("the model has no chat template, so chat completions are not available (", model.no_chat_format,
+                     "; the cluster config's target.chat_template can name one); use /v1/completions"));
+    s.SetPayload(kParamPayload, absl::Cord("messages"));
+    return s;
+  }
+  absl::StatusOr<std::vector<int32_t>> ids =
+      model.chat_format->Encode(*model.tokenizer, call->messages, /*add_generation_prompt=*/true);
+  if (!ids.ok()) {
+    // raise_exception (e.g. roles that do not alternate) and template errors are the request's.
+    absl::Status s = absl::InvalidArgumentError(absl::StrCat("the chat template: ", ids.status().message()));
+    s.SetPayload(kParamPayload, absl::Cord("messages"));
+    return s;
+  }
+  call->request.mutable_prompt_tokens()->mutable_ids()->Assign(ids->begin(), ids->end());
+  return absl::OkStatus();
+}
+
 const char* FinishReasonName(v1::FinishReason reason) {
   return reason == v1::FINISH_REASON_STOP ? "stop" : "length";
 }

@@ -82,4 +82,16 @@ absl::StatusOr<workers::ShardBatch> DecodeActivations(const v1::ActivationBatch&
   return batch;
 }
 
+absl::StatusOr<workers::ShardBatch> DecodeForward(const v1::ForwardRequest& request, int64_t vocab_size) {
+  VERDICT_ASSIGN_OR_RETURN(spec::ShardBlock block, wire::FromProto(request.header(), vocab_size));
+  if (request.token_ids_size() != block.num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("a block of ", block.num_tokens, " positions came with ",
+                                                   request.token_ids_size(), " token ids"));
+  }
+  workers::ShardBatch batch;
+  batch.token_ids.assign(request.token_ids().begin(), request.token_ids().end());
+  batch.blocks.push_back(std::move(block));
+  return batch;
+}
+
 }  // namespace verdict::services
