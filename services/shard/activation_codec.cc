@@ -70,6 +70,7 @@ absl::StatusOr<workers::ShardBatch> DecodeActivations(const v1::ActivationBatch&
   }
   const size_t n = static_cast<size_t>(rows * hidden_size);
   batch.activations.resize(n);
+  if (n == 0) return batch;  // no rows: nothing to copy (memcpy from a null pointer is undefined)
   if (element == sizeof(float)) {
     std::memcpy(batch.activations.data(), payload.data(), n * sizeof(float));
   } else {

@@ -98,5 +98,18 @@ TEST(ActivationCodecTest, RefusesWhatDoesNotAddUp) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("log-probabilities")));
 }
 
+// A batch of no blocks (no rows, no bytes) decodes to nothing, without copying from the empty
+// payload's null pointer (memcpy(nullptr, nullptr, 0): UBSan in the target_shard and
+// activation_frame fuzz targets of tests/fuzz).
+TEST(ActivationCodecTest, DecodesABatchOfNoRows) {
+  for (v1::ActivationDType dtype : {v1::ACTIVATION_DTYPE_F32, v1::ACTIVATION_DTYPE_BF16}) {
+    const EncodedActivations e = EncodeActivations(workers::ShardBatch{}, 0, 8, dtype);
+    EXPECT_TRUE(e.payload.empty());
+    ASSERT_OK_AND_ASSIGN(workers::ShardBatch back, DecodeActivations(e.header, e.payload, 8, 64));
+    EXPECT_TRUE(back.blocks.empty());
+    EXPECT_TRUE(back.activations.empty());
+  }
+}
+
 }  // namespace
 }  // namespace verdict::services
