@@ -64,7 +64,11 @@ absl::StatusOr<workers::ShardBatch> DecodeActivations(const v1::ActivationBatch&
     rows += block.num_tokens;
     batch.blocks.push_back(std::move(block));
   }
-  if (static_cast<uint64_t>(rows) * static_cast<uint64_t>(hidden_size) * element != payload.size()) {
+  // Divide rather than multiply: the rows of a hostile header (each block up to 2^31 - 1) times the
+  // row size can wrap around 2^64 onto the payload's length, and the activations would then be
+  // sized from the wrapped product.
+  const uint64_t row_bytes = static_cast<uint64_t>(hidden_size) * element;
+  if (row_bytes == 0 || payload.size() % row_bytes != 0 || static_cast<uint64_t>(rows) != payload.size() / row_bytes) {
     return absl::DataLossError(absl::StrCat("the blocks have ", rows, " rows of ", hidden_size, " values but ",
                                             payload.size(), " bytes came"));
   }
