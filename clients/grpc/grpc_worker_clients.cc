@@ -195,16 +195,10 @@ bool GrpcTargetClient::connected(int shard) const {
 }
 
 void GrpcTargetClient::OnEvent(int shard, const v1::ShardEvent& event) {
-  if (event.has_verdict()) {
-    const v1::VerdictEvent& v = event.verdict();
-    const spec::SessionId id(v.session_id());
-    Complete({id, v.step()}, {id, v.step(), absl::OkStatus(), wire::FromProto(v.verdict())});
-  } else if (event.has_error()) {
-    const v1::SessionError& e = event.error();
-    absl::StatusCode code = static_cast<absl::StatusCode>(e.code());
-    if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
-    const spec::SessionId id(e.session_id());
-    Complete({id, e.step()}, {id, e.step(), absl::Status(code, e.message()), std::nullopt});
+  std::optional<spec::BlockOutcome> outcome = wire::FromProto(event);
+  if (outcome.has_value()) {
+    const Key key{outcome->session_id, outcome->step};
+    Complete(key, *std::move(outcome));
   }
   (void)shard;
 }

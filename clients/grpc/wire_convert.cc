@@ -207,6 +207,11 @@ absl::StatusOr<spec::SpeculationParams> FromProto(const v1::SpeculationParams& p
   if (p.adaptive_window()) {
     if (p.min_window() > 0) s.window.min_k = p.min_window();  // else DraftWindowOptions' bounds
     if (p.max_window() > 0) s.window.max_k = p.max_window();
+    // std::clamp needs ordered bounds (undefined behaviour otherwise).
+    if (s.window.min_k > s.window.max_k) {
+      return absl::InvalidArgumentError(absl::StrCat("adaptive window bounds must satisfy min (", s.window.min_k,
+                                                     ") <= max (", s.window.max_k, ")"));
+    }
     s.window.k = std::clamp<int64_t>(s.window.k, s.window.min_k, s.window.max_k);
   }
   s.speculate = !p.disable_speculation();
@@ -227,6 +232,31 @@ absl::Status ToProto(const spec::SpeculationParams& s, v1::SpeculationParams* p)
   if (s.typical_delta.has_value()) p->set_typical_delta(*s.typical_delta);
   p->set_disable_speculation(!s.speculate);
   return absl::OkStatus();
+}
+
+spec::ProposeRequest FromProto(const v1::ProposeRequest& p) {
+  spec::ProposeRequest r;
+  r.session_id = spec::DraftSessionId(p.session_id());
+  r.step = p.step();
+  r.keep_length = p.keep_length();
+  r.append_tokens.assign(p.append_tokens().begin(), p.append_tokens().end());
+  r.num_tokens = p.num_tokens();
+  return r;
+}
+
+std::optional<spec::BlockOutcome> FromProto(const v1::ShardEvent& event) {
+  if (event.has_verdict()) {
+    const v1::VerdictEvent& v = event.verdict();
+    return spec::BlockOutcome{spec::SessionId(v.session_id()), v.step(), absl::OkStatus(), FromProto(v.verdict())};
+  }
+  if (event.has_error()) {
+    const v1::SessionError& e = event.error();
+    absl::StatusCode code = static_cast<absl::StatusCode>(e.code());
+    if (code == absl::StatusCode::kOk) code = absl::StatusCode::kInternal;
+    return spec::BlockOutcome{spec::SessionId(e.session_id()), e.step(), absl::Status(code, e.message()),
+                              std::nullopt};
+  }
+  return std::nullopt;
 }
 
 spec::SpeculationStats FromProto(const v1::SpeculationStats& p) {

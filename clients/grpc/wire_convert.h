@@ -18,6 +18,7 @@
 #include "spec/sampling_params.h"
 #include "spec/speculation_params.h"
 #include "spec/speculation_stats.h"
+#include "verdict/v1/draft_worker.pb.h"
 #include "verdict/v1/speculation.pb.h"
 #include "verdict/v1/target_shard.pb.h"
 
@@ -46,8 +47,8 @@ absl::StatusOr<v1::VerificationPolicy> ToProto(spec::Policy policy);
 
 // A request's speculation settings, with the server's defaults for what it leaves unset (policy
 // UNSPECIFIED, draft_window 0, adaptive bounds 0; an adaptive window's start is clamped into its
-// bounds). kInvalidArgument for an unknown policy or negative windows; the values themselves are
-// checked by spec::ValidateSpeculationParams.
+// bounds). kInvalidArgument for an unknown policy, negative windows or adaptive bounds out of
+// order (min above max); the values themselves are checked by spec::ValidateSpeculationParams.
 struct SpeculationDefaults {
   spec::Policy policy = spec::Policy::kExact;
   int64_t draft_window = 8;
@@ -56,6 +57,14 @@ absl::StatusOr<spec::SpeculationParams> FromProto(const v1::SpeculationParams& p
                                                   const SpeculationDefaults& defaults);
 // kInvalidArgument for a policy without a wire form.
 absl::Status ToProto(const spec::SpeculationParams& s, v1::SpeculationParams* p);
+
+// A draft worker's Propose request as the worker core takes it (checked there: keep_length,
+// num_tokens and ids against the session).
+spec::ProposeRequest FromProto(const v1::ProposeRequest& p);
+
+// What a shard's event says about one block: a verdict (status OK) or the shard's error for it.
+// nullopt for an event with neither.
+std::optional<spec::BlockOutcome> FromProto(const v1::ShardEvent& event);
 
 spec::SpeculationStats FromProto(const v1::SpeculationStats& p);
 void ToProto(const spec::SpeculationStats& s, v1::SpeculationStats* p);

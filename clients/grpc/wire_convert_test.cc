@@ -46,6 +46,14 @@ TEST(WireSpeculationTest, BadValuesAndPoliciesWithoutAWireForm) {
   p.Clear();
   p.set_policy(static_cast<v1::VerificationPolicy>(77));
   EXPECT_THAT(FromProto(p, {}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("77")));
+  // Adaptive bounds out of order (a max left unset means 64): an error, not std::clamp with lo > hi
+  // (undefined behaviour; tests/fuzz wire_convert).
+  p.Clear();
+  p.set_adaptive_window(true);
+  p.set_min_window(100);
+  EXPECT_THAT(FromProto(p, {}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("min (100) <= max (64)")));
+  p.set_max_window(20);
+  EXPECT_THAT(FromProto(p, {}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("min (100) <= max (20)")));
   spec::SpeculationParams kl;
   kl.policy = spec::Policy::kLossyKl;
   v1::SpeculationParams out;

@@ -14,6 +14,10 @@
 #include <mutex>
 #include <vector>
 
+#if defined(VERDICT_KERNELS_HAVE_AVX2)
+#include <cpuid.h>
+#endif
+
 #include "common/check.h"
 #include "engine/fp8.h"
 #include "engine/kernels/matmul_internal.h"
@@ -152,9 +156,13 @@ void BlasRows(const GemmArgs& a, const KernelTable& kernels, int64_t n_begin, in
 #if !defined(VERDICT_KERNELS_HAVE_AVX2)
 bool CpuHasAvx2() { return false; }
 #else
+// F16C through cpuid: clang 14's __builtin_cpu_supports does not know "f16c" (a compile error).
+bool CpuHasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
 bool CpuHasAvx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuHasF16c();
 }
 #endif
 

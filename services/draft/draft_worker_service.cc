@@ -28,12 +28,7 @@ grpc::ServerUnaryReactor* DraftWorkerService::Propose(grpc::CallbackServerContex
                                                       const v1::ProposeRequest* request,
                                                       v1::ProposeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  spec::ProposeRequest r;
-  r.session_id = spec::DraftSessionId(request->session_id());
-  r.step = request->step();
-  r.keep_length = request->keep_length();
-  r.append_tokens.assign(request->append_tokens().begin(), request->append_tokens().end());
-  r.num_tokens = request->num_tokens();
+  spec::ProposeRequest r = wire::FromProto(*request);
   const auto start = std::chrono::steady_clock::now();
   loop_->Propose(std::move(r), [reactor, response, start](absl::StatusOr<spec::Proposal> proposal) {
     if (proposal.ok()) {

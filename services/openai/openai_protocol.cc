@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "services/openai/openai_protocol.h"
 
+#include <algorithm>
+#include <limits>
 #include <optional>
 #include <utility>
 
@@ -44,6 +46,18 @@ absl::StatusOr<std::optional<int64_t>> Integer(const json& body, const char* nam
   return v->get<int64_t>();
 }
 
+// An integer that goes into an int32 wire field: out of that range is a 400, not a wrapped value
+// (json's unsigned numbers above INT64_MAX included).
+absl::StatusOr<std::optional<int32_t>> Int32(const json& body, const char* name, const std::string& path) {
+  const json* v = Field(body, name);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number_integer()) return BadField(path, absl::StrCat("'", path, "' must be an integer"));
+  const bool in_range = v->is_number_unsigned() ? v->get<uint64_t>() <= uint64_t{INT32_MAX}
+                                                : v->get<int64_t>() >= INT32_MIN && v->get<int64_t>() <= INT32_MAX;
+  if (!in_range) return BadField(path, absl::StrCat("'", path, "' is out of range: ", v->dump()));
+  return static_cast<int32_t>(v->get<int64_t>());
+}
+
 absl::StatusOr<std::optional<bool>> Boolean(const json& body, const char* name, const std::string& path) {
   const json* v = Field(body, name);
   if (v == nullptr) return std::nullopt;
@@ -56,6 +70,14 @@ absl::StatusOr<std::optional<std::string>> String(const json& body, const char* 
   if (v == nullptr) return std::nullopt;
   if (!v->is_string()) return BadField(path, absl::StrCat("'", path, "' must be a string"));
   return v->get<std::string>();
+}
+
+// Whether the object `v` has a string `name` equal to `want` (false for any other type; never throws,
+// unlike json::value with a default of another type).
+bool HasString(const json& v, const char* name, absl::string_view want) {
+  if (!v.is_object()) return false;
+  const json* field = Field(v, name);
+  return field != nullptr && field->is_string() && field->get_ref<const std::string&>() == want;
 }
 
 bool IsTokenArray(const json& v) {
@@ -104,12 +126,13 @@ absl::Status ParseSampling(const json& body, v1::SamplingParams* sampling) {
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> top_p, Number(body, "top_p", "top_p"));
   if (top_p.has_value()) {
     if (*top_p <= 0 || *top_p > 1) return BadField("top_p", absl::StrCat("'top_p' must be in (0, 1], got ", *top_p));
-    sampling->set_top_p(static_cast<float>(*top_p));
+    // A positive top_p below float's range stays positive: 0 on the wire means "off" (1).
+    sampling->set_top_p(std::max(static_cast<float>(*top_p), std::numeric_limits<float>::denorm_min()));
   }
-  VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> top_k, Integer(body, "top_k", "top_k"));  // vLLM's extension
+  VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> top_k, Int32(body, "top_k", "top_k"));  // vLLM's extension
   if (top_k.has_value()) {
-    if (*top_k < -1 || *top_k > INT32_MAX) return BadField("top_k", "'top_k' must be -1, 0 (off) or a count");
-    sampling->set_top_k(static_cast<int32_t>(*top_k < 0 ? 0 : *top_k));
+    if (*top_k < -1) return BadField("top_k", "'top_k' must be -1, 0 (off) or a count");
+    sampling->set_top_k(*top_k < 0 ? 0 : *top_k);
   }
   VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> seed, Integer(body, "seed", "seed"));
   if (seed.has_value()) sampling->set_seed(static_cast<uint64_t>(*seed) == 0 ? 1 : static_cast<uint64_t>(*seed));
@@ -153,15 +176,16 @@ absl::Status ParseVerdictControls(const json& body, v1::SpeculationParams* p) {
     if (window->is_string() && window->get<std::string>() == "auto") {
       p->set_adaptive_window(true);
     } else if (window->is_number_integer()) {
-      p->set_draft_window(static_cast<int32_t>(window->get<int64_t>()));
+      VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> k, Int32(*controls, "draft_window", "verdict.draft_window"));
+      p->set_draft_window(*k);
     } else {
       return BadField("verdict.draft_window", "'verdict.draft_window' must be a number of tokens or \"auto\"");
     }
   }
-  VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> min_window, Integer(*controls, "min_window", "verdict.min_window"));
-  if (min_window.has_value()) p->set_min_window(static_cast<int32_t>(*min_window));
-  VERDICT_ASSIGN_OR_RETURN(std::optional<int64_t> max_window, Integer(*controls, "max_window", "verdict.max_window"));
-  if (max_window.has_value()) p->set_max_window(static_cast<int32_t>(*max_window));
+  VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> min_window, Int32(*controls, "min_window", "verdict.min_window"));
+  if (min_window.has_value()) p->set_min_window(*min_window);
+  VERDICT_ASSIGN_OR_RETURN(std::optional<int32_t> max_window, Int32(*controls, "max_window", "verdict.max_window"));
+  if (max_window.has_value()) p->set_max_window(*max_window);
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> judge, Number(*controls, "judge_threshold", "verdict.judge_threshold"));
   if (judge.has_value()) p->set_judge_threshold(static_cast<float>(*judge));
   VERDICT_ASSIGN_OR_RETURN(std::optional<double> lossy, Number(*controls, "lossy_threshold", "verdict.lossy_threshold"));
@@ -269,8 +293,7 @@ absl::Status ParseMessages(const json& body, std::vector<engine::ChatMessage>* o
       message.content = content->get<std::string>();
     } else if (content->is_array()) {
       for (const json& part : *content) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-            !part["text"].is_string()) {
+        if (!HasString(part, "type", "text") || !part.contains("text") || !part["text"].is_string()) {
           return BadField(at + ".content", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
         }
         message.content += part["text"].get<std::string>();
@@ -322,7 +345,7 @@ absl::StatusOr<CompletionCall> ParseChatRequest(absl::string_view body_text) {
   }
   if (Field(body, "functions") != nullptr) return BadField("functions", "functions are not supported");
   if (const json* format = Field(body, "response_format");
-      format != nullptr && !(format->is_object() && format->value("type", "") == "text")) {
+      format != nullptr && !HasString(*format, "type", "text")) {
     return BadField("response_format", "only {\"type\": \"text\"} responses are supported");
   }
   VERDICT_RETURN_IF_ERROR(ParseCommon(body, &call));
@@ -377,6 +400,26 @@ absl::Status ParseCommon(const json& body, CompletionCall* call_out) {
 }
 
 }  // namespace
+
+absl::Status RenderChat(const ServedModel& model, CompletionCall* call) {
+  if (model.chat_format == nullptr) {
+    absl::Status s = absl::InvalidArgumentError(
+        absl::StrCat("the model has no chat template, so chat completions are not available (", model.no_chat_format,
+                     "; the cluster config's target.chat_template can name one); use /v1/completions"));
+    s.SetPayload(kParamPayload, absl::Cord("messages"));
+    return s;
+  }
+  absl::StatusOr<std::vector<int32_t>> ids =
+      model.chat_format->Encode(*model.tokenizer, call->messages, /*add_generation_prompt=*/true);
+  if (!ids.ok()) {
+    // raise_exception (e.g. roles that do not alternate) and template errors are the request's.
+    absl::Status s = absl::InvalidArgumentError(absl::StrCat("the chat template: ", ids.status().message()));
+    s.SetPayload(kParamPayload, absl::Cord("messages"));
+    return s;
+  }
+  call->request.mutable_prompt_tokens()->mutable_ids()->Assign(ids->begin(), ids->end());
+  return absl::OkStatus();
+}
 
 const char* FinishReasonName(v1::FinishReason reason) {
   return reason == v1::FINISH_REASON_STOP ? "stop" : "length";

@@ -22,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "engine/tokenizer/chat_template.h"
 #include "nlohmann/json.hpp"
+#include "services/coordinator/generation_service.h"
 #include "verdict/v1/generation.pb.h"
 
 namespace verdict::services::openai {
@@ -59,6 +60,11 @@ absl::StatusOr<CompletionCall> ParseCompletionRequest(absl::string_view body);
 // "prompt"; tools, non-text content parts, a response_format other than text and logprobs /
 // top_logprobs are 400s naming the field.
 absl::StatusOr<CompletionCall> ParseChatRequest(absl::string_view body);
+
+// Chat: renders `call->messages` with the model's chat template into the request's prompt_tokens.
+// kInvalidArgument naming "messages" when the model has no template or the template fails on them
+// (e.g. raise_exception for roles that do not alternate); the request is unchanged then.
+absl::Status RenderChat(const ServedModel& model, CompletionCall* call);
 
 // What a response shares: the id ("cmpl-..." / "chatcmpl-..."), creation time (Unix seconds), the
 // model's name, and which API's shape it takes.

@@ -96,7 +96,16 @@ TEST(ParseCompletionRequestTest, BadRequestsNameTheirField) {
                         Case{R"({"prompt": "x", "verdict": 1})", "verdict", "object"},
                         Case{R"({"prompt": "x", "verdict": {"policy": "fastest"}})", "verdict.policy", "fastest"},
                         Case{R"({"prompt": "x", "verdict": {"draft_window": "big"}})", "verdict.draft_window",
-                             "auto"}}) {
+                             "auto"},
+                        // Integers past the int32 wire fields are errors, not wrapped values (a
+                        // window of 2^32 + 5 used to run with 5; tests/fuzz openai_request).
+                        Case{R"({"prompt": "x", "verdict": {"draft_window": 4294967301}})",
+                             "verdict.draft_window", "out of range"},
+                        Case{R"({"prompt": "x", "verdict": {"max_window": 18446744073709551615}})",
+                             "verdict.max_window", "out of range"},
+                        Case{R"({"prompt": "x", "verdict": {"min_window": -2147483649}})", "verdict.min_window",
+                             "out of range"},
+                        Case{R"({"prompt": "x", "top_k": 18446744073709551615})", "top_k", "out of range"}}) {
     SCOPED_TRACE(c.body);
     absl::StatusOr<CompletionCall> call = ParseCompletionRequest(c.body);
     EXPECT_THAT(call, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)));
@@ -105,6 +114,14 @@ TEST(ParseCompletionRequestTest, BadRequestsNameTheirField) {
     EXPECT_EQ(e.type, "invalid_request_error");
     EXPECT_EQ(e.param, c.param);
   }
+}
+
+// A top_p inside (0, 1] but below float's range must not become 0, which the wire reads as "off"
+// (top_p 1e-320 used to sample from the whole vocabulary; tests/fuzz openai_request).
+TEST(ParseCompletionRequestTest, TinyTopPStaysPositive) {
+  ASSERT_OK_AND_ASSIGN(CompletionCall call, ParseCompletionRequest(R"({"prompt": "x", "top_p": 1e-320})"));
+  EXPECT_GT(call.request.sampling().top_p(), 0.0f);
+  EXPECT_LT(call.request.sampling().top_p(), 1e-30f);
 }
 
 TEST(ParseChatRequestTest, MessagesAndChatOnlyFields) {
@@ -137,7 +154,15 @@ TEST(ParseChatRequestTest, MessagesAndChatOnlyFields) {
                              "tools"},
                         Case{R"({"messages": [{"role": "user", "content": "x"}],
                                  "response_format": {"type": "json_object"}})", "response_format"},
-                        Case{R"({"messages": [{"role": "user", "content": "x"}], "n": 4})", "n"}}) {
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "n": 4})", "n"},
+                        // A "type" that is not a string is a 400 too (json::value threw
+                        // type_error 302 here: an uncaught exception; tests/fuzz openai_request).
+                        Case{R"({"messages": [{"role": "user", "content": [{"type": [1], "text": "x"}]}]})",
+                             "messages[0].content"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": 7}})",
+                             "response_format"},
+                        Case{R"({"messages": [{"role": "user", "content": "x"}], "response_format": []})",
+                             "response_format"}}) {
     SCOPED_TRACE(c.body);
     absl::StatusOr<CompletionCall> bad = ParseChatRequest(c.body);
     ASSERT_FALSE(bad.ok());

@@ -103,28 +103,6 @@ void CancelGeneration(coordinator::Coordinator* coordinator, Generation& gen) {
   if (id.has_value()) coordinator->Cancel(*id);
 }
 
-// Chat: the messages rendered with the model's chat template become the prompt's token ids.
-absl::Status RenderChat(const GenerationService* service, CompletionCall* call) {
-  const ServedModel& model = service->model();
-  if (model.chat_format == nullptr) {
-    absl::Status s = absl::InvalidArgumentError(
-        absl::StrCat("the model has no chat template, so chat completions are not available (", model.no_chat_format,
-                     "; the cluster config's target.chat_template can name one); use /v1/completions"));
-    s.SetPayload(kParamPayload, absl::Cord("messages"));
-    return s;
-  }
-  absl::StatusOr<std::vector<int32_t>> ids =
-      model.chat_format->Encode(*model.tokenizer, call->messages, /*add_generation_prompt=*/true);
-  if (!ids.ok()) {
-    // raise_exception (e.g. roles that do not alternate) and template errors are the request's.
-    absl::Status s = absl::InvalidArgumentError(absl::StrCat("the chat template: ", ids.status().message()));
-    s.SetPayload(kParamPayload, absl::Cord("messages"));
-    return s;
-  }
-  call->request.mutable_prompt_tokens()->mutable_ids()->Assign(ids->begin(), ids->end());
-  return absl::OkStatus();
-}
-
 absl::Status Timeout(absl::Duration limit) {
   return absl::DeadlineExceededError(
       absl::StrCat("the request did not finish within ", absl::FormatDuration(limit), " and was cancelled"));
@@ -139,7 +117,7 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
     if (absl::Status s = service->CheckModelName(call->request.model()); !s.ok()) {
       return SendError(res, ErrorFromStatus(s));
     }
-    if (absl::Status s = RenderChat(service, &*call); !s.ok()) return SendError(res, ErrorFromStatus(s));
+    if (absl::Status s = RenderChat(service->model(), &*call); !s.ok()) return SendError(res, ErrorFromStatus(s));
   }
   auto gen = std::make_shared<Generation>();
   if (absl::Status s = StartGeneration(coordinator, service, *call, gen); !s.ok()) {

@@ -64,12 +64,17 @@ absl::StatusOr<workers::ShardBatch> DecodeActivations(const v1::ActivationBatch&
     rows += block.num_tokens;
     batch.blocks.push_back(std::move(block));
   }
-  if (static_cast<uint64_t>(rows) * static_cast<uint64_t>(hidden_size) * element != payload.size()) {
+  // Divide rather than multiply: the rows of a hostile header (each block up to 2^31 - 1) times the
+  // row size can wrap around 2^64 onto the payload's length, and the activations would then be
+  // sized from the wrapped product.
+  const uint64_t row_bytes = static_cast<uint64_t>(hidden_size) * element;
+  if (row_bytes == 0 || payload.size() % row_bytes != 0 || static_cast<uint64_t>(rows) != payload.size() / row_bytes) {
     return absl::DataLossError(absl::StrCat("the blocks have ", rows, " rows of ", hidden_size, " values but ",
                                             payload.size(), " bytes came"));
   }
   const size_t n = static_cast<size_t>(rows * hidden_size);
   batch.activations.resize(n);
+  if (n == 0) return batch;  // no rows: nothing to copy (memcpy from a null pointer is undefined)
   if (element == sizeof(float)) {
     std::memcpy(batch.activations.data(), payload.data(), n * sizeof(float));
   } else {
@@ -79,6 +84,18 @@ absl::StatusOr<workers::ShardBatch> DecodeActivations(const v1::ActivationBatch&
       batch.activations[i] = engine::Bf16ToF32(v);
     }
   }
+  return batch;
+}
+
+absl::StatusOr<workers::ShardBatch> DecodeForward(const v1::ForwardRequest& request, int64_t vocab_size) {
+  VERDICT_ASSIGN_OR_RETURN(spec::ShardBlock block, wire::FromProto(request.header(), vocab_size));
+  if (request.token_ids_size() != block.num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("a block of ", block.num_tokens, " positions came with ",
+                                                   request.token_ids_size(), " token ids"));
+  }
+  workers::ShardBatch batch;
+  batch.token_ids.assign(request.token_ids().begin(), request.token_ids().end());
+  batch.blocks.push_back(std::move(block));
   return batch;
 }
 

@@ -29,6 +29,11 @@ EncodedActivations EncodeActivations(const workers::ShardBatch& batch, int from_
 absl::StatusOr<workers::ShardBatch> DecodeActivations(const v1::ActivationBatch& header, absl::string_view payload,
                                                       int64_t hidden_size, int64_t vocab_size);
 
+// Shard 0's Forward request as a batch of one block (the header checked by FromProto against
+// `vocab_size`; the ids against the vocabulary by the shard itself). kInvalidArgument for a bad
+// header or a number of ids other than the block's positions.
+absl::StatusOr<workers::ShardBatch> DecodeForward(const v1::ForwardRequest& request, int64_t vocab_size);
+
 uint32_t Crc32(absl::string_view bytes);
 
 }  // namespace verdict::services

@@ -98,5 +98,40 @@ TEST(ActivationCodecTest, RefusesWhatDoesNotAddUp) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("log-probabilities")));
 }
 
+// Rows whose byte count wraps around 2^64 onto the payload's length do not pass: 2^32 rows of 2^30
+// f32 values are 2^64 bytes, "equal" to an empty payload when multiplied in 64 bits, and the
+// decoder then sized its activations from the product (2^62 floats: std::length_error, an
+// exception that ended the shard). Found by review while fuzzing (tests/fuzz); a real shard's
+// hidden size needs about 2^19 blocks for the same wrap, a 6 MB message.
+TEST(ActivationCodecTest, RefusesRowsWhoseByteCountWraps) {
+  constexpr int64_t kHugeHidden = int64_t{1} << 30;
+  v1::ActivationBatch header;
+  header.set_hidden_size(static_cast<int32_t>(kHugeHidden));
+  header.set_dtype(v1::ACTIVATION_DTYPE_F32);
+  for (int32_t rows : {INT32_MAX, INT32_MAX, 2}) {  // 2^32 rows in all
+    v1::BlockHeader* b = header.add_blocks();
+    b->set_session_id(1);
+    b->set_step(1);
+    b->set_num_tokens(rows);
+  }
+  header.set_data_bytes(0);
+  header.set_crc32(Crc32(""));
+  EXPECT_THAT(DecodeActivations(header, "", kHugeHidden, 64).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("4294967296 rows")));
+}
+
+// A batch of no blocks (no rows, no bytes) decodes to nothing, without copying from the empty
+// payload's null pointer (memcpy(nullptr, nullptr, 0): UBSan in the target_shard and
+// activation_frame fuzz targets of tests/fuzz).
+TEST(ActivationCodecTest, DecodesABatchOfNoRows) {
+  for (v1::ActivationDType dtype : {v1::ACTIVATION_DTYPE_F32, v1::ACTIVATION_DTYPE_BF16}) {
+    const EncodedActivations e = EncodeActivations(workers::ShardBatch{}, 0, 8, dtype);
+    EXPECT_TRUE(e.payload.empty());
+    ASSERT_OK_AND_ASSIGN(workers::ShardBatch back, DecodeActivations(e.header, e.payload, 8, 64));
+    EXPECT_TRUE(back.blocks.empty());
+    EXPECT_TRUE(back.activations.empty());
+  }
+}
+
 }  // namespace
 }  // namespace verdict::services

@@ -48,17 +48,9 @@ grpc::ServerUnaryReactor* TargetShardService::Forward(grpc::CallbackServerContex
     return FinishNow(context, absl::FailedPreconditionError(absl::StrCat(
                                   "target shard ", identity_.shard_index, " takes activations, not token ids")));
   }
-  absl::StatusOr<spec::ShardBlock> block = wire::FromProto(request->header(), identity_.vocab_size);
-  if (!block.ok()) return FinishNow(context, block.status());
-  if (request->token_ids_size() != block->num_tokens) {
-    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat("a block of ", block->num_tokens,
-                                                                      " positions came with ",
-                                                                      request->token_ids_size(), " token ids")));
-  }
-  workers::ShardBatch batch;
-  batch.token_ids.assign(request->token_ids().begin(), request->token_ids().end());
-  batch.blocks.push_back(std::move(*block));
-  loop_->Submit(std::move(batch));
+  absl::StatusOr<workers::ShardBatch> batch = DecodeForward(*request, identity_.vocab_size);
+  if (!batch.ok()) return FinishNow(context, batch.status());
+  loop_->Submit(*std::move(batch));
   return FinishNow(context, absl::OkStatus());
 }
 
