@@ -10,10 +10,12 @@
 // ForwardRequest (shard 0, then on through the chain), ActivationBatch (the last shard, a peer's
 // payload in `data`) and CloseShardSessionRequest; structure-aware mutation.
 // Invariants: errors carry the documented codes; every block that reaches the last shard gets one
-// outcome; a verdict accepts 0..k tokens with one reason per draft token, the accepted ones first,
+// outcome with its session and step; a verdict accepts 0..k tokens with one reason per draft token, the accepted ones first,
 // and a next token inside the vocabulary; shard 0 passes on rows x hidden activations for the blocks
 // it ran; every session closes at the end.
+#include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "clients/grpc/wire_convert.h"
@@ -100,14 +102,25 @@ void CheckOutcomes(const workers::ShardBatch& in, const workers::ShardForwardRes
     }
   }
   if (last) {
+    // One outcome per block, matched by (session, step) as the coordinator's client matches them
+    // (failures come first, then the blocks that ran, in order).
     FUZZ_CHECK(r.outcomes.size() == in.blocks.size(), r.outcomes.size(), " outcomes for ", in.blocks.size(),
                " blocks");
     FUZZ_CHECK(r.next.blocks.empty());
-    for (size_t i = 0; i < in.blocks.size(); ++i) {
-      const spec::ShardBlock& b = in.blocks[i];
+    std::map<std::pair<uint64_t, uint64_t>, std::vector<const spec::ShardBlock*>> blocks;
+    for (const spec::ShardBlock& b : in.blocks) blocks[{b.session_id.value(), b.step}].push_back(&b);
+    std::map<std::pair<uint64_t, uint64_t>, size_t> outcomes;
+    for (const spec::BlockOutcome& o : r.outcomes) ++outcomes[{o.session_id.value(), o.step}];
+    for (const auto& [key, list] : blocks) {
+      FUZZ_CHECK(outcomes[key] == list.size(), "session ", key.first, " step ", key.second, ": ", outcomes[key],
+                 " outcomes for ", list.size(), " blocks");
+    }
+    for (size_t i = 0; i < r.outcomes.size(); ++i) {
       const spec::BlockOutcome& o = r.outcomes[i];
-      FUZZ_CHECK(o.session_id == b.session_id && o.step == b.step, "outcome ", i, " is not its block's");
       if (!o.status.ok()) continue;
+      const std::vector<const spec::ShardBlock*>& same = blocks[{o.session_id.value(), o.step}];
+      if (same.size() != 1) continue;  // the same session twice in a batch: only one may run
+      const spec::ShardBlock& b = *same[0];
       FUZZ_CHECK(o.verdict.has_value() == b.verify, "a verdict for a prefill block or none for a verify block");
       if (!o.verdict.has_value()) continue;
       const spec::Verdict& v = *o.verdict;
