@@ -9,3 +9,8 @@ bash "$repo/scripts/setup.sh" --test
 bash "$repo/scripts/build.sh"
 cd "${BUILD_DIR:-$repo/build}"
 ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@"
+# The whole suite (no ctest arguments) also soaks AddressSanitizer builds of the services
+# (scripts/asan_soak.sh; VERDICT_SKIP_ASAN_SOAK=1 skips it).
+if [[ $# -eq 0 && "${VERDICT_SKIP_ASAN_SOAK:-}" != "1" ]]; then
+  bash "$repo/scripts/asan_soak.sh"
+fi
