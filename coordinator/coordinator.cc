@@ -152,17 +152,21 @@ Coordinator::Coordinator(const CoordinatorOptions& options, clients::DraftClient
 }
 
 Coordinator::~Coordinator() {
-  if (executor_->InLoop()) {
-    Shutdown();
-  } else {
-    absl::Notification done;
-    Post([this, &done] {
-      Shutdown();
-      done.Notify();
-    });
-    done.WaitForNotification();
-  }
+  RunOnExecutor([this] { Shutdown(); });
   mailbox_->Close();
+}
+
+void Coordinator::RunOnExecutor(const std::function<void()>& fn) {
+  if (executor_->InLoop()) {
+    fn();
+    return;
+  }
+  absl::Notification done;
+  Post([&fn, &done] {
+    fn();
+    done.Notify();
+  });
+  done.WaitForNotification();
 }
 
 void Coordinator::Shutdown() {
@@ -244,16 +248,7 @@ CoordinatorSnapshot Coordinator::Snapshot() {
     }
     snap.totals = totals_;
   };
-  if (executor_->InLoop()) {
-    fill();
-    return snap;
-  }
-  absl::Notification done;
-  Post([&] {
-    fill();
-    done.Notify();
-  });
-  done.WaitForNotification();
+  RunOnExecutor(fill);
   return snap;
 }
 
@@ -267,16 +262,7 @@ Coordinator::LiveSessions Coordinator::Live() {
       }
     }
   };
-  if (executor_->InLoop()) {
-    fill();
-    return live;
-  }
-  absl::Notification done;
-  Post([&] {
-    fill();
-    done.Notify();
-  });
-  done.WaitForNotification();
+  RunOnExecutor(fill);
   return live;
 }
 

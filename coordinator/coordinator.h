@@ -166,6 +166,8 @@ class Coordinator {
   class Mailbox;
 
   void Post(std::function<void()> fn);
+  // Runs `fn` on the executor and waits for it (at once when called from the executor's thread).
+  void RunOnExecutor(const std::function<void()>& fn);
   void Open(Session& s);
   void OpenTarget(Session& s);
   // Opens (or reopens after a failure) the session's draft session from its committed tokens.
