@@ -21,6 +21,7 @@ find_package(gRPC CONFIG REQUIRED)          # client API and internal services
 # UCX (ucp): activations between target shards (pkg-config only in Debian).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(UCX REQUIRED IMPORTED_TARGET ucx)
+find_package(OpenSSL REQUIRED)              # TLS material, API key hashes, the development CA
 find_package(ZLIB REQUIRED)                 # CRC-32 of activation payloads
 # Admin endpoints: cpp-httplib (pkg-config only) serves them, prometheus-cpp formats /metrics.
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)

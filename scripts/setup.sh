@@ -20,6 +20,7 @@ apt_packages=(
   libopenblas-dev        # sgemm for large (prefill) matrix products
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # services, wire contract
   libucx-dev ucx-utils   # activations between target shards
+  libssl-dev openssl     # TLS material, key hashes, the development CA; openssl: tests' reference
   libcpp-httplib-dev prometheus-cpp-dev  # admin HTTP endpoints, /metrics, the OpenAI-compatible API
   chromium               # headless browser: the dashboard test
   curl                   # raw HTTP clients: the demo's and the SSE framing test's
