@@ -2,6 +2,8 @@
 #include "clients/verdict_client.h"
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "clients/grpc/wire_convert.h"
@@ -18,13 +20,48 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration d) {
 VerdictClient::VerdictClient(const std::string& address)
     : VerdictClient(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())) {}
 
-VerdictClient::VerdictClient(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), stub_(v1::Verdict::NewStub(channel_)) {}
+VerdictClient::VerdictClient(std::shared_ptr<grpc::Channel> channel, std::string api_key)
+    : channel_(std::move(channel)), stub_(v1::Verdict::NewStub(channel_)), api_key_(std::move(api_key)) {}
+
+absl::StatusOr<std::unique_ptr<VerdictClient>> VerdictClient::Connect(const std::string& address,
+                                                                      const ClientSecurity& security) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  if (!security.tls_ca_file.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    auto read = [](const std::string& path, std::string* out) -> absl::Status {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+      std::ostringstream text;
+      text << in.rdbuf();
+      *out = text.str();
+      return absl::OkStatus();
+    };
+    if (absl::Status s = read(security.tls_ca_file, &ssl.pem_root_certs); !s.ok()) return s;
+    if (security.tls_cert_file.empty() != security.tls_key_file.empty()) {
+      return absl::InvalidArgumentError("a client certificate needs both its certificate and key files");
+    }
+    if (!security.tls_cert_file.empty()) {
+      if (absl::Status s = read(security.tls_cert_file, &ssl.pem_cert_chain); !s.ok()) return s;
+      if (absl::Status s = read(security.tls_key_file, &ssl.pem_private_key); !s.ok()) return s;
+    }
+    credentials = grpc::SslCredentials(ssl);
+    if (!security.server_name.empty()) args.SetSslTargetNameOverride(security.server_name);
+  } else if (!security.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("a client certificate needs TLS: give the CA file to verify the server with");
+  }
+  return std::make_unique<VerdictClient>(grpc::CreateCustomChannel(address, credentials, args), security.api_key);
+}
+
+void VerdictClient::Prepare(grpc::ClientContext* context) const {
+  if (!api_key_.empty()) context->AddMetadata("authorization", absl::StrCat("Bearer ", api_key_));
+}
 
 absl::StatusOr<GenerateResult> VerdictClient::Generate(
     const v1::GenerateRequest& request, const std::function<void(const v1::GenerateResponse::Chunk&)>& on_chunk,
     absl::Duration deadline) {
   grpc::ClientContext context;
+  Prepare(&context);
   SetDeadline(&context, deadline);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub_->Generate(&context, request);
   GenerateResult result;
@@ -49,6 +86,7 @@ absl::StatusOr<GenerateResult> VerdictClient::Generate(
 
 absl::StatusOr<std::vector<int32_t>> VerdictClient::Tokenize(const std::string& text, bool add_bos) {
   grpc::ClientContext context;
+  Prepare(&context);
   SetDeadline(&context, absl::Seconds(30));
   v1::TokenizeRequest request;
   request.set_text(text);
@@ -61,6 +99,7 @@ absl::StatusOr<std::vector<int32_t>> VerdictClient::Tokenize(const std::string& 
 
 absl::StatusOr<std::string> VerdictClient::Detokenize(const std::vector<int32_t>& ids) {
   grpc::ClientContext context;
+  Prepare(&context);
   SetDeadline(&context, absl::Seconds(30));
   v1::DetokenizeRequest request;
   request.mutable_token_ids()->Assign(ids.begin(), ids.end());
@@ -72,6 +111,7 @@ absl::StatusOr<std::string> VerdictClient::Detokenize(const std::vector<int32_t>
 
 absl::StatusOr<v1::ListModelsResponse> VerdictClient::ListModels() {
   grpc::ClientContext context;
+  Prepare(&context);
   SetDeadline(&context, absl::Seconds(30));
   v1::ListModelsResponse response;
   absl::Status status = wire::FromGrpc(stub_->ListModels(&context, v1::ListModelsRequest(), &response));

@@ -27,10 +27,22 @@ struct GenerateResult {
   v1::GenerateResponse::Final final;  // finish reason, usage, speculation statistics
 };
 
+// How to reach a coordinator that serves TLS or wants API keys (all empty: plaintext, no key).
+struct ClientSecurity {
+  std::string tls_ca_file;    // PEM bundle to verify the server with; set: TLS
+  std::string tls_cert_file;  // client certificate and key, for servers that ask for one
+  std::string tls_key_file;
+  std::string server_name;    // the name to verify the server's certificate for (default: the host)
+  std::string api_key;        // sent as "authorization: Bearer KEY"
+};
+
 class VerdictClient {
  public:
   explicit VerdictClient(const std::string& address);
-  explicit VerdictClient(std::shared_ptr<grpc::Channel> channel);
+  explicit VerdictClient(std::shared_ptr<grpc::Channel> channel, std::string api_key = "");
+  // A client with `security`; kNotFound / kInvalidArgument when its files do not load.
+  static absl::StatusOr<std::unique_ptr<VerdictClient>> Connect(const std::string& address,
+                                                                const ClientSecurity& security);
 
   // Streams the generation; `on_chunk` (optional) sees each chunk as it arrives. The error is the
   // server's status (INVALID_ARGUMENT, PERMISSION_DENIED, UNAVAILABLE naming a shard, ...), or
@@ -45,8 +57,11 @@ class VerdictClient {
   absl::Status WaitForReady(absl::Duration timeout);
 
  private:
+  void Prepare(grpc::ClientContext* context) const;  // adds the API key
+
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Verdict::Stub> stub_;
+  std::string api_key_;
 };
 
 }  // namespace verdict::clients

@@ -24,13 +24,15 @@ absl::Status Named(const grpc::Status& status, absl::string_view who) {
 
 // Channels to workers reconnect quickly: a restarted shard or draft worker is used again within a
 // second instead of after gRPC's default exponential backoff (up to two minutes).
-std::shared_ptr<grpc::Channel> WorkerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> WorkerChannel(const std::string& address,
+                                            std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, credentials != nullptr ? credentials : grpc::InsecureChannelCredentials(),
+                                   args);
 }
 
 // Keeps a unary call's context and messages alive until its callback ran.
@@ -46,11 +48,12 @@ struct Call {
 // ---- Draft worker ----------------------------------------------------------------------------
 
 GrpcDraftClient::GrpcDraftClient(const std::string& address, absl::Duration propose_deadline,
-                                 absl::Duration control_deadline)
+                                 absl::Duration control_deadline,
+                                 std::shared_ptr<grpc::ChannelCredentials> credentials)
     : address_(address),
       propose_deadline_(propose_deadline),
       control_deadline_(control_deadline),
-      channel_(WorkerChannel(address)),
+      channel_(WorkerChannel(address, std::move(credentials))),
       stub_(v1::DraftWorker::NewStub(channel_)) {}
 
 bool GrpcDraftClient::connected() const { return channel_->GetState(/*try_to_connect=*/true) == GRPC_CHANNEL_READY; }
@@ -150,8 +153,9 @@ class GrpcTargetClient::EventsReader : public grpc::ClientReadReactor<v1::ShardE
 
 GrpcTargetClient::GrpcTargetClient(std::vector<std::string> addresses, const GrpcTargetClientOptions& options)
     : addresses_(std::move(addresses)), options_(options) {
-  for (const std::string& a : addresses_) {
-    stubs_.push_back(v1::TargetShard::NewStub(WorkerChannel(a)));
+  for (size_t i = 0; i < addresses_.size(); ++i) {
+    stubs_.push_back(v1::TargetShard::NewStub(
+        WorkerChannel(addresses_[i], i < options_.credentials.size() ? options_.credentials[i] : nullptr)));
   }
   {
     absl::MutexLock lock(&mu_);

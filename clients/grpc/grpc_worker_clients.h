@@ -21,14 +21,17 @@
 #include "absl/time/time.h"
 #include "clients/worker_clients.h"
 #include "verdict/v1/draft_worker.grpc.pb.h"
+#include "grpcpp/security/credentials.h"
 #include "verdict/v1/target_shard.grpc.pb.h"
 
 namespace verdict::clients {
 
 class GrpcDraftClient : public DraftClient {
  public:
+  // `credentials`: the channel's (mutual TLS between members); null: plaintext.
   GrpcDraftClient(const std::string& address, absl::Duration propose_deadline,
-                  absl::Duration control_deadline = absl::Seconds(10));
+                  absl::Duration control_deadline = absl::Seconds(10),
+                  std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   void OpenSession(const DraftSessionSpec& session, StatusCallback done) override;
   void Propose(const spec::ProposeRequest& request,
                std::function<void(absl::StatusOr<spec::Proposal>)> done) override;
@@ -51,6 +54,8 @@ struct GrpcTargetClientOptions {
   // A block whose verdict has not come back after this fails with kDeadlineExceeded.
   absl::Duration verify_deadline = absl::Seconds(120);
   absl::Duration resubscribe_interval = absl::Milliseconds(200);
+  // One per shard, the channels' (mutual TLS between members); empty: plaintext.
+  std::vector<std::shared_ptr<grpc::ChannelCredentials>> credentials;
 };
 
 class GrpcTargetClient : public TargetClient {

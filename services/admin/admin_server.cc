@@ -12,7 +12,8 @@
 
 namespace verdict::services {
 
-absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& address, AdminHandlers handlers) {
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& address, AdminHandlers handlers,
+                                                                const HttpSecurity& security) {
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
@@ -21,9 +22,23 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
   const std::string host = address.substr(0, colon);
   std::unique_ptr<AdminServer> admin(new AdminServer());
   admin->handlers_ = std::move(handlers);
-  admin->server_ = std::make_unique<httplib::Server>();
+  absl::StatusOr<std::unique_ptr<httplib::Server>> server = MakeHttpServer(security);
+  if (!server.ok()) return server.status();
+  admin->server_ = *std::move(server);
   AdminServer* self = admin.get();
   httplib::Server& s = *admin->server_;
+  if (const security::KeyRing* tokens = security.tokens; tokens != nullptr) {
+    s.set_pre_routing_handler([tokens](const httplib::Request& req, httplib::Response& res) {
+      if (req.path == "/healthz" || req.path == "/readyz") return httplib::Server::HandlerResponse::Unhandled;
+      absl::StatusOr<std::shared_ptr<const security::ApiKey>> who =
+          tokens->Authenticate(security::BearerToken(req.get_header_value("Authorization")));
+      if (who.ok()) return httplib::Server::HandlerResponse::Unhandled;
+      res.status = 401;
+      res.set_header("WWW-Authenticate", "Bearer realm=\"verdict-admin\"");
+      res.set_content(absl::StrCat("admin token required: ", who.status().message(), "\n"), "text/plain");
+      return httplib::Server::HandlerResponse::Handled;
+    });
+  }
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   s.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
     const bool ready = !self->handlers_.ready || self->handlers_.ready();
@@ -43,6 +58,11 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
   if (!admin->handlers_.dashboard_html.empty()) {
     s.Get("/dashboard", [self](const httplib::Request&, httplib::Response& res) {
       res.set_content(self->handlers_.dashboard_html, "text/html; charset=utf-8");
+    });
+  }
+  if (admin->handlers_.reload_credentials) {
+    s.Post("/v1/admin/reload-credentials", [self](const httplib::Request&, httplib::Response& res) {
+      res.set_content(self->handlers_.reload_credentials(), "application/json");
     });
   }
   if (port == 0) {

@@ -5,6 +5,9 @@
 //   /metrics     Prometheus text format, built at scrape time from the process's counters
 //   /v1/status   JSON (the coordinator: verdict.v1.ClusterStatus, StatusJson below)
 //   /dashboard   a self-contained HTML page (the coordinator)
+//   POST /v1/admin/reload-credentials   re-reads certificates, keys and key files now (JSON result)
+// With admin tokens configured (HttpSecurity::tokens) everything but /healthz and /readyz needs
+// "Authorization: Bearer TOKEN" (401 without a valid one); probes stay open.
 // Metrics are built from snapshots of the cores' own counters when scraped (no second set of
 // counters to keep in step).
 #ifndef VERDICT_SERVICES_ADMIN_ADMIN_SERVER_H_
@@ -19,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "google/protobuf/message.h"
 #include "prometheus/metric_family.h"
+#include "services/admin/http_security.h"
 
 namespace httplib {
 class Server;
@@ -31,12 +35,16 @@ struct AdminHandlers {
   std::function<std::vector<prometheus::MetricFamily>()> metrics;
   std::function<std::string()> status_json;                    // empty: no /v1/status
   std::string dashboard_html;                                  // empty: no /dashboard
+  // Re-reads the security files; returns the JSON answer (empty function: no such endpoint).
+  std::function<std::string()> reload_credentials;
 };
 
 class AdminServer {
  public:
   // Listens on "HOST:PORT" (port 0 picks one). kUnavailable if it cannot bind.
-  static absl::StatusOr<std::unique_ptr<AdminServer>> Start(const std::string& address, AdminHandlers handlers);
+  // `security`: HTTPS and admin tokens (default: plain HTTP, open).
+  static absl::StatusOr<std::unique_ptr<AdminServer>> Start(const std::string& address, AdminHandlers handlers,
+                                                            const HttpSecurity& security = {});
   ~AdminServer();  // stops serving and joins the thread
   int port() const { return port_; }
 

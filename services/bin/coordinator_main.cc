@@ -17,6 +17,7 @@
 #include "httplib.h"
 #include "services/admin/admin_server.h"
 #include "services/admin/dashboard.h"
+#include "services/bin/member_security.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/coordinator/generation_service.h"
@@ -32,11 +33,17 @@ double ScrapeValue(const std::string& text, const std::string& series) {
   return std::strtod(text.c_str() + at + series.size() + 2, nullptr);
 }
 
-// A shard's forward-pass latency from its /metrics (mean and last, ms), or {-1, -1}.
-std::pair<double, double> ShardLatencyMs(const std::string& admin, int index) {
-  const size_t colon = admin.rfind(':');
-  if (admin.empty() || colon == std::string::npos) return {-1, -1};
-  httplib::Client http(admin.substr(0, colon), std::atoi(admin.c_str() + colon + 1));
+// A shard's forward-pass latency from its /metrics (mean and last, ms), or {-1, -1}. Under client
+// TLS the admin endpoints speak HTTPS (verified against client_tls.ca_file, else the system's
+// trust store); under admin tokens the coordinator presents VERDICT_ADMIN_TOKEN.
+std::pair<double, double> ShardLatencyMs(const std::string& admin, int index, const verdict::v1::SecurityConfig& sec) {
+  if (admin.empty() || admin.rfind(':') == std::string::npos) return {-1, -1};
+  const bool tls = !sec.client_tls().cert_file().empty();
+  httplib::Client http(absl::StrCat(tls ? "https://" : "http://", admin));
+  if (tls && !sec.client_tls().ca_file().empty()) http.set_ca_cert_path(sec.client_tls().ca_file().c_str());
+  if (const char* token = std::getenv("VERDICT_ADMIN_TOKEN"); token != nullptr && *token != '\0') {
+    http.set_bearer_token_auth(token);
+  }
   http.set_connection_timeout(0, 200000);
   http.set_read_timeout(0, 500000);
   auto res = http.Get("/metrics");
@@ -53,6 +60,7 @@ std::pair<double, double> ShardLatencyMs(const std::string& admin, int index) {
 // shards), the target's context length, stop tokens and size, the judge on the last shard, and
 // the draft's context and name. Waits for members that are still starting until `deadline`.
 absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, absl::Time deadline,
+                              const verdict::services::MemberSecurity& security,
                               verdict::services::ServedModel* served,
                               verdict::coordinator::CoordinatorOptions* options) {
   using namespace verdict;
@@ -60,7 +68,8 @@ absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, absl::Ti
   for (int i = 0; i < config.shards_size(); ++i) {
     const v1::TargetShardConfig& sc = config.shards(i);
     const std::string who = absl::StrCat("target shard ", i, " (", sc.listen(), ")");
-    VERDICT_ASSIGN_OR_RETURN(v1::ShardDescription d, services::DescribeShard(sc.listen(), who, deadline));
+    VERDICT_ASSIGN_OR_RETURN(v1::ShardDescription d, services::DescribeShard(sc.listen(), who, deadline,
+                                                                                        security.ChannelTo(services::ShardRole(i))));
     if (d.shard_index() != i || d.num_shards() != config.shards_size() || d.layer_begin() != sc.layer_begin() ||
         d.layer_end() != sc.layer_end()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -101,7 +110,8 @@ absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, absl::Ti
     // after the shards does not hold the coordinator up: it is described by its config until then.
     const std::string who = absl::StrCat("the draft worker (", config.draft().listen(), ")");
     absl::StatusOr<v1::DraftDescription> described =
-        services::DescribeDraft(config.draft().listen(), who, std::min(deadline, absl::Now() + absl::Seconds(10)));
+        services::DescribeDraft(config.draft().listen(), who, std::min(deadline, absl::Now() + absl::Seconds(10)),
+                                security.ChannelTo(services::kDraftRole));
     if (!described.ok()) {
       std::fprintf(stderr, "verdict-coordinator: warning: %s; serving target-only until the draft answers\n",
                    std::string(described.status().message()).c_str());
@@ -134,6 +144,9 @@ int Run(const std::string& config_path) {
                                                       absl::StrCat("the target's tokenizer: ", tokenizer.status().message())));
   }
   const v1::CoordinatorConfig& cc = config->coordinator();
+  absl::StatusOr<std::unique_ptr<services::MemberSecurity>> security =
+      services::MemberSecurity::Create(*config, services::kCoordinatorRole, "verdict-coordinator");
+  if (!security.ok()) return services::Fail("coordinator", security.status());
 
   services::ServedModel served;
   served.name =
@@ -164,18 +177,23 @@ int Run(const std::string& config_path) {
   options.pipelined = cc.pipelined();
   // The layout, the judge and the draft come from the members themselves.
   const absl::Duration member_wait = absl::Seconds(cc.member_wait_seconds() > 0 ? cc.member_wait_seconds() : 120);
-  if (absl::Status s = LearnFromMembers(*config, absl::Now() + member_wait, &served, &options);
+  if (absl::Status s = LearnFromMembers(*config, absl::Now() + member_wait, **security, &served, &options);
       !s.ok()) {
     return services::Fail("coordinator", s);
   }
   std::unique_ptr<clients::GrpcDraftClient> draft;
   if (config->has_draft()) {
     draft = std::make_unique<clients::GrpcDraftClient>(config->draft().listen(),
-                                                       absl::Milliseconds(cc.draft_deadline_ms()));
+                                                       absl::Milliseconds(cc.draft_deadline_ms()), absl::Seconds(10),
+                                                       (*security)->ChannelTo(services::kDraftRole));
   }
   std::vector<std::string> shards;
   for (const v1::TargetShardConfig& s : config->shards()) shards.push_back(s.listen());
-  clients::GrpcTargetClient target_client(shards);
+  clients::GrpcTargetClientOptions target_options;
+  for (int i = 0; i < config->shards_size(); ++i) {
+    target_options.credentials.push_back((*security)->ChannelTo(services::ShardRole(i)));
+  }
+  clients::GrpcTargetClient target_client(shards, target_options);
   clients::DraftClient* draft_calls = draft.get();
   clients::TargetClient* target_calls = &target_client;
   // Fault injection for tests and the soak (off unless asked for): between the coordinator and the
@@ -200,9 +218,10 @@ int Run(const std::string& config_path) {
     lease_renewer = std::make_unique<coordinator::LeaseRenewer>(&coordinator, lease, draft_calls,
                                                                 target_calls);
   }
-  services::GenerationService service(&coordinator, served);
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
-      services::StartServer(cc.listen(), {&service}, cc.max_request_bytes());
+  services::ClientAuth auth((*security)->api_keys());
+  services::GenerationService service(&coordinator, served, &auth);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(
+      cc.listen(), {&service}, (*security)->ClientServerCredentials(), cc.max_request_bytes());
   if (!server.ok()) return services::Fail("coordinator", server.status());
   const absl::Time started = absl::Now();
   std::unique_ptr<services::AdminServer> admin;
@@ -214,7 +233,7 @@ int Run(const std::string& config_path) {
       }
       return true;
     };
-    h.metrics = [&coordinator, &target_client, &draft, &chaos] {
+    h.metrics = [&coordinator, &target_client, &draft, &chaos, &auth, &security] {
       const coordinator::CoordinatorSnapshot snap = coordinator.Snapshot();
       const coordinator::CoordinatorTotals& totals = snap.totals;
       const spec::SpeculationStats& t = totals.stats;
@@ -250,6 +269,33 @@ int Run(const std::string& config_path) {
       m.push_back(services::CounterFamily("verdict_pipelined_hits_total", "Drafted-ahead blocks whose guess held", t.optimistic_hits));
       m.push_back(services::CounterFamily("verdict_draft_failures_total", "Draft worker failures seen by sessions", t.draft_failures));
       m.push_back(services::GaugeFamily("verdict_sessions", "Sessions in flight", snap.sessions.size()));
+      if (auth.required()) {
+        m.push_back(services::CounterFamily("verdict_auth_failures_total",
+                                            "Client API requests without a valid API key", auth.unauthenticated()));
+        prometheus::MetricFamily requests = services::CounterFamily(
+            "verdict_key_requests_total", "Generations admitted, by API key name", 0, {{"key", ""}});
+        prometheus::MetricFamily denied = services::CounterFamily(
+            "verdict_key_denied_total", "Generations refused by the key's policies or session limit", 0, {{"key", ""}});
+        prometheus::MetricFamily held = services::GaugeFamily("verdict_key_sessions", "Sessions held, by API key name",
+                                                              0, {{"key", ""}});
+        requests.metric.clear();
+        denied.metric.clear();
+        held.metric.clear();
+        for (const services::ClientAuth::KeyCounts& k : auth.Snapshot()) {
+          services::AddSeries(requests, k.requests, {{"key", k.name}});
+          services::AddSeries(denied, k.denied, {{"key", k.name}});
+          services::AddSeries(held, k.sessions, {{"key", k.name}});
+        }
+        m.push_back(requests);
+        m.push_back(denied);
+        m.push_back(held);
+      }
+      const verdict::security::FileReloader& reloader = (*security)->reloader();
+      m.push_back(services::CounterFamily("verdict_credential_reloads_total",
+                                          "Certificates, keys or key files replaced without a restart",
+                                          reloader.changes()));
+      m.push_back(services::CounterFamily("verdict_credential_reloads_refused_total",
+                                          "Changed security files refused (the old ones kept)", reloader.refusals()));
       prometheus::MetricFamily up = services::GaugeFamily("verdict_member_up", "Cluster member reachable (1) or not (0)",
                                                           draft == nullptr ? 0 : draft->connected(), {{"member", "draft"}});
       for (int i = 0; i < target_client.num_shards(); ++i) {
@@ -283,7 +329,7 @@ int Run(const std::string& config_path) {
       }
       for (int i = 0; i < config->shards_size(); ++i) {
         const v1::TargetShardConfig& sh = config->shards(i);
-        const auto [mean_ms, last_ms] = ShardLatencyMs(sh.admin_listen(), i);
+        const auto [mean_ms, last_ms] = ShardLatencyMs(sh.admin_listen(), i, config->security());
         v1::MemberStatus* m = status.add_members();
         m->set_role(absl::StrCat("shard ", i));
         m->set_shard_index(i);
@@ -311,7 +357,9 @@ int Run(const std::string& config_path) {
       return services::StatusJson(status);
     };
     h.dashboard_html = services::kDashboardHtml;
-    absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(cc.admin_listen(), std::move(h));
+    h.reload_credentials = [&security] { return (*security)->ReloadNowJson(); };
+    absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
+        services::AdminServer::Start(cc.admin_listen(), std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail("coordinator", a.status());
     admin = std::move(*a);
   }
@@ -321,14 +369,16 @@ int Run(const std::string& config_path) {
     http_options.threads = static_cast<int>(std::max<int64_t>(options.max_sessions, 64)) + 16;  // every session can stream
     const int timeout_s = cc.http_request_timeout_seconds() == 0 ? 600 : cc.http_request_timeout_seconds();
     http_options.request_timeout = timeout_s < 0 ? absl::InfiniteDuration() : absl::Seconds(timeout_s);
+    http_options.security = (*security)->ApiHttp();
     absl::StatusOr<std::unique_ptr<services::openai::OpenAiServer>> h =
         services::openai::OpenAiServer::Start(cc.http_listen(), &coordinator, &service, http_options);
     if (!h.ok()) return services::Fail("coordinator", h.status());
     http = std::move(*h);
   }
-  std::fprintf(stderr, "verdict-coordinator: serving %s (%d target shards%s) on %s%s%s\n", served.name.c_str(),
+  (*security)->StartReloading();
+  std::fprintf(stderr, "verdict-coordinator: serving %s (%d target shards%s) on %s%s%s (%s)\n", served.name.c_str(),
                served.target_shards, draft ? ", draft " : "", cc.listen().c_str(),
-               http != nullptr ? ", OpenAI HTTP API on " : "", cc.http_listen().c_str());
+               http != nullptr ? ", OpenAI HTTP API on " : "", cc.http_listen().c_str(), (*security)->Describe().c_str());
   services::WaitForTerminationSignal();
   http.reset();
   admin.reset();

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/ready_model.h"
 #include "services/admin/admin_server.h"
+#include "services/bin/member_security.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/draft/draft_worker_service.h"
@@ -23,6 +24,9 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   if (!config.ok()) return services::Fail("draft", config.status());
   if (!config->has_draft()) return services::Fail("draft", absl::InvalidArgumentError("the cluster config has no draft"));
   const v1::DraftWorkerConfig& dc = config->draft();
+  absl::StatusOr<std::unique_ptr<services::MemberSecurity>> security =
+      services::MemberSecurity::Create(*config, services::kDraftRole, "verdict-draft");
+  if (!security.ok()) return services::Fail("draft", security.status());
   if (listen.empty()) listen = dc.listen();
   if (device.empty()) device = dc.device().empty() ? "cpu" : dc.device();
   fp8 = fp8 || dc.fp8();
@@ -49,7 +53,9 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   description.set_num_layers(static_cast<int32_t>(model->loaded.config.num_layers));
   description.set_hidden_size(static_cast<int32_t>(model->loaded.config.hidden_size));
   services::DraftWorkerService service(&loop, std::move(description));
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(listen, {&service});
+  // Only the coordinator calls the draft worker.
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(
+      listen, {&service}, (*security)->MemberServerCredentials({services::kCoordinatorRole}));
   if (!server.ok()) return services::Fail("draft", server.status());
   std::unique_ptr<services::AdminServer> admin;
   if (!dc.admin_listen().empty()) {
@@ -74,11 +80,15 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
                                           "Opens and proposals refused because the queue was full", st.refused_queue_full));
       return m;
     };
-    absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(dc.admin_listen(), std::move(h));
+    h.reload_credentials = [&security] { return (*security)->ReloadNowJson(); };
+    absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
+        services::AdminServer::Start(dc.admin_listen(), std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail("draft", a.status());
     admin = std::move(*a);
   }
-  std::fprintf(stderr, "verdict-draft: serving %s on %s\n", dc.model().path().c_str(), listen.c_str());
+  (*security)->StartReloading();
+  std::fprintf(stderr, "verdict-draft: serving %s on %s (%s)\n", dc.model().path().c_str(), listen.c_str(),
+               (*security)->Describe().c_str());
   services::WaitForTerminationSignal();
   admin.reset();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

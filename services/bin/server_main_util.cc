@@ -33,11 +33,12 @@ int WaitForTerminationSignal() {
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& address,
                                                          const std::vector<grpc::Service*>& services,
+                                                         std::shared_ptr<grpc::ServerCredentials> credentials,
                                                          int max_message_bytes) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, credentials != nullptr ? credentials : grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
   for (grpc::Service* s : services) builder.RegisterService(s);
@@ -65,9 +66,10 @@ namespace {
 // One Describe call per attempt, until `deadline`; see DescribeShard.
 template <typename Service, typename Request, typename Response>
 absl::StatusOr<Response> DescribeWithRetries(const std::string& address, const std::string& who,
-                                             absl::Time deadline) {
-  std::unique_ptr<typename Service::Stub> stub =
-      Service::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+                                             absl::Time deadline,
+                                             std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  std::unique_ptr<typename Service::Stub> stub = Service::NewStub(
+      grpc::CreateChannel(address, credentials != nullptr ? credentials : grpc::InsecureChannelCredentials()));
   absl::Duration backoff = absl::Milliseconds(100);
   grpc::Status last;
   for (int attempt = 0;; ++attempt) {
@@ -94,15 +96,17 @@ absl::StatusOr<Response> DescribeWithRetries(const std::string& address, const s
 }  // namespace
 
 absl::StatusOr<v1::ShardDescription> DescribeShard(const std::string& address, const std::string& who,
-                                                   absl::Time deadline) {
+                                                   absl::Time deadline,
+                                                   std::shared_ptr<grpc::ChannelCredentials> credentials) {
   return DescribeWithRetries<v1::TargetShard, v1::DescribeShardRequest,
-                             v1::ShardDescription>(address, who, deadline);
+                             v1::ShardDescription>(address, who, deadline, std::move(credentials));
 }
 
 absl::StatusOr<v1::DraftDescription> DescribeDraft(const std::string& address, const std::string& who,
-                                                   absl::Time deadline) {
+                                                   absl::Time deadline,
+                                                   std::shared_ptr<grpc::ChannelCredentials> credentials) {
   return DescribeWithRetries<v1::DraftWorker, v1::DescribeDraftRequest,
-                             v1::DraftDescription>(address, who, deadline);
+                             v1::DraftDescription>(address, who, deadline, std::move(credentials));
 }
 
 }  // namespace verdict::services

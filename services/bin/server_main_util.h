@@ -22,10 +22,11 @@ void BlockTerminationSignals();
 // Waits for SIGINT or SIGTERM (blocked by BlockTerminationSignals); returns the signal.
 int WaitForTerminationSignal();
 
-// Builds and starts a server on `address` with `services`. kUnavailable if the port cannot be
-// bound (naming it).
+// Builds and starts a server on `address` with `services` and `credentials` (null: plaintext).
+// kUnavailable if the port cannot be bound (naming it).
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& address,
                                                          const std::vector<grpc::Service*>& services,
+                                                         std::shared_ptr<grpc::ServerCredentials> credentials,
                                                          int max_message_bytes = 64 << 20);
 
 // Prints "verdict-<role>: <message>" to stderr and returns 1 (for `return Fail(...)` in main).
@@ -39,11 +40,14 @@ std::string ModelBaseName(const std::string& path);
 // backoff (0.1 s doubling to 2 s) while it cannot be reached, until `deadline`. The first failed
 // attempt and every tenth after it log one line naming `who` (e.g. "target shard 1 (host:port)").
 // Errors: the member's
-// last status, naming `who` (kDeadlineExceeded when it never answered).
+// last status, naming `who` (kDeadlineExceeded when it never answered). `credentials` as the
+// member's channels (MemberSecurity::ChannelTo).
 absl::StatusOr<v1::ShardDescription> DescribeShard(const std::string& address, const std::string& who,
-                                                   absl::Time deadline);
+                                                   absl::Time deadline,
+                                                   std::shared_ptr<grpc::ChannelCredentials> credentials);
 absl::StatusOr<v1::DraftDescription> DescribeDraft(const std::string& address, const std::string& who,
-                                                   absl::Time deadline);
+                                                   absl::Time deadline,
+                                                   std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 }  // namespace verdict::services
 

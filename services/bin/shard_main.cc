@@ -16,6 +16,7 @@
 #include "engine/ready_model.h"
 #include "judge/judge_head.h"
 #include "services/admin/admin_server.h"
+#include "services/bin/member_security.h"
 #include "services/bin/server_main_util.h"
 #include "services/config/cluster_config.h"
 #include "services/shard/activation_forwarder.h"
@@ -37,6 +38,9 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   }
   const v1::TargetShardConfig& sc = config->shards(index);
   const bool last = index + 1 == config->shards_size();
+  absl::StatusOr<std::unique_ptr<services::MemberSecurity>> security =
+      services::MemberSecurity::Create(*config, services::ShardRole(index), "verdict-shard");
+  if (!security.ok()) return services::Fail(role, security.status());
   absl::StatusOr<engine::LoadedModel> loaded = engine::LoadModel(config->target().path());
   if (!loaded.ok()) return services::Fail(role, loaded.status());
   if (absl::Status s = services::ValidateClusterConfig(*config, loaded->config.num_layers); !s.ok()) {
@@ -105,6 +109,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     f.use_ucx = ucx;
     f.next_data_address = config->shards(index + 1).data_listen();
     f.next_grpc_address = config->shards(index + 1).listen();
+    f.grpc_credentials = (*security)->ChannelTo(services::ShardRole(index + 1));
     f.ucx = ucx_options;
     forwarder = std::make_unique<services::ActivationForwarder>(
         f, [&events](spec::BlockOutcome outcome) { events.Publish(outcome); });
@@ -130,7 +135,11 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
     if (!r.ok()) return services::Fail(role, r.status());
     receiver = std::move(*r);
   }
-  absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(sc.listen(), {&service});
+  // The coordinator calls every shard; a shard pushes activations to the next one.
+  std::vector<std::string> callers = {services::kCoordinatorRole};
+  if (index > 0) callers.push_back(services::ShardRole(index - 1));
+  absl::StatusOr<std::unique_ptr<grpc::Server>> server =
+      services::StartServer(sc.listen(), {&service}, (*security)->MemberServerCredentials(callers));
   if (!server.ok()) return services::Fail(role, server.status());
   std::unique_ptr<services::AdminServer> admin;
   if (!sc.admin_listen().empty()) {
@@ -204,13 +213,17 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
       }
       return m;
     };
-    absl::StatusOr<std::unique_ptr<services::AdminServer>> a = services::AdminServer::Start(sc.admin_listen(), std::move(h));
+    h.reload_credentials = [&security] { return (*security)->ReloadNowJson(); };
+    absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
+        services::AdminServer::Start(sc.admin_listen(), std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail(role, a.status());
     admin = std::move(*a);
   }
-  std::fprintf(stderr, "verdict-shard: shard %d serving layers [%d, %d) on %s%s%s (%s)\n", index,
+  (*security)->StartReloading();
+  std::fprintf(stderr, "verdict-shard: shard %d serving layers [%d, %d) on %s%s%s (%s; %s)\n", index,
                sc.layer_begin(), sc.layer_end(), sc.listen().c_str(), receiver ? ", activations on " : "",
-               receiver ? receiver->address().c_str() : "", absl::StrJoin(rank_devices, ", ").c_str());
+               receiver ? receiver->address().c_str() : "", absl::StrJoin(rank_devices, ", ").c_str(),
+               (*security)->Describe().c_str());
   services::WaitForTerminationSignal();
   admin.reset();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

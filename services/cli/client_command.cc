@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // verdict client generate|models: talk to a running coordinator (the client library in clients/).
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -38,7 +39,27 @@ struct ClientFlags {
   bool quiet = false;
   bool json = false;
   double timeout_s = 600;
+  clients::ClientSecurity security;  // --tls-ca, --tls-cert, --tls-key, --tls-server-name, --api-key
 };
+
+// The client as the flags say; the API key may also come from VERDICT_API_KEY (keeps it out of
+// the process list).
+absl::StatusOr<std::unique_ptr<clients::VerdictClient>> Connect(const ClientFlags& flags) {
+  clients::ClientSecurity security = flags.security;
+  if (const char* key = std::getenv("VERDICT_API_KEY"); security.api_key.empty() && key != nullptr) {
+    security.api_key = key;
+  }
+  return clients::VerdictClient::Connect(flags.addr, security);
+}
+
+void AddSecurityFlags(CLI::App* command, ClientFlags* flags) {
+  command->add_option("--tls-ca", flags->security.tls_ca_file, "PEM CA bundle: connect with TLS, verifying the server");
+  command->add_option("--tls-cert", flags->security.tls_cert_file, "client certificate (PEM), for servers that ask");
+  command->add_option("--tls-key", flags->security.tls_key_file, "client certificate's key (PEM)");
+  command->add_option("--tls-server-name", flags->security.server_name,
+                      "name to verify the server's certificate for (default: the address's host)");
+  command->add_option("--api-key", flags->security.api_key, "API key (default: $VERDICT_API_KEY)");
+}
 
 absl::StatusOr<v1::VerificationPolicy> ParsePolicy(const std::string& name) {
   if (name.empty()) return v1::VERIFICATION_POLICY_UNSPECIFIED;
@@ -52,7 +73,8 @@ absl::Status RunGenerate(ClientFlags flags) {
     if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", flags.prompt_file));
     flags.prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
-  clients::VerdictClient client(flags.addr);
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<clients::VerdictClient> connected, Connect(flags));
+  clients::VerdictClient& client = *connected;
   v1::GenerateRequest request;
   request.set_model(flags.model);
   request.set_prompt(flags.prompt);
@@ -121,8 +143,8 @@ absl::Status RunGenerate(ClientFlags flags) {
 }
 
 absl::Status RunModels(const ClientFlags& flags) {
-  clients::VerdictClient client(flags.addr);
-  VERDICT_ASSIGN_OR_RETURN(v1::ListModelsResponse models, client.ListModels());
+  VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<clients::VerdictClient> client, Connect(flags));
+  VERDICT_ASSIGN_OR_RETURN(v1::ListModelsResponse models, client->ListModels());
   for (const v1::ModelInfo& m : models.models()) {
     std::printf("%s: context %d, vocab %d, %d target shards, draft %s, judge %s (threshold %.3f)\n",
                 m.name().c_str(), m.context_length(), m.vocab_size(), m.target_shards(),
@@ -159,6 +181,7 @@ void AddClientCommand(CLI::App& app, int* exit_code) {
   gen->add_flag("--quiet", flags->quiet, "no statistics line");
   gen->add_flag("--json", flags->json, "print one JSON object instead of streaming");
   gen->add_option("--timeout", flags->timeout_s, "seconds before giving up")->capture_default_str();
+  AddSecurityFlags(gen, flags.get());
   gen->callback([flags, exit_code, prompt, prompt_file] {
     if (prompt->count() == 0 && prompt_file->count() == 0) {
       *exit_code = ReportError(absl::InvalidArgumentError("give --prompt or --prompt-file"));
@@ -168,6 +191,7 @@ void AddClientCommand(CLI::App& app, int* exit_code) {
   });
   CLI::App* models = client->add_subcommand("models", "List the coordinator's models");
   models->add_option("--addr", flags->addr, "coordinator address HOST:PORT")->capture_default_str();
+  AddSecurityFlags(models, flags.get());
   models->callback([flags, exit_code] { *exit_code = ExitCode(RunModels(*flags)); });
 }
 

@@ -3,7 +3,9 @@
 // worker, coordinator: the binaries beside `verdict`), waits until every member answers, prints one
 // "ready" line, supervises them (a member that dies is restarted after a pause, so a killed shard
 // comes back) and on SIGINT/SIGTERM stops them all (SIGTERM, then SIGKILL after a grace period).
+#include <netdb.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,7 +74,32 @@ absl::StatusOr<pid_t> Spawn(const Member& m) {
   return pid;
 }
 
-bool Connected(const std::string& address, absl::Duration timeout) {
+// Whether something accepts TCP connections at HOST:PORT ([v6]:PORT).
+bool AcceptsTcp(const std::string& address, absl::Duration timeout) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), address.c_str() + colon + 1, &hints, &found) != 0) return false;
+  bool ok = false;
+  for (addrinfo* a = found; a != nullptr && !ok; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    ok = connect(fd, a->ai_addr, a->ai_addrlen) == 0;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  if (!ok) absl::SleepFor(timeout);
+  return ok;
+}
+
+// Whether the member's gRPC server accepts connections. Under TLS the members' credentials differ
+// (mutual TLS, client certificates), so a listening port is what counts.
+bool Connected(const std::string& address, absl::Duration timeout, bool tls) {
+  if (tls) return AcceptsTcp(address, timeout);
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   return channel->WaitForConnected(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
 }
@@ -107,6 +134,8 @@ absl::Status RunUp(const UpFlags& flags) {
   const std::string bin = flags.bin_dir.empty() ? SelfDir() : flags.bin_dir;
   // Loopback clusters keep UCX off the real network interfaces.
   setenv("UCX_NET_DEVICES", "lo", /*overwrite=*/0);
+  const bool tls = !config.security().member_tls().ca_file().empty() ||
+                   !config.security().client_tls().cert_file().empty();
   std::vector<Member> members;
   for (int i = config.shards_size() - 1; i >= 0; --i) {
     members.push_back({absl::StrCat("shard ", i), config.shards(i).listen(),
@@ -138,7 +167,7 @@ absl::Status RunUp(const UpFlags& flags) {
     }
     for (size_t i = from; i < to; ++i) {
       Member& m = members[i];
-      while (!Connected(m.address, absl::Milliseconds(200))) {
+      while (!Connected(m.address, absl::Milliseconds(200), tls)) {
         int status = 0;
         if (waitpid(m.pid, &status, WNOHANG) == m.pid) {
           m.pid = -1;
@@ -157,8 +186,14 @@ absl::Status RunUp(const UpFlags& flags) {
     StopAll(members, absl::Seconds(5));
     return started;
   }
-  clients::VerdictClient client(config.coordinator().listen());
-  absl::StatusOr<v1::ListModelsResponse> models = client.ListModels();
+  // The coordinator answers its API (under client TLS a listening port has to do: `up` holds no
+  // client credentials; under API keys "no key" is an answer).
+  absl::StatusOr<v1::ListModelsResponse> models = v1::ListModelsResponse();
+  if (config.security().client_tls().cert_file().empty()) {
+    clients::VerdictClient client(config.coordinator().listen());
+    models = client.ListModels();
+    if (absl::IsUnauthenticated(models.status())) models = v1::ListModelsResponse();
+  }
   if (!models.ok()) {
     StopAll(members, absl::Seconds(5));
     return models.status();

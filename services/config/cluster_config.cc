@@ -102,6 +102,34 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c, int64_t num_layer
     return absl::InvalidArgumentError(absl::StrCat("cluster config: the shards cover layers [0, ", next,
                                                    ") but the target has ", num_layers));
   }
+  return ValidateSecurityConfig(c);
+}
+
+absl::Status ValidateSecurityConfig(const v1::ClusterConfig& c) {
+  const v1::SecurityConfig& sec = c.security();
+  auto bad = [](absl::string_view why) { return absl::InvalidArgumentError(absl::StrCat("cluster config: security.", why)); };
+  const v1::ClientTlsConfig& ct = sec.client_tls();
+  if (ct.cert_file().empty() != ct.key_file().empty()) return bad("client_tls needs both cert_file and key_file");
+  if (ct.cert_file().empty() && !ct.client_ca_file().empty()) {
+    return bad("client_tls.client_ca_file is set without a server certificate (cert_file, key_file)");
+  }
+  const v1::MemberTlsConfig& mt = sec.member_tls();
+  if (mt.ca_file().empty() && (!mt.cert_file().empty() || !mt.key_file().empty() || mt.verify_identity())) {
+    return bad("member_tls needs ca_file (the CA the members' certificates chain to)");
+  }
+  if (!mt.ca_file().empty()) {
+    if (mt.cert_file().empty() || mt.key_file().empty()) {
+      return bad("member_tls needs cert_file and key_file (\"{role}\" in them becomes each member's role)");
+    }
+    const bool activations_over_ucx = c.transport().kind() != v1::TransportConfig::KIND_GRPC && c.shards_size() > 1;
+    if (activations_over_ucx && !mt.allow_plaintext_ucx()) {
+      return bad(
+          "member_tls is on, but activations would travel between shards over UCX, which has no encryption: set "
+          "transport { kind: KIND_GRPC } to send them over mutual TLS, or member_tls.allow_plaintext_ucx: true "
+          "if the fabric is trusted");
+    }
+  }
+  if (sec.reload_seconds() < 0) return bad("reload_seconds must be >= 0");
   return absl::OkStatus();
 }
 

@@ -20,6 +20,9 @@ absl::StatusOr<v1::ClusterConfig> LoadClusterConfig(const std::string& path, int
 absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text, bool json,
                                                      int64_t num_layers = 0);
 absl::Status ValidateClusterConfig(const v1::ClusterConfig& config, int64_t num_layers);
+// The security section on its own (no file is read; ValidateClusterConfig calls it): both halves of
+// each identity, a CA for member TLS, no plaintext UCX under member TLS unless allowed.
+absl::Status ValidateSecurityConfig(const v1::ClusterConfig& config);
 
 // How long workers keep a coordinator's sessions without a lease renewal (zero: forever).
 absl::Duration SessionLease(const v1::CoordinatorConfig& coordinator);

@@ -34,6 +34,13 @@ v1::FinishReason ToProto(coordinator::FinishReason reason) {
 // One Generate call. The coordinator's callbacks hold the shared state, so a callback that comes
 // after the RPC ended finds no reactor and does nothing.
 // A response as the raw method writes it.
+// The call's `authorization` metadata ("Bearer KEY"), or "".
+std::string AuthorizationOf(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  return it == metadata.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
 grpc::ByteBuffer Serialized(const v1::GenerateResponse& response) {
   grpc::ByteBuffer bytes;
   bool own = false;
@@ -48,8 +55,10 @@ class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     GenerateReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
   };
 
+  // `slot` (the caller's API key's session slot, if any) is held until the generation ends.
   GenerateReactor(coordinator::Coordinator* coordinator, const ServedModel& model,
-                  const v1::GenerateRequest& request, absl::StatusOr<coordinator::GenerationRequest> prepared)
+                  const v1::GenerateRequest& request, absl::StatusOr<coordinator::GenerationRequest> prepared,
+                  std::shared_ptr<void> slot = nullptr)
       : coordinator_(coordinator), shared_(std::make_shared<Shared>()) {
     {
       absl::MutexLock lock(&shared_->mu);
@@ -81,7 +90,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       shared->reactor->QueueChunk(std::move(piece), tokens);
       return !*stopped;
     };
-    callbacks.on_done = [shared, text](absl::StatusOr<coordinator::GenerationSummary> summary) {
+    callbacks.on_done = [shared, text, slot](absl::StatusOr<coordinator::GenerationSummary> summary) {
       const std::string tail = summary.ok() ? text->Flush() : std::string();
       absl::MutexLock lock(&shared->mu);
       if (shared->reactor == nullptr) return;
@@ -204,8 +213,8 @@ v1::GenerateResponse::Final GenerationService::FinalMessage(const coordinator::G
   return f;
 }
 
-GenerationService::GenerationService(coordinator::Coordinator* coordinator, ServedModel model)
-    : coordinator_(coordinator), model_(std::move(model)) {}
+GenerationService::GenerationService(coordinator::Coordinator* coordinator, ServedModel model, ClientAuth* auth)
+    : coordinator_(coordinator), model_(std::move(model)), auth_(auth) {}
 
 absl::Status GenerationService::CheckModel(const std::string& name) const {
   if (!name.empty() && name != model_.name) {
@@ -214,7 +223,8 @@ absl::Status GenerationService::CheckModel(const std::string& name) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const v1::GenerateRequest& request) const {
+absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(
+    const v1::GenerateRequest& request, const std::vector<spec::Policy>* allowed_policies) const {
   VERDICT_RETURN_IF_ERROR(CheckModel(request.model()));
   coordinator::GenerationRequest r;
   const int64_t vocab = model_.vocab_size;
@@ -276,9 +286,12 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
   VERDICT_ASSIGN_OR_RETURN(r.speculation,
                            wire::FromProto(request.speculation(), {model_.default_policy, model_.default_draft_window}));
   const spec::Policy policy = r.speculation.policy;
-  if (policy != spec::Policy::kExact &&
-      std::find(model_.allowed_policies.begin(), model_.allowed_policies.end(), policy) ==
-          model_.allowed_policies.end()) {
+  const std::vector<spec::Policy>& allowed = allowed_policies != nullptr ? *allowed_policies : model_.allowed_policies;
+  if (policy != spec::Policy::kExact && std::find(allowed.begin(), allowed.end(), policy) == allowed.end()) {
+    if (allowed_policies != nullptr) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("this API key may not use the ", spec::PolicyName(policy), " verification policy"));
+    }
     return absl::PermissionDeniedError(
         absl::StrCat("this server does not allow the ", spec::PolicyName(policy), " verification policy"));
   }
@@ -289,6 +302,30 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(const 
   r.speculation.speculate = r.speculation.speculate && !model_.draft_name.empty();
   r.request_id = request.request_id();
   return r;
+}
+
+absl::StatusOr<coordinator::GenerationRequest> GenerationService::PrepareFor(absl::string_view authorization,
+                                                                            const v1::GenerateRequest& request,
+                                                                            std::shared_ptr<void>* slot) const {
+  if (auth_ == nullptr) return Prepare(request);
+  VERDICT_ASSIGN_OR_RETURN(std::shared_ptr<const security::ApiKey> key, auth_->Authenticate(authorization));
+  // A key's own allow-list replaces the server's (ClientAuth::Admit checks it, naming the key).
+  absl::StatusOr<coordinator::GenerationRequest> prepared =
+      Prepare(request, key != nullptr && key->allowed_policies.has_value() ? &*key->allowed_policies : nullptr);
+  if (!prepared.ok()) {
+    if (key != nullptr && prepared.status().code() == absl::StatusCode::kPermissionDenied) {
+      auth_->NoteDenied(key->name);
+      return absl::PermissionDeniedError(absl::StrCat(prepared.status().message(), " (API key \"", key->name, "\")"));
+    }
+    return prepared;
+  }
+  VERDICT_ASSIGN_OR_RETURN(*slot, auth_->Admit(key, prepared->speculation.policy));
+  return prepared;
+}
+
+absl::Status GenerationService::Authenticate(absl::string_view authorization) const {
+  if (auth_ == nullptr) return absl::OkStatus();
+  return auth_->Authenticate(authorization).status();
 }
 
 absl::StatusOr<v1::GenerateRequest> GenerationService::ParseGenerateRequest(const grpc::ByteBuffer& bytes) {
@@ -304,16 +341,24 @@ absl::StatusOr<v1::GenerateRequest> GenerationService::ParseGenerateRequest(cons
       "is not valid UTF-8, or the message is malformed; send text as UTF-8, or token ids as prompt_tokens");
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Generate(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Generate(grpc::CallbackServerContext* context,
                                                                         const grpc::ByteBuffer* bytes) {
+  const std::string authorization = AuthorizationOf(*context);
   absl::StatusOr<v1::GenerateRequest> request = ParseGenerateRequest(*bytes);
-  if (!request.ok()) return new GenerateReactor(coordinator_, model_, v1::GenerateRequest(), request.status());
-  return new GenerateReactor(coordinator_, model_, *request, Prepare(*request));
+  if (!request.ok()) {
+    // A caller without a valid key learns nothing else.
+    absl::Status auth = Authenticate(authorization);
+    return new GenerateReactor(coordinator_, model_, v1::GenerateRequest(), auth.ok() ? request.status() : auth);
+  }
+  std::shared_ptr<void> slot;
+  absl::StatusOr<coordinator::GenerationRequest> prepared = PrepareFor(authorization, *request, &slot);
+  return new GenerateReactor(coordinator_, model_, *request, std::move(prepared), std::move(slot));
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
                                                       const v1::TokenizeRequest* request,
                                                       v1::TokenizeResponse* response) {
+  if (absl::Status s = Authenticate(AuthorizationOf(*context)); !s.ok()) return FinishNow(context, s);
   if (absl::Status s = CheckModel(request->model()); !s.ok()) return FinishNow(context, s);
   absl::StatusOr<std::vector<int32_t>> ids =
       model_.tokenizer->Encode(request->text(), {request->add_bos(), /*parse_special=*/false});
@@ -324,6 +369,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* context,
                                                         const v1::DetokenizeRequest* request,
                                                         v1::DetokenizeResponse* response) {
+  if (absl::Status s = Authenticate(AuthorizationOf(*context)); !s.ok()) return FinishNow(context, s);
   if (absl::Status s = CheckModel(request->model()); !s.ok()) return FinishNow(context, s);
   std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
   absl::StatusOr<std::string> text = model_.tokenizer->Decode(ids, /*skip_special=*/false);
@@ -334,6 +380,7 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* context,
                                                         const v1::ListModelsRequest*,
                                                         v1::ListModelsResponse* response) {
+  if (absl::Status s = Authenticate(AuthorizationOf(*context)); !s.ok()) return FinishNow(context, s);
   DescribeModel(response->add_models());
   return FinishNow(context, absl::OkStatus());
 }

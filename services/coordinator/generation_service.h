@@ -12,6 +12,7 @@
 
 #include "absl/strings/string_view.h"
 #include "coordinator/coordinator.h"
+#include "services/coordinator/client_auth.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "spec/speculation_params.h"
@@ -53,8 +54,8 @@ inline constexpr absl::string_view kContextLengthExceeded = "context_length_exce
 // gRPC's own UNIMPLEMENTED with no message.
 class GenerationService final : public v1::Verdict::WithRawCallbackMethod_Generate<v1::Verdict::CallbackService> {
  public:
-  // `coordinator` must outlive the service.
-  GenerationService(coordinator::Coordinator* coordinator, ServedModel model);
+  // `coordinator` and `auth` (null: no API keys) must outlive the service.
+  GenerationService(coordinator::Coordinator* coordinator, ServedModel model, ClientAuth* auth = nullptr);
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
@@ -71,8 +72,20 @@ class GenerationService final : public v1::Verdict::WithRawCallbackMethod_Genera
 
   // Checks a request and turns it into the coordinator's (tokenized prompt, resolved policy,
   // defaults). kNotFound (model), kInvalidArgument, kPermissionDenied (policy not allowed),
-  // kFailedPrecondition (judge asked for, none loaded). Public for tests.
-  absl::StatusOr<coordinator::GenerationRequest> Prepare(const v1::GenerateRequest& request) const;
+  // kFailedPrecondition (judge asked for, none loaded). `allowed_policies` replaces the server's
+  // allow-list (an API key's own). Public for tests.
+  absl::StatusOr<coordinator::GenerationRequest> Prepare(const v1::GenerateRequest& request,
+                                                         const std::vector<spec::Policy>* allowed_policies = nullptr) const;
+
+  // Prepare for a caller: authenticates its `authorization` value, checks the request against its
+  // key's policies and takes one of the key's session slots (*slot; hold it for the session's life).
+  // Errors: Prepare's, kUnauthenticated, kPermissionDenied and kResourceExhausted (the key's).
+  absl::StatusOr<coordinator::GenerationRequest> PrepareFor(absl::string_view authorization,
+                                                            const v1::GenerateRequest& request,
+                                                            std::shared_ptr<void>* slot) const;
+  // Authenticates a caller of the other methods (tokenize, models): kUnauthenticated or OK.
+  absl::Status Authenticate(absl::string_view authorization) const;
+  ClientAuth* auth() const { return auth_; }
 
   const ServedModel& model() const { return model_; }
   // The served model as ListModels and the admin status describe it.
@@ -88,6 +101,7 @@ class GenerationService final : public v1::Verdict::WithRawCallbackMethod_Genera
 
   coordinator::Coordinator* coordinator_;
   ServedModel model_;
+  ClientAuth* auth_;
 };
 
 }  // namespace verdict::services

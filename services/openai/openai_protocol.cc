@@ -227,6 +227,7 @@ ApiError ErrorFromStatus(const absl::Status& status) {
     case absl::StatusCode::kUnauthenticated:
       e.http_status = 401;
       e.type = "authentication_error";
+      if (e.code.empty()) e.code = "invalid_api_key";
       break;
     case absl::StatusCode::kPermissionDenied:
       e.http_status = 403;

@@ -57,8 +57,10 @@ struct Generation {
 
 // Starts `call` on the coordinator; the callbacks fill `gen`. Errors: those of Prepare and Start.
 absl::Status StartGeneration(coordinator::Coordinator* coordinator, const GenerationService* service,
-                             const CompletionCall& call, const std::shared_ptr<Generation>& gen) {
-  absl::StatusOr<coordinator::GenerationRequest> prepared = service->Prepare(call.request);
+                             const CompletionCall& call, const std::string& authorization,
+                             const std::shared_ptr<Generation>& gen) {
+  std::shared_ptr<void> slot;  // the API key's session, held until the generation ends
+  absl::StatusOr<coordinator::GenerationRequest> prepared = service->PrepareFor(authorization, call.request, &slot);
   if (!prepared.ok()) return prepared.status();
   const std::string policy = spec::PolicyLabel(prepared->speculation.policy, spec::ExactRuleFor(prepared->sampling));
   const uint64_t seed = prepared->sampling.seed;
@@ -76,7 +78,8 @@ absl::Status StartGeneration(coordinator::Coordinator* coordinator, const Genera
     if (!piece.empty()) gen->pieces.push_back(std::move(piece));
     return !*stopped;
   };
-  callbacks.on_done = [gen, text, policy, seed, prompt_tokens](absl::StatusOr<coordinator::GenerationSummary> summary) {
+  callbacks.on_done = [gen, text, policy, seed, prompt_tokens,
+                       slot](absl::StatusOr<coordinator::GenerationSummary> summary) {
     const std::string tail = summary.ok() ? text->Flush() : std::string();
     absl::MutexLock lock(&gen->mu);
     if (!tail.empty()) gen->pieces.push_back(tail);
@@ -111,6 +114,8 @@ absl::Status Timeout(absl::Duration limit) {
 void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationService* service, bool chat,
                      absl::Duration timeout, const httplib::Request& req, httplib::Response& res) {
   const absl::Time deadline = absl::Now() + timeout;
+  const std::string authorization = req.get_header_value("Authorization");
+  if (absl::Status s = service->Authenticate(authorization); !s.ok()) return SendError(res, ErrorFromStatus(s));
   absl::StatusOr<CompletionCall> call = chat ? ParseChatRequest(req.body) : ParseCompletionRequest(req.body);
   if (!call.ok()) return SendError(res, ErrorFromStatus(call.status()));
   if (chat) {
@@ -120,7 +125,7 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
     if (absl::Status s = RenderChat(service->model(), &*call); !s.ok()) return SendError(res, ErrorFromStatus(s));
   }
   auto gen = std::make_shared<Generation>();
-  if (absl::Status s = StartGeneration(coordinator, service, *call, gen); !s.ok()) {
+  if (absl::Status s = StartGeneration(coordinator, service, *call, authorization, gen); !s.ok()) {
     return SendError(res, ErrorFromStatus(s));
   }
   const CompletionMeta meta{NewCompletionId(chat), absl::ToUnixSeconds(absl::Now()), service->model().name, chat};
@@ -213,7 +218,9 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::str
   std::string host = address.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   auto server = std::unique_ptr<OpenAiServer>(new OpenAiServer);
-  server->server_ = std::make_unique<httplib::Server>();
+  absl::StatusOr<std::unique_ptr<httplib::Server>> http = MakeHttpServer(options.security);
+  if (!http.ok()) return http.status();
+  server->server_ = *std::move(http);
   httplib::Server& s = *server->server_;
   const int threads = std::max(options.threads, 4);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -225,7 +232,10 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::str
          [coordinator, service, timeout](const httplib::Request& req, httplib::Response& res) {
            ServeCompletion(coordinator, service, /*chat=*/true, timeout, req, res);
          });
-  s.Get("/v1/models", [service](const httplib::Request&, httplib::Response& res) {
+  s.Get("/v1/models", [service](const httplib::Request& req, httplib::Response& res) {
+    if (absl::Status a = service->Authenticate(req.get_header_value("Authorization")); !a.ok()) {
+      return SendError(res, ErrorFromStatus(a));
+    }
     v1::ModelInfo info;
     service->DescribeModel(&info);
     res.set_content(ModelsJson(info, absl::ToUnixSeconds(absl::Now())).dump(), "application/json");

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/coordinator.h"
+#include "services/admin/http_security.h"
 #include "services/coordinator/generation_service.h"
 
 namespace httplib {
@@ -38,6 +39,8 @@ struct OpenAiServerOptions {
   int threads = 80;
   // A request not finished by then is cancelled and answered 504 (a stream: an error event).
   absl::Duration request_timeout = absl::InfiniteDuration();
+  // HTTPS (the API keys are the GenerationService's: ClientAuth).
+  HttpSecurity security;
 };
 
 class OpenAiServer {

@@ -62,7 +62,9 @@ absl::Status ActivationForwarder::Deliver(const workers::ShardBatch& batch, int6
   }
   if (stub_ == nullptr) {
     stub_ = v1::TargetShard::NewStub(
-        grpc::CreateChannel(options_.next_grpc_address, grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(options_.next_grpc_address, options_.grpc_credentials != nullptr
+                                                             ? options_.grpc_credentials
+                                                             : grpc::InsecureChannelCredentials()));
   }
   v1::ActivationBatch message = std::move(encoded.header);
   message.set_data(std::move(encoded.payload));

@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/credentials.h"
 #include "transport/activation_transport.h"
 #include "transport/ucx_transport.h"
 #include "verdict/v1/target_shard.grpc.pb.h"
@@ -32,6 +33,7 @@ struct ForwarderOptions {
   bool use_ucx = true;
   std::string next_data_address;  // UCX listener of the next shard
   std::string next_grpc_address;  // gRPC address of the next shard (fallback transport)
+  std::shared_ptr<grpc::ChannelCredentials> grpc_credentials;  // to the next shard; null: plaintext
   transport::UcxOptions ucx;
   absl::Duration rpc_deadline = absl::Seconds(30);
 };
