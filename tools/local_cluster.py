@@ -42,11 +42,12 @@ def generate_reference(bin_dir, prompt, *args, max_tokens=96):
 
 
 def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=False, max_sessions=64,
-                 http_timeout=None, session_lease=None, rpc_chaos=None):
+                 http_timeout=None, session_lease=None, rpc_chaos=None, security=None):
     """transport: "ucx" (tcp, peer-failure handling), "ucx-shm" (shared memory, no peer-failure
     handling) or "grpc". tokenizer: the coordinator's tokenizer path (default: the target's).
     session_lease: seconds the workers keep a silent coordinator's sessions (default: the server's).
-    rpc_chaos: fault injection on the coordinator's calls (clients/chaos/rpc_chaos.h), default off."""
+    rpc_chaos: fault injection on the coordinator's calls (clients/chaos/rpc_chaos.h), default off.
+    security: the body of the config's `security { ... }` section (textproto), default none."""
     layers = {2: [(0, 2), (2, 4)], 3: [(0, 1), (1, 3), (3, 4)]}[shards]
     ports = free_ports(2 + 3 * shards + 3)
     lines = [
@@ -73,6 +74,8 @@ def write_config(tmp, shards, transport, pipelined=True, tokenizer=None, http=Fa
     else:
         kind = "KIND_UCX" if transport == "ucx" else "KIND_GRPC"
         lines.append(f'transport {{ kind: {kind} ucx_tls: "tcp" }}')
+    if security:
+        lines.append(f"security {{ {security} }}")
     path = os.path.join(tmp, f"cluster-{shards}-{transport}-{int(pipelined)}.textproto")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

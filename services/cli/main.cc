@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   verdict::cli::AddClientCommand(app, &exit_code);
   verdict::cli::AddUpCommand(app, &exit_code);
   verdict::cli::AddSelftestCommand(app, &exit_code);
+  verdict::cli::AddSecurityCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

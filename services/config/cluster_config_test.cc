@@ -4,6 +4,7 @@
 #include "services/config/cluster_config.h"
 
 #include "common/testing/status_matchers.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -77,6 +78,33 @@ TEST(ClusterConfigTest, RefusesConfigsThatCannotWork) {
   EXPECT_THAT(parse(R"pb(coordinator { listen: "a:1" } shards { listen: "a:2" layer_begin: 0 layer_end: 4 })pb"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("target.path")));
   EXPECT_THAT(LoadClusterConfig("/nonexistent/cluster.textproto").status(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(ClusterConfigTest, SecuritySection) {
+  auto parse = [](const std::string& security, const std::string& transport = "KIND_GRPC") {
+    return ParseClusterConfig(absl::StrCat(kText, " transport { kind: ", transport, " } security { ", security, " }"),
+                              false, 4)
+        .status();
+  };
+  const std::string member = R"pb(member_tls { ca_file: "ca.pem" cert_file: "{role}.pem" key_file: "{role}.key" })pb";
+  EXPECT_TRUE(parse(member).ok());
+  EXPECT_TRUE(parse(R"pb(client_tls { cert_file: "s.pem" key_file: "s.key" client_ca_file: "c.pem" }
+                         api_keys_file: "keys" admin_tokens_file: "tokens" reload_seconds: 2)pb")
+                  .ok());
+  // Activations over UCX have no encryption: refused under member TLS unless the fabric is trusted.
+  EXPECT_THAT(parse(member, "KIND_UCX"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("KIND_GRPC")));
+  EXPECT_TRUE(parse(R"pb(member_tls { ca_file: "ca.pem" cert_file: "c.pem" key_file: "c.key" allow_plaintext_ucx: true })pb",
+                    "KIND_UCX")
+                  .ok());
+  EXPECT_THAT(parse(R"pb(member_tls { cert_file: "c.pem" key_file: "c.key" })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ca_file")));
+  EXPECT_THAT(parse(R"pb(member_tls { ca_file: "ca.pem" })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cert_file and key_file")));
+  EXPECT_THAT(parse(R"pb(client_tls { cert_file: "s.pem" })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("both cert_file and key_file")));
+  EXPECT_THAT(parse(R"pb(client_tls { client_ca_file: "c.pem" })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("without a server certificate")));
+  EXPECT_THAT(parse("reload_seconds: -1"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("reload_seconds")));
 }
 
 TEST(ClusterConfigTest, TensorParallelShards) {
