@@ -51,6 +51,9 @@ struct JudgeHead {
   float threshold = 0.5f;
   std::string target_fingerprint;
   std::string training_json = "{}";  // summary written by the trainer
+  // How reports name this head (not stored in the file; a service sets it, e.g. the file's SHA-256
+  // prefix and the threshold: "3f2a9c0b1d4e5f60@0.5").
+  std::string id;
 
   int64_t hidden_size() const { return static_cast<int64_t>(weight.size()); }
   // weight . hidden + extra_weight . extras + bias. REQUIRES matching sizes.

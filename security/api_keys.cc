@@ -35,6 +35,8 @@ KeyHash HashKey(absl::string_view key) {
   return out;
 }
 
+std::string Sha256Hex(absl::string_view data) { return HashKeyHex(data); }
+
 std::string HashKeyHex(absl::string_view key) {
   const KeyHash h = HashKey(key);
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(h.data()), h.size()));

@@ -39,6 +39,8 @@ struct ApiKey {
 
 KeyHash HashKey(absl::string_view key);
 std::string HashKeyHex(absl::string_view key);
+// Lower-case hex SHA-256 of any bytes (HashKeyHex of a key; the judge head file's identity).
+std::string Sha256Hex(absl::string_view data);
 // A new random key (32 bytes from the OS, URL-safe base64 with a "vdk-" prefix).
 absl::StatusOr<std::string> GenerateKey();
 // The key file line for `key` ("NAME sha256:HEX").

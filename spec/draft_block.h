@@ -6,6 +6,7 @@
 #define VERDICT_SPEC_DRAFT_BLOCK_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -67,6 +68,8 @@ struct Verdict {
   int32_t shadow_judge_only = 0;  // judge would accept, exact rule rejects
   int32_t shadow_exact_only = 0;  // exact rule accepts, judge would reject
   int32_t shadow_both = 0;        // both accept
+  // The judge head that judged this block (JudgeHead::id); empty without a judge or an id.
+  std::string judge_head;
 
   int32_t committed() const { return num_accepted + 1; }
 };

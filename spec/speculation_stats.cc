@@ -21,6 +21,7 @@ void SpeculationStats::RecordPass(int64_t proposed_tokens, const Verdict& verdic
     accepted_lossy += verdict.reasons[i] == AcceptReason::kLossy;
   }
   if (proposed_tokens > 0 && verdict.num_accepted == proposed_tokens) ++full_blocks;
+  if (!verdict.judge_head.empty()) judge_head = verdict.judge_head;
   if (verdict.shadow_num_accepted >= 0) {
     shadow_accepted += verdict.shadow_num_accepted;
     shadow_judge_only += verdict.shadow_judge_only;
@@ -49,6 +50,7 @@ void SpeculationStats::Merge(const SpeculationStats& o) {
   shadow_exact_only += o.shadow_exact_only;
   shadow_both += o.shadow_both;
   degraded = degraded || o.degraded;
+  if (!o.judge_head.empty()) judge_head = o.judge_head;
   time_to_first_token += o.time_to_first_token;
   prefill_time += o.prefill_time;
   draft_time += o.draft_time;

@@ -40,6 +40,8 @@ struct SpeculationStats {
   int64_t shadow_exact_only = 0;
   int64_t shadow_both = 0;
   bool degraded = false;  // some passes ran target-only because the draft was unavailable
+  // The judge head that judged the last judged pass (Verdict::judge_head); empty without a judge.
+  std::string judge_head;
   absl::Duration time_to_first_token;
   // Waiting times of the coordinator's requests: the first target pass (it carries the prompt),
   // the later passes, and the draft's proposals (which overlap the passes when pipelined).

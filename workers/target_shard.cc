@@ -12,12 +12,36 @@
 
 namespace verdict::workers {
 
-TargetShard::TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head,
+TargetShard::TargetShard(engine::SliceRunner* runner, std::shared_ptr<const judge::JudgeHead> head,
                          const TargetShardOptions& options)
-    : runner_(runner), head_(head), options_(options), kv_budget_(options.max_kv_bytes, "the target shard") {}
+    : runner_(runner),
+      head_(std::move(head)),
+      probe_head_(head_.get()),
+      options_(options),
+      kv_budget_(options.max_kv_bytes, "the target shard") {}
 
 absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRunner* runner,
                                                                  const judge::JudgeHead* head,
+                                                                 const TargetShardOptions& options) {
+  // The caller keeps the head alive: a shared pointer that owns nothing.
+  return Create(runner, std::shared_ptr<const judge::JudgeHead>(head, [](const judge::JudgeHead*) {}), options);
+}
+
+absl::Status TargetShard::ReplaceHead(std::shared_ptr<const judge::JudgeHead> head) {
+  if (!runner_->is_last()) return absl::InvalidArgumentError("only the last target shard holds the judge head");
+  if (head == nullptr) return absl::InvalidArgumentError("no judge head");
+  if (head->hidden_size() != runner_->config().hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("the judge head was trained for hidden size ", head->hidden_size(),
+                                                   ", the target has ", runner_->config().hidden_size));
+  }
+  VERDICT_RETURN_IF_ERROR(runner_->SetHiddenProbe(head->weight));
+  head_ = std::move(head);
+  probe_head_ = head_.get();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRunner* runner,
+                                                                 std::shared_ptr<const judge::JudgeHead> head,
                                                                  const TargetShardOptions& options) {
   if (runner == nullptr) return absl::InvalidArgumentError("no target slice");
   if (head != nullptr) {
@@ -32,7 +56,7 @@ absl::StatusOr<std::unique_ptr<TargetShard>> TargetShard::Create(engine::SliceRu
   }
   if (options.max_sessions < 1) return absl::InvalidArgumentError("max_sessions must be >= 1");
   if (head != nullptr) VERDICT_RETURN_IF_ERROR(runner->SetHiddenProbe(head->weight));
-  return std::unique_ptr<TargetShard>(new TargetShard(runner, head, options));
+  return std::unique_ptr<TargetShard>(new TargetShard(runner, std::move(head), options));
 }
 
 absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capacity,
@@ -74,9 +98,10 @@ absl::Status TargetShard::OpenSession(spec::SessionId session_id, int64_t capaci
   VERDICT_RETURN_IF_ERROR(kv_budget_.CheckCapacity(capacity));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::SequenceCache> cache, runner_->NewCache(capacity));
   VERDICT_RETURN_IF_ERROR(kv_budget_.Reserve(static_cast<int64_t>(cache->size_bytes()), capacity));
-  sessions_.emplace(session_id, std::unique_ptr<Session>(new Session{
-                                    std::move(cache), verification,
-                                    engine::Sampler(verification.target_sampling)}));
+  auto session = std::unique_ptr<Session>(new Session{std::move(cache), verification,
+                                                      engine::Sampler(verification.target_sampling)});
+  if (is_last() && verification.judge != judge::JudgeMode::kOff) session->head = head_;
+  sessions_.emplace(session_id, std::move(session));
   return absl::OkStatus();
 }
 
@@ -273,7 +298,13 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
       block_row += b.num_tokens;
     }
     forward.selected_rows = output_rows_;
-    forward.contents = verification_.Contents(/*probe_ready=*/head_ != nullptr);
+    // The backend's probe serves the blocks judged by the current head; a batch with a session still
+    // on an earlier head (after ReplaceHead) takes hidden states to the host instead.
+    bool probe_ready = probe_head_ != nullptr;
+    for (const Ready& r : ready) {
+      if (r.block->verify && r.session->head != nullptr && r.session->head.get() != probe_head_) probe_ready = false;
+    }
+    forward.contents = verification_.Contents(probe_ready);
   }
   if (absl::Status status = runner_->Forward(forward, &forward_); !status.ok()) {
     for (const Ready& r : ready) fail(*r.block, status);
@@ -309,7 +340,8 @@ ShardForwardResult TargetShard::Forward(const ShardBatch& batch) {
   auto decide = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       Decision& d = decisions[i];
-      d.verdict = judge::VerifyBlock(d.session->verification, head_, d.input, d.session->rng);
+      d.verdict = judge::VerifyBlock(d.session->verification, d.session->head.get(), d.input, d.session->rng);
+      if (d.verdict.ok() && d.session->head != nullptr) d.verdict->judge_head = d.session->head->id;
     }
   };
   const int64_t n = static_cast<int64_t>(decisions.size());

@@ -79,6 +79,16 @@ class TargetShard {
   static absl::StatusOr<std::unique_ptr<TargetShard>> Create(engine::SliceRunner* runner,
                                                              const judge::JudgeHead* head,
                                                              const TargetShardOptions& options);
+  // The same with a head the shard shares (ReplaceHead may drop it while sessions still use it).
+  static absl::StatusOr<std::unique_ptr<TargetShard>> Create(engine::SliceRunner* runner,
+                                                             std::shared_ptr<const judge::JudgeHead> head,
+                                                             const TargetShardOptions& options);
+
+  // Last shard: sessions opened from now on verify with `head` (its weight becomes the backend's
+  // hidden probe); sessions already open keep the head they opened with until they close (their
+  // batches then read hidden states back and take the dot products on the host). Call between
+  // forward passes. kInvalidArgument for a non-last shard, no head or another hidden size.
+  absl::Status ReplaceHead(std::shared_ptr<const judge::JudgeHead> head);
 
   // Opens a session holding up to `capacity` positions. The last shard turns `params` into its
   // verification rules (judge::ToVerificationConfig, an unset judge threshold meaning the head's);
@@ -108,7 +118,7 @@ class TargetShard {
   // The session's cached length (for tests and status), -1 if unknown.
   int64_t cached_length(spec::SessionId session_id) const;
   const engine::SliceRunner& runner() const { return *runner_; }
-  const judge::JudgeHead* head() const { return head_; }
+  const judge::JudgeHead* head() const { return head_.get(); }
   int64_t forward_passes() const { return forward_passes_; }
   // Last shard: rows of full logits copied to the host so far (0 while every block is decided from
   // summaries).
@@ -119,6 +129,7 @@ class TargetShard {
     std::unique_ptr<engine::SequenceCache> cache;
     judge::VerificationConfig verification;
     engine::Sampler rng;  // sampled verification's random stream
+    std::shared_ptr<const judge::JudgeHead> head;  // the head when it opened (last shard)
     uint64_t last_step = 0;
     bool has_step = false;
     // The last block run and the random stream before it: the same block again (a retry after a
@@ -128,13 +139,15 @@ class TargetShard {
     std::mt19937_64 stream_before_last;
   };
 
-  TargetShard(engine::SliceRunner* runner, const judge::JudgeHead* head, const TargetShardOptions& options);
+  TargetShard(engine::SliceRunner* runner, std::shared_ptr<const judge::JudgeHead> head,
+              const TargetShardOptions& options);
   absl::Status ValidateBlock(const spec::ShardBlock& block, const Session& session) const;
   // Whether `block` repeats the session's last block (same step, positions and draft).
   static bool IsReplay(const spec::ShardBlock& block, const Session& session);
 
   engine::SliceRunner* runner_;
-  const judge::JudgeHead* head_;
+  std::shared_ptr<const judge::JudgeHead> head_;  // for sessions opened from now on
+  const judge::JudgeHead* probe_head_ = nullptr;  // whose weight the backend's hidden probe holds
   TargetShardOptions options_;
   absl::flat_hash_map<spec::SessionId, std::unique_ptr<Session>> sessions_;
   engine::ForwardResult forward_;

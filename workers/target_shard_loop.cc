@@ -79,6 +79,13 @@ void TargetShardLoop::RenewLease(spec::LeaseRenewal renewal) {
   Enqueue(item);
 }
 
+void TargetShardLoop::ReplaceJudgeHead(std::shared_ptr<const judge::JudgeHead> head, StatusCallback done) {
+  Item item{Item::Kind::kReplaceHead};
+  item.head = std::move(head);
+  item.done = std::move(done);
+  if (!Enqueue(item)) item.done(absl::UnavailableError("the target shard stopped"));
+}
+
 void TargetShardLoop::Submit(ShardBatch batch) {
   Item item{Item::Kind::kBlocks};
   item.batch = std::move(batch);
@@ -121,7 +128,9 @@ void TargetShardLoop::Run() {
   while (true) {
     if (!queue_.Take(&items, leases_.NextExpiry())) {  // stopped: fail what is left
       for (Item& item : items) {
-        if (item.kind == Item::Kind::kOpen) item.done(absl::UnavailableError("the target shard stopped"));
+        if (item.kind == Item::Kind::kOpen || item.kind == Item::Kind::kReplaceHead) {
+          item.done(absl::UnavailableError("the target shard stopped"));
+        }
         if (item.kind == Item::Kind::kBlocks) FailBlocks(item.batch, absl::UnavailableError("the target shard stopped"));
       }
       return;
@@ -135,6 +144,11 @@ void TargetShardLoop::Run() {
         absl::Status status = shard_->OpenSession(front.session_id, front.capacity, front.params, front.target_sampling);
         if (status.ok()) leases_.Opened(front.session_id.value(), absl::Now());
         front.done(std::move(status));
+        items.pop_front();
+        continue;
+      }
+      if (front.kind == Item::Kind::kReplaceHead) {
+        front.done(shard_->ReplaceHead(std::move(front.head)));
         items.pop_front();
         continue;
       }

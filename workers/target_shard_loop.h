@@ -84,6 +84,9 @@ class TargetShardLoop {
   // name that are at least a lease old are released.
   void RenewLease(spec::LeaseRenewal renewal);
   void Submit(ShardBatch batch);
+  // Last shard: TargetShard::ReplaceHead on the engine thread, between forward passes (sessions
+  // already open finish with their head); `done` runs there.
+  void ReplaceJudgeHead(std::shared_ptr<const judge::JudgeHead> head, StatusCallback done);
 
   ShardLoopStats stats() const;
   // The most recent forward passes as [start, end) in steady-clock microseconds (up to 4096, oldest
@@ -93,7 +96,7 @@ class TargetShardLoop {
 
  private:
   struct Item {
-    enum class Kind { kOpen, kClose, kBlocks, kRenew } kind;
+    enum class Kind { kOpen, kClose, kBlocks, kRenew, kReplaceHead } kind;
     spec::SessionId session_id;
     int64_t capacity = 0;
     spec::SpeculationParams params;
@@ -101,6 +104,7 @@ class TargetShardLoop {
     StatusCallback done;
     ShardBatch batch;
     spec::LeaseRenewal renewal;  // kRenew
+    std::shared_ptr<const judge::JudgeHead> head;  // kReplaceHead
   };
 
   bool Enqueue(Item& item);

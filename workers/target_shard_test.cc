@@ -273,6 +273,50 @@ TEST_F(ShardChainTest, JudgeVerdictsEqualTheInProcessTargetSession) {
   EXPECT_GT(judge_accepted, 0) << "the random head should accept some mismatches at this threshold";
 }
 
+// A head swapped in (a live reload) judges the sessions opened after it; a session opened before
+// keeps its head, also when both run in the same batches (the backend's probe then holds only the
+// new head, so that batch reads hidden states back). Each session's verdicts equal the in-process
+// target session with its own head, and name it.
+TEST_F(ShardChainTest, ReplacedHeadJudgesOnlyTheSessionsOpenedAfterIt) {
+  judge::JudgeHead first = RandomHead(17, 0.5f), second = RandomHead(31, 1.5f);
+  first.id = "first";
+  second.id = "second";
+  MakeShards({2}, &first);
+  judge::VerificationConfig config;
+  config.judge = judge::JudgeMode::kOn;
+  config.judge_threshold = 0.6f;
+  std::vector<Driven> sessions = {{1, prompts_[2], prompts_[2].size()}, {2, prompts_[1], prompts_[1].size()}};
+  Open(sessions[0], config);
+  EXPECT_THAT(shards_[0]->ReplaceHead(std::make_shared<judge::JudgeHead>(second)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("last target shard")));
+  judge::JudgeHead narrow = second;
+  narrow.weight.pop_back();
+  EXPECT_THAT(shards_.back()->ReplaceHead(std::make_shared<judge::JudgeHead>(narrow)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hidden size")));
+  ASSERT_OK(shards_.back()->ReplaceHead(std::make_shared<judge::JudgeHead>(second)));
+  EXPECT_EQ(shards_.back()->head()->id, "second");
+  Open(sessions[1], config);
+  Generate(sessions, 6, 30);
+
+  const judge::JudgeHead* heads[] = {&first, &second};
+  for (int s = 0; s < 2; ++s) {
+    absl::StatusOr<std::unique_ptr<judge::TargetSession>> reference =
+        judge::TargetSession::Create(target_.get(), config, heads[s], kCapacity);
+    ASSERT_OK(reference.status());
+    ASSERT_OK((*reference)->Start(prompts_[s == 0 ? 2 : 1]));
+    ASSERT_EQ(sessions[s].blocks.size(), sessions[s].verdicts.size());
+    for (size_t i = 0; i < sessions[s].blocks.size(); ++i) {
+      absl::StatusOr<spec::Verdict> expected = (*reference)->Verify(sessions[s].blocks[i]);
+      ASSERT_OK(expected.status());
+      const spec::Verdict& got = sessions[s].verdicts[i];
+      EXPECT_EQ(got.num_accepted, expected->num_accepted) << "session " << s << " block " << i;
+      EXPECT_THAT(got.reasons, ElementsAreArray(expected->reasons)) << "session " << s << " block " << i;
+      EXPECT_EQ(got.judge_head, heads[s]->id);
+    }
+    EXPECT_THAT((*reference)->committed(), ElementsAreArray(sessions[s].committed)) << "session " << s;
+  }
+}
+
 // The last shard decides greedy, judge, lossy and sampled policies from what the backend computes
 // where the logits are (summaries, the judge's dot products, the sampled rule's decisions with the
 // sessions' draws): no logits row reaches the host, and the verdicts equal those from the full rows.

@@ -123,6 +123,7 @@ spec::Verdict FromProto(const v1::BlockVerdict& p) {
   v.shadow_judge_only = p.shadow_judge_only();
   v.shadow_exact_only = p.shadow_exact_only();
   v.shadow_both = p.shadow_both();
+  v.judge_head = p.judge_head();
   return v;
 }
 
@@ -143,6 +144,7 @@ void ToProto(const spec::Verdict& v, v1::BlockVerdict* p) {
   p->set_shadow_judge_only(v.shadow_judge_only);
   p->set_shadow_exact_only(v.shadow_exact_only);
   p->set_shadow_both(v.shadow_both);
+  p->set_judge_head(v.judge_head);
 }
 
 absl::StatusOr<spec::ShardBlock> FromProto(const v1::BlockHeader& p, int64_t vocab_size) {
@@ -276,6 +278,7 @@ spec::SpeculationStats FromProto(const v1::SpeculationStats& p) {
   s.shadow_both = p.shadow_both();
   s.tokens = p.tokens();
   s.draft_failures = p.draft_failures();
+  s.judge_head = p.judge_head();
   return s;
 }
 
@@ -295,6 +298,7 @@ void ToProto(const spec::SpeculationStats& s, v1::SpeculationStats* p) {
   p->set_shadow_both(s.shadow_both);
   p->set_tokens(s.tokens);
   p->set_draft_failures(s.draft_failures);
+  p->set_judge_head(s.judge_head);
 }
 
 }  // namespace verdict::wire

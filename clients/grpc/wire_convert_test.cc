@@ -97,6 +97,7 @@ TEST(WireStatsTest, StatisticsRoundTrip) {
   s.shadow_accepted = 9;
   s.shadow_exact_only = 2;
   s.shadow_both = 3;
+  s.judge_head = "3f2a9c0b1d4e5f60@0.5";
   v1::SpeculationStats p;
   ToProto(s, &p);
   const spec::SpeculationStats back = FromProto(p);
@@ -115,6 +116,7 @@ TEST(WireStatsTest, StatisticsRoundTrip) {
   EXPECT_EQ(back.shadow_accepted, 9);
   EXPECT_EQ(back.shadow_exact_only, 2);
   EXPECT_EQ(back.shadow_both, 3);
+  EXPECT_EQ(back.judge_head, "3f2a9c0b1d4e5f60@0.5");
 }
 
 // A judge-shadow verdict keeps what the shadow judge would have done (issue 21: it was lost over
@@ -129,6 +131,7 @@ TEST(WireVerdictTest, ShadowVerdictsRoundTrip) {
   v.shadow_judge_only = 1;
   v.shadow_exact_only = 0;
   v.shadow_both = 1;
+  v.judge_head = "0123456789abcdef@0.7";
   v1::BlockVerdict p;
   ToProto(v, &p);
   const spec::Verdict back = FromProto(p);
@@ -140,6 +143,7 @@ TEST(WireVerdictTest, ShadowVerdictsRoundTrip) {
   EXPECT_EQ(back.shadow_judge_only, 1);
   EXPECT_EQ(back.shadow_exact_only, 0);
   EXPECT_EQ(back.shadow_both, 1);
+  EXPECT_EQ(back.judge_head, "0123456789abcdef@0.7");
 }
 
 TEST(WireBlockTest, ShardBlocksRoundTripWithTheirSessionId) {

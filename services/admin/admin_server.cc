@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
 #include "httplib.h"
+#include "nlohmann/json.hpp"
 #include "prometheus/text_serializer.h"
 
 namespace verdict::services {
@@ -65,6 +66,13 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
       res.set_content(self->handlers_.reload_credentials(), "application/json");
     });
   }
+  if (admin->handlers_.reload_judge) {
+    s.Post("/v1/admin/judge", [self](const httplib::Request& req, httplib::Response& res) {
+      AdminReply reply = self->handlers_.reload_judge(req.body);
+      res.status = reply.status;
+      res.set_content(reply.json, "application/json");
+    });
+  }
   if (port == 0) {
     admin->port_ = s.bind_to_any_port(host);
   } else {
@@ -78,6 +86,35 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::strin
 AdminServer::~AdminServer() {
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+AdminReply ErrorReply(const absl::Status& status) {
+  int code = 500;
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument: code = 400; break;
+    case absl::StatusCode::kNotFound: code = 404; break;
+    case absl::StatusCode::kFailedPrecondition: code = 409; break;
+    case absl::StatusCode::kUnavailable: code = 503; break;
+    default: break;
+  }
+  return {code, nlohmann::json{{"error", std::string(status.message())}}.dump() + "\n"};
+}
+
+absl::StatusOr<v1::ReloadJudgeRequest> ParseJudgeReloadBody(const std::string& body) {
+  const nlohmann::json request = nlohmann::json::parse(body.empty() ? "{}" : body, nullptr, /*allow_exceptions=*/false);
+  if (!request.is_object()) {
+    return absl::InvalidArgumentError("the body must be a JSON object {\"path\": ..., \"threshold\": ...}");
+  }
+  v1::ReloadJudgeRequest r;
+  if (auto p = request.find("path"); p != request.end()) {
+    if (!p->is_string()) return absl::InvalidArgumentError("\"path\" must be a string");
+    r.set_path(p->get<std::string>());
+  }
+  if (auto t = request.find("threshold"); t != request.end()) {
+    if (!t->is_number()) return absl::InvalidArgumentError("\"threshold\" must be a number");
+    r.set_threshold(t->get<float>());
+  }
+  return r;
 }
 
 namespace {

@@ -6,6 +6,7 @@
 //   /v1/status   JSON (the coordinator: verdict.v1.ClusterStatus, StatusJson below)
 //   /dashboard   a self-contained HTML page (the coordinator)
 //   POST /v1/admin/reload-credentials   re-reads certificates, keys and key files now (JSON result)
+//   POST /v1/admin/judge   loads a judge head file or threshold without a restart (JSON result)
 // With admin tokens configured (HttpSecurity::tokens) everything but /healthz and /readyz needs
 // "Authorization: Bearer TOKEN" (401 without a valid one); probes stay open.
 // Metrics are built from snapshots of the cores' own counters when scraped (no second set of
@@ -23,12 +24,19 @@
 #include "google/protobuf/message.h"
 #include "prometheus/metric_family.h"
 #include "services/admin/http_security.h"
+#include "verdict/v1/target_shard.pb.h"
 
 namespace httplib {
 class Server;
 }
 
 namespace verdict::services {
+
+// An answer of an admin request handled by the process: HTTP status and JSON body.
+struct AdminReply {
+  int status = 200;
+  std::string json;
+};
 
 struct AdminHandlers {
   std::function<bool()> ready;                                 // default: always ready
@@ -37,6 +45,9 @@ struct AdminHandlers {
   std::string dashboard_html;                                  // empty: no /dashboard
   // Re-reads the security files; returns the JSON answer (empty function: no such endpoint).
   std::function<std::string()> reload_credentials;
+  // POST /v1/admin/judge {"path": "...", "threshold": 0.5}: load a judge head now (the last shard,
+  // and the coordinator for the cluster); empty function: no such endpoint.
+  std::function<AdminReply(const std::string& body)> reload_judge;
 };
 
 class AdminServer {
@@ -67,6 +78,12 @@ prometheus::MetricFamily IntegerHistogramFamily(const std::string& name, const s
                                                 const std::vector<int64_t>& counts);
 // Adds one labelled series to a family of the same type.
 void AddSeries(prometheus::MetricFamily& family, double value, std::vector<prometheus::ClientMetric::Label> labels);
+
+// {"error": message} with the HTTP status of the code (400 invalid, 404 not found, 409 failed
+// precondition, 503 unavailable, else 500).
+AdminReply ErrorReply(const absl::Status& status);
+// The body of POST /v1/admin/judge: {"path": "...", "threshold": 0.5}, both optional.
+absl::StatusOr<v1::ReloadJudgeRequest> ParseJudgeReloadBody(const std::string& body);
 
 // A status message as /v1/status serves it: protobuf's JSON mapping with the proto field names and
 // fields at their default values included (64-bit integers are strings, as the mapping says).

@@ -23,6 +23,7 @@
 #include "services/coordinator/generation_service.h"
 #include "services/openai/openai_server.h"
 #include "verdict/v1/admin.pb.h"
+#include "verdict/v1/target_shard.grpc.pb.h"
 
 namespace {
 
@@ -90,6 +91,7 @@ absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, absl::Ti
       served->has_judge = d.has_judge();
       served->judge_threshold = d.judge_threshold();
       served->judge_fingerprint = d.judge_fingerprint();
+      served->judge_head = d.judge_head().id();
     }
   }
   VERDICT_RETURN_IF_ERROR(services::ValidateClusterConfig(config, first.num_layers()));
@@ -358,6 +360,27 @@ int Run(const std::string& config_path) {
     };
     h.dashboard_html = services::kDashboardHtml;
     h.reload_credentials = [&security] { return (*security)->ReloadNowJson(); };
+    // A judge head for the cluster: the last shard loads and swaps it (over the member channel),
+    // then the coordinator serves judge policies with it and describes it.
+    h.reload_judge = [&](const std::string& body) -> services::AdminReply {
+      absl::StatusOr<v1::ReloadJudgeRequest> request = services::ParseJudgeReloadBody(body);
+      if (!request.ok()) return services::ErrorReply(request.status());
+      const int last = config->shards_size() - 1;
+      auto stub = v1::TargetShard::NewStub(grpc::CreateChannel(config->shards(last).listen(),
+                                                               (*security)->ChannelTo(services::ShardRole(last))));
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      v1::JudgeInfo info;
+      const grpc::Status status = stub->ReloadJudge(&context, *request, &info);
+      if (!status.ok()) {
+        return services::ErrorReply(absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                                                 absl::StrCat("target shard ", last, ": ", status.error_message())));
+      }
+      service.SetJudge(info);
+      std::fprintf(stderr, "verdict-coordinator: judge head %s loaded from %s\n", info.id().c_str(),
+                   info.path().c_str());
+      return {200, services::StatusJson(info)};
+    };
     absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
         services::AdminServer::Start(cc.admin_listen(), std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail("coordinator", a.status());

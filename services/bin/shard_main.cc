@@ -18,6 +18,7 @@
 #include "services/admin/admin_server.h"
 #include "services/bin/member_security.h"
 #include "services/bin/server_main_util.h"
+#include "services/shard/judge_reloader.h"
 #include "services/config/cluster_config.h"
 #include "services/shard/activation_forwarder.h"
 #include "services/shard/target_shard_service.h"
@@ -75,21 +76,26 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   for (const std::string& name : loaded->weights->Names()) {
     identity.parameters += loaded->weights->Find(name)->num_elements();
   }
-  std::unique_ptr<judge::JudgeHead> head;
+  // The last shard can load a judge head at any time (JudgeReloader); the loop that swaps it in
+  // exists once the shard does.
+  workers::TargetShardLoop* engine_loop = nullptr;
+  std::unique_ptr<services::JudgeReloader> judge_reloader;
+  std::shared_ptr<const judge::JudgeHead> head;
+  if (last) {
+    judge_reloader = std::make_unique<services::JudgeReloader>(
+        *fingerprint, loaded->config.hidden_size,
+        [&engine_loop](std::shared_ptr<const judge::JudgeHead> h, std::function<void(absl::Status)> done) {
+          engine_loop->ReplaceJudgeHead(std::move(h), std::move(done));
+        });
+  }
   if (last && !sc.judge_head().empty()) {
-    absl::StatusOr<judge::JudgeHead> h = judge::LoadJudgeHead(sc.judge_head());
+    absl::StatusOr<std::shared_ptr<judge::JudgeHead>> h = judge_reloader->LoadInitial(
+        sc.judge_head(), sc.has_judge_threshold() ? std::optional<float>(sc.judge_threshold()) : std::nullopt);
     if (!h.ok()) return services::Fail(role, h.status());
-    if (absl::Status s = judge::CheckHeadMatchesTarget(*h, *fingerprint, loaded->config.hidden_size); !s.ok()) {
-      return services::Fail(role, s);
-    }
-    head = std::make_unique<judge::JudgeHead>(std::move(*h));
-    if (sc.has_judge_threshold()) head->threshold = sc.judge_threshold();
-    identity.has_judge = true;
-    identity.judge_threshold = head->threshold;
-    identity.judge_fingerprint = head->target_fingerprint;
+    head = *std::move(h);
   }
   absl::StatusOr<std::unique_ptr<workers::TargetShard>> shard = workers::TargetShard::Create(
-      runner.get(), head.get(), {.max_sessions = config->coordinator().max_sessions() * 2,
+      runner.get(), head, {.max_sessions = config->coordinator().max_sessions() * 2,
                                          .max_kv_bytes = int64_t{sc.max_kv_memory_mb()} << 20});
   if (!shard.ok()) return services::Fail(role, shard.status());
 
@@ -126,7 +132,8 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
                  index, static_cast<long long>(sessions), owner);
   };
   auto loop = std::make_unique<workers::TargetShardLoop>(std::move(*shard), loop_options, sinks);
-  services::TargetShardService service(loop.get(), &events, identity);
+  engine_loop = loop.get();
+  services::TargetShardService service(loop.get(), &events, identity, judge_reloader.get());
   std::unique_ptr<transport::ActivationReceiver> receiver;
   if (index > 0 && ucx) {
     absl::StatusOr<std::unique_ptr<transport::ActivationReceiver>> r = transport::ListenUcx(
@@ -144,7 +151,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   std::unique_ptr<services::AdminServer> admin;
   if (!sc.admin_listen().empty()) {
     services::AdminHandlers h;
-    h.metrics = [&loop, &forwarder, &service, &events, &rank_backends, index] {
+    h.metrics = [&loop, &forwarder, &service, &events, &rank_backends, &judge_reloader, index] {
       const workers::ShardLoopStats st = loop->stats();
       const std::vector<prometheus::ClientMetric::Label> shard = {{"shard", absl::StrCat(index)}};
       std::vector<prometheus::MetricFamily> m;
@@ -174,6 +181,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
                                           shard));
       m.push_back(services::CounterFamily("verdict_shard_rejected_payloads_total", "Activation payloads refused",
                                           service.rejected_payloads(), shard));
+      if (judge_reloader != nullptr) services::AppendJudgeMetrics(*judge_reloader, &m);
       m.push_back(services::CounterFamily("verdict_shard_events_dropped_total", "Events dropped with no subscriber",
                                           events.dropped(), shard));
       // GPU figures of each rank's CUDA backend, as of its last step.
@@ -214,6 +222,11 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
       return m;
     };
     h.reload_credentials = [&security] { return (*security)->ReloadNowJson(); };
+    if (judge_reloader != nullptr) {
+      h.reload_judge = [&judge_reloader](const std::string& body) {
+        return services::ReloadJudgeFromAdmin(*judge_reloader, body);
+      };
+    }
     absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
         services::AdminServer::Start(sc.admin_listen(), std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail(role, a.status());

@@ -295,7 +295,12 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(
     return absl::PermissionDeniedError(
         absl::StrCat("this server does not allow the ", spec::PolicyName(policy), " verification policy"));
   }
-  if (spec::UsesJudge(policy) && !model_.has_judge) {
+  bool has_judge = false;
+  {
+    absl::MutexLock lock(&judge_mu_);
+    has_judge = model_.has_judge;
+  }
+  if (spec::UsesJudge(policy) && !has_judge) {
     return absl::FailedPreconditionError("the judge policy needs a judge head; none is loaded on the last shard");
   }
   VERDICT_RETURN_IF_ERROR(spec::ValidateSpeculationParams(r.speculation));
@@ -385,6 +390,14 @@ grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerCont
   return FinishNow(context, absl::OkStatus());
 }
 
+void GenerationService::SetJudge(const v1::JudgeInfo& info) {
+  absl::MutexLock lock(&judge_mu_);
+  model_.has_judge = true;
+  model_.judge_threshold = info.threshold();
+  model_.judge_fingerprint = info.target_fingerprint();
+  model_.judge_head = info.id();
+}
+
 void GenerationService::DescribeModel(v1::ModelInfo* m) const {
   m->set_name(model_.name);
   m->set_architecture("llama");
@@ -392,9 +405,13 @@ void GenerationService::DescribeModel(v1::ModelInfo* m) const {
   m->set_context_length(static_cast<int32_t>(model_.context_length));
   m->set_vocab_size(static_cast<int32_t>(model_.vocab_size));
   m->set_draft_model(model_.draft_name);
-  m->set_judge(model_.has_judge);
-  m->set_judge_threshold(model_.judge_threshold);
-  m->set_judge_fingerprint(model_.judge_fingerprint);
+  {
+    absl::MutexLock lock(&judge_mu_);
+    m->set_judge(model_.has_judge);
+    m->set_judge_threshold(model_.judge_threshold);
+    m->set_judge_fingerprint(model_.judge_fingerprint);
+    m->set_judge_head(model_.judge_head);
+  }
   m->set_target_shards(model_.target_shards);
   m->add_allowed_policies(v1::VERIFICATION_POLICY_EXACT);
   for (spec::Policy p : model_.allowed_policies) {

@@ -16,7 +16,9 @@
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "spec/speculation_params.h"
+#include "absl/synchronization/mutex.h"
 #include "verdict/v1/generation.grpc.pb.h"
+#include "verdict/v1/target_shard.pb.h"
 
 namespace verdict::services {
 
@@ -34,9 +36,12 @@ struct ServedModel {
   std::vector<int32_t> stop_token_ids;
   spec::SamplingDefaults sampling_defaults;  // what a request's unset sampling values become
   std::string draft_name;  // empty: target-only serving
+  // The judge head on the last shard, as it was at start (GenerationService::SetJudge follows a
+  // live reload; read them through the service).
   bool has_judge = false;
   float judge_threshold = 0.5f;
   std::string judge_fingerprint;
+  std::string judge_head;  // JudgeInfo.id
   int target_shards = 1;
   spec::Policy default_policy = spec::Policy::kExact;
   std::vector<spec::Policy> allowed_policies;  // kExact is always allowed
@@ -86,6 +91,9 @@ class GenerationService final : public v1::Verdict::WithRawCallbackMethod_Genera
   // Authenticates a caller of the other methods (tokenize, models): kUnauthenticated or OK.
   absl::Status Authenticate(absl::string_view authorization) const;
   ClientAuth* auth() const { return auth_; }
+  // A judge head was loaded on the last shard (a live reload): judge policies are served and
+  // ListModels and the status page describe it.
+  void SetJudge(const v1::JudgeInfo& info);
 
   const ServedModel& model() const { return model_; }
   // The served model as ListModels and the admin status describe it.
@@ -100,8 +108,9 @@ class GenerationService final : public v1::Verdict::WithRawCallbackMethod_Genera
   absl::Status CheckModel(const std::string& name) const;
 
   coordinator::Coordinator* coordinator_;
-  ServedModel model_;
+  ServedModel model_;  // the judge fields under judge_mu_
   ClientAuth* auth_;
+  mutable absl::Mutex judge_mu_;
 };
 
 }  // namespace verdict::services

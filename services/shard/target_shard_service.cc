@@ -10,8 +10,21 @@
 
 namespace verdict::services {
 TargetShardService::TargetShardService(workers::TargetShardLoop* loop, ShardEventHub* events,
-                                       const ShardIdentity& identity)
-    : loop_(loop), events_(events), identity_(identity) {}
+                                       const ShardIdentity& identity, JudgeReloader* judge)
+    : loop_(loop), events_(events), identity_(identity), judge_(judge) {}
+
+grpc::ServerUnaryReactor* TargetShardService::ReloadJudge(grpc::CallbackServerContext* context,
+                                                          const v1::ReloadJudgeRequest* request,
+                                                          v1::JudgeInfo* response) {
+  if (judge_ == nullptr) {
+    return FinishNow(context, absl::FailedPreconditionError(absl::StrCat(
+                                  "shard ", identity_.shard_index, " is not the last shard: it holds no judge head")));
+  }
+  absl::StatusOr<v1::JudgeInfo> info = judge_->Reload(
+      request->path(), request->has_threshold() ? std::optional<float>(request->threshold()) : std::nullopt);
+  if (info.ok()) *response = *std::move(info);
+  return FinishNow(context, info.status());
+}
 
 grpc::ServerUnaryReactor* TargetShardService::OpenSession(grpc::CallbackServerContext* context,
                                                           const v1::OpenShardSessionRequest* request,
@@ -106,9 +119,17 @@ grpc::ServerUnaryReactor* TargetShardService::Describe(grpc::CallbackServerConte
   response->set_hidden_size(static_cast<int32_t>(identity_.hidden_size));
   response->set_vocab_size(static_cast<int32_t>(identity_.vocab_size));
   response->set_model_fingerprint(identity_.model_fingerprint);
-  response->set_has_judge(identity_.has_judge);
-  response->set_judge_threshold(identity_.judge_threshold);
-  response->set_judge_fingerprint(identity_.judge_fingerprint);
+  if (judge_ != nullptr && !judge_->current().id().empty()) {
+    const v1::JudgeInfo head = judge_->current();
+    response->set_has_judge(true);
+    response->set_judge_threshold(head.threshold());
+    response->set_judge_fingerprint(head.target_fingerprint());
+    *response->mutable_judge_head() = head;
+  } else {
+    response->set_has_judge(identity_.has_judge);
+    response->set_judge_threshold(identity_.judge_threshold);
+    response->set_judge_fingerprint(identity_.judge_fingerprint);
+  }
   response->set_context_length(static_cast<int32_t>(identity_.context_length));
   for (int32_t id : identity_.stop_token_ids) response->add_stop_token_ids(id);
   response->set_parameters(identity_.parameters);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "services/shard/judge_reloader.h"
 #include "services/shard/shard_events.h"
 #include "spec/sampling_params.h"
 #include "transport/activation_transport.h"
@@ -40,7 +41,9 @@ struct ShardIdentity {
 class TargetShardService final : public v1::TargetShard::CallbackService {
  public:
   // `loop` and `events` must outlive the service.
-  TargetShardService(workers::TargetShardLoop* loop, ShardEventHub* events, const ShardIdentity& identity);
+  // `judge` (the last shard's; null elsewhere) must outlive the service too.
+  TargetShardService(workers::TargetShardLoop* loop, ShardEventHub* events, const ShardIdentity& identity,
+                     JudgeReloader* judge = nullptr);
 
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* context, const v1::OpenShardSessionRequest* request,
                                         v1::OpenShardSessionResponse* response) override;
@@ -57,6 +60,8 @@ class TargetShardService final : public v1::TargetShard::CallbackService {
                                      v1::ShardDescription* response) override;
   grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* context, const v1::RenewShardLeaseRequest* request,
                                        v1::RenewShardLeaseResponse* response) override;
+  grpc::ServerUnaryReactor* ReloadJudge(grpc::CallbackServerContext* context, const v1::ReloadJudgeRequest* request,
+                                        v1::JudgeInfo* response) override;
 
   // The UCX receiver's handler: a frame from the previous shard (or the error that replaced one).
   void HandleActivationFrame(absl::StatusOr<transport::Frame> frame);
@@ -71,6 +76,7 @@ class TargetShardService final : public v1::TargetShard::CallbackService {
   workers::TargetShardLoop* loop_;
   ShardEventHub* events_;
   ShardIdentity identity_;
+  JudgeReloader* judge_;
   std::atomic<int64_t> rejected_payloads_{0};
 };
 

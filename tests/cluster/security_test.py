@@ -38,7 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import arith_world  # noqa: E402
 import local_cluster  # noqa: E402
-from local_cluster import write_config  # noqa: E402
+from local_cluster import HEAD, write_config  # noqa: E402
 
 import grpc  # noqa: E402
 import openai  # noqa: E402
@@ -370,6 +370,101 @@ class SecurityTest(unittest.TestCase):
         wait_for(lambda: presented_serial(self.http) == new_serial, "the HTTP API presents the new certificate")
         self.assertEqual(self.generate(PROMPTS[0], self.keys["bob"]), self.greedy[PROMPTS[0]])
         self.assertGreaterEqual(self.metric("verdict_credential_reloads_total"), 1)
+
+
+    def post_admin(self, path, body, token=None):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        req = urllib.request.Request(f"https://{self.admin}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=120, context=ctx) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            return e.code, json.loads(body) if e.headers.get_content_type() == "application/json" else body
+
+    def judge_stream(self, prompt, channel):
+        """A judge-decoding generation: (text, the judge head its statistics name)."""
+        stub = pb_grpc.VerdictStub(channel)
+        req = pb.GenerateRequest(prompt=prompt, max_tokens=MAX_TOKENS)
+        req.speculation.policy = spec_pb.VERIFICATION_POLICY_JUDGE
+        text, head = "", None
+        for r in stub.Generate(req, metadata=[("authorization", f"Bearer {self.keys['bob']}")], timeout=300):
+            if r.HasField("chunk"):
+                text += r.chunk.text
+            else:
+                head = r.final.stats.judge_head
+        return text, head
+
+    def test_9_judge_reload_under_load(self):
+        # Head B: the shipped head with another threshold in its file (another hash); head X: the
+        # shipped head claiming another target.
+        from safetensors.numpy import load_file, save_file
+        from safetensors import safe_open
+        with safe_open(HEAD, "np") as f:
+            meta = dict(f.metadata())
+        tensors = load_file(HEAD)
+        head_b, head_x = os.path.join(self.tmp.name, "head-b.safetensors"), os.path.join(self.tmp.name, "head-x.safetensors")
+        save_file(tensors, head_b, metadata=dict(meta, threshold="0.9"))
+        save_file(tensors, head_x, metadata=dict(meta, target_fingerprint="llama-v1:0000000000000000"))
+        base = ["--draft", local_cluster.DRAFT, "--k", "8"]
+        refs = {}  # head id -> {prompt: single-process judge text}
+
+        def reference(head_id, *args):
+            refs[head_id] = {p: local_cluster.generate_reference(BIN, p, *base, *args, max_tokens=MAX_TOKENS)
+                             for p in PROMPTS}
+
+        status, body = self.admin_get(self.admin, "/v1/status", self.admin_token)
+        head_a = json.loads(body)["models"][0]["judge_head"]
+        self.assertRegex(head_a, r"^[0-9a-f]{16}@0\.449")
+        reference(head_a, "--judge", HEAD)
+
+        # Only with the admin token; a bad file and a head of another target are refused.
+        self.assertEqual(self.post_admin("/v1/admin/judge", {"path": head_b})[0], 401)
+        self.assertEqual(self.post_admin("/v1/admin/judge", {"path": head_b}, self.keys["bob"])[0], 401)
+        code, answer = self.post_admin("/v1/admin/judge", {"path": head_x}, self.admin_token)
+        self.assertEqual(code, 409, answer)
+        self.assertIn("target", answer["error"])
+        code, answer = self.post_admin("/v1/admin/judge", {"path": "/nonexistent/head.safetensors"}, self.admin_token)
+        self.assertIn(code, (400, 404), answer)
+        self.assertEqual(self.judge_stream(PROMPTS[0], self.tls_channel()), (refs[head_a][PROMPTS[0]], head_a))
+
+        channel = self.tls_channel()
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            before = [pool.submit(self.judge_stream, PROMPTS[i % 3], channel) for i in range(16)]
+            code, info = self.post_admin("/v1/admin/judge", {"path": head_b}, self.admin_token)
+            self.assertEqual(code, 200, info)
+            head_b_id = info["id"]
+            self.assertRegex(head_b_id, r"^[0-9a-f]{16}@0\.9$")
+            after_b = [pool.submit(self.judge_stream, PROMPTS[i % 3], channel) for i in range(16)]
+            done_before = [f.result(timeout=300) for f in before]
+            code, info = self.post_admin("/v1/admin/judge", {"path": HEAD, "threshold": 0.7}, self.admin_token)
+            self.assertEqual(code, 200, info)
+            head_c_id = info["id"]
+            self.assertEqual(head_c_id.split("@")[0], head_a.split("@")[0])  # same file, new threshold
+            after_c = [pool.submit(self.judge_stream, PROMPTS[i % 3], channel) for i in range(16)]
+            done_b = [f.result(timeout=300) for f in after_b]
+            done_c = [f.result(timeout=300) for f in after_c]
+        reference(head_b_id, "--judge", head_b)
+        reference(head_c_id, "--judge", HEAD, "--judge-threshold", "0.7")
+        prompts = [PROMPTS[i % 3] for i in range(16)]
+        for p, (text, head) in zip(prompts, done_before):
+            self.assertIn(head, (head_a, head_b_id))  # opened before or after the swap
+            self.assertEqual(text, refs[head][p], (p, head))
+        for p, (text, head) in zip(prompts, done_b):
+            self.assertEqual(head, head_b_id)  # started after the swap returned
+            self.assertEqual(text, refs[head][p], p)
+        for p, (text, head) in zip(prompts, done_c):
+            self.assertEqual(head, head_c_id)
+            self.assertEqual(text, refs[head][p], p)
+        # The head in use is what /v1/status and the last shard's metrics say.
+        status, body = self.admin_get(self.admin, "/v1/status", self.admin_token)
+        self.assertEqual(json.loads(body)["models"][0]["judge_head"], head_c_id)
+        status, metrics = self.admin_get(self.shard_admins[-1], "/metrics", self.admin_token)
+        self.assertIn(f'verdict_judge_head_info{{id="{head_c_id}"', metrics)
+        self.assertIn("verdict_judge_reloads_total 2", metrics)
 
 
 def http_client_errors():
