@@ -18,7 +18,7 @@
 #include "services/admin/admin_server.h"
 #include "services/bin/member_security.h"
 #include "services/bin/server_main_util.h"
-#include "services/shard/judge_reloader.h"
+#include "services/bin/judge_reloader.h"
 #include "services/config/cluster_config.h"
 #include "services/shard/activation_forwarder.h"
 #include "services/shard/target_shard_service.h"
@@ -133,7 +133,13 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   };
   auto loop = std::make_unique<workers::TargetShardLoop>(std::move(*shard), loop_options, sinks);
   engine_loop = loop.get();
-  services::TargetShardService service(loop.get(), &events, identity, judge_reloader.get());
+  services::ShardJudge shard_judge;
+  if (judge_reloader != nullptr) {
+    services::JudgeReloader* r = judge_reloader.get();
+    shard_judge.reload = [r](const std::string& path, std::optional<float> threshold) { return r->Reload(path, threshold); };
+    shard_judge.current = [r] { return r->current(); };
+  }
+  services::TargetShardService service(loop.get(), &events, identity, std::move(shard_judge));
   std::unique_ptr<transport::ActivationReceiver> receiver;
   if (index > 0 && ucx) {
     absl::StatusOr<std::unique_ptr<transport::ActivationReceiver>> r = transport::ListenUcx(

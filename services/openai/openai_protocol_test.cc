@@ -202,7 +202,7 @@ TEST(ErrorFromStatusTest, OpenAiTypesAndHttpCodes) {
                         Case{too_long, 413, "invalid_request_error", "context_length_exceeded"},
                         Case{absl::NotFoundError("unknown model"), 404, "invalid_request_error", "model_not_found"},
                         Case{absl::PermissionDeniedError("policy"), 403, "permission_error", ""},
-                        Case{absl::UnauthenticatedError("key"), 401, "authentication_error", ""},
+                        Case{absl::UnauthenticatedError("key"), 401, "authentication_error", "invalid_api_key"},
                         Case{absl::ResourceExhaustedError("limit"), 429, "rate_limit_error", "rate_limit_exceeded"},
                         Case{absl::UnavailableError("shard 1"), 503, "server_error", "service_unavailable"},
                         Case{absl::DeadlineExceededError("slow"), 504, "server_error", "timeout"},

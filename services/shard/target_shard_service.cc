@@ -10,17 +10,17 @@
 
 namespace verdict::services {
 TargetShardService::TargetShardService(workers::TargetShardLoop* loop, ShardEventHub* events,
-                                       const ShardIdentity& identity, JudgeReloader* judge)
-    : loop_(loop), events_(events), identity_(identity), judge_(judge) {}
+                                       const ShardIdentity& identity, ShardJudge judge)
+    : loop_(loop), events_(events), identity_(identity), judge_(std::move(judge)) {}
 
 grpc::ServerUnaryReactor* TargetShardService::ReloadJudge(grpc::CallbackServerContext* context,
                                                           const v1::ReloadJudgeRequest* request,
                                                           v1::JudgeInfo* response) {
-  if (judge_ == nullptr) {
+  if (!judge_.reload) {
     return FinishNow(context, absl::FailedPreconditionError(absl::StrCat(
                                   "shard ", identity_.shard_index, " is not the last shard: it holds no judge head")));
   }
-  absl::StatusOr<v1::JudgeInfo> info = judge_->Reload(
+  absl::StatusOr<v1::JudgeInfo> info = judge_.reload(
       request->path(), request->has_threshold() ? std::optional<float>(request->threshold()) : std::nullopt);
   if (info.ok()) *response = *std::move(info);
   return FinishNow(context, info.status());
@@ -119,8 +119,7 @@ grpc::ServerUnaryReactor* TargetShardService::Describe(grpc::CallbackServerConte
   response->set_hidden_size(static_cast<int32_t>(identity_.hidden_size));
   response->set_vocab_size(static_cast<int32_t>(identity_.vocab_size));
   response->set_model_fingerprint(identity_.model_fingerprint);
-  if (judge_ != nullptr && !judge_->current().id().empty()) {
-    const v1::JudgeInfo head = judge_->current();
+  if (const v1::JudgeInfo head = judge_.current ? judge_.current() : v1::JudgeInfo(); !head.id().empty()) {
     response->set_has_judge(true);
     response->set_judge_threshold(head.threshold());
     response->set_judge_fingerprint(head.target_fingerprint());

@@ -7,11 +7,12 @@
 #define VERDICT_SERVICES_SHARD_TARGET_SHARD_SERVICE_H_
 
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "services/shard/judge_reloader.h"
 #include "services/shard/shard_events.h"
 #include "spec/sampling_params.h"
 #include "transport/activation_transport.h"
@@ -19,6 +20,13 @@
 #include "workers/target_shard_loop.h"
 
 namespace verdict::services {
+
+// The last shard's judge head, live: what Describe reports and how ReloadJudge swaps it
+// (services/bin/judge_reloader.h provides both). Empty functions: no judge here.
+struct ShardJudge {
+  std::function<absl::StatusOr<v1::JudgeInfo>(const std::string& path, std::optional<float> threshold)> reload;
+  std::function<v1::JudgeInfo()> current;
+};
 
 struct ShardIdentity {
   int shard_index = 0;
@@ -41,9 +49,8 @@ struct ShardIdentity {
 class TargetShardService final : public v1::TargetShard::CallbackService {
  public:
   // `loop` and `events` must outlive the service.
-  // `judge` (the last shard's; null elsewhere) must outlive the service too.
   TargetShardService(workers::TargetShardLoop* loop, ShardEventHub* events, const ShardIdentity& identity,
-                     JudgeReloader* judge = nullptr);
+                     ShardJudge judge = {});
 
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* context, const v1::OpenShardSessionRequest* request,
                                         v1::OpenShardSessionResponse* response) override;
@@ -76,7 +83,7 @@ class TargetShardService final : public v1::TargetShard::CallbackService {
   workers::TargetShardLoop* loop_;
   ShardEventHub* events_;
   ShardIdentity identity_;
-  JudgeReloader* judge_;
+  ShardJudge judge_;
   std::atomic<int64_t> rejected_payloads_{0};
 };
 

@@ -68,10 +68,12 @@ def presented_serial(addr, alpn=None):
     args = ["openssl", "s_client", "-connect", f"{host}:{port}", "-servername", "localhost"]
     if alpn:
         args += ["-alpn", alpn]
-    hello = subprocess.run(args, input="", capture_output=True, text=True, timeout=20)
+    # Bytes: after the handshake a gRPC server sends HTTP/2 frames, which s_client prints as they are.
+    hello = subprocess.run(args, input=b"", capture_output=True, timeout=20)
     cert = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=hello.stdout, capture_output=True,
-                          text=True, timeout=20)
-    return cert.stdout.strip().split("=", 1)[1].upper() if "=" in cert.stdout else None
+                          timeout=20)
+    out = cert.stdout.decode(errors="replace")
+    return out.strip().split("=", 1)[1].upper() if "=" in out else None
 
 
 def replace_file(path, data):

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "services/shard/judge_reloader.h"
+#include "services/bin/judge_reloader.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"

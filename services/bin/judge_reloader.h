@@ -4,8 +4,8 @@
 // threshold) and has the engine loop swap it in between verification steps. A head that does not
 // load or belongs to another target is refused and the old one keeps serving. Used by the
 // ReloadJudge RPC (the coordinator's cluster-wide request) and the shard's own admin endpoint.
-#ifndef VERDICT_SERVICES_SHARD_JUDGE_RELOADER_H_
-#define VERDICT_SERVICES_SHARD_JUDGE_RELOADER_H_
+#ifndef VERDICT_SERVICES_BIN_JUDGE_RELOADER_H_
+#define VERDICT_SERVICES_BIN_JUDGE_RELOADER_H_
 
 #include <functional>
 #include <memory>
@@ -73,4 +73,4 @@ inline void AppendJudgeMetrics(const JudgeReloader& r, std::vector<prometheus::M
 
 }  // namespace verdict::services
 
-#endif  // VERDICT_SERVICES_SHARD_JUDGE_RELOADER_H_
+#endif  // VERDICT_SERVICES_BIN_JUDGE_RELOADER_H_
