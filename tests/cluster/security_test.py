@@ -16,7 +16,12 @@ Certificates come from `verdict security dev-certs` (a development CA; a second 
 - admin tokens: /metrics and /v1/status need one (401 without), /healthz and /readyz do not;
 - rotation without restart: a key removed from the key file stops working; a broken key file is
   refused and the old keys keep working; the server certificate is replaced while 16 streams run:
-  every stream completes with the right text and new connections present the new serial.
+  every stream completes with the right text and new connections present the new serial;
+- live judge reload through the coordinator's admin endpoint while 32 judge streams run (twice);
+  each stream's text equals single-process judge decoding with the head it reports; a head for
+  another target and a missing file are refused and the old head keeps serving;
+- client certificates (a second cluster with client_ca_file): the gRPC API and the admin port refuse
+  a client without one and serve grpcio, urllib and `verdict client` with one.
 
 Every process is started by the test and stopped by PID (process group); ports come from the OS.
 Usage: security_test.py BUILD_BIN_DIR
@@ -47,6 +52,17 @@ BIN = None
 PROMPTS = [arith_world.prompt(p) for p in arith_world.unique_problems(seed=31, split="eval", count=3)]
 MAX_TOKENS = 96
 RELOAD_SECONDS = 1
+
+
+def load_stubs():
+    """grpcio stubs generated from proto/verdict/v1, as module globals (once)."""
+    global pb, pb_grpc, shard_pb, shard_grpc, spec_pb
+    if "pb" in globals():
+        return
+    local_cluster.grpc_stubs()
+    from verdict.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc  # noqa: E402
+    from verdict.v1 import target_shard_pb2 as shard_pb, target_shard_pb2_grpc as shard_grpc  # noqa: E402
+    from verdict.v1 import speculation_pb2 as spec_pb  # noqa: E402
 
 
 def verdict(*args, stdin=None):
@@ -127,11 +143,7 @@ class SecurityTest(unittest.TestCase):
         cls.ca = os.path.join(d, "ca.pem")
         os.environ["VERDICT_ADMIN_TOKEN"] = cls.admin_token  # the coordinator reads the shards' latencies
         cls.cluster = local_cluster.Cluster(BIN, config)
-        local_cluster.grpc_stubs()
-        global pb, pb_grpc, shard_pb, shard_grpc, spec_pb
-        from verdict.v1 import generation_pb2 as pb, generation_pb2_grpc as pb_grpc  # noqa: E402
-        from verdict.v1 import target_shard_pb2 as shard_pb, target_shard_pb2_grpc as shard_grpc  # noqa: E402
-        from verdict.v1 import speculation_pb2 as spec_pb  # noqa: E402
+        load_stubs()
 
     @classmethod
     def tearDownClass(cls):
@@ -189,6 +201,17 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(c.choices[0].text, self.greedy[PROMPTS[0]])
         models = self.openai_client(self.keys["carol"]).models.list()
         self.assertEqual([m.id for m in models.data], ["arith-target"])
+        # Our own client too: --tls-ca and the key from the environment.
+        client = [os.path.join(BIN, "verdict"), "client", "generate", "--addr", self.grpc_addr, "--tls-ca", self.ca,
+                  "--prompt", PROMPTS[1], "--max-tokens", str(MAX_TOKENS), "--quiet"]
+        r = subprocess.run(client, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, VERDICT_API_KEY=self.keys["bob"]))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.rstrip("\n"), PROMPTS[1] + self.greedy[PROMPTS[1]])
+        r = subprocess.run(client, capture_output=True, text=True, timeout=60,
+                           env={k: v for k, v in os.environ.items() if k != "VERDICT_API_KEY"})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("API key", r.stderr)
 
     def test_2_plaintext_is_refused(self):
         with self.assertRaises(grpc.RpcError) as e:
@@ -467,6 +490,52 @@ class SecurityTest(unittest.TestCase):
         status, metrics = self.admin_get(self.shard_admins[-1], "/metrics", self.admin_token)
         self.assertIn(f'verdict_judge_head_info{{id="{head_c_id}"', metrics)
         self.assertIn("verdict_judge_reloads_total 2", metrics)
+
+
+class ClientCertificateTest(unittest.TestCase):
+    """client_tls.client_ca_file: every client-facing port asks for a client certificate from that CA."""
+
+    def test_client_certificates_are_required(self):
+        load_stubs()
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "certs")
+            security = (f'client_tls {{ cert_file: "{d}/server.pem" key_file: "{d}/server.key" '
+                        f'client_ca_file: "{d}/ca.pem" ca_file: "{d}/ca.pem" }}')
+            config, addr = write_config(tmp, 2, "grpc", security=security)
+            admin = write_config.admin
+            verdict("security", "dev-certs", "--config", config, "--out", d, "--days", "2")
+            cluster = local_cluster.Cluster(BIN, config)
+            try:
+                with open(f"{d}/ca.pem", "rb") as ca, open(f"{d}/client.pem", "rb") as c, \
+                        open(f"{d}/client.key", "rb") as k:
+                    ca, cert, key = ca.read(), c.read(), k.read()
+                prompt = PROMPTS[0]
+                expected = local_cluster.generate_reference(BIN, prompt, max_tokens=MAX_TOKENS)
+                req = pb.GenerateRequest(prompt=prompt, max_tokens=MAX_TOKENS)
+                without = grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=ca))
+                with self.assertRaises(grpc.RpcError) as e:
+                    list(pb_grpc.VerdictStub(without).Generate(req, timeout=10))
+                self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                with_cert = grpc.secure_channel(addr, grpc.ssl_channel_credentials(
+                    root_certificates=ca, private_key=key, certificate_chain=cert))
+                text = "".join(r.chunk.text for r in pb_grpc.VerdictStub(with_cert).Generate(req, timeout=60)
+                               if r.HasField("chunk"))
+                self.assertEqual(text, expected)
+                ctx = ssl.create_default_context(cafile=f"{d}/ca.pem")
+                with self.assertRaises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+                    urllib.request.urlopen(f"https://{admin}/healthz", timeout=10, context=ctx).read()
+                ctx.load_cert_chain(f"{d}/client.pem", f"{d}/client.key")
+                with urllib.request.urlopen(f"https://{admin}/healthz", timeout=10, context=ctx) as r:
+                    self.assertEqual(r.status, 200)
+                r = subprocess.run([os.path.join(BIN, "verdict"), "client", "generate", "--addr", addr,
+                                    "--tls-ca", f"{d}/ca.pem", "--tls-cert", f"{d}/client.pem",
+                                    "--tls-key", f"{d}/client.key", "--prompt", prompt,
+                                    "--max-tokens", str(MAX_TOKENS), "--quiet"],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout.rstrip("\n"), prompt + expected)
+            finally:
+                cluster.stop()
 
 
 def http_client_errors():
