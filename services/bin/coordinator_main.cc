@@ -214,13 +214,14 @@ int Run(const std::string& config_path) {
     target_calls = chaos_target.get();
     std::fprintf(stderr, "verdict-coordinator: RPC fault injection on: %s\n", spec.c_str());
   }
+  // Before the coordinator: sessions hold their API key's slot until the coordinator drops them.
+  services::ClientAuth auth((*security)->api_keys());
   coordinator::Coordinator coordinator(options, draft_calls, target_calls);
   std::unique_ptr<coordinator::LeaseRenewer> lease_renewer;
   if (const absl::Duration lease = services::SessionLease(cc); lease > absl::ZeroDuration()) {
     lease_renewer = std::make_unique<coordinator::LeaseRenewer>(&coordinator, lease, draft_calls,
                                                                 target_calls);
   }
-  services::ClientAuth auth((*security)->api_keys());
   services::GenerationService service(&coordinator, served, &auth);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(
       cc.listen(), {&service}, (*security)->ClientServerCredentials(), cc.max_request_bytes());
