@@ -2,10 +2,19 @@
 #include "services/coordinator/client_auth.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 
 namespace verdict::services {
+namespace {
+
+bool IsPowerOfTen(int64_t n) {
+  while (n >= 10 && n % 10 == 0) n /= 10;
+  return n == 1;
+}
+
+}  // namespace
 
 absl::StatusOr<std::shared_ptr<const security::ApiKey>> ClientAuth::Authenticate(absl::string_view authorization) {
   if (keys_ == nullptr) return std::shared_ptr<const security::ApiKey>();
@@ -14,6 +23,11 @@ absl::StatusOr<std::shared_ptr<const security::ApiKey>> ClientAuth::Authenticate
   if (!key.ok()) {
     absl::MutexLock lock(&mu_);
     ++unauthenticated_;
+    // A line at the 1st, 10th, 100th, ... refusal: visible, but no flood from a scanner.
+    if (IsPowerOfTen(unauthenticated_)) {
+      std::fprintf(stderr, "verdict-coordinator: %lld requests without a valid API key so far (latest: %s)\n",
+                   static_cast<long long>(unauthenticated_), std::string(key.status().message()).c_str());
+    }
   }
   return key;
 }
@@ -27,11 +41,15 @@ absl::StatusOr<std::shared_ptr<void>> ClientAuth::Admit(const std::shared_ptr<co
   if (key->allowed_policies.has_value() && policy != spec::Policy::kExact &&
       std::find(key->allowed_policies->begin(), key->allowed_policies->end(), policy) == key->allowed_policies->end()) {
     ++c.denied;
+    std::fprintf(stderr, "verdict-coordinator: API key \"%s\" refused the %s policy\n", key->name.c_str(),
+                 std::string(spec::PolicyName(policy)).c_str());
     return absl::PermissionDeniedError(
         absl::StrCat("the API key \"", key->name, "\" may not use the ", spec::PolicyName(policy), " verification policy"));
   }
   if (key->max_sessions > 0 && c.sessions >= key->max_sessions) {
     ++c.denied;
+    std::fprintf(stderr, "verdict-coordinator: API key \"%s\" is at its limit of %d sessions\n", key->name.c_str(),
+                 key->max_sessions);
     return absl::ResourceExhaustedError(absl::StrCat("the API key \"", key->name, "\" holds its limit of ",
                                                      key->max_sessions, " sessions; retry when one finishes"));
   }
@@ -42,6 +60,8 @@ absl::StatusOr<std::shared_ptr<void>> ClientAuth::Admit(const std::shared_ptr<co
 }
 
 void ClientAuth::NoteDenied(const std::string& name) {
+  std::fprintf(stderr, "verdict-coordinator: API key \"%s\" refused a request its policies do not allow\n",
+               name.c_str());
   absl::MutexLock lock(&mu_);
   KeyCounts& c = counts_[name];
   c.name = name;
