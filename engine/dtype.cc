@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/fp8.h"
+#include "engine/ggml_quants.h"
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,13 @@ absl::string_view DTypeName(DType dtype) {
     case DType::kI32: return "i32";
     case DType::kF8E4M3: return "f8_e4m3";
     case DType::kF8E4M3Block: return "fp8";
+    case DType::kQ4_0: return "q4_0";
+    case DType::kQ4_1: return "q4_1";
+    case DType::kQ5_0: return "q5_0";
+    case DType::kQ5_1: return "q5_1";
+    case DType::kQ4_K: return "q4_k";
+    case DType::kQ5_K: return "q5_k";
+    case DType::kQ6_K: return "q6_k";
   }
   return "unknown";
 }
@@ -39,6 +47,18 @@ absl::StatusOr<size_t> DTypeByteSize(DType dtype, int64_t n) {
       return static_cast<size_t>(n / kQ8_0BlockSize) * sizeof(BlockQ8_0);
     case DType::kF8E4M3: return static_cast<size_t>(n);
     case DType::kF8E4M3Block: return static_cast<size_t>(Fp8BlockRowBytes(n));
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      if (n % GgmlBlockValues(dtype) != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(DTypeName(dtype), " tensor row of ", n,
+                                                       " elements is not a multiple of ", GgmlBlockValues(dtype)));
+      }
+      return static_cast<size_t>(n / GgmlBlockValues(dtype)) * GgmlBlockBytes(dtype);
   }
   return absl::InvalidArgumentError("unknown dtype");
 }

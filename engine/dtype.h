@@ -25,6 +25,15 @@ enum class DType : uint8_t {
   // The engine's FP8 weights: each row is blocks of up to 128 E4M3 values, each block led by its
   // f32 scale (engine/fp8.h); a row of n values takes n + 4 * ceil(n / 128) bytes.
   kF8E4M3Block,
+  // GGML block quantizations as GGUF files store them (engine/ggml_quants.h): blocks of 32 values
+  // (Q4_0, Q4_1, Q5_0, Q5_1) or 256 (the k-quants), dequantized inside the matrix kernels.
+  kQ4_0,
+  kQ4_1,
+  kQ5_0,
+  kQ5_1,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
 };
 
 inline constexpr int kQ8_0BlockSize = 32;

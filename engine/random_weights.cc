@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/random_weights.h"
 
+#include "engine/ggml_quants.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -98,6 +100,13 @@ class RandomWeights final : public WeightSource {
         break;
       case DType::kF8E4M3:
       case DType::kI32:
+      case DType::kQ4_0:  // refused by CreateRandomWeights
+      case DType::kQ4_1:
+      case DType::kQ5_0:
+      case DType::kQ5_1:
+      case DType::kQ4_K:
+      case DType::kQ5_K:
+      case DType::kQ6_K:
         break;
     }
   }
@@ -157,6 +166,10 @@ absl::StatusOr<LlamaConfig> PresetConfig(const std::string& name) {
 
 absl::StatusOr<std::unique_ptr<WeightSource>> CreateRandomWeights(const LlamaConfig& c, DType dtype,
                                                                   uint64_t seed) {
+  if (IsGgmlBlockQuant(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("random weights cannot be made in ", DTypeName(dtype),
+                                                   " (no quantizer); use f32, f16, bf16, q8_0 or fp8"));
+  }
   auto w = std::make_unique<RandomWeights>();
   uint64_t s = seed;
   const int64_t q_dim = c.num_heads * c.head_dim;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/weight_uploader.h"
 
+#include "engine/ggml_quants.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -124,6 +126,11 @@ absl::StatusOr<const WeightTensor*> WeightUploader::Checked(const std::string& n
     return absl::InvalidArgumentError(
         absl::StrCat("tensor '", name, "' is q8_0 but its rows are not multiples of 32"));
   }
+  if (IsGgmlBlockQuant(t->dtype) && (one_d || cols % GgmlBlockValues(t->dtype) != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is ", DTypeName(t->dtype),
+                                                   " but its rows are not multiples of ",
+                                                   GgmlBlockValues(t->dtype)));
+  }
   return t;
 }
 
@@ -228,6 +235,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeight>> WeightUploader::Get(const std::str
   } else {
     const int64_t block = t.dtype == DType::kQ8_0 ? kQ8_0BlockSize
                           : t.dtype == DType::kF8E4M3Block ? kFp8BlockSize
+                          : IsGgmlBlockQuant(t.dtype)      ? GgmlBlockValues(t.dtype)
                                                            : 1;
     const int64_t end = part.begin + part.count;
     if (part.begin % block != 0 || (end % block != 0 && end != cols)) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/io/gguf.h"
 
+#include "engine/ggml_quants.h"
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -25,7 +27,14 @@ constexpr uint32_t kMaxDims = 4;          // GGML_MAX_DIMS
 // GGML tensor types we load, by id.
 constexpr uint32_t kGgmlF32 = 0;
 constexpr uint32_t kGgmlF16 = 1;
+constexpr uint32_t kGgmlQ4_0 = 2;
+constexpr uint32_t kGgmlQ4_1 = 3;
+constexpr uint32_t kGgmlQ5_0 = 6;
+constexpr uint32_t kGgmlQ5_1 = 7;
 constexpr uint32_t kGgmlQ8_0 = 8;
+constexpr uint32_t kGgmlQ4_K = 12;
+constexpr uint32_t kGgmlQ5_K = 13;
+constexpr uint32_t kGgmlQ6_K = 14;
 constexpr uint32_t kGgmlBF16 = 30;
 
 uint64_t LoadLe(const uint8_t* p, int n) {
@@ -434,20 +443,31 @@ class GgufParser {
         case kGgmlF16: t.dtype = DType::kF16; break;
         case kGgmlBF16: t.dtype = DType::kBF16; break;
         case kGgmlQ8_0: t.dtype = DType::kQ8_0; break;
+        case kGgmlQ4_0: t.dtype = DType::kQ4_0; break;
+        case kGgmlQ4_1: t.dtype = DType::kQ4_1; break;
+        case kGgmlQ5_0: t.dtype = DType::kQ5_0; break;
+        case kGgmlQ5_1: t.dtype = DType::kQ5_1; break;
+        case kGgmlQ4_K: t.dtype = DType::kQ4_K; break;
+        case kGgmlQ5_K: t.dtype = DType::kQ5_K; break;
+        case kGgmlQ6_K: t.dtype = DType::kQ6_K; break;
         default:
           return Error(absl::StrCat("tensor '", tname, "' has GGML type ", GgmlTypeName(ggml_type),
                                     ", which is not supported "
-                                    "(supported: F32, F16, BF16, Q8_0)"));
+                                    "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)"));
       }
-      // Each supported type takes more than one byte per element, so a tensor with more
-      // elements than the file has bytes cannot fit; rejecting it here also keeps the byte
-      // count below from overflowing.
-      if (overflow || elements > size_) {
+      // Each supported type takes at least half a byte per element (Q4_0: 18 bytes per 32), so a
+      // tensor with more than twice as many elements as the file has bytes cannot fit; rejecting it
+      // here also keeps the byte count below from overflowing.
+      if (overflow || elements / 2 > size_) {
         return Error(absl::StrCat("tensor '", tname, "' is larger than the file"));
       }
       if (t.dtype == DType::kQ8_0 && ne[0] % kQ8_0BlockSize != 0) {
         return Error(absl::StrCat("tensor '", tname, "' is Q8_0 but its rows have ", ne[0],
                                   " elements, not a multiple of ", kQ8_0BlockSize));
+      }
+      if (IsGgmlBlockQuant(t.dtype) && ne[0] % GgmlBlockValues(t.dtype) != 0) {
+        return Error(absl::StrCat("tensor '", tname, "' is ", GgmlTypeName(ggml_type), " but its rows have ", ne[0],
+                                  " elements, not a multiple of ", GgmlBlockValues(t.dtype)));
       }
       VERDICT_ASSIGN_OR_RETURN(t.nbytes, DTypeByteSize(t.dtype, static_cast<int64_t>(elements)));
       for (uint32_t d = 0; d < n_dims; ++d) {

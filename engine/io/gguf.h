@@ -86,7 +86,8 @@ class GgufValue {
 
 // A parsed GGUF file: metadata plus tensors (a WeightSource whose names are GGUF's own, e.g.
 // "blk.0.attn_q.weight"; shapes are outermost-first, the reverse of GGUF's ne[]).
-// Supported tensor types: F32, F16, BF16, Q8_0.
+// Supported tensor types: F32, F16, BF16, Q8_0 and the block quantizations Q4_0, Q4_1, Q5_0, Q5_1,
+// Q4_K, Q5_K, Q6_K (engine/ggml_quants.h; kept quantized, dequantized inside the matrix kernels).
 class GgufFile : public WeightSource {
  public:
   // Maps `path` and parses it. Errors: MappedFile::Open's (NotFound, ...) and Parse's.
@@ -97,7 +98,7 @@ class GgufFile : public WeightSource {
   // Errors (all InvalidArgument, naming the offending key/tensor): bad magic, a version other
   // than 2 or 3, truncated or inconsistent header (counts or lengths past the end of the file),
   // unknown value type, arrays nested deeper than kGgufMaxArrayDepth, duplicate keys or tensor
-  // names, general.alignment not a power-of-two u32, a tensor type other than F32/F16/BF16/Q8_0
+  // names, general.alignment not a power-of-two u32, a tensor type not listed above
   // (the message names the type and lists the supported ones), more than 4 or 0 dimensions, a
   // Q8_0 row not a multiple of 32, tensor data misaligned, out of bounds or overlapping.
   static absl::StatusOr<std::unique_ptr<GgufFile>> Parse(const uint8_t* data, size_t size);

@@ -554,7 +554,16 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufFile& f) {
     switch (*file_type) {
       case 0: c.torch_dtype = "float32"; break;
       case 1: c.torch_dtype = "float16"; break;
+      case 2: c.torch_dtype = "q4_0"; break;
+      case 3: c.torch_dtype = "q4_1"; break;
       case 7: c.torch_dtype = "q8_0"; break;
+      case 8: c.torch_dtype = "q5_0"; break;
+      case 9: c.torch_dtype = "q5_1"; break;
+      case 14: c.torch_dtype = "q4_k_s"; break;
+      case 15: c.torch_dtype = "q4_k_m"; break;
+      case 16: c.torch_dtype = "q5_k_s"; break;
+      case 17: c.torch_dtype = "q5_k_m"; break;
+      case 18: c.torch_dtype = "q6_k"; break;
       case 32: c.torch_dtype = "bfloat16"; break;
       default: break;
     }

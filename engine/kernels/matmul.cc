@@ -3,6 +3,8 @@
 // and the OpenBLAS path.
 #include "engine/kernels/matmul.h"
 
+#include "engine/ggml_quants.h"
+
 #include <cblas.h>
 
 #include <algorithm>
@@ -60,6 +62,15 @@ void ConvertRowGeneric(const uint8_t* row, DType dtype, int64_t k0, int64_t coun
       }
       return;
     }
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      DequantizeGgmlRow(dtype, row, k0, count, out);
+      return;
     case DType::kF8E4M3Block: {
       static const std::array<float, 256> kValues = [] {
         std::array<float, 256> values;
@@ -96,7 +107,7 @@ float DotGeneric(const float* a, const float* b, int64_t n) {
 
 // Converts each weight row a K-slice at a time and dots it with every token.
 void RowsGeneric(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
-  constexpr int64_t kSlice = 512;  // multiple of 32 (q8_0 blocks)
+  constexpr int64_t kSlice = 512;  // multiple of 32 (q8_0 blocks) and 256 (k-quant super-blocks)
   float buf[kSlice];
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint8_t* row = a.w + static_cast<size_t>(n) * a.row_bytes;
@@ -187,6 +198,7 @@ Algo ChooseAlgo(DType dtype, int64_t m) {
   if (dtype == DType::kF16) direct_max = 24;  // vcvtph2ps is cheap
   if (dtype == DType::kF32) direct_max = 8;   // twice the bytes to re-read per token group
   if (dtype == DType::kQ8_0 || dtype == DType::kF8E4M3Block) direct_max = 4;  // scaled blocks
+  if (IsGgmlBlockQuant(dtype)) direct_max = 0;  // unpacked once per panel slice, never per token group
   return m <= direct_max ? Algo::kDirect : Algo::kPanel;
 }
 
@@ -215,6 +227,14 @@ size_t WeightRowBytes(DType dtype, int64_t cols) {
       return static_cast<size_t>(cols / kQ8_0BlockSize) * sizeof(BlockQ8_0);
     case DType::kF8E4M3Block:
       return static_cast<size_t>(Fp8BlockRowBytes(cols));
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return static_cast<size_t>(cols / GgmlBlockValues(dtype)) * GgmlBlockBytes(dtype);
     case DType::kF8E4M3:
     case DType::kI32:
       break;
@@ -228,10 +248,15 @@ void MatMulWithAlgo(Algo algo, const float* x, int64_t m, int64_t ldx, const Mat
   VERDICT_CHECK(m >= 0 && w.rows >= 0 && w.cols >= 0);
   VERDICT_CHECK(ldx >= w.cols && ldy >= w.rows);
   VERDICT_CHECK_MSG(w.dtype == DType::kF32 || w.dtype == DType::kF16 || w.dtype == DType::kBF16 ||
-                        w.dtype == DType::kQ8_0 || w.dtype == DType::kF8E4M3Block,
-                    "MatMul weights must be f32, f16, bf16, q8_0 or fp8");
+                        w.dtype == DType::kQ8_0 || w.dtype == DType::kF8E4M3Block || IsGgmlBlockQuant(w.dtype),
+                    "MatMul weights must be f32, f16, bf16, q8_0, fp8 or a GGML block quantization");
   VERDICT_CHECK_MSG(w.dtype != DType::kQ8_0 || w.cols % kQ8_0BlockSize == 0,
                     "q8_0 weights need K % 32 == 0");
+  VERDICT_CHECK_MSG(!IsGgmlBlockQuant(w.dtype) || w.cols % GgmlBlockValues(w.dtype) == 0,
+                    "GGML block-quantized weights need K to be a multiple of their block");
+  // The block quantizations have no register-tile (direct) kernel: their blocks are unpacked once
+  // per panel slice.
+  if (algo == Algo::kDirect && IsGgmlBlockQuant(w.dtype)) algo = Algo::kPanel;
   if (m == 0 || w.rows == 0) return;
   if (w.cols == 0) {
     if (!accumulate) {
@@ -285,9 +310,10 @@ void MatMul(const float* x, int64_t m, int64_t ldx, const MatMulWeight& w, float
 void GatherRows(const MatMulWeight& table, absl::Span<const int32_t> ids, float* out) {
   VERDICT_CHECK_MSG(table.dtype == DType::kF32 || table.dtype == DType::kF16 ||
                         table.dtype == DType::kBF16 || table.dtype == DType::kQ8_0 ||
-                        table.dtype == DType::kF8E4M3Block,
-                    "GatherRows table must be f32, f16, bf16, q8_0 or fp8");
+                        table.dtype == DType::kF8E4M3Block || IsGgmlBlockQuant(table.dtype),
+                    "GatherRows table must be f32, f16, bf16, q8_0, fp8 or a GGML block quantization");
   VERDICT_CHECK(table.dtype != DType::kQ8_0 || table.cols % kQ8_0BlockSize == 0);
+  VERDICT_CHECK(!IsGgmlBlockQuant(table.dtype) || table.cols % GgmlBlockValues(table.dtype) == 0);
   const matmul_internal::KernelTable& kernels = matmul_internal::ActiveKernels();
   const size_t row_bytes = matmul_internal::WeightRowBytes(table.dtype, table.cols);
   const auto* base = static_cast<const uint8_t*>(table.data);

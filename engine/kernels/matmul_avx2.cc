@@ -19,6 +19,7 @@
 
 #include "common/check.h"
 #include "engine/fp8.h"
+#include "engine/ggml_quants.h"
 #include "engine/kernels/matmul_internal.h"
 
 namespace verdict::engine::matmul_internal {
@@ -121,6 +122,10 @@ struct Fp8Rows {
 // Types stored in scaled blocks: whole 32-value groups only (no K tail), one scale per block.
 template <class L>
 constexpr bool kBlocked = std::is_same_v<L, Q8Rows> || std::is_same_v<L, Fp8Rows>;
+
+// The GGML block quantizations (engine/ggml_quants.h): only the panel kernel takes them, unpacking
+// each row's blocks into the f32 panel (the dtype comes from GemmArgs).
+struct GgmlRows {};
 
 // ---- Small helpers -----------------------------------------------------------------------------
 
@@ -362,6 +367,15 @@ void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, 
         GenericKernels().convert_row(row, dtype, k0, count, out);
       }
       return;
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      DequantizeGgmlRow(dtype, row, k0, count, out);  // compiled for AVX2 here: vectorized by the compiler
+      return;
     case DType::kF8E4M3:
     case DType::kI32:
       break;
@@ -372,7 +386,7 @@ void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, 
 // ---- Panel kernel: 4 weight rows converted to f32 in L1, reused by 4x3 register tiles ----------
 
 // K-slice of the f32 panel: 4 rows x 1024 f32 = 16 KiB, plus 3 activation rows x 4 KiB, fit L1.
-constexpr int64_t kPanelK = 1024;  // multiple of 32 (q8_0 blocks)
+constexpr int64_t kPanelK = 1024;  // multiple of 32 (q8_0 blocks) and 256 (k-quant super-blocks)
 constexpr int64_t kPanelRows = 4;
 // Row stride of the panel: one cache line more than the slice so that the rows do not all map to
 // the same L1 sets (a 4 KiB stride would).
@@ -460,6 +474,9 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   if constexpr (std::is_same_v<L, Q8Rows>) {
     elem_num = sizeof(BlockQ8_0);
     elem_den = kQ8_0BlockSize;
+  } else if constexpr (std::is_same_v<L, GgmlRows>) {
+    elem_num = GgmlBlockBytes(a.dtype);
+    elem_den = static_cast<size_t>(GgmlBlockValues(a.dtype));
   } else if constexpr (std::is_same_v<L, Fp8Rows>) {
     elem_num = Fp8BlockScaleOffset(kFp8BlockSize);  // bytes of one block
     elem_den = kFp8BlockSize;
@@ -473,7 +490,11 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
       const int64_t kc_padded = (kc + 7) & ~int64_t{7};
       for (int r = 0; r < p; ++r) {
         float* dst = panel + r * kPanelStride;
-        ConvertRowT<L>(a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
+        if constexpr (std::is_same_v<L, GgmlRows>) {
+          DequantizeGgmlRow(a.dtype, a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
+        } else {
+          ConvertRowT<L>(a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
+        }
         for (int64_t i = kc; i < kc_padded; ++i) dst[i] = 0.0f;
       }
       // Prefetch the slice kPanelPrefetchSlices ahead while the tiles run, shared among them.
@@ -527,6 +548,15 @@ void DirectAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
         GenericKernels().direct(a, n_begin, n_end);
       }
       return;
+    case DType::kQ4_0:  // no register-tile kernel: MatMul sends these to the panel kernel
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      PanelRows<GgmlRows>(a, n_begin, n_end);
+      return;
     case DType::kF8E4M3:
     case DType::kI32:
       break;
@@ -554,6 +584,15 @@ void PanelAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
       } else {
         GenericKernels().panel(a, n_begin, n_end);
       }
+      return;
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      PanelRows<GgmlRows>(a, n_begin, n_end);
       return;
     case DType::kF8E4M3:
     case DType::kI32:

@@ -9,6 +9,8 @@
 // same bf16/f16/q8_0 values, dequantized in double, and no path quantizes the activations.
 #include "engine/kernels/matmul.h"
 
+#include "engine/ggml_quants.h"
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -58,6 +60,28 @@ void QuantizeRowQ8(const float* v, int64_t cols, uint8_t* out, double* dequant) 
   }
 }
 
+// One row of random GGML blocks: random bits, with the f16 scales (and mins) set to small positive
+// values so that every value is finite and the products stay in a sane range.
+void RandomGgmlRow(DType dtype, int64_t cols, std::mt19937& rng, uint8_t* out) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.002f, 0.05f);
+  const size_t block_bytes = GgmlBlockBytes(dtype);
+  for (int64_t b = 0; b < cols / GgmlBlockValues(dtype); ++b) {
+    uint8_t* block = out + b * block_bytes;
+    for (size_t i = 0; i < block_bytes; ++i) block[i] = static_cast<uint8_t>(byte(rng));
+    auto set_f16 = [&](size_t offset) {
+      const uint16_t h = F32ToF16(scale(rng));
+      std::memcpy(block + offset, &h, 2);
+    };
+    switch (dtype) {
+      case DType::kQ4_0:
+      case DType::kQ5_0: set_f16(0); break;
+      case DType::kQ6_K: set_f16(208); break;
+      default: set_f16(0), set_f16(2); break;  // d and m / dmin
+    }
+  }
+}
+
 TestWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng) {
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   TestWeight w{dtype, rows, cols, {}, std::vector<double>(rows * cols)};
@@ -91,6 +115,20 @@ TestWeight MakeWeight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng
           std::memcpy(&scale, out + Fp8BlockScaleOffset(k), 4);
           dq[k] = static_cast<double>(Fp8E4M3ToF32(out[Fp8BlockValueOffset(k)])) * scale;
         }
+        break;
+      }
+      case DType::kQ4_0:
+      case DType::kQ4_1:
+      case DType::kQ5_0:
+      case DType::kQ5_1:
+      case DType::kQ4_K:
+      case DType::kQ5_K:
+      case DType::kQ6_K: {  // random blocks with sane f16 scales; ggml_quants_test checks the values
+        uint8_t* out = w.bytes.data() + n * matmul_internal::WeightRowBytes(dtype, cols);
+        RandomGgmlRow(dtype, cols, rng, out);
+        std::vector<float> values(cols);
+        DequantizeGgmlRow(dtype, out, 0, cols, values.data());
+        for (int64_t k = 0; k < cols; ++k) dq[k] = values[k];
         break;
       }
       case DType::kF8E4M3:
@@ -175,11 +213,13 @@ class MatMulTest : public testing::TestWithParam<DType> {
 
 TEST_P(MatMulTest, MatchesReference) {
   const DType dtype = GetParam();
-  const bool q8 = dtype == DType::kQ8_0;
+  const bool q8 = dtype == DType::kQ8_0 || (IsGgmlBlockQuant(dtype) && GgmlBlockValues(dtype) == 32);
+  const bool k_quant = IsGgmlBlockQuant(dtype) && GgmlBlockValues(dtype) == 256;
   // (N, K): odd N, N below/above the 4-row tiles and 16-row panels, K crossing the 256 (panel)
-  // and 512 (generic) slices; K % 32 == 0 for q8_0.
+  // and 512 (generic) slices; K % 32 == 0 for q8_0 and Q4_0..Q5_1, K % 256 == 0 for k-quants.
   const std::vector<std::pair<int64_t, int64_t>> shapes =
-      q8 ? std::vector<std::pair<int64_t, int64_t>>{{1, 32},
+      k_quant ? std::vector<std::pair<int64_t, int64_t>>{{1, 256}, {7, 512}, {37, 768}, {21, 1280}}
+      : q8 ? std::vector<std::pair<int64_t, int64_t>>{{1, 32},
                                                     {7, 64},
                                                     {37, 96},
                                                     {50, 288},
@@ -230,7 +270,7 @@ TEST_P(MatMulTest, LargerShapeOnThreeThreads) {
 TEST_P(MatMulTest, GatherRowsIsExact) {
   const DType dtype = GetParam();
   std::mt19937 rng(kSeed + 2);
-  const int64_t cols = dtype == DType::kQ8_0 ? 96 : 45;
+  const int64_t cols = IsGgmlBlockQuant(dtype) ? 2 * GgmlBlockValues(dtype) : dtype == DType::kQ8_0 ? 96 : 45;
   const TestWeight w = MakeWeight(dtype, 11, cols, rng);
   const std::vector<int32_t> ids = {3, 0, 10, 3, 7};
   for (KernelIsa isa : IsasToTest()) {
@@ -248,7 +288,8 @@ TEST_P(MatMulTest, GatherRowsIsExact) {
 
 INSTANTIATE_TEST_SUITE_P(AllDTypes, MatMulTest,
                          testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
-                                         DType::kF8E4M3Block),
+                                         DType::kF8E4M3Block, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                                         DType::kQ5_1, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K),
                          [](const testing::TestParamInfo<DType>& info) {
                            return std::string(DTypeName(info.param));
                          });
