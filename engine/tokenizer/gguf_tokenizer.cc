@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/tokenizer/bpe_tokenizer.h"
@@ -105,17 +106,27 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& ggu
     if (gguf.FindMetadata(Key("pre")) != nullptr) {
       VERDICT_ASSIGN_OR_RETURN(pre, gguf.GetString(Key("pre")));
     }
+    // The names llama.cpp gives the split rules implemented here (its llama-vocab.cpp).
+    static const auto* const kLlama3Names = new absl::flat_hash_set<std::string>(
+        {"llama-bpe", "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"});
+    static const auto* const kGpt2Names = new absl::flat_hash_set<std::string>(
+        {"gpt-2", "default", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
+         "mellum", "modern-bert", "exaone4"});
+    // Single digits first, then GPT-2's split (SmolLM, SmolLM2, SmolLM3).
+    static const auto* const kDigitsGpt2Names = new absl::flat_hash_set<std::string>({"smollm", "verdict-digits"});
     bool default_add_bos = false;
-    if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3") {
+    if (kLlama3Names->contains(pre)) {
       vocab.pre_tokenizer = BpePreTokenizerKind::kLlama3;
       default_add_bos = true;  // as llama.cpp
-    } else if (pre == "gpt-2" || pre == "default") {
+    } else if (kGpt2Names->contains(pre)) {
       vocab.pre_tokenizer = BpePreTokenizerKind::kGpt2;
-    } else if (pre == "verdict-digits") {
+    } else if (kDigitsGpt2Names->contains(pre)) {
       vocab.pre_tokenizer = BpePreTokenizerKind::kGpt2IndividualDigits;
     } else {
-      return absl::UnimplementedError(
-          absl::StrCat("unsupported GGUF pre-tokenizer tokenizer.ggml.pre = \"", pre, "\""));
+      return absl::UnimplementedError(absl::StrCat(
+          "unsupported GGUF pre-tokenizer tokenizer.ggml.pre = \"", pre,
+          "\" (supported: the Llama-3 split: llama-bpe, llama3, llama-v3, falcon3, falcon-h1, pixtral, midm-2.0, "
+          "lfm2; the GPT-2 split: gpt-2, default, phi-2, ...; single digits then GPT-2: smollm)"));
     }
     VERDICT_ASSIGN_OR_RETURN(vocab.add_bos, OptionalBool(gguf, "add_bos_token", default_add_bos));
     vocab.bos_id = bos;

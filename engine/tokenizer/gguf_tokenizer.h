@@ -5,8 +5,9 @@
 //   tokenizer.ggml.tokens / scores / token_type / merges
 //   tokenizer.ggml.bos_token_id / eos_token_id / unknown_token_id / eot_token_id / eom_token_id
 //   tokenizer.ggml.add_bos_token, tokenizer.ggml.add_space_prefix (llama.cpp defaults if absent)
-//   tokenizer.ggml.pre    "llama-bpe" / "llama3" / "llama-v3" (Llama 3), "gpt-2" / "default"
-//                         (GPT-2 regex), "verdict-digits" (GPT-2 regex + single digits)
+//   tokenizer.ggml.pre    the names llama.cpp gives the splits implemented here: "llama-bpe",
+//                         "llama3", "llama-v3", "falcon3", ... (Llama-3 regex); "gpt-2", "default",
+//                         "phi-2", ... (GPT-2 regex); "smollm" (single digits, then GPT-2 regex)
 // Also includes hf_tokenizer.h, so model loaders get both formats from one header. Pure
 // functions; the results are immutable and thread-safe.
 #ifndef VERDICT_ENGINE_TOKENIZER_GGUF_TOKENIZER_H_
