@@ -346,6 +346,121 @@ void ConvertRowT(const uint8_t* row, int64_t k0, int64_t count, float* out) {
   }
 }
 
+// ---- GGML block quantizations: SIMD unpacking of the 4-bit formats ------------------------------
+//
+// Q4_0, Q4_1 and Q4_K (the formats of most downloaded GGUF files) are unpacked 8 values at a time;
+// the other block formats use the portable loops (engine/ggml_quants.cc). The results must equal
+// those loops bit for bit (GatherRows is exact, and the tests compare with them): products and sums
+// stay separate roundings, never fused, whatever the compiler's contraction default.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+float F16Scalar(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
+}
+
+// The 32 nibbles of 16 bytes as two vectors of 16 bytes: low nibbles (values 0..15 of the group)
+// and high nibbles (values 16..31).
+inline void SplitNibbles(const uint8_t* qs, __m128i* low, __m128i* high) {
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  *low = _mm_and_si128(bytes, mask);
+  *high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+}
+
+// 16 unsigned bytes, minus `offset`, as f32, times `scale` plus `bias` (bias applied when `add`).
+template <bool kAddBias>
+inline void Store16(__m128i q, __m256i offset, __m256 scale, __m256 bias, float* out) {
+  const __m256i lo = _mm256_sub_epi32(_mm256_cvtepu8_epi32(q), offset);
+  const __m256i hi = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(q, 8)), offset);
+  __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(lo), scale);
+  __m256 b = _mm256_mul_ps(_mm256_cvtepi32_ps(hi), scale);
+  if constexpr (kAddBias) {
+    a = _mm256_add_ps(a, bias);
+    b = _mm256_add_ps(b, bias);
+  }
+  _mm256_storeu_ps(out, a);
+  _mm256_storeu_ps(out + 8, b);
+}
+
+void DequantizeQ4_0Avx2(const uint8_t* block, int64_t blocks, float* out) {
+  const __m256i eight = _mm256_set1_epi32(8);
+  for (int64_t b = 0; b < blocks; ++b, block += 18, out += 32) {
+    const __m256 d = _mm256_set1_ps(F16Scalar(block));
+    __m128i low, high;
+    SplitNibbles(block + 2, &low, &high);
+    Store16<false>(low, eight, d, d, out);
+    Store16<false>(high, eight, d, d, out + 16);
+  }
+}
+
+void DequantizeQ4_1Avx2(const uint8_t* block, int64_t blocks, float* out) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t b = 0; b < blocks; ++b, block += 20, out += 32) {
+    const __m256 d = _mm256_set1_ps(F16Scalar(block)), m = _mm256_set1_ps(F16Scalar(block + 2));
+    __m128i low, high;
+    SplitNibbles(block + 4, &low, &high);
+    Store16<true>(low, zero, d, m, out);
+    Store16<true>(high, zero, d, m, out + 16);
+  }
+}
+
+// The 6-bit scale and min of sub-block j of a Q4_K super-block (as ggml's get_scale_min_k4).
+inline void ScaleMinK4Avx2(int j, const uint8_t* q, int* sc, int* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+void DequantizeQ4_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t b = 0; b < blocks; ++b, block += 144) {
+    const float d = F16Scalar(block), dmin = F16Scalar(block + 2);
+    const uint8_t* scales = block + 4;
+    const uint8_t* q = block + 16;
+    for (int is = 0; is < 8; is += 2, q += 32, out += 64) {
+      int sc, m;
+      ScaleMinK4Avx2(is, scales, &sc, &m);
+      const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc));
+      const __m256 m1 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));  // x - m == x + (-m), exactly
+      ScaleMinK4Avx2(is + 1, scales, &sc, &m);
+      const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc));
+      const __m256 m2 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));
+      for (int half = 0; half < 2; ++half) {
+        __m128i low, high;
+        SplitNibbles(q + 16 * half, &low, &high);
+        Store16<true>(low, zero, d1, m1, out + 16 * half);
+        Store16<true>(high, zero, d2, m2, out + 32 + 16 * half);
+      }
+    }
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+void DequantizeGgmlRowAvx2(DType dtype, const uint8_t* row, int64_t k0, int64_t count, float* out) {
+  const int64_t per_block = GgmlBlockValues(dtype);
+  const uint8_t* first = row + static_cast<size_t>(k0 / per_block) * GgmlBlockBytes(dtype);
+  switch (dtype) {
+    case DType::kQ4_0: return DequantizeQ4_0Avx2(first, count / per_block, out);
+    case DType::kQ4_1: return DequantizeQ4_1Avx2(first, count / per_block, out);
+    case DType::kQ4_K: return DequantizeQ4_KAvx2(first, count / per_block, out);
+    default: return DequantizeGgmlRow(dtype, row, k0, count, out);
+  }
+}
+
 void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, float* out) {
   switch (dtype) {
     case DType::kF32:
@@ -374,7 +489,7 @@ void ConvertRowAvx2(const uint8_t* row, DType dtype, int64_t k0, int64_t count, 
     case DType::kQ4_K:
     case DType::kQ5_K:
     case DType::kQ6_K:
-      DequantizeGgmlRow(dtype, row, k0, count, out);  // compiled for AVX2 here: vectorized by the compiler
+      DequantizeGgmlRowAvx2(dtype, row, k0, count, out);
       return;
     case DType::kF8E4M3:
     case DType::kI32:
@@ -491,7 +606,7 @@ void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
       for (int r = 0; r < p; ++r) {
         float* dst = panel + r * kPanelStride;
         if constexpr (std::is_same_v<L, GgmlRows>) {
-          DequantizeGgmlRow(a.dtype, a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
+          DequantizeGgmlRowAvx2(a.dtype, a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
         } else {
           ConvertRowT<L>(a.w + static_cast<size_t>(n0 + r) * a.row_bytes, k0, kc, dst);
         }
