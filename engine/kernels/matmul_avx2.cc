@@ -348,8 +348,9 @@ void ConvertRowT(const uint8_t* row, int64_t k0, int64_t count, float* out) {
 
 // ---- GGML block quantizations: SIMD unpacking of the 4-bit formats ------------------------------
 //
-// Q4_0, Q4_1 and Q4_K (the formats of most downloaded GGUF files) are unpacked 8 values at a time;
-// the other block formats use the portable loops (engine/ggml_quants.cc). The results must equal
+// Every block format is unpacked 16 values at a time (nibbles and high bits with byte operations,
+// then 8 at a time to f32) instead of through the portable loops (engine/ggml_quants.cc). The
+// results must equal
 // those loops bit for bit (GatherRows is exact, and the tests compare with them): products and sums
 // stay separate roundings, never fused, whatever the compiler's contraction default.
 #if defined(__clang__)
@@ -446,6 +447,96 @@ void DequantizeQ4_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
   }
 }
 
+// 16 bits of `bits` (bit i for value i) as bytes 0x10 (set) or 0 (clear): the fifth bit of Q5_0/Q5_1.
+inline __m128i FifthBits16(uint32_t bits) {
+  const __m128i spread = _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(bits)),
+                                          _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+  const __m128i bit = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  return _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread, bit), bit), _mm_set1_epi8(0x10));
+}
+
+template <bool kQ5_1>
+void DequantizeQ5Avx2(const uint8_t* block, int64_t blocks, float* out) {
+  constexpr int kBytes = kQ5_1 ? 24 : 22;
+  const __m256i offset = kQ5_1 ? _mm256_setzero_si256() : _mm256_set1_epi32(16);
+  for (int64_t b = 0; b < blocks; ++b, block += kBytes, out += 32) {
+    const __m256 d = _mm256_set1_ps(F16Scalar(block));
+    const __m256 m = kQ5_1 ? _mm256_set1_ps(F16Scalar(block + 2)) : d;
+    uint32_t qh;
+    std::memcpy(&qh, block + (kQ5_1 ? 4 : 2), 4);
+    __m128i low, high;
+    SplitNibbles(block + (kQ5_1 ? 8 : 6), &low, &high);
+    low = _mm_or_si128(low, FifthBits16(qh & 0xFFFF));
+    high = _mm_or_si128(high, FifthBits16(qh >> 16));
+    Store16<kQ5_1>(low, offset, d, m, out);
+    Store16<kQ5_1>(high, offset, d, m, out + 16);
+  }
+}
+
+// Bytes whose bit `mask` is set in `qh` as 0x10, else 0.
+inline __m128i BitAsFifth(__m128i qh, uint8_t mask) {
+  const __m128i m = _mm_set1_epi8(static_cast<char>(mask));
+  return _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(qh, m), m), _mm_set1_epi8(0x10));
+}
+
+void DequantizeQ5_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t b = 0; b < blocks; ++b, block += 176) {
+    const float d = F16Scalar(block), dmin = F16Scalar(block + 2);
+    const uint8_t* scales = block + 4;
+    const uint8_t* qh = block + 16;
+    const uint8_t* ql = block + 48;
+    uint8_t u1 = 1, u2 = 2;
+    for (int is = 0; is < 8; is += 2, ql += 32, out += 64, u1 <<= 2, u2 <<= 2) {
+      int sc, m;
+      ScaleMinK4Avx2(is, scales, &sc, &m);
+      const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc));
+      const __m256 m1 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));
+      ScaleMinK4Avx2(is + 1, scales, &sc, &m);
+      const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc));
+      const __m256 m2 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));
+      for (int half = 0; half < 2; ++half) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + 16 * half));
+        __m128i low, high;
+        SplitNibbles(ql + 16 * half, &low, &high);
+        Store16<true>(_mm_or_si128(low, BitAsFifth(h, u1)), zero, d1, m1, out + 16 * half);
+        Store16<true>(_mm_or_si128(high, BitAsFifth(h, u2)), zero, d2, m2, out + 32 + 16 * half);
+      }
+    }
+  }
+}
+
+void DequantizeQ6_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
+  const __m256i thirty_two = _mm256_set1_epi32(32);
+  const __m128i low4 = _mm_set1_epi8(0x0F), low2 = _mm_set1_epi8(0x03);
+  for (int64_t b = 0; b < blocks; ++b, block += 210) {
+    const uint8_t* ql = block;
+    const uint8_t* qh = block + 128;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(block + 192);
+    const float d = F16Scalar(block + 208);
+    for (int n = 0; n < 256; n += 128, ql += 64, qh += 32, sc += 8, out += 128) {
+      for (int l0 = 0; l0 < 32; l0 += 16) {
+        const int is = l0 / 16;
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql + l0));
+        const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql + l0 + 32));
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + l0));
+        auto high_bits = [&](int shift) {  // ((qh >> shift) & 3) << 4, per byte
+          return _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(h, shift), low2), 4);
+        };
+        const __m128i q1 = _mm_or_si128(_mm_and_si128(a, low4), high_bits(0));
+        const __m128i q2 = _mm_or_si128(_mm_and_si128(c, low4), high_bits(2));
+        const __m128i q3 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(a, 4), low4), high_bits(4));
+        const __m128i q4 = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(c, 4), low4), high_bits(6));
+        const __m256 none = _mm256_setzero_ps();
+        Store16<false>(q1, thirty_two, _mm256_set1_ps(d * sc[is + 0]), none, out + l0);
+        Store16<false>(q2, thirty_two, _mm256_set1_ps(d * sc[is + 2]), none, out + 32 + l0);
+        Store16<false>(q3, thirty_two, _mm256_set1_ps(d * sc[is + 4]), none, out + 64 + l0);
+        Store16<false>(q4, thirty_two, _mm256_set1_ps(d * sc[is + 6]), none, out + 96 + l0);
+      }
+    }
+  }
+}
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
@@ -457,6 +548,10 @@ void DequantizeGgmlRowAvx2(DType dtype, const uint8_t* row, int64_t k0, int64_t 
     case DType::kQ4_0: return DequantizeQ4_0Avx2(first, count / per_block, out);
     case DType::kQ4_1: return DequantizeQ4_1Avx2(first, count / per_block, out);
     case DType::kQ4_K: return DequantizeQ4_KAvx2(first, count / per_block, out);
+    case DType::kQ5_0: return DequantizeQ5Avx2<false>(first, count / per_block, out);
+    case DType::kQ5_1: return DequantizeQ5Avx2<true>(first, count / per_block, out);
+    case DType::kQ5_K: return DequantizeQ5_KAvx2(first, count / per_block, out);
+    case DType::kQ6_K: return DequantizeQ6_KAvx2(first, count / per_block, out);
     default: return DequantizeGgmlRow(dtype, row, k0, count, out);
   }
 }
