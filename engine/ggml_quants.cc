@@ -63,17 +63,6 @@ void DequantizeQ5_1(const uint8_t* b, float* y) {
   }
 }
 
-// The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block's 12 packed bytes.
-void ScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 // Q4_K: f16 d, f16 dmin, 12 bytes of scales/mins, 128 bytes of nibbles; 8 sub-blocks of 32:
 // x = d * scale * q - dmin * min.
 void DequantizeQ4_K(const uint8_t* b, float* y) {
@@ -83,9 +72,9 @@ void DequantizeQ4_K(const uint8_t* b, float* y) {
   int is = 0;
   for (int j = 0; j < kQkK; j += 64) {
     uint8_t sc, m;
-    ScaleMinK4(is, scales, &sc, &m);
+    GgmlScaleMinK4(is, scales, &sc, &m);
     const float d1 = d * sc, m1 = dmin * m;
-    ScaleMinK4(is + 1, scales, &sc, &m);
+    GgmlScaleMinK4(is + 1, scales, &sc, &m);
     const float d2 = d * sc, m2 = dmin * m;
     for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0x0F) - m1;
     for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
@@ -104,9 +93,9 @@ void DequantizeQ5_K(const uint8_t* b, float* y) {
   uint8_t u1 = 1, u2 = 2;
   for (int j = 0; j < kQkK; j += 64) {
     uint8_t sc, m;
-    ScaleMinK4(is, scales, &sc, &m);
+    GgmlScaleMinK4(is, scales, &sc, &m);
     const float d1 = d * sc, m1 = dmin * m;
-    ScaleMinK4(is + 1, scales, &sc, &m);
+    GgmlScaleMinK4(is + 1, scales, &sc, &m);
     const float d2 = d * sc, m2 = dmin * m;
     for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0x0F) + (qh[l] & u1 ? 16 : 0)) - m1;
     for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;

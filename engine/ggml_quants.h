@@ -21,6 +21,17 @@ bool IsGgmlBlockQuant(DType dtype);
 int64_t GgmlBlockValues(DType dtype);
 size_t GgmlBlockBytes(DType dtype);
 
+// The 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes of a Q4_K/Q5_K super-block.
+inline void GgmlScaleMinK4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
+  if (j < 4) {
+    *scale = q[j] & 63;
+    *min = q[j + 4] & 63;
+  } else {
+    *scale = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+    *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
 // out[0 .. num_blocks * GgmlBlockValues(dtype)) = the values of `num_blocks` consecutive blocks.
 // REQUIRES IsGgmlBlockQuant(dtype).
 void DequantizeGgmlBlocks(DType dtype, const uint8_t* blocks, int64_t num_blocks, float* out);

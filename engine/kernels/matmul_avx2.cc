@@ -412,17 +412,6 @@ void DequantizeQ4_1Avx2(const uint8_t* block, int64_t blocks, float* out) {
   }
 }
 
-// The 6-bit scale and min of sub-block j of a Q4_K super-block (as ggml's get_scale_min_k4).
-inline void ScaleMinK4Avx2(int j, const uint8_t* q, int* sc, int* m) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 void DequantizeQ4_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
   const __m256i zero = _mm256_setzero_si256();
   for (int64_t b = 0; b < blocks; ++b, block += 144) {
@@ -430,11 +419,11 @@ void DequantizeQ4_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
     const uint8_t* scales = block + 4;
     const uint8_t* q = block + 16;
     for (int is = 0; is < 8; is += 2, q += 32, out += 64) {
-      int sc, m;
-      ScaleMinK4Avx2(is, scales, &sc, &m);
+      uint8_t sc, m;
+      GgmlScaleMinK4(is, scales, &sc, &m);
       const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc));
       const __m256 m1 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));  // x - m == x + (-m), exactly
-      ScaleMinK4Avx2(is + 1, scales, &sc, &m);
+      GgmlScaleMinK4(is + 1, scales, &sc, &m);
       const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc));
       const __m256 m2 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));
       for (int half = 0; half < 2; ++half) {
@@ -488,11 +477,11 @@ void DequantizeQ5_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
     const uint8_t* ql = block + 48;
     uint8_t u1 = 1, u2 = 2;
     for (int is = 0; is < 8; is += 2, ql += 32, out += 64, u1 <<= 2, u2 <<= 2) {
-      int sc, m;
-      ScaleMinK4Avx2(is, scales, &sc, &m);
+      uint8_t sc, m;
+      GgmlScaleMinK4(is, scales, &sc, &m);
       const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(sc));
       const __m256 m1 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));
-      ScaleMinK4Avx2(is + 1, scales, &sc, &m);
+      GgmlScaleMinK4(is + 1, scales, &sc, &m);
       const __m256 d2 = _mm256_set1_ps(d * static_cast<float>(sc));
       const __m256 m2 = _mm256_set1_ps(-(dmin * static_cast<float>(m)));
       for (int half = 0; half < 2; ++half) {
