@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/dtype.h"
+#include "engine/ggml_quants.h"
 #include "engine/kernels/matmul.h"
 #include "engine/kernels/matmul_internal.h"
 #include "engine/kernels/thread_pool.h"
@@ -64,7 +65,7 @@ const char* Name(DType d) {
     case DType::kQ8_0:
       return "q8_0";
     default:
-      return "?";
+      return DTypeName(d).data();  // names are literals
   }
 }
 const char* Name(Algo a) {
@@ -112,6 +113,17 @@ Buffer RandomWeights(DType dtype, int64_t n, int64_t k, uint32_t seed) {
   Buffer bytes = AllocateWeights(row_bytes * n);
   uint8_t* out = bytes.data();
   std::mt19937 rng(seed);
+  if (IsGgmlBlockQuant(dtype)) {  // random bits, small positive f16 scales (and mins)
+    const size_t block = GgmlBlockBytes(dtype);
+    for (size_t i = 0; i < bytes.size; ++i) out[i] = static_cast<uint8_t>(rng());
+    const uint16_t scale = F32ToF16(0.01f);
+    for (size_t b = 0; b + block <= bytes.size; b += block) {
+      const size_t at = dtype == DType::kQ6_K ? 208 : 0;
+      std::memcpy(out + b + at, &scale, 2);
+      if (dtype != DType::kQ4_0 && dtype != DType::kQ5_0 && dtype != DType::kQ6_K) std::memcpy(out + b + 2, &scale, 2);
+    }
+    return bytes;
+  }
   if (dtype == DType::kQ8_0) {
     for (size_t i = 0; i < bytes.size; i += sizeof(BlockQ8_0)) {
       const uint16_t scale = F32ToF16(1.0f / 127.0f);
@@ -279,7 +291,8 @@ void RegisterAll() {
                                  t)
         ->UseRealTime();
   }
-  const DType dtypes[] = {DType::kBF16, DType::kF16, DType::kQ8_0, DType::kF32};
+  const DType dtypes[] = {DType::kBF16, DType::kF16, DType::kQ8_0, DType::kF32, DType::kQ4_0,
+                          DType::kQ4_1, DType::kQ5_K, DType::kQ4_K, DType::kQ6_K};
   const int64_t ms[] = {1, 2, 4, 8, 9, 16, 33, 64, 512};
   for (DType d : dtypes) {
     for (int64_t m : ms) {
