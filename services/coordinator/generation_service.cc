@@ -309,16 +309,15 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::Prepare(
   return r;
 }
 
-absl::StatusOr<coordinator::GenerationRequest> GenerationService::PrepareFor(absl::string_view authorization,
-                                                                            const v1::GenerateRequest& request,
-                                                                            std::shared_ptr<void>* slot) const {
-  if (auth_ == nullptr) return Prepare(request);
-  VERDICT_ASSIGN_OR_RETURN(std::shared_ptr<const security::ApiKey> key, auth_->Authenticate(authorization));
+absl::StatusOr<coordinator::GenerationRequest> GenerationService::PrepareFor(
+    const std::shared_ptr<const security::ApiKey>& key, const v1::GenerateRequest& request,
+    std::shared_ptr<void>* slot) const {
+  if (auth_ == nullptr || key == nullptr) return Prepare(request);
   // A key's own allow-list replaces the server's (ClientAuth::Admit checks it, naming the key).
   absl::StatusOr<coordinator::GenerationRequest> prepared =
-      Prepare(request, key != nullptr && key->allowed_policies.has_value() ? &*key->allowed_policies : nullptr);
+      Prepare(request, key->allowed_policies.has_value() ? &*key->allowed_policies : nullptr);
   if (!prepared.ok()) {
-    if (key != nullptr && prepared.status().code() == absl::StatusCode::kPermissionDenied) {
+    if (prepared.status().code() == absl::StatusCode::kPermissionDenied) {
       auth_->NoteDenied(key->name);
       return absl::PermissionDeniedError(absl::StrCat(prepared.status().message(), " (API key \"", key->name, "\")"));
     }
@@ -328,9 +327,10 @@ absl::StatusOr<coordinator::GenerationRequest> GenerationService::PrepareFor(abs
   return prepared;
 }
 
-absl::Status GenerationService::Authenticate(absl::string_view authorization) const {
-  if (auth_ == nullptr) return absl::OkStatus();
-  return auth_->Authenticate(authorization).status();
+absl::StatusOr<std::shared_ptr<const security::ApiKey>> GenerationService::Authenticate(
+    absl::string_view authorization) const {
+  if (auth_ == nullptr) return std::shared_ptr<const security::ApiKey>();
+  return auth_->Authenticate(authorization);
 }
 
 absl::StatusOr<v1::GenerateRequest> GenerationService::ParseGenerateRequest(const grpc::ByteBuffer& bytes) {
@@ -348,22 +348,20 @@ absl::StatusOr<v1::GenerateRequest> GenerationService::ParseGenerateRequest(cons
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Generate(grpc::CallbackServerContext* context,
                                                                         const grpc::ByteBuffer* bytes) {
-  const std::string authorization = AuthorizationOf(*context);
+  // A caller without a valid key learns nothing else, not even whether its request parses.
+  absl::StatusOr<std::shared_ptr<const security::ApiKey>> key = Authenticate(AuthorizationOf(*context));
+  if (!key.ok()) return new GenerateReactor(coordinator_, model_, v1::GenerateRequest(), key.status());
   absl::StatusOr<v1::GenerateRequest> request = ParseGenerateRequest(*bytes);
-  if (!request.ok()) {
-    // A caller without a valid key learns nothing else.
-    absl::Status auth = Authenticate(authorization);
-    return new GenerateReactor(coordinator_, model_, v1::GenerateRequest(), auth.ok() ? request.status() : auth);
-  }
+  if (!request.ok()) return new GenerateReactor(coordinator_, model_, v1::GenerateRequest(), request.status());
   std::shared_ptr<void> slot;
-  absl::StatusOr<coordinator::GenerationRequest> prepared = PrepareFor(authorization, *request, &slot);
+  absl::StatusOr<coordinator::GenerationRequest> prepared = PrepareFor(*key, *request, &slot);
   return new GenerateReactor(coordinator_, model_, *request, std::move(prepared), std::move(slot));
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
                                                       const v1::TokenizeRequest* request,
                                                       v1::TokenizeResponse* response) {
-  if (absl::Status s = Authenticate(AuthorizationOf(*context)); !s.ok()) return FinishNow(context, s);
+  if (absl::Status s = Authenticate(AuthorizationOf(*context)).status(); !s.ok()) return FinishNow(context, s);
   if (absl::Status s = CheckModel(request->model()); !s.ok()) return FinishNow(context, s);
   absl::StatusOr<std::vector<int32_t>> ids =
       model_.tokenizer->Encode(request->text(), {request->add_bos(), /*parse_special=*/false});
@@ -374,7 +372,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* context,
                                                         const v1::DetokenizeRequest* request,
                                                         v1::DetokenizeResponse* response) {
-  if (absl::Status s = Authenticate(AuthorizationOf(*context)); !s.ok()) return FinishNow(context, s);
+  if (absl::Status s = Authenticate(AuthorizationOf(*context)).status(); !s.ok()) return FinishNow(context, s);
   if (absl::Status s = CheckModel(request->model()); !s.ok()) return FinishNow(context, s);
   std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
   absl::StatusOr<std::string> text = model_.tokenizer->Decode(ids, /*skip_special=*/false);
@@ -385,7 +383,7 @@ grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* context,
                                                         const v1::ListModelsRequest*,
                                                         v1::ListModelsResponse* response) {
-  if (absl::Status s = Authenticate(AuthorizationOf(*context)); !s.ok()) return FinishNow(context, s);
+  if (absl::Status s = Authenticate(AuthorizationOf(*context)).status(); !s.ok()) return FinishNow(context, s);
   DescribeModel(response->add_models());
   return FinishNow(context, absl::OkStatus());
 }

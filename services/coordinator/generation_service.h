@@ -82,14 +82,15 @@ class GenerationService final : public v1::Verdict::WithRawCallbackMethod_Genera
   absl::StatusOr<coordinator::GenerationRequest> Prepare(const v1::GenerateRequest& request,
                                                          const std::vector<spec::Policy>* allowed_policies = nullptr) const;
 
-  // Prepare for a caller: authenticates its `authorization` value, checks the request against its
-  // key's policies and takes one of the key's session slots (*slot; hold it for the session's life).
-  // Errors: Prepare's, kUnauthenticated, kPermissionDenied and kResourceExhausted (the key's).
-  absl::StatusOr<coordinator::GenerationRequest> PrepareFor(absl::string_view authorization,
+  // The caller whose `authorization` value (gRPC metadata or HTTP header) is given: its API key, or
+  // null when the server needs none. kUnauthenticated for a missing or unknown key.
+  absl::StatusOr<std::shared_ptr<const security::ApiKey>> Authenticate(absl::string_view authorization) const;
+  // Prepare for the caller holding `key` (from Authenticate): checks the request against the key's
+  // policies and takes one of its session slots (*slot; hold it for the session's life). Errors:
+  // Prepare's, kPermissionDenied and kResourceExhausted (the key's).
+  absl::StatusOr<coordinator::GenerationRequest> PrepareFor(const std::shared_ptr<const security::ApiKey>& key,
                                                             const v1::GenerateRequest& request,
                                                             std::shared_ptr<void>* slot) const;
-  // Authenticates a caller of the other methods (tokenize, models): kUnauthenticated or OK.
-  absl::Status Authenticate(absl::string_view authorization) const;
   ClientAuth* auth() const { return auth_; }
   // A judge head was loaded on the last shard (a live reload): judge policies are served and
   // ListModels and the status page describe it.

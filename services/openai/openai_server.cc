@@ -57,10 +57,10 @@ struct Generation {
 
 // Starts `call` on the coordinator; the callbacks fill `gen`. Errors: those of Prepare and Start.
 absl::Status StartGeneration(coordinator::Coordinator* coordinator, const GenerationService* service,
-                             const CompletionCall& call, const std::string& authorization,
+                             const CompletionCall& call, const std::shared_ptr<const security::ApiKey>& key,
                              const std::shared_ptr<Generation>& gen) {
   std::shared_ptr<void> slot;  // the API key's session, held until the generation ends
-  absl::StatusOr<coordinator::GenerationRequest> prepared = service->PrepareFor(authorization, call.request, &slot);
+  absl::StatusOr<coordinator::GenerationRequest> prepared = service->PrepareFor(key, call.request, &slot);
   if (!prepared.ok()) return prepared.status();
   const std::string policy = spec::PolicyLabel(prepared->speculation.policy, spec::ExactRuleFor(prepared->sampling));
   const uint64_t seed = prepared->sampling.seed;
@@ -114,8 +114,9 @@ absl::Status Timeout(absl::Duration limit) {
 void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationService* service, bool chat,
                      absl::Duration timeout, const httplib::Request& req, httplib::Response& res) {
   const absl::Time deadline = absl::Now() + timeout;
-  const std::string authorization = req.get_header_value("Authorization");
-  if (absl::Status s = service->Authenticate(authorization); !s.ok()) return SendError(res, ErrorFromStatus(s));
+  absl::StatusOr<std::shared_ptr<const security::ApiKey>> key =
+      service->Authenticate(req.get_header_value("Authorization"));
+  if (!key.ok()) return SendError(res, ErrorFromStatus(key.status()));
   absl::StatusOr<CompletionCall> call = chat ? ParseChatRequest(req.body) : ParseCompletionRequest(req.body);
   if (!call.ok()) return SendError(res, ErrorFromStatus(call.status()));
   if (chat) {
@@ -125,7 +126,7 @@ void ServeCompletion(coordinator::Coordinator* coordinator, const GenerationServ
     if (absl::Status s = RenderChat(service->model(), &*call); !s.ok()) return SendError(res, ErrorFromStatus(s));
   }
   auto gen = std::make_shared<Generation>();
-  if (absl::Status s = StartGeneration(coordinator, service, *call, authorization, gen); !s.ok()) {
+  if (absl::Status s = StartGeneration(coordinator, service, *call, *key, gen); !s.ok()) {
     return SendError(res, ErrorFromStatus(s));
   }
   const CompletionMeta meta{NewCompletionId(chat), absl::ToUnixSeconds(absl::Now()), service->model().name, chat};
@@ -233,7 +234,7 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::str
            ServeCompletion(coordinator, service, /*chat=*/true, timeout, req, res);
          });
   s.Get("/v1/models", [service](const httplib::Request& req, httplib::Response& res) {
-    if (absl::Status a = service->Authenticate(req.get_header_value("Authorization")); !a.ok()) {
+    if (absl::Status a = service->Authenticate(req.get_header_value("Authorization")).status(); !a.ok()) {
       return SendError(res, ErrorFromStatus(a));
     }
     v1::ModelInfo info;
