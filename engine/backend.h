@@ -242,6 +242,18 @@ class Backend {
   virtual absl::Status AllReduceSum(TensorView x, Communicator& comm) = 0;
 };
 
+// The element type of a KV cache. kAuto is the backend's own choice: f32 on the CPU (the reference
+// numerics), bf16 on CUDA (f32 for f32 weights). f16 / bf16 on the CPU halve the cache's memory at a
+// cost in accuracy that docs/performance.md measures.
+enum class KvCacheType : uint8_t { kAuto, kF32, kF16, kBf16 };
+// "auto", "f32", "f16", "bf16". Errors: kInvalidArgument naming the text and the accepted names.
+absl::StatusOr<KvCacheType> ParseKvCacheType(absl::string_view name);
+absl::string_view KvCacheTypeName(KvCacheType type);
+// The help text of every --kv-cache flag.
+inline constexpr const char* kKvCacheFlagHelp =
+    "KV cache element type: auto (CPU f32, CUDA bf16), f32, f16 or bf16 (16-bit: half the memory per "
+    "token; CPU only)";
+
 struct CpuBackendOptions {
   int num_threads = 0;  // 0: all hardware threads
   // Stacked q|k|v and gate|up products (PrefersFusedProjections). Off by default: the stacked
@@ -254,6 +266,7 @@ struct CpuBackendOptions {
   // DecidesSampledRows() false: the model copies logits rows and decides the sampled rule itself,
   // the path a CUDA backend takes without CudaBackendOptions::device_sampling (tests check both).
   bool sampled_rows_on_host = false;
+  KvCacheType kv_cache = KvCacheType::kAuto;  // kAuto: f32
 };
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options);
 

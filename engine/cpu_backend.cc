@@ -14,6 +14,7 @@
 #include "common/check.h"
 #include "engine/backend.h"
 #include "engine/communicator.h"
+#include "engine/kernels/kv_ops.h"
 #include "engine/kernels/matmul.h"
 #include "engine/kernels/op_math.h"
 #include "engine/kernels/thread_pool.h"
@@ -55,34 +56,55 @@ class CpuWeight final : public DeviceWeight {
   std::vector<float> owned_;
 };
 
+// Keys and values of every layer, one row of num_kv_heads * head_dim elements per position, stored
+// as `element` (f32, f16 or bf16: engine/kernels/kv_ops.h converts on the way in and out).
 class CpuKvStorage final : public KvStorage {
  public:
-  CpuKvStorage(const KvShape& shape, int64_t capacity)
+  CpuKvStorage(const KvShape& shape, int64_t capacity, DType element)
       : shape_(shape),
         capacity_(capacity),
         row_(shape.num_kv_heads * shape.head_dim),
-        keys_(static_cast<size_t>(shape.num_layers * capacity * row_)),
+        element_(element),
+        row_bytes_(row_ * kvops::KvElementBytes(element)),
+        keys_(static_cast<size_t>(shape.num_layers * capacity) * row_bytes_),
         values_(keys_.size()) {}
   int64_t capacity() const override { return capacity_; }
-  size_t size_bytes() const override { return 2 * keys_.size() * sizeof(float); }
-  float* key(int64_t layer, int64_t pos) { return &keys_[Offset(layer, pos)]; }
-  float* value(int64_t layer, int64_t pos) { return &values_[Offset(layer, pos)]; }
-  const float* key(int64_t layer, int64_t pos) const { return &keys_[Offset(layer, pos)]; }
-  const float* value(int64_t layer, int64_t pos) const { return &values_[Offset(layer, pos)]; }
+  size_t size_bytes() const override { return 2 * keys_.size(); }
+  uint8_t* key(int64_t layer, int64_t pos) { return &keys_[Offset(layer, pos)]; }
+  uint8_t* value(int64_t layer, int64_t pos) { return &values_[Offset(layer, pos)]; }
+  const uint8_t* key(int64_t layer, int64_t pos) const { return &keys_[Offset(layer, pos)]; }
+  const uint8_t* value(int64_t layer, int64_t pos) const { return &values_[Offset(layer, pos)]; }
   const KvShape& shape() const { return shape_; }
   int64_t row() const { return row_; }
+  size_t row_bytes() const { return row_bytes_; }
+  DType element() const { return element_; }
 
  private:
   size_t Offset(int64_t layer, int64_t pos) const {
-    return static_cast<size_t>((layer * capacity_ + pos) * row_);
+    return static_cast<size_t>(layer * capacity_ + pos) * row_bytes_;
   }
 
   KvShape shape_;
   int64_t capacity_;
   int64_t row_;
-  std::vector<float> keys_;
-  std::vector<float> values_;
+  DType element_;
+  size_t row_bytes_;
+  std::vector<uint8_t> keys_;
+  std::vector<uint8_t> values_;
 };
+
+DType CpuKvElement(KvCacheType type) {
+  switch (type) {
+    case KvCacheType::kF16:
+      return DType::kF16;
+    case KvCacheType::kBf16:
+      return DType::kBF16;
+    case KvCacheType::kAuto:
+    case KvCacheType::kF32:
+      break;
+  }
+  return DType::kF32;
+}
 
 const CpuWeight& AsCpu(const DeviceWeight& w) { return static_cast<const CpuWeight&>(w); }
 
@@ -131,7 +153,7 @@ class CpuBackend final : public Backend {
   absl::StatusOr<std::unique_ptr<KvStorage>> AllocateKv(const KvShape& shape,
                                                         int64_t capacity) override {
     try {
-      return std::unique_ptr<KvStorage>(new CpuKvStorage(shape, capacity));
+      return std::unique_ptr<KvStorage>(new CpuKvStorage(shape, capacity, CpuKvElement(options_.kv_cache)));
     } catch (const std::bad_alloc&) {
       return absl::ResourceExhaustedError(
           absl::StrCat("cannot allocate a KV cache of ", capacity, " positions"));
@@ -230,10 +252,8 @@ class CpuBackend final : public Backend {
       auto* kv = static_cast<CpuKvStorage*>(seq.kv);
       for (int64_t i = 0; i < seq.num_tokens; ++i) {
         const int64_t row = seq.row_begin + i;
-        std::memcpy(kv->key(layer, seq.start_pos + i), k.data + row * k.stride,
-                    kv->row() * sizeof(float));
-        std::memcpy(kv->value(layer, seq.start_pos + i), v.data + row * v.stride,
-                    kv->row() * sizeof(float));
+        kvops::StoreRow(kv->element(), k.data + row * k.stride, kv->row(), kv->key(layer, seq.start_pos + i));
+        kvops::StoreRow(kv->element(), v.data + row * v.stride, kv->row(), kv->value(layer, seq.start_pos + i));
       }
     }
     // 2. One work item per (query row, head); rows of all sequences are concatenated.
@@ -253,12 +273,13 @@ class CpuBackend final : public Backend {
         const AttentionSequence& seq = sequences[row_sequence[row]];
         auto* kv = static_cast<CpuKvStorage*>(seq.kv);
         const int64_t pos = seq.start_pos + (row - seq.row_begin);
-        const int64_t kv_offset = (head / group) * head_dim;
+        const DType element = kv->element();
+        const size_t kv_offset = (head / group) * head_dim * kvops::KvElementBytes(element);
         const float* qh = q.data + row * q.stride + head * head_dim;
         scores.resize(pos + 1);
         float max_score = -INFINITY;
         for (int64_t j = 0; j <= pos; ++j) {
-          scores[j] = vec::Dot(qh, kv->key(layer, j) + kv_offset, head_dim) * scale;
+          scores[j] = kvops::Dot(element, qh, kv->key(layer, j) + kv_offset, head_dim) * scale;
           max_score = std::max(max_score, scores[j]);
         }
         double total = 0;
@@ -270,7 +291,7 @@ class CpuBackend final : public Backend {
         float* oh = out.data + row * out.stride + head * head_dim;
         std::fill(oh, oh + head_dim, 0.0f);
         for (int64_t j = 0; j <= pos; ++j) {
-          vec::Axpy(scores[j] * inv_total, kv->value(layer, j) + kv_offset, oh, head_dim);
+          kvops::Axpy(element, scores[j] * inv_total, kv->value(layer, j) + kv_offset, oh, head_dim);
         }
       }
     });
@@ -363,8 +384,8 @@ class CpuBackend final : public Backend {
     const auto& from = static_cast<const CpuKvStorage&>(from_storage);
     auto& to = static_cast<CpuKvStorage&>(to_storage);
     for (int64_t layer = 0; layer < from.shape().num_layers; ++layer) {
-      std::memcpy(to.key(layer, 0), from.key(layer, 0), count * from.row() * sizeof(float));
-      std::memcpy(to.value(layer, 0), from.value(layer, 0), count * from.row() * sizeof(float));
+      std::memcpy(to.key(layer, 0), from.key(layer, 0), count * from.row_bytes());
+      std::memcpy(to.value(layer, 0), from.value(layer, 0), count * from.row_bytes());
     }
   }
 
@@ -374,6 +395,29 @@ class CpuBackend final : public Backend {
 };
 
 }  // namespace
+
+absl::StatusOr<KvCacheType> ParseKvCacheType(absl::string_view name) {
+  if (name == "auto") return KvCacheType::kAuto;
+  if (name == "f32") return KvCacheType::kF32;
+  if (name == "f16") return KvCacheType::kF16;
+  if (name == "bf16") return KvCacheType::kBf16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown KV cache type '", name, "': expected auto, f32, f16 or bf16"));
+}
+
+absl::string_view KvCacheTypeName(KvCacheType type) {
+  switch (type) {
+    case KvCacheType::kAuto:
+      return "auto";
+    case KvCacheType::kF32:
+      return "f32";
+    case KvCacheType::kF16:
+      return "f16";
+    case KvCacheType::kBf16:
+      return "bf16";
+  }
+  return "unknown";
+}
 
 std::unique_ptr<Backend> CreateCpuBackend(const CpuBackendOptions& options) {
   int threads = options.num_threads;

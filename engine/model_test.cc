@@ -4,6 +4,7 @@
 // equivalences that speculative decoding relies on.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -124,6 +125,47 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"odd_tied", "odd_tied-f16.gguf", "logits_gguf_f16", 1e-4, false},
         Case{"odd_tied", "odd_tied-bf16.gguf", "logits_gguf_bf16", 1e-4, false},
         Case{"odd_tied", "odd_tied-q8_0.gguf", "logits_gguf_q8_0", 1e-2, false}));
+
+// A 16-bit KV cache: keys and values rounded to f16 / bf16 when stored, everything else f32. Against
+// the same f32 reference the error grows by the rounding of K and V (measured here: f16 ~2e-4 and
+// bf16 ~2e-3 relative error); the cache takes half the bytes of an f32 one.
+TEST(KvCacheTypeTest, SixteenBitCachesStayCloseToTransformers) {
+  ASSERT_OK_AND_ASSIGN(auto reference, OpenSafetensors(kFixtures + "llama3_gqa/reference.safetensors"));
+  ASSERT_OK_AND_ASSIGN(LoadedModel model, LoadModel(kFixtures + "llama3_gqa"));
+  struct Choice {
+    KvCacheType type;
+    double tolerance;
+  };
+  size_t f32_bytes = 0;
+  for (const Choice& c : {Choice{KvCacheType::kF32, 1e-4}, Choice{KvCacheType::kF16, 2e-3},
+                          Choice{KvCacheType::kBf16, 2e-2}}) {
+    auto backend = CreateCpuBackend({.num_threads = 2, .kv_cache = c.type});
+    ASSERT_OK_AND_ASSIGN(auto slice, ModelSlice::Create(model.config, *model.weights, {}, backend.get()));
+    for (int i = 0; i < 3; ++i) {
+      const std::vector<int32_t> tokens = IntTensor(*reference, "tokens_" + std::to_string(i));
+      const std::vector<float> logits = FloatTensor(*reference, "logits_" + std::to_string(i));
+      ForwardResult result = RunAll(*slice, tokens);
+      const double error = RelativeError(result.logits, logits);
+      std::printf("KV cache %s, sequence %d: relative error %.3g\n", std::string(KvCacheTypeName(c.type)).c_str(), i,
+                  error);
+      EXPECT_LE(error, c.tolerance) << KvCacheTypeName(c.type) << " sequence " << i;
+      if (c.type != KvCacheType::kF32) {
+        EXPECT_GT(RelativeError(result.logits, logits), 0.0) << "the 16-bit cache was not used";
+      }
+    }
+    ASSERT_OK_AND_ASSIGN(auto cache, slice->NewKvCache(64));
+    if (c.type == KvCacheType::kF32) f32_bytes = cache->size_bytes();
+    else EXPECT_EQ(cache->size_bytes() * 2, f32_bytes) << KvCacheTypeName(c.type);
+  }
+}
+
+TEST(KvCacheTypeTest, ParsesTheNamesItPrints) {
+  for (KvCacheType t : {KvCacheType::kAuto, KvCacheType::kF32, KvCacheType::kF16, KvCacheType::kBf16}) {
+    ASSERT_OK_AND_ASSIGN(KvCacheType parsed, ParseKvCacheType(KvCacheTypeName(t)));
+    EXPECT_EQ(parsed, t);
+  }
+  EXPECT_THAT(ParseKvCacheType("fp8"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f16")));
+}
 
 // A backend that asks for FP8 projections gets a 16/32-bit checkpoint's q/k/v/o/gate/up/down
 // quantized with one scale per 128 values of a row; the reference quantizes the same way in torch

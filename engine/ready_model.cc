@@ -26,21 +26,23 @@ std::vector<int> DistinctCudaDevices(const std::vector<std::string>& devices) {
 
 }  // namespace
 
-absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads, const std::string& device, bool fp8) {
+absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads, const std::string& device, bool fp8,
+                                     KvCacheType kv_cache) {
   ReadyModel ready;
   VERDICT_ASSIGN_OR_RETURN(ready.loaded, LoadModel(path));
-  VERDICT_ASSIGN_OR_RETURN(ready.backend, CreateBackendForDevice(device, threads, {}, fp8));
+  VERDICT_ASSIGN_OR_RETURN(ready.backend, CreateBackendForDevice(device, threads, {}, fp8, kv_cache));
   VERDICT_ASSIGN_OR_RETURN(ready.model, ModelSlice::Create(ready.loaded.config, *ready.loaded.weights, {},
                                                            ready.backend.get()));
   return ready;
 }
 
 absl::StatusOr<ReadySlice> OpenSliceRunner(const LoadedModel& loaded, SliceRange range,
-                                           const std::vector<std::string>& devices, int threads, bool fp8) {
+                                           const std::vector<std::string>& devices, int threads, bool fp8,
+                                           KvCacheType kv_cache) {
   if (devices.empty()) return absl::InvalidArgumentError("a slice needs at least one device");
   ReadySlice ready;
   if (devices.size() == 1) {
-    VERDICT_ASSIGN_OR_RETURN(ready.backend, CreateBackendForDevice(devices[0], threads, {}, fp8));
+    VERDICT_ASSIGN_OR_RETURN(ready.backend, CreateBackendForDevice(devices[0], threads, {}, fp8, kv_cache));
     VERDICT_ASSIGN_OR_RETURN(ready.slice, ModelSlice::Create(loaded.config, *loaded.weights, range, ready.backend.get()));
     ready.runner = RunSingleSlice(ready.slice.get());
     ready.rank_backends.push_back(ready.backend.get());
@@ -55,7 +57,9 @@ absl::StatusOr<ReadySlice> OpenSliceRunner(const LoadedModel& loaded, SliceRange
       std::unique_ptr<TensorParallelGroup> group,
       TensorParallelGroup::Create(
           loaded.config, *loaded.weights, range, ranks,
-          [&devices, threads, fp8](int rank) { return CreateBackendForDevice(devices[rank], threads, {}, fp8); },
+          [&devices, threads, fp8, kv_cache](int rank) {
+            return CreateBackendForDevice(devices[rank], threads, {}, fp8, kv_cache);
+          },
           std::move(communicators)));
   for (int r = 0; r < ranks; ++r) ready.rank_backends.push_back(&group->backend(r));
   ready.runner = RunTensorParallel(std::move(group));

@@ -27,8 +27,9 @@ struct ReadyModel {
 // Loads `path` and builds the whole model on `device` ("cpu", "cuda" or "cuda:N") with `threads`
 // CPU threads (0: all cores). `fp8`: quantize the layers' projections to FP8 at load. Errors: those
 // of LoadModel, CreateBackendForDevice and ModelSlice::Create (each names the file or device).
+// `kv_cache`: the KV cache's element type (CreateBackendForDevice).
 absl::StatusOr<ReadyModel> OpenModel(const std::string& path, int threads, const std::string& device = "cpu",
-                                     bool fp8 = false);
+                                     bool fp8 = false, KvCacheType kv_cache = KvCacheType::kAuto);
 
 // A layer range of a loaded model, ready to run.
 struct ReadySlice {
@@ -43,7 +44,8 @@ struct ReadySlice {
 // memory). `loaded` must outlive the result. Errors: kInvalidArgument for no devices; those of the
 // backends and of ModelSlice::Create / TensorParallelGroup::Create.
 absl::StatusOr<ReadySlice> OpenSliceRunner(const LoadedModel& loaded, SliceRange range,
-                                           const std::vector<std::string>& devices, int threads, bool fp8);
+                                           const std::vector<std::string>& devices, int threads, bool fp8,
+                                           KvCacheType kv_cache = KvCacheType::kAuto);
 
 // The help text of every binary's --fp8 flag (OpenModel's `fp8`).
 inline constexpr const char* kFp8FlagHelp =

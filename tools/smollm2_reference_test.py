@@ -9,6 +9,7 @@ the `gguf` package and dequantizes it to f32; its tokenizer is converted from th
   whitespace runs, contractions, accents, CJK, emoji, code) equal transformers';
 - logits at every position of a ~300-token real text (`verdict score --dump-logits`) equal the
   f32 reference to 1e-4 of the largest logit magnitude, and the argmax agrees at every position;
+- with a 16-bit KV cache (--kv-cache f16 / bf16) the logits stay within a stated tolerance;
 - greedy generations are identical for a few prompts (the same text, hence the same tokens).
 
 Exits 77 (skipped) when the model file is missing (scripts/setup.sh was not run).
@@ -112,6 +113,22 @@ def main():
     if got.shape != want.shape or err > 1e-4 * scale or argmax_agree != len(ids):
         print("FAIL logits")
         failures += 1
+
+    # A 16-bit KV cache (--kv-cache): keys and values rounded when stored. Measured on this text:
+    # f16 max |diff| 0.012 (3e-4 of the largest logit), argmax 251/251; bf16 0.10 (3e-3), 249/251.
+    for kv, rel_tol, min_agree in (("f16", 2e-3, 1.0), ("bf16", 1e-2, 0.98)):
+        with tempfile.TemporaryDirectory() as tmp:
+            dump = os.path.join(tmp, "logits.npy")
+            run([args.verdict, "score", "--model", args.model, "--text", LOGITS_TEXT, "--dump-logits", dump,
+                 "--kv-cache", kv])
+            got_kv = np.load(dump)
+        kv_err = float(np.abs(got_kv - want).max())
+        kv_agree = int((got_kv.argmax(-1) == want.argmax(-1)).sum())
+        print(f"logits with a {kv} KV cache: max |diff| {kv_err:.3g} (relative {kv_err / scale:.3g}), argmax agrees "
+              f"at {kv_agree}/{len(ids)}")
+        if got_kv.shape != want.shape or kv_err > rel_tol * scale or kv_agree < min_agree * len(ids):
+            print(f"FAIL logits with a {kv} KV cache")
+            failures += 1
 
     # Greedy generations.
     for prompt in PROMPTS:

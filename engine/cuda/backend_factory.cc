@@ -25,11 +25,18 @@ absl::StatusOr<DeviceName> ParseDeviceName(absl::string_view name) {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(const std::string& device,
                                                                 int cpu_threads,
                                                                 const CudaBackendOptions& cuda,
-                                                                bool fp8_projections) {
+                                                                bool fp8_projections,
+                                                                KvCacheType kv_cache) {
   absl::StatusOr<DeviceName> name = ParseDeviceName(device);
   if (!name.ok()) return name.status();
   if (!name->cuda) {
-    return CreateCpuBackend({.num_threads = cpu_threads, .fp8_projections = fp8_projections});
+    return CreateCpuBackend(
+        {.num_threads = cpu_threads, .fp8_projections = fp8_projections, .kv_cache = kv_cache});
+  }
+  if (kv_cache != KvCacheType::kAuto) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV cache type ", KvCacheTypeName(kv_cache), " is for the CPU backend; ", device,
+        " keeps its KV cache in bf16 (f32 for f32 weights): use auto"));
   }
   CudaBackendOptions options = cuda;
   options.device = name->index;

@@ -145,9 +145,11 @@ absl::StatusOr<DeviceName> ParseDeviceName(absl::string_view name);
 // `cpu_threads` applies to "cpu" (0: all hardware threads); `cuda` (device ignored) to CUDA.
 // `fp8_projections`: the backend asks for the layers' projections quantized to FP8 at load
 // (Backend::QuantizesProjectionsToFp8; on CUDA weight_dtype fp8, on the CPU fp8_projections).
+// `kv_cache`: the KV cache's element type; CUDA keeps its own (bf16, f32 for f32 weights) and
+// refuses any other choice than kAuto with kInvalidArgument.
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackendForDevice(
     const std::string& device, int cpu_threads, const CudaBackendOptions& cuda = {},
-    bool fp8_projections = false);
+    bool fp8_projections = false, KvCacheType kv_cache = KvCacheType::kAuto);
 
 }  // namespace verdict::engine
 

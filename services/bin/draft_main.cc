@@ -17,7 +17,7 @@
 namespace {
 
 int Run(const std::string& config_path, int threads, std::string listen, std::string device,
-        bool fp8) {
+        bool fp8, std::string kv_cache) {
   using namespace verdict;
   services::BlockTerminationSignals();
   absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
@@ -30,8 +30,11 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   if (listen.empty()) listen = dc.listen();
   if (device.empty()) device = dc.device().empty() ? "cpu" : dc.device();
   fp8 = fp8 || dc.fp8();
+  if (kv_cache.empty()) kv_cache = dc.kv_cache().empty() ? "auto" : dc.kv_cache();
+  absl::StatusOr<engine::KvCacheType> kv_type = engine::ParseKvCacheType(kv_cache);
+  if (!kv_type.ok()) return services::Fail("draft", kv_type.status());
   absl::StatusOr<engine::ReadyModel> model =
-      engine::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device, fp8);
+      engine::OpenModel(dc.model().path(), threads > 0 ? threads : dc.threads(), device, fp8, *kv_type);
   if (!model.ok()) return services::Fail("draft", model.status());
   absl::StatusOr<std::unique_ptr<workers::DraftWorker>> worker =
       workers::DraftWorker::Create(model->model.get(), {.max_sessions = config->coordinator().max_sessions() * 2,
@@ -108,6 +111,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu, cuda or cuda:N (default: the config's, else cpu)");
   bool fp8 = false;
   app.add_flag("--fp8", fp8, verdict::engine::kFp8FlagHelp);
+  std::string kv_cache;
+  app.add_option("--kv-cache", kv_cache, verdict::engine::kKvCacheFlagHelp)
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
   CLI11_PARSE(app, argc, argv);
-  return Run(config, threads, listen, device, fp8);
+  return Run(config, threads, listen, device, fp8, kv_cache);
 }

@@ -27,7 +27,8 @@
 
 namespace {
 
-int Run(const std::string& config_path, int index, int threads, std::string device, bool fp8) {
+int Run(const std::string& config_path, int index, int threads, std::string device, bool fp8,
+        std::string kv_cache) {
   using namespace verdict;
   services::BlockTerminationSignals();
   const std::string role = absl::StrCat("shard[", index, "]");
@@ -49,12 +50,16 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   }
   if (device.empty()) device = sc.device().empty() ? "cpu" : sc.device();
   fp8 = fp8 || sc.fp8();
+  if (kv_cache.empty()) kv_cache = sc.kv_cache().empty() ? "auto" : sc.kv_cache();
+  absl::StatusOr<engine::KvCacheType> kv_type = engine::ParseKvCacheType(kv_cache);
+  if (!kv_type.ok()) return services::Fail(role, kv_type.status());
   // One device per rank: the config's list, else the shard's device for every rank.
   const int ranks = std::max(1, sc.tensor_parallel());
   std::vector<std::string> rank_devices(sc.devices().begin(), sc.devices().end());
   if (rank_devices.empty()) rank_devices.assign(ranks, device);
   absl::StatusOr<engine::ReadySlice> ready = engine::OpenSliceRunner(
-      *loaded, {sc.layer_begin(), sc.layer_end()}, rank_devices, threads > 0 ? threads : sc.threads(), fp8);
+      *loaded, {sc.layer_begin(), sc.layer_end()}, rank_devices, threads > 0 ? threads : sc.threads(), fp8,
+      *kv_type);
   if (!ready.ok()) return services::Fail(role, ready.status());
   std::unique_ptr<engine::SliceRunner>& runner = ready->runner;
   const std::vector<const engine::Backend*>& rank_backends = ready->rank_backends;  // admin GPU figures
@@ -268,6 +273,9 @@ int main(int argc, char** argv) {
                  "rank's, unless the config lists devices");
   bool fp8 = false;
   app.add_flag("--fp8", fp8, verdict::engine::kFp8FlagHelp);
+  std::string kv_cache;
+  app.add_option("--kv-cache", kv_cache, verdict::engine::kKvCacheFlagHelp)
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
   CLI11_PARSE(app, argc, argv);
-  return Run(config, shard, threads, device, fp8);
+  return Run(config, shard, threads, device, fp8, kv_cache);
 }

@@ -131,9 +131,10 @@ absl::Status RunBench(const BenchFlags& flags) {
   cuda_options.programmatic_launch = flags.programmatic_launch;
   cuda_options.tensor_core_prefill = flags.tensor_core_prefill;
   if (flags.unverified_paths) cuda_options = cuda_options.UnverifiedPaths();
+  VERDICT_ASSIGN_OR_RETURN(const engine::KvCacheType kv_cache, engine::ParseKvCacheType(flags.placement.kv_cache));
   VERDICT_ASSIGN_OR_RETURN(std::unique_ptr<engine::Backend> backend,
                            engine::CreateBackendForDevice(flags.placement.device, threads, cuda_options,
-                                                          flags.placement.fp8));
+                                                          flags.placement.fp8, kv_cache));
   std::unique_ptr<engine::WeightSource> random_weights;
   engine::LlamaConfig config;
   std::string label;
@@ -190,7 +191,7 @@ absl::Status RunBench(const BenchFlags& flags) {
   } else {
     device_label = absl::StrCat("cpu, ", threads, " thread(s)");
   }
-  std::printf("model: %s on %s\n", label.c_str(), device_label.c_str());
+  std::printf("model: %s on %s, KV cache %s\n", label.c_str(), device_label.c_str(), flags.placement.kv_cache.c_str());
   std::printf("%.3f B parameters, %.2f GB of weights streamed per decode step\n",
               model->num_parameters() / 1e9, streamed / 1e9);
   std::printf("prefill (%lld tokens):  %9.1f tok/s\n", (long long)flags.prompt_tokens, r.prefill_tok_s);
@@ -243,6 +244,7 @@ absl::Status RunBench(const BenchFlags& flags) {
     j["top_k"] = flags.sampling.top_k;
     j["top_p"] = flags.sampling.top_p;
     j["fp8_projections"] = flags.placement.fp8;
+    j["kv_cache"] = flags.placement.kv_cache;
     j["stacked_projections"] = model->stacked_projections();
     j["prefill_tokens"] = flags.prompt_tokens;
     j["prefill_tok_s"] = r.prefill_tok_s;

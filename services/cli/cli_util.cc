@@ -18,10 +18,14 @@ void AddPlacementFlags(CLI::App* cmd, PlacementFlags* flags) {
   cmd->add_option("--threads", flags->threads, "CPU threads (0 = all)")->capture_default_str();
   cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
+  cmd->add_option("--kv-cache", flags->kv_cache, engine::kKvCacheFlagHelp)
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}))
+      ->capture_default_str();
 }
 
 absl::StatusOr<engine::ReadyModel> OpenModel(const std::string& path, const PlacementFlags& placement) {
-  return engine::OpenModel(path, placement.threads, placement.device, placement.fp8);
+  VERDICT_ASSIGN_OR_RETURN(engine::KvCacheType kv_cache, engine::ParseKvCacheType(placement.kv_cache));
+  return engine::OpenModel(path, placement.threads, placement.device, placement.fp8, kv_cache);
 }
 
 int ReportError(const absl::Status& status) {

@@ -22,6 +22,7 @@ struct PlacementFlags {
   int threads = 0;             // CPU threads (0: all cores)
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   bool fp8 = false;            // quantize the layers' projections to FP8 at load
+  std::string kv_cache = "auto";  // KV cache element type (engine::ParseKvCacheType)
 };
 void AddPlacementFlags(CLI::App* cmd, PlacementFlags* flags);
 // engine::OpenModel with the placement's threads, device and FP8 choice.

@@ -184,7 +184,7 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
     summary->stats.draft_passes = cluster->draft_stats().forward_passes;
-    if (!flags.quiet) PrintSpeculativeStats(summary->stats, label, flags.stats_json);
+    if (!flags.quiet || flags.stats_json) PrintSpeculativeStats(summary->stats, label, flags.stats_json);
     return absl::OkStatus();
   }
   VERDICT_ASSIGN_OR_RETURN(engine::GenerateResult result,
@@ -194,10 +194,22 @@ absl::Status RunGenerate(const GenerateFlags& flags) {
   std::fwrite(tail.data(), 1, tail.size(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
-  if (!flags.quiet) {
-    const double prefill_s = absl::ToDoubleSeconds(result.prefill_time);
-    const double decode_s = absl::ToDoubleSeconds(result.decode_time);
-    const size_t decoded = result.tokens.empty() ? 0 : result.tokens.size() - 1;
+  const double prefill_s = absl::ToDoubleSeconds(result.prefill_time);
+  const double decode_s = absl::ToDoubleSeconds(result.decode_time);
+  const size_t decoded = result.tokens.empty() ? 0 : result.tokens.size() - 1;
+  if (flags.stats_json) {
+    // The speculative statistics' keys that apply to the target alone (one pass per token).
+    const double seconds = prefill_s + decode_s;
+    const nlohmann::json stats = {{"policy", "target"},
+                                  {"tokens", result.tokens.size()},
+                                  {"target_passes", result.tokens.size()},
+                                  {"prefill_seconds", prefill_s},
+                                  {"decode_seconds", decode_s},
+                                  {"seconds", seconds},
+                                  {"tokens_per_second", result.tokens.size() / std::max(seconds, 1e-9)},
+                                  {"decode_tokens_per_second", decoded / std::max(decode_s, 1e-9)}};
+    std::fprintf(stderr, "%s\n", stats.dump().c_str());
+  } else if (!flags.quiet) {
     std::fprintf(stderr,
                  "[verdict] prompt %zu tokens in %.3f s (%.1f tok/s); generated %zu tokens, "
                  "decode %.1f tok/s; stop: %s\n",
@@ -239,7 +251,9 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
                   "lossy-prob: accept a mismatch if p_target(token) >= this; lossy-typical: epsilon")
       ->capture_default_str();
   cmd->add_option("--typical-delta", flags->typical_delta, "lossy-typical: delta")->capture_default_str();
-  cmd->add_flag("--stats-json", flags->stats_json, "Speculation statistics as one JSON line on stderr");
+  cmd->add_flag("--stats-json", flags->stats_json,
+                "Statistics as one JSON line on stderr (speculation statistics, or the target alone's "
+                "timing), also with --quiet");
   cmd->callback([flags, exit_code] {
     *exit_code = ExitCode(RunGenerate(*flags));
   });

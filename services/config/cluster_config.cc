@@ -53,8 +53,19 @@ absl::Duration SessionLease(const v1::CoordinatorConfig& coordinator) {
                                                  : absl::ZeroDuration();
 }
 
+namespace {
+// engine::ParseKvCacheType's names (and empty: auto), without linking the engine here.
+bool IsKvCacheName(absl::string_view name) {
+  return name.empty() || name == "auto" || name == "f32" || name == "f16" || name == "bf16";
+}
+}  // namespace
+
 absl::Status ValidateClusterConfig(const v1::ClusterConfig& c, int64_t num_layers) {
   if (c.target().path().empty()) return absl::InvalidArgumentError("cluster config: target.path is empty");
+  if (c.has_draft() && !IsKvCacheName(c.draft().kv_cache())) {
+    return absl::InvalidArgumentError(absl::StrCat("cluster config: draft.kv_cache is '", c.draft().kv_cache(),
+                                                   "'; expected auto, f32, f16 or bf16"));
+  }
   if (c.coordinator().listen().empty()) {
     return absl::InvalidArgumentError("cluster config: coordinator.listen is empty");
   }
@@ -92,6 +103,10 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c, int64_t num_layer
       return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, " lists ", s.devices_size(),
                                                      " devices for tensor_parallel ", s.tensor_parallel(),
                                                      "; give none or one per rank"));
+    }
+    if (!IsKvCacheName(s.kv_cache())) {
+      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, ".kv_cache is '", s.kv_cache(),
+                                                     "'; expected auto, f32, f16 or bf16"));
     }
     if (!s.judge_head().empty() && i + 1 != c.shards_size()) {
       return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, " has a judge head; only the last shard may"));
