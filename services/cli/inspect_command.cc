@@ -110,7 +110,8 @@ absl::Status RunInspect(const InspectFlags& flags) {
     std::printf("  %-11s %lld tensors, %lld parameters\n", dtype.c_str(), (long long)counts.first,
                 (long long)counts.second);
   }
-  std::printf("memory:       weights %s (memory-mapped); KV cache %s per token, %s at full context\n",
+  std::printf("memory:       weights %s (memory-mapped); KV cache %s per token, %s at full context (f32; "
+              "half with --kv-cache f16 or bf16)\n",
               Bytes(bytes).c_str(), Bytes(kv_per_token).c_str(),
               Bytes(static_cast<double>(kv_per_token) * c.max_position_embeddings).c_str());
   std::printf("tokenizer:    %s\n",

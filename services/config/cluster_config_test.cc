@@ -70,6 +70,9 @@ TEST(ClusterConfigTest, RefusesConfigsThatCannotWork) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("data_listen is empty")));
   EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 4 tensor_parallel: -1 })pb"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tensor_parallel is -1")));
+  EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 4 kv_cache: "fp8" })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shards[0].kv_cache is 'fp8'")));
+  EXPECT_OK(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 4 kv_cache: "f16" })pb"));
   EXPECT_THAT(parse(base + R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 4 tensor_parallel: 2
                                          devices: "cuda:0" })pb"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 devices for tensor_parallel 2")));
