@@ -250,10 +250,11 @@ class CpuBackend final : public Backend {
     // 1. Store the new keys/values at their positions.
     for (const AttentionSequence& seq : sequences) {
       auto* kv = static_cast<CpuKvStorage*>(seq.kv);
+      const kvops::KvRowOps& ops = kvops::KvRowOpsFor(kv->element());
       for (int64_t i = 0; i < seq.num_tokens; ++i) {
         const int64_t row = seq.row_begin + i;
-        kvops::StoreRow(kv->element(), k.data + row * k.stride, kv->row(), kv->key(layer, seq.start_pos + i));
-        kvops::StoreRow(kv->element(), v.data + row * v.stride, kv->row(), kv->value(layer, seq.start_pos + i));
+        ops.store(k.data + row * k.stride, kv->row(), kv->key(layer, seq.start_pos + i));
+        ops.store(v.data + row * v.stride, kv->row(), kv->value(layer, seq.start_pos + i));
       }
     }
     // 2. One work item per (query row, head); rows of all sequences are concatenated.
@@ -273,13 +274,13 @@ class CpuBackend final : public Backend {
         const AttentionSequence& seq = sequences[row_sequence[row]];
         auto* kv = static_cast<CpuKvStorage*>(seq.kv);
         const int64_t pos = seq.start_pos + (row - seq.row_begin);
-        const DType element = kv->element();
-        const size_t kv_offset = (head / group) * head_dim * kvops::KvElementBytes(element);
+        const kvops::KvRowOps& ops = kvops::KvRowOpsFor(kv->element());
+        const size_t kv_offset = (head / group) * head_dim * kvops::KvElementBytes(kv->element());
         const float* qh = q.data + row * q.stride + head * head_dim;
         scores.resize(pos + 1);
         float max_score = -INFINITY;
         for (int64_t j = 0; j <= pos; ++j) {
-          scores[j] = kvops::Dot(element, qh, kv->key(layer, j) + kv_offset, head_dim) * scale;
+          scores[j] = ops.dot(qh, kv->key(layer, j) + kv_offset, head_dim) * scale;
           max_score = std::max(max_score, scores[j]);
         }
         double total = 0;
@@ -291,7 +292,7 @@ class CpuBackend final : public Backend {
         float* oh = out.data + row * out.stride + head * head_dim;
         std::fill(oh, oh + head_dim, 0.0f);
         for (int64_t j = 0; j <= pos; ++j) {
-          kvops::Axpy(element, scores[j] * inv_total, kv->value(layer, j) + kv_offset, oh, head_dim);
+          ops.axpy(scores[j] * inv_total, kv->value(layer, j) + kv_offset, oh, head_dim);
         }
       }
     });

@@ -11,13 +11,36 @@
 namespace verdict::engine::kvops {
 namespace {
 
-bool UseAvx2() {
-#if defined(VERDICT_KERNELS_HAVE_AVX2)
-  return ActiveKernelIsa() == KernelIsa::kAvx2;
-#else
-  return false;
-#endif
+// f32 rows: a copy in, the shared vector primitives out (the reference numerics, unchanged).
+void StoreF32(const float* src, int64_t n, void* dst) { std::copy(src, src + n, static_cast<float*>(dst)); }
+float DotF32(const float* q, const void* row, int64_t n) { return vec::Dot(q, static_cast<const float*>(row), n); }
+void AxpyF32(float alpha, const void* row, float* out, int64_t n) {
+  vec::Axpy(alpha, static_cast<const float*>(row), out, n);
 }
+
+// 16-bit rows in portable C++, through the scalar conversions of engine/dtype.h.
+template <uint16_t (*kTo)(float), float (*kFrom)(uint16_t)>
+struct Portable16 {
+  static void Store(const float* src, int64_t n, void* dst) {
+    auto* half = static_cast<uint16_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) half[i] = kTo(src[i]);
+  }
+  static float Dot(const float* q, const void* row, int64_t n) {
+    const auto* half = static_cast<const uint16_t*>(row);
+    float total = 0;
+    for (int64_t i = 0; i < n; ++i) total += q[i] * kFrom(half[i]);
+    return total;
+  }
+  static void Axpy(float alpha, const void* row, float* out, int64_t n) {
+    const auto* half = static_cast<const uint16_t*>(row);
+    for (int64_t i = 0; i < n; ++i) out[i] += alpha * kFrom(half[i]);
+  }
+  static constexpr KvRowOps kOps = {&Store, &Dot, &Axpy};
+};
+
+constexpr KvRowOps kF32Ops = {&StoreF32, &DotF32, &AxpyF32};
+using PortableF16 = Portable16<&F32ToF16, &F16ToF32>;
+using PortableBf16 = Portable16<&F32ToBf16, &Bf16ToF32>;
 
 }  // namespace
 
@@ -30,67 +53,15 @@ size_t KvElementBytes(DType dtype) {
   return dtype == DType::kF32 ? 4 : 2;
 }
 
-void StoreRow(DType dtype, const float* src, int64_t n, void* dst) {
-  auto* half = static_cast<uint16_t*>(dst);
-  switch (dtype) {
-    case DType::kF32:
-      std::copy(src, src + n, static_cast<float*>(dst));
-      return;
+const KvRowOps& KvRowOpsFor(DType dtype) {
+  VERDICT_CHECK(IsKvElementType(dtype));
+  if (dtype == DType::kF32) return kF32Ops;
 #if defined(VERDICT_KERNELS_HAVE_AVX2)
-    case DType::kF16:
-      if (UseAvx2()) return kvops_internal::StoreF16Avx2(src, n, half);
-      break;
-    case DType::kBF16:
-      if (UseAvx2()) return kvops_internal::StoreBf16Avx2(src, n, half);
-      break;
-#endif
-    default:
-      break;
+  if (ActiveKernelIsa() == KernelIsa::kAvx2) {
+    return dtype == DType::kF16 ? kvops_internal::F16RowOpsAvx2() : kvops_internal::Bf16RowOpsAvx2();
   }
-  VERDICT_CHECK(dtype == DType::kF16 || dtype == DType::kBF16);
-  for (int64_t i = 0; i < n; ++i) half[i] = dtype == DType::kF16 ? F32ToF16(src[i]) : F32ToBf16(src[i]);
-}
-
-float Dot(DType dtype, const float* q, const void* row, int64_t n) {
-  const auto* half = static_cast<const uint16_t*>(row);
-  switch (dtype) {
-    case DType::kF32:
-      return vec::Dot(q, static_cast<const float*>(row), n);
-#if defined(VERDICT_KERNELS_HAVE_AVX2)
-    case DType::kF16:
-      if (UseAvx2()) return kvops_internal::DotF16Avx2(q, half, n);
-      break;
-    case DType::kBF16:
-      if (UseAvx2()) return kvops_internal::DotBf16Avx2(q, half, n);
-      break;
 #endif
-    default:
-      break;
-  }
-  VERDICT_CHECK(dtype == DType::kF16 || dtype == DType::kBF16);
-  float total = 0;
-  for (int64_t i = 0; i < n; ++i) total += q[i] * (dtype == DType::kF16 ? F16ToF32(half[i]) : Bf16ToF32(half[i]));
-  return total;
-}
-
-void Axpy(DType dtype, float alpha, const void* row, float* out, int64_t n) {
-  const auto* half = static_cast<const uint16_t*>(row);
-  switch (dtype) {
-    case DType::kF32:
-      return vec::Axpy(alpha, static_cast<const float*>(row), out, n);
-#if defined(VERDICT_KERNELS_HAVE_AVX2)
-    case DType::kF16:
-      if (UseAvx2()) return kvops_internal::AxpyF16Avx2(alpha, half, out, n);
-      break;
-    case DType::kBF16:
-      if (UseAvx2()) return kvops_internal::AxpyBf16Avx2(alpha, half, out, n);
-      break;
-#endif
-    default:
-      break;
-  }
-  VERDICT_CHECK(dtype == DType::kF16 || dtype == DType::kBF16);
-  for (int64_t i = 0; i < n; ++i) out[i] += alpha * (dtype == DType::kF16 ? F16ToF32(half[i]) : Bf16ToF32(half[i]));
+  return dtype == DType::kF16 ? PortableF16::kOps : PortableBf16::kOps;
 }
 
 }  // namespace verdict::engine::kvops

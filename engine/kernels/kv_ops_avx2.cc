@@ -24,7 +24,8 @@ inline float HorizontalSum(__m256 v) {
 }
 
 template <bool kF16>
-float DotImpl(const float* q, const uint16_t* row, int64_t n) {
+float Dot(const float* q, const void* row_bytes, int64_t n) {
+  const auto* row = static_cast<const uint16_t*>(row_bytes);
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -42,7 +43,8 @@ float DotImpl(const float* q, const uint16_t* row, int64_t n) {
 }
 
 template <bool kF16>
-void AxpyImpl(float alpha, const uint16_t* row, float* out, int64_t n) {
+void Axpy(float alpha, const void* row_bytes, float* out, int64_t n) {
+  const auto* row = static_cast<const uint16_t*>(row_bytes);
   const __m256 a = _mm256_set1_ps(alpha);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -52,9 +54,8 @@ void AxpyImpl(float alpha, const uint16_t* row, float* out, int64_t n) {
   for (; i < n; ++i) out[i] += alpha * (kF16 ? F16ToF32(row[i]) : Bf16ToF32(row[i]));
 }
 
-}  // namespace
-
-void StoreF16Avx2(const float* src, int64_t n, uint16_t* dst) {
+void StoreF16(const float* src, int64_t n, void* dst_bytes) {
+  auto* dst = static_cast<uint16_t*>(dst_bytes);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
@@ -63,8 +64,9 @@ void StoreF16Avx2(const float* src, int64_t n, uint16_t* dst) {
   for (; i < n; ++i) dst[i] = F32ToF16(src[i]);
 }
 
-void StoreBf16Avx2(const float* src, int64_t n, uint16_t* dst) {
+void StoreBf16(const float* src, int64_t n, void* dst_bytes) {
   // Round to nearest even in integer arithmetic (no AVX-512 BF16 needed); NaN is kept a NaN.
+  auto* dst = static_cast<uint16_t*>(dst_bytes);
   int64_t i = 0;
   const __m256i bias = _mm256_set1_epi32(0x7fff);
   const __m256i one = _mm256_set1_epi32(1);
@@ -85,9 +87,12 @@ void StoreBf16Avx2(const float* src, int64_t n, uint16_t* dst) {
   for (; i < n; ++i) dst[i] = F32ToBf16(src[i]);
 }
 
-float DotF16Avx2(const float* q, const uint16_t* row, int64_t n) { return DotImpl<true>(q, row, n); }
-float DotBf16Avx2(const float* q, const uint16_t* row, int64_t n) { return DotImpl<false>(q, row, n); }
-void AxpyF16Avx2(float alpha, const uint16_t* row, float* out, int64_t n) { AxpyImpl<true>(alpha, row, out, n); }
-void AxpyBf16Avx2(float alpha, const uint16_t* row, float* out, int64_t n) { AxpyImpl<false>(alpha, row, out, n); }
+constexpr kvops::KvRowOps kF16Ops = {&StoreF16, &Dot<true>, &Axpy<true>};
+constexpr kvops::KvRowOps kBf16Ops = {&StoreBf16, &Dot<false>, &Axpy<false>};
+
+}  // namespace
+
+const kvops::KvRowOps& F16RowOpsAvx2() { return kF16Ops; }
+const kvops::KvRowOps& Bf16RowOpsAvx2() { return kBf16Ops; }
 
 }  // namespace verdict::engine::kvops_internal

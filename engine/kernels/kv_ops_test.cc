@@ -52,7 +52,7 @@ TEST_P(KvOpsTest, StoredValuesRoundToNearestEven) {
       std::vector<float> src(n);
       for (int64_t i = 0; i < n; ++i) src[i] = i < static_cast<int64_t>(edges.size()) && n > 16 ? edges[i] : normal(rng);
       std::vector<uint16_t> got(n);
-      StoreRow(dtype, src.data(), n, got.data());
+      KvRowOpsFor(dtype).store(src.data(), n, got.data());
       for (int64_t i = 0; i < n; ++i) {
         const uint16_t want = dtype == DType::kF16 ? F32ToF16(src[i]) : F32ToBf16(src[i]);
         if (std::isnan(src[i])) {
@@ -78,17 +78,18 @@ TEST_P(KvOpsTest, DotAndAxpyReduceTheStoredValues) {
         out[i] = normal(rng);
         out_ref[i] = out[i];
       }
+      const KvRowOps& ops = KvRowOpsFor(dtype);
       std::vector<uint8_t> row(n * KvElementBytes(dtype));
-      StoreRow(dtype, values.data(), n, row.data());
+      ops.store(values.data(), n, row.data());
       double dot = 0, magnitude = 0;
       for (int64_t i = 0; i < n; ++i) {
         dot += static_cast<double>(q[i]) * StoredValue(dtype, row, i);
         magnitude += std::abs(static_cast<double>(q[i]) * StoredValue(dtype, row, i));
       }
-      EXPECT_NEAR(Dot(dtype, q.data(), row.data(), n), dot, 1e-6 * magnitude + 1e-30)
+      EXPECT_NEAR(ops.dot(q.data(), row.data(), n), dot, 1e-6 * magnitude + 1e-30)
           << DTypeName(dtype) << " n=" << n;
       const float alpha = 0.37f;
-      Axpy(dtype, alpha, row.data(), out.data(), n);
+      ops.axpy(alpha, row.data(), out.data(), n);
       for (int64_t i = 0; i < n; ++i) {
         const double want = out_ref[i] + static_cast<double>(alpha) * StoredValue(dtype, row, i);
         EXPECT_NEAR(out[i], want, 1e-6 * (std::abs(want) + 1)) << DTypeName(dtype) << " n=" << n << " i=" << i;
