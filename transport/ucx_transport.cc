@@ -29,6 +29,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/host_port.h"
 #include "common/status_macros.h"
 #include "transport/wire_format.h"
 
@@ -96,28 +97,23 @@ class ScopedFd {
   int fd_ = -1;
 };
 
-// Parses "host:port" (IPv4 literal or a name that resolves to IPv4).
+// Parses "host:port" (IPv4 literal or a name that resolves to IPv4). A name that does not resolve
+// is kUnavailable: in a cluster that starts all at once the peer's DNS record may not exist yet, and
+// the caller tries again.
 absl::StatusOr<sockaddr_in> ParseAddress(const std::string& address, bool allow_port_zero) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("address must be host:port, got \"", address, "\""));
-  }
-  const std::string host = address.substr(0, colon);
-  uint32_t port = 0;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535 || (port == 0 && !allow_port_zero)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad port in address \"", address, "\""));
-  }
+  VERDICT_ASSIGN_OR_RETURN(HostPort parsed, ParseHostPort(address, allow_port_zero));
   sockaddr_in result{};
   result.sin_family = AF_INET;
-  result.sin_port = htons(static_cast<uint16_t>(port));
-  if (inet_pton(AF_INET, host.c_str(), &result.sin_addr) == 1) return result;
+  result.sin_port = htons(static_cast<uint16_t>(parsed.port));
+  if (inet_pton(AF_INET, parsed.host.c_str(), &result.sin_addr) == 1) return result;
   addrinfo hints{};
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  const int rc = getaddrinfo(parsed.host.c_str(), nullptr, &hints, &found);
   if (rc != 0 || found == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot resolve host in \"", address, "\": ", gai_strerror(rc)));
+    return absl::UnavailableError(absl::StrCat("cannot resolve ", parsed.host, " (in \"", address, "\") to an IPv4 address: ",
+                                               gai_strerror(rc)));
   }
   result.sin_addr = reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr;
   freeaddrinfo(found);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/host_port.h"
 #include "google/protobuf/util/json_util.h"
 #include "httplib.h"
 #include "nlohmann/json.hpp"
@@ -15,12 +16,10 @@ namespace verdict::services {
 
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(const std::string& address, AdminHandlers handlers,
                                                                 const HttpSecurity& security) {
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-    return absl::InvalidArgumentError(absl::StrCat("admin address \"", address, "\" is not HOST:PORT"));
-  }
-  const std::string host = address.substr(0, colon);
+  absl::StatusOr<HostPort> host_port = ParseHostPort(address, /*allow_port_zero=*/true);
+  if (!host_port.ok()) return absl::InvalidArgumentError(absl::StrCat("admin ", host_port.status().message()));
+  const std::string& host = host_port->host;
+  const int port = host_port->port;
   std::unique_ptr<AdminServer> admin(new AdminServer());
   admin->handlers_ = std::move(handlers);
   absl::StatusOr<std::unique_ptr<httplib::Server>> server = MakeHttpServer(security);

@@ -132,11 +132,13 @@ absl::Status LearnFromMembers(const verdict::v1::ClusterConfig& config, absl::Ti
   return absl::OkStatus();
 }
 
-int Run(const std::string& config_path) {
+int Run(const std::string& config_path, const verdict::services::BindOverrides& bind_flags) {
   using namespace verdict;
   services::BlockTerminationSignals();
   absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
   if (!config.ok()) return services::Fail("coordinator", config.status());
+  absl::StatusOr<services::BindAddresses> bind = services::CoordinatorBindAddresses(config->coordinator(), bind_flags);
+  if (!bind.ok()) return services::Fail("coordinator", bind.status());
   // The only model file the coordinator opens: the tokenizer.
   const std::string tokenizer_path =
       config->target().tokenizer().empty() ? config->target().path() : config->target().tokenizer();
@@ -224,11 +226,11 @@ int Run(const std::string& config_path) {
   }
   services::GenerationService service(&coordinator, served, &auth);
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(
-      cc.listen(), {&service}, (*security)->ClientServerCredentials(), cc.max_request_bytes());
+      bind->grpc, {&service}, (*security)->ClientServerCredentials(), cc.max_request_bytes());
   if (!server.ok()) return services::Fail("coordinator", server.status());
   const absl::Time started = absl::Now();
   std::unique_ptr<services::AdminServer> admin;
-  if (!cc.admin_listen().empty()) {
+  if (!bind->admin.empty()) {
     services::AdminHandlers h;
     h.ready = [&target_client] {
       for (int i = 0; i < target_client.num_shards(); ++i) {
@@ -383,26 +385,26 @@ int Run(const std::string& config_path) {
       return {200, services::StatusJson(info)};
     };
     absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
-        services::AdminServer::Start(cc.admin_listen(), std::move(h), (*security)->AdminHttp());
+        services::AdminServer::Start(bind->admin, std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail("coordinator", a.status());
     admin = std::move(*a);
   }
   std::unique_ptr<services::openai::OpenAiServer> http;
-  if (!cc.http_listen().empty()) {
+  if (!bind->http.empty()) {
     services::openai::OpenAiServerOptions http_options;
     http_options.threads = static_cast<int>(std::max<int64_t>(options.max_sessions, 64)) + 16;  // every session can stream
     const int timeout_s = cc.http_request_timeout_seconds() == 0 ? 600 : cc.http_request_timeout_seconds();
     http_options.request_timeout = timeout_s < 0 ? absl::InfiniteDuration() : absl::Seconds(timeout_s);
     http_options.security = (*security)->ApiHttp();
     absl::StatusOr<std::unique_ptr<services::openai::OpenAiServer>> h =
-        services::openai::OpenAiServer::Start(cc.http_listen(), &coordinator, &service, http_options);
+        services::openai::OpenAiServer::Start(bind->http, &coordinator, &service, http_options);
     if (!h.ok()) return services::Fail("coordinator", h.status());
     http = std::move(*h);
   }
   (*security)->StartReloading();
   std::fprintf(stderr, "verdict-coordinator: serving %s (%d target shards%s) on %s%s%s (%s)\n", served.name.c_str(),
-               served.target_shards, draft ? ", draft " : "", cc.listen().c_str(),
-               http != nullptr ? ", OpenAI HTTP API on " : "", cc.http_listen().c_str(), (*security)->Describe().c_str());
+               served.target_shards, draft ? ", draft " : "", bind->grpc.c_str(),
+               http != nullptr ? ", OpenAI HTTP API on " : "", bind->http.c_str(), (*security)->Describe().c_str());
   services::WaitForTerminationSignal();
   http.reset();
   admin.reset();
@@ -417,6 +419,8 @@ int main(int argc, char** argv) {
   CLI::App app{"verdict-coordinator: the client-facing service of a Verdict cluster"};
   std::string config;
   app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
+  verdict::services::BindOverrides bind;
+  verdict::services::AddBindFlags(app, verdict::services::BindEndpoints::kWithHttp, &bind);
   CLI11_PARSE(app, argc, argv);
-  return Run(config);
+  return Run(config, bind);
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // verdict-draft: serves the cluster's draft model (verdict.v1.DraftWorker).
-//   verdict-draft --config cluster.textproto [--threads N] [--listen ADDR]
+//   verdict-draft --config cluster.textproto [--threads N] [--bind ADDR | --bind-host HOST]
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
@@ -16,7 +16,7 @@
 
 namespace {
 
-int Run(const std::string& config_path, int threads, std::string listen, std::string device,
+int Run(const std::string& config_path, int threads, const verdict::services::BindOverrides& bind_flags, std::string device,
         bool fp8, std::string kv_cache) {
   using namespace verdict;
   services::BlockTerminationSignals();
@@ -27,7 +27,8 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   absl::StatusOr<std::unique_ptr<services::MemberSecurity>> security =
       services::MemberSecurity::Create(*config, services::kDraftRole, "verdict-draft");
   if (!security.ok()) return services::Fail("draft", security.status());
-  if (listen.empty()) listen = dc.listen();
+  absl::StatusOr<services::BindAddresses> bind = services::DraftBindAddresses(dc, bind_flags);
+  if (!bind.ok()) return services::Fail("draft", bind.status());
   if (device.empty()) device = dc.device().empty() ? "cpu" : dc.device();
   fp8 = fp8 || dc.fp8();
   if (kv_cache.empty()) kv_cache = dc.kv_cache().empty() ? "auto" : dc.kv_cache();
@@ -58,10 +59,10 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
   services::DraftWorkerService service(&loop, std::move(description));
   // Only the coordinator calls the draft worker.
   absl::StatusOr<std::unique_ptr<grpc::Server>> server = services::StartServer(
-      listen, {&service}, (*security)->MemberServerCredentials({services::kCoordinatorRole}));
+      bind->grpc, {&service}, (*security)->MemberServerCredentials({services::kCoordinatorRole}));
   if (!server.ok()) return services::Fail("draft", server.status());
   std::unique_ptr<services::AdminServer> admin;
-  if (!dc.admin_listen().empty()) {
+  if (!bind->admin.empty()) {
     services::AdminHandlers h;
     h.metrics = [&loop] {
       const workers::DraftLoopStats st = loop.stats();
@@ -85,12 +86,12 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
     };
     h.reload_credentials = [&security] { return (*security)->ReloadNowJson(); };
     absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
-        services::AdminServer::Start(dc.admin_listen(), std::move(h), (*security)->AdminHttp());
+        services::AdminServer::Start(bind->admin, std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail("draft", a.status());
     admin = std::move(*a);
   }
   (*security)->StartReloading();
-  std::fprintf(stderr, "verdict-draft: serving %s on %s (%s)\n", dc.model().path().c_str(), listen.c_str(),
+  std::fprintf(stderr, "verdict-draft: serving %s on %s (%s)\n", dc.model().path().c_str(), bind->grpc.c_str(),
                (*security)->Describe().c_str());
   services::WaitForTerminationSignal();
   admin.reset();
@@ -103,17 +104,18 @@ int Run(const std::string& config_path, int threads, std::string listen, std::st
 
 int main(int argc, char** argv) {
   CLI::App app{"verdict-draft: the draft worker of a Verdict cluster"};
-  std::string config, listen, device;
+  std::string config, device;
   int threads = 0;
   app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
   app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
-  app.add_option("--listen", listen, "override the config's listen address");
   app.add_option("--device", device, "cpu, cuda or cuda:N (default: the config's, else cpu)");
   bool fp8 = false;
   app.add_flag("--fp8", fp8, verdict::engine::kFp8FlagHelp);
   std::string kv_cache;
   app.add_option("--kv-cache", kv_cache, verdict::engine::kKvCacheFlagHelp)
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
+  verdict::services::BindOverrides bind;
+  verdict::services::AddBindFlags(app, verdict::services::BindEndpoints::kGrpcAndAdmin, &bind);
   CLI11_PARSE(app, argc, argv);
-  return Run(config, threads, listen, device, fp8, kv_cache);
+  return Run(config, threads, bind, device, fp8, kv_cache);
 }

@@ -49,6 +49,20 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& add
   return server;
 }
 
+void AddBindFlags(CLI::App& app, BindEndpoints endpoints, BindOverrides* o) {
+  app.add_option("--bind", o->grpc, "local address of the gRPC server (default: the config's bind, else its listen)");
+  app.add_option("--admin-bind", o->admin, "local address of the admin endpoint (default: admin_bind, else admin_listen)");
+  if (endpoints == BindEndpoints::kWithData) {
+    app.add_option("--data-bind", o->data, "local address of the UCX activation listener (default: data_bind, else data_listen)");
+  }
+  if (endpoints == BindEndpoints::kWithHttp) {
+    app.add_option("--http-bind", o->http, "local address of the OpenAI HTTP API (default: http_bind, else http_listen)");
+  }
+  app.add_option("--bind-host", o->host,
+                 "bind every endpoint of this member on this host (e.g. 0.0.0.0 or ::), on the config's ports; "
+                 "peers still dial the config's listen addresses");
+}
+
 int Fail(const std::string& role, const absl::Status& status) {
   std::fprintf(stderr, "verdict-%s: %s\n", role.c_str(), status.ToString().c_str());
   return 1;

@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "services/config/member_addresses.h"
 #include "verdict/v1/draft_worker.pb.h"
 #include "verdict/v1/target_shard.pb.h"
 
@@ -28,6 +30,12 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& add
                                                          const std::vector<grpc::Service*>& services,
                                                          std::shared_ptr<grpc::ServerCredentials> credentials,
                                                          int max_message_bytes = 64 << 20);
+
+// Which of the bind flags a member has besides --bind, --admin-bind and --bind-host.
+enum class BindEndpoints { kGrpcAndAdmin, kWithData, kWithHttp };
+// Adds --bind, --admin-bind, --bind-host and, per `endpoints`, --data-bind or --http-bind
+// (services/config/member_addresses.h says what they override).
+void AddBindFlags(CLI::App& app, BindEndpoints endpoints, BindOverrides* overrides);
 
 // Prints "verdict-<role>: <message>" to stderr and returns 1 (for `return Fail(...)` in main).
 int Fail(const std::string& role, const absl::Status& status);

@@ -2,7 +2,7 @@
 // verdict-shard: serves one target shard of the cluster (verdict.v1.TargetShard): its layer range,
 // and on the last shard the LM head, the judge and the verification policy. With tensor_parallel > 1
 // in its config the layer range is split across that many backends (one per device).
-//   verdict-shard --config cluster.textproto --shard N [--threads T]
+//   verdict-shard --config cluster.textproto --shard N [--threads T] [--bind-host 0.0.0.0]
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -27,17 +27,18 @@
 
 namespace {
 
-int Run(const std::string& config_path, int index, int threads, std::string device, bool fp8,
-        std::string kv_cache) {
+int Run(const std::string& config_path, const std::string& shard_flag, int threads, std::string device, bool fp8,
+        std::string kv_cache, const verdict::services::BindOverrides& bind_flags) {
   using namespace verdict;
   services::BlockTerminationSignals();
-  const std::string role = absl::StrCat("shard[", index, "]");
   absl::StatusOr<v1::ClusterConfig> config = services::LoadClusterConfig(config_path);
-  if (!config.ok()) return services::Fail(role, config.status());
-  if (index < 0 || index >= config->shards_size()) {
-    return services::Fail(role, absl::InvalidArgumentError(absl::StrCat("the config has ", config->shards_size(),
-                                                                        " shards; --shard ", index, " is none")));
-  }
+  if (!config.ok()) return services::Fail("shard", config.status());
+  absl::StatusOr<int> parsed_index = services::ParseShardIndex(shard_flag, config->shards_size());
+  if (!parsed_index.ok()) return services::Fail("shard", parsed_index.status());
+  const int index = *parsed_index;
+  const std::string role = absl::StrCat("shard[", index, "]");
+  absl::StatusOr<services::BindAddresses> bind = services::ShardBindAddresses(*config, index, bind_flags);
+  if (!bind.ok()) return services::Fail(role, bind.status());
   const v1::TargetShardConfig& sc = config->shards(index);
   const bool last = index + 1 == config->shards_size();
   absl::StatusOr<std::unique_ptr<services::MemberSecurity>> security =
@@ -148,7 +149,7 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   std::unique_ptr<transport::ActivationReceiver> receiver;
   if (index > 0 && ucx) {
     absl::StatusOr<std::unique_ptr<transport::ActivationReceiver>> r = transport::ListenUcx(
-        ucx_options, sc.data_listen(),
+        ucx_options, bind->data,
         [&service](absl::StatusOr<transport::Frame> frame) { service.HandleActivationFrame(std::move(frame)); });
     if (!r.ok()) return services::Fail(role, r.status());
     receiver = std::move(*r);
@@ -157,10 +158,10 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
   std::vector<std::string> callers = {services::kCoordinatorRole};
   if (index > 0) callers.push_back(services::ShardRole(index - 1));
   absl::StatusOr<std::unique_ptr<grpc::Server>> server =
-      services::StartServer(sc.listen(), {&service}, (*security)->MemberServerCredentials(callers));
+      services::StartServer(bind->grpc, {&service}, (*security)->MemberServerCredentials(callers));
   if (!server.ok()) return services::Fail(role, server.status());
   std::unique_ptr<services::AdminServer> admin;
-  if (!sc.admin_listen().empty()) {
+  if (!bind->admin.empty()) {
     services::AdminHandlers h;
     h.metrics = [&loop, &forwarder, &service, &events, &rank_backends, &judge_reloader, index] {
       const workers::ShardLoopStats st = loop->stats();
@@ -239,13 +240,13 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
       };
     }
     absl::StatusOr<std::unique_ptr<services::AdminServer>> a =
-        services::AdminServer::Start(sc.admin_listen(), std::move(h), (*security)->AdminHttp());
+        services::AdminServer::Start(bind->admin, std::move(h), (*security)->AdminHttp());
     if (!a.ok()) return services::Fail(role, a.status());
     admin = std::move(*a);
   }
   (*security)->StartReloading();
   std::fprintf(stderr, "verdict-shard: shard %d serving layers [%d, %d) on %s%s%s (%s; %s)\n", index,
-               sc.layer_begin(), sc.layer_end(), sc.listen().c_str(), receiver ? ", activations on " : "",
+               sc.layer_begin(), sc.layer_end(), bind->grpc.c_str(), receiver ? ", activations on " : "",
                receiver ? receiver->address().c_str() : "", absl::StrJoin(rank_devices, ", ").c_str(),
                (*security)->Describe().c_str());
   services::WaitForTerminationSignal();
@@ -263,9 +264,11 @@ int Run(const std::string& config_path, int index, int threads, std::string devi
 int main(int argc, char** argv) {
   CLI::App app{"verdict-shard: one target shard of a Verdict cluster"};
   std::string config;
-  int shard = -1, threads = 0;
+  std::string shard;
+  int threads = 0;
   std::string device;
   app.add_option("--config", config, "cluster config (textproto or JSON)")->required();
+  // A string, so that an empty value ("--shard $UNSET_VARIABLE") is an error rather than 0.
   app.add_option("--shard", shard, "which shard of the config (0-based)")->required();
   app.add_option("--threads", threads, "CPU threads (0: the config's, else all)");
   app.add_option("--device", device,
@@ -276,6 +279,8 @@ int main(int argc, char** argv) {
   std::string kv_cache;
   app.add_option("--kv-cache", kv_cache, verdict::engine::kKvCacheFlagHelp)
       ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
+  verdict::services::BindOverrides bind;
+  verdict::services::AddBindFlags(app, verdict::services::BindEndpoints::kWithData, &bind);
   CLI11_PARSE(app, argc, argv);
-  return Run(config, shard, threads, device, fp8, kv_cache);
+  return Run(config, shard, threads, device, fp8, kv_cache, bind);
 }

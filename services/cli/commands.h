@@ -18,6 +18,7 @@ void AddClientCommand(CLI::App& app, int* exit_code);
 void AddUpCommand(CLI::App& app, int* exit_code);
 void AddSelftestCommand(CLI::App& app, int* exit_code);
 void AddSecurityCommand(CLI::App& app, int* exit_code);
+void AddConfigCommand(CLI::App& app, int* exit_code);
 
 // The subcommands of `verdict judge` (registered on the `judge` subcommand).
 void AddJudgeDataCommand(CLI::App& judge, int* exit_code);

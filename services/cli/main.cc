@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   verdict::cli::AddUpCommand(app, &exit_code);
   verdict::cli::AddSelftestCommand(app, &exit_code);
   verdict::cli::AddSecurityCommand(app, &exit_code);
+  verdict::cli::AddConfigCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -17,6 +17,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/host_port.h"
 #include "common/status_macros.h"
 #include "security/api_keys.h"
 #include "security/dev_pki.h"
@@ -38,11 +39,8 @@ struct DevCertFlags {
 
 // The host of "HOST:PORT" / "[V6]:PORT", or "".
 std::string HostOf(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return "";
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  return host;
+  absl::StatusOr<HostPort> p = ParseHostPort(address, /*allow_port_zero=*/true);
+  return p.ok() ? p->host : "";
 }
 
 bool IsIpLiteral(const std::string& host) {
@@ -56,7 +54,7 @@ void AddHosts(const std::vector<std::string>& addresses, security::CertificateRe
   dns.insert("localhost");
   for (const std::string& a : addresses) {
     const std::string host = HostOf(a);
-    if (host.empty() || host == "0.0.0.0" || host == "::") continue;
+    if (host.empty() || IsWildcardHost(host)) continue;
     (IsIpLiteral(host) ? ips : dns).insert(host);
   }
   r->dns_names.assign(dns.begin(), dns.end());

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/host_port.h"
 #include "common/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
@@ -60,62 +61,124 @@ bool IsKvCacheName(absl::string_view name) {
 }
 }  // namespace
 
-absl::Status ValidateClusterConfig(const v1::ClusterConfig& c, int64_t num_layers) {
-  if (c.target().path().empty()) return absl::InvalidArgumentError("cluster config: target.path is empty");
-  if (c.has_draft() && !IsKvCacheName(c.draft().kv_cache())) {
-    return absl::InvalidArgumentError(absl::StrCat("cluster config: draft.kv_cache is '", c.draft().kv_cache(),
-                                                   "'; expected auto, f32, f16 or bf16"));
-  }
-  if (c.coordinator().listen().empty()) {
-    return absl::InvalidArgumentError("cluster config: coordinator.listen is empty");
-  }
-  if (c.shards_size() == 0) return absl::InvalidArgumentError("cluster config: no target shards");
-  std::set<std::string> addresses = {c.coordinator().listen()};
-  auto unique = [&addresses](const std::string& address, const std::string& what) -> absl::Status {
-    if (address.empty()) return absl::InvalidArgumentError(absl::StrCat("cluster config: ", what, " is empty"));
-    if (!addresses.insert(address).second) {
-      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", what, " ", address, " is used twice"));
+namespace {
+
+absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError(absl::StrCat("cluster config: ", what)); }
+
+// Every address of the config: well-formed; the ones peers dial (`dialed`) not a wildcard; the
+// advertised ones distinct (two members cannot both be reached at one host:port). Bind addresses
+// are per host, so only their form is checked.
+class AddressChecker {
+ public:
+  absl::Status Advertised(const std::string& address, absl::string_view what, bool required, bool dialed) {
+    if (address.empty()) return required ? Invalid(absl::StrCat(what, " is empty")) : absl::OkStatus();
+    absl::StatusOr<HostPort> p = ParseHostPort(address);
+    if (!p.ok()) return Invalid(absl::StrCat(what, ": ", p.status().message()));
+    if (dialed && IsWildcardHost(p->host)) {
+      return Invalid(absl::StrCat(what, " is ", address,
+                                  ", which peers cannot dial: give the name or address they reach this member at, "
+                                  "and bind the wildcard with the matching bind field or --bind-host"));
     }
+    if (!seen_.insert(address).second) return Invalid(absl::StrCat(what, " ", address, " is used twice"));
     return absl::OkStatus();
-  };
+  }
+  static absl::Status Bind(const std::string& address, absl::string_view what) {
+    if (address.empty()) return absl::OkStatus();
+    absl::StatusOr<HostPort> p = ParseHostPort(address, /*allow_port_zero=*/true);
+    if (!p.ok()) return Invalid(absl::StrCat(what, ": ", p.status().message()));
+    return absl::OkStatus();
+  }
+
+ private:
+  std::set<std::string> seen_;
+};
+
+absl::Status CheckPolicies(const v1::ClusterConfig& c) {
+  const v1::CoordinatorConfig& co = c.coordinator();
+  std::set<int> allowed;
+  for (int p : co.allowed_policies()) {
+    if (p == v1::VERIFICATION_POLICY_UNSPECIFIED || !v1::VerificationPolicy_IsValid(p)) {
+      return Invalid(absl::StrCat("coordinator.allowed_policies lists ", p == 0 ? "VERIFICATION_POLICY_UNSPECIFIED" : absl::StrCat(p),
+                                  ", which is not a policy"));
+    }
+    if (!allowed.insert(p).second) {
+      return Invalid(absl::StrCat("coordinator.allowed_policies lists ", v1::VerificationPolicy_Name(p), " twice"));
+    }
+  }
+  const int d = co.default_policy();
+  if (d != v1::VERIFICATION_POLICY_UNSPECIFIED && d != v1::VERIFICATION_POLICY_EXACT && !allowed.contains(d)) {
+    return Invalid(absl::StrCat("coordinator.default_policy ", v1::VerificationPolicy_Name(co.default_policy()),
+                                " is not in coordinator.allowed_policies, so requests that leave the policy unset "
+                                "would be refused"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateClusterConfig(const v1::ClusterConfig& c, int64_t num_layers) {
+  if (c.target().path().empty()) return Invalid("target.path is empty");
+  if (c.has_draft() && !IsKvCacheName(c.draft().kv_cache())) {
+    return Invalid(absl::StrCat("draft.kv_cache is '", c.draft().kv_cache(), "'; expected auto, f32, f16 or bf16"));
+  }
+  AddressChecker addresses;
+  const v1::CoordinatorConfig& co = c.coordinator();
+  // Clients dial the coordinator, but a coordinator bound to a wildcard is still usable by
+  // clients on its host; members never dial it.
+  VERDICT_RETURN_IF_ERROR(addresses.Advertised(co.listen(), "coordinator.listen", /*required=*/true, /*dialed=*/false));
+  VERDICT_RETURN_IF_ERROR(addresses.Advertised(co.admin_listen(), "coordinator.admin_listen", false, false));
+  VERDICT_RETURN_IF_ERROR(addresses.Advertised(co.http_listen(), "coordinator.http_listen", false, false));
+  VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(co.bind(), "coordinator.bind"));
+  VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(co.admin_bind(), "coordinator.admin_bind"));
+  VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(co.http_bind(), "coordinator.http_bind"));
+  VERDICT_RETURN_IF_ERROR(CheckPolicies(c));
+  if (c.shards_size() == 0) return Invalid("no target shards");
   if (c.has_draft()) {
-    VERDICT_RETURN_IF_ERROR(unique(c.draft().listen(), "draft.listen"));
-    if (c.draft().model().path().empty()) return absl::InvalidArgumentError("cluster config: draft.model.path is empty");
+    const v1::DraftWorkerConfig& d = c.draft();
+    VERDICT_RETURN_IF_ERROR(addresses.Advertised(d.listen(), "draft.listen", true, true));
+    VERDICT_RETURN_IF_ERROR(addresses.Advertised(d.admin_listen(), "draft.admin_listen", false, false));
+    VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(d.bind(), "draft.bind"));
+    VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(d.admin_bind(), "draft.admin_bind"));
+    if (d.model().path().empty()) return Invalid("draft.model.path is empty");
   }
   int64_t next = 0;
   for (int i = 0; i < c.shards_size(); ++i) {
     const v1::TargetShardConfig& s = c.shards(i);
     const std::string name = absl::StrCat("shards[", i, "]");
-    VERDICT_RETURN_IF_ERROR(unique(s.listen(), name + ".listen"));
-    if (c.transport().kind() == v1::TransportConfig::KIND_UCX && i > 0) {
-      VERDICT_RETURN_IF_ERROR(unique(s.data_listen(), name + ".data_listen"));
+    VERDICT_RETURN_IF_ERROR(addresses.Advertised(s.listen(), name + ".listen", true, true));
+    // The coordinator reads every shard's latency from its admin endpoint.
+    VERDICT_RETURN_IF_ERROR(addresses.Advertised(s.admin_listen(), name + ".admin_listen", false, true));
+    if (c.transport().kind() != v1::TransportConfig::KIND_GRPC && i > 0) {
+      VERDICT_RETURN_IF_ERROR(addresses.Advertised(s.data_listen(), name + ".data_listen", true, true));
     }
+    VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(s.bind(), name + ".bind"));
+    VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(s.admin_bind(), name + ".admin_bind"));
+    VERDICT_RETURN_IF_ERROR(AddressChecker::Bind(s.data_bind(), name + ".data_bind"));
     if (s.layer_begin() != next || s.layer_end() <= s.layer_begin()) {
-      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, " covers layers [", s.layer_begin(),
-                                                     ", ", s.layer_end(), "); the next range must start at ", next,
-                                                     " and be non-empty"));
+      const std::string problem = s.layer_begin() < next   ? absl::StrCat("overlaps the layers before it, which end at ", next)
+                                  : s.layer_begin() > next ? absl::StrCat("leaves layers [", next, ", ", s.layer_begin(), ") to no shard")
+                                                           : "is empty";
+      return Invalid(absl::StrCat(name, " covers layers [", s.layer_begin(), ", ", s.layer_end(), "), which ", problem,
+                                  "; the next range must start at ", next, " and be non-empty"));
     }
     if (s.tensor_parallel() < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, ".tensor_parallel is ",
-                                                     s.tensor_parallel(), "; it must be >= 0"));
+      return Invalid(absl::StrCat(name, ".tensor_parallel is ", s.tensor_parallel(), "; it must be >= 0"));
     }
     if (s.devices_size() != 0 && s.devices_size() != s.tensor_parallel()) {
-      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, " lists ", s.devices_size(),
-                                                     " devices for tensor_parallel ", s.tensor_parallel(),
-                                                     "; give none or one per rank"));
+      return Invalid(absl::StrCat(name, " lists ", s.devices_size(), " devices for tensor_parallel ", s.tensor_parallel(),
+                                  "; give none or one per rank"));
     }
     if (!IsKvCacheName(s.kv_cache())) {
-      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, ".kv_cache is '", s.kv_cache(),
-                                                     "'; expected auto, f32, f16 or bf16"));
+      return Invalid(absl::StrCat(name, ".kv_cache is '", s.kv_cache(), "'; expected auto, f32, f16 or bf16"));
     }
     if (!s.judge_head().empty() && i + 1 != c.shards_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("cluster config: ", name, " has a judge head; only the last shard may"));
+      return Invalid(absl::StrCat(name, " has a judge head; only the last shard may"));
     }
     next = s.layer_end();
   }
   if (num_layers > 0 && next != num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("cluster config: the shards cover layers [0, ", next,
-                                                   ") but the target has ", num_layers));
+    return Invalid(absl::StrCat("the shards cover layers [0, ", next, ") but the target has ", num_layers,
+                                next < num_layers ? "" : " (the last ranges go past the model's end)"));
   }
   return ValidateSecurityConfig(c);
 }
@@ -148,7 +211,7 @@ absl::Status ValidateSecurityConfig(const v1::ClusterConfig& c) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text, bool json, int64_t num_layers) {
+absl::StatusOr<v1::ClusterConfig> ParseClusterConfigUnchecked(const std::string& text, bool json) {
   v1::ClusterConfig config;
   if (json) {
     google::protobuf::util::JsonParseOptions options;
@@ -165,6 +228,20 @@ absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text, bo
       return absl::InvalidArgumentError(absl::StrCat("cluster config: ", errors.text));
     }
   }
+  return config;
+}
+
+absl::StatusOr<std::string> ClusterConfigJson(const v1::ClusterConfig& config) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  std::string out;
+  const auto status = google::protobuf::util::MessageToJsonString(config, &out, options);
+  if (!status.ok()) return absl::InternalError(absl::StrCat("cluster config to JSON: ", status.message().as_string()));
+  return out;
+}
+
+absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text, bool json, int64_t num_layers) {
+  VERDICT_ASSIGN_OR_RETURN(v1::ClusterConfig config, ParseClusterConfigUnchecked(text, json));
   FillDefaults(config);
   VERDICT_RETURN_IF_ERROR(ValidateClusterConfig(config, num_layers));
   return config;

@@ -19,6 +19,10 @@ namespace verdict::services {
 absl::StatusOr<v1::ClusterConfig> LoadClusterConfig(const std::string& path, int64_t num_layers = 0);
 absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text, bool json,
                                                      int64_t num_layers = 0);
+// Only the syntax: no defaults, no validation (templates for `verdict config render`).
+absl::StatusOr<v1::ClusterConfig> ParseClusterConfigUnchecked(const std::string& text, bool json);
+// The config in proto3 JSON, pretty-printed.
+absl::StatusOr<std::string> ClusterConfigJson(const v1::ClusterConfig& config);
 absl::Status ValidateClusterConfig(const v1::ClusterConfig& config, int64_t num_layers);
 // The security section on its own (no file is read; ValidateClusterConfig calls it): both halves of
 // each identity, a CA for member TLS, no plaintext UCX under member TLS unless allowed.

@@ -83,6 +83,64 @@ TEST(ClusterConfigTest, RefusesConfigsThatCannotWork) {
   EXPECT_THAT(LoadClusterConfig("/nonexistent/cluster.textproto").status(), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST(ClusterConfigTest, AddressesAreWellFormedDialableAndDistinct) {
+  auto parse = [](const std::string& text) { return ParseClusterConfig(text, false, 4).status(); };
+  const std::string target = R"pb(target { path: "m" } )pb";
+  const std::string one_shard = R"pb(shards { listen: "s:2" admin_listen: "s:3" layer_begin: 0 layer_end: 4 })pb";
+  EXPECT_THAT(parse(target + R"pb(coordinator { listen: "c" } )pb" + one_shard),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("coordinator.listen: address \"c\" has no port")));
+  EXPECT_THAT(parse(target + R"pb(coordinator { listen: "c:1" admin_listen: "http://c:80" } )pb" + one_shard),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("coordinator.admin_listen")));
+  // Peers dial a shard's listen and admin addresses: a wildcard there cannot work.
+  EXPECT_THAT(parse(target + R"pb(coordinator { listen: "c:1" } shards { listen: "0.0.0.0:2" layer_begin: 0 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shards[0].listen is 0.0.0.0:2, which peers cannot dial")));
+  EXPECT_THAT(parse(target + R"pb(coordinator { listen: "c:1" } draft { listen: "[::]:5" model { path: "d" } } )pb" + one_shard),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("draft.listen is [::]:5")));
+  // ... and binding one is what the bind fields are for.
+  EXPECT_OK(parse(target + R"pb(coordinator { listen: "c:1" bind: "0.0.0.0:1" admin_listen: "c:9" admin_bind: "[::]:9" }
+                                shards { listen: "s:2" bind: "0.0.0.0:2" layer_begin: 0 layer_end: 4 })pb"));
+  EXPECT_THAT(parse(target + R"pb(coordinator { listen: "c:1" } shards { listen: "s:2" bind: "0.0.0.0" layer_begin: 0 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shards[0].bind")));
+  // Every advertised address once, admin and HTTP ones included.
+  EXPECT_THAT(parse(target + R"pb(coordinator { listen: "c:1" admin_listen: "s:3" } )pb" + one_shard),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("shards[0].admin_listen s:3 is used twice")));
+  EXPECT_THAT(parse(target + R"pb(coordinator { listen: "c:1" http_listen: "c:1" } )pb" + one_shard),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("coordinator.http_listen c:1 is used twice")));
+}
+
+TEST(ClusterConfigTest, LayerErrorsSayWhetherRangesOverlapOrLeaveAGap) {
+  auto parse = [](const std::string& shards) {
+    return ParseClusterConfig(absl::StrCat(R"pb(target { path: "m" } coordinator { listen: "c:1" } )pb", shards), false, 4)
+        .status();
+  };
+  EXPECT_THAT(parse(R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 2 }
+                         shards { listen: "a:3" data_listen: "a:4" layer_begin: 1 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("overlaps the layers before it, which end at 2")));
+  EXPECT_THAT(parse(R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 2 }
+                         shards { listen: "a:3" data_listen: "a:4" layer_begin: 3 layer_end: 4 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("leaves layers [2, 3) to no shard")));
+  EXPECT_THAT(parse(R"pb(shards { listen: "a:2" layer_begin: 0 layer_end: 6 })pb"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("go past the model's end")));
+}
+
+TEST(ClusterConfigTest, AllowListIsSane) {
+  auto parse = [](const std::string& coordinator) {
+    return ParseClusterConfig(absl::StrCat(R"pb(target { path: "m" } shards { listen: "a:2" layer_begin: 0 layer_end: 4 })pb",
+                                           " coordinator { listen: \"c:1\" ", coordinator, " }"),
+                              false, 4)
+        .status();
+  };
+  EXPECT_OK(parse("default_policy: VERIFICATION_POLICY_JUDGE allowed_policies: [VERIFICATION_POLICY_JUDGE]"));
+  EXPECT_OK(parse("default_policy: VERIFICATION_POLICY_EXACT"));
+  EXPECT_THAT(parse("default_policy: VERIFICATION_POLICY_JUDGE"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not in coordinator.allowed_policies")));
+  EXPECT_THAT(parse("allowed_policies: [VERIFICATION_POLICY_JUDGE, VERIFICATION_POLICY_JUDGE]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("VERIFICATION_POLICY_JUDGE twice")));
+  EXPECT_THAT(parse("allowed_policies: [VERIFICATION_POLICY_UNSPECIFIED]"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a policy")));
+  EXPECT_THAT(parse("allowed_policies: [42]"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST(ClusterConfigTest, SecuritySection) {
   auto parse = [](const std::string& security, const std::string& transport = "KIND_GRPC") {
     return ParseClusterConfig(absl::StrCat(kText, " transport { kind: ", transport, " } security { ", security, " }"),

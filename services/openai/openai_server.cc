@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/host_port.h"
 #include "httplib.h"
 #include "services/coordinator/text_stream.h"
 #include "services/openai/openai_protocol.h"
@@ -211,13 +212,10 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(const std::str
                                                                   coordinator::Coordinator* coordinator,
                                                                   const GenerationService* service,
                                                                   const OpenAiServerOptions& options) {
-  const size_t colon = address.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("bad HTTP listen address '", address, "': expected HOST:PORT"));
-  }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  absl::StatusOr<HostPort> host_port = ParseHostPort(address, /*allow_port_zero=*/true);
+  if (!host_port.ok()) return absl::InvalidArgumentError(absl::StrCat("HTTP API ", host_port.status().message()));
+  const std::string& host = host_port->host;
+  const int port = host_port->port;
   auto server = std::unique_ptr<OpenAiServer>(new OpenAiServer);
   absl::StatusOr<std::unique_ptr<httplib::Server>> http = MakeHttpServer(options.security);
   if (!http.ok()) return http.status();
