@@ -27,6 +27,15 @@ apt_packages=(
   python3 python3-venv python3-pip
 )
 
+# Only the tests need these: a simulated multi-node Slurm cluster on this machine (one slurmctld,
+# one slurmd per network namespace, a private munge) runs the deploy/slurm scripts for real.
+if $with_tests; then
+  apt_packages+=(
+    slurmctld slurmd slurm-client munge  # tests/deploy: Slurm jobs across simulated nodes
+    iproute2                             # network namespaces and veth links for the simulated nodes
+  )
+fi
+
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -403,7 +403,7 @@ int Run(const std::string& config_path, const verdict::services::BindOverrides& 
   }
   (*security)->StartReloading();
   std::fprintf(stderr, "verdict-coordinator: serving %s (%d target shards%s) on %s%s%s (%s)\n", served.name.c_str(),
-               served.target_shards, draft ? ", draft " : "", bind->grpc.c_str(),
+               served.target_shards, draft ? absl::StrCat(", draft ", served.draft_name).c_str() : "", bind->grpc.c_str(),
                http != nullptr ? ", OpenAI HTTP API on " : "", bind->http.c_str(), (*security)->Describe().c_str());
   services::WaitForTerminationSignal();
   http.reset();
