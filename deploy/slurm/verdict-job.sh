@@ -198,10 +198,18 @@ while ((${#pids[@]} > 0)); do
   else
     log "$name stopped"
   fi
-  # One member gone, cleanly or not: the cluster cannot serve without it. Stop the rest.
+  # One member gone, cleanly or not: the cluster cannot serve without it. Stop the rest: at once
+  # after a failure; after a clean stop (scancel --signal=TERM reached every step) give the others
+  # the grace period to finish on their own first.
   if ((${#pids[@]} > 0)) && ! ((stop_requested)); then
-    ((status)) && log "stopping the other members" || log "stopping the cluster"
     stop_requested=1
+    if ((status)); then
+      log "stopping the other members"
+    else
+      log "stopping the cluster"
+      deadline=$((SECONDS + stop_grace))
+      while alive && ((SECONDS < deadline)); do sleep 0.5; done
+    fi
     stop_members
   fi
 done

@@ -28,6 +28,14 @@ int WaitForTerminationSignal() {
   sigaddset(&set, SIGTERM);
   int signal = 0;
   sigwait(&set, &signal);
+  // Stopping from here on: a second SIGTERM or SIGINT (a launcher repeating its stop request) is
+  // ignored rather than left pending, where a thread that a library started before
+  // BlockTerminationSignals (OpenBLAS starts its pool at load) would take it and kill the
+  // process mid-shutdown. SIGKILL still ends a shutdown that hangs.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGTERM, &ignore, nullptr);
+  sigaction(SIGINT, &ignore, nullptr);
   return signal;
 }
 

@@ -21,7 +21,8 @@ namespace verdict::services {
 
 // Blocks SIGINT/SIGTERM in this thread (and the threads started after it): call first in main().
 void BlockTerminationSignals();
-// Waits for SIGINT or SIGTERM (blocked by BlockTerminationSignals); returns the signal.
+// Waits for SIGINT or SIGTERM (blocked by BlockTerminationSignals); returns the signal. Later ones
+// are ignored (the process is stopping).
 int WaitForTerminationSignal();
 
 // Builds and starts a server on `address` with `services` and `credentials` (null: plaintext).
