@@ -27,12 +27,14 @@ apt_packages=(
   python3 python3-venv python3-pip
 )
 
-# Only the tests need these: a simulated multi-node Slurm cluster on this machine (one slurmctld,
-# one slurmd per network namespace, a private munge) runs the deploy/slurm scripts for real.
+# Only the tests need these: the deploy tests run a simulated multi-node Slurm cluster (one
+# slurmctld, one slurmd per network namespace, a private munge) and the Helm chart's pods as
+# processes in network namespaces.
 if $with_tests; then
   apt_packages+=(
     slurmctld slurmd slurm-client munge  # tests/deploy: Slurm jobs across simulated nodes
     iproute2                             # network namespaces and veth links for the simulated nodes
+    nftables                             # tests/deploy/pod_emulator.py: Service addresses (kube-proxy)
   )
 fi
 
