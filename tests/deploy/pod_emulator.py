@@ -26,6 +26,8 @@ import threading
 import time
 import urllib.request
 
+from emulated_network import EmulatedNetwork, StartStop, run as _run
+
 # Started in the pod's namespaces as `sh -c SCRIPT pod-name mount-spec... -- command...` ($0 is the
 # pod's name; each mount is SOURCE TARGET ro|rw).
 _POD_SHELL = r'''
@@ -42,13 +44,6 @@ exec "$@"
 '''
 
 
-def _run(*cmd, check=True):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r
-
-
 class Pod:
     def __init__(self, name, namespace, spec, labels, ip, subdomain=None):
         self.name, self.namespace, self.spec, self.labels, self.ip = name, namespace, spec, labels, ip
@@ -63,7 +58,7 @@ class Pod:
         self.exits = []  # exit codes of past runs
 
 
-class PodEmulator:
+class PodEmulator(StartStop):
     """manifests: the rendered objects (dicts). volumes: {hostPath or PVC claim name: local dir}.
     image_dirs: {path inside the image: local dir} (e.g. {"/opt/verdict/bin": build/bin})."""
 
@@ -77,10 +72,8 @@ class PodEmulator:
         self.net = f"10.{subnet}.0"
         self.vip_net = f"10.96.{subnet}"  # Service addresses
         self.services = []  # (virtual address, pod address, [(service port, container port)])
-        self.tag = f"pe{os.getpid() % 100000}"
-        self.bridge = f"{self.tag}br"
+        self.network = EmulatedNetwork(f"pe{os.getpid() % 100000}", self.net)
         self.pods = []
-        self.netns_created = []
         self.created_dirs = []
         self.stop_event = threading.Event()
         self.threads = []
@@ -89,22 +82,9 @@ class PodEmulator:
         self._next_ip = 10
 
     # ---- lifetime ---------------------------------------------------------------------------------
-    def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
-        _run("ip", "link", "add", self.bridge, "type", "bridge")
-        _run("ip", "addr", "add", f"{self.net}.1/24", "dev", self.bridge)
-        _run("ip", "link", "set", self.bridge, "up")
+        self.network.create()
         for obj in self.objects:
             if obj["kind"] == "Deployment":
                 for i in range(obj["spec"].get("replicas", 1)):
@@ -131,9 +111,7 @@ class PodEmulator:
             t.join(timeout=30)
         for pod in self.pods:
             self._kill(pod)
-        for ns in self.netns_created:
-            _run("ip", "netns", "del", ns, check=False)
-        _run("ip", "link", "del", self.bridge, check=False)
+        self.network.destroy()
         for d in reversed(self.created_dirs):
             try:
                 os.rmdir(d)
@@ -148,21 +126,11 @@ class PodEmulator:
         template = workload["spec"]["template"]
         labels = dict(template["metadata"].get("labels", {}), **extra_labels)
         pod = Pod(name, workload["metadata"].get("namespace", self.namespace_default()), template["spec"], labels,
-                  f"{self.net}.{self._next_ip}", subdomain)
-        pod.netns = f"{self.tag}-{self._next_ip}"
-        veth = f"{self.tag}v{self._next_ip}"
+                  None, subdomain)
+        pod.netns, pod.ip = self.network.add_machine(self._next_ip, default_route=True)  # route: Service addresses
         self._next_ip += 1
         if workload_pod:
             self.pods.append(pod)
-        self.netns_created.append(pod.netns)
-        ns = pod.netns
-        _run("ip", "netns", "add", ns)
-        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        _run("ip", "link", "set", veth, "master", self.bridge, "up")
-        _run("ip", "-n", ns, "addr", "add", f"{pod.ip}/24", "dev", "eth0")
-        _run("ip", "-n", ns, "link", "set", "eth0", "up")
-        _run("ip", "-n", ns, "link", "set", "lo", "up")
-        _run("ip", "-n", ns, "route", "add", "default", "via", f"{self.net}.1")  # Service addresses
         return pod
 
     def namespace_default(self):

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import time
 
+from emulated_network import EmulatedNetwork, StartStop, run as _run
+
 SLURM_PACKAGES = ("slurmctld", "slurmd", "sbatch", "munged", "nsenter", "unshare", "ip")
 
 
@@ -19,14 +21,7 @@ def missing_tools():
     return [t for t in SLURM_PACKAGES if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
 
 
-def _run(*cmd, check=True):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr.strip()}")
-    return r
-
-
-class SimulatedSlurm:
+class SimulatedSlurm(StartStop):
     """`nodes` simulated nodes n1..nN at 10.<subnet>.0.11.. on a bridge whose root-namespace end is
     10.<subnet>.0.1 (the controller's address). Use as a context manager."""
 
@@ -35,28 +30,14 @@ class SimulatedSlurm:
         self.nodes = [f"n{k}" for k in range(1, nodes + 1)]
         self.cpus = cpus
         self.net = f"10.{subnet}.0"
-        tag = f"vs{os.getpid() % 100000}"
-        self.bridge = f"{tag}br"
-        self.netns = {n: f"{tag}-{n}" for n in self.nodes}
-        self.veth = {n: f"{tag}v{k}" for k, n in enumerate(self.nodes, 1)}
-        self.address = {n: f"{self.net}.{10 + k}" for k, n in enumerate(self.nodes, 1)}
+        self.network = EmulatedNetwork(f"vs{os.getpid() % 100000}", self.net)
+        self.netns, self.address = {}, {}
         self.conf = os.path.join(self.dir, "slurm.conf")
         self.procs = []  # (name, Popen)
         self.logs = []
         self.env = dict(os.environ, SLURM_CONF=self.conf)
 
     # ---- lifetime ---------------------------------------------------------------------------------
-    def __enter__(self):
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
         self._network()
@@ -112,15 +93,7 @@ class SimulatedSlurm:
         for log in self.logs:
             log.close()
         self.logs = []
-        for n in self.nodes:
-            pids = _run("ip", "netns", "pids", self.netns[n], check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            _run("ip", "netns", "del", self.netns[n], check=False)  # takes the node's veth pair along
-        _run("ip", "link", "del", self.bridge, check=False)
+        self.network.destroy()  # and whatever a job left running on a node
 
     # ---- parts ------------------------------------------------------------------------------------
     def _spawn(self, name, argv, log):
@@ -130,17 +103,9 @@ class SimulatedSlurm:
         return p
 
     def _network(self):
-        _run("ip", "link", "add", self.bridge, "type", "bridge")
-        _run("ip", "addr", "add", f"{self.net}.1/24", "dev", self.bridge)
-        _run("ip", "link", "set", self.bridge, "up")
-        for n in self.nodes:
-            ns = self.netns[n]
-            _run("ip", "netns", "add", ns)
-            _run("ip", "link", "add", self.veth[n], "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _run("ip", "link", "set", self.veth[n], "master", self.bridge, "up")
-            _run("ip", "-n", ns, "addr", "add", f"{self.address[n]}/24", "dev", "eth0")
-            _run("ip", "-n", ns, "link", "set", "eth0", "up")
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
+        self.network.create()
+        for k, n in enumerate(self.nodes, 1):
+            self.netns[n], self.address[n] = self.network.add_machine(10 + k)
         with open(os.path.join(self.dir, "hosts"), "w") as f:
             f.write("127.0.0.1 localhost\n::1 localhost\n")
             f.write(f"{self.net}.1 ctl\n")
