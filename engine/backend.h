@@ -9,6 +9,7 @@
 #ifndef VERDICT_ENGINE_BACKEND_H_
 #define VERDICT_ENGINE_BACKEND_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -246,6 +247,11 @@ class Backend {
 // numerics), bf16 on CUDA (f32 for f32 weights). f16 / bf16 on the CPU halve the cache's memory at a
 // cost in accuracy that docs/performance.md measures.
 enum class KvCacheType : uint8_t { kAuto, kF32, kF16, kBf16 };
+// The names ParseKvCacheType accepts, for flag checks and config validation.
+inline constexpr std::array<absl::string_view, 4> kKvCacheTypeNames = {"auto", "f32", "f16", "bf16"};
+inline std::vector<std::string> KvCacheTypeNameList() {
+  return std::vector<std::string>(kKvCacheTypeNames.begin(), kKvCacheTypeNames.end());
+}
 // "auto", "f32", "f16", "bf16". Errors: kInvalidArgument naming the text and the accepted names.
 absl::StatusOr<KvCacheType> ParseKvCacheType(absl::string_view name);
 absl::string_view KvCacheTypeName(KvCacheType type);

@@ -89,6 +89,21 @@ TEST(BackendFactoryTest, NamesDevices) {
   }
 }
 
+TEST(BackendFactoryTest, KvCacheChoiceIsForTheCpuBackendOnly) {
+  // Refused before any device is touched, so this runs without a GPU (and without CUDA).
+  for (KvCacheType type : {KvCacheType::kF32, KvCacheType::kF16, KvCacheType::kBf16}) {
+    for (const char* device : {"cuda", "cuda:1"}) {
+      auto b = CreateBackendForDevice(device, 1, {}, /*fp8_projections=*/false, type);
+      ASSERT_FALSE(b.ok()) << device;
+      EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << b.status();
+      EXPECT_NE(b.status().message().find(KvCacheTypeName(type)), std::string::npos) << b.status();
+      EXPECT_NE(b.status().message().find("use auto"), std::string::npos) << b.status();
+    }
+    ASSERT_OK_AND_ASSIGN(auto cpu, CreateBackendForDevice("cpu", 1, {}, false, type));
+    EXPECT_EQ(cpu->name(), "cpu");
+  }
+}
+
 TEST(CudaBackendTest, MissingDeviceIsAClearError) {
   CudaBackendOptions options;
   options.device = 99;

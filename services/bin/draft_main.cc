@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   app.add_flag("--fp8", fp8, verdict::engine::kFp8FlagHelp);
   std::string kv_cache;
   app.add_option("--kv-cache", kv_cache, verdict::engine::kKvCacheFlagHelp)
-      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}));
+      ->check(CLI::IsMember(verdict::engine::KvCacheTypeNameList()));
   verdict::services::BindOverrides bind;
   verdict::services::AddBindFlags(app, verdict::services::BindEndpoints::kGrpcAndAdmin, &bind);
   CLI11_PARSE(app, argc, argv);

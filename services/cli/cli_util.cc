@@ -19,7 +19,7 @@ void AddPlacementFlags(CLI::App* cmd, PlacementFlags* flags) {
   cmd->add_option("--device", flags->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("--fp8", flags->fp8, engine::kFp8FlagHelp);
   cmd->add_option("--kv-cache", flags->kv_cache, engine::kKvCacheFlagHelp)
-      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16"}))
+      ->check(CLI::IsMember(verdict::engine::KvCacheTypeNameList()))
       ->capture_default_str();
 }
 

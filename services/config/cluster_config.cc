@@ -5,10 +5,12 @@
 #include <set>
 #include <sstream>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/host_port.h"
 #include "common/status_macros.h"
+#include "engine/backend.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
@@ -55,9 +57,9 @@ absl::Duration SessionLease(const v1::CoordinatorConfig& coordinator) {
 }
 
 namespace {
-// engine::ParseKvCacheType's names (and empty: auto), without linking the engine here.
+// engine::ParseKvCacheType's names (and empty: auto); the list is header-only, nothing to link.
 bool IsKvCacheName(absl::string_view name) {
-  return name.empty() || name == "auto" || name == "f32" || name == "f16" || name == "bf16";
+  return name.empty() || absl::c_linear_search(engine::kKvCacheTypeNames, name);
 }
 }  // namespace
 
