@@ -198,7 +198,9 @@ Algo ChooseAlgo(DType dtype, int64_t m) {
   if (dtype == DType::kF16) direct_max = 24;  // vcvtph2ps is cheap
   if (dtype == DType::kF32) direct_max = 8;   // twice the bytes to re-read per token group
   if (dtype == DType::kQ8_0 || dtype == DType::kF8E4M3Block) direct_max = 4;  // scaled blocks
-  if (IsGgmlBlockQuant(dtype)) direct_max = 0;  // unpacked once per panel slice, never per token group
+  // The block quantizations: a GEMV for one token (blocks dotted as small integers, scaled once per
+  // group); two or more tokens share each unpacked panel slice.
+  if (IsGgmlBlockQuant(dtype)) direct_max = 1;
   return m <= direct_max ? Algo::kDirect : Algo::kPanel;
 }
 
@@ -254,9 +256,6 @@ void MatMulWithAlgo(Algo algo, const float* x, int64_t m, int64_t ldx, const Mat
                     "q8_0 weights need K % 32 == 0");
   VERDICT_CHECK_MSG(!IsGgmlBlockQuant(w.dtype) || w.cols % GgmlBlockValues(w.dtype) == 0,
                     "GGML block-quantized weights need K to be a multiple of their block");
-  // The block quantizations have no register-tile (direct) kernel: their blocks are unpacked once
-  // per panel slice.
-  if (algo == Algo::kDirect && IsGgmlBlockQuant(w.dtype)) algo = Algo::kPanel;
   if (m == 0 || w.rows == 0) return;
   if (w.cols == 0) {
     if (!accumulate) {
