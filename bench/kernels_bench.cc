@@ -311,8 +311,8 @@ void RegisterAll() {
         for (int t : {1, 2}) {
           std::vector<Algo> algos = {Algo::kAuto};
           if (m >= 16) algos = {Algo::kAuto, Algo::kPanel, Algo::kBlas};
-          // The block quantizations' decode GEMV against unpacking into the panel.
-          if (IsGgmlBlockQuant(d) && m == 1) algos = {Algo::kAuto, Algo::kPanel};
+          // The block quantizations' direct kernel against unpacking into the panel.
+          if (IsGgmlBlockQuant(d) && m <= 4) algos = {Algo::kDirect, Algo::kPanel};
           for (Algo a : algos) {
             benchmark::RegisterBenchmark(
                 absl::StrCat("MatMul/", Name(d), "/", s.name, "/M:", m, "/T:", t, "/", Name(a))

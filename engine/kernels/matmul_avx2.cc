@@ -527,218 +527,274 @@ void DequantizeQ6_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
 }
 
 
-// ---- GGML block quantizations: the decode GEMV (one token) -------------------------------------
+// ---- GGML block quantizations: the direct kernel for 1-3 tokens ---------------------------------
 // (Still under fp-contract=off, with the unpacking helpers above it inlines.)
 //
-// For one activation row the weights are streamed once, so converting them to f32 and storing
+// For a few activation rows the weights are streamed once, so converting them to f32 and storing
 // them in a panel costs more than it saves. Each block is dotted with x as its small integers
-// (nibbles, 5- or 6-bit values, as f32) and scaled once per sub-block:
+// (nibbles, 5- or 6-bit values, as f32), decoded once for all T tokens, and scaled once per group:
 //   sum_j (d*q_j - m) x_j = d * sum_j q_j x_j - m * sum_j x_j,
 // the activation sums of each 32-value group computed once per call. Only the rounding order
 // differs from dequantize-then-dot (matmul_test bounds it); activations stay f32.
 
-// dot(q[0..16), x[0..16)) for 16 unsigned bytes as 8-lane partial sums, plus `acc`.
-inline __m256 DotU8x16(__m128i q, const float* x, __m256 acc) {
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q)), _mm256_loadu_ps(x), acc);
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(q, 8))), _mm256_loadu_ps(x + 8), acc);
-}
-// The same for 16 signed bytes.
-inline __m256 DotI8x16(__m128i q, const float* x, __m256 acc) {
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_loadu_ps(x), acc);
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8))), _mm256_loadu_ps(x + 8), acc);
-}
-
-// Each GemvBlock<dtype> adds one block's d * sum q x to `acc` (8 lanes) and its m * sum x to
-// `mins`; xsum[g] is sum x over the block's g-th group of 32 values.
-template <DType kType>
-void GemvBlock(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins);
-
-template <>
-inline void GemvBlock<DType::kQ4_0>(const uint8_t* b, const float* x, const float*, __m256& acc, float&) {
-  __m128i low, high;
-  SplitNibbles(b + 2, &low, &high);
-  const __m128i eight = _mm_set1_epi8(8);
-  const __m256 part = DotI8x16(_mm_sub_epi8(high, eight), x + 16, DotI8x16(_mm_sub_epi8(low, eight), x, _mm256_setzero_ps()));
-  acc = _mm256_fmadd_ps(part, _mm256_set1_ps(F16Scalar(b)), acc);
+// acc[t] += q[0..16) * x[t][0..16) as 8-lane partial sums, for 16 unsigned (U8) or signed bytes.
+template <int T, bool kSigned>
+inline void Dot16(__m128i q, const float* x, int64_t ldx, __m256* acc) {
+  const __m256 w0 = _mm256_cvtepi32_ps(kSigned ? _mm256_cvtepi8_epi32(q) : _mm256_cvtepu8_epi32(q));
+  const __m128i hi = _mm_srli_si128(q, 8);
+  const __m256 w1 = _mm256_cvtepi32_ps(kSigned ? _mm256_cvtepi8_epi32(hi) : _mm256_cvtepu8_epi32(hi));
+#pragma GCC unroll 3
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * ldx), acc[t]);
+    acc[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * ldx + 8), acc[t]);
+  }
 }
 
-template <>
-inline void GemvBlock<DType::kQ4_1>(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins) {
-  __m128i low, high;
-  SplitNibbles(b + 4, &low, &high);
-  const __m256 part = DotU8x16(high, x + 16, DotU8x16(low, x, _mm256_setzero_ps()));
-  acc = _mm256_fmadd_ps(part, _mm256_set1_ps(F16Scalar(b)), acc);
-  mins -= F16Scalar(b + 2) * xsum[0];  // Q4_1 adds its m: w = d*q + m
+template <int T>
+inline void Zero(__m256* v) {
+#pragma GCC unroll 3
+  for (int t = 0; t < T; ++t) v[t] = _mm256_setzero_ps();
 }
+
+// acc[t] += part[t] * scale.
+template <int T>
+inline void AddScaled(const __m256* part, __m256 scale, __m256* acc) {
+#pragma GCC unroll 3
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(part[t], scale, acc[t]);
+}
+
+// One block of each format: Block<T>(b, x, ldx, xsum, xsum_ld, acc, mins) adds d * sum q x to
+// acc[t] and m * sum x to mins[t] for T tokens; x points at the block's first value in token 0,
+// xsum at its first 32-value group's sum in token 0 (token t's at + t * xsum_ld).
+struct GemvQ4_0 {
+  static constexpr int64_t kValues = 32;
+  template <int T>
+  static void Block(const uint8_t* b, const float* x, int64_t ldx, const float*, int64_t, __m256* acc, float*) {
+    __m128i low, high;
+    SplitNibbles(b + 2, &low, &high);
+    const __m128i eight = _mm_set1_epi8(8);
+    __m256 part[T];
+    Zero<T>(part);
+    Dot16<T, true>(_mm_sub_epi8(low, eight), x, ldx, part);
+    Dot16<T, true>(_mm_sub_epi8(high, eight), x + 16, ldx, part);
+    AddScaled<T>(part, _mm256_set1_ps(F16Scalar(b)), acc);
+  }
+};
+
+struct GemvQ4_1 {
+  static constexpr int64_t kValues = 32;
+  template <int T>
+  static void Block(const uint8_t* b, const float* x, int64_t ldx, const float* xsum, int64_t xsum_ld, __m256* acc,
+                    float* mins) {
+    __m128i low, high;
+    SplitNibbles(b + 4, &low, &high);
+    __m256 part[T];
+    Zero<T>(part);
+    Dot16<T, false>(low, x, ldx, part);
+    Dot16<T, false>(high, x + 16, ldx, part);
+    AddScaled<T>(part, _mm256_set1_ps(F16Scalar(b)), acc);
+    const float m = F16Scalar(b + 2);
+    for (int t = 0; t < T; ++t) mins[t] -= m * xsum[t * xsum_ld];  // Q4_1 adds its m: w = d*q + m
+  }
+};
 
 template <bool kQ5_1>
-inline void GemvQ5(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins) {
-  uint32_t qh;
-  std::memcpy(&qh, b + (kQ5_1 ? 4 : 2), 4);
-  __m128i low, high;
-  SplitNibbles(b + (kQ5_1 ? 8 : 6), &low, &high);
-  low = _mm_or_si128(low, FifthBits16(qh & 0xFFFF));
-  high = _mm_or_si128(high, FifthBits16(qh >> 16));
-  __m256 part;
-  if constexpr (kQ5_1) {
-    part = DotU8x16(high, x + 16, DotU8x16(low, x, _mm256_setzero_ps()));
-    mins -= F16Scalar(b + 2) * xsum[0];
-  } else {
-    const __m128i sixteen = _mm_set1_epi8(16);
-    part = DotI8x16(_mm_sub_epi8(high, sixteen), x + 16, DotI8x16(_mm_sub_epi8(low, sixteen), x, _mm256_setzero_ps()));
+struct GemvQ5 {
+  static constexpr int64_t kValues = 32;
+  template <int T>
+  static void Block(const uint8_t* b, const float* x, int64_t ldx, const float* xsum, int64_t xsum_ld, __m256* acc,
+                    float* mins) {
+    uint32_t qh;
+    std::memcpy(&qh, b + (kQ5_1 ? 4 : 2), 4);
+    __m128i low, high;
+    SplitNibbles(b + (kQ5_1 ? 8 : 6), &low, &high);
+    low = _mm_or_si128(low, FifthBits16(qh & 0xFFFF));
+    high = _mm_or_si128(high, FifthBits16(qh >> 16));
+    __m256 part[T];
+    Zero<T>(part);
+    if constexpr (kQ5_1) {
+      Dot16<T, false>(low, x, ldx, part);
+      Dot16<T, false>(high, x + 16, ldx, part);
+      const float m = F16Scalar(b + 2);
+      for (int t = 0; t < T; ++t) mins[t] -= m * xsum[t * xsum_ld];
+    } else {
+      const __m128i sixteen = _mm_set1_epi8(16);
+      Dot16<T, true>(_mm_sub_epi8(low, sixteen), x, ldx, part);
+      Dot16<T, true>(_mm_sub_epi8(high, sixteen), x + 16, ldx, part);
+    }
+    AddScaled<T>(part, _mm256_set1_ps(F16Scalar(b)), acc);
   }
-  acc = _mm256_fmadd_ps(part, _mm256_set1_ps(F16Scalar(b)), acc);
-}
-template <>
-inline void GemvBlock<DType::kQ5_0>(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins) {
-  GemvQ5<false>(b, x, xsum, acc, mins);
-}
-template <>
-inline void GemvBlock<DType::kQ5_1>(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins) {
-  GemvQ5<true>(b, x, xsum, acc, mins);
-}
+};
 
 // Q4_K / Q5_K: 8 groups of 32 with 6-bit scales and mins; 32 bytes of nibbles hold two groups
 // (low nibbles the first, high nibbles the second), Q5_K's fifth bits come from qh.
 template <bool kQ5>
-inline void GemvK45(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins) {
-  const float d = F16Scalar(b), dmin = F16Scalar(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;
-  const uint8_t* q = b + (kQ5 ? 48 : 16);
-  uint8_t u1 = 1, u2 = 2;
-  float block_mins = 0.0f;
-  for (int g = 0; g < 8; g += 2, q += 32, x += 64, u1 <<= 2, u2 <<= 2) {
-    uint8_t sc1, m1, sc2, m2;
-    GgmlScaleMinK4(g, scales, &sc1, &m1);
-    GgmlScaleMinK4(g + 1, scales, &sc2, &m2);
-    __m256 p1 = _mm256_setzero_ps(), p2 = _mm256_setzero_ps();
-    for (int half = 0; half < 2; ++half) {
-      __m128i low, high;
-      SplitNibbles(q + 16 * half, &low, &high);
-      if constexpr (kQ5) {
-        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + 16 * half));
-        low = _mm_or_si128(low, BitAsFifth(h, u1));
-        high = _mm_or_si128(high, BitAsFifth(h, u2));
+struct GemvK45 {
+  static constexpr int64_t kValues = 256;
+  template <int T>
+  static void Block(const uint8_t* b, const float* x, int64_t ldx, const float* xsum, int64_t xsum_ld, __m256* acc,
+                    float* mins) {
+    const float d = F16Scalar(b), dmin = F16Scalar(b + 2);
+    const uint8_t* scales = b + 4;
+    const uint8_t* qh = b + 16;
+    const uint8_t* q = b + (kQ5 ? 48 : 16);
+    uint8_t u1 = 1, u2 = 2;
+    float block_mins[T] = {};
+    for (int g = 0; g < 8; g += 2, q += 32, x += 64, u1 <<= 2, u2 <<= 2) {
+      uint8_t sc1, m1, sc2, m2;
+      GgmlScaleMinK4(g, scales, &sc1, &m1);
+      GgmlScaleMinK4(g + 1, scales, &sc2, &m2);
+      __m256 p1[T], p2[T];
+      Zero<T>(p1);
+      Zero<T>(p2);
+      for (int half = 0; half < 2; ++half) {
+        __m128i low, high;
+        SplitNibbles(q + 16 * half, &low, &high);
+        if constexpr (kQ5) {
+          const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qh + 16 * half));
+          low = _mm_or_si128(low, BitAsFifth(h, u1));
+          high = _mm_or_si128(high, BitAsFifth(h, u2));
+        }
+        Dot16<T, false>(low, x + 16 * half, ldx, p1);
+        Dot16<T, false>(high, x + 32 + 16 * half, ldx, p2);
       }
-      p1 = DotU8x16(low, x + 16 * half, p1);
-      p2 = DotU8x16(high, x + 32 + 16 * half, p2);
+      AddScaled<T>(p1, _mm256_set1_ps(d * static_cast<float>(sc1)), acc);
+      AddScaled<T>(p2, _mm256_set1_ps(d * static_cast<float>(sc2)), acc);
+      for (int t = 0; t < T; ++t) {
+        block_mins[t] += static_cast<float>(m1) * xsum[t * xsum_ld + g] + static_cast<float>(m2) * xsum[t * xsum_ld + g + 1];
+      }
     }
-    acc = _mm256_fmadd_ps(p1, _mm256_set1_ps(d * static_cast<float>(sc1)), acc);
-    acc = _mm256_fmadd_ps(p2, _mm256_set1_ps(d * static_cast<float>(sc2)), acc);
-    block_mins += static_cast<float>(m1) * xsum[g] + static_cast<float>(m2) * xsum[g + 1];
+    for (int t = 0; t < T; ++t) mins[t] += dmin * block_mins[t];
   }
-  mins += dmin * block_mins;
-}
-template <>
-inline void GemvBlock<DType::kQ4_K>(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins) {
-  GemvK45<false>(b, x, xsum, acc, mins);
-}
-template <>
-inline void GemvBlock<DType::kQ5_K>(const uint8_t* b, const float* x, const float* xsum, __m256& acc, float& mins) {
-  GemvK45<true>(b, x, xsum, acc, mins);
-}
+};
 
 // Q6_K: 16 groups of 16 with int8 scales; values (ql nibble | 2 bits of qh << 4) - 32. The bits
-// of 32 values are assembled at once in 256-bit registers, then dotted 16 at a time.
-template <>
-inline void GemvBlock<DType::kQ6_K>(const uint8_t* b, const float* x, const float*, __m256& acc, float&) {
-  const uint8_t* ql = b;
-  const uint8_t* qh = b + 128;
-  const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-  // The 16 scales times d, converted at once and read back as broadcasts.
-  const __m256 d = _mm256_set1_ps(F16Scalar(b + 208));
-  const __m128i sc16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sc));
-  alignas(32) float scale[16];
-  _mm256_store_ps(scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc16))));
-  _mm256_store_ps(scale + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc16, 8)))));
-  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), thirty_two = _mm256_set1_epi8(32);
-  for (int n = 0; n < 256; n += 128, ql += 64, qh += 32, x += 128) {
-    const float* s = scale + n / 16;
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
-    auto value = [&](__m256i nibbles, int shift) {  // (nibbles | ((h >> shift) & 3) << 4) - 32
-      const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, shift), low2), 4);
-      return _mm256_sub_epi8(_mm256_or_si256(nibbles, high), thirty_two);
-    };
-    const __m256i q[4] = {value(_mm256_and_si256(a, low4), 0), value(_mm256_and_si256(c, low4), 2),
-                          value(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), 4),
-                          value(_mm256_and_si256(_mm256_srli_epi16(c, 4), low4), 6)};
+// of 32 values are assembled at once in 256-bit registers, then dotted 16 at a time; the 16 scales
+// (times d) are converted at once and read back as broadcasts.
+struct GemvQ6_K {
+  static constexpr int64_t kValues = 256;
+  template <int T>
+  static void Block(const uint8_t* b, const float* x, int64_t ldx, const float*, int64_t, __m256* acc, float*) {
+    const uint8_t* ql = b;
+    const uint8_t* qh = b + 128;
+    const __m256 d = _mm256_set1_ps(F16Scalar(b + 208));
+    const __m128i sc16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
+    alignas(32) float scale[16];
+    _mm256_store_ps(scale, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc16))));
+    _mm256_store_ps(scale + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc16, 8)))));
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03), thirty_two = _mm256_set1_epi8(32);
+    for (int n = 0; n < 256; n += 128, ql += 64, qh += 32, x += 128) {
+      const float* s = scale + n / 16;
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+      auto value = [&](__m256i nibbles, int shift) {  // (nibbles | ((h >> shift) & 3) << 4) - 32
+        const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, shift), low2), 4);
+        return _mm256_sub_epi8(_mm256_or_si256(nibbles, high), thirty_two);
+      };
+      const __m256i q[4] = {value(_mm256_and_si256(a, low4), 0), value(_mm256_and_si256(c, low4), 2),
+                            value(_mm256_and_si256(_mm256_srli_epi16(a, 4), low4), 4),
+                            value(_mm256_and_si256(_mm256_srli_epi16(c, 4), low4), 6)};
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {  // values 32j .. 32j+31: groups 2j (first 16) and 2j+1
-      const __m256 p0 = DotI8x16(_mm256_castsi256_si128(q[j]), x + 32 * j, _mm256_setzero_ps());
-      const __m256 p1 = DotI8x16(_mm256_extracti128_si256(q[j], 1), x + 32 * j + 16, _mm256_setzero_ps());
-      acc = _mm256_fmadd_ps(p0, _mm256_broadcast_ss(s + 2 * j), acc);
-      acc = _mm256_fmadd_ps(p1, _mm256_broadcast_ss(s + 2 * j + 1), acc);
+      for (int j = 0; j < 4; ++j) {  // values 32j .. 32j+31: groups 2j (first 16) and 2j+1
+        __m256 p0[T], p1[T];
+        Zero<T>(p0);
+        Zero<T>(p1);
+        Dot16<T, true>(_mm256_castsi256_si128(q[j]), x + 32 * j, ldx, p0);
+        Dot16<T, true>(_mm256_extracti128_si256(q[j], 1), x + 32 * j + 16, ldx, p1);
+        AddScaled<T>(p0, _mm256_broadcast_ss(s + 2 * j), acc);
+        AddScaled<T>(p1, _mm256_broadcast_ss(s + 2 * j + 1), acc);
+      }
     }
   }
-}
+};
 
 template <class L>
 void PanelRows(const GemmArgs& a, int64_t n_begin, int64_t n_end);
 
-// y[t, n] (+)= dot(x[t, :], w[n, :]) for every token t, one token at a time, two rows at a time
-// (independent accumulator chains).
-template <DType kType>
-void GgmlGemvRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
-  constexpr int64_t kValues = kType == DType::kQ4_0 || kType == DType::kQ4_1 || kType == DType::kQ5_0 ||
-                                      kType == DType::kQ5_1
-                                  ? 32
-                                  : 256;
-  const size_t block_bytes = GgmlBlockBytes(kType);
-  const int64_t blocks = a.k / kValues;
+// Largest K the direct kernel takes (its activation sums live on the stack); beyond, the panel.
+constexpr int64_t kGemvMaxGroups = 4096;  // K <= 131072
+
+// y[t, n] (+)= dot(x[t, :], w[n, :]) for T tokens and rows [n_begin, n_end), two rows at a time
+// (independent accumulator chains); xsum[t * groups + g] is token t's sum over group g.
+template <class G, int T>
+void GemvTile(const GemmArgs& a, const float* x, const float* xsum, int64_t groups, float* y, int64_t n_begin,
+              int64_t n_end) {
+  const size_t block_bytes = static_cast<size_t>(a.row_bytes / (a.k / G::kValues));
+  const int64_t blocks = a.k / G::kValues;
+  constexpr int64_t kGroupsPerBlock = G::kValues / 32;
+  auto finish = [&](int64_t n, const __m256* acc, const float* mins) {
+    alignas(16) float sums[4];
+    for (int t = 0; t < T; ++t) {
+      _mm_store_ps(sums, Reduce4(acc[t], _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()));
+      const float v = sums[0] - mins[t];
+      float& out = y[t * a.ldy + n];
+      out = a.accumulate ? out + v : v;
+    }
+  };
+  int64_t n = n_begin;
+  for (; n + 2 <= n_end; n += 2) {
+    const uint8_t* r0 = a.w + static_cast<size_t>(n) * a.row_bytes;
+    const uint8_t* r1 = r0 + a.row_bytes;
+    // The next pair of rows streams in while this one is computed (rows of a few KiB end before
+    // the hardware prefetcher has ramped up).
+    const uint8_t* next = n + 4 <= n_end ? r1 + a.row_bytes : nullptr;
+    __m256 acc0[T], acc1[T];
+    Zero<T>(acc0);
+    Zero<T>(acc1);
+    float mins0[T] = {}, mins1[T] = {};
+    for (int64_t bi = 0; bi < blocks; ++bi) {
+      if (next != nullptr) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + bi * block_bytes), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(next + a.row_bytes + bi * block_bytes), _MM_HINT_T0);
+      }
+      const float* xb = x + bi * G::kValues;
+      const float* sb = xsum + bi * kGroupsPerBlock;
+      G::template Block<T>(r0 + bi * block_bytes, xb, a.ldx, sb, groups, acc0, mins0);
+      G::template Block<T>(r1 + bi * block_bytes, xb, a.ldx, sb, groups, acc1, mins1);
+    }
+    finish(n, acc0, mins0);
+    finish(n + 1, acc1, mins1);
+  }
+  for (; n < n_end; ++n) {
+    const uint8_t* r0 = a.w + static_cast<size_t>(n) * a.row_bytes;
+    __m256 acc0[T];
+    Zero<T>(acc0);
+    float mins0[T] = {};
+    for (int64_t bi = 0; bi < blocks; ++bi) {
+      G::template Block<T>(r0 + bi * block_bytes, x + bi * G::kValues, a.ldx, xsum + bi * kGroupsPerBlock, groups,
+                           acc0, mins0);
+    }
+    finish(n, acc0, mins0);
+  }
+}
+
+// Tokens in groups of up to 3, each group's weights decoded once.
+template <class G>
+void GgmlDirectRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
+  const int64_t groups = a.k / 32;
   // On the stack (no std::vector here: a library template instantiated in this file could be
-  // picked by the linker for generic code). K up to 131072; beyond, the panel kernel.
-  constexpr int64_t kMaxGroups = 4096;
-  if (a.k / 32 > kMaxGroups) return PanelRows<GgmlRows>(a, n_begin, n_end);
-  alignas(32) float xsum[kMaxGroups];
-  for (int64_t t = 0; t < a.m; ++t) {
-    const float* x = a.x + t * a.ldx;
-    float* y = a.y + t * a.ldy;
-    for (int64_t g = 0; g < a.k / 32; ++g) {
-      __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x + 32 * g), _mm256_loadu_ps(x + 32 * g + 8)),
-                               _mm256_add_ps(_mm256_loadu_ps(x + 32 * g + 16), _mm256_loadu_ps(x + 32 * g + 24)));
-      const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-      const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
-      xsum[g] = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
-    }
-    int64_t n = n_begin;
-    for (; n + 2 <= n_end; n += 2) {
-      const uint8_t* r0 = a.w + static_cast<size_t>(n) * a.row_bytes;
-      const uint8_t* r1 = r0 + a.row_bytes;
-      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-      float mins0 = 0.0f, mins1 = 0.0f;
-      // The next pair of rows streams in while this one is computed (rows of a few KiB end before
-      // the hardware prefetcher has ramped up).
-      const uint8_t* next = n + 4 <= n_end ? r1 + a.row_bytes : nullptr;
-      for (int64_t bi = 0; bi < blocks; ++bi) {
-        if (next != nullptr) {
-          _mm_prefetch(reinterpret_cast<const char*>(next + bi * block_bytes), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(next + a.row_bytes + bi * block_bytes), _MM_HINT_T0);
-        }
-        const float* xb = x + bi * kValues;
-        const float* sb = xsum + bi * (kValues / 32);
-        GemvBlock<kType>(r0 + bi * block_bytes, xb, sb, acc0, mins0);
-        GemvBlock<kType>(r1 + bi * block_bytes, xb, sb, acc1, mins1);
+  // picked by the linker for generic code).
+  if (groups > kGemvMaxGroups) return PanelRows<GgmlRows>(a, n_begin, n_end);
+  alignas(32) float xsum[3 * kGemvMaxGroups];
+  for (int64_t t0 = 0; t0 < a.m; t0 += 3) {
+    const int tt = static_cast<int>(MinI64(3, a.m - t0));
+    const float* x = a.x + t0 * a.ldx;
+    for (int t = 0; t < tt; ++t) {
+      for (int64_t g = 0; g < groups; ++g) {
+        const float* xg = x + t * a.ldx + 32 * g;
+        const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xg), _mm256_loadu_ps(xg + 8)),
+                                       _mm256_add_ps(_mm256_loadu_ps(xg + 16), _mm256_loadu_ps(xg + 24)));
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        xsum[t * groups + g] = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
       }
-      alignas(16) float sums[4];
-      _mm_store_ps(sums, Reduce4(acc0, acc1, _mm256_setzero_ps(), _mm256_setzero_ps()));
-      const float v0 = sums[0] - mins0, v1 = sums[1] - mins1;
-      y[n] = a.accumulate ? y[n] + v0 : v0;
-      y[n + 1] = a.accumulate ? y[n + 1] + v1 : v1;
     }
-    for (; n < n_end; ++n) {
-      const uint8_t* r0 = a.w + static_cast<size_t>(n) * a.row_bytes;
-      __m256 acc0 = _mm256_setzero_ps();
-      float mins0 = 0.0f;
-      for (int64_t bi = 0; bi < blocks; ++bi) {
-        GemvBlock<kType>(r0 + bi * block_bytes, x + bi * kValues, xsum + bi * (kValues / 32), acc0, mins0);
-      }
-      alignas(16) float sums[4];
-      _mm_store_ps(sums, Reduce4(acc0, _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()));
-      const float v0 = sums[0] - mins0;
-      y[n] = a.accumulate ? y[n] + v0 : v0;
+    float* y = a.y + t0 * a.ldy;
+    switch (tt) {
+      case 1: GemvTile<G, 1>(a, x, xsum, groups, y, n_begin, n_end); break;
+      case 2: GemvTile<G, 2>(a, x, xsum, groups, y, n_begin, n_end); break;
+      default: GemvTile<G, 3>(a, x, xsum, groups, y, n_begin, n_end); break;
     }
   }
 }
@@ -964,26 +1020,26 @@ void DirectAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
         GenericKernels().direct(a, n_begin, n_end);
       }
       return;
-    case DType::kQ4_0:  // the decode GEMV: one token at a time
-      GgmlGemvRows<DType::kQ4_0>(a, n_begin, n_end);
+    case DType::kQ4_0:  // blocks dotted as small integers, up to 3 tokens per decode
+      GgmlDirectRows<GemvQ4_0>(a, n_begin, n_end);
       return;
     case DType::kQ4_1:
-      GgmlGemvRows<DType::kQ4_1>(a, n_begin, n_end);
+      GgmlDirectRows<GemvQ4_1>(a, n_begin, n_end);
       return;
     case DType::kQ5_0:
-      GgmlGemvRows<DType::kQ5_0>(a, n_begin, n_end);
+      GgmlDirectRows<GemvQ5<false>>(a, n_begin, n_end);
       return;
     case DType::kQ5_1:
-      GgmlGemvRows<DType::kQ5_1>(a, n_begin, n_end);
+      GgmlDirectRows<GemvQ5<true>>(a, n_begin, n_end);
       return;
     case DType::kQ4_K:
-      GgmlGemvRows<DType::kQ4_K>(a, n_begin, n_end);
+      GgmlDirectRows<GemvK45<false>>(a, n_begin, n_end);
       return;
     case DType::kQ5_K:
-      GgmlGemvRows<DType::kQ5_K>(a, n_begin, n_end);
+      GgmlDirectRows<GemvK45<true>>(a, n_begin, n_end);
       return;
     case DType::kQ6_K:
-      GgmlGemvRows<DType::kQ6_K>(a, n_begin, n_end);
+      GgmlDirectRows<GemvQ6_K>(a, n_begin, n_end);
       return;
     case DType::kF8E4M3:
     case DType::kI32:
