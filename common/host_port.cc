@@ -51,6 +51,10 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view address, bool allow_por
   return HostPort{std::string(host), port};
 }
 
+absl::Status ValidateHost(absl::string_view host) {
+  return ParseHostPort(JoinHostPort(host, 1)).status();
+}
+
 std::string JoinHostPort(absl::string_view host, int port) {
   if (absl::StrContains(host, ':')) return absl::StrCat("[", host, "]:", port);
   return absl::StrCat(host, ":", port);

@@ -21,6 +21,10 @@ struct HostPort {
 // not a decimal number in [1, 65535] ([0, 65535] with `allow_port_zero`, 0 meaning "any free").
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view address, bool allow_port_zero = false);
 
+// A host on its own: a DNS name, an IPv4 literal or an IPv6 literal without brackets, checked as
+// ParseHostPort checks the host part. Errors: kInvalidArgument.
+absl::Status ValidateHost(absl::string_view host);
+
 // "host:port", bracketing an IPv6 literal.
 std::string JoinHostPort(absl::string_view host, int port);
 

@@ -70,6 +70,11 @@ TEST(HostPortTest, JoinBracketsIpv6AndRoundTrips) {
   }
 }
 
+TEST(HostPortTest, HostsOnTheirOwn) {
+  for (const char* ok : {"node-1", "10.0.0.2", "::", "fe80::1%eth0", "a.b_c"}) EXPECT_TRUE(ValidateHost(ok).ok()) << ok;
+  for (const char* bad : {"", "a b", "x/y", "http://x", "[::]x"}) EXPECT_FALSE(ValidateHost(bad).ok()) << bad;
+}
+
 TEST(HostPortTest, Wildcards) {
   EXPECT_TRUE(IsWildcardHost("0.0.0.0"));
   EXPECT_TRUE(IsWildcardHost("::"));

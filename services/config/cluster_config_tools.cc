@@ -21,11 +21,8 @@ namespace {
 absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError(std::string(what)); }
 
 absl::Status CheckHost(const std::string& host, absl::string_view flag) {
-  if (host.empty()) return absl::OkStatus();
-  const bool ipv6 = host.find(':') != std::string::npos;
-  absl::StatusOr<HostPort> p = ParseHostPort(ipv6 ? absl::StrCat("[", host, "]:1") : absl::StrCat(host, ":1"));
-  if (!p.ok()) return Invalid(absl::StrCat(flag, " \"", host, "\" is not a host name or address"));
-  return absl::OkStatus();
+  if (host.empty() || ValidateHost(host).ok()) return absl::OkStatus();
+  return Invalid(absl::StrCat(flag, " \"", host, "\" is not a host name or address"));
 }
 
 absl::Status CheckPort(int port, absl::string_view flag, int members) {

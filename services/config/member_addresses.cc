@@ -35,26 +35,22 @@ absl::StatusOr<std::string> Resolve(absl::string_view what, const std::string& l
   return JoinHostPort(host, parsed->port);
 }
 
-absl::Status CheckBindHost(const std::string& host) {
-  if (host.empty()) return absl::OkStatus();
-  // A host is well-formed when "host:1" parses; IPv6 literals may come with or without brackets.
-  const bool bare_ipv6 = host.find(':') != std::string::npos && host.front() != '[';
-  absl::StatusOr<HostPort> p = ParseHostPort(bare_ipv6 ? absl::StrCat("[", host, "]:1") : absl::StrCat(host, ":1"));
-  if (!p.ok()) return absl::InvalidArgumentError(absl::StrCat("--bind-host \"", host, "\" is not a host name or address"));
-  return absl::OkStatus();
-}
-
-std::string Unbracketed(const std::string& host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') return host.substr(1, host.size() - 2);
-  return host;
+// --bind-host: a host, an IPv6 literal with or without brackets; returned without them.
+absl::StatusOr<std::string> BindHost(const std::string& host) {
+  if (host.empty()) return host;
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  std::string bare = bracketed ? host.substr(1, host.size() - 2) : host;
+  if (!ValidateHost(bare).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--bind-host \"", host, "\" is not a host name or address"));
+  }
+  return bare;
 }
 
 }  // namespace
 
 absl::StatusOr<BindAddresses> CoordinatorBindAddresses(const v1::CoordinatorConfig& c, const BindOverrides& o) {
-  VERDICT_RETURN_IF_ERROR(CheckBindHost(o.host));
+  VERDICT_ASSIGN_OR_RETURN(const std::string host, BindHost(o.host));
   if (!o.data.empty()) return absl::InvalidArgumentError("--data-bind: the coordinator has no activation listener");
-  const std::string host = Unbracketed(o.host);
   BindAddresses b;
   VERDICT_ASSIGN_OR_RETURN(b.grpc, Resolve("coordinator.listen", c.listen(), c.bind(), "--bind", o.grpc, host));
   VERDICT_ASSIGN_OR_RETURN(b.admin, Resolve("coordinator.admin_listen", c.admin_listen(), c.admin_bind(),
@@ -65,10 +61,9 @@ absl::StatusOr<BindAddresses> CoordinatorBindAddresses(const v1::CoordinatorConf
 }
 
 absl::StatusOr<BindAddresses> DraftBindAddresses(const v1::DraftWorkerConfig& c, const BindOverrides& o) {
-  VERDICT_RETURN_IF_ERROR(CheckBindHost(o.host));
+  VERDICT_ASSIGN_OR_RETURN(const std::string host, BindHost(o.host));
   if (!o.data.empty()) return absl::InvalidArgumentError("--data-bind: the draft worker has no activation listener");
   if (!o.http.empty()) return absl::InvalidArgumentError("--http-bind: only the coordinator serves the HTTP API");
-  const std::string host = Unbracketed(o.host);
   BindAddresses b;
   VERDICT_ASSIGN_OR_RETURN(b.grpc, Resolve("draft.listen", c.listen(), c.bind(), "--bind", o.grpc, host));
   VERDICT_ASSIGN_OR_RETURN(b.admin,
@@ -77,11 +72,10 @@ absl::StatusOr<BindAddresses> DraftBindAddresses(const v1::DraftWorkerConfig& c,
 }
 
 absl::StatusOr<BindAddresses> ShardBindAddresses(const v1::ClusterConfig& config, int shard, const BindOverrides& o) {
-  VERDICT_RETURN_IF_ERROR(CheckBindHost(o.host));
+  VERDICT_ASSIGN_OR_RETURN(const std::string host, BindHost(o.host));
   if (!o.http.empty()) return absl::InvalidArgumentError("--http-bind: only the coordinator serves the HTTP API");
   const v1::TargetShardConfig& c = config.shards(shard);
   const std::string name = absl::StrCat("shards[", shard, "]");
-  const std::string host = Unbracketed(o.host);
   BindAddresses b;
   VERDICT_ASSIGN_OR_RETURN(b.grpc, Resolve(name + ".listen", c.listen(), c.bind(), "--bind", o.grpc, host));
   VERDICT_ASSIGN_OR_RETURN(b.admin, Resolve(name + ".admin_listen", c.admin_listen(), c.admin_bind(), "--admin-bind",
