@@ -390,28 +390,6 @@ inline void Store16(__m128i q, __m256i offset, __m256 scale, __m256 bias, float*
   _mm256_storeu_ps(out + 8, b);
 }
 
-void DequantizeQ4_0Avx2(const uint8_t* block, int64_t blocks, float* out) {
-  const __m256i eight = _mm256_set1_epi32(8);
-  for (int64_t b = 0; b < blocks; ++b, block += 18, out += 32) {
-    const __m256 d = _mm256_set1_ps(F16Scalar(block));
-    __m128i low, high;
-    SplitNibbles(block + 2, &low, &high);
-    Store16<false>(low, eight, d, d, out);
-    Store16<false>(high, eight, d, d, out + 16);
-  }
-}
-
-void DequantizeQ4_1Avx2(const uint8_t* block, int64_t blocks, float* out) {
-  const __m256i zero = _mm256_setzero_si256();
-  for (int64_t b = 0; b < blocks; ++b, block += 20, out += 32) {
-    const __m256 d = _mm256_set1_ps(F16Scalar(block)), m = _mm256_set1_ps(F16Scalar(block + 2));
-    __m128i low, high;
-    SplitNibbles(block + 4, &low, &high);
-    Store16<true>(low, zero, d, m, out);
-    Store16<true>(high, zero, d, m, out + 16);
-  }
-}
-
 void DequantizeQ4_KAvx2(const uint8_t* block, int64_t blocks, float* out) {
   const __m256i zero = _mm256_setzero_si256();
   for (int64_t b = 0; b < blocks; ++b, block += 144) {
@@ -444,21 +422,38 @@ inline __m128i FifthBits16(uint32_t bits) {
   return _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread, bit), bit), _mm_set1_epi8(0x10));
 }
 
-template <bool kQ5_1>
-void DequantizeQ5Avx2(const uint8_t* block, int64_t blocks, float* out) {
-  constexpr int kBytes = kQ5_1 ? 24 : 22;
-  const __m256i offset = kQ5_1 ? _mm256_setzero_si256() : _mm256_set1_epi32(16);
-  for (int64_t b = 0; b < blocks; ++b, block += kBytes, out += 32) {
+// The four formats of 32-value blocks: f16 d; f16 m (Q4_1, Q5_1: w = d*q + m); 32 fifth bits
+// (Q5_0, Q5_1); 16 bytes of nibbles (low nibbles values 0..15, high 16..31). Without m the values
+// are centred: q - 8 (Q4_0) or q - 16 (Q5_0). The dequantization and the direct kernel share it.
+template <bool kFifth, bool kMin>
+struct Block32 {
+  static constexpr int kQh = kMin ? 4 : 2;
+  static constexpr int kQs = kQh + (kFifth ? 4 : 0);
+  static constexpr int kBytes = kQs + 16;
+  static constexpr int kOffset = kMin ? 0 : kFifth ? 16 : 8;
+  // The unsigned values (before the offset) of values 0..15 and 16..31.
+  static void Unpack(const uint8_t* b, __m128i* low, __m128i* high) {
+    SplitNibbles(b + kQs, low, high);
+    if constexpr (kFifth) {
+      uint32_t qh;
+      std::memcpy(&qh, b + kQh, 4);
+      *low = _mm_or_si128(*low, FifthBits16(qh & 0xFFFF));
+      *high = _mm_or_si128(*high, FifthBits16(qh >> 16));
+    }
+  }
+};
+
+template <bool kFifth, bool kMin>
+void DequantizeBlock32Avx2(const uint8_t* block, int64_t blocks, float* out) {
+  using B = Block32<kFifth, kMin>;
+  const __m256i offset = _mm256_set1_epi32(B::kOffset);
+  for (int64_t i = 0; i < blocks; ++i, block += B::kBytes, out += 32) {
     const __m256 d = _mm256_set1_ps(F16Scalar(block));
-    const __m256 m = kQ5_1 ? _mm256_set1_ps(F16Scalar(block + 2)) : d;
-    uint32_t qh;
-    std::memcpy(&qh, block + (kQ5_1 ? 4 : 2), 4);
+    const __m256 m = kMin ? _mm256_set1_ps(F16Scalar(block + 2)) : d;
     __m128i low, high;
-    SplitNibbles(block + (kQ5_1 ? 8 : 6), &low, &high);
-    low = _mm_or_si128(low, FifthBits16(qh & 0xFFFF));
-    high = _mm_or_si128(high, FifthBits16(qh >> 16));
-    Store16<kQ5_1>(low, offset, d, m, out);
-    Store16<kQ5_1>(high, offset, d, m, out + 16);
+    B::Unpack(block, &low, &high);
+    Store16<kMin>(low, offset, d, m, out);
+    Store16<kMin>(high, offset, d, m, out + 16);
   }
 }
 
@@ -565,62 +560,29 @@ inline void AddScaled(const __m256* part, __m256 scale, __m256* acc) {
 
 // One block of each format: Block<T>(b, x, ldx, xsum, xsum_ld, acc, mins) adds d * sum q x to
 // acc[t] and m * sum x to mins[t] for T tokens; x points at the block's first value in token 0,
-// xsum at its first 32-value group's sum in token 0 (token t's at + t * xsum_ld).
-struct GemvQ4_0 {
+// xsum at its first 32-value group's sum in token 0 (token t's at + t * xsum_ld; computed only
+// when kNeedsSums).
+template <bool kFifth, bool kMin>
+struct GemvBlock32 {
   static constexpr int64_t kValues = 32;
-  template <int T>
-  static void Block(const uint8_t* b, const float* x, int64_t ldx, const float*, int64_t, __m256* acc, float*) {
-    __m128i low, high;
-    SplitNibbles(b + 2, &low, &high);
-    const __m128i eight = _mm_set1_epi8(8);
-    __m256 part[T];
-    Zero<T>(part);
-    Dot16<T, true>(_mm_sub_epi8(low, eight), x, ldx, part);
-    Dot16<T, true>(_mm_sub_epi8(high, eight), x + 16, ldx, part);
-    AddScaled<T>(part, _mm256_set1_ps(F16Scalar(b)), acc);
-  }
-};
-
-struct GemvQ4_1 {
-  static constexpr int64_t kValues = 32;
+  static constexpr bool kNeedsSums = kMin;
   template <int T>
   static void Block(const uint8_t* b, const float* x, int64_t ldx, const float* xsum, int64_t xsum_ld, __m256* acc,
                     float* mins) {
+    using L = Block32<kFifth, kMin>;
     __m128i low, high;
-    SplitNibbles(b + 4, &low, &high);
+    L::Unpack(b, &low, &high);
     __m256 part[T];
     Zero<T>(part);
-    Dot16<T, false>(low, x, ldx, part);
-    Dot16<T, false>(high, x + 16, ldx, part);
-    AddScaled<T>(part, _mm256_set1_ps(F16Scalar(b)), acc);
-    const float m = F16Scalar(b + 2);
-    for (int t = 0; t < T; ++t) mins[t] -= m * xsum[t * xsum_ld];  // Q4_1 adds its m: w = d*q + m
-  }
-};
-
-template <bool kQ5_1>
-struct GemvQ5 {
-  static constexpr int64_t kValues = 32;
-  template <int T>
-  static void Block(const uint8_t* b, const float* x, int64_t ldx, const float* xsum, int64_t xsum_ld, __m256* acc,
-                    float* mins) {
-    uint32_t qh;
-    std::memcpy(&qh, b + (kQ5_1 ? 4 : 2), 4);
-    __m128i low, high;
-    SplitNibbles(b + (kQ5_1 ? 8 : 6), &low, &high);
-    low = _mm_or_si128(low, FifthBits16(qh & 0xFFFF));
-    high = _mm_or_si128(high, FifthBits16(qh >> 16));
-    __m256 part[T];
-    Zero<T>(part);
-    if constexpr (kQ5_1) {
+    if constexpr (kMin) {
       Dot16<T, false>(low, x, ldx, part);
       Dot16<T, false>(high, x + 16, ldx, part);
       const float m = F16Scalar(b + 2);
-      for (int t = 0; t < T; ++t) mins[t] -= m * xsum[t * xsum_ld];
+      for (int t = 0; t < T; ++t) mins[t] -= m * xsum[t * xsum_ld];  // these add their m: w = d*q + m
     } else {
-      const __m128i sixteen = _mm_set1_epi8(16);
-      Dot16<T, true>(_mm_sub_epi8(low, sixteen), x, ldx, part);
-      Dot16<T, true>(_mm_sub_epi8(high, sixteen), x + 16, ldx, part);
+      const __m128i offset = _mm_set1_epi8(L::kOffset);
+      Dot16<T, true>(_mm_sub_epi8(low, offset), x, ldx, part);
+      Dot16<T, true>(_mm_sub_epi8(high, offset), x + 16, ldx, part);
     }
     AddScaled<T>(part, _mm256_set1_ps(F16Scalar(b)), acc);
   }
@@ -631,6 +593,7 @@ struct GemvQ5 {
 template <bool kQ5>
 struct GemvK45 {
   static constexpr int64_t kValues = 256;
+  static constexpr bool kNeedsSums = true;
   template <int T>
   static void Block(const uint8_t* b, const float* x, int64_t ldx, const float* xsum, int64_t xsum_ld, __m256* acc,
                     float* mins) {
@@ -673,6 +636,7 @@ struct GemvK45 {
 // (times d) are converted at once and read back as broadcasts.
 struct GemvQ6_K {
   static constexpr int64_t kValues = 256;
+  static constexpr bool kNeedsSums = false;
   template <int T>
   static void Block(const uint8_t* b, const float* x, int64_t ldx, const float*, int64_t, __m256* acc, float*) {
     const uint8_t* ql = b;
@@ -780,7 +744,7 @@ void GgmlDirectRows(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   for (int64_t t0 = 0; t0 < a.m; t0 += 3) {
     const int tt = static_cast<int>(MinI64(3, a.m - t0));
     const float* x = a.x + t0 * a.ldx;
-    for (int t = 0; t < tt; ++t) {
+    for (int t = 0; t < (G::kNeedsSums ? tt : 0); ++t) {  // only formats with mins use them
       for (int64_t g = 0; g < groups; ++g) {
         const float* xg = x + t * a.ldx + 32 * g;
         const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xg), _mm256_loadu_ps(xg + 8)),
@@ -807,11 +771,11 @@ void DequantizeGgmlRowAvx2(DType dtype, const uint8_t* row, int64_t k0, int64_t 
   const int64_t per_block = GgmlBlockValues(dtype);
   const uint8_t* first = row + static_cast<size_t>(k0 / per_block) * GgmlBlockBytes(dtype);
   switch (dtype) {
-    case DType::kQ4_0: return DequantizeQ4_0Avx2(first, count / per_block, out);
-    case DType::kQ4_1: return DequantizeQ4_1Avx2(first, count / per_block, out);
+    case DType::kQ4_0: return DequantizeBlock32Avx2<false, false>(first, count / per_block, out);
+    case DType::kQ4_1: return DequantizeBlock32Avx2<false, true>(first, count / per_block, out);
     case DType::kQ4_K: return DequantizeQ4_KAvx2(first, count / per_block, out);
-    case DType::kQ5_0: return DequantizeQ5Avx2<false>(first, count / per_block, out);
-    case DType::kQ5_1: return DequantizeQ5Avx2<true>(first, count / per_block, out);
+    case DType::kQ5_0: return DequantizeBlock32Avx2<true, false>(first, count / per_block, out);
+    case DType::kQ5_1: return DequantizeBlock32Avx2<true, true>(first, count / per_block, out);
     case DType::kQ5_K: return DequantizeQ5_KAvx2(first, count / per_block, out);
     case DType::kQ6_K: return DequantizeQ6_KAvx2(first, count / per_block, out);
     default: return DequantizeGgmlRow(dtype, row, k0, count, out);
@@ -1021,16 +985,16 @@ void DirectAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
       }
       return;
     case DType::kQ4_0:  // blocks dotted as small integers, up to 3 tokens per decode
-      GgmlDirectRows<GemvQ4_0>(a, n_begin, n_end);
+      GgmlDirectRows<GemvBlock32<false, false>>(a, n_begin, n_end);
       return;
     case DType::kQ4_1:
-      GgmlDirectRows<GemvQ4_1>(a, n_begin, n_end);
+      GgmlDirectRows<GemvBlock32<false, true>>(a, n_begin, n_end);
       return;
     case DType::kQ5_0:
-      GgmlDirectRows<GemvQ5<false>>(a, n_begin, n_end);
+      GgmlDirectRows<GemvBlock32<true, false>>(a, n_begin, n_end);
       return;
     case DType::kQ5_1:
-      GgmlDirectRows<GemvQ5<true>>(a, n_begin, n_end);
+      GgmlDirectRows<GemvBlock32<true, true>>(a, n_begin, n_end);
       return;
     case DType::kQ4_K:
       GgmlDirectRows<GemvK45<false>>(a, n_begin, n_end);
